@@ -1,0 +1,241 @@
+package config
+
+import (
+	"fmt"
+	"reflect"
+	"strings"
+	"time"
+)
+
+func reflectValue(p any) reflect.Value { return reflect.ValueOf(p).Elem() }
+
+func (d *decoder) failAt(p Pos, path, format string, args ...any) {
+	if len(d.errs) >= maxErrors {
+		return
+	}
+	d.errs = append(d.errs, &Error{File: d.file, Path: path, Line: p.Line, Column: p.Column, Msg: fmt.Sprintf(format, args...)})
+}
+
+// checkSemantics catches what the shape alone cannot: one-of choices the
+// schema expresses with oneOf, enums, durations, and tailgate's own
+// limits. CEL is checked later, by the compiler, which knows the phases.
+func (d *decoder) checkSemantics(f *File) {
+	if f.Config != nil && f.Config.Logging != nil {
+		switch f.Config.Logging.Format {
+		case "", "text", "json":
+		default:
+			d.failAt(Pos{}, "config.logging.format", "expected text or json, got %q", f.Config.Logging.Format)
+		}
+	}
+	if t := f.Tailnet; t != nil {
+		d.checkTailnet(t)
+	}
+	ports := map[int]string{}
+	for bi := range f.Binds {
+		b := &f.Binds[bi]
+		bp := fmt.Sprintf("binds[%d]", bi)
+		if b.Port < 1 || b.Port > 65535 {
+			d.failAt(b.Pos, bp+".port", "port must be between 1 and 65535, got %d", b.Port)
+		}
+		if prev, dup := ports[b.Port]; dup {
+			d.failAt(b.Pos, bp+".port", "port %d is already used by %s", b.Port, prev)
+		}
+		ports[b.Port] = bp
+		if b.Tailnet && f.Tailnet == nil {
+			d.failAt(b.Pos, bp+".tailnet", "a tailnet bind needs a top-level tailnet: block")
+		}
+		var protos []string
+		for li := range b.Listeners {
+			l := &b.Listeners[li]
+			lp := fmt.Sprintf("%s.listeners[%d]", bp, li)
+			switch l.Protocol {
+			case "", "HTTP":
+				protos = append(protos, "HTTP")
+				if l.TLS != nil {
+					d.failAt(l.TLS.Pos, lp+".tls", "tls is set but protocol is HTTP; use protocol: HTTPS")
+				}
+			case "HTTPS":
+				protos = append(protos, "HTTPS")
+				if l.TLS == nil {
+					d.failAt(l.Pos, lp+".tls", "protocol HTTPS needs tls: {cert, key}")
+				}
+			case "TLS", "TCP", "HBONE":
+				d.failAt(l.Pos, lp+".protocol", "protocol %s is not supported by tailgate yet", l.Protocol)
+			default:
+				d.failAt(l.Pos, lp+".protocol", "expected HTTP or HTTPS, got %q", l.Protocol)
+			}
+			if l.Policies != nil {
+				d.checkGatewayPolicies(l.Policies, lp+".policies")
+			}
+			for ri := range l.Routes {
+				d.checkRoute(&l.Routes[ri], fmt.Sprintf("%s.routes[%d]", lp, ri))
+			}
+		}
+		for _, p := range protos[min(1, len(protos)):] {
+			if p != protos[0] {
+				d.failAt(b.Pos, bp+".listeners", "listeners on one bind must all be HTTP or all HTTPS")
+				break
+			}
+		}
+	}
+}
+
+func (d *decoder) checkTailnet(t *Tailnet) {
+	if t.Ephemeral == (t.StateDir != "") {
+		d.failAt(t.Pos, "tailnet", "set exactly one of stateDir (a persistent node) or ephemeral: true")
+	}
+	if a := t.AuthKey; a != nil && (a.Env == "") == (a.File == "") {
+		d.failAt(a.Pos, "tailnet.authKey", "set exactly one of env or file (the key itself never goes in the config file)")
+	}
+	for i, tag := range t.Tags {
+		if !strings.HasPrefix(tag, "tag:") || len(tag) == len("tag:") {
+			d.failAt(t.Pos, fmt.Sprintf("tailnet.tags[%d]", i), "tags look like tag:name, got %q", tag)
+		}
+	}
+}
+
+func (d *decoder) checkGatewayPolicies(p *GatewayPolicies, path string) {
+	if p.JWTAuth != nil {
+		d.checkJWT(p.JWTAuth, path+".jwtAuth")
+	}
+	if p.ExtAuthz != nil {
+		d.checkExtAuthz(p.ExtAuthz, path+".extAuthz")
+	}
+	if p.CORS != nil {
+		d.checkDuration(p.CORS.Pos, path+".cors.maxAge", p.CORS.MaxAge, true)
+	}
+}
+
+func (d *decoder) checkRoute(r *Route, path string) {
+	for mi, m := range r.Matches {
+		if m.Method != "" && strings.ToUpper(m.Method) != m.Method {
+			d.failAt(m.Pos, fmt.Sprintf("%s.matches[%d].method", path, mi), "methods are upper case, got %q", m.Method)
+		}
+	}
+	if len(r.Backends) == 0 {
+		d.failAt(r.Pos, path+".backends", "a route needs at least one backend")
+	}
+	for bi := range r.Backends {
+		b := &r.Backends[bi]
+		bp := fmt.Sprintf("%s.backends[%d]", path, bi)
+		if b.Host == "" && !d.hasErrorUnder(bp) {
+			d.failAt(b.Pos, bp, "backend needs host: <host:port>")
+		}
+	}
+	p := r.Policies
+	if p == nil {
+		return
+	}
+	if p.JWTAuth != nil {
+		d.checkJWT(p.JWTAuth, path+".policies.jwtAuth")
+	}
+	if p.ExtAuthz != nil {
+		d.checkExtAuthz(p.ExtAuthz, path+".policies.extAuthz")
+	}
+	if p.CORS != nil {
+		d.checkDuration(p.CORS.Pos, path+".policies.cors.maxAge", p.CORS.MaxAge, true)
+	}
+	if t := p.Timeout; t != nil {
+		d.checkDuration(t.Pos, path+".policies.timeout.requestTimeout", t.RequestTimeout, true)
+		d.checkDuration(t.Pos, path+".policies.timeout.backendRequestTimeout", t.BackendRequestTimeout, true)
+	}
+	if rl := p.LocalRateLimit; rl != nil {
+		for i, b := range rl.Buckets {
+			bp := fmt.Sprintf("%s.policies.localRateLimit[%d]", path, i)
+			d.checkDuration(b.Pos, bp+".fillInterval", b.FillInterval, false)
+			if b.Type != "" && b.Type != "requests" {
+				if b.Type == "tokens" {
+					d.failAt(b.Pos, bp+".type", "type tokens (LLM token budgets) is not supported by tailgate yet")
+				} else {
+					d.failAt(b.Pos, bp+".type", "expected requests or tokens, got %q", b.Type)
+				}
+			}
+			if b.MaxTokens == 0 {
+				d.failAt(b.Pos, bp+".maxTokens", "maxTokens must be at least 1")
+			}
+		}
+	}
+}
+
+func (d *decoder) checkDuration(p Pos, path, s string, optional bool) {
+	if s == "" {
+		if !optional {
+			d.failAt(p, path, "a duration is required, e.g. 1s")
+		}
+		return
+	}
+	if dur, err := time.ParseDuration(s); err != nil || dur <= 0 {
+		d.failAt(p, path, "expected a positive duration like 500ms, 10s or 1m, got %q", s)
+	}
+}
+
+var knownAlgs = map[string]bool{
+	"RS256": true, "RS384": true, "RS512": true,
+	"PS256": true, "PS384": true, "PS512": true,
+	"ES256": true, "ES384": true, "ES512": true,
+	"EdDSA": true, "HS256": true, "HS384": true, "HS512": true,
+}
+
+// checkJWT validates jwtAuth and folds the single-provider form into
+// Providers so the compiler sees one shape.
+func (d *decoder) checkJWT(j *JWTAuth, path string) {
+	switch j.Mode {
+	case "", "strict", "optional", "permissive":
+	default:
+		d.failAt(j.Pos, path+".mode", "expected strict, optional or permissive, got %q", j.Mode)
+	}
+	single := j.Issuer != "" || j.JWKS != nil || len(j.Audiences) > 0 || j.JWTValidationOptions != nil
+	switch {
+	case single && len(j.Providers) > 0:
+		d.failAt(j.Pos, path, "set either providers or issuer/jwks, not both")
+	case single:
+		if j.Issuer == "" {
+			d.failAt(j.Pos, path, "missing required key \"issuer\"")
+		}
+		if j.JWKS == nil {
+			d.failAt(j.Pos, path, "missing required key \"jwks\"")
+		}
+		j.Providers = []JWTProvider{{Pos: j.Pos, Issuer: j.Issuer, Audiences: j.Audiences, JWKS: j.JWKS, JWTValidationOptions: j.JWTValidationOptions, Algorithms: j.Algorithms}}
+	case len(j.Providers) == 0:
+		d.failAt(j.Pos, path, "set issuer and jwks (or providers)")
+	default:
+		for i := range j.Providers {
+			if len(j.Providers[i].Algorithms) == 0 {
+				j.Providers[i].Algorithms = j.Algorithms
+			}
+		}
+	}
+	for i, p := range j.Providers {
+		for _, a := range p.Algorithms {
+			if !knownAlgs[a] {
+				d.failAt(p.Pos, fmt.Sprintf("%s.providers[%d].algorithms", path, i), "unknown signing algorithm %q", a)
+			}
+		}
+	}
+}
+
+func (d *decoder) checkExtAuthz(e *ExtAuthz, path string) {
+	if e.Host == "" {
+		d.failAt(e.Pos, path, "missing required key \"host\"")
+	}
+	if e.Protocol == nil {
+		d.failAt(e.Pos, path+".protocol", "the default gRPC protocol is not supported by tailgate yet; set protocol: {http: {}}")
+	} else if e.Protocol.HTTP == nil {
+		d.failAt(e.Pos, path+".protocol", "expected http: {...}")
+	}
+	if f := e.FailureMode; f != nil && f.DenyWithStatus != 0 && (f.DenyWithStatus < 100 || f.DenyWithStatus > 599) {
+		d.failAt(f.Pos, path+".failureMode.denyWithStatus", "expected an HTTP status code, got %d", f.DenyWithStatus)
+	}
+}
+
+// hasErrorUnder reports whether a problem was already found at or below
+// path, so a follow-on complaint ("needs host" after "mcp not supported")
+// does not bury the real one.
+func (d *decoder) hasErrorUnder(path string) bool {
+	for _, e := range d.errs {
+		if e.Path == path || strings.HasPrefix(e.Path, path+".") {
+			return true
+		}
+	}
+	return false
+}

@@ -1,0 +1,595 @@
+// Package config reads a gateway config file: agentgateway's standalone
+// format (`agentgateway -f config.yaml`) for the features tailgate
+// implements, plus a small `tailnet:` block of tailgate's own.
+//
+// # What it does
+//
+// Load turns YAML into plain structs and nothing else: no CEL is compiled,
+// no file named inside is read, no socket is opened. That is the job of the
+// gateway's compile step. What Load guarantees is that the file is shaped
+// right, strictly:
+//
+//   - a key agentgateway does not have is an "unknown key" error;
+//   - a key agentgateway has but tailgate does not implement yet (for
+//     example `backends[].mcp`, `policies.retry`) is a "not supported by
+//     tailgate yet" error, so a feature is never silently ignored;
+//   - every error names the file, line, column and YAML path, and all of
+//     them are reported at once (ErrorList).
+//
+// # Usage
+//
+//	f, err := config.Load("config.yaml")
+//	if err != nil {
+//		return err // e.g. config.yaml:12:7: binds[0].listeners[0].routes[0].polices: unknown key (did you mean "policies"?)
+//	}
+//	for _, b := range f.Binds { ... }
+//
+// Types mirror the agentgateway JSON schema's names (LocalBind, LocalRoute,
+// FilterOrPolicy...) with the "Local" prefix dropped.
+package config
+
+import (
+	"fmt"
+	"os"
+
+	"gopkg.in/yaml.v3"
+)
+
+// File is a whole gateway config file.
+type File struct {
+	Config           *Settings         `yaml:"config"`
+	Binds            []Bind            `yaml:"binds"`
+	FrontendPolicies *FrontendPolicies `yaml:"frontendPolicies"`
+	// Tailnet is tailgate's own block: the embedded tsnet node that binds
+	// with `tailnet: true` are served on. Not part of agentgateway.
+	Tailnet *Tailnet `yaml:"tailnet"`
+
+	Policies    Unsupported `yaml:"policies"`
+	Workloads   Unsupported `yaml:"workloads"`
+	Services    Unsupported `yaml:"services"`
+	Backends    Unsupported `yaml:"backends"`
+	RouteGroups Unsupported `yaml:"routeGroups"`
+	Gateways    Unsupported `yaml:"gateways"`
+	Routes      Unsupported `yaml:"routes"`
+	TCPRoutes   Unsupported `yaml:"tcpRoutes"`
+	LLM         Unsupported `yaml:"llm"`
+	MCP         Unsupported `yaml:"mcp"`
+	UI          Unsupported `yaml:"ui"`
+}
+
+// Settings is agentgateway's top-level `config:` block. Only the admin
+// addresses and log format are honoured; they apply at start, not on
+// reload (as in agentgateway).
+type Settings struct {
+	AdminAddr     string   `yaml:"adminAddr"`
+	StatsAddr     string   `yaml:"statsAddr"`
+	ReadinessAddr string   `yaml:"readinessAddr"`
+	Logging       *Logging `yaml:"logging"`
+
+	EnableIPv6                       Unsupported `yaml:"enableIpv6"`
+	DNS                              Unsupported `yaml:"dns"`
+	LocalXDSPath                     Unsupported `yaml:"localXdsPath"`
+	ModelCatalog                     Unsupported `yaml:"modelCatalog"`
+	Database                         Unsupported `yaml:"database"`
+	Storage                          Unsupported `yaml:"storage"`
+	CAAddress                        Unsupported `yaml:"caAddress"`
+	CAAuthToken                      Unsupported `yaml:"caAuthToken"`
+	XDSAddress                       Unsupported `yaml:"xdsAddress"`
+	XDSAuthToken                     Unsupported `yaml:"xdsAuthToken"`
+	Spiffe                           Unsupported `yaml:"spiffe"`
+	Namespace                        Unsupported `yaml:"namespace"`
+	Gateway                          Unsupported `yaml:"gateway"`
+	TrustDomain                      Unsupported `yaml:"trustDomain"`
+	AdditionalTrustDomains           Unsupported `yaml:"additionalTrustDomains"`
+	SkipValidateTrustDomain          Unsupported `yaml:"skipValidateTrustDomain"`
+	ServiceAccount                   Unsupported `yaml:"serviceAccount"`
+	ClusterID                        Unsupported `yaml:"clusterId"`
+	Network                          Unsupported `yaml:"network"`
+	StandardAttributes               Unsupported `yaml:"standardAttributes"`
+	Histograms                       Unsupported `yaml:"histograms"`
+	Session                          Unsupported `yaml:"session"`
+	MCP                              Unsupported `yaml:"mcp"`
+	SensitiveHeaders                 Unsupported `yaml:"sensitiveHeaders"`
+	CustomFunctions                  Unsupported `yaml:"customFunctions"`
+	ConnectionTerminationDeadline    Unsupported `yaml:"connectionTerminationDeadline"`
+	ConnectionMinTerminationDeadline Unsupported `yaml:"connectionMinTerminationDeadline"`
+	WorkerThreads                    Unsupported `yaml:"workerThreads"`
+	Tracing                          Unsupported `yaml:"tracing"`
+	Metrics                          Unsupported `yaml:"metrics"`
+	Backend                          Unsupported `yaml:"backend"`
+	HBONE                            Unsupported `yaml:"hbone"`
+}
+
+// Logging is `config.logging`. Format is "text" (default) or "json" and
+// applies to the access log; Level is accepted for compatibility.
+type Logging struct {
+	Format string `yaml:"format"`
+	Level  string `yaml:"level"`
+
+	Filter   Unsupported `yaml:"filter"`
+	Fields   Unsupported `yaml:"fields"`
+	Database Unsupported `yaml:"database"`
+}
+
+// Tailnet configures the embedded Tailscale node (tsnet) that tailnet
+// binds listen on. Callers reaching the gateway through it are identified
+// with WhoIs and exposed to rules as source.tailscale.{node,user,tags}.
+type Tailnet struct {
+	Pos Pos `yaml:"-"`
+	// Hostname is the node's name on the tailnet (MagicDNS name).
+	Hostname string `yaml:"hostname,required"`
+	// ControlURL is the coordination server; empty means Tailscale's.
+	ControlURL string `yaml:"controlURL"`
+	// AuthKey says where to read the auth key; never inline, so the file
+	// can be shared and dumped without leaking it.
+	AuthKey *SecretRef `yaml:"authKey"`
+	// StateDir keeps the node's identity across restarts. Ephemeral nodes
+	// keep state in memory and leave the tailnet when the gateway stops;
+	// exactly one of the two must be set.
+	StateDir  string `yaml:"stateDir"`
+	Ephemeral bool   `yaml:"ephemeral"`
+	// Tags are advertised by the node (AdvertiseTags).
+	Tags []string `yaml:"tags"`
+}
+
+// SecretRef names where a secret lives: an environment variable or a file.
+type SecretRef struct {
+	Pos  Pos    `yaml:"-"`
+	Env  string `yaml:"env"`
+	File string `yaml:"file"`
+}
+
+// Bind is one port the gateway listens on.
+type Bind struct {
+	Pos       Pos        `yaml:"-"`
+	Port      int        `yaml:"port,required"`
+	Listeners []Listener `yaml:"listeners,required"`
+	// Tailnet (tailgate extension) serves this bind on the embedded
+	// tailnet node instead of the host's network.
+	Tailnet bool `yaml:"tailnet"`
+
+	TunnelProtocol Unsupported `yaml:"tunnelProtocol"`
+	Mode           Unsupported `yaml:"mode"`
+}
+
+// Listener is a protocol (and optionally a hostname) on a bind.
+type Listener struct {
+	Pos       Pos              `yaml:"-"`
+	Name      string           `yaml:"name"`
+	Namespace string           `yaml:"namespace"`
+	Hostname  string           `yaml:"hostname"`
+	Protocol  string           `yaml:"protocol"`
+	TLS       *TLS             `yaml:"tls"`
+	Routes    []Route          `yaml:"routes"`
+	Policies  *GatewayPolicies `yaml:"policies"`
+
+	TCPRoutes Unsupported `yaml:"tcpRoutes"`
+}
+
+// TLS is a listener's server certificate: PEM files.
+type TLS struct {
+	Pos  Pos    `yaml:"-"`
+	Cert string `yaml:"cert,required"`
+	Key  string `yaml:"key,required"`
+
+	Mode              Unsupported `yaml:"mode"`
+	Root              Unsupported `yaml:"root"`
+	Spiffe            Unsupported `yaml:"spiffe"`
+	CipherSuites      Unsupported `yaml:"cipherSuites"`
+	MinTLSVersion     Unsupported `yaml:"minTLSVersion"`
+	MinTLSVersion2    Unsupported `yaml:"minTlsVersion"`
+	MaxTLSVersion     Unsupported `yaml:"maxTLSVersion"`
+	MaxTLSVersion2    Unsupported `yaml:"maxTlsVersion"`
+	KeyExchangeGroups Unsupported `yaml:"keyExchangeGroups"`
+}
+
+// GatewayPolicies are listener-level policies; they run before the
+// route's own.
+type GatewayPolicies struct {
+	JWTAuth       *JWTAuth  `yaml:"jwtAuth"`
+	Authorization *RuleSet  `yaml:"authorization"`
+	ExtAuthz      *ExtAuthz `yaml:"extAuthz"`
+	CORS          *CORS     `yaml:"cors"`
+
+	OIDC            Unsupported `yaml:"oidc"`
+	ExtProc         Unsupported `yaml:"extProc"`
+	Transformations Unsupported `yaml:"transformations"`
+	BasicAuth       Unsupported `yaml:"basicAuth"`
+	APIKey          Unsupported `yaml:"apiKey"`
+}
+
+// Route sends matching requests through its policies to its backends.
+type Route struct {
+	Pos       Pos            `yaml:"-"`
+	Name      string         `yaml:"name"`
+	Namespace string         `yaml:"namespace"`
+	RuleName  string         `yaml:"ruleName"`
+	Hostnames []string       `yaml:"hostnames"`
+	Matches   []Match        `yaml:"matches"`
+	Policies  *RoutePolicies `yaml:"policies"`
+	Backends  []Backend      `yaml:"backends"`
+}
+
+// Match is one way a request can select a route; all set fields must
+// match. No matches at all means `path: {pathPrefix: /}`.
+type Match struct {
+	Pos     Pos          `yaml:"-"`
+	Headers []ValueMatch `yaml:"headers"`
+	Path    *PathMatch   `yaml:"path"`
+	Method  string       `yaml:"method"`
+	Query   []ValueMatch `yaml:"query"`
+}
+
+// ValueMatch matches a named header or query parameter.
+type ValueMatch struct {
+	Pos   Pos         `yaml:"-"`
+	Name  string      `yaml:"name,required"`
+	Value StringMatch `yaml:"value,required"`
+}
+
+// StringMatch is `{exact: ...}` or `{regex: ...}`.
+type StringMatch struct {
+	Pos   Pos
+	Exact *string
+	Regex *string
+}
+
+func (m *StringMatch) decodeNode(d *decoder, n *yaml.Node, path string) {
+	m.Pos = Pos{n.Line, n.Column}
+	key, val, ok := d.oneOfKeys(n, path, "exact", "regex")
+	if !ok {
+		return
+	}
+	s := d.str(val, join(path, key))
+	if key == "exact" {
+		m.Exact = &s
+	} else {
+		m.Regex = &s
+	}
+}
+
+// PathMatch is `{exact: ...}`, `{pathPrefix: ...}` or `{regex: ...}`.
+type PathMatch struct {
+	Pos    Pos
+	Exact  *string
+	Prefix *string
+	Regex  *string
+}
+
+func (m *PathMatch) decodeNode(d *decoder, n *yaml.Node, path string) {
+	m.Pos = Pos{n.Line, n.Column}
+	key, val, ok := d.oneOfKeys(n, path, "exact", "pathPrefix", "regex")
+	if !ok {
+		return
+	}
+	s := d.str(val, join(path, key))
+	switch key {
+	case "exact":
+		m.Exact = &s
+	case "pathPrefix":
+		m.Prefix = &s
+	default:
+		m.Regex = &s
+	}
+}
+
+// RoutePolicies is agentgateway's FilterOrPolicy for the keys tailgate
+// implements.
+type RoutePolicies struct {
+	RequestHeaderModifier  *HeaderModifier `yaml:"requestHeaderModifier"`
+	ResponseHeaderModifier *HeaderModifier `yaml:"responseHeaderModifier"`
+	CORS                   *CORS           `yaml:"cors"`
+	Authorization          *RuleSet        `yaml:"authorization"`
+	LocalRateLimit         *LocalRateLimit `yaml:"localRateLimit"`
+	JWTAuth                *JWTAuth        `yaml:"jwtAuth"`
+	ExtAuthz               *ExtAuthz       `yaml:"extAuthz"`
+	Timeout                *Timeout        `yaml:"timeout"`
+
+	RequestRedirect   Unsupported `yaml:"requestRedirect"`
+	URLRewrite        Unsupported `yaml:"urlRewrite"`
+	RequestMirror     Unsupported `yaml:"requestMirror"`
+	DirectResponse    Unsupported `yaml:"directResponse"`
+	MCPAuthorization  Unsupported `yaml:"mcpAuthorization"`
+	MCPGuardrails     Unsupported `yaml:"mcpGuardrails"`
+	MCPAuthentication Unsupported `yaml:"mcpAuthentication"`
+	A2A               Unsupported `yaml:"a2a"`
+	AI                Unsupported `yaml:"ai"`
+	BackendTLS        Unsupported `yaml:"backendTLS"`
+	BackendTunnel     Unsupported `yaml:"backendTunnel"`
+	BackendAuth       Unsupported `yaml:"backendAuth"`
+	RemoteRateLimit   Unsupported `yaml:"remoteRateLimit"`
+	OIDC              Unsupported `yaml:"oidc"`
+	BasicAuth         Unsupported `yaml:"basicAuth"`
+	APIKey            Unsupported `yaml:"apiKey"`
+	ExtProc           Unsupported `yaml:"extProc"`
+	Transformations   Unsupported `yaml:"transformations"`
+	CSRF              Unsupported `yaml:"csrf"`
+	Buffer            Unsupported `yaml:"buffer"`
+	Retry             Unsupported `yaml:"retry"`
+	Delay             Unsupported `yaml:"delay"`
+}
+
+// Backend is one upstream of a route. Exactly one kind must be set; today
+// that is `host`. `mcp` is the next kind tailgate adds.
+type Backend struct {
+	Pos    Pos    `yaml:"-"`
+	Weight *int   `yaml:"weight"`
+	Host   string `yaml:"host"`
+
+	MCP        Unsupported `yaml:"mcp"`
+	Policies   Unsupported `yaml:"policies"`
+	Service    Unsupported `yaml:"service"`
+	Backend    Unsupported `yaml:"backend"`
+	Internal   Unsupported `yaml:"internal"`
+	Dynamic    Unsupported `yaml:"dynamic"`
+	AI         Unsupported `yaml:"ai"`
+	AWS        Unsupported `yaml:"aws"`
+	RouteGroup Unsupported `yaml:"routeGroup"`
+	Invalid    Unsupported `yaml:"invalid"`
+}
+
+// FrontendPolicies apply to all traffic, before routing.
+type FrontendPolicies struct {
+	NetworkAuthorization *RuleSet `yaml:"networkAuthorization"`
+
+	HTTP            Unsupported `yaml:"http"`
+	TLS             Unsupported `yaml:"tls"`
+	TCP             Unsupported `yaml:"tcp"`
+	NetworkExtAuthz Unsupported `yaml:"networkExtAuthz"`
+	Proxy           Unsupported `yaml:"proxy"`
+	ProxyProtocol   Unsupported `yaml:"proxyProtocol"`
+	Connect         Unsupported `yaml:"connect"`
+	AccessLog       Unsupported `yaml:"accessLog"`
+	Logging         Unsupported `yaml:"logging"`
+	Tracing         Unsupported `yaml:"tracing"`
+}
+
+// RuleSet is `{rules: [...]}`, shared by networkAuthorization and
+// authorization.
+type RuleSet struct {
+	Pos   Pos    `yaml:"-"`
+	Rules []Rule `yaml:"rules,required"`
+}
+
+// RuleKind says how a rule takes part in a decision.
+type RuleKind string
+
+const (
+	Allow   RuleKind = "allow"
+	Deny    RuleKind = "deny"
+	Require RuleKind = "require"
+)
+
+// Rule is a CEL expression with its kind. A bare string is an allow rule.
+type Rule struct {
+	Pos  Pos
+	Kind RuleKind
+	Expr string
+}
+
+func (r *Rule) decodeNode(d *decoder, n *yaml.Node, path string) {
+	r.Pos = Pos{n.Line, n.Column}
+	if n.Kind == yaml.ScalarNode {
+		r.Kind, r.Expr = Allow, d.str(n, path)
+		return
+	}
+	key, val, ok := d.oneOfKeys(n, path, "allow", "deny", "require")
+	if !ok {
+		return
+	}
+	r.Kind = RuleKind(key)
+	r.Expr = d.str(val, join(path, key))
+	if v := resolve(val); v != nil {
+		r.Pos = Pos{v.Line, v.Column}
+	}
+}
+
+// JWTAuth validates bearer tokens. Either the single-provider fields
+// (issuer, audiences, jwks) or `providers` is set; Load folds the former
+// into Providers.
+type JWTAuth struct {
+	Pos       Pos           `yaml:"-"`
+	Mode      string        `yaml:"mode"` // strict | optional (default) | permissive
+	Providers []JWTProvider `yaml:"providers"`
+
+	Issuer               string             `yaml:"issuer"`
+	Audiences            []string           `yaml:"audiences"`
+	JWKS                 *JWKSSource        `yaml:"jwks"`
+	JWTValidationOptions *ValidationOptions `yaml:"jwtValidationOptions"`
+	// Algorithms (tailgate extension) is the allowlist of signing
+	// algorithms; empty means the asymmetric ones (RS*, PS*, ES*, EdDSA).
+	Algorithms []string `yaml:"algorithms"`
+
+	Location Unsupported `yaml:"location"`
+}
+
+// JWTProvider is one accepted token issuer.
+type JWTProvider struct {
+	Pos                  Pos                `yaml:"-"`
+	Issuer               string             `yaml:"issuer,required"`
+	Audiences            []string           `yaml:"audiences"`
+	JWKS                 *JWKSSource        `yaml:"jwks,required"`
+	JWTValidationOptions *ValidationOptions `yaml:"jwtValidationOptions"`
+	Algorithms           []string           `yaml:"algorithms"`
+}
+
+// ValidationOptions lists claims a token must carry (default: exp).
+type ValidationOptions struct {
+	RequiredClaims []string `yaml:"requiredClaims"`
+}
+
+// JWKSSource is inline JSON (a string), `{file: path}` or `{url: ...}`.
+type JWKSSource struct {
+	Pos    Pos
+	Inline string
+	File   string
+	URL    string
+}
+
+func (s *JWKSSource) decodeNode(d *decoder, n *yaml.Node, path string) {
+	s.Pos = Pos{n.Line, n.Column}
+	if n.Kind == yaml.ScalarNode {
+		s.Inline = d.str(n, path)
+		return
+	}
+	key, val, ok := d.oneOfKeys(n, path, "file", "url")
+	if !ok {
+		return
+	}
+	v := d.str(val, join(path, key))
+	if key == "file" {
+		s.File = v
+	} else {
+		s.URL = v
+	}
+}
+
+// ExtAuthz asks an external HTTP service whether to let a request through.
+type ExtAuthz struct {
+	Pos                   Pos              `yaml:"-"`
+	Host                  string           `yaml:"host"`
+	Protocol              *ExtAuthzProto   `yaml:"protocol"`
+	FailureMode           *ExtAuthzFailure `yaml:"failureMode"`
+	IncludeRequestHeaders []string         `yaml:"includeRequestHeaders"`
+
+	Conditional        Unsupported `yaml:"conditional"`
+	Policies           Unsupported `yaml:"policies"`
+	IncludeRequestBody Unsupported `yaml:"includeRequestBody"`
+	Cache              Unsupported `yaml:"cache"`
+	Service            Unsupported `yaml:"service"`
+	Backend            Unsupported `yaml:"backend"`
+}
+
+// ExtAuthzProto is `{http: {...}}`; gRPC is not implemented yet.
+type ExtAuthzProto struct {
+	HTTP *ExtAuthzHTTP `yaml:"http"`
+	GRPC Unsupported   `yaml:"grpc"`
+}
+
+// ExtAuthzHTTP shapes the call to the authorization service and what is
+// kept from its answer. Values are CEL expressions.
+type ExtAuthzHTTP struct {
+	Pos                    Pos               `yaml:"-"`
+	Path                   string            `yaml:"path"`
+	AddRequestHeaders      map[string]string `yaml:"addRequestHeaders"`
+	Metadata               map[string]string `yaml:"metadata"`
+	IncludeResponseHeaders []string          `yaml:"includeResponseHeaders"`
+
+	Redirect Unsupported `yaml:"redirect"`
+	Body     Unsupported `yaml:"body"`
+}
+
+// ExtAuthzFailure is "deny" (default), "allow" or `{denyWithStatus: N}`.
+type ExtAuthzFailure struct {
+	Pos            Pos
+	Allow          bool
+	DenyWithStatus int
+}
+
+func (f *ExtAuthzFailure) decodeNode(d *decoder, n *yaml.Node, path string) {
+	f.Pos = Pos{n.Line, n.Column}
+	if n.Kind == yaml.ScalarNode {
+		switch n.Value {
+		case "allow":
+			f.Allow = true
+		case "deny":
+		default:
+			d.fail(n, path, "expected allow, deny or {denyWithStatus: N}, got %s", kindName(n))
+		}
+		return
+	}
+	var v struct {
+		DenyWithStatus int `yaml:"denyWithStatus,required"`
+	}
+	d.decode(n, reflectValue(&v), path)
+	f.DenyWithStatus = v.DenyWithStatus
+}
+
+// CORS answers preflights and decorates responses for allowed origins.
+type CORS struct {
+	Pos              Pos      `yaml:"-"`
+	AllowCredentials bool     `yaml:"allowCredentials"`
+	AllowHeaders     []string `yaml:"allowHeaders"`
+	AllowMethods     []string `yaml:"allowMethods"`
+	AllowOrigins     []string `yaml:"allowOrigins"`
+	ExposeHeaders    []string `yaml:"exposeHeaders"`
+	MaxAge           string   `yaml:"maxAge"`
+}
+
+// LocalRateLimit is a list of token buckets, all of which must have a
+// token for a request to pass.
+type LocalRateLimit struct {
+	Pos     Pos
+	Buckets []RateLimitSpec
+}
+
+// RateLimitSpec is one token bucket.
+type RateLimitSpec struct {
+	Pos           Pos    `yaml:"-"`
+	MaxTokens     int64  `yaml:"maxTokens"`
+	TokensPerFill int64  `yaml:"tokensPerFill"`
+	FillInterval  string `yaml:"fillInterval,required"`
+	Type          string `yaml:"type"` // requests (default); tokens is for LLM backends
+}
+
+func (l *LocalRateLimit) decodeNode(d *decoder, n *yaml.Node, path string) {
+	l.Pos = Pos{n.Line, n.Column}
+	if n.Kind == yaml.MappingNode {
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			if k := resolve(n.Content[i]); k.Value == "conditional" {
+				d.fail(k, join(path, "conditional"), "not supported by tailgate yet")
+				return
+			}
+		}
+		d.fail(n, path, "expected a list of rate limits")
+		return
+	}
+	d.decode(n, reflectValue(&l.Buckets), path)
+}
+
+// Timeout bounds a request (Go duration strings, e.g. "10s").
+type Timeout struct {
+	Pos                   Pos    `yaml:"-"`
+	RequestTimeout        string `yaml:"requestTimeout"`
+	BackendRequestTimeout string `yaml:"backendRequestTimeout"`
+}
+
+// HeaderModifier adds, sets and removes headers.
+type HeaderModifier struct {
+	Add    map[string]string `yaml:"add"`
+	Set    map[string]string `yaml:"set"`
+	Remove []string          `yaml:"remove"`
+}
+
+// Load reads and decodes the config file at path.
+func Load(path string) (*File, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("read gateway config: %w", err)
+	}
+	return parse(path, data)
+}
+
+// Parse decodes config bytes; name is used in error messages.
+func Parse(name string, data []byte) (*File, error) {
+	return parse(name, data)
+}
+
+func parse(name string, data []byte) (*File, error) {
+	var root yaml.Node
+	if err := yaml.Unmarshal(data, &root); err != nil {
+		return nil, &Error{File: name, Msg: fmt.Sprintf("invalid YAML: %v", err)}
+	}
+	f := &File{}
+	n := resolve(&root)
+	if n == nil || n.Kind == 0 || isNull(n) {
+		return nil, &Error{File: name, Msg: errNoDocument.Error()}
+	}
+	d := &decoder{file: name}
+	d.decode(n, reflectValue(f), "")
+	d.checkSemantics(f)
+	if len(d.errs) > 0 {
+		return nil, d.errs
+	}
+	return f, nil
+}
