@@ -50,6 +50,13 @@ func Apply(policy []byte, plan Plan) ([]byte, error) {
 	if err := checkPlan(plan); err != nil {
 		return nil, err
 	}
+	// Reconnecting puts the new entries where the old ones were, so a
+	// reconnect with an unchanged plan writes the same bytes even when
+	// other environments' entries sit around ours.
+	grantsAt, ownersAt, err := entryPositions(policy, plan.Env)
+	if err != nil {
+		return nil, err
+	}
 	base, err := Remove(policy, plan.Env)
 	if err != nil {
 		return nil, err
@@ -59,6 +66,30 @@ func Apply(policy []byte, plan Plan) ([]byte, error) {
 		return nil, err
 	}
 	unit := rootIndent(root)
+
+	// tagOwners
+	ownersIdx, err := findSection(root, "tagOwners", '{')
+	if err != nil {
+		return nil, err
+	}
+	owner := hujson.ObjectMember{
+		Name:  hujson.Value{Value: hujson.String(plan.Tag)},
+		Value: hujson.Value{BeforeExtra: hujson.Extra(" "), Value: mustParse(`["autogroup:admin"]`)},
+	}
+	if ownersIdx >= 0 {
+		obj := root.Members[ownersIdx].Value.Value.(*hujson.Object)
+		if !ownsTag(obj, plan.Tag) {
+			var first []byte
+			if len(obj.Members) > 0 {
+				first = obj.Members[0].Name.BeforeExtra
+			}
+			owner.Name.BeforeExtra = markedExtra(elemIndent(first, unit+unit), Marker(plan.Env))
+			obj.Members = insertAt(obj.Members, ownersAt, []hujson.ObjectMember{owner}, memberValue)
+		}
+	} else {
+		owner.Name.BeforeExtra = markedExtra(unit+unit, Marker(plan.Env))
+		appendSection(root, unit, "tagOwners", &hujson.Object{Members: []hujson.ObjectMember{owner}, AfterExtra: hujson.Extra("\n" + unit)})
+	}
 
 	// grants
 	grantsIdx, err := findSection(root, "grants", '[')
@@ -79,36 +110,12 @@ func Apply(policy []byte, plan Plan) ([]byte, error) {
 		for i := range entries {
 			entries[i].BeforeExtra = markedExtra(ind, Marker(plan.Env))
 		}
-		arr.Elements = append(entries, arr.Elements...)
+		arr.Elements = insertAt(arr.Elements, grantsAt, entries, func(v *hujson.Value) *hujson.Value { return v })
 	} else {
 		for i := range entries {
 			entries[i].BeforeExtra = markedExtra(unit+unit, Marker(plan.Env))
 		}
 		appendSection(root, unit, "grants", &hujson.Array{Elements: entries, AfterExtra: hujson.Extra("\n" + unit)})
-	}
-
-	// tagOwners
-	ownersIdx, err := findSection(root, "tagOwners", '{')
-	if err != nil {
-		return nil, err
-	}
-	owner := hujson.ObjectMember{
-		Name:  hujson.Value{Value: hujson.String(plan.Tag)},
-		Value: hujson.Value{BeforeExtra: hujson.Extra(" "), Value: mustParse(`["autogroup:admin"]`)},
-	}
-	if ownersIdx >= 0 {
-		obj := root.Members[ownersIdx].Value.Value.(*hujson.Object)
-		if !ownsTag(obj, plan.Tag) {
-			var first []byte
-			if len(obj.Members) > 0 {
-				first = obj.Members[0].Name.BeforeExtra
-			}
-			owner.Name.BeforeExtra = markedExtra(elemIndent(first, unit+unit), Marker(plan.Env))
-			obj.Members = append([]hujson.ObjectMember{owner}, obj.Members...)
-		}
-	} else {
-		owner.Name.BeforeExtra = markedExtra(unit+unit, Marker(plan.Env))
-		appendSection(root, unit, "tagOwners", &hujson.Object{Members: []hujson.ObjectMember{owner}, AfterExtra: hujson.Extra("\n" + unit)})
 	}
 
 	out := doc.Pack()
@@ -327,6 +334,57 @@ func ownsTag(obj *hujson.Object, tag string) bool {
 		}
 	}
 	return false
+}
+
+// entryPositions finds where env's first grant and tag owner sit, counted
+// among the entries that are not env's (so the index is valid once they are
+// removed); 0 (the front) if there are none.
+func entryPositions(policy []byte, env string) (grantsAt, ownersAt int, err error) {
+	if !ValidEnvName(env) {
+		return 0, 0, &EnvError{Env: env}
+	}
+	_, root, err := parsePolicy(policy)
+	if err != nil {
+		return 0, 0, err
+	}
+	marker := []byte(Marker(env) + "\n")
+	if idx, err := findSection(root, "grants", '['); err != nil {
+		return 0, 0, err
+	} else if idx >= 0 {
+		for i, e := range root.Members[idx].Value.Value.(*hujson.Array).Elements {
+			if bytes.Contains(e.BeforeExtra, marker) {
+				grantsAt = i
+				break
+			}
+		}
+	}
+	if idx, err := findSection(root, "tagOwners", '{'); err != nil {
+		return 0, 0, err
+	} else if idx >= 0 {
+		for i, m := range root.Members[idx].Value.Value.(*hujson.Object).Members {
+			if bytes.Contains(m.Name.BeforeExtra, marker) {
+				ownersAt = i
+				break
+			}
+		}
+	}
+	return grantsAt, ownersAt, nil
+}
+
+// insertAt inserts items before element i (clamped to the end). Inserting
+// at the end moves the trailing comma habit from the old last element to
+// the new one, mirroring removeElem.
+func insertAt[T any](s []T, i int, items []T, value func(*T) *hujson.Value) []T {
+	if i >= len(s) {
+		i = len(s)
+		if i > 0 && value(&s[i-1]).AfterExtra != nil && len(items) > 0 {
+			value(&items[len(items)-1]).AfterExtra = hujson.Extra{}
+		}
+	}
+	out := make([]T, 0, len(s)+len(items))
+	out = append(out, s[:i]...)
+	out = append(out, items...)
+	return append(out, s[i:]...)
 }
 
 func memberValue(m *hujson.ObjectMember) *hujson.Value { return &m.Value }
