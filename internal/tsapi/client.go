@@ -356,7 +356,7 @@ func (t recordingTransport) RoundTrip(req *http.Request) (*http.Response, error)
 
 // apiErrorBody is the API's error shape.
 type apiErrorBody struct {
-	Message string                    `json:"message"`
+	Message string                   `json:"message"`
 	Data    []tailscale.APIErrorData `json:"data"`
 }
 

@@ -88,7 +88,9 @@ type OAuthClient struct {
 }
 
 // String keeps the secret out of logs and %v formatting.
-func (c OAuthClient) String() string { return fmt.Sprintf("OAuthClient{ID:%s Secret:[redacted]}", c.ID) }
+func (c OAuthClient) String() string {
+	return fmt.Sprintf("OAuthClient{ID:%s Secret:[redacted]}", c.ID)
+}
 
 // GoString keeps the secret out of %#v formatting.
 func (c OAuthClient) GoString() string { return c.String() }

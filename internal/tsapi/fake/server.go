@@ -49,7 +49,7 @@ type Server struct {
 	keyOrder      []string
 	external      bool
 	tailnetLock   bool
-	failures      map[string]failure
+	failures      map[string][]failure
 	externalLink  string
 	oauthTokenTTL time.Duration
 }
@@ -76,7 +76,7 @@ func New(opts Options) *Server {
 		logf:          opts.Logf,
 		now:           opts.Now,
 		keys:          map[string]*key{},
-		failures:      map[string]failure{},
+		failures:      map[string][]failure{},
 		externalLink:  "https://github.com/example/tailnet-policy",
 		oauthTokenTTL: time.Hour,
 	}
@@ -162,17 +162,23 @@ func (s *Server) SetTailnetLock(on bool) {
 }
 
 // FailNext makes the next request for op fail with status and message,
-// once. op is one of "policy.get", "policy.set", "policy.validate",
-// "settings.get", "keys.create_client", "keys.create_authkey",
-// "keys.delete", "devices.list", "devices.routes", "devices.delete",
-// "oauth.token". The failure applies after authentication succeeded.
+// once; calling it again queues another failure behind it. op is one of
+// "policy.get", "policy.set", "policy.validate", "settings.get",
+// "keys.create_client", "keys.create_authkey", "keys.delete",
+// "devices.list", "devices.routes", "devices.delete", "oauth.token".
+// The failure applies after authentication succeeded.
+//
+// For "oauth.token" note that golang.org/x/oauth2 retries a failed
+// exchange once with the credentials in the form body (auth style
+// auto-detection) until one style has worked: queue two failures to make
+// a fresh client's first exchange fail.
 func (s *Server) FailNext(op string, status int, message string) {
 	if !slices.Contains(operations, op) {
 		panic(fmt.Sprintf("fake: FailNext: unknown operation %q (want one of %v)", op, operations))
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.failures[op] = failure{status, message}
+	s.failures[op] = append(s.failures[op], failure{status, message})
 }
 
 // Policy returns the current policy file as HuJSON.
@@ -329,13 +335,21 @@ func (s *Server) authed(op, scope string, h handler) http.HandlerFunc {
 // injected answers with a failure queued by FailNext for op, if any.
 func (s *Server) injected(w http.ResponseWriter, op string) bool {
 	s.mu.Lock()
-	f, ok := s.failures[op]
-	delete(s.failures, op)
+	f, ok := s.popFailureLocked(op)
 	s.mu.Unlock()
 	if ok {
 		writeError(w, f.status, f.message)
 	}
 	return ok
+}
+
+func (s *Server) popFailureLocked(op string) (failure, bool) {
+	q := s.failures[op]
+	if len(q) == 0 {
+		return failure{}, false
+	}
+	s.failures[op] = q[1:]
+	return q[0], true
 }
 
 // maxBody bounds request bodies; policy files are far smaller.
@@ -411,8 +425,7 @@ func (s *Server) oauthToken(w http.ResponseWriter, r *http.Request) {
 		writeOAuthError(w, http.StatusUnauthorized, "invalid_client", "invalid client credentials")
 		return
 	}
-	if f, ok := s.failures["oauth.token"]; ok {
-		delete(s.failures, "oauth.token")
+	if f, ok := s.popFailureLocked("oauth.token"); ok {
 		writeError(w, f.status, f.message)
 		return
 	}
