@@ -23,6 +23,7 @@ const (
 // The version byte was already read by the sniffer. Domain names are
 // resolved by the proxy through the tailnet, never by the client.
 func (p *Proxy) serveSOCKS(c net.Conn) {
+	defer lingerClose(c)
 	ev := Event{Time: time.Now(), Protocol: ProtocolSOCKS5}
 	_ = c.SetDeadline(time.Now().Add(p.waitTimeout))
 
@@ -169,4 +170,15 @@ func (p *Proxy) socksReply(c net.Conn, code byte, bound netip.AddrPort) error {
 	b = binary.BigEndian.AppendUint16(b, bound.Port())
 	_, err := c.Write(b)
 	return err
+}
+
+// lingerClose ends a SOCKS5 connection so the client reads our last reply:
+// closing with unread request bytes would reset the connection and could
+// discard the reply before the client sees it.
+func lingerClose(c net.Conn) {
+	if cw, ok := c.(interface{ CloseWrite() error }); ok && cw.CloseWrite() == nil {
+		_ = c.SetReadDeadline(time.Now().Add(time.Second))
+		_, _ = io.Copy(io.Discard, io.LimitReader(c, 64<<10))
+	}
+	c.Close()
 }
