@@ -13,6 +13,7 @@
 //     as a Tailscale IP, another (private) IP, a device name, or a DNS name.
 //     Bad input comes back as a [*TargetError] naming the target and the
 //     problem, ready for a 400 answer.
+//
 //  2. [NewPlan] maps the targets onto the tailnet ([TailnetView]: devices,
 //     their addresses and subnet routes) following the design table:
 //
@@ -24,6 +25,7 @@
 //
 //     Grants always carry the target's port ("tcp:443"), never "*", and are
 //     grouped by port so the list is short and deterministic.
+//
 //  3. [Apply] adds the tag owner and grants to the policy (HuJSON), [Remove]
 //     takes them out again, [Has] tells whether they are there, and
 //     [Fragment] renders the same entries for customers whose policy is
@@ -39,7 +41,8 @@
 //
 // directly above it, which is how a later Apply (connect again) or Remove
 // (disconnect) finds exactly that environment's entries and nothing else.
-// Entries are inserted at the front of "tagOwners" and "grants", and a
+// Entries go at the front of "tagOwners" and "grants" (on reconnect, where
+// the env's previous entries were, so an unchanged plan rewrites nothing), a
 // section tailgate had to create is marked too and removed with its last
 // entry, so Remove(Apply(p, plan), env) returns p unchanged, byte for byte,
 // and Apply is idempotent. The fuzz test FuzzApplyRemove guards that.
