@@ -659,4 +659,3 @@ func TestEventsStreamToOnEvent(t *testing.T) {
 		t.Errorf("event JSON %s %v", b, err)
 	}
 }
-

@@ -41,8 +41,8 @@ func (p *Proxy) serveSOCKS(c net.Conn) {
 		offered = offered || m == socksNoAuth
 	}
 	if !offered {
-		_, _ = c.Write([]byte{socksVersion, socksNoAcceptable})
 		p.record(ev, refuse(ReasonUnsupported, "tailgate: SOCKS5 client offered no \"no authentication\" method"))
+		_, _ = c.Write([]byte{socksVersion, socksNoAcceptable})
 		return
 	}
 	if _, err := c.Write([]byte{socksVersion, socksNoAuth}); err != nil {
@@ -57,8 +57,8 @@ func (p *Proxy) serveSOCKS(c net.Conn) {
 	if hdr[0] != socksVersion {
 		ref := refuse(ReasonBadRequest, fmt.Sprintf("tailgate: SOCKS5 request has version %#x", hdr[0]))
 		ref.socks = socksGeneralFailure
-		p.socksReply(c, ref.SOCKSReply(), netip.AddrPort{})
 		p.record(ev, ref)
+		p.socksReply(c, ref.SOCKSReply(), netip.AddrPort{})
 		return
 	}
 	host, ok := p.readSOCKSAddr(c, hdr[3], &ev)
@@ -76,14 +76,14 @@ func (p *Proxy) serveSOCKS(c net.Conn) {
 	if hdr[1] != socksCmdConnect {
 		ref := refuse(ReasonUnsupported, fmt.Sprintf("tailgate: SOCKS5 command %#x is not supported; only CONNECT", hdr[1]))
 		ref.socks = socksCommandNotSupported
-		p.socksReply(c, ref.SOCKSReply(), netip.AddrPort{})
 		p.record(ev, ref)
+		p.socksReply(c, ref.SOCKSReply(), netip.AddrPort{})
 		return
 	}
 	if ev.Port == 0 {
 		ref := refuse(ReasonBadRequest, "tailgate: SOCKS5 request for port 0")
-		p.socksReply(c, ref.SOCKSReply(), netip.AddrPort{})
 		p.record(ev, ref)
+		p.socksReply(c, ref.SOCKSReply(), netip.AddrPort{})
 		return
 	}
 
@@ -91,8 +91,8 @@ func (p *Proxy) serveSOCKS(c net.Conn) {
 	upstream, resolved, ref := p.open(p.ctx, host, ev.Port)
 	ev.Resolved = resolved
 	if ref != nil {
-		p.socksReply(c, ref.SOCKSReply(), netip.AddrPort{})
 		p.record(ev, ref)
+		p.socksReply(c, ref.SOCKSReply(), netip.AddrPort{})
 		return
 	}
 	defer upstream.Close()
@@ -137,16 +137,16 @@ func (p *Proxy) readSOCKSAddr(c net.Conn, atyp byte, ev *Event) (string, bool) {
 		}
 		if len(b) == 0 {
 			ref := refuse(ReasonBadRequest, "tailgate: SOCKS5 request with an empty domain name")
-			p.socksReply(c, ref.SOCKSReply(), netip.AddrPort{})
 			p.record(*ev, ref)
+			p.socksReply(c, ref.SOCKSReply(), netip.AddrPort{})
 			return "", false
 		}
 		return string(b), true
 	default:
 		ref := refuse(ReasonUnsupported, fmt.Sprintf("tailgate: SOCKS5 address type %#x is not supported", atyp))
 		ref.socks = socksAddrTypeUnsupported
-		p.socksReply(c, ref.SOCKSReply(), netip.AddrPort{})
 		p.record(*ev, ref)
+		p.socksReply(c, ref.SOCKSReply(), netip.AddrPort{})
 		return "", false
 	}
 }
