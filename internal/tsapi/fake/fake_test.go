@@ -405,3 +405,26 @@ func TestMemTailnet(t *testing.T) {
 		t.Fatalf("second delete: %v", err)
 	}
 }
+
+func TestValidateRunsATestListAgainstTheCurrentPolicy(t *testing.T) {
+	r := newRig(t)
+	r.api.SetPolicy([]byte(`{
+		"tagOwners": {"tag:env": ["autogroup:admin"]},
+		"hosts": {"app": "192.0.2.10"},
+		"grants": [{"src": ["tag:env"], "dst": ["app"], "ip": ["tcp:443"]}],
+		"acls": [{"action": "accept", "src": ["alice@example.com"], "dst": ["192.0.2.0/24:22,80"]}],
+	}`))
+	c := &tailscale.Client{BaseURL: mustURL(t, r.srv.URL), APIKey: r.token}
+	ctx := context.Background()
+	pass := []tailscale.ACLTest{
+		{Source: "tag:env", Accept: []string{"app:443", "192.0.2.10:443"}, Deny: []string{"app:444", "192.0.2.11:443"}},
+		{Source: "alice@example.com", Accept: []string{"192.0.2.99:22", "app:80"}, Deny: []string{"app:443"}},
+	}
+	if err := c.PolicyFile().Validate(ctx, pass); err != nil {
+		t.Fatalf("passing tests: %v", err)
+	}
+	fail := []tailscale.ACLTest{{Source: "tag:env", Accept: []string{"app:22"}}}
+	if err := c.PolicyFile().Validate(ctx, fail); err == nil || !strings.Contains(err.Error(), "want: Accept, got: Drop") {
+		t.Fatalf("failing tests: %v", err)
+	}
+}

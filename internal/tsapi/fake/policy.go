@@ -99,6 +99,18 @@ type policyTest struct {
 	Proto  string   `json:"proto"`
 	Accept []string `json:"accept"`
 	Deny   []string `json:"deny"`
+	// Older spellings of src and accept, still accepted by Tailscale.
+	User  string   `json:"user"`
+	Allow []string `json:"allow"`
+}
+
+// normalize folds the older field names into the current ones.
+func (t *policyTest) normalize() {
+	if t.Src == "" {
+		t.Src = t.User
+	}
+	t.Accept = append(t.Accept, t.Allow...)
+	t.User, t.Allow = "", nil
 }
 
 // knownSections are the top-level keys of a Tailscale policy file; like the
@@ -230,12 +242,16 @@ func (d *policyDoc) check() *policyError {
 			if err := d.checkSelector(host, true); err != nil {
 				return invalid("%s.dst: %v", where, err)
 			}
-			if _, _, err := parsePortRange(ports); err != nil {
-				return invalid("%s.dst: %q: %v", where, s, err)
+			for _, pr := range strings.Split(ports, ",") {
+				if _, _, err := parsePortRange(pr); err != nil {
+					return invalid("%s.dst: %q: %v", where, s, err)
+				}
 			}
 		}
 	}
-	for i, t := range d.Tests {
+	for i := range d.Tests {
+		d.Tests[i].normalize()
+		t := d.Tests[i]
 		if t.Src == "" {
 			return invalid("tests[%d]: src is required", i)
 		}
@@ -370,11 +386,17 @@ func parsePortRange(s string) (lo, hi int, err error) {
 func (d *policyDoc) runTests(tests []policyTest) *policyError {
 	var data []errorData
 	for _, t := range tests {
+		t.normalize()
 		proto := t.Proto
 		if proto == "" {
 			proto = "tcp"
 		}
 		var errs []string
+		for _, a := range append(slices.Clone(t.Accept), t.Deny...) {
+			if _, _, ok := splitHostPort(a); !ok {
+				errs = append(errs, fmt.Sprintf("%s: needs a port, like %s:443", a, a))
+			}
+		}
 		for _, a := range t.Accept {
 			if !d.allows(t.Src, a, proto) {
 				errs = append(errs, fmt.Sprintf("%s: want: Accept, got: Drop", a))
