@@ -24,6 +24,7 @@
 //	errors.Is(err, tsapi.ErrNotFound)           // 404: no such device or key
 //	errors.As(err, new(*tsapi.PolicyInvalidError)) // the policy was refused; Message and Details say why
 //	errors.As(err, new(*tsapi.APIError))        // any other API answer: Status and Message
+//	errors.As(err, new(*tsapi.CallError))       // no answer: network, timeout (errors.Is context errors)
 //
 // No error produced here contains a credential: API tokens, OAuth secrets
 // and auth keys (anything starting with "tskey-") are redacted from every
