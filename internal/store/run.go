@@ -1,0 +1,215 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+)
+
+// Verification is one check of an environment's targets.
+type Verification struct {
+	ID    int64
+	EnvID string
+	At    time.Time
+	// OK is true when every target passed.
+	OK bool
+	// Results is the per-target verdicts as JSON (the connect package
+	// owns its shape); stored and returned as is.
+	Results json.RawMessage
+}
+
+// AddVerification records a verification of one of orgID's environments
+// and, in the same transaction, moves the environment's connection (if
+// any) to verified or failing. A zero At means now.
+func (s *Store) AddVerification(ctx context.Context, orgID string, v Verification) (Verification, error) {
+	if v.At.IsZero() {
+		v.At = s.now()
+	}
+	v.At = v.At.UTC().Truncate(time.Millisecond)
+	results := []byte("null")
+	if len(v.Results) > 0 {
+		if !json.Valid(v.Results) {
+			return Verification{}, errors.New("store: add verification: results are not valid JSON")
+		}
+		results = v.Results
+	}
+	state := StateFailing
+	if v.OK {
+		state = StateVerified
+	}
+	err := s.tx(ctx, func(tx *sql.Tx) error {
+		res, err := tx.ExecContext(ctx, `INSERT INTO verifications (env_id, org_id, at, ok, results)
+			SELECT id, org_id, ?, ?, ? FROM environments WHERE id = ? AND org_id = ?`,
+			ms(v.At), v.OK, string(results), v.EnvID, orgID)
+		if err != nil {
+			return fmt.Errorf("store: add verification: %w", err)
+		}
+		if n, _ := res.RowsAffected(); n == 0 {
+			return fmt.Errorf("store: environment: %w", ErrNotFound)
+		}
+		v.ID, _ = res.LastInsertId()
+		_, err = tx.ExecContext(ctx, `UPDATE connections SET state = ?, updated_at = ? WHERE env_id = ? AND org_id = ?`,
+			string(state), ms(s.now()), v.EnvID, orgID)
+		return err
+	})
+	if err != nil {
+		return Verification{}, err
+	}
+	v.Results = results
+	return v, nil
+}
+
+// LatestVerification returns the most recent verification of one of
+// orgID's environments; ErrNotFound if there is none.
+func (s *Store) LatestVerification(ctx context.Context, orgID, envID string) (Verification, error) {
+	var v Verification
+	var at int64
+	var results string
+	err := s.db.QueryRowContext(ctx, `SELECT id, env_id, at, ok, results FROM verifications
+		WHERE env_id = ? AND org_id = ? ORDER BY at DESC, id DESC LIMIT 1`, envID, orgID).Scan(&v.ID, &v.EnvID, &at, &v.OK, &results)
+	if errors.Is(err, sql.ErrNoRows) {
+		return Verification{}, fmt.Errorf("store: verification: %w", ErrNotFound)
+	}
+	if err != nil {
+		return Verification{}, fmt.Errorf("store: latest verification: %w", err)
+	}
+	v.At, v.Results = fromMS(at), json.RawMessage(results)
+	return v, nil
+}
+
+// Run is one browser session's stay on the tailnet.
+type Run struct {
+	ID    string
+	EnvID string
+	OrgID string
+	// State is free text owned by the run package (e.g. "starting",
+	// "ready", "ended").
+	State        string
+	NodeHostname string
+	DeviceID     string
+	ProxyAddr    string
+	StartedAt    time.Time
+	ExpiresAt    time.Time
+	EndedAt      time.Time // zero while the run is open
+	EndReason    string
+}
+
+// CreateRun records a new run of one of orgID's environments. ID and
+// StartedAt are filled in if empty.
+func (s *Store) CreateRun(ctx context.Context, orgID string, r Run) (Run, error) {
+	if r.ID == "" {
+		r.ID = newID("run")
+	}
+	if r.StartedAt.IsZero() {
+		r.StartedAt = s.now()
+	}
+	if r.ExpiresAt.IsZero() {
+		return Run{}, errors.New("store: create run: no expiry")
+	}
+	if r.State == "" {
+		r.State = "starting"
+	}
+	r.OrgID = orgID
+	r.StartedAt, r.ExpiresAt = r.StartedAt.UTC().Truncate(time.Millisecond), r.ExpiresAt.UTC().Truncate(time.Millisecond)
+	res, err := s.db.ExecContext(ctx, `INSERT INTO runs (id, env_id, org_id, state, node_hostname, device_id, proxy_addr, started_at, expires_at)
+		SELECT ?, id, org_id, ?, ?, ?, ?, ?, ? FROM environments WHERE id = ? AND org_id = ?`,
+		r.ID, r.State, r.NodeHostname, r.DeviceID, r.ProxyAddr, ms(r.StartedAt), ms(r.ExpiresAt), r.EnvID, orgID)
+	if isUnique(err) {
+		return Run{}, fmt.Errorf("store: run %s exists: %w", r.ID, ErrConflict)
+	}
+	if err != nil {
+		return Run{}, fmt.Errorf("store: create run: %w", err)
+	}
+	if n, _ := res.RowsAffected(); n == 0 {
+		return Run{}, fmt.Errorf("store: environment: %w", ErrNotFound)
+	}
+	return r, nil
+}
+
+// UpdateRun sets an open run's state and node details (once its node has
+// joined and its proxy listens).
+func (s *Store) UpdateRun(ctx context.Context, orgID, runID, state, nodeHostname, deviceID, proxyAddr string) error {
+	res, err := s.db.ExecContext(ctx, `UPDATE runs SET state = ?, node_hostname = ?, device_id = ?, proxy_addr = ?
+		WHERE id = ? AND org_id = ? AND ended_at IS NULL`, state, nodeHostname, deviceID, proxyAddr, runID, orgID)
+	if err != nil {
+		return fmt.Errorf("store: update run: %w", err)
+	}
+	if n, _ := res.RowsAffected(); n == 0 {
+		return fmt.Errorf("store: open run: %w", ErrNotFound)
+	}
+	return nil
+}
+
+// EndRun closes a run with a reason ("ended", "timeout", "process died",
+// ...). Ending an ended run is ErrNotFound (there is no open run).
+func (s *Store) EndRun(ctx context.Context, orgID, runID, reason string) error {
+	res, err := s.db.ExecContext(ctx, `UPDATE runs SET state = 'ended', ended_at = ?, end_reason = ?
+		WHERE id = ? AND org_id = ? AND ended_at IS NULL`, ms(s.now()), reason, runID, orgID)
+	if err != nil {
+		return fmt.Errorf("store: end run: %w", err)
+	}
+	if n, _ := res.RowsAffected(); n == 0 {
+		return fmt.Errorf("store: open run: %w", ErrNotFound)
+	}
+	return nil
+}
+
+// GetRun returns one of orgID's runs.
+func (s *Store) GetRun(ctx context.Context, orgID, runID string) (Run, error) {
+	r, err := scanRun(s.db.QueryRowContext(ctx, runColumns+` WHERE id = ? AND org_id = ?`, runID, orgID))
+	if errors.Is(err, sql.ErrNoRows) {
+		return Run{}, fmt.Errorf("store: run: %w", ErrNotFound)
+	}
+	if err != nil {
+		return Run{}, fmt.Errorf("store: get run: %w", err)
+	}
+	return r, nil
+}
+
+// ListRuns lists an environment's runs, newest first, at most limit.
+func (s *Store) ListRuns(ctx context.Context, orgID, envID string, limit int) ([]Run, error) {
+	if limit <= 0 {
+		limit = 100
+	}
+	return s.queryRuns(ctx, runColumns+` WHERE env_id = ? AND org_id = ? ORDER BY started_at DESC, id LIMIT ?`, envID, orgID, limit)
+}
+
+// OpenRuns lists every open run of every org. It is for the orphan
+// sweeper, which works across orgs; API handlers must use ListRuns.
+func (s *Store) OpenRuns(ctx context.Context) ([]Run, error) {
+	return s.queryRuns(ctx, runColumns+` WHERE ended_at IS NULL ORDER BY started_at, id`)
+}
+
+const runColumns = `SELECT id, env_id, org_id, state, node_hostname, device_id, proxy_addr, started_at, expires_at, ended_at, end_reason FROM runs`
+
+func (s *Store) queryRuns(ctx context.Context, q string, args ...any) ([]Run, error) {
+	rows, err := s.db.QueryContext(ctx, q, args...)
+	if err != nil {
+		return nil, fmt.Errorf("store: list runs: %w", err)
+	}
+	defer rows.Close()
+	var out []Run
+	for rows.Next() {
+		r, err := scanRun(rows)
+		if err != nil {
+			return nil, fmt.Errorf("store: list runs: %w", err)
+		}
+		out = append(out, r)
+	}
+	return out, rows.Err()
+}
+
+func scanRun(sc scanner) (Run, error) {
+	var r Run
+	var started, expires int64
+	var ended sql.NullInt64
+	if err := sc.Scan(&r.ID, &r.EnvID, &r.OrgID, &r.State, &r.NodeHostname, &r.DeviceID, &r.ProxyAddr,
+		&started, &expires, &ended, &r.EndReason); err != nil {
+		return Run{}, err
+	}
+	r.StartedAt, r.ExpiresAt, r.EndedAt = fromMS(started), fromMS(expires), fromNullMS(ended)
+	return r, nil
+}

@@ -1,0 +1,463 @@
+package store
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/tailgate-dev/tailgate/internal/vault"
+)
+
+func openTest(t *testing.T) (*Store, string) {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "tailgate.db")
+	s, err := Open(context.Background(), path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s, path
+}
+
+func mustOrg(t *testing.T, s *Store, name string) Org {
+	t.Helper()
+	o, err := s.CreateOrg(context.Background(), name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return o
+}
+
+func mustEnv(t *testing.T, s *Store, orgID, name string) Environment {
+	t.Helper()
+	e, err := s.CreateEnvironment(context.Background(), orgID, name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return e
+}
+
+func testConnection(envID string) Connection {
+	return Connection{
+		EnvID:         envID,
+		State:         StateConnected,
+		Tag:           "tag:tailgate-staging",
+		CIDRs:         []netip.Prefix{netip.MustParsePrefix("10.20.0.0/16"), netip.MustParsePrefix("100.64.0.5/32")},
+		Warnings:      []string{"staging.internal.example.com:443: broader than this hostname"},
+		Targets:       []string{"staging.internal.example.com:443", "staging-box:443"},
+		Detail:        json.RawMessage(`{"plan":1}`),
+		OAuthClientID: "kABC123CNTRL",
+		Secret:        vault.Sealed{KeyID: "0011223344556677", Nonce: bytes.Repeat([]byte{1}, 12), Ciphertext: []byte("sealed-bytes-not-a-secret")},
+	}
+}
+
+func TestMigrationsApplyOnceAndReopenCleanly(t *testing.T) {
+	ctx := context.Background()
+	s, path := openTest(t)
+	org := mustOrg(t, s, "Acme")
+	mustEnv(t, s, org.ID, "staging")
+	s.Close()
+
+	for i := 0; i < 3; i++ {
+		s2, err := Open(ctx, path)
+		if err != nil {
+			t.Fatalf("reopen %d: %v", i, err)
+		}
+		var n, maxV int
+		if err := s2.db.QueryRowContext(ctx, `SELECT COUNT(*), MAX(version) FROM schema_version`).Scan(&n, &maxV); err != nil {
+			t.Fatal(err)
+		}
+		if n != SchemaVersion() || maxV != SchemaVersion() {
+			t.Errorf("schema_version has %d rows, max %d; want each of %d migrations once", n, maxV, SchemaVersion())
+		}
+		if _, err := s2.GetEnvironment(ctx, org.ID, "staging"); err != nil {
+			t.Errorf("data lost on reopen: %v", err)
+		}
+		var fk int
+		s2.db.QueryRowContext(ctx, `PRAGMA foreign_keys`).Scan(&fk)
+		var mode string
+		s2.db.QueryRowContext(ctx, `PRAGMA journal_mode`).Scan(&mode)
+		if fk != 1 || mode != "wal" {
+			t.Errorf("foreign_keys=%d journal_mode=%s, want 1 and wal", fk, mode)
+		}
+		s2.Close()
+	}
+	st, _ := os.Stat(path)
+	if st.Mode().Perm() != 0o600 {
+		t.Errorf("database file mode %v, want 0600", st.Mode().Perm())
+	}
+}
+
+func TestConcurrentOpensMigrateOnce(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "tailgate.db")
+	var wg sync.WaitGroup
+	errs := make([]error, 4)
+	for i := range errs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			s, err := Open(context.Background(), path)
+			if err == nil {
+				s.Close()
+			}
+			errs[i] = err
+		}()
+	}
+	wg.Wait()
+	for _, err := range errs {
+		if err != nil {
+			t.Errorf("concurrent Open: %v", err)
+		}
+	}
+	s, err := Open(context.Background(), path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	var n int
+	s.db.QueryRow(`SELECT COUNT(*) FROM schema_version`).Scan(&n)
+	if n != SchemaVersion() {
+		t.Errorf("%d schema_version rows, want %d", n, SchemaVersion())
+	}
+}
+
+func TestOpenRefusesNewerSchema(t *testing.T) {
+	s, path := openTest(t)
+	if _, err := s.db.Exec(`INSERT INTO schema_version (version, name, applied_at) VALUES (?, 'future.sql', 0)`, SchemaVersion()+1); err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	_, err := Open(context.Background(), path)
+	if err == nil || !strings.Contains(err.Error(), "newer than this tailgate") {
+		t.Errorf("Open on a newer schema: %v", err)
+	}
+}
+
+func TestTenancyIsolation(t *testing.T) {
+	ctx := context.Background()
+	s, _ := openTest(t)
+	a, b := mustOrg(t, s, "A"), mustOrg(t, s, "B")
+	envA := mustEnv(t, s, a.ID, "staging")
+	if _, err := s.PutConnection(ctx, a.ID, testConnection(envA.ID)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.AddVerification(ctx, a.ID, Verification{EnvID: envA.ID, OK: true}); err != nil {
+		t.Fatal(err)
+	}
+	runA, err := s.CreateRun(ctx, a.ID, Run{EnvID: envA.ID, ExpiresAt: time.Now().Add(time.Hour)})
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	// B may use the same name: names are per org.
+	envB := mustEnv(t, s, b.ID, "staging")
+	if envB.ID == envA.ID {
+		t.Fatal("same id for two orgs' environments")
+	}
+
+	notFound := func(what string, err error) {
+		t.Helper()
+		if !errors.Is(err, ErrNotFound) {
+			t.Errorf("org B %s of org A's env: err = %v, want ErrNotFound", what, err)
+		}
+	}
+	if got, err := s.GetEnvironmentByID(ctx, b.ID, envA.ID); err == nil {
+		t.Errorf("B got A's env by id: %+v", got)
+	} else {
+		notFound("get by id", err)
+	}
+	envs, _ := s.ListEnvironments(ctx, b.ID)
+	if len(envs) != 1 || envs[0].ID != envB.ID {
+		t.Errorf("B lists %+v", envs)
+	}
+	_, err = s.GetConnection(ctx, b.ID, envA.ID)
+	notFound("get connection", err)
+	_, err = s.PutConnection(ctx, b.ID, testConnection(envA.ID))
+	notFound("put connection", err)
+	notFound("set state", s.SetConnectionState(ctx, b.ID, envA.ID, StateFailing))
+	notFound("delete connection", s.DeleteConnection(ctx, b.ID, envA.ID))
+	_, err = s.LatestVerification(ctx, b.ID, envA.ID)
+	notFound("latest verification", err)
+	_, err = s.AddVerification(ctx, b.ID, Verification{EnvID: envA.ID, OK: false})
+	notFound("add verification", err)
+	_, err = s.CreateRun(ctx, b.ID, Run{EnvID: envA.ID, ExpiresAt: time.Now().Add(time.Hour)})
+	notFound("create run", err)
+	_, err = s.GetRun(ctx, b.ID, runA.ID)
+	notFound("get run", err)
+	notFound("end run", s.EndRun(ctx, b.ID, runA.ID, "hijack"))
+	notFound("update run", s.UpdateRun(ctx, b.ID, runA.ID, "ready", "h", "d", "127.0.0.1:1"))
+	if runs, _ := s.ListRuns(ctx, b.ID, envA.ID, 10); len(runs) != 0 {
+		t.Errorf("B lists A's runs: %+v", runs)
+	}
+
+	// A disconnects, and B still cannot delete A's env, even by id.
+	if err := s.DeleteConnection(ctx, a.ID, envA.ID); err != nil {
+		t.Fatal(err)
+	}
+	notFound("delete env", s.DeleteEnvironment(ctx, b.ID, envA.ID))
+
+	// A's data is all still there, unchanged.
+	if got, err := s.GetEnvironment(ctx, a.ID, "staging"); err != nil || got.ID != envA.ID {
+		t.Errorf("A's env after B's attempts: %+v, %v", got, err)
+	}
+	if v, err := s.LatestVerification(ctx, a.ID, envA.ID); err != nil || !v.OK {
+		t.Errorf("A's verification: %+v, %v", v, err)
+	}
+	if r, err := s.GetRun(ctx, a.ID, runA.ID); err != nil || !r.EndedAt.IsZero() {
+		t.Errorf("A's run: %+v, %v", r, err)
+	}
+}
+
+func TestTokenIsStoredOnlyAsHash(t *testing.T) {
+	ctx := context.Background()
+	s, path := openTest(t)
+	org := mustOrg(t, s, "Acme")
+	token, tok, err := s.CreateAPIToken(ctx, org.ID, "ci", RoleAdmin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.HasPrefix(token, "tg_") || len(token) < 40 {
+		t.Errorf("token %q: want tg_ and at least 256 bits", token)
+	}
+	p, err := s.Authenticate(ctx, token)
+	if err != nil || p != (Principal{OrgID: org.ID, TokenID: tok.ID, Role: RoleAdmin}) {
+		t.Fatalf("Authenticate = %+v, %v", p, err)
+	}
+	// Flush WAL into the main file, then scan every byte on disk.
+	if _, err := s.db.Exec(`PRAGMA wal_checkpoint(TRUNCATE)`); err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range []string{path, path + "-wal", path + "-shm"} {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			continue
+		}
+		if bytes.Contains(b, []byte(token)) || bytes.Contains(b, []byte(strings.TrimPrefix(token, "tg_"))) {
+			t.Errorf("%s contains the API token", filepath.Base(f))
+		}
+	}
+	if s2, err := s.ListAPITokens(ctx, org.ID); err != nil || len(s2) != 1 || s2[0].Name != "ci" {
+		t.Errorf("ListAPITokens = %+v, %v", s2, err)
+	}
+}
+
+func TestAuthenticateRefusesBadTokens(t *testing.T) {
+	ctx := context.Background()
+	s, _ := openTest(t)
+	org := mustOrg(t, s, "Acme")
+	token, tok, _ := s.CreateAPIToken(ctx, org.ID, "ci", RoleRunner)
+	other := mustOrg(t, s, "Other")
+	for _, bad := range []string{"", "tg_", token[:len(token)-1], token + "a", strings.ToUpper(token), "Bearer " + token, "tskey-api-abc", "tg_" + strings.Repeat("a", 500)} {
+		if _, err := s.Authenticate(ctx, bad); !errors.Is(err, ErrUnauthenticated) {
+			t.Errorf("Authenticate(%.20q…) = %v, want ErrUnauthenticated", bad, err)
+		} else if bad != "" && strings.Contains(err.Error(), bad) {
+			t.Errorf("error echoes the token")
+		}
+	}
+	if err := s.RevokeAPIToken(ctx, other.ID, tok.ID); !errors.Is(err, ErrNotFound) {
+		t.Errorf("another org revoked the token: %v", err)
+	}
+	if err := s.RevokeAPIToken(ctx, org.ID, tok.ID); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Authenticate(ctx, token); !errors.Is(err, ErrUnauthenticated) {
+		t.Errorf("revoked token still authenticates: %v", err)
+	}
+	if _, _, err := s.CreateAPIToken(ctx, org.ID, "x", Role("root")); err == nil {
+		t.Errorf("unknown role accepted")
+	}
+	if _, _, err := s.CreateAPIToken(ctx, "org_nosuch", "x", RoleAdmin); !errors.Is(err, ErrNotFound) {
+		t.Errorf("token for unknown org: %v", err)
+	}
+}
+
+func TestEnvironmentLifecycle(t *testing.T) {
+	ctx := context.Background()
+	s, _ := openTest(t)
+	org := mustOrg(t, s, "Acme")
+	env := mustEnv(t, s, org.ID, "staging")
+	mustEnv(t, s, org.ID, "prod")
+	if _, err := s.CreateEnvironment(ctx, org.ID, "staging"); !errors.Is(err, ErrConflict) {
+		t.Errorf("duplicate name: %v, want ErrConflict", err)
+	}
+	if _, err := s.CreateEnvironment(ctx, "org_nosuch", "x"); !errors.Is(err, ErrNotFound) {
+		t.Errorf("env for unknown org: %v", err)
+	}
+	envs, err := s.ListEnvironments(ctx, org.ID)
+	if err != nil || len(envs) != 2 || envs[0].Name != "prod" || envs[1].Name != "staging" {
+		t.Errorf("ListEnvironments = %+v, %v", envs, err)
+	}
+
+	// Connect, reconnect, verify.
+	c := testConnection(env.ID)
+	got, err := s.PutConnection(ctx, org.ID, c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(got.CIDRs, c.CIDRs) || !reflect.DeepEqual(got.Warnings, c.Warnings) || !reflect.DeepEqual(got.Targets, c.Targets) ||
+		!reflect.DeepEqual(got.Secret, c.Secret) || got.OAuthClientID != c.OAuthClientID || string(got.Detail) != string(c.Detail) || got.State != StateConnected {
+		t.Errorf("PutConnection round trip:\n got %+v\nwant %+v", got, c)
+	}
+	c2 := c
+	c2.CIDRs, c2.Warnings, c2.Detail = []netip.Prefix{netip.MustParsePrefix("100.64.0.6/32")}, nil, nil
+	got2, err := s.PutConnection(ctx, org.ID, c2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got2.CIDRs) != 1 || len(got2.Warnings) != 0 || got2.Detail != nil || !got2.CreatedAt.Equal(got.CreatedAt) {
+		t.Errorf("reconnect: %+v", got2)
+	}
+
+	v, err := s.AddVerification(ctx, org.ID, Verification{EnvID: env.ID, OK: false, Results: json.RawMessage(`[{"target":"a","ok":false}]`)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cc, _ := s.GetConnection(ctx, org.ID, env.ID); cc.State != StateFailing {
+		t.Errorf("state after failed verification = %s", cc.State)
+	}
+	later, _ := s.AddVerification(ctx, org.ID, Verification{EnvID: env.ID, OK: true, At: v.At.Add(time.Second)})
+	if cc, _ := s.GetConnection(ctx, org.ID, env.ID); cc.State != StateVerified {
+		t.Errorf("state after passing verification = %s", cc.State)
+	}
+	if lv, err := s.LatestVerification(ctx, org.ID, env.ID); err != nil || lv.ID != later.ID || !lv.OK {
+		t.Errorf("LatestVerification = %+v, %v", lv, err)
+	}
+	if _, err := s.AddVerification(ctx, org.ID, Verification{EnvID: env.ID, Results: json.RawMessage(`{bad`)}); err == nil {
+		t.Errorf("invalid results JSON accepted")
+	}
+
+	// Deleting a connected env is refused: the tailnet side must be cleaned first.
+	if err := s.DeleteEnvironment(ctx, org.ID, env.ID); !errors.Is(err, ErrConflict) {
+		t.Errorf("delete connected env: %v, want ErrConflict", err)
+	}
+	if err := s.DeleteConnection(ctx, org.ID, env.ID); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.GetConnection(ctx, org.ID, env.ID); !errors.Is(err, ErrNotFound) {
+		t.Errorf("connection after delete: %v", err)
+	}
+	if err := s.DeleteEnvironment(ctx, org.ID, env.ID); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.GetEnvironment(ctx, org.ID, "staging"); !errors.Is(err, ErrNotFound) {
+		t.Errorf("env after delete: %v", err)
+	}
+	if _, err := s.LatestVerification(ctx, org.ID, env.ID); !errors.Is(err, ErrNotFound) {
+		t.Errorf("verifications outlived their env: %v", err)
+	}
+	// The name is free again.
+	mustEnv(t, s, org.ID, "staging")
+}
+
+func TestPutConnectionRefusesIncompleteRecords(t *testing.T) {
+	ctx := context.Background()
+	s, _ := openTest(t)
+	org := mustOrg(t, s, "Acme")
+	env := mustEnv(t, s, org.ID, "staging")
+	for name, mutate := range map[string]func(*Connection){
+		"no secret":    func(c *Connection) { c.Secret = vault.Sealed{} },
+		"no client id": func(c *Connection) { c.OAuthClientID = "" },
+		"bad state":    func(c *Connection) { c.State = "maybe" },
+		"bad detail":   func(c *Connection) { c.Detail = json.RawMessage("{") },
+	} {
+		c := testConnection(env.ID)
+		mutate(&c)
+		if _, err := s.PutConnection(ctx, org.ID, c); err == nil {
+			t.Errorf("%s: accepted", name)
+		}
+	}
+	if _, err := s.GetConnection(ctx, org.ID, env.ID); !errors.Is(err, ErrNotFound) {
+		t.Errorf("a refused connection was stored")
+	}
+}
+
+func TestRunLifecycle(t *testing.T) {
+	ctx := context.Background()
+	s, _ := openTest(t)
+	org := mustOrg(t, s, "Acme")
+	env := mustEnv(t, s, org.ID, "staging")
+	exp := time.Now().Add(30 * time.Minute)
+	r, err := s.CreateRun(ctx, org.ID, Run{EnvID: env.ID, ExpiresAt: exp})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.HasPrefix(r.ID, "run_") || r.State != "starting" {
+		t.Errorf("run = %+v", r)
+	}
+	if err := s.UpdateRun(ctx, org.ID, r.ID, "ready", "tailgate-run-1", "nodeid1", "127.0.0.1:40001"); err != nil {
+		t.Fatal(err)
+	}
+	open, _ := s.OpenRuns(ctx)
+	if len(open) != 1 || open[0].ProxyAddr != "127.0.0.1:40001" || open[0].State != "ready" {
+		t.Errorf("OpenRuns = %+v", open)
+	}
+	if err := s.EndRun(ctx, org.ID, r.ID, "timeout"); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.EndRun(ctx, org.ID, r.ID, "again"); !errors.Is(err, ErrNotFound) {
+		t.Errorf("ending an ended run: %v", err)
+	}
+	got, _ := s.GetRun(ctx, org.ID, r.ID)
+	if got.EndedAt.IsZero() || got.EndReason != "timeout" || got.State != "ended" {
+		t.Errorf("ended run = %+v", got)
+	}
+	if open, _ := s.OpenRuns(ctx); len(open) != 0 {
+		t.Errorf("ended run still open: %+v", open)
+	}
+	if runs, _ := s.ListRuns(ctx, org.ID, env.ID, 0); len(runs) != 1 {
+		t.Errorf("ListRuns = %+v", runs)
+	}
+}
+
+func TestConcurrentWritesAllLand(t *testing.T) {
+	ctx := context.Background()
+	s, _ := openTest(t)
+	org := mustOrg(t, s, "Acme")
+	const writers, each = 10, 20
+	var wg sync.WaitGroup
+	errs := make(chan error, writers*each*3)
+	for w := 0; w < writers; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; i < each; i++ {
+				env, err := s.CreateEnvironment(ctx, org.ID, fmt.Sprintf("env-%d-%d", w, i))
+				if err != nil {
+					errs <- err
+					continue
+				}
+				if _, err := s.PutConnection(ctx, org.ID, testConnection(env.ID)); err != nil {
+					errs <- err
+				}
+				if _, err := s.AddVerification(ctx, org.ID, Verification{EnvID: env.ID, OK: i%2 == 0}); err != nil {
+					errs <- err
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Errorf("concurrent write: %v", err)
+	}
+	envs, err := s.ListEnvironments(ctx, org.ID)
+	if err != nil || len(envs) != writers*each {
+		t.Fatalf("%d environments, want %d (%v)", len(envs), writers*each, err)
+	}
+	var conns, vers int
+	s.db.QueryRow(`SELECT COUNT(*) FROM connections`).Scan(&conns)
+	s.db.QueryRow(`SELECT COUNT(*) FROM verifications`).Scan(&vers)
+	if conns != writers*each || vers != writers*each {
+		t.Errorf("connections %d, verifications %d, want %d each", conns, vers, writers*each)
+	}
+}
