@@ -1,0 +1,283 @@
+package flow
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/chromedp/chromedp"
+)
+
+// DefaultChromiumPath is Debian's chromium package.
+const DefaultChromiumPath = "/usr/bin/chromium"
+
+// Options configure one flow run.
+type Options struct {
+	// ProxyURL is the run's egress proxy, e.g. "http://127.0.0.1:41234". Its
+	// host must be a loopback IP literal: Chromium resolves no names at all.
+	ProxyURL string
+	// OutDir receives screenshots and report.json; it is created if missing.
+	OutDir string
+	// ChromiumPath defaults to DefaultChromiumPath.
+	ChromiumPath string
+	// StepTimeout bounds each step (page load, waiting for an element or a
+	// text). Zero means 30 s.
+	StepTimeout time.Duration
+	// Logger receives step progress. Nil discards.
+	Logger *slog.Logger
+}
+
+// Report is the outcome of a flow run, written as OutDir/report.json.
+type Report struct {
+	Flow     string        `json:"flow"`
+	Status   string        `json:"status"` // "passed" or "failed"
+	Error    string        `json:"error,omitempty"`
+	Started  time.Time     `json:"started"`
+	Duration time.Duration `json:"duration_ns"`
+	Steps    []StepReport  `json:"steps"`
+	// Screenshots are the files written, relative to OutDir.
+	Screenshots []string `json:"screenshots"`
+	// Requests are every network request Chromium made, in order.
+	Requests []Request `json:"requests"`
+}
+
+// StepReport is the outcome of one step.
+type StepReport struct {
+	Index      int           `json:"index"` // 1-based
+	Kind       StepKind      `json:"kind"`
+	Line       int           `json:"line"`
+	Step       string        `json:"step"`
+	Status     string        `json:"status"` // "passed", "failed" or "skipped"
+	Duration   time.Duration `json:"duration_ns"`
+	Error      string        `json:"error,omitempty"`
+	Screenshot string        `json:"screenshot,omitempty"`
+}
+
+// Request is Chromium's view of one network request. The run merges the
+// proxy's events (resolved address, refusal reason) by Host and Port.
+type Request struct {
+	// URL without query or fragment (they may carry secrets).
+	URL      string        `json:"url"`
+	Host     string        `json:"host"`
+	Port     int           `json:"port"`
+	Method   string        `json:"method"`
+	Type     string        `json:"type,omitempty"` // Document, Script, XHR, ...
+	Status   int           `json:"status,omitempty"`
+	Bytes    int64         `json:"bytes"` // encoded bytes received
+	Duration time.Duration `json:"duration_ns"`
+	// Failure is Chromium's error text, e.g. net::ERR_TUNNEL_CONNECTION_FAILED
+	// when the proxy refused a CONNECT.
+	Failure string `json:"failure,omitempty"`
+	// Refusal is the proxy's X-Tailgate-Refusal code, when it answered.
+	Refusal string `json:"refusal,omitempty"`
+}
+
+const (
+	statusPassed  = "passed"
+	statusFailed  = "failed"
+	statusSkipped = "skipped"
+)
+
+// Run runs the flow in a fresh headless Chromium whose only way out is
+// opts.ProxyURL. It returns the report and, if the flow did not pass, an
+// error naming the failed step. The report is also written to
+// OutDir/report.json, whatever the outcome.
+func Run(ctx context.Context, f Flow, opts Options) (Report, error) {
+	rep := Report{Flow: f.Name, Started: time.Now(), Steps: []StepReport{}, Screenshots: []string{}, Requests: []Request{}}
+	log := opts.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	if opts.StepTimeout <= 0 {
+		opts.StepTimeout = 30 * time.Second
+	}
+	if opts.ChromiumPath == "" {
+		opts.ChromiumPath = DefaultChromiumPath
+	}
+	if opts.OutDir == "" {
+		return rep, errors.New("flow: an output directory is required")
+	}
+	if err := os.MkdirAll(opts.OutDir, 0o755); err != nil {
+		return rep, fmt.Errorf("flow: create output directory: %w", err)
+	}
+	proxy, err := checkProxyURL(opts.ProxyURL)
+	if err != nil {
+		return rep, err
+	}
+
+	runErr := run(ctx, f, opts, proxy, log, &rep)
+	rep.Duration = time.Since(rep.Started)
+	rep.Status = statusPassed
+	if runErr != nil {
+		rep.Status = statusFailed
+		rep.Error = runErr.Error()
+	}
+	if err := writeReport(filepath.Join(opts.OutDir, "report.json"), rep); err != nil {
+		return rep, errors.Join(runErr, err)
+	}
+	return rep, runErr
+}
+
+// checkProxyURL insists on a loopback IP literal: with every name mapped to
+// NOTFOUND, Chromium could not resolve "localhost" anyway, and anything not
+// on loopback would not be the run's proxy.
+func checkProxyURL(raw string) (string, error) {
+	u, err := url.Parse(raw)
+	if err != nil || u.Host == "" {
+		return "", fmt.Errorf("flow: proxy URL %q is not a URL like http://127.0.0.1:PORT", raw)
+	}
+	if u.Scheme != "http" && u.Scheme != "socks5" {
+		return "", fmt.Errorf("flow: proxy URL %q: scheme must be http or socks5", raw)
+	}
+	ap, err := netip.ParseAddrPort(u.Host)
+	if err != nil || !ap.Addr().IsLoopback() {
+		return "", fmt.Errorf("flow: proxy URL %q: host must be a loopback IP and port", raw)
+	}
+	return u.Scheme + "://" + ap.String(), nil
+}
+
+func writeReport(path string, rep Report) error {
+	b, err := json.MarshalIndent(rep, "", "  ")
+	if err != nil {
+		return fmt.Errorf("flow: encode report: %w", err)
+	}
+	if err := os.WriteFile(path, append(b, '\n'), 0o644); err != nil {
+		return fmt.Errorf("flow: write report: %w", err)
+	}
+	return nil
+}
+
+// chromiumFlags start Chromium so nothing leaks around the proxy.
+func chromiumFlags(opts Options, proxy, profile string) []chromedp.ExecAllocatorOption {
+	return []chromedp.ExecAllocatorOption{
+		chromedp.ExecPath(opts.ChromiumPath),
+		chromedp.UserDataDir(profile),
+		chromedp.Headless,
+		chromedp.DisableGPU,
+		chromedp.NoFirstRun,
+		chromedp.NoDefaultBrowserCheck,
+		chromedp.WindowSize(screenWidth, screenHeight),
+		chromedp.Flag("no-sandbox", os.Geteuid() == 0),
+
+		// The proxy is the only way out, for every scheme, even loopback.
+		chromedp.ProxyServer(proxy),
+		chromedp.Flag("proxy-bypass-list", "<-loopback>"),
+		// Chromium resolves no names itself; the proxy's IP literal needs none.
+		chromedp.Flag("host-resolver-rules", "MAP * ~NOTFOUND , EXCLUDE 127.0.0.1"),
+		chromedp.Flag("disable-quic", true),
+		chromedp.Flag("force-webrtc-ip-handling-policy", "disable_non_proxied_udp"),
+		chromedp.Flag("webrtc-ip-handling-policy", "disable_non_proxied_udp"),
+		chromedp.Flag("dns-prefetch-disable", true),
+		chromedp.Flag("no-pings", true),
+
+		// Background services that phone home.
+		chromedp.Flag("disable-background-networking", true),
+		chromedp.Flag("disable-component-update", true),
+		chromedp.Flag("disable-sync", true),
+		chromedp.Flag("disable-default-apps", true),
+		chromedp.Flag("disable-extensions", true),
+		chromedp.Flag("disable-domain-reliability", true),
+		chromedp.Flag("disable-client-side-phishing-detection", true),
+		chromedp.Flag("disable-breakpad", true),
+		chromedp.Flag("metrics-recording-only", true),
+		chromedp.Flag("safebrowsing-disable-auto-update", true),
+		chromedp.Flag("disable-features", strings.Join([]string{
+			"Translate", "OptimizationHints", "OptimizationGuideModelDownloading",
+			"MediaRouter", "DialMediaRouteProvider", "AutofillServerCommunication",
+			"CertificateTransparencyComponentUpdater", "NetworkTimeServiceQuerying",
+			"SafeBrowsingEnhancedProtection", "InterestFeedContentSuggestions",
+			"DnsOverHttps", "AsyncDns", "NetworkPrediction", "PrivacySandboxSettings4",
+			"ChromeWhatsNewUI", "Prerender2", "SpareRendererForSitePerProcess",
+		}, ",")),
+
+		// Quiet, deterministic automation.
+		chromedp.Flag("disable-dev-shm-usage", true),
+		chromedp.Flag("disable-background-timer-throttling", true),
+		chromedp.Flag("disable-renderer-backgrounding", true),
+		chromedp.Flag("disable-popup-blocking", true),
+		chromedp.Flag("enable-automation", true),
+		chromedp.Flag("password-store", "basic"),
+		chromedp.Flag("use-mock-keychain", true),
+		chromedp.Flag("force-color-profile", "srgb"),
+
+		// No proxy or other settings from our environment: only what the
+		// browser needs to run.
+		chromedp.NoInheritEnv,
+		chromedp.Env("HOME="+profile, "PATH=/usr/bin:/bin", "LANG=C.UTF-8", "TMPDIR="+profile),
+	}
+}
+
+// Screenshot size (the browser window).
+const (
+	screenWidth  = 1280
+	screenHeight = 800
+)
+
+func run(ctx context.Context, f Flow, opts Options, proxy string, log *slog.Logger, rep *Report) error {
+	profile, err := os.MkdirTemp("", "tailgate-chromium-")
+	if err != nil {
+		return fmt.Errorf("flow: create browser profile: %w", err)
+	}
+	defer os.RemoveAll(profile)
+
+	actx, cancelAlloc := chromedp.NewExecAllocator(ctx, chromiumFlags(opts, proxy, profile)...)
+	defer cancelAlloc()
+	bctx, cancelBrowser := chromedp.NewContext(actx,
+		chromedp.WithLogf(func(format string, args ...any) { log.Debug(fmt.Sprintf(format, args...)) }),
+		chromedp.WithErrorf(func(format string, args ...any) { log.Debug(fmt.Sprintf(format, args...)) }),
+	)
+	defer func() {
+		// Close the browser gracefully and wait for it to exit, so the
+		// profile directory can be removed.
+		_ = chromedp.Cancel(bctx)
+		cancelBrowser()
+	}()
+
+	// The first action starts the browser. It runs on the browser's own
+	// context: a step's timeout must not end the browser with the step.
+	if err := chromedp.Do(bctx, chromedp.Func(func(context.Context, *chromedp.Target) error { return nil })); err != nil {
+		return fmt.Errorf("flow: start chromium %s: %w", opts.ChromiumPath, err)
+	}
+	nl := newNetLog()
+	if err := chromedp.Listen(bctx, nl.handle); err != nil {
+		return fmt.Errorf("flow: watch network events: %w", err)
+	}
+	defer func() { rep.Requests = nl.requests() }()
+
+	var failed error
+	for i, s := range f.Steps {
+		sr := StepReport{Index: i + 1, Kind: s.Kind, Line: s.Line, Step: s.String(), Status: statusSkipped}
+		if failed != nil {
+			rep.Steps = append(rep.Steps, sr)
+			continue
+		}
+		t0 := time.Now()
+		sctx, cancel := context.WithTimeout(bctx, opts.StepTimeout)
+		shot, err := runStep(sctx, s, opts)
+		cancel()
+		sr.Duration = time.Since(t0)
+		sr.Status = statusPassed
+		if shot != "" {
+			sr.Screenshot = shot
+			rep.Screenshots = append(rep.Screenshots, shot)
+		}
+		if err != nil {
+			if errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil {
+				err = fmt.Errorf("timed out after %s: %w", opts.StepTimeout, err)
+			}
+			sr.Status, sr.Error = statusFailed, err.Error()
+			failed = fmt.Errorf("flow %q failed at step %d (line %d, %s): %w", f.Name, i+1, s.Line, s, err)
+		}
+		log.Info("flow step", "flow", f.Name, "step", sr.Index, "what", sr.Step, "status", sr.Status, "err", sr.Error)
+		rep.Steps = append(rep.Steps, sr)
+	}
+	return failed
+}
