@@ -253,11 +253,14 @@ func findDeviceByName(tn TailnetView, t Target, suffix string) (*Device, error) 
 	}
 	switch len(matches) {
 	case 0:
-		hint := ""
-		if suffix != "" && !strings.Contains(t.Host, ".") {
-			hint = fmt.Sprintf(" (looked for %s.%s)", t.Host, suffix)
+		if strings.Contains(t.Host, ".") {
+			return nil, targetErr(t.String(), "no device named %q in the tailnet; check the name in the admin console's Machines page", t.Host)
 		}
-		return nil, targetErr(t.String(), "no device named %q in the tailnet%s; check the name in the admin console's Machines page", t.Host, hint)
+		looked := ""
+		if suffix != "" {
+			looked = fmt.Sprintf(" (looked for %s.%s)", t.Host, suffix)
+		}
+		return nil, targetErr(t.String(), "no device named %q in the tailnet%s; check the name in the admin console's Machines page, or if it is an internal DNS name, give it in full (e.g. %s.corp.example.com)", t.Host, looked, t.Host)
 	case 1:
 		return matches[0], nil
 	}
