@@ -1,0 +1,211 @@
+package gateway
+
+import (
+	"encoding/json"
+	"fmt"
+	"net"
+	"net/http"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"gopkg.in/yaml.v3"
+)
+
+// metrics are per Gateway (own registry), so tests and embedders can run
+// several gateways in one process.
+type metrics struct {
+	reg      *prometheus.Registry
+	requests *prometheus.CounterVec
+	duration *prometheus.HistogramVec
+	denials  *prometheus.CounterVec
+	reloads  *prometheus.CounterVec
+}
+
+func newMetrics() *metrics {
+	m := &metrics{reg: prometheus.NewRegistry()}
+	m.requests = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "tailgate_gateway_requests_total",
+		Help: "HTTP requests handled, by bind, route, method and status code.",
+	}, []string{"bind", "route", "method", "status"})
+	m.duration = prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Name:    "tailgate_gateway_request_duration_seconds",
+		Help:    "Time from request headers read to response finished, by bind and route.",
+		Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30},
+	}, []string{"bind", "route"})
+	m.denials = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "tailgate_gateway_denials_total",
+		Help: "Connections and requests refused, by policy and reason.",
+	}, []string{"policy", "reason"})
+	m.reloads = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "tailgate_gateway_config_reloads_total",
+		Help: "Config reloads, by result (ok, error).",
+	}, []string{"result"})
+	m.reg.MustRegister(m.requests, m.duration, m.denials, m.reloads,
+		prometheus.NewGoCollector(), prometheus.NewProcessCollector(prometheus.ProcessCollectorOpts{}))
+	return m
+}
+
+func (m *metrics) denial(policy, reason string) {
+	m.denials.WithLabelValues(policy, reason).Inc()
+}
+
+func (m *metrics) request(bind, route, method string, status int, d time.Duration) {
+	switch method {
+	case "GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "CONNECT", "TRACE":
+	default:
+		method = "other" // keep label values bounded
+	}
+	m.requests.WithLabelValues(bind, route, method, strconv.Itoa(status)).Inc()
+	m.duration.WithLabelValues(bind, route).Observe(d.Seconds())
+}
+
+func (g *Gateway) startAdmin() error {
+	addr := g.opts.AdminAddr
+	if addr == "" {
+		if c := g.snap.Load().file.Config; c != nil && c.AdminAddr != "" {
+			addr = c.AdminAddr
+		} else {
+			addr = "127.0.0.1:15000"
+		}
+	}
+	if addr == "off" {
+		return nil
+	}
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return fmt.Errorf("admin listener: %w", err)
+	}
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", promhttp.HandlerFor(g.metrics.reg, promhttp.HandlerOpts{}))
+	mux.HandleFunc("GET /healthz/ready", func(w http.ResponseWriter, r *http.Request) {
+		if !g.ready.Load() {
+			http.Error(w, "not ready", http.StatusServiceUnavailable)
+			return
+		}
+		fmt.Fprintln(w, "ready")
+	})
+	mux.HandleFunc("GET /config_dump", g.serveConfigDump)
+	g.adminLn = ln
+	g.admin = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	go g.admin.Serve(ln)
+	g.log.Info("admin listening", "addr", ln.Addr().String())
+	return nil
+}
+
+// ConfigDump is what /config_dump serves.
+type ConfigDump struct {
+	File     string         `json:"file"`
+	LoadedAt time.Time      `json:"loadedAt"`
+	SHA256   string         `json:"sha256"`
+	Binds    []BindStatus   `json:"binds"`
+	Config   map[string]any `json:"config"`
+}
+
+// BindStatus is one listening bind.
+type BindStatus struct {
+	Bind    string `json:"bind"`
+	Network string `json:"network"` // host or tailnet
+	Addr    string `json:"addr"`
+}
+
+func (g *Gateway) serveConfigDump(w http.ResponseWriter, r *http.Request) {
+	s := g.snap.Load()
+	d := ConfigDump{File: g.opts.ConfigPath, LoadedAt: s.loadedAt, SHA256: fmt.Sprintf("%x", s.hash)}
+	var raw any
+	if err := yaml.Unmarshal(s.source, &raw); err == nil {
+		if m, ok := Redact(raw).(map[string]any); ok {
+			d.Config = m
+		}
+	}
+	g.mu.Lock()
+	for port, bs := range g.servers {
+		n := "host"
+		if bs.tailnet {
+			n = "tailnet"
+		}
+		d.Binds = append(d.Binds, BindStatus{Bind: fmt.Sprintf("bind/%d", port), Network: n, Addr: bs.ln.Addr().String()})
+	}
+	g.mu.Unlock()
+	sort.Slice(d.Binds, func(i, j int) bool { return d.Binds[i].Bind < d.Binds[j].Bind })
+	w.Header().Set("Content-Type", "application/json")
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	enc.Encode(d)
+}
+
+// sensitiveHeaders carry credentials; their configured values (header
+// modifiers, extAuthz headers) are never shown.
+var sensitiveHeaders = map[string]bool{
+	"authorization": true, "proxy-authorization": true, "cookie": true, "set-cookie": true,
+	"x-api-key": true, "api-key": true, "x-auth-token": true,
+}
+
+// Redact returns a copy of a decoded YAML value with secrets replaced by
+// "<redacted>": values of credential headers, keys that name a secret
+// (token, secret, password, authKey), inline JWKS private parts, and
+// userinfo or query strings in URLs. It is the gateway's one redaction
+// helper; use it for anything config-shaped that leaves the process.
+func Redact(v any) any {
+	return redact(v, "")
+}
+
+func redact(v any, key string) any {
+	lk := strings.ToLower(key)
+	switch t := v.(type) {
+	case map[string]any:
+		out := make(map[string]any, len(t))
+		for k, val := range t {
+			if s, ok := val.(string); ok && secretKey(k) {
+				if s != "" {
+					val = "<redacted>"
+				}
+			}
+			out[k] = redact(val, k)
+		}
+		return out
+	case []any:
+		out := make([]any, len(t))
+		for i, x := range t {
+			out[i] = redact(x, key)
+		}
+		return out
+	case string:
+		if sensitiveHeaders[lk] {
+			return "<redacted>"
+		}
+		if strings.Contains(t, "://") {
+			return redactURL(t)
+		}
+		if lk == "jwks" && strings.Contains(t, `"d"`) {
+			return "<redacted: inline key set with private key material>"
+		}
+		return t
+	}
+	return v
+}
+
+func secretKey(k string) bool {
+	lk := strings.ToLower(k)
+	for _, s := range []string{"secret", "password", "token", "credential", "privatekey"} {
+		if strings.Contains(lk, s) {
+			return true
+		}
+	}
+	return false
+}
+
+func redactURL(s string) string {
+	i := strings.Index(s, "://")
+	rest := s[i+3:]
+	if at := strings.Index(rest, "@"); at >= 0 && at < strings.IndexAny(rest+"/", "/") {
+		rest = "<redacted>@" + rest[at+1:]
+	}
+	if q := strings.Index(rest, "?"); q >= 0 {
+		rest = rest[:q] + "?<redacted>"
+	}
+	return s[:i+3] + rest
+}

@@ -1,0 +1,91 @@
+package gateway
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"net/http/httputil"
+	"net/url"
+	"strings"
+	"time"
+)
+
+// Backend is where a route sends a request once every policy passed.
+// Today the only kind is an HTTP upstream (`backends[].host`); MCP
+// backends (`backends[].mcp`, next issue) implement the same interface and
+// read the caller's identity with CallerFrom(r.Context()).
+type Backend interface {
+	// Name labels the backend in logs and metrics, e.g. "127.0.0.1:8080".
+	Name() string
+	http.Handler
+}
+
+// hostBackend reverse-proxies to one HTTP upstream.
+type hostBackend struct {
+	name  string
+	proxy *httputil.ReverseProxy
+}
+
+func (b *hostBackend) Name() string                                 { return b.name }
+func (b *hostBackend) ServeHTTP(w http.ResponseWriter, r *http.Request) { b.proxy.ServeHTTP(w, r) }
+
+// newTransport is the one upstream transport of a Gateway, shared by all
+// snapshots so a reload keeps warm connections.
+func newTransport() *http.Transport {
+	return &http.Transport{
+		Proxy:                 nil, // a gateway never goes through the host's HTTP_PROXY
+		DialContext:           (&net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
+		MaxIdleConns:          1024,
+		MaxIdleConnsPerHost:   256,
+		IdleConnTimeout:       90 * time.Second,
+		ExpectContinueTimeout: time.Second,
+		ForceAttemptHTTP2:     false,
+	}
+}
+
+func (c *compiler) hostBackend(host string) (Backend, error) {
+	if b, ok := c.backends[host]; ok {
+		return b, nil
+	}
+	raw := host
+	if !strings.Contains(raw, "://") {
+		raw = "http://" + raw
+	}
+	u, err := url.Parse(raw)
+	if err != nil || u.Host == "" {
+		return nil, fmt.Errorf("invalid backend host %q: want host:port or http://host:port", host)
+	}
+	if u.Scheme != "http" && u.Scheme != "https" {
+		return nil, fmt.Errorf("invalid backend host %q: scheme must be http or https", host)
+	}
+	if u.Port() == "" {
+		return nil, fmt.Errorf("invalid backend host %q: a port is required", host)
+	}
+	target := &url.URL{Scheme: u.Scheme, Host: u.Host}
+	b := &hostBackend{name: u.Host}
+	b.proxy = &httputil.ReverseProxy{
+		Rewrite: func(pr *httputil.ProxyRequest) {
+			pr.SetURL(target)
+			pr.Out.Host = pr.In.Host // keep the caller's Host, as agentgateway does
+			if pr.In.Header.Get("X-Forwarded-For") == "" {
+				pr.Out.Header.Del("X-Forwarded-For")
+			}
+		},
+		Transport:     c.deps.transport,
+		FlushInterval: -1, // stream (SSE, MCP) without buffering
+		ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
+			status := http.StatusBadGateway
+			if errors.Is(err, context.DeadlineExceeded) {
+				status = http.StatusGatewayTimeout
+			}
+			if ri := infoFrom(r.Context()); ri != nil {
+				ri.upstreamErr = err
+			}
+			http.Error(w, http.StatusText(status), status)
+		},
+	}
+	c.backends[host] = b
+	return b, nil
+}

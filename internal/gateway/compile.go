@@ -1,0 +1,452 @@
+package gateway
+
+import (
+	"crypto/sha256"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"net/http"
+	"path/filepath"
+	"regexp"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/tailgate-dev/tailgate/internal/gateway/config"
+	"github.com/tailgate-dev/tailgate/internal/gateway/policy"
+	"github.com/tailgate-dev/tailgate/internal/gateway/rules"
+)
+
+// snapshot is one fully compiled config: immutable once built, swapped in
+// whole behind Gateway.snap. Nothing on the request path parses or
+// compiles.
+type snapshot struct {
+	file      *config.File
+	source    []byte // the file as read, for the config dump
+	hash      [32]byte
+	loadedAt  time.Time
+	network   *rules.Set
+	binds     map[int]*bindTable
+	logFormat string
+}
+
+type bindTable struct {
+	port      int
+	tailnet   bool
+	https     bool
+	listeners []*listenerTable
+}
+
+type listenerTable struct {
+	name     string
+	hostname string // "" any, "*.example.com" wildcard, or exact
+	cert     *tls.Certificate
+	chain    *chain
+	routes   []routeEntry // sorted, most specific first
+}
+
+// routeEntry is one match of one route; a route with three matches has
+// three entries, ranked independently as in the Gateway API.
+type routeEntry struct {
+	route *routeTable
+	m     matcher
+}
+
+type routeTable struct {
+	name           string
+	key            string // "<listener>/<route>" for logs and metrics
+	hostnames      []string
+	chain          *chain
+	backends       []weightedBackend
+	totalWeight    int
+	requestTimeout time.Duration
+	backendTimeout time.Duration
+}
+
+type weightedBackend struct {
+	Backend
+	weight int
+}
+
+// chain is the policies of one listener or route, in the order they run.
+type chain struct {
+	rateLimit  *policy.RateLimit
+	cors       *policy.CORS
+	jwt        *policy.JWTAuth
+	extAuthz   *policy.ExtAuthz
+	authz      *rules.Set
+	reqHeader  *policy.HeaderModifier
+	respHeader *policy.HeaderModifier
+}
+
+func (c *chain) empty() bool {
+	return c == nil || (c.rateLimit == nil && c.cors == nil && c.jwt == nil && c.extAuthz == nil && c.authz == nil && c.reqHeader == nil && c.respHeader == nil)
+}
+
+type matcher struct {
+	pathKind  int // 3 exact, 2 prefix, 1 regex
+	path      string
+	pathRe    *regexp.Regexp
+	method    string
+	headers   []valueMatcher
+	query     []valueMatcher
+	configIdx int
+}
+
+type valueMatcher struct {
+	name  string
+	exact *string
+	re    *regexp.Regexp
+}
+
+func (v valueMatcher) matches(val string, ok bool) bool {
+	if !ok {
+		return false
+	}
+	if v.exact != nil {
+		return val == *v.exact
+	}
+	return v.re.MatchString(val)
+}
+
+// compiler collects every problem in a config so one load reports all.
+type compiler struct {
+	file     string
+	dir      string // relative paths in the config are relative to it
+	deps     compileDeps
+	errs     []error
+	backends map[string]Backend
+}
+
+type compileDeps struct {
+	transport http.RoundTripper
+	client    *http.Client // for JWKS URLs and extAuthz
+}
+
+func (c *compiler) fail(p config.Pos, path string, err error) {
+	if p.Line > 0 {
+		c.errs = append(c.errs, fmt.Errorf("%s:%d:%d: %s: %w", c.file, p.Line, p.Column, path, err))
+	} else {
+		c.errs = append(c.errs, fmt.Errorf("%s: %s: %w", c.file, path, err))
+	}
+}
+
+func (c *compiler) rel(p string) string {
+	if p == "" || filepath.IsAbs(p) {
+		return p
+	}
+	return filepath.Join(c.dir, p)
+}
+
+// compile builds a snapshot from a decoded file. It does not touch the
+// network except to read JWKS/TLS files; JWKS URLs are fetched on first use.
+func compile(name string, data []byte, f *config.File, deps compileDeps) (*snapshot, error) {
+	c := &compiler{file: name, dir: filepath.Dir(name), deps: deps, backends: map[string]Backend{}}
+	s := &snapshot{file: f, source: data, hash: sha256.Sum256(data), loadedAt: time.Now(), binds: map[int]*bindTable{}}
+	if f.Config != nil && f.Config.Logging != nil {
+		s.logFormat = f.Config.Logging.Format
+	}
+	if fp := f.FrontendPolicies; fp != nil && fp.NetworkAuthorization != nil {
+		s.network = c.ruleSet(rules.Network, fp.NetworkAuthorization, "frontendPolicies.networkAuthorization")
+	}
+	for bi, b := range f.Binds {
+		bp := fmt.Sprintf("binds[%d]", bi)
+		bt := &bindTable{port: b.Port, tailnet: b.Tailnet}
+		for li, l := range b.Listeners {
+			lp := fmt.Sprintf("%s.listeners[%d]", bp, li)
+			lt := c.listener(l, lp, bi, li)
+			if l.Protocol == "HTTPS" {
+				bt.https = true
+			}
+			bt.listeners = append(bt.listeners, lt)
+		}
+		// Most specific listener hostname first: exact, then wildcard, then any.
+		sort.SliceStable(bt.listeners, func(i, j int) bool {
+			return hostRank(bt.listeners[i].hostname) > hostRank(bt.listeners[j].hostname)
+		})
+		s.binds[b.Port] = bt
+	}
+	if len(c.errs) > 0 {
+		return nil, errors.Join(c.errs...)
+	}
+	return s, nil
+}
+
+func hostRank(h string) int {
+	switch {
+	case h == "":
+		return 0
+	case strings.HasPrefix(h, "*"):
+		return 1
+	}
+	return 2
+}
+
+func (c *compiler) ruleSet(phase rules.Phase, rs *config.RuleSet, path string) *rules.Set {
+	var specs []rules.Spec
+	for i, r := range rs.Rules {
+		specs = append(specs, rules.Spec{
+			Kind:  rules.Kind(r.Kind),
+			Expr:  r.Expr,
+			Where: fmt.Sprintf("%s:%d: %s.rules[%d]", c.file, r.Pos.Line, path, i),
+		})
+	}
+	set, err := rules.CompileSet(phase, specs)
+	if err != nil {
+		c.errs = append(c.errs, err)
+		return nil
+	}
+	return set
+}
+
+func (c *compiler) listener(l config.Listener, path string, bi, li int) *listenerTable {
+	name := l.Name
+	if name == "" {
+		name = fmt.Sprintf("bind%d-listener%d", bi, li)
+	}
+	lt := &listenerTable{name: name, hostname: strings.ToLower(l.Hostname)}
+	if l.TLS != nil {
+		cert, err := tls.LoadX509KeyPair(c.rel(l.TLS.Cert), c.rel(l.TLS.Key))
+		if err != nil {
+			c.fail(l.TLS.Pos, path+".tls", fmt.Errorf("load certificate: %w", err))
+		} else {
+			lt.cert = &cert
+		}
+	}
+	if p := l.Policies; p != nil {
+		lt.chain = c.chain(path+".policies", p.JWTAuth, p.ExtAuthz, p.Authorization, p.CORS, nil, nil, nil, nil)
+	}
+	for ri, r := range l.Routes {
+		rp := fmt.Sprintf("%s.routes[%d]", path, ri)
+		rt := c.route(r, rp, name, ri)
+		matches := r.Matches
+		if len(matches) == 0 {
+			prefix := "/"
+			matches = []config.Match{{Path: &config.PathMatch{Prefix: &prefix}}}
+		}
+		for mi, m := range matches {
+			mt, ok := c.matcher(m, fmt.Sprintf("%s.matches[%d]", rp, mi))
+			if ok {
+				mt.configIdx = len(lt.routes)
+				lt.routes = append(lt.routes, routeEntry{route: rt, m: mt})
+			}
+		}
+	}
+	sort.SliceStable(lt.routes, func(i, j int) bool { return moreSpecific(lt.routes[i].m, lt.routes[j].m) })
+	return lt
+}
+
+// moreSpecific orders matches as the Gateway API does: exact path, then
+// longest prefix, then regex; then a method; then more header matches;
+// then more query matches; then config order.
+func moreSpecific(a, b matcher) bool {
+	if a.pathKind != b.pathKind {
+		return a.pathKind > b.pathKind
+	}
+	if len(a.path) != len(b.path) {
+		return len(a.path) > len(b.path)
+	}
+	if (a.method != "") != (b.method != "") {
+		return a.method != ""
+	}
+	if len(a.headers) != len(b.headers) {
+		return len(a.headers) > len(b.headers)
+	}
+	if len(a.query) != len(b.query) {
+		return len(a.query) > len(b.query)
+	}
+	return a.configIdx < b.configIdx
+}
+
+func (c *compiler) matcher(m config.Match, path string) (matcher, bool) {
+	ok := true
+	mt := matcher{method: m.Method, pathKind: 2, path: "/"}
+	if p := m.Path; p != nil {
+		switch {
+		case p.Exact != nil:
+			mt.pathKind, mt.path = 3, *p.Exact
+		case p.Prefix != nil:
+			mt.pathKind, mt.path = 2, *p.Prefix
+		case p.Regex != nil:
+			re, err := regexp.Compile("^(?:" + *p.Regex + ")$")
+			if err != nil {
+				c.fail(p.Pos, path+".path.regex", fmt.Errorf("invalid regular expression: %w", err))
+				ok = false
+			}
+			mt.pathKind, mt.path, mt.pathRe = 1, *p.Regex, re
+		}
+	}
+	vm := func(list []config.ValueMatch, what string) []valueMatcher {
+		var out []valueMatcher
+		for i, v := range list {
+			x := valueMatcher{name: v.Name, exact: v.Value.Exact}
+			if what == "headers" {
+				x.name = http.CanonicalHeaderKey(v.Name)
+			}
+			if v.Value.Regex != nil {
+				re, err := regexp.Compile("^(?:" + *v.Value.Regex + ")$")
+				if err != nil {
+					c.fail(v.Value.Pos, fmt.Sprintf("%s.%s[%d].value.regex", path, what, i), fmt.Errorf("invalid regular expression: %w", err))
+					ok = false
+					continue
+				}
+				x.re = re
+			}
+			out = append(out, x)
+		}
+		return out
+	}
+	mt.headers = vm(m.Headers, "headers")
+	mt.query = vm(m.Query, "query")
+	return mt, ok
+}
+
+func (c *compiler) route(r config.Route, path, listener string, ri int) *routeTable {
+	name := r.Name
+	if name == "" {
+		name = fmt.Sprintf("route%d", ri)
+	}
+	rt := &routeTable{name: name, key: listener + "/" + name}
+	for _, h := range r.Hostnames {
+		rt.hostnames = append(rt.hostnames, strings.ToLower(h))
+	}
+	if p := r.Policies; p != nil {
+		rt.chain = c.chain(path+".policies", p.JWTAuth, p.ExtAuthz, p.Authorization, p.CORS, p.LocalRateLimit, p.RequestHeaderModifier, p.ResponseHeaderModifier, p.Timeout)
+		if t := p.Timeout; t != nil {
+			rt.requestTimeout, _ = time.ParseDuration(t.RequestTimeout)
+			rt.backendTimeout, _ = time.ParseDuration(t.BackendRequestTimeout)
+		}
+	}
+	for bi, b := range r.Backends {
+		bp := fmt.Sprintf("%s.backends[%d]", path, bi)
+		w := 1
+		if b.Weight != nil {
+			w = *b.Weight
+		}
+		be, err := c.hostBackend(b.Host)
+		if err != nil {
+			c.fail(b.Pos, bp+".host", err)
+			continue
+		}
+		if w > 0 {
+			rt.backends = append(rt.backends, weightedBackend{Backend: be, weight: w})
+			rt.totalWeight += w
+		}
+	}
+	if len(r.Backends) > 0 && rt.totalWeight == 0 && len(c.errs) == 0 {
+		c.fail(r.Pos, path+".backends", errors.New("every backend has weight 0"))
+	}
+	return rt
+}
+
+func (c *compiler) chain(path string, j *config.JWTAuth, ea *config.ExtAuthz, authz *config.RuleSet, cors *config.CORS, rl *config.LocalRateLimit, reqH, respH *config.HeaderModifier, _ *config.Timeout) *chain {
+	ch := &chain{}
+	if rl != nil {
+		var specs []policy.BucketSpec
+		for _, b := range rl.Buckets {
+			d, _ := time.ParseDuration(b.FillInterval)
+			specs = append(specs, policy.BucketSpec{MaxTokens: b.MaxTokens, TokensPerFill: b.TokensPerFill, FillInterval: d})
+		}
+		ch.rateLimit = policy.NewRateLimit(specs)
+	}
+	if cors != nil {
+		ma, _ := time.ParseDuration(cors.MaxAge)
+		ch.cors = &policy.CORS{AllowCredentials: cors.AllowCredentials, AllowHeaders: cors.AllowHeaders, AllowMethods: cors.AllowMethods, AllowOrigins: cors.AllowOrigins, ExposeHeaders: cors.ExposeHeaders, MaxAge: ma}
+	}
+	if j != nil {
+		ch.jwt = c.jwt(j, path+".jwtAuth")
+	}
+	if ea != nil {
+		ch.extAuthz = c.extAuthz(ea, path+".extAuthz")
+	}
+	if authz != nil {
+		ch.authz = c.ruleSet(rules.Request, authz, path+".authorization")
+	}
+	if reqH != nil {
+		ch.reqHeader = &policy.HeaderModifier{Add: reqH.Add, Set: reqH.Set, Remove: reqH.Remove}
+	}
+	if respH != nil {
+		ch.respHeader = &policy.HeaderModifier{Add: respH.Add, Set: respH.Set, Remove: respH.Remove}
+	}
+	return ch
+}
+
+func (c *compiler) jwt(j *config.JWTAuth, path string) *policy.JWTAuth {
+	var specs []policy.JWTProviderSpec
+	for i, p := range j.Providers {
+		pp := fmt.Sprintf("%s.providers[%d]", path, i)
+		if len(j.Providers) == 1 && j.Issuer != "" {
+			pp = path
+		}
+		var ks *policy.JWKS
+		var err error
+		switch src := p.JWKS; {
+		case src == nil:
+			continue
+		case src.URL != "":
+			ks = policy.NewJWKSURL(src.URL, c.deps.client)
+		case src.File != "":
+			ks, err = policy.NewJWKSFile(c.rel(src.File))
+		default:
+			ks, err = policy.NewJWKSInline(src.Inline)
+		}
+		if err != nil {
+			c.fail(p.JWKS.Pos, pp+".jwks", err)
+			continue
+		}
+		spec := policy.JWTProviderSpec{Issuer: p.Issuer, Audiences: p.Audiences, Algorithms: p.Algorithms, JWKS: ks}
+		if p.JWTValidationOptions != nil && p.JWTValidationOptions.RequiredClaims != nil {
+			spec.RequiredClaims = p.JWTValidationOptions.RequiredClaims
+		}
+		specs = append(specs, spec)
+	}
+	ja, err := policy.NewJWTAuth(policy.JWTMode(j.Mode), specs)
+	if err != nil {
+		c.fail(j.Pos, path, err)
+		return nil
+	}
+	return ja
+}
+
+func (c *compiler) extAuthz(e *config.ExtAuthz, path string) *policy.ExtAuthz {
+	base := e.Host
+	if !strings.Contains(base, "://") {
+		base = "http://" + base
+	}
+	out := &policy.ExtAuthz{
+		BaseURL:               strings.TrimSuffix(base, "/"),
+		IncludeRequestHeaders: e.IncludeRequestHeaders,
+		Client:                c.deps.client,
+	}
+	if f := e.FailureMode; f != nil {
+		out.FailOpen, out.DenyStatus = f.Allow, f.DenyWithStatus
+	}
+	h := e.Protocol.HTTP
+	if h == nil {
+		return out
+	}
+	out.IncludeResponseHeaders = h.IncludeResponseHeaders
+	expr := func(phase rules.Phase, where, src string) *rules.Expression {
+		x, err := rules.Compile(phase, fmt.Sprintf("%s:%d: %s", c.file, h.Pos.Line, where), src)
+		if err != nil {
+			c.errs = append(c.errs, err)
+		}
+		return x
+	}
+	if h.Path != "" {
+		out.Path = expr(rules.Request, path+".protocol.http.path", h.Path)
+	}
+	if len(h.AddRequestHeaders) > 0 {
+		out.AddRequestHeaders = map[string]*rules.Expression{}
+		for k, v := range h.AddRequestHeaders {
+			out.AddRequestHeaders[k] = expr(rules.Request, path+".protocol.http.addRequestHeaders."+k, v)
+		}
+	}
+	if len(h.Metadata) > 0 {
+		out.Metadata = map[string]*rules.Expression{}
+		for k, v := range h.Metadata {
+			out.Metadata[k] = expr(rules.AuthzResponse, path+".protocol.http.metadata."+k, v)
+		}
+	}
+	return out
+}

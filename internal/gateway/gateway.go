@@ -1,0 +1,420 @@
+// Package gateway is tailgate's HTTP gateway: agentgateway's standalone
+// config format, served on the host network or on a tailnet, with network,
+// JWT, external and rule-based authorization.
+//
+// # Overview
+//
+// `tailgate gateway -f config.yaml` reads an agentgateway config (binds →
+// listeners → routes → backends, with route policies and
+// frontendPolicies) and serves it. What it adds over agentgateway:
+//
+//   - a bind with `tailnet: true` is served by an embedded Tailscale node
+//     (top-level `tailnet:` block), and rules can name the caller's node,
+//     user and tags (source.tailscale.*) instead of trusting 100.64.0.0/10;
+//   - every CEL rule is type-checked at load against its phase, so a rule
+//     that could never match is an error, not a silent deny;
+//   - remote JWKS are refetched on an unknown key id (rate limited);
+//   - a reload compiles the whole new file before anything switches; a bad
+//     file leaves the running config untouched and says why.
+//
+// The shape follows Caddy: config (package config: YAML → structs) →
+// compile (CEL programs, route tables, policies, backends: a snapshot) →
+// serve (the current snapshot behind an atomic pointer; requests load it
+// once and never see a half-applied config).
+//
+// # Usage
+//
+//	err := gateway.Run(ctx, gateway.Options{ConfigPath: "config.yaml", Logger: logger})
+//
+// or, to hold the gateway (tests, embedding):
+//
+//	g, err := gateway.New(gateway.Options{ConfigPath: path, AdminAddr: "127.0.0.1:0"})
+//	if err := g.Start(ctx); err != nil { ... }
+//	defer g.Close()
+//
+// # Order of policies on a request
+//
+// networkAuthorization (per connection, before TLS and HTTP) → listener
+// selection by Host → route selection (Gateway API precedence) → for the
+// listener's policies and then the route's: localRateLimit (429) → cors
+// (answers preflights) → jwtAuth (401) → extAuthz (the service's answer)
+// → authorization (403) → requestHeaderModifier → backend, under the
+// route's timeout (504).
+//
+// # Operations
+//
+// The admin listener (Options.AdminAddr, else config.adminAddr, else
+// 127.0.0.1:15000) serves /metrics (Prometheus), /healthz/ready and
+// /config_dump (the loaded file with secrets redacted, and bind status).
+// Each request produces one access-log line (text or JSON, per
+// config.logging.format) on Options.AccessLog.
+package gateway
+
+import (
+	"context"
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"reflect"
+	"sort"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/tailgate-dev/tailgate/internal/gateway/config"
+)
+
+// Options configure a gateway.
+type Options struct {
+	// ConfigPath is the agentgateway-format YAML file. Required.
+	ConfigPath string
+	// ValidateOnly makes Run load and compile the file, then return.
+	ValidateOnly bool
+	// Logger receives operational messages (start, reload, errors).
+	// nil means slog.Default().
+	Logger *slog.Logger
+	// AdminAddr is where /metrics, /healthz/ready and /config_dump are
+	// served. Empty means config.adminAddr, else 127.0.0.1:15000. Port 0
+	// picks a free port (see Gateway.AdminAddr); "off" disables it.
+	AdminAddr string
+	// BindHost is the host address binds listen on; empty means all
+	// interfaces (as agentgateway's [::]). Tests use 127.0.0.1.
+	BindHost string
+	// AccessLog receives one line per request; nil means os.Stderr.
+	AccessLog io.Writer
+	// ReloadInterval is how often the config file is checked for changes;
+	// 0 means every second, negative disables watching.
+	ReloadInterval time.Duration
+}
+
+// Validate loads and compiles the config file at path without serving it.
+// The error lists every problem with file, line and YAML path.
+func Validate(path string) error {
+	_, err := load(path, defaultDeps())
+	return err
+}
+
+// Run serves the config at opts.ConfigPath until ctx is done, or only
+// validates it when opts.ValidateOnly is set.
+func Run(ctx context.Context, opts Options) error {
+	if opts.ValidateOnly {
+		return Validate(opts.ConfigPath)
+	}
+	g, err := New(opts)
+	if err != nil {
+		return err
+	}
+	if err := g.Start(ctx); err != nil {
+		g.Close()
+		return err
+	}
+	<-ctx.Done()
+	return g.Close()
+}
+
+func defaultDeps() compileDeps {
+	tr := newTransport()
+	return compileDeps{transport: tr, client: &http.Client{Transport: tr, Timeout: 30 * time.Second}}
+}
+
+func load(path string, deps compileDeps) (*snapshot, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("read gateway config: %w", err)
+	}
+	f, err := config.Parse(path, data)
+	if err != nil {
+		return nil, err
+	}
+	return compile(path, data, f, deps)
+}
+
+// Gateway is a running gateway.
+type Gateway struct {
+	opts    Options
+	log     *slog.Logger
+	deps    compileDeps
+	metrics *metrics
+
+	snap atomic.Pointer[snapshot]
+
+	mu       sync.Mutex // serializes apply (start, reload, close)
+	servers  map[int]*bindServer
+	tailnet  *tailnetNode
+	admin    *http.Server
+	adminLn  net.Listener
+	access   atomic.Pointer[slog.Logger]
+	closed   bool
+	stopWait chan struct{}
+	bg       sync.WaitGroup
+	ready    atomic.Bool
+	ctx      context.Context
+}
+
+// bindServer is one listening port.
+type bindServer struct {
+	port    int
+	tailnet bool
+	ln      net.Listener
+	srv     *http.Server
+}
+
+// New loads and compiles the config; nothing listens until Start.
+func New(opts Options) (*Gateway, error) {
+	if opts.ConfigPath == "" {
+		return nil, errors.New("gateway: no config file given")
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	if opts.AccessLog == nil {
+		opts.AccessLog = os.Stderr
+	}
+	g := &Gateway{opts: opts, log: opts.Logger, deps: defaultDeps(), servers: map[int]*bindServer{}, stopWait: make(chan struct{})}
+	g.metrics = newMetrics()
+	s, err := load(opts.ConfigPath, g.deps)
+	if err != nil {
+		return nil, err
+	}
+	g.snap.Store(s)
+	g.setAccessLog(s)
+	return g, nil
+}
+
+func (g *Gateway) setAccessLog(s *snapshot) {
+	var h slog.Handler
+	if s.logFormat == "json" {
+		h = slog.NewJSONHandler(g.opts.AccessLog, nil)
+	} else {
+		h = slog.NewTextHandler(g.opts.AccessLog, nil)
+	}
+	g.access.Store(slog.New(h))
+}
+
+// Start opens the admin listener and every bind, starts the tailnet node
+// if a bind needs it, and begins watching the config file.
+func (g *Gateway) Start(ctx context.Context) error {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.ctx = ctx
+	if err := g.startAdmin(); err != nil {
+		return err
+	}
+	if err := g.applyLocked(ctx, g.snap.Load(), true); err != nil {
+		return err
+	}
+	g.ready.Store(true)
+	if g.opts.ReloadInterval >= 0 {
+		g.bg.Add(1)
+		go g.watch()
+	}
+	return nil
+}
+
+// applyLocked makes s the serving config: opens binds s adds (and the
+// tailnet node if first needed), swaps the pointer, then closes binds s
+// dropped. If anything fails before the swap, the old config keeps
+// serving and nothing opened for s stays open.
+func (g *Gateway) applyLocked(ctx context.Context, s *snapshot, first bool) error {
+	needTailnet := false
+	for _, b := range s.binds {
+		needTailnet = needTailnet || b.tailnet
+	}
+	if g.tailnet != nil && s.file.Tailnet != nil && !reflect.DeepEqual(g.tailnet.cfg, *s.file.Tailnet) {
+		return errors.New("the tailnet: block changed; restart the gateway to apply it")
+	}
+	startedTailnet := false
+	if needTailnet && g.tailnet == nil {
+		tn, err := startTailnet(ctx, *s.file.Tailnet, func(string, ...any) {})
+		if err != nil {
+			return err
+		}
+		g.tailnet, startedTailnet = tn, true
+		g.log.Info("joined tailnet", "hostname", s.file.Tailnet.Hostname, "ip", tn.node.IPv4())
+	}
+	var opened []*bindServer
+	rollback := func() {
+		for _, bs := range opened {
+			bs.ln.Close()
+		}
+		if startedTailnet {
+			g.tailnet.close()
+			g.tailnet = nil
+		}
+	}
+	ports := make([]int, 0, len(s.binds))
+	for p := range s.binds {
+		ports = append(ports, p)
+	}
+	sort.Ints(ports)
+	for _, port := range ports {
+		bt := s.binds[port]
+		if cur, ok := g.servers[port]; ok && cur.tailnet == bt.tailnet {
+			continue
+		} else if ok {
+			rollback()
+			return fmt.Errorf("bind %d moved between host and tailnet; restart the gateway to apply it", port)
+		}
+		var ln net.Listener
+		var err error
+		if bt.tailnet {
+			ln, err = g.tailnet.listen(port)
+		} else {
+			ln, err = net.Listen("tcp", net.JoinHostPort(g.opts.BindHost, fmt.Sprint(port)))
+		}
+		if err != nil {
+			rollback()
+			return fmt.Errorf("bind %d: %w", port, err)
+		}
+		opened = append(opened, &bindServer{port: port, tailnet: bt.tailnet, ln: ln})
+	}
+	g.snap.Store(s)
+	g.setAccessLog(s)
+	for _, bs := range opened {
+		g.serve(bs)
+		where := "host"
+		if bs.tailnet {
+			where = "tailnet"
+		}
+		g.log.Info("started bind", "bind", fmt.Sprintf("bind/%d", bs.port), "network", where, "addr", bs.ln.Addr().String())
+	}
+	for port, bs := range g.servers {
+		if _, keep := s.binds[port]; !keep {
+			delete(g.servers, port)
+			go bs.shutdown()
+			g.log.Info("stopped bind", "bind", fmt.Sprintf("bind/%d", port))
+		}
+	}
+	// A tailnet node no bind uses any more is kept: leaving and rejoining
+	// on every reload would only churn its identity.
+	_ = first
+	return nil
+}
+
+func (bs *bindServer) shutdown() {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	bs.srv.Shutdown(ctx)
+}
+
+// Reload reads and compiles the config file and, if it is good, swaps it
+// in. On any error the running config is unchanged.
+func (g *Gateway) Reload() error {
+	s, err := load(g.opts.ConfigPath, g.deps)
+	if err != nil {
+		g.metrics.reloads.WithLabelValues("error").Inc()
+		return err
+	}
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.closed {
+		return errors.New("gateway is closed")
+	}
+	if err := g.applyLocked(g.ctx, s, false); err != nil {
+		g.metrics.reloads.WithLabelValues("error").Inc()
+		return err
+	}
+	g.metrics.reloads.WithLabelValues("ok").Inc()
+	return nil
+}
+
+// watch polls the config file and reloads when its content changes.
+// Polling (not inotify) also sees editors that replace the file and
+// Kubernetes ConfigMap symlink swaps.
+func (g *Gateway) watch() {
+	defer g.bg.Done()
+	every := g.opts.ReloadInterval
+	if every == 0 {
+		every = time.Second
+	}
+	t := time.NewTicker(every)
+	defer t.Stop()
+	last := g.snap.Load().hash
+	for {
+		select {
+		case <-g.stopWait:
+			return
+		case <-t.C:
+		}
+		data, err := os.ReadFile(g.opts.ConfigPath)
+		if err != nil {
+			continue // mid-replace; the next tick sees the new file
+		}
+		h := sha256.Sum256(data)
+		if h == last {
+			continue
+		}
+		last = h
+		if err := g.Reload(); err != nil {
+			g.log.Error("config reload failed; still serving the previous config", "file", g.opts.ConfigPath, "error", err)
+			continue
+		}
+		g.log.Info("config reloaded", "file", g.opts.ConfigPath)
+	}
+}
+
+// BindAddr is the address bind port is listening on (host or tailnet).
+func (g *Gateway) BindAddr(port int) (net.Addr, bool) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	bs, ok := g.servers[port]
+	if !ok {
+		return nil, false
+	}
+	return bs.ln.Addr(), true
+}
+
+// TailnetIPv4 is the gateway node's tailnet address, if it has joined one.
+func (g *Gateway) TailnetIPv4() (addr string, ok bool) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.tailnet == nil {
+		return "", false
+	}
+	return g.tailnet.node.IPv4().String(), true
+}
+
+// AdminAddr is where the admin endpoints listen, if enabled.
+func (g *Gateway) AdminAddr() string {
+	if g.adminLn == nil {
+		return ""
+	}
+	return g.adminLn.Addr().String()
+}
+
+// Close stops listening, lets in-flight requests finish (up to 10 s) and
+// leaves the tailnet.
+func (g *Gateway) Close() error {
+	g.mu.Lock()
+	if g.closed {
+		g.mu.Unlock()
+		return nil
+	}
+	g.closed = true
+	g.ready.Store(false)
+	close(g.stopWait)
+	servers := g.servers
+	g.servers = map[int]*bindServer{}
+	g.mu.Unlock()
+	g.bg.Wait()
+	var wg sync.WaitGroup
+	for _, bs := range servers {
+		wg.Add(1)
+		go func() { defer wg.Done(); bs.shutdown() }()
+	}
+	wg.Wait()
+	if g.admin != nil {
+		g.admin.Close()
+	}
+	var err error
+	if g.tailnet != nil {
+		err = g.tailnet.close()
+	}
+	g.deps.transport.(*http.Transport).CloseIdleConnections()
+	return err
+}

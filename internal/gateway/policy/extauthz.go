@@ -1,0 +1,165 @@
+package policy
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/tailgate-dev/tailgate/internal/gateway/rules"
+)
+
+// ExtAuthz asks an HTTP authorization service about each request. A 2xx
+// answer lets the request through and captures metadata for rules as
+// extauthz.<key>; any other answer is returned to the client as is
+// (status, body, headers). When the service cannot be reached, the
+// failure mode decides.
+type ExtAuthz struct {
+	// BaseURL is the service, e.g. http://127.0.0.1:9000.
+	BaseURL string
+	// Path computes the request path (CEL, request phase); nil means the
+	// original path and query.
+	Path *rules.Expression
+	// AddRequestHeaders are CEL values sent as extra headers.
+	AddRequestHeaders map[string]*rules.Expression
+	// Metadata are CEL values (AuthzResponse phase) exposed as extauthz.*.
+	Metadata map[string]*rules.Expression
+	// IncludeRequestHeaders are copied from the request; empty means only
+	// Authorization, as agentgateway does for HTTP.
+	IncludeRequestHeaders []string
+	// IncludeResponseHeaders are copied from an allowing answer into the
+	// request sent to the backend.
+	IncludeResponseHeaders []string
+	// FailOpen lets requests through when the service is unreachable.
+	FailOpen bool
+	// DenyStatus is the status when the service is unreachable and
+	// FailOpen is false; 0 means 403.
+	DenyStatus int
+	Client     *http.Client
+}
+
+// ExtAuthzOutcome is the service's decision on one request.
+type ExtAuthzOutcome struct {
+	Allowed bool
+	// Status, Header and Body are the denial to send to the client.
+	Status int
+	Header http.Header
+	Body   []byte
+	// Metadata is extauthz.* for later rules.
+	Metadata map[string]any
+	// UpstreamHeader holds the IncludeResponseHeaders of an allowing answer.
+	UpstreamHeader http.Header
+	// Reason: "allowed", "denied by service", "service unavailable" (+
+	// whether the failure mode allowed it), "metadata error".
+	Reason string
+}
+
+// Check calls the service. vars are the request-phase variables.
+func (e *ExtAuthz) Check(ctx context.Context, r *http.Request, vars rules.Vars) ExtAuthzOutcome {
+	path := r.URL.RequestURI()
+	if e.Path != nil {
+		p, err := e.Path.EvalString(vars)
+		if err != nil {
+			return e.unavailable(fmt.Errorf("path expression: %w", err))
+		}
+		path = p
+	}
+	if !strings.HasPrefix(path, "/") {
+		path = "/" + path
+	}
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, r.Method, e.BaseURL+path, nil)
+	if err != nil {
+		return e.unavailable(err)
+	}
+	include := e.IncludeRequestHeaders
+	if len(include) == 0 {
+		include = []string{"Authorization"}
+	}
+	for _, h := range include {
+		if h == ":authority" || strings.EqualFold(h, "host") {
+			req.Host = r.Host
+			continue
+		}
+		for _, v := range r.Header.Values(h) {
+			req.Header.Add(h, v)
+		}
+	}
+	for name, x := range e.AddRequestHeaders {
+		v, err := x.EvalString(vars)
+		if err != nil {
+			return e.unavailable(fmt.Errorf("header %s expression: %w", name, err))
+		}
+		req.Header.Set(name, v)
+	}
+	client := e.Client
+	if client == nil {
+		client = http.DefaultClient
+	}
+	resp, err := client.Do(req)
+	if err != nil {
+		return e.unavailable(err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
+	if resp.StatusCode < 200 || resp.StatusCode > 299 {
+		h := resp.Header.Clone()
+		for _, hop := range []string{"Connection", "Content-Length", "Transfer-Encoding", "Keep-Alive", "Date", "Server"} {
+			h.Del(hop)
+		}
+		return ExtAuthzOutcome{Status: resp.StatusCode, Header: h, Body: body, Reason: "denied by service"}
+	}
+	out := ExtAuthzOutcome{Allowed: true, Reason: "allowed"}
+	if len(e.Metadata) > 0 {
+		rv := rules.Vars{}
+		for k, v := range vars {
+			rv[k] = v
+		}
+		rv["response"] = map[string]any{"code": int64(resp.StatusCode), "headers": flatHeaders(resp.Header)}
+		out.Metadata = map[string]any{}
+		for k, x := range e.Metadata {
+			v, err := x.Native(rv)
+			if err != nil {
+				// A metadata value that cannot be computed is left out: rules
+				// that read it see a missing key, which counts as false.
+				continue
+			}
+			out.Metadata[k] = v
+		}
+	}
+	if len(e.IncludeResponseHeaders) > 0 {
+		out.UpstreamHeader = http.Header{}
+		for _, h := range e.IncludeResponseHeaders {
+			for _, v := range resp.Header.Values(h) {
+				out.UpstreamHeader.Add(h, v)
+			}
+		}
+	}
+	return out
+}
+
+func (e *ExtAuthz) unavailable(err error) ExtAuthzOutcome {
+	if e.FailOpen {
+		return ExtAuthzOutcome{Allowed: true, Reason: "service unavailable, failure mode allow: " + err.Error()}
+	}
+	status := e.DenyStatus
+	if status == 0 {
+		status = http.StatusForbidden
+	}
+	return ExtAuthzOutcome{Status: status, Body: []byte("external authorization failed\n"), Reason: "service unavailable: " + err.Error()}
+}
+
+// FlatHeaders is the CEL view of headers: lower-case names, values of a
+// repeated header joined with ",".
+func FlatHeaders(h http.Header) map[string]string { return flatHeaders(h) }
+
+func flatHeaders(h http.Header) map[string]string {
+	out := make(map[string]string, len(h))
+	for k, vs := range h {
+		out[strings.ToLower(k)] = strings.Join(vs, ",")
+	}
+	return out
+}

@@ -1,0 +1,591 @@
+package gateway
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"net/netip"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/tailgate-dev/tailgate/internal/gateway/policy"
+	"github.com/tailgate-dev/tailgate/internal/gateway/rules"
+)
+
+// Caller is what the gateway knows about who sent a request. Backends
+// (MCP, next) read it with CallerFrom.
+type Caller struct {
+	// Address is the TCP peer.
+	Address netip.AddrPort
+	// Tailscale is set on tailnet binds when WhoIs answered.
+	Tailscale *TailscaleIdentity
+	// Claims are the verified JWT's claims, nil without one.
+	Claims map[string]any
+	// ExtAuthz is the metadata the authorization service returned.
+	ExtAuthz map[string]any
+}
+
+type ctxKey int
+
+const (
+	connKey ctxKey = iota
+	requestKey
+)
+
+// CallerFrom returns the caller of the request whose context this is.
+func CallerFrom(ctx context.Context) (Caller, bool) {
+	ri := infoFrom(ctx)
+	if ri == nil {
+		return Caller{}, false
+	}
+	return ri.caller, true
+}
+
+// connInfo is decided once per connection.
+type connInfo struct {
+	port   int
+	src    netip.AddrPort
+	ident  *TailscaleIdentity
+	source map[string]any // CEL source.* (immutable, shared by requests)
+}
+
+// requestInfo travels with a request for the access log and backends.
+type requestInfo struct {
+	caller      Caller
+	listener    string
+	route       string
+	backend     string
+	denyPolicy  string
+	denyReason  string
+	upstreamErr error
+}
+
+func infoFrom(ctx context.Context) *requestInfo {
+	ri, _ := ctx.Value(requestKey).(*requestInfo)
+	return ri
+}
+
+// gatedListener wraps a bind's listener: every connection is authorized
+// (networkAuthorization) before its first byte is read, and TLS is
+// terminated when the bind's listeners are HTTPS.
+type gatedListener struct {
+	net.Listener
+	g  *Gateway
+	bs *bindServer
+}
+
+func (l *gatedListener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err != nil {
+		return nil, err
+	}
+	ac := &authConn{Conn: c, g: l.g, bs: l.bs}
+	if bt := l.g.snap.Load().binds[l.bs.port]; bt != nil && bt.https {
+		return tls.Server(ac, l.g.tlsConfig(l.bs.port)), nil
+	}
+	return ac, nil
+}
+
+// authConn runs networkAuthorization on first Read, in the connection's
+// own goroutine (so a slow WhoIs never stalls Accept). A denied
+// connection is closed before any TLS or HTTP byte is parsed.
+type authConn struct {
+	net.Conn
+	g      *Gateway
+	bs     *bindServer
+	once   sync.Once
+	denied bool
+	info   *connInfo
+}
+
+func (c *authConn) Read(b []byte) (int, error) {
+	c.once.Do(c.authorize)
+	if c.denied {
+		return 0, io.EOF
+	}
+	return c.Conn.Read(b)
+}
+
+func addrPortOf(a net.Addr) netip.AddrPort {
+	if ta, ok := a.(*net.TCPAddr); ok {
+		ap := ta.AddrPort()
+		return netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
+	}
+	ap, _ := netip.ParseAddrPort(a.String())
+	return netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
+}
+
+func (c *authConn) authorize() {
+	src := addrPortOf(c.RemoteAddr())
+	ci := &connInfo{port: c.bs.port, src: src}
+	source := map[string]any{
+		"address": src.Addr().String(), "port": int64(src.Port()),
+		"rawAddress": src.Addr().String(), "rawPort": int64(src.Port()),
+	}
+	if c.bs.tailnet {
+		c.g.mu.Lock()
+		tn := c.g.tailnet
+		c.g.mu.Unlock()
+		if tn != nil {
+			id, err := tn.whois(context.Background(), src)
+			if err != nil {
+				c.g.log.Warn("tailnet caller unknown", "src", src.String(), "error", err)
+			} else {
+				ci.ident = id
+				source["tailscale"] = id.vars()
+			}
+		}
+	}
+	ci.source = source
+	c.info = ci
+	s := c.g.snap.Load()
+	if s.network == nil {
+		return
+	}
+	v := s.network.Decide(rules.Vars{"source": source})
+	if v.Allowed {
+		return
+	}
+	c.denied = true
+	c.g.metrics.denial("networkAuthorization", v.Reason)
+	attrs := []any{"bind", fmt.Sprintf("bind/%d", c.bs.port), "src", src.String(), "policy", "networkAuthorization", "reason", v.Reason}
+	attrs = append(attrs, identityAttrs(ci.ident)...)
+	c.g.access.Load().Info("connection denied", attrs...)
+	c.Conn.Close()
+}
+
+func (g *Gateway) tlsConfig(port int) *tls.Config {
+	return &tls.Config{
+		MinVersion: tls.VersionTLS12,
+		NextProtos: []string{"http/1.1"},
+		GetCertificate: func(hi *tls.ClientHelloInfo) (*tls.Certificate, error) {
+			bt := g.snap.Load().binds[port]
+			if bt == nil {
+				return nil, errors.New("bind no longer configured")
+			}
+			if lt := bt.pickListener(hi.ServerName); lt != nil && lt.cert != nil {
+				return lt.cert, nil
+			}
+			for _, lt := range bt.listeners {
+				if lt.cert != nil {
+					return lt.cert, nil
+				}
+			}
+			return nil, errors.New("no certificate")
+		},
+	}
+}
+
+func hostMatches(pattern, host string) bool {
+	if pattern == "" {
+		return true
+	}
+	if strings.HasPrefix(pattern, "*.") {
+		return strings.HasSuffix(host, pattern[1:]) && len(host) > len(pattern)-1
+	}
+	return pattern == host
+}
+
+func (bt *bindTable) pickListener(host string) *listenerTable {
+	for _, lt := range bt.listeners {
+		if hostMatches(lt.hostname, host) {
+			return lt
+		}
+	}
+	return nil
+}
+
+func (lt *listenerTable) pickRoute(r *http.Request, host string) *routeTable {
+	for _, e := range lt.routes {
+		if len(e.route.hostnames) > 0 {
+			ok := false
+			for _, h := range e.route.hostnames {
+				if hostMatches(h, host) {
+					ok = true
+					break
+				}
+			}
+			if !ok {
+				continue
+			}
+		}
+		if e.m.matches(r) {
+			return e.route
+		}
+	}
+	return nil
+}
+
+func (m *matcher) matches(r *http.Request) bool {
+	p := r.URL.Path
+	switch m.pathKind {
+	case 3:
+		if p != m.path {
+			return false
+		}
+	case 2:
+		// Prefixes match whole path segments: /api matches /api and /api/x,
+		// not /apix (Gateway API semantics).
+		if !strings.HasPrefix(p, m.path) || (len(p) > len(m.path) && !strings.HasSuffix(m.path, "/") && p[len(m.path)] != '/') {
+			return false
+		}
+	case 1:
+		if !m.pathRe.MatchString(p) {
+			return false
+		}
+	}
+	if m.method != "" && r.Method != m.method {
+		return false
+	}
+	for _, h := range m.headers {
+		vs := r.Header.Values(h.name)
+		if !h.matches(strings.Join(vs, ","), len(vs) > 0) {
+			return false
+		}
+	}
+	if len(m.query) > 0 {
+		q := r.URL.Query()
+		for _, qm := range m.query {
+			vs, ok := q[qm.name]
+			v := ""
+			if ok && len(vs) > 0 {
+				v = vs[0]
+			}
+			if !qm.matches(v, ok) {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+func (g *Gateway) serve(bs *bindServer) {
+	gl := &gatedListener{Listener: bs.ln, g: g, bs: bs}
+	bs.srv = &http.Server{
+		Handler:           g.handler(bs),
+		ReadHeaderTimeout: 30 * time.Second,
+		IdleTimeout:       5 * time.Minute,
+		ErrorLog:          slog.NewLogLogger(g.log.Handler(), slog.LevelDebug),
+		ConnContext: func(ctx context.Context, c net.Conn) context.Context {
+			if tc, ok := c.(*tls.Conn); ok {
+				c = tc.NetConn()
+			}
+			if ac, ok := c.(*authConn); ok {
+				return context.WithValue(ctx, connKey, ac)
+			}
+			return ctx
+		},
+	}
+	g.servers[bs.port] = bs
+	go bs.srv.Serve(gl)
+}
+
+// statusWriter records the status and size for logs and metrics and
+// keeps Flush working for streaming backends.
+type statusWriter struct {
+	http.ResponseWriter
+	status int
+	bytes  int64
+	after  *policy.HeaderModifier
+	cors   bool
+}
+
+func (w *statusWriter) WriteHeader(code int) {
+	if w.status == 0 {
+		w.status = code
+		if w.after != nil {
+			w.after.Apply(w.Header(), nil)
+		}
+	}
+	w.ResponseWriter.WriteHeader(code)
+}
+
+func (w *statusWriter) Write(b []byte) (int, error) {
+	if w.status == 0 {
+		w.WriteHeader(http.StatusOK)
+	}
+	n, err := w.ResponseWriter.Write(b)
+	w.bytes += int64(n)
+	return n, err
+}
+
+func (w *statusWriter) Flush() {
+	if w.status == 0 {
+		w.WriteHeader(http.StatusOK)
+	}
+	if f, ok := w.ResponseWriter.(http.Flusher); ok {
+		f.Flush()
+	}
+}
+
+func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+
+func requestHost(r *http.Request) string {
+	h := r.Host
+	if host, _, err := net.SplitHostPort(h); err == nil {
+		h = host
+	}
+	return strings.ToLower(strings.TrimSuffix(h, "."))
+}
+
+func (g *Gateway) handler(bs *bindServer) http.Handler {
+	bind := fmt.Sprintf("bind/%d", bs.port)
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		start := time.Now()
+		s := g.snap.Load()
+		ac, _ := r.Context().Value(connKey).(*authConn)
+		ri := &requestInfo{}
+		var ci *connInfo
+		if ac != nil && ac.info != nil {
+			ci = ac.info
+			ri.caller.Address, ri.caller.Tailscale = ci.src, ci.ident
+		}
+		sw := &statusWriter{ResponseWriter: w}
+		r = r.WithContext(context.WithValue(r.Context(), requestKey, ri))
+		defer func() {
+			if sw.status == 0 {
+				sw.status = http.StatusOK
+			}
+			g.finish(bind, r, sw, ri, start)
+		}()
+		bt := s.binds[bs.port]
+		if bt == nil {
+			ri.denyReason = "bind removed"
+			http.Error(sw, "bind is shutting down", http.StatusServiceUnavailable)
+			return
+		}
+		host := requestHost(r)
+		lt := bt.pickListener(host)
+		if lt == nil {
+			ri.denyReason = "no listener for host"
+			http.Error(sw, "no listener for this host", http.StatusNotFound)
+			return
+		}
+		ri.listener = lt.name
+		rt := lt.pickRoute(r, host)
+		if rt == nil {
+			ri.denyReason = "no route"
+			http.Error(sw, "route not found", http.StatusNotFound)
+			return
+		}
+		ri.route = rt.key
+		timeout := rt.requestTimeout
+		if timeout > 0 {
+			ctx, cancel := context.WithTimeout(r.Context(), timeout)
+			defer cancel()
+			r = r.WithContext(ctx)
+		}
+		vars := newRequestVars(r, ci, host)
+		for _, ch := range []*chain{lt.chain, rt.chain} {
+			if !g.applyChain(ch, sw, r, ri, vars) {
+				return
+			}
+		}
+		if len(rt.backends) == 0 {
+			http.Error(sw, "route has no backend", http.StatusServiceUnavailable)
+			return
+		}
+		be := rt.pick()
+		ri.backend = be.Name()
+		if rt.backendTimeout > 0 {
+			ctx, cancel := context.WithTimeout(r.Context(), rt.backendTimeout)
+			defer cancel()
+			r = r.WithContext(ctx)
+		}
+		be.ServeHTTP(sw, r)
+	})
+}
+
+func (rt *routeTable) pick() Backend {
+	if len(rt.backends) == 1 {
+		return rt.backends[0].Backend
+	}
+	n := rand.IntN(rt.totalWeight)
+	for _, b := range rt.backends {
+		if n < b.weight {
+			return b.Backend
+		}
+		n -= b.weight
+	}
+	return rt.backends[0].Backend
+}
+
+// requestVars builds CEL variables for a request once, on first use:
+// most requests on a route without rules never need them.
+type requestVars struct {
+	r      *http.Request
+	ci     *connInfo
+	host   string
+	vars   rules.Vars
+	jwt    map[string]any
+	extMD  map[string]any
+	cached bool
+}
+
+func newRequestVars(r *http.Request, ci *connInfo, host string) *requestVars {
+	return &requestVars{r: r, ci: ci, host: host, jwt: map[string]any{}, extMD: map[string]any{}}
+}
+
+func (rv *requestVars) get() rules.Vars {
+	if rv.cached {
+		rv.vars["jwt"], rv.vars["extauthz"] = rv.jwt, rv.extMD
+		return rv.vars
+	}
+	r := rv.r
+	scheme := "http"
+	if r.TLS != nil {
+		scheme = "https"
+	}
+	source := map[string]any{}
+	if rv.ci != nil {
+		source = rv.ci.source
+	}
+	rv.vars = rules.Vars{
+		"source": source,
+		"request": map[string]any{
+			"method":       r.Method,
+			"uri":          scheme + "://" + r.Host + r.URL.RequestURI(),
+			"host":         rv.host,
+			"scheme":       scheme,
+			"path":         r.URL.Path,
+			"pathAndQuery": r.URL.RequestURI(),
+			"version":      r.Proto,
+			"headers":      policy.FlatHeaders(r.Header),
+		},
+		"jwt":      rv.jwt,
+		"extauthz": rv.extMD,
+	}
+	rv.cached = true
+	return rv.vars
+}
+
+// applyChain runs one listener's or route's policies. It returns false
+// when it has answered the request (denied it, or a CORS preflight).
+func (g *Gateway) applyChain(ch *chain, w *statusWriter, r *http.Request, ri *requestInfo, rv *requestVars) bool {
+	if ch.empty() {
+		return true
+	}
+	if ch.rateLimit != nil && !ch.rateLimit.Allow() {
+		g.deny(w, ri, "localRateLimit", "rate limited", http.StatusTooManyRequests, "rate limit exceeded")
+		return false
+	}
+	if ch.cors != nil && ch.cors.Handle(w, r) {
+		ri.denyReason = "cors preflight"
+		return false
+	}
+	if ch.jwt != nil {
+		out := ch.jwt.Check(r.Context(), r)
+		if out.Reject {
+			w.Header().Set("WWW-Authenticate", `Bearer error="invalid_token"`)
+			g.deny(w, ri, "jwtAuth", out.Reason, http.StatusUnauthorized, "authentication failed")
+			return false
+		}
+		if out.Claims != nil {
+			for k, v := range out.Claims {
+				rv.jwt[k] = v
+			}
+			ri.caller.Claims = rv.jwt
+		} else if out.Reason != "" && out.Reason != policy.ReasonMissing {
+			ri.denyReason = "jwt ignored: " + out.Reason // permissive mode: logged, not refused
+		}
+	}
+	if ch.extAuthz != nil {
+		out := ch.extAuthz.Check(r.Context(), r, rv.get())
+		if !out.Allowed {
+			for k, vs := range out.Header {
+				w.Header()[k] = vs
+			}
+			ri.denyPolicy, ri.denyReason = "extAuthz", out.Reason
+			g.metrics.denial("extAuthz", metricReason(out.Reason))
+			w.WriteHeader(out.Status)
+			w.Write(out.Body)
+			return false
+		}
+		for k, v := range out.Metadata {
+			rv.extMD[k] = v
+		}
+		ri.caller.ExtAuthz = rv.extMD
+		for k, vs := range out.UpstreamHeader {
+			r.Header[k] = vs
+		}
+	}
+	if ch.authz != nil {
+		v := ch.authz.Decide(rv.get())
+		if !v.Allowed {
+			reason := v.Reason
+			if v.Rule != "" {
+				reason += " (" + v.Rule + ")"
+			}
+			g.deny(w, ri, "authorization", reason, http.StatusForbidden, "forbidden")
+			return false
+		}
+	}
+	if ch.reqHeader != nil {
+		ch.reqHeader.Apply(r.Header, &r.Host)
+	}
+	if ch.respHeader != nil {
+		w.after = ch.respHeader
+	}
+	return true
+}
+
+// deny is the single place a policy refusal becomes a response, a
+// metric and (through finish) an access-log line.
+func (g *Gateway) deny(w http.ResponseWriter, ri *requestInfo, pol, reason string, status int, body string) {
+	ri.denyPolicy, ri.denyReason = pol, reason
+	g.metrics.denial(pol, metricReason(reason))
+	http.Error(w, body, status)
+}
+
+// metricReason keeps label values bounded: details after ":" or "(" (an
+// attacker's alg name, a rule's location) stay in the log only.
+func metricReason(reason string) string {
+	if i := strings.IndexAny(reason, ":("); i > 0 {
+		return strings.TrimSpace(reason[:i])
+	}
+	return reason
+}
+
+func identityAttrs(id *TailscaleIdentity) []any {
+	if id == nil {
+		return nil
+	}
+	return []any{"tailscale.node", id.Node, "tailscale.user", id.User, "tailscale.tags", strings.Join(id.Tags, ",")}
+}
+
+func (g *Gateway) finish(bind string, r *http.Request, w *statusWriter, ri *requestInfo, start time.Time) {
+	dur := time.Since(start)
+	g.metrics.request(bind, ri.route, r.Method, w.status, dur)
+	attrs := make([]any, 0, 32)
+	attrs = append(attrs,
+		"bind", bind, "listener", ri.listener, "route", ri.route,
+		"method", r.Method, "path", r.URL.Path, "status", w.status,
+		"duration_ms", strconv.FormatFloat(float64(dur.Microseconds())/1000, 'f', 3, 64),
+		"src", ri.caller.Address.String(),
+	)
+	attrs = append(attrs, identityAttrs(ri.caller.Tailscale)...)
+	if sub, ok := ri.caller.Claims["sub"].(string); ok {
+		attrs = append(attrs, "jwt.sub", sub)
+	}
+	if ri.backend != "" {
+		attrs = append(attrs, "backend", ri.backend)
+	}
+	if ri.denyPolicy != "" {
+		attrs = append(attrs, "policy", ri.denyPolicy)
+	}
+	if ri.denyReason != "" {
+		attrs = append(attrs, "reason", ri.denyReason)
+	}
+	if ri.upstreamErr != nil {
+		attrs = append(attrs, "error", ri.upstreamErr.Error())
+	}
+	g.access.Load().Info("request", attrs...)
+}

@@ -1,0 +1,132 @@
+package gateway
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"os"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/tailgate-dev/tailgate/internal/gateway/config"
+	"github.com/tailgate-dev/tailgate/internal/tailnet"
+)
+
+// TailscaleIdentity is who is calling, as the tailnet's control plane
+// says (WhoIs on the peer address). Rules see it as source.tailscale.
+type TailscaleIdentity struct {
+	// Node is the caller's machine name (first label of its MagicDNS name).
+	Node string
+	// User is the owner's login name; "tagged-devices" for tagged nodes.
+	User string
+	// Tags are the node's ACL tags, e.g. ["tag:ci"].
+	Tags []string
+}
+
+func (t *TailscaleIdentity) vars() map[string]any {
+	tags := t.Tags
+	if tags == nil {
+		tags = []string{}
+	}
+	return map[string]any{"node": t.Node, "user": t.User, "tags": tags}
+}
+
+// tailnetNode is the gateway's embedded tsnet node and its WhoIs cache.
+type tailnetNode struct {
+	cfg  config.Tailnet
+	node *tailnet.Node
+
+	mu    sync.Mutex
+	cache map[netip.Addr]whoisEntry
+}
+
+type whoisEntry struct {
+	id      *TailscaleIdentity
+	expires time.Time
+}
+
+// whoisTTL bounds how long a peer's identity is reused. Tags and owners
+// change rarely; a minute keeps WhoIs off the per-connection path without
+// trusting a stale answer for long.
+const whoisTTL = time.Minute
+
+func readAuthKey(ref *config.SecretRef) (string, error) {
+	if ref == nil {
+		return "", nil
+	}
+	if ref.Env != "" {
+		v, ok := os.LookupEnv(ref.Env)
+		if !ok {
+			return "", fmt.Errorf("tailnet auth key: environment variable %s is not set", ref.Env)
+		}
+		return strings.TrimSpace(v), nil
+	}
+	b, err := os.ReadFile(ref.File)
+	if err != nil {
+		return "", fmt.Errorf("tailnet auth key: %w", err)
+	}
+	return strings.TrimSpace(string(b)), nil
+}
+
+func startTailnet(ctx context.Context, cfg config.Tailnet, logf func(string, ...any)) (*tailnetNode, error) {
+	key, err := readAuthKey(cfg.AuthKey)
+	if err != nil {
+		return nil, err
+	}
+	n, err := tailnet.Join(ctx, tailnet.JoinOptions{
+		ControlURL: cfg.ControlURL,
+		AuthKey:    key,
+		Hostname:   cfg.Hostname,
+		Tags:       cfg.Tags,
+		Persistent: !cfg.Ephemeral,
+		Dir:        cfg.StateDir,
+		Logf:       logf,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("start tailnet node %s: %w", cfg.Hostname, err)
+	}
+	return &tailnetNode{cfg: cfg, node: n, cache: map[netip.Addr]whoisEntry{}}, nil
+}
+
+func (t *tailnetNode) listen(port int) (net.Listener, error) {
+	return t.node.Server().Listen("tcp", fmt.Sprintf(":%d", port))
+}
+
+// whois returns the caller behind addr, from cache when fresh.
+func (t *tailnetNode) whois(ctx context.Context, addr netip.AddrPort) (*TailscaleIdentity, error) {
+	ip := addr.Addr().Unmap()
+	now := time.Now()
+	t.mu.Lock()
+	if e, ok := t.cache[ip]; ok && now.Before(e.expires) {
+		t.mu.Unlock()
+		return e.id, nil
+	}
+	t.mu.Unlock()
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	res, err := t.node.LocalClient().WhoIs(ctx, addr.String())
+	if err != nil {
+		return nil, fmt.Errorf("whois %s: %w", ip, err)
+	}
+	if res.Node == nil {
+		return nil, errors.New("whois: no node")
+	}
+	id := &TailscaleIdentity{Node: strings.SplitN(res.Node.Name, ".", 2)[0], Tags: res.Node.Tags}
+	if res.UserProfile != nil {
+		id.User = res.UserProfile.LoginName
+	}
+	t.mu.Lock()
+	if len(t.cache) > 4096 {
+		t.cache = map[netip.Addr]whoisEntry{}
+	}
+	t.cache[ip] = whoisEntry{id: id, expires: now.Add(whoisTTL)}
+	t.mu.Unlock()
+	return id, nil
+}
+
+func (t *tailnetNode) close() error {
+	return t.node.Close()
+}
