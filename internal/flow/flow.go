@@ -41,7 +41,9 @@ package flow
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
+	"io"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -128,7 +130,9 @@ func errAt(n *yaml.Node, format string, args ...any) error {
 func Parse(b []byte) (Flow, error) {
 	var doc yaml.Node
 	dec := yaml.NewDecoder(bytes.NewReader(b))
-	if err := dec.Decode(&doc); err != nil {
+	if err := dec.Decode(&doc); errors.Is(err, io.EOF) {
+		return Flow{}, &lineError{line: 1, msg: "flow is empty"}
+	} else if err != nil {
 		return Flow{}, yamlError(err)
 	}
 	if len(doc.Content) == 0 {

@@ -1,0 +1,247 @@
+package flow_test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"image/png"
+	"net/http"
+	"net/http/httptest"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/tailgate-dev/tailgate/internal/egress"
+	"github.com/tailgate-dev/tailgate/internal/egress/egresstest"
+	"github.com/tailgate-dev/tailgate/internal/flow"
+)
+
+// privateApp is the customer's app: a page with a small search form.
+func privateApp() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		fmt.Fprint(w, `<!doctype html><html><head><title>private app</title></head><body>
+<h1>Hello from the private app</h1>
+<form action="/search" method="get"><input id="q" name="q" value="placeholder"><button id="go" type="submit">Go</button></form>
+</body></html>`)
+	})
+	mux.HandleFunc("/search", func(w http.ResponseWriter, r *http.Request) {
+		fmt.Fprintf(w, `<!doctype html><html><body><p id="result">You searched for %s</p></body></html>`,
+			strings.ReplaceAll(r.URL.Query().Get("q"), "<", "&lt;"))
+	})
+	return mux
+}
+
+type browserRun struct {
+	proxy   *egress.Proxy
+	tailnet *egresstest.Tailnet
+	opts    flow.Options
+}
+
+func newBrowserRun(t *testing.T) *browserRun {
+	t.Helper()
+	if _, err := os.Stat(flow.DefaultChromiumPath); err != nil {
+		t.Skipf("skipping browser test: %s is missing (install Debian's chromium package; CI does)", flow.DefaultChromiumPath)
+	}
+	app := httptest.NewServer(privateApp())
+	t.Cleanup(app.Close)
+	tn := egresstest.New()
+	tn.AddName("app.internal.example", netip.MustParseAddr("100.64.0.5"))
+	tn.Route(netip.MustParseAddrPort("100.64.0.5:80"), app.Listener.Addr().String())
+	p, err := egress.New(egress.Options{
+		Targets:  []egress.Target{{Host: "app.internal.example", Port: 80}},
+		Resolver: tn,
+		Dialer:   tn,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr, err := p.Start()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { p.Close() })
+	return &browserRun{proxy: p, tailnet: tn, opts: flow.Options{
+		ProxyURL:    "http://" + addr.String(),
+		OutDir:      t.TempDir(),
+		StepTimeout: 20 * time.Second,
+	}}
+}
+
+func mustParse(t *testing.T, y string) flow.Flow {
+	t.Helper()
+	f, err := flow.Parse([]byte(y))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return f
+}
+
+func runFlow(t *testing.T, b *browserRun, f flow.Flow) (flow.Report, error) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	return flow.Run(ctx, f, b.opts)
+}
+
+func TestFlowRunsInChromiumThroughTheProxy(t *testing.T) {
+	b := newBrowserRun(t)
+	rep, err := runFlow(t, b, mustParse(t, `name: staging smoke
+steps:
+  - goto: http://app.internal.example/
+  - expect_text: "Hello from the private app"
+  - fill: {selector: "#q", value: "hi there"}
+  - click: "#go"
+  - expect_text: "You searched for hi there"
+  - screenshot: shots/result.png
+`))
+	if err != nil {
+		t.Fatalf("flow failed: %v\nreport: %+v", err, rep)
+	}
+	if rep.Status != "passed" || len(rep.Steps) != 6 {
+		t.Fatalf("report = %+v", rep)
+	}
+	for _, s := range rep.Steps {
+		if s.Status != "passed" {
+			t.Errorf("step %d %s: %s %s", s.Index, s.Step, s.Status, s.Error)
+		}
+	}
+
+	// The screenshot is a real PNG of the browser window.
+	if !slices.Equal(rep.Screenshots, []string{filepath.Join("shots", "result.png")}) {
+		t.Fatalf("screenshots = %v", rep.Screenshots)
+	}
+	fh, err := os.Open(filepath.Join(b.opts.OutDir, rep.Screenshots[0]))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer fh.Close()
+	img, err := png.Decode(fh)
+	if err != nil {
+		t.Fatalf("screenshot is not a PNG: %v", err)
+	}
+	if sz := img.Bounds().Size(); sz.X < 800 || sz.Y < 500 {
+		t.Errorf("screenshot is %v; want the 1280x800 window", sz)
+	}
+
+	// Chromium did not resolve the name itself: the tailnet resolver saw it
+	// and the proxy dialled the tailnet address.
+	if !slices.Contains(b.tailnet.Lookups(), "app.internal.example") {
+		t.Errorf("tailnet lookups = %v; want app.internal.example", b.tailnet.Lookups())
+	}
+	var sawResolved bool
+	for _, ev := range b.proxy.Events() {
+		if ev.Host == "app.internal.example" && ev.Resolved == netip.MustParseAddr("100.64.0.5") && !ev.Refused {
+			sawResolved = true
+		}
+	}
+	if !sawResolved {
+		t.Errorf("proxy events %+v; want app.internal.example resolved to 100.64.0.5", b.proxy.Events())
+	}
+
+	// Per-request diagnostics from Chromium.
+	var doc *flow.Request
+	for i, r := range rep.Requests {
+		if r.Host == "app.internal.example" && r.Type == "Document" && strings.HasSuffix(r.URL, "/search") {
+			doc = &rep.Requests[i]
+		}
+	}
+	if doc == nil || doc.Status != 200 || doc.Bytes == 0 || doc.Port != 80 || strings.Contains(doc.URL, "?") {
+		t.Errorf("search request diagnostics = %+v (all: %+v)", doc, rep.Requests)
+	}
+
+	// report.json is written next to the screenshots.
+	raw, err := os.ReadFile(filepath.Join(b.opts.OutDir, "report.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var onDisk flow.Report
+	if err := json.Unmarshal(raw, &onDisk); err != nil || onDisk.Status != "passed" || len(onDisk.Requests) == 0 {
+		t.Errorf("report.json = %s (%v)", raw, err)
+	}
+	if strings.Contains(string(raw), "hi there") && strings.Contains(string(raw), `"value"`) {
+		t.Errorf("report.json carries a filled value: %s", raw)
+	}
+}
+
+func TestFlowToNonTargetHostFailsWithProxyRefusal(t *testing.T) {
+	b := newBrowserRun(t)
+	rep, err := runFlow(t, b, mustParse(t, `name: escape attempt
+steps:
+  - goto: http://example.com/
+  - screenshot: never.png
+`))
+	if err == nil {
+		t.Fatalf("flow to example.com passed: %+v", rep)
+	}
+	if rep.Status != "failed" || rep.Steps[0].Status != "failed" || rep.Steps[1].Status != "skipped" {
+		t.Fatalf("report = %+v", rep)
+	}
+	msg := rep.Steps[0].Error
+	if !strings.Contains(msg, "not_a_target") || !strings.Contains(msg, "example.com:80 is not a target of this environment") {
+		t.Errorf("step error %q; want the proxy's reason", msg)
+	}
+	var refused bool
+	for _, r := range rep.Requests {
+		if r.Host == "example.com" && r.Status == 403 && r.Refusal == "not_a_target" {
+			refused = true
+		}
+	}
+	if !refused {
+		t.Errorf("requests %+v; want example.com refused with not_a_target", rep.Requests)
+	}
+
+	// HTTPS goes through CONNECT; the refusal shows as a tunnel failure in
+	// Chromium and as the reason in the proxy's events.
+	rep, err = runFlow(t, b, mustParse(t, "steps:\n  - goto: https://example.com/\n"))
+	if err == nil || !strings.Contains(rep.Steps[0].Error, "ERR_TUNNEL_CONNECTION_FAILED") {
+		t.Errorf("https flow: err %v, step %+v", err, rep.Steps)
+	}
+	var connectRefused bool
+	for _, ev := range b.proxy.Events() {
+		if ev.Host == "example.com" && ev.Protocol == egress.ProtocolConnect && ev.Reason == egress.ReasonNotATarget {
+			connectRefused = true
+		}
+	}
+	if !connectRefused {
+		t.Errorf("proxy events %+v; want a refused CONNECT to example.com", b.proxy.Events())
+	}
+	if slices.Contains(b.tailnet.Lookups(), "example.com") {
+		t.Error("the refused public name was resolved")
+	}
+}
+
+func TestFlowFailsClearlyWhenExpectedTextIsMissing(t *testing.T) {
+	b := newBrowserRun(t)
+	b.opts.StepTimeout = 2 * time.Second
+	rep, err := runFlow(t, b, mustParse(t, `name: wrong text
+steps:
+  - goto: http://app.internal.example/
+  - expect_text: "Goodbye"
+  - click: "#go"
+`))
+	if err == nil {
+		t.Fatal("flow passed without the expected text")
+	}
+	want := `expected text "Goodbye" did not appear on http://app.internal.example/; the page shows: "Hello from the private app`
+	if !strings.Contains(err.Error(), want) || !strings.Contains(err.Error(), "step 2 (line 4") {
+		t.Errorf("error %q; want it to contain %q and the step", err, want)
+	}
+	if got := []string{rep.Steps[0].Status, rep.Steps[1].Status, rep.Steps[2].Status}; !slices.Equal(got, []string{"passed", "failed", "skipped"}) {
+		t.Errorf("step statuses %v", got)
+	}
+}
+
+func TestRunRejectsProxyThatIsNotLoopbackIP(t *testing.T) {
+	f := mustParse(t, "steps:\n  - goto: http://app.internal.example/\n")
+	for _, p := range []string{"", "http://localhost:3128", "http://192.0.2.1:3128", "ftp://127.0.0.1:21", "127.0.0.1:3128"} {
+		_, err := flow.Run(context.Background(), f, flow.Options{ProxyURL: p, OutDir: t.TempDir()})
+		if err == nil || !strings.Contains(err.Error(), "proxy URL") {
+			t.Errorf("ProxyURL %q: err %v; want a proxy URL error", p, err)
+		}
+	}
+}
