@@ -116,11 +116,40 @@ func Open(ctx context.Context, path string) (*Store, error) {
 		return nil, fmt.Errorf("store: open %s: %w", path, err)
 	}
 	s := &Store{db: db, now: func() time.Time { return time.Now().UTC() }}
-	if err := s.migrate(ctx); err != nil {
+	// Switching a new file to WAL, and the first migration, take locks
+	// that SQLite does not always wait for (it answers SQLITE_BUSY at
+	// once when waiting could deadlock), so when several processes start
+	// on one new file, the losers retry until the winner is done.
+	deadline := time.Now().Add(busyTimeout)
+	for attempt := 1; ; attempt++ {
+		err = s.migrate(ctx)
+		if err == nil || !isBusy(err) || time.Now().After(deadline) {
+			break
+		}
+		select {
+		case <-ctx.Done():
+			err = ctx.Err()
+		case <-time.After(time.Duration(attempt) * 20 * time.Millisecond):
+			continue
+		}
+		break
+	}
+	if err != nil {
 		db.Close()
 		return nil, fmt.Errorf("store: migrate %s: %w", path, err)
 	}
 	return s, nil
+}
+
+// isBusy reports whether err is SQLite's "database is locked" (or a
+// related locking code).
+func isBusy(err error) bool {
+	var se *sqlite.Error
+	if errors.As(err, &se) {
+		code := se.Code() & 0xff
+		return code == sqlite3.SQLITE_BUSY || code == sqlite3.SQLITE_LOCKED
+	}
+	return false
 }
 
 // Close closes the database.
