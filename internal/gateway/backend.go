@@ -28,7 +28,7 @@ type hostBackend struct {
 	proxy *httputil.ReverseProxy
 }
 
-func (b *hostBackend) Name() string                                 { return b.name }
+func (b *hostBackend) Name() string                                     { return b.name }
 func (b *hostBackend) ServeHTTP(w http.ResponseWriter, r *http.Request) { b.proxy.ServeHTTP(w, r) }
 
 // newTransport is the one upstream transport of a Gateway, shared by all

@@ -237,14 +237,17 @@ func (c *compiler) listener(l config.Listener, path string, bi, li int) *listene
 }
 
 // moreSpecific orders matches as the Gateway API does: exact path, then
-// longest prefix, then regex; then a method; then more header matches;
-// then more query matches; then config order.
+// the longest prefix or regex (a prefix wins a tie); then a method; then
+// more header matches; then more query matches; then config order.
 func moreSpecific(a, b matcher) bool {
-	if a.pathKind != b.pathKind {
-		return a.pathKind > b.pathKind
+	if (a.pathKind == 3) != (b.pathKind == 3) {
+		return a.pathKind == 3
 	}
 	if len(a.path) != len(b.path) {
 		return len(a.path) > len(b.path)
+	}
+	if a.pathKind != b.pathKind {
+		return a.pathKind > b.pathKind
 	}
 	if (a.method != "") != (b.method != "") {
 		return a.method != ""

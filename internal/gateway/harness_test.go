@@ -1,0 +1,223 @@
+package gateway
+
+import (
+	"bytes"
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"math/big"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// syncBuffer is an access log the test can read while the gateway writes.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// waitFor polls until the log contains want (the access line is written
+// after the response, so a client may see the answer first).
+func (s *syncBuffer) waitFor(t *testing.T, want string) string {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for time.Now().Before(deadline) {
+		if out := s.String(); strings.Contains(out, want) {
+			return out
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	t.Fatalf("log never contained %q; log:\n%s", want, s.String())
+	return ""
+}
+
+func freePort(t *testing.T) int {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port
+}
+
+// echoBackend answers with what it saw, so tests can check what the
+// gateway forwarded.
+func echoBackend(t *testing.T) *httptest.Server {
+	t.Helper()
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("X-Backend", "echo")
+		fmt.Fprintf(w, "%s %s host=%s x-gw=%s x-user=%s cookie=%s", r.Method, r.URL.RequestURI(), r.Host, r.Header.Get("X-Gw"), r.Header.Get("X-User"), r.Header.Get("Cookie"))
+	}))
+	t.Cleanup(srv.Close)
+	return srv
+}
+
+func hostOf(srv *httptest.Server) string { return strings.TrimPrefix(srv.URL, "http://") }
+
+type testGateway struct {
+	*Gateway
+	path   string
+	port   int
+	access *syncBuffer
+	ops    *syncBuffer
+}
+
+func (tg *testGateway) url(path string) string {
+	return fmt.Sprintf("http://127.0.0.1:%d%s", tg.port, path)
+}
+
+// startGateway writes cfg (with {{PORT}} and other placeholders already
+// filled by the caller) and starts a gateway on loopback.
+func startGateway(t *testing.T, cfg string, port int, mod ...func(*Options)) *testGateway {
+	t.Helper()
+	dir := t.TempDir()
+	path := filepath.Join(dir, "config.yaml")
+	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	access, ops := &syncBuffer{}, &syncBuffer{}
+	opts := Options{
+		ConfigPath:     path,
+		BindHost:       "127.0.0.1",
+		AdminAddr:      "127.0.0.1:0",
+		AccessLog:      access,
+		Logger:         slog.New(slog.NewTextHandler(ops, nil)),
+		ReloadInterval: -1,
+	}
+	for _, m := range mod {
+		m(&opts)
+	}
+	g, err := New(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := g.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { g.Close() })
+	return &testGateway{Gateway: g, path: path, port: port, access: access, ops: ops}
+}
+
+func get(t *testing.T, url string, hdr ...string) (int, string, http.Header) {
+	t.Helper()
+	req, err := http.NewRequest(http.MethodGet, url, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i+1 < len(hdr); i += 2 {
+		if strings.EqualFold(hdr[i], "host") {
+			req.Host = hdr[i+1]
+			continue
+		}
+		req.Header.Set(hdr[i], hdr[i+1])
+	}
+	return do(t, req)
+}
+
+var testClient = &http.Client{Transport: &http.Transport{DisableKeepAlives: true}, Timeout: 10 * time.Second}
+
+func do(t *testing.T, req *http.Request) (int, string, http.Header) {
+	t.Helper()
+	resp, err := testClient.Do(req)
+	if err != nil {
+		t.Fatalf("%s %s: %v", req.Method, req.URL, err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b), resp.Header
+}
+
+// simpleConfig is one HTTP bind with one route to backend, plus policies
+// (YAML indented for a route's policies block) and frontend (YAML for
+// frontendPolicies).
+func simpleConfig(port int, backend, policies, frontend string) string {
+	var b strings.Builder
+	if frontend != "" {
+		fmt.Fprintf(&b, "frontendPolicies:\n%s\n", indent(frontend, "  "))
+	}
+	fmt.Fprintf(&b, "binds:\n- port: %d\n  listeners:\n  - name: default\n    protocol: HTTP\n    routes:\n    - name: app\n", port)
+	if policies != "" {
+		fmt.Fprintf(&b, "      policies:\n%s\n", indent(policies, "        "))
+	}
+	fmt.Fprintf(&b, "      backends:\n      - host: %s\n", backend)
+	return b.String()
+}
+
+func indent(s, pfx string) string {
+	lines := strings.Split(strings.Trim(s, "\n"), "\n")
+	for i, l := range lines {
+		lines[i] = pfx + l
+	}
+	return strings.Join(lines, "\n")
+}
+
+// writeSelfSigned writes a self-signed cert for name and returns the
+// cert and key file paths.
+func writeSelfSigned(t *testing.T, dir, name string) (string, string) {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(1),
+		Subject:      pkix.Name{CommonName: name},
+		DNSNames:     []string{name},
+		NotBefore:    time.Now().Add(-time.Hour),
+		NotAfter:     time.Now().Add(time.Hour),
+		KeyUsage:     x509.KeyUsageDigitalSignature,
+		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kb, _ := x509.MarshalECPrivateKey(key)
+	certFile, keyFile := filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
+	os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600)
+	os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kb}), 0o600)
+	return certFile, keyFile
+}
+
+// tlsClient trusts certFile and dials every name on loopback.
+func tlsClient(t *testing.T, certFile string) *http.Client {
+	t.Helper()
+	pool := x509.NewCertPool()
+	b, _ := os.ReadFile(certFile)
+	pool.AppendCertsFromPEM(b)
+	return &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{
+		TLSClientConfig: &tls.Config{RootCAs: pool},
+		DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
+			_, port, _ := net.SplitHostPort(addr)
+			return (&net.Dialer{}).DialContext(ctx, network, "127.0.0.1:"+port)
+		},
+	}}
+}
