@@ -17,6 +17,10 @@ import (
 	"github.com/tailgate-dev/tailgate/internal/gateway/rules"
 )
 
+// jwksRefetchInterval is the least time between JWKS refetches caused by
+// an unknown key id. A variable so tests can rotate keys without waiting.
+var jwksRefetchInterval = 10 * time.Second
+
 // snapshot is one fully compiled config: immutable once built, swapped in
 // whole behind Gateway.snap. Nothing on the request path parses or
 // compiles.
@@ -388,6 +392,7 @@ func (c *compiler) jwt(j *config.JWTAuth, path string) *policy.JWTAuth {
 			continue
 		case src.URL != "":
 			ks = policy.NewJWKSURL(src.URL, c.deps.client)
+			ks.RefetchInterval = jwksRefetchInterval
 		case src.File != "":
 			ks, err = policy.NewJWKSFile(c.rel(src.File))
 		default:

@@ -221,3 +221,10 @@ func tlsClient(t *testing.T, certFile string) *http.Client {
 		},
 	}}
 }
+
+func writeFile(t *testing.T, path string, data []byte) {
+	t.Helper()
+	if err := os.WriteFile(path, data, 0o600); err != nil {
+		t.Fatal(err)
+	}
+}
