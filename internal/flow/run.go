@@ -189,6 +189,11 @@ func chromiumFlags(opts Options, proxy, profile string) []chromedp.ExecAllocator
 		chromedp.Flag("disable-breakpad", true),
 		chromedp.Flag("metrics-recording-only", true),
 		chromedp.Flag("safebrowsing-disable-auto-update", true),
+		// The account reconcilor asks accounts.google.com/ListAccounts at
+		// start; pointing GAIA at a dead loopback port stops it (measured:
+		// no request at all). The AI-mode eligibility check
+		// (www.google.com/async/folae) is one of the features below.
+		chromedp.Flag("gaia-url", "http://127.0.0.1:9/"),
 		chromedp.Flag("disable-features", strings.Join([]string{
 			"Translate", "OptimizationHints", "OptimizationGuideModelDownloading",
 			"MediaRouter", "DialMediaRouteProvider", "AutofillServerCommunication",
@@ -196,6 +201,7 @@ func chromiumFlags(opts Options, proxy, profile string) []chromedp.ExecAllocator
 			"SafeBrowsingEnhancedProtection", "InterestFeedContentSuggestions",
 			"DnsOverHttps", "AsyncDns", "NetworkPrediction", "PrivacySandboxSettings4",
 			"ChromeWhatsNewUI", "Prerender2", "SpareRendererForSitePerProcess",
+			"AimEligibility", "AimServerEligibility", "AiModeOmniboxEntryPoint", "AimEntrypoint", "AimEnabled", "PreconnectToSearch",
 		}, ",")),
 
 		// Quiet, deterministic automation.

@@ -139,6 +139,13 @@ steps:
 			sawResolved = true
 		}
 	}
+	for _, ev := range b.proxy.Events() {
+		// Chromium's background services (sign-in, search, updates) are
+		// switched off: the run's traffic is the flow's own.
+		if ev.Host != "app.internal.example" {
+			t.Errorf("Chromium reached for %s:%d (%s) during the flow", ev.Host, ev.Port, ev.Protocol)
+		}
+	}
 	if !sawResolved {
 		t.Errorf("proxy events %+v; want app.internal.example resolved to 100.64.0.5", b.proxy.Events())
 	}
