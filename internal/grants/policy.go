@@ -66,6 +66,10 @@ func Apply(policy []byte, plan Plan) ([]byte, error) {
 		return nil, err
 	}
 	unit := rootIndent(root)
+	nl := "\n"
+	if bytes.Contains(base, []byte("\r\n")) {
+		nl = "\r\n" // a Windows-edited file keeps its line endings
+	}
 
 	// tagOwners
 	ownersIdx, err := findSection(root, "tagOwners", '{')
@@ -83,12 +87,12 @@ func Apply(policy []byte, plan Plan) ([]byte, error) {
 			if len(obj.Members) > 0 {
 				first = obj.Members[0].Name.BeforeExtra
 			}
-			owner.Name.BeforeExtra = markedExtra(elemIndent(first, unit+unit), Marker(plan.Env))
+			owner.Name.BeforeExtra = markedExtra(elemIndent(first, unit+unit), Marker(plan.Env), nl)
 			obj.Members = insertAt(obj.Members, ownersAt, []hujson.ObjectMember{owner}, memberValue)
 		}
 	} else {
-		owner.Name.BeforeExtra = markedExtra(unit+unit, Marker(plan.Env))
-		appendSection(root, unit, "tagOwners", &hujson.Object{Members: []hujson.ObjectMember{owner}, AfterExtra: hujson.Extra("\n" + unit)})
+		owner.Name.BeforeExtra = markedExtra(unit+unit, Marker(plan.Env), nl)
+		appendSection(root, unit, nl, "tagOwners", &hujson.Object{Members: []hujson.ObjectMember{owner}, AfterExtra: hujson.Extra(nl + unit)})
 	}
 
 	// grants
@@ -108,14 +112,14 @@ func Apply(policy []byte, plan Plan) ([]byte, error) {
 		arr := root.Members[grantsIdx].Value.Value.(*hujson.Array)
 		ind := elemIndent(firstBefore(arr.Elements), unit+unit)
 		for i := range entries {
-			entries[i].BeforeExtra = markedExtra(ind, Marker(plan.Env))
+			entries[i].BeforeExtra = markedExtra(ind, Marker(plan.Env), nl)
 		}
 		arr.Elements = insertAt(arr.Elements, grantsAt, entries, func(v *hujson.Value) *hujson.Value { return v })
 	} else {
 		for i := range entries {
-			entries[i].BeforeExtra = markedExtra(unit+unit, Marker(plan.Env))
+			entries[i].BeforeExtra = markedExtra(unit+unit, Marker(plan.Env), nl)
 		}
-		appendSection(root, unit, "grants", &hujson.Array{Elements: entries, AfterExtra: hujson.Extra("\n" + unit)})
+		appendSection(root, unit, nl, "grants", &hujson.Array{Elements: entries, AfterExtra: hujson.Extra(nl + unit)})
 	}
 
 	out := doc.Pack()
@@ -141,7 +145,7 @@ func Remove(policy []byte, env string) ([]byte, error) {
 		return nil, err
 	}
 	changed := false
-	marker := []byte(Marker(env) + "\n")
+	marker := Marker(env)
 	for _, name := range []string{"grants", "tagOwners"} {
 		idx, err := findSection(root, name, 0)
 		if err != nil {
@@ -154,7 +158,7 @@ func Remove(policy []byte, env string) ([]byte, error) {
 		switch c := root.Members[idx].Value.Value.(type) {
 		case *hujson.Array:
 			for i := len(c.Elements) - 1; i >= 0; i-- {
-				if bytes.Contains(c.Elements[i].BeforeExtra, marker) {
+				if hasLine(c.Elements[i].BeforeExtra, marker) {
 					c.Elements = removeElem(c.Elements, i, func(v *hujson.Value) *hujson.Value { return v })
 					removed++
 				}
@@ -164,7 +168,7 @@ func Remove(policy []byte, env string) ([]byte, error) {
 			}
 		case *hujson.Object:
 			for i := len(c.Members) - 1; i >= 0; i-- {
-				if bytes.Contains(c.Members[i].Name.BeforeExtra, marker) {
+				if hasLine(c.Members[i].Name.BeforeExtra, marker) {
 					c.Members = removeElem(c.Members, i, memberValue)
 					removed++
 				}
@@ -190,7 +194,7 @@ func Has(policy []byte, env string) (bool, error) {
 	if err != nil {
 		return false, err
 	}
-	marker := []byte(Marker(env) + "\n")
+	marker := Marker(env)
 	for _, name := range []string{"grants", "tagOwners"} {
 		idx, err := findSection(root, name, 0)
 		if err != nil {
@@ -202,13 +206,13 @@ func Has(policy []byte, env string) (bool, error) {
 		switch c := root.Members[idx].Value.Value.(type) {
 		case *hujson.Array:
 			for _, e := range c.Elements {
-				if bytes.Contains(e.BeforeExtra, marker) {
+				if hasLine(e.BeforeExtra, marker) {
 					return true, nil
 				}
 			}
 		case *hujson.Object:
 			for _, m := range c.Members {
-				if bytes.Contains(m.Name.BeforeExtra, marker) {
+				if hasLine(m.Name.BeforeExtra, marker) {
 					return true, nil
 				}
 			}
@@ -312,9 +316,9 @@ func findSection(root *hujson.Object, name string, kind hujson.Kind) (int, error
 // appendSection adds a new root member at the end, marked as created by
 // tailgate. It follows the file's trailing-comma habit so that removing it
 // later restores the habit too (see removeElem).
-func appendSection(root *hujson.Object, unit, name string, v hujson.ValueTrimmed) {
+func appendSection(root *hujson.Object, unit, nl, name string, v hujson.ValueTrimmed) {
 	m := hujson.ObjectMember{
-		Name:  hujson.Value{BeforeExtra: markedExtra(unit, containerMarker), Value: hujson.String(name)},
+		Name:  hujson.Value{BeforeExtra: markedExtra(unit, containerMarker, nl), Value: hujson.String(name)},
 		Value: hujson.Value{BeforeExtra: hujson.Extra(" "), Value: v},
 	}
 	if n := len(root.Members); n > 0 && root.Members[n-1].Value.AfterExtra != nil {
@@ -324,7 +328,7 @@ func appendSection(root *hujson.Object, unit, name string, v hujson.ValueTrimmed
 }
 
 func isCreatedSection(m hujson.ObjectMember) bool {
-	return bytes.Contains(m.Name.BeforeExtra, []byte(containerMarker+"\n"))
+	return hasLine(m.Name.BeforeExtra, containerMarker)
 }
 
 func ownsTag(obj *hujson.Object, tag string) bool {
@@ -347,12 +351,12 @@ func entryPositions(policy []byte, env string) (grantsAt, ownersAt int, err erro
 	if err != nil {
 		return 0, 0, err
 	}
-	marker := []byte(Marker(env) + "\n")
+	marker := Marker(env)
 	if idx, err := findSection(root, "grants", '['); err != nil {
 		return 0, 0, err
 	} else if idx >= 0 {
 		for i, e := range root.Members[idx].Value.Value.(*hujson.Array).Elements {
-			if bytes.Contains(e.BeforeExtra, marker) {
+			if hasLine(e.BeforeExtra, marker) {
 				grantsAt = i
 				break
 			}
@@ -362,7 +366,7 @@ func entryPositions(policy []byte, env string) (grantsAt, ownersAt int, err erro
 		return 0, 0, err
 	} else if idx >= 0 {
 		for i, m := range root.Members[idx].Value.Value.(*hujson.Object).Members {
-			if bytes.Contains(m.Name.BeforeExtra, marker) {
+			if hasLine(m.Name.BeforeExtra, marker) {
 				ownersAt = i
 				break
 			}
@@ -402,8 +406,14 @@ func removeElem[T any](s []T, i int, value func(*T) *hujson.Value) []T {
 }
 
 // markedExtra is the whitespace and marker comment placed before an entry.
-func markedExtra(indent, marker string) hujson.Extra {
-	return hujson.Extra("\n" + indent + marker + "\n" + indent)
+func markedExtra(indent, marker, nl string) hujson.Extra {
+	return hujson.Extra(nl + indent + marker + nl + indent)
+}
+
+// hasLine reports whether extra holds line as a whole line comment,
+// whichever line ending the file uses (an editor may have changed it).
+func hasLine(extra []byte, line string) bool {
+	return bytes.Contains(extra, []byte(line+"\n")) || bytes.Contains(extra, []byte(line+"\r\n"))
 }
 
 // rootIndent guesses the file's indentation unit from its first top-level

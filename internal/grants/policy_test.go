@@ -403,6 +403,7 @@ func TestFragmentPastesIntoAPolicy(t *testing.T) {
 func FuzzApplyRemove(f *testing.F) {
 	for _, file := range []string{"policy.hujson", "acls-only.hujson", "minified.hujson"} {
 		f.Add(readPolicy(f, file))
+		f.Add(bytes.ReplaceAll(readPolicy(f, file), []byte("\n"), []byte("\r\n")))
 	}
 	for _, s := range []string{
 		`{}`, `{ }`, "{\n}\n", `{"grants":[]}`, `{"grants":[ ]}`, `{"grants":[1,]}`, `{"grants":[1 ,]}`,
@@ -455,4 +456,35 @@ func FuzzApplyRemove(f *testing.F) {
 			t.Fatalf("removing both envs in the other order did not restore p\n%q\n%q", p, r2)
 		}
 	})
+}
+
+func TestWindowsLineEndingsAreKeptAndRecognised(t *testing.T) {
+	lf := readPolicy(t, "policy.hujson")
+	crlf := bytes.ReplaceAll(lf, []byte("\n"), []byte("\r\n"))
+	plan := testPlan(t, "staging")
+
+	out, err := Apply(crlf, plan)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := bytes.Count(out, []byte("\n")); n != bytes.Count(out, []byte("\r\n")) {
+		t.Errorf("Apply mixed bare LF into a CRLF file")
+	}
+	if back, _ := Remove(out, "staging"); !bytes.Equal(back, crlf) {
+		t.Errorf("Remove did not restore the CRLF file")
+	}
+
+	// Applied with LF, then an editor turned the file into CRLF: our
+	// entries are still found, so reconnect replaces and disconnect removes.
+	applied, _ := Apply(lf, plan)
+	converted := bytes.ReplaceAll(applied, []byte("\n"), []byte("\r\n"))
+	if has, _ := Has(converted, "staging"); !has {
+		t.Fatalf("Has does not see entries after CRLF conversion")
+	}
+	if back, _ := Remove(converted, "staging"); !bytes.Equal(back, crlf) {
+		t.Errorf("Remove after CRLF conversion:\n%q", back)
+	}
+	if again, _ := Apply(converted, plan); !bytes.Equal(again, converted) {
+		t.Errorf("reconnect after CRLF conversion is not a no-op")
+	}
 }
