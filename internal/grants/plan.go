@@ -161,7 +161,10 @@ func NewPlan(env string, targets []Target, tn TailnetView) (Plan, error) {
 
 func planTarget(t Target, tn TailnetView, suffix string) (PlannedTarget, error) {
 	pt := PlannedTarget{Target: t}
-	if t.Kind == KindDNSName && suffix != "" && strings.HasSuffix(t.Host, "."+suffix) {
+	if t.Kind == KindDNSName && (suffix != "" && strings.HasSuffix(t.Host, "."+suffix) ||
+		suffix == "" && strings.HasSuffix(t.Host, ".ts.net")) {
+		// Under the MagicDNS suffix (or, if the suffix is unknown, any
+		// ts.net name): a device, matched by its full name.
 		pt.Kind = KindDeviceName
 	}
 	switch pt.Kind {

@@ -148,6 +148,16 @@ func TestPlanRefusesWhatTheTailnetCannotServe(t *testing.T) {
 		{"other tailnet's magicdns", "staging", []string{"box.tail9999.ts.net:443"}, testTailnet(), "box.tail9999.ts.net:443", "another tailnet"},
 		{"dns name without approved routes", "staging", []string{"staging.internal.example.com:443"}, noRoutes, "staging.internal.example.com:443", "has none"},
 	}
+	noSuffix := testTailnet()
+	noSuffix.MagicDNSSuffix = ""
+	tests = append(tests, struct {
+		name        string
+		env         string
+		targets     []string
+		tailnet     TailnetView
+		wantTarget  string
+		wantProblem string
+	}{"unknown ts.net name, suffix unknown", "staging", []string{"box.tail9999.ts.net:443"}, noSuffix, "box.tail9999.ts.net:443", `no device named "box.tail9999.ts.net"`})
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			_, err := NewPlan(tt.env, mustTargets(t, tt.targets...), tt.tailnet)
@@ -159,6 +169,18 @@ func TestPlanRefusesWhatTheTailnetCannotServe(t *testing.T) {
 				t.Errorf("got {%q, %q}, want %q / %q", te.Target, te.Problem, tt.wantTarget, tt.wantProblem)
 			}
 		})
+	}
+}
+
+func TestPlanFindsMagicDNSNameWithoutSuffix(t *testing.T) {
+	tn := testTailnet()
+	tn.MagicDNSSuffix = ""
+	p, err := NewPlan("staging", mustTargets(t, "staging-box.tail1234.ts.net:443"), tn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p.Targets[0].Kind != KindDeviceName || p.Targets[0].DeviceID != "n1" {
+		t.Errorf("planned %+v, want device n1", p.Targets[0])
 	}
 }
 
