@@ -145,8 +145,10 @@ type Connection struct {
 	Detail json.RawMessage
 	// OAuthClientID is the Tailscale OAuth client's id (not secret).
 	OAuthClientID string
-	// Secret is the OAuth client secret sealed by package vault.
-	Secret    vault.Sealed
+	// Secret is the OAuth client secret sealed by package vault. Never
+	// return it from an endpoint; it is left out of JSON so a Connection
+	// encoded by mistake does not carry it.
+	Secret    vault.Sealed `json:"-"`
 	CreatedAt time.Time
 	UpdatedAt time.Time
 }
@@ -251,6 +253,42 @@ func (s *Store) DeleteConnection(ctx context.Context, orgID, envID string) error
 		return fmt.Errorf("store: connection: %w", ErrNotFound)
 	}
 	return nil
+}
+
+// ConnectedEnvironment names one connected environment, for work that
+// spans orgs (the verification schedule).
+type ConnectedEnvironment struct {
+	OrgID   string
+	EnvID   string
+	EnvName string
+	State   ConnectionState
+	// UpdatedAt is when the connection last changed (connect or verify).
+	UpdatedAt time.Time
+}
+
+// ConnectedEnvironments lists every connected environment of every org,
+// least recently updated first. It is for the verification scheduler,
+// which works across orgs; API handlers must use the org-scoped methods.
+func (s *Store) ConnectedEnvironments(ctx context.Context) ([]ConnectedEnvironment, error) {
+	rows, err := s.db.QueryContext(ctx, `SELECT c.org_id, c.env_id, e.name, c.state, c.updated_at
+		FROM connections c JOIN environments e ON e.id = c.env_id AND e.org_id = c.org_id
+		ORDER BY c.updated_at, c.env_id`)
+	if err != nil {
+		return nil, fmt.Errorf("store: connected environments: %w", err)
+	}
+	defer rows.Close()
+	var out []ConnectedEnvironment
+	for rows.Next() {
+		var ce ConnectedEnvironment
+		var state string
+		var updated int64
+		if err := rows.Scan(&ce.OrgID, &ce.EnvID, &ce.EnvName, &state, &updated); err != nil {
+			return nil, fmt.Errorf("store: connected environments: %w", err)
+		}
+		ce.State, ce.UpdatedAt = ConnectionState(state), fromMS(updated)
+		out = append(out, ce)
+	}
+	return out, rows.Err()
 }
 
 func nonNil[T any](s []T) []T {

@@ -461,3 +461,35 @@ func TestConcurrentWritesAllLand(t *testing.T) {
 		t.Errorf("connections %d, verifications %d, want %d each", conns, vers, writers*each)
 	}
 }
+
+func TestConnectedEnvironmentsSpansOrgsForTheScheduler(t *testing.T) {
+	ctx := context.Background()
+	s, _ := openTest(t)
+	a, b := mustOrg(t, s, "A"), mustOrg(t, s, "B")
+	ea, eb := mustEnv(t, s, a.ID, "staging"), mustEnv(t, s, b.ID, "prod")
+	mustEnv(t, s, b.ID, "not-connected")
+	s.PutConnection(ctx, a.ID, testConnection(ea.ID))
+	s.PutConnection(ctx, b.ID, testConnection(eb.ID))
+	got, err := s.ConnectedEnvironments(ctx)
+	if err != nil || len(got) != 2 {
+		t.Fatalf("ConnectedEnvironments = %+v, %v", got, err)
+	}
+	seen := map[string]string{}
+	for _, c := range got {
+		seen[c.EnvID] = c.OrgID + "/" + c.EnvName
+	}
+	if seen[ea.ID] != a.ID+"/staging" || seen[eb.ID] != b.ID+"/prod" {
+		t.Errorf("ConnectedEnvironments = %+v", got)
+	}
+}
+
+func TestConnectionJSONLeavesOutTheSealedSecret(t *testing.T) {
+	c := testConnection("env_x")
+	b, err := json.Marshal(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if bytes.Contains(b, []byte("Secret")) || bytes.Contains(b, []byte("sealed-bytes")) {
+		t.Errorf("JSON of a Connection carries the sealed secret: %s", b)
+	}
+}

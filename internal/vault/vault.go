@@ -79,6 +79,15 @@ type Sealed struct {
 	Ciphertext []byte // includes the GCM tag
 }
 
+// String and GoString keep ciphertext out of logs: a sealed record is not
+// the secret, but no endpoint or log line should carry it in any form.
+func (s Sealed) String() string {
+	return fmt.Sprintf("Sealed{KeyID:%s [%d bytes sealed]}", s.KeyID, len(s.Ciphertext))
+}
+
+// GoString is String for %#v.
+func (s Sealed) GoString() string { return s.String() }
+
 // Keyring holds the vault keys: one active key that seals, and older keys
 // that still open what they sealed. It is safe for concurrent use.
 type Keyring struct {
@@ -194,6 +203,25 @@ func (kr *Keyring) Open(s Sealed, envID, purpose string) ([]byte, error) {
 		return nil, ErrOpen
 	}
 	return pt, nil
+}
+
+// Reseal opens s and, unless the active key already sealed it, seals it
+// again with the active key. Run it over stored records after adding a new
+// active key; once none reports resealed, the old key can be dropped.
+func (kr *Keyring) Reseal(s Sealed, envID, purpose string) (out Sealed, resealed bool, err error) {
+	if s.KeyID == kr.ActiveKeyID() {
+		if _, err := kr.Open(s, envID, purpose); err != nil {
+			return Sealed{}, false, err
+		}
+		return s, false, nil
+	}
+	pt, err := kr.Open(s, envID, purpose)
+	if err != nil {
+		return Sealed{}, false, err
+	}
+	defer clear(pt)
+	out, err = kr.Seal(pt, envID, purpose)
+	return out, err == nil, err
 }
 
 // additionalData binds a record to its key id, environment and purpose.

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/base64"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -286,6 +287,36 @@ func TestDecodeSealedRefusesGarbage(t *testing.T) {
 	for _, s := range []string{"", "v1", "v2.abc.AAAAAAAAAAAAAAAA.AAAA", "v1..AAAAAAAAAAAAAAAA.AAAA", "v1.abc.short.AAAA", "v1.abc.AAAAAAAAAAAAAAAA.!!", "v1.a.b.c.d"} {
 		if _, err := DecodeSealed(s); err == nil {
 			t.Errorf("DecodeSealed(%q) accepted", s)
+		}
+	}
+}
+
+func TestResealMovesRecordsToTheActiveKey(t *testing.T) {
+	kr := testKeyring(t)
+	old, _ := kr.Seal([]byte("secret"), "env_1", PurposeOAuthClientSecret)
+	same, resealed, err := kr.Reseal(old, "env_1", PurposeOAuthClientSecret)
+	if err != nil || resealed || !bytes.Equal(same.Ciphertext, old.Ciphertext) {
+		t.Errorf("Reseal under the active key = %v, %v", resealed, err)
+	}
+	kr.Add(bytes.Repeat([]byte{42}, KeySize), true)
+	moved, resealed, err := kr.Reseal(old, "env_1", PurposeOAuthClientSecret)
+	if err != nil || !resealed || moved.KeyID != kr.ActiveKeyID() {
+		t.Fatalf("Reseal after rotation = %+v, %v, %v", moved, resealed, err)
+	}
+	if got, err := kr.Open(moved, "env_1", PurposeOAuthClientSecret); err != nil || string(got) != "secret" {
+		t.Errorf("resealed record opens to %q, %v", got, err)
+	}
+	if _, _, err := kr.Reseal(old, "env_2", PurposeOAuthClientSecret); !errors.Is(err, ErrOpen) {
+		t.Errorf("Reseal for the wrong env: %v", err)
+	}
+}
+
+func TestSealedDoesNotPrintItsCiphertext(t *testing.T) {
+	kr := testKeyring(t)
+	s, _ := kr.Seal([]byte("secret"), "env_1", PurposeOAuthClientSecret)
+	for _, out := range []string{fmt.Sprint(s), fmt.Sprintf("%v %+v %#v", s, s, s)} {
+		if strings.Contains(out, fmt.Sprint(s.Ciphertext)) || strings.Contains(out, fmt.Sprintf("%x", s.Ciphertext)) {
+			t.Errorf("formatted Sealed shows ciphertext: %s", out)
 		}
 	}
 }
