@@ -22,6 +22,11 @@ import (
 // serveHTTP handles one HTTP request on the proxy port: CONNECT opens a
 // tunnel, an absolute URI is forwarded, anything else is not a proxy request.
 func (p *Proxy) serveHTTP(w http.ResponseWriter, r *http.Request) {
+	if !p.begin() {
+		writeRefusal(w, refuse(ReasonProxyClosed, "tailgate: the run ended"))
+		return
+	}
+	defer p.wg.Done()
 	switch {
 	case r.Method == http.MethodConnect:
 		p.serveConnect(w, r)

@@ -217,7 +217,9 @@ func (p *Proxy) Serve(l net.Listener) error {
 		}
 	}
 	p.serveOnce.Do(func() {
-		p.wg.Add(1)
+		if !p.begin() {
+			return
+		}
 		go func() {
 			defer p.wg.Done()
 			_ = p.httpSrv.Serve(p.httpConns)
@@ -239,7 +241,10 @@ func (p *Proxy) Serve(l net.Listener) error {
 			return fmt.Errorf("egress: accept: %w", err)
 		}
 		delay = 0
-		p.wg.Add(1)
+		if !p.begin() {
+			c.Close()
+			return net.ErrClosed
+		}
 		go func() {
 			defer p.wg.Done()
 			p.sniff(c)
@@ -269,6 +274,19 @@ func (p *Proxy) sniff(c net.Conn) {
 	if !p.httpConns.put(&sniffedConn{Conn: c, first: first[0], hasFirst: true}) {
 		c.Close()
 	}
+}
+
+// begin counts one more goroutine that Close must wait for; it reports
+// false once the proxy is closed. Counting under the lock that Close takes
+// keeps Add from racing with Wait.
+func (p *Proxy) begin() bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.closed {
+		return false
+	}
+	p.wg.Add(1)
+	return true
 }
 
 // trackConn registers a connection that http.Server does not manage, so

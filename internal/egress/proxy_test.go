@@ -2,6 +2,7 @@ package egress_test
 
 import (
 	"bufio"
+	"context"
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/json"
@@ -179,6 +180,22 @@ func lastEvent(t *testing.T, p *egress.Proxy) egress.Event {
 	}
 }
 
+// waitEvents waits until n events are recorded and returns them.
+func waitEvents(t *testing.T, p *egress.Proxy, n int) []egress.Event {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		evs := p.Events()
+		if len(evs) >= n {
+			return evs
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d events recorded; want %d: %+v", len(evs), n, evs)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
 func TestProxyForwardsAbsoluteURIToTarget(t *testing.T) {
 	e := newEnv(t)
 	c := e.httpClient()
@@ -260,9 +277,14 @@ func TestProxySOCKS5ResolvesNamesThroughTailnet(t *testing.T) {
 	if len(lookups) != 2 || lookups[0] != "app.internal.example" {
 		t.Errorf("tailnet lookups = %v; want the two names (the IP literal needs none)", lookups)
 	}
-	ev := lastEvent(t, e.proxy)
-	if ev.Protocol != egress.ProtocolSOCKS5 || ev.Resolved != secureAddr || ev.Refused {
-		t.Errorf("event = %+v", ev)
+	evs := waitEvents(t, e.proxy, 3) // tunnels end in any order
+	for _, ev := range evs {
+		if ev.Protocol != egress.ProtocolSOCKS5 || ev.Refused || ev.BytesDown == 0 {
+			t.Errorf("event = %+v", ev)
+		}
+		if ev.Host == "192.0.2.10" && ev.Resolved != secureAddr {
+			t.Errorf("IP-literal event = %+v", ev)
+		}
 	}
 }
 
@@ -647,8 +669,9 @@ func TestEventsStreamToOnEvent(t *testing.T) {
 		o.OnEvent = func(ev egress.Event) { mu.Lock(); seen = append(seen, ev); mu.Unlock() }
 	})
 	getApp(t, e.httpClient(), "http://app.internal.example/")
+	waitEvents(t, e.proxy, 1) // recorded as the handler returns, just after the client has its answer
 	tryForward(t, e, "http://example.com/")
-	lastEvent(t, e.proxy)
+	waitEvents(t, e.proxy, 2)
 	mu.Lock()
 	defer mu.Unlock()
 	if len(seen) != 2 || seen[0].Refused || !seen[1].Refused {
@@ -657,5 +680,56 @@ func TestEventsStreamToOnEvent(t *testing.T) {
 	b, err := json.Marshal(seen[1])
 	if err != nil || !strings.Contains(string(b), `"reason":"not_a_target"`) || strings.Contains(string(b), `"resolved"`) {
 		t.Errorf("event JSON %s %v", b, err)
+	}
+}
+
+// stuckDialer never connects; it waits for the proxy to give up.
+type stuckDialer struct {
+	entered chan struct{}
+	ended   chan error
+}
+
+func (d *stuckDialer) DialContext(ctx context.Context, _ string, _ netip.AddrPort) (net.Conn, error) {
+	d.entered <- struct{}{}
+	<-ctx.Done()
+	d.ended <- ctx.Err()
+	return nil, ctx.Err()
+}
+
+func TestProxyCloseEndsPendingDials(t *testing.T) {
+	tn := egresstest.New()
+	tn.AddName("slow.internal.example", appAddr)
+	d := &stuckDialer{entered: make(chan struct{}, 1), ended: make(chan error, 1)}
+	p, err := egress.New(egress.Options{
+		Targets:  []egress.Target{{Host: "slow.internal.example", Port: 443}},
+		Resolver: tn,
+		Dialer:   d,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr, err := p.Start()
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := net.Dial("tcp", addr.String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	fmt.Fprintf(c, "CONNECT slow.internal.example:443 HTTP/1.1\r\nHost: slow.internal.example:443\r\n\r\n")
+	<-d.entered
+	p.Close()
+	if err := <-d.ended; err == nil {
+		t.Fatal("dial context not cancelled by Close")
+	}
+	c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	b, _ := io.ReadAll(c)
+	if len(b) > 0 && !strings.Contains(string(b), "proxy_closed") {
+		t.Errorf("client got %q; want nothing or a proxy_closed refusal", b)
+	}
+	evs := p.Events()
+	if len(evs) != 1 || evs[0].Reason != egress.ReasonProxyClosed {
+		t.Errorf("events = %+v; want one proxy_closed refusal", evs)
 	}
 }
