@@ -45,6 +45,11 @@ type Plan struct {
 	Env string
 	// Tag is "tag:tailgate-<env>", the only source of every grant.
 	Tag string
+	// TagOwners own Tag in the policy's "tagOwners"; NewPlan sets
+	// DefaultTagOwners. headscale has no autogroup:admin (its tag owners
+	// are users "name@", groups or tags), so a caller writing a headscale
+	// policy sets its own here.
+	TagOwners []string
 	// Grants are the policy grants, one per port, sorted by port.
 	Grants []Grant
 	// CIDRs is every destination granted, sorted and without duplicates
@@ -86,6 +91,10 @@ func ValidEnvName(name string) bool {
 	return envNameRE.MatchString(name)
 }
 
+// DefaultTagOwners owns our tags on Tailscale: the tailnet's admins, who
+// already control the policy file.
+var DefaultTagOwners = []string{"autogroup:admin"}
+
 // TagFor returns the tag an environment's runners carry.
 func TagFor(env string) string { return "tag:tailgate-" + env }
 
@@ -121,7 +130,7 @@ func NewPlan(env string, targets []Target, tn TailnetView) (Plan, error) {
 	}
 	suffix := strings.ToLower(strings.Trim(tn.MagicDNSSuffix, "."))
 
-	p := Plan{Env: env, Tag: TagFor(env)}
+	p := Plan{Env: env, Tag: TagFor(env), TagOwners: slices.Clone(DefaultTagOwners)}
 	byPort := map[uint16][]netip.Prefix{}
 	for _, t := range targets {
 		pt, err := planTarget(t, tn, suffix)

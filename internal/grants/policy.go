@@ -39,7 +39,8 @@ func (e *PolicyError) Error() string {
 func (e *PolicyError) Unwrap() error { return e.Err }
 
 // Apply returns policy with plan's entries added: the tag owner
-// ("tag:tailgate-<env>": ["autogroup:admin"]) at the front of "tagOwners"
+// ("tag:tailgate-<env>": plan.TagOwners, normally ["autogroup:admin"]) at
+// the front of "tagOwners"
 // and one grant per port at the front of "grants", each under its
 // [Marker] comment. Entries an earlier Apply wrote for the same env are
 // replaced, other environments' entries and everything of the customer's
@@ -78,7 +79,7 @@ func Apply(policy []byte, plan Plan) ([]byte, error) {
 	}
 	owner := hujson.ObjectMember{
 		Name:  hujson.Value{Value: hujson.String(plan.Tag)},
-		Value: hujson.Value{BeforeExtra: hujson.Extra(" "), Value: mustParse(`["autogroup:admin"]`)},
+		Value: hujson.Value{BeforeExtra: hujson.Extra(" "), Value: mustParse(jsonList(tagOwners(plan)))},
 	}
 	if ownersIdx >= 0 {
 		obj := root.Members[ownersIdx].Value.Value.(*hujson.Object)
@@ -231,7 +232,7 @@ func Fragment(plan Plan) string {
 	fmt.Fprintf(&b, "// tailgate: entries for environment %q. Merge them into the sections of the\n", plan.Env)
 	b.WriteString("// same name in your tailnet policy file (create a section if you have none).\n")
 	b.WriteString("\"tagOwners\": {\n")
-	fmt.Fprintf(&b, "\t%s\n\t%q: [\"autogroup:admin\"],\n", Marker(plan.Env), plan.Tag)
+	fmt.Fprintf(&b, "\t%s\n\t%q: %s,\n", Marker(plan.Env), plan.Tag, jsonList(tagOwners(plan)))
 	b.WriteString("},\n\"grants\": [\n")
 	for _, g := range plan.Grants {
 		fmt.Fprintf(&b, "\t%s\n\t%s,\n", Marker(plan.Env), renderGrant(g))
@@ -249,6 +250,11 @@ func checkPlan(p Plan) error {
 	}
 	if len(p.Grants) == 0 {
 		return fmt.Errorf("plan for %q has no grants: build plans with NewPlan", p.Env)
+	}
+	for _, o := range p.TagOwners {
+		if o == "" || strings.ContainsFunc(o, func(r rune) bool { return r < 0x21 || r == '"' || r == '\\' || r > 0x7e }) {
+			return fmt.Errorf("plan for %q has tag owner %q, which is not a user, group, tag or autogroup", p.Env, o)
+		}
 	}
 	for _, g := range p.Grants {
 		if len(g.Dst) == 0 || len(g.IP) == 0 {
@@ -458,11 +464,21 @@ func lastLineIndent(extra []byte) (string, bool) {
 }
 
 func renderGrant(g Grant) string {
-	q := func(ss []string) string {
-		b, _ := json.Marshal(ss)
-		return strings.ReplaceAll(string(b), `","`, `", "`)
+	return fmt.Sprintf(`{"src": %s, "dst": %s, "ip": %s}`, jsonList(g.Src), jsonList(g.Dst), jsonList(g.IP))
+}
+
+// jsonList renders strings as a one-line JSON array with a space after
+// each comma, the way people write them in policy files.
+func jsonList(ss []string) string {
+	b, _ := json.Marshal(ss)
+	return strings.ReplaceAll(string(b), `","`, `", "`)
+}
+
+func tagOwners(p Plan) []string {
+	if len(p.TagOwners) == 0 {
+		return DefaultTagOwners
 	}
-	return fmt.Sprintf(`{"src": %s, "dst": %s, "ip": %s}`, q(g.Src), q(g.Dst), q(g.IP))
+	return p.TagOwners
 }
 
 func mustParse(s string) hujson.ValueTrimmed {

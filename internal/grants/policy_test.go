@@ -488,3 +488,32 @@ func TestWindowsLineEndingsAreKeptAndRecognised(t *testing.T) {
 		t.Errorf("reconnect after CRLF conversion is not a no-op")
 	}
 }
+
+func TestApplyWritesCallersTagOwnersForHeadscale(t *testing.T) {
+	// headscale refuses autogroup:admin as a tag owner; its callers name a
+	// user or group instead.
+	plan := testPlan(t, "staging")
+	if !reflect.DeepEqual(plan.TagOwners, []string{"autogroup:admin"}) {
+		t.Errorf("default TagOwners = %v", plan.TagOwners)
+	}
+	plan.TagOwners = []string{"tailgate-admin@", "group:ops"}
+	orig := readPolicy(t, "acls-only.hujson")
+	out, err := Apply(orig, plan)
+	if err != nil {
+		t.Fatal(err)
+	}
+	owners := decode(t, out)["tagOwners"].(map[string]any)
+	if !reflect.DeepEqual(owners["tag:tailgate-staging"], []any{"tailgate-admin@", "group:ops"}) {
+		t.Errorf("tag owners = %v", owners)
+	}
+	if !strings.Contains(Fragment(plan), `"tag:tailgate-staging": ["tailgate-admin@", "group:ops"]`) {
+		t.Errorf("Fragment ignores TagOwners:\n%s", Fragment(plan))
+	}
+	if back, _ := Remove(out, "staging"); !bytes.Equal(back, orig) {
+		t.Errorf("Remove did not restore")
+	}
+	plan.TagOwners = []string{`x"]}, "acls": [`}
+	if _, err := Apply(orig, plan); err == nil {
+		t.Errorf("a tag owner that breaks out of the string was accepted")
+	}
+}
