@@ -1,0 +1,200 @@
+#!/usr/bin/env bash
+# bench/gateway/run.sh — tailgate gateway vs nginx vs Caddy, one run, one machine.
+#
+# Starts one backend (1 KiB body), nginx and Caddy (Debian packages) as
+# plain reverse proxies to it, and the tailgate gateway with
+# networkAuthorization + jwtAuth (strict, RS256, JWKS file) + an
+# authorization rule on the claims. Runs wrk against each (and against the
+# backend directly), prints requests/s, p99 latency and resident memory
+# (idle, and peak under load), and tailgate's ratios to each.
+#
+# Needs: go, wrk, nginx, caddy (apt-get install -y wrk nginx caddy).
+# Knobs: DURATION (10s), CONNS (32), THREADS (2), BASE_PORT (18080).
+# Every proxy logs each request to a file, as tailgate always does.
+set -euo pipefail
+
+DURATION=${DURATION:-10s}
+CONNS=${CONNS:-32}
+THREADS=${THREADS:-2}
+BASE=${BASE_PORT:-18080}
+BE=$BASE NGX=$((BASE + 1)) CADDY=$((BASE + 2)) TG=$((BASE + 3))
+
+for bin in go wrk nginx caddy; do
+	command -v "$bin" >/dev/null || { echo "missing $bin (apt-get install -y wrk nginx caddy)" >&2; exit 1; }
+done
+
+ROOT=$(cd "$(dirname "$0")/../.." && pwd)
+WORK=$(mktemp -d /tmp/gatewaybench.XXXXXX)
+PIDS=()
+cleanup() {
+	for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
+	wait 2>/dev/null || true
+	rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+echo "# building gatewaybench" >&2
+(cd "$ROOT" && GOFLAGS=-mod=mod go build -o "$WORK/gatewaybench" ./bench/gateway/gatewaybench)
+"$WORK/gatewaybench" mint -dir "$WORK" 2>/dev/null
+TOKEN=$(cat "$WORK/token")
+
+wait_port() {
+	for _ in $(seq 1 200); do
+		(exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
+		sleep 0.05
+	done
+	echo "port $1 never opened" >&2
+	return 1
+}
+
+rss_kb() { # total VmRSS of a process and its children (nginx workers)
+	local total=0 p
+	for p in $1 $(pgrep -P "$1" 2>/dev/null || true); do
+		v=$(awk '/^VmRSS:/ {print $2}' "/proc/$p/status" 2>/dev/null || echo 0)
+		total=$((total + ${v:-0}))
+	done
+	echo "$total"
+}
+
+# --- backend
+"$WORK/gatewaybench" backend -addr "127.0.0.1:$BE" &
+BE_PID=$!
+PIDS+=("$BE_PID")
+
+# --- nginx
+mkdir -p "$WORK/nginx"
+cat >"$WORK/nginx/nginx.conf" <<EOF
+worker_processes auto;
+pid $WORK/nginx/nginx.pid;
+error_log $WORK/nginx/error.log;
+events { worker_connections 4096; }
+http {
+	access_log $WORK/nginx/access.log;
+	client_body_temp_path $WORK/nginx/body;
+	proxy_temp_path $WORK/nginx/proxy;
+	fastcgi_temp_path $WORK/nginx/fastcgi;
+	uwsgi_temp_path $WORK/nginx/uwsgi;
+	scgi_temp_path $WORK/nginx/scgi;
+	upstream backend { server 127.0.0.1:$BE; keepalive 64; }
+	server {
+		listen 127.0.0.1:$NGX;
+		location / {
+			proxy_pass http://backend;
+			proxy_http_version 1.1;
+			proxy_set_header Connection "";
+		}
+	}
+}
+EOF
+nginx -c "$WORK/nginx/nginx.conf" -g 'daemon off;' &
+NGX_PID=$!
+PIDS+=("$NGX_PID")
+
+# --- caddy
+cat >"$WORK/Caddyfile" <<EOF
+{
+	admin off
+	auto_https off
+	persist_config off
+}
+http://127.0.0.1:$CADDY {
+	log {
+		output file $WORK/caddy-access.log
+	}
+	reverse_proxy 127.0.0.1:$BE
+}
+EOF
+XDG_DATA_HOME=$WORK XDG_CONFIG_HOME=$WORK caddy run --config "$WORK/Caddyfile" --adapter caddyfile >"$WORK/caddy.log" 2>&1 &
+CADDY_PID=$!
+PIDS+=("$CADDY_PID")
+
+# --- tailgate gateway: networkAuthorization + jwtAuth + authorization
+cat >"$WORK/gateway.yaml" <<EOF
+frontendPolicies:
+  networkAuthorization:
+    rules:
+    - allow: 'cidr("127.0.0.0/8").containsIP(source.address)'
+binds:
+- port: $TG
+  listeners:
+  - name: default
+    protocol: HTTP
+    routes:
+    - name: app
+      policies:
+        jwtAuth:
+          mode: strict
+          issuer: https://idp.bench.example
+          audiences: [gateway]
+          jwks: {file: $WORK/jwks.json}
+        authorization:
+          rules:
+          - 'jwt.sub == "bench"'
+      backends:
+      - host: 127.0.0.1:$BE
+EOF
+"$WORK/gatewaybench" gateway -f "$WORK/gateway.yaml" -access-log "$WORK/tailgate-access.log" 2>"$WORK/tailgate.log" &
+TG_PID=$!
+PIDS+=("$TG_PID")
+
+for p in $BE $NGX $CADDY $TG; do wait_port "$p"; done
+sleep 1
+
+# Sanity: every target answers 200, and tailgate refuses a request without a token.
+for p in $BE $NGX $CADDY $TG; do
+	code=$(curl -s -o /dev/null -w '%{http_code}' -H "Authorization: Bearer $TOKEN" "http://127.0.0.1:$p/")
+	[ "$code" = 200 ] || { echo "port $p answered $code" >&2; exit 1; }
+done
+code=$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$TG/")
+[ "$code" = 401 ] || { echo "tailgate without a token answered $code, want 401" >&2; exit 1; }
+
+declare -A RPS P99 IDLE PEAK
+run() { # name port pid
+	local name=$1 port=$2 pid=$3 out peak=0 r
+	IDLE[$name]=$(rss_kb "$pid")
+	# warm-up, then the measured run with RSS sampled every 0.2 s
+	wrk -t"$THREADS" -c"$CONNS" -d2s -H "Authorization: Bearer $TOKEN" "http://127.0.0.1:$port/" >/dev/null
+	wrk -t"$THREADS" -c"$CONNS" -d"$DURATION" --latency -H "Authorization: Bearer $TOKEN" "http://127.0.0.1:$port/" >"$WORK/wrk-$name.txt" &
+	local wpid=$!
+	while kill -0 "$wpid" 2>/dev/null; do
+		r=$(rss_kb "$pid")
+		[ "$r" -gt "$peak" ] && peak=$r
+		sleep 0.2
+	done
+	wait "$wpid"
+	out=$(cat "$WORK/wrk-$name.txt")
+	if grep -q "Non-2xx" <<<"$out"; then
+		echo "$name: non-2xx responses during the run:" >&2
+		echo "$out" >&2
+		exit 1
+	fi
+	RPS[$name]=$(awk '/^Requests\/sec:/ {print $2}' <<<"$out")
+	P99[$name]=$(awk '$1 == "99%" {print $2}' <<<"$out")
+	PEAK[$name]=$peak
+}
+
+to_ms() { # wrk latency like 1.23ms / 812.00us / 1.01s → ms
+	awk -v v="$1" 'BEGIN {
+		if (v ~ /us$/) { sub(/us$/, "", v); printf "%.3f", v / 1000 }
+		else if (v ~ /ms$/) { sub(/ms$/, "", v); printf "%.3f", v }
+		else if (v ~ /s$/) { sub(/s$/, "", v); printf "%.3f", v * 1000 }
+		else print v }'
+}
+
+echo "# wrk -t$THREADS -c$CONNS -d$DURATION, 1 KiB responses, $(nproc) cores, $(date -u +%FT%TZ)" >&2
+run direct "$BE" "$BE_PID"
+run nginx "$NGX" "$NGX_PID"
+run caddy "$CADDY" "$CADDY_PID"
+run tailgate "$TG" "$TG_PID"
+
+printf '\n%-10s %12s %10s %12s %12s\n' target "req/s" "p99 ms" "RSS idle MB" "RSS load MB"
+for n in direct nginx caddy tailgate; do
+	printf '%-10s %12s %10s %12.1f %12.1f\n' "$n" "${RPS[$n]}" "$(to_ms "${P99[$n]}")" \
+		"$(awk -v k="${IDLE[$n]}" 'BEGIN{print k/1024}')" "$(awk -v k="${PEAK[$n]}" 'BEGIN{print k/1024}')"
+done
+echo
+echo "tailgate (networkAuthorization + jwtAuth + authorization) relative to:"
+for n in direct nginx caddy; do
+	awk -v n="$n" -v tr="${RPS[tailgate]}" -v r="${RPS[$n]}" -v tp="$(to_ms "${P99[tailgate]}")" -v p="$(to_ms "${P99[$n]}")" \
+		'BEGIN { printf "  %-7s throughput %.2fx, p99 latency %.2fx\n", n, tr / r, tp / p }'
+done
