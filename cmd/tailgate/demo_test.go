@@ -1,0 +1,70 @@
+package main
+
+import (
+	"context"
+	"io"
+	"net"
+	"net/http"
+	"net/netip"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/tailgate-dev/tailgate/internal/sandbox"
+	"github.com/tailgate-dev/tailgate/internal/tailnet"
+)
+
+// TestDemoServesPrivateAppAndStopsOnSIGTERM runs `tailgate demo` as a user
+// would, joins its sandbox tailnet from this process, fetches the private
+// app through the tailnet, and stops the demo with SIGTERM.
+func TestDemoServesPrivateAppAndStopsOnSIGTERM(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	p := startTailgate(t, nil, "demo")
+	line := p.waitLine(t, ctx, "control URL:")
+	controlURL := strings.TrimSpace(strings.TrimPrefix(strings.TrimSpace(line), "control URL:"))
+	p.waitLine(t, ctx, "press Ctrl-C to stop")
+	if out := p.output(); !strings.Contains(out, sandbox.DemoAppText) {
+		t.Errorf("walk-through did not show the private app:\n%s", out)
+	}
+
+	// A node of our own, in this process, on the demo's tailnet.
+	n, err := tailnet.Join(ctx, tailnet.JoinOptions{ControlURL: controlURL, Hostname: "demo-test", AcceptRoutes: true})
+	if err != nil {
+		t.Fatalf("join the demo's tailnet at %q: %v", controlURL, err)
+	}
+	defer n.Close()
+	c := &http.Client{Transport: &http.Transport{DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
+		host, port, _ := net.SplitHostPort(addr)
+		ips, err := n.LookupNetIP(ctx, host)
+		if err != nil {
+			return nil, err
+		}
+		p, _ := strconv.Atoi(port)
+		return n.DialTCP(ctx, netip.AddrPortFrom(ips[0], uint16(p)))
+	}}}
+	for _, u := range []string{"http://" + sandbox.DemoAppIP.String() + "/", "http://" + sandbox.DemoAppName + "/"} {
+		resp, err := c.Get(u)
+		if err != nil {
+			t.Fatalf("GET %s through the demo tailnet: %v", u, err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != 200 || !strings.Contains(string(b), sandbox.DemoAppText) {
+			t.Errorf("GET %s: %s %.100q", u, resp.Status, b)
+		}
+	}
+	c.CloseIdleConnections()
+
+	if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	if code := p.wait(t, 30*time.Second); code != 0 {
+		t.Fatalf("demo exited %d after SIGTERM:\n%s", code, p.output())
+	}
+	if !strings.Contains(p.output(), "Stopped.") {
+		t.Errorf("demo did not report a clean stop:\n%s", p.output())
+	}
+}

@@ -1,0 +1,193 @@
+package sandbox
+
+import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"fmt"
+	"html/template"
+	"math/big"
+	"net"
+	"net/http"
+	"net/netip"
+	"sync"
+	"time"
+)
+
+// appTable maps subnet addresses behind the router to in-process servers.
+// The router's fallback TCP handler consults it for every connection that
+// no tailnet listener of the router took; an address with no app gets a
+// reset, like a closed port. Nothing is ever forwarded to the host network
+// (tsnet's default for a subnet router), which on a test machine may well
+// use the same documentation ranges.
+type appTable struct {
+	mu   sync.RWMutex
+	apps map[netip.AddrPort]*connListener
+}
+
+func newAppTable() *appTable { return &appTable{apps: map[netip.AddrPort]*connListener{}} }
+
+func (t *appTable) fallback(src, dst netip.AddrPort) (func(net.Conn), bool) {
+	t.mu.RLock()
+	ln := t.apps[dst]
+	t.mu.RUnlock()
+	if ln == nil {
+		return nil, true // intercepted with no handler: reset
+	}
+	return ln.deliver, true
+}
+
+// ServeSubnetApp serves h at addr, an address inside a subnet the router
+// advertises. With tlsNames set it serves HTTPS with a self-signed
+// certificate for those names.
+func (s *Sandbox) ServeSubnetApp(addr netip.AddrPort, h http.Handler, tlsNames ...string) error {
+	if !ApprovedSubnet.Contains(addr.Addr()) && !UnapprovedSubnet.Contains(addr.Addr()) {
+		return fmt.Errorf("sandbox: %v is not behind the router (%v, %v)", addr, ApprovedSubnet, UnapprovedSubnet)
+	}
+	ln := newConnListener(addr)
+	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
+	if len(tlsNames) > 0 {
+		cert, err := selfSignedCert(tlsNames...)
+		if err != nil {
+			return err
+		}
+		srv.TLSConfig = &tls.Config{Certificates: []tls.Certificate{cert}}
+	}
+	s.apps.mu.Lock()
+	if old := s.apps.apps[addr]; old != nil {
+		old.Close()
+	}
+	s.apps.apps[addr] = ln
+	s.apps.mu.Unlock()
+	if srv.TLSConfig != nil {
+		go srv.ServeTLS(ln, "", "")
+	} else {
+		go srv.Serve(ln)
+	}
+	return nil
+}
+
+func (s *Sandbox) addDemoApps() error {
+	apps := []struct {
+		addr  netip.AddrPort
+		name  string
+		tls   []string
+		names []string
+	}{
+		{netip.AddrPortFrom(DemoAppIP, 80), DemoAppName, nil, nil},
+		{netip.AddrPortFrom(DemoAppIP, 443), DemoAppName, []string{DemoAppName}, nil},
+		{netip.AddrPortFrom(MismatchAppIP, 443), MismatchAppName, []string{"other.example"}, nil},
+		{netip.AddrPortFrom(LegacyAppIP, 80), LegacyAppName, nil, nil},
+	}
+	for _, a := range apps {
+		if err := s.ServeSubnetApp(a.addr, DemoApp(a.name), a.tls...); err != nil {
+			return err
+		}
+	}
+	s.AddInternalName(DemoAppName, DemoAppIP)
+	s.AddInternalName(MismatchAppName, MismatchAppIP)
+	s.AddInternalName(LegacyAppName, LegacyAppIP)
+	return nil
+}
+
+var demoPage = template.Must(template.New("demo").Parse(`<!doctype html>
+<html><head><title>{{.Name}}</title></head>
+<body>
+<h1>` + DemoAppText + `</h1>
+<p id="served-by">{{.Name}}</p>
+<form method="get" action="/">
+<input id="q" name="q" value="">
+<button id="go" type="submit">Go</button>
+</form>
+{{if .Query}}<p id="echo">You said: {{.Query}}</p>{{end}}
+</body></html>
+`))
+
+// DemoApp is the private demo web app: a page naming the server, with a
+// small form so browser flows can fill and click.
+func DemoApp(name string) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/html; charset=utf-8")
+		demoPage.Execute(w, struct{ Name, Query string }{name, r.URL.Query().Get("q")})
+	})
+}
+
+func selfSignedCert(names ...string) (tls.Certificate, error) {
+	k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return tls.Certificate{}, err
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(time.Now().UnixNano()),
+		Subject:      pkix.Name{CommonName: names[0], Organization: []string{"tailgate sandbox"}},
+		DNSNames:     names,
+		NotBefore:    time.Now().Add(-time.Hour),
+		NotAfter:     time.Now().Add(90 * 24 * time.Hour),
+		KeyUsage:     x509.KeyUsageDigitalSignature,
+		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &k.PublicKey, k)
+	if err != nil {
+		return tls.Certificate{}, err
+	}
+	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: k}, nil
+}
+
+// connListener is a net.Listener fed by the router's fallback handler.
+type connListener struct {
+	addr   netip.AddrPort
+	conns  chan net.Conn
+	closed chan struct{}
+	once   sync.Once
+}
+
+func newConnListener(addr netip.AddrPort) *connListener {
+	return &connListener{addr: addr, conns: make(chan net.Conn), closed: make(chan struct{})}
+}
+
+// deliver hands c to the app and returns only when the app has closed it.
+// It must not return earlier: netstack removes the subnet address from its
+// stack when the flow handler returns, after which the router can no longer
+// send from that address and the connection silently stalls.
+func (l *connListener) deliver(c net.Conn) {
+	hc := &heldConn{Conn: c, done: make(chan struct{})}
+	select {
+	case l.conns <- hc:
+	case <-l.closed:
+		c.Close()
+		return
+	}
+	<-hc.done
+}
+
+// heldConn reports when its user closes it.
+type heldConn struct {
+	net.Conn
+	once sync.Once
+	done chan struct{}
+}
+
+func (c *heldConn) Close() error {
+	err := c.Conn.Close()
+	c.once.Do(func() { close(c.done) })
+	return err
+}
+
+func (l *connListener) Accept() (net.Conn, error) {
+	select {
+	case c := <-l.conns:
+		return c, nil
+	case <-l.closed:
+		return nil, net.ErrClosed
+	}
+}
+
+func (l *connListener) Close() error {
+	l.once.Do(func() { close(l.closed) })
+	return nil
+}
+
+func (l *connListener) Addr() net.Addr { return net.TCPAddrFromAddrPort(l.addr) }

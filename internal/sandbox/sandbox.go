@@ -1,0 +1,434 @@
+// Package sandbox runs a whole tailnet inside one process, on loopback,
+// with no internet: the demo and the tests use it as a customer's tailnet.
+//
+// # Overview
+//
+// A sandbox is Tailscale's own in-process coordination server
+// (tstest/integration/testcontrol), a DERP relay and a STUN responder on
+// 127.0.0.1, and a few tsnet nodes playing the customer's devices:
+//
+//   - a subnet router ("office-router", always the first node, 100.64.0.1)
+//     advertising [ApprovedSubnet] (approved) and [UnapprovedSubnet]
+//     (advertised, not approved). The private apps behind it are served
+//     in-process by its fallback TCP handler at documentation addresses;
+//     nothing touches the host network.
+//   - an internal DNS server (a real miekg/dns server) on the router's
+//     tailnet address, configured as the tailnet's split-DNS resolver for
+//     [InternalZone], so internal names resolve through the tailnet exactly
+//     as they do for a customer; devices also get MagicDNS names under
+//     [MagicDNSSuffix].
+//   - a device ("staging-box") serving the demo app on its tailnet address.
+//
+// The sandbox also serves the Tailscale API v2 stand-in (package
+// tsapi/fake) over the same state: devices listed there are the real nodes
+// here, approving routes there changes routing here, deleting a device
+// there logs the node out.
+//
+// # What the sandbox does not do
+//
+// testcontrol does not parse policy files, enforce grants or check auth
+// keys: every node is every other node's peer and any key joins. Tailgate's
+// least-privilege promises are therefore proven on headscale, a control
+// server that enforces grants, not here. Because all nodes peer, cost grows
+// with the square of the node count.
+//
+// # Usage
+//
+//	sb, err := sandbox.Start(ctx, sandbox.Options{})
+//	if err != nil { ... }
+//	defer sb.Close()
+//	node, err := sb.NewNode(ctx, sandbox.NodeOptions{Hostname: "client", AcceptRoutes: true})
+//	addrs, err := node.LookupNetIP(ctx, sandbox.DemoAppName) // through the tailnet
+package sandbox
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"net/netip"
+	"slices"
+	"sync"
+	"time"
+
+	"tailscale.com/envknob"
+	"tailscale.com/net/netns"
+	"tailscale.com/tailcfg"
+	"tailscale.com/tstest/integration/testcontrol"
+	"tailscale.com/types/dnstype"
+	"tailscale.com/types/key"
+	"tailscale.com/types/logger"
+
+	"github.com/tailgate-dev/tailgate/internal/tailnet"
+)
+
+// Addresses and names of the sandbox's customer network.
+var (
+	// ApprovedSubnet is advertised by the router and approved.
+	ApprovedSubnet = netip.MustParsePrefix("192.0.2.0/24")
+	// UnapprovedSubnet is advertised by the router but not approved, the
+	// way a customer's forgotten route looks.
+	UnapprovedSubnet = netip.MustParsePrefix("198.51.100.0/24")
+	// RouterIP is the router's tailnet address; it also serves internal DNS.
+	RouterIP = netip.MustParseAddr("100.64.0.1")
+
+	// DemoAppIP serves the demo app on :80 (HTTP) and :443 (HTTPS, a
+	// self-signed certificate for DemoAppName).
+	DemoAppIP = netip.MustParseAddr("192.0.2.10")
+	// MismatchAppIP serves HTTPS with a certificate for another name.
+	MismatchAppIP = netip.MustParseAddr("192.0.2.11")
+	// LegacyAppIP is behind the unapproved route.
+	LegacyAppIP = netip.MustParseAddr("198.51.100.10")
+)
+
+const (
+	// MagicDNSSuffix is the sandbox tailnet's MagicDNS domain.
+	MagicDNSSuffix = "sandbox.ts.net"
+	// InternalZone is the split-DNS zone served through the tailnet.
+	InternalZone = "internal.example"
+	// DemoAppName resolves (through the tailnet only) to DemoAppIP.
+	DemoAppName = "app.internal.example"
+	// MismatchAppName resolves to MismatchAppIP.
+	MismatchAppName = "mismatch.internal.example"
+	// LegacyAppName resolves to LegacyAppIP (unapproved route).
+	LegacyAppName = "legacy.internal.example"
+	// DeviceName is the device that serves the demo app on :80 itself.
+	DeviceName = "staging-box"
+	// RouterName is the subnet router's hostname.
+	RouterName = "office-router"
+	// DemoAppText appears on every demo app page.
+	DemoAppText = "Hello from the private app"
+)
+
+// Options configure a sandbox. The zero value is a complete sandbox.
+type Options struct {
+	// Logf receives the control server's and nodes' verbose logs;
+	// discarded when nil.
+	Logf logger.Logf
+}
+
+// Sandbox is a running in-process tailnet.
+type Sandbox struct {
+	logf    logger.Logf
+	relay   *relay
+	control *testcontrol.Server
+	ctrlSrv *httptest.Server
+	zone    *zone
+	router  *tailnet.Node
+	device  *tailnet.Node
+	dns     *dnsServer
+	apps    *appTable
+	api     *apiServer
+	stop    chan struct{}
+	bg      sync.WaitGroup
+
+	mu        sync.Mutex
+	nodes     map[key.NodePublic]*tailnet.Node // nodes this sandbox started
+	permanent map[key.NodePublic]bool          // customer devices, not ephemeral
+	enabled   map[key.NodePublic][]netip.Prefix
+	seenLive  map[key.NodePublic]bool
+	goneSince map[key.NodePublic]time.Time
+	removed   map[key.NodePublic]bool // deleted or logged out
+	closed    bool
+}
+
+// Start starts a sandbox tailnet with its router, internal DNS, demo apps
+// and API. Close it to stop every node and server it started.
+func Start(ctx context.Context, opts Options) (_ *Sandbox, err error) {
+	logf := opts.Logf
+	if logf == nil {
+		logf = logger.Discard
+	}
+	// Nodes here only talk to loopback; binding sockets to the default
+	// route's interface (netns) would only get in the way.
+	netns.SetEnabled(false)
+	// Keep node-to-node WireGuard traffic on loopback: without this,
+	// nodes also offer the host's LAN addresses as endpoints, and a test
+	// machine's LAN may even sit inside the sandbox's documentation
+	// subnets. STUN on 127.0.0.1 still gives every node a loopback
+	// endpoint. This is process-wide, like the sandbox itself.
+	envknob.Setenv("TS_DEBUG_OMIT_LOCAL_ADDRS", "true")
+
+	s := &Sandbox{
+		logf:      logf,
+		zone:      newZone(),
+		apps:      newAppTable(),
+		stop:      make(chan struct{}),
+		nodes:     map[key.NodePublic]*tailnet.Node{},
+		permanent: map[key.NodePublic]bool{},
+		enabled:   map[key.NodePublic][]netip.Prefix{},
+		seenLive:  map[key.NodePublic]bool{},
+		goneSince: map[key.NodePublic]time.Time{},
+		removed:   map[key.NodePublic]bool{},
+	}
+	defer func() {
+		if err != nil {
+			s.Close()
+		}
+	}()
+	if s.relay, err = startRelay(logf); err != nil {
+		return nil, fmt.Errorf("sandbox: DERP/STUN: %w", err)
+	}
+	s.control = &testcontrol.Server{
+		DERPMap: s.relay.derpMap,
+		DNSConfig: &tailcfg.DNSConfig{
+			Proxied: true,
+			// Split DNS: the internal zone is answered by the DNS server on
+			// the router's tailnet address, reachable only through the
+			// tailnet.
+			Routes: map[string][]*dnstype.Resolver{
+				InternalZone + ".": {{Addr: RouterIP.String()}},
+			},
+		},
+		MagicDNSDomain: MagicDNSSuffix,
+		// A non-nil TagOwners makes testcontrol give nodes the tags they
+		// request at registration (ownership is not checked).
+		TagOwners: map[string][]string{},
+		AllOnline: true,
+		Logf:      logf,
+	}
+	s.ctrlSrv = httptest.NewUnstartedServer(s.control)
+	s.control.HTTPTestServer = s.ctrlSrv
+	s.ctrlSrv.Start()
+	s.bg.Go(s.watchLiveness)
+
+	if err := s.startRouter(ctx); err != nil {
+		return nil, err
+	}
+	if err := s.startDevice(ctx); err != nil {
+		return nil, err
+	}
+	if err := s.startAPI(); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+// ControlURL is the coordination server's URL, for tsnet's ControlURL.
+func (s *Sandbox) ControlURL() string { return s.ctrlSrv.URL }
+
+// Control is the underlying testcontrol server, for tests that need to
+// reach into it.
+func (s *Sandbox) Control() *testcontrol.Server { return s.control }
+
+// Router is the subnet-router node.
+func (s *Sandbox) Router() *tailnet.Node { return s.router }
+
+// Device is the "staging-box" device node.
+func (s *Sandbox) Device() *tailnet.Node { return s.device }
+
+// NodeOptions describe a node started by the sandbox.
+type NodeOptions struct {
+	Hostname     string
+	Tags         []string
+	AcceptRoutes bool
+	// AuthKey is passed through; the sandbox accepts any key.
+	AuthKey string
+}
+
+// NewNode joins an ephemeral node (in-memory state) to the sandbox and
+// returns once it can dial without its first packets being dropped. The
+// sandbox closes it on Close if the caller has not.
+func (s *Sandbox) NewNode(ctx context.Context, o NodeOptions) (*tailnet.Node, error) {
+	n, err := tailnet.Join(ctx, tailnet.JoinOptions{
+		ControlURL:   s.ControlURL(),
+		AuthKey:      o.AuthKey,
+		Hostname:     o.Hostname,
+		Tags:         o.Tags,
+		AcceptRoutes: o.AcceptRoutes,
+		Logf:         s.logf,
+	})
+	if err != nil {
+		return nil, err
+	}
+	if err := s.track(ctx, n, false); err != nil {
+		n.Close()
+		return nil, err
+	}
+	return n, nil
+}
+
+func (s *Sandbox) track(ctx context.Context, n *tailnet.Node, permanent bool) error {
+	st, err := n.LocalClient().StatusWithoutPeers(ctx)
+	if err != nil {
+		return fmt.Errorf("sandbox: node status: %w", err)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return errors.New("sandbox: closed")
+	}
+	s.nodes[st.Self.PublicKey] = n
+	// Join waited for the node's DERP connection; when it goes away the
+	// node has left, however soon that is.
+	s.seenLive[st.Self.PublicKey] = true
+	if permanent {
+		s.permanent[st.Self.PublicKey] = true
+	}
+	return nil
+}
+
+func (s *Sandbox) startRouter(ctx context.Context) error {
+	n, err := tailnet.Join(ctx, tailnet.JoinOptions{
+		ControlURL:      s.ControlURL(),
+		Hostname:        RouterName,
+		AdvertiseRoutes: []netip.Prefix{ApprovedSubnet, UnapprovedSubnet},
+		Persistent:      true,
+		Logf:            s.logf,
+	})
+	if err != nil {
+		return fmt.Errorf("sandbox: router: %w", err)
+	}
+	s.router = n
+	if err := s.track(ctx, n, true); err != nil {
+		return err
+	}
+	// The split-DNS route names the router's address before it joins; the
+	// control server numbers nodes in join order, so the first node must
+	// have it.
+	if n.IPv4() != RouterIP {
+		return fmt.Errorf("sandbox: router joined as %v, want %v (was another node joined first?)", n.IPv4(), RouterIP)
+	}
+	if err := s.setEnabledRoutes(s.routerKey(), []netip.Prefix{ApprovedSubnet}); err != nil {
+		return err
+	}
+	n.Server().RegisterFallbackTCPHandler(s.apps.fallback)
+	if s.dns, err = serveDNS(n, s.zone); err != nil {
+		return fmt.Errorf("sandbox: internal DNS: %w", err)
+	}
+	if err := s.addDemoApps(); err != nil {
+		return err
+	}
+	return nil
+}
+
+func (s *Sandbox) routerKey() key.NodePublic {
+	for k, n := range s.nodes {
+		if n == s.router {
+			return k
+		}
+	}
+	return key.NodePublic{}
+}
+
+func (s *Sandbox) startDevice(ctx context.Context) error {
+	n, err := tailnet.Join(ctx, tailnet.JoinOptions{
+		ControlURL: s.ControlURL(),
+		Hostname:   DeviceName,
+		Persistent: true,
+		Logf:       s.logf,
+	})
+	if err != nil {
+		return fmt.Errorf("sandbox: device: %w", err)
+	}
+	s.device = n
+	if err := s.track(ctx, n, true); err != nil {
+		return err
+	}
+	ln, err := n.Server().Listen("tcp", ":80")
+	if err != nil {
+		return fmt.Errorf("sandbox: device listen: %w", err)
+	}
+	srv := &http.Server{Handler: DemoApp(DeviceName + "." + MagicDNSSuffix), ReadHeaderTimeout: 10 * time.Second}
+	go srv.Serve(ln)
+	return nil
+}
+
+// setEnabledRoutes approves routes of a node: the control server then
+// offers them to peers that accept routes.
+func (s *Sandbox) setEnabledRoutes(k key.NodePublic, routes []netip.Prefix) error {
+	s.control.SetSubnetRoutes(k, routes)
+	s.mu.Lock()
+	s.enabled[k] = slices.Clone(routes)
+	s.mu.Unlock()
+	return nil
+}
+
+// liveness: Tailscale removes an ephemeral node when it logs out or stays
+// offline; testcontrol never does. The sandbox models it: a non-permanent
+// node that was connected to DERP and has been gone for removeGrace is
+// removed.
+const removeGrace = time.Second
+
+func (s *Sandbox) watchLiveness() {
+	t := time.NewTicker(100 * time.Millisecond)
+	defer t.Stop()
+	for {
+		select {
+		case <-s.stop:
+			return
+		case <-t.C:
+		}
+		s.checkLiveness()
+	}
+}
+
+func (s *Sandbox) checkLiveness() {
+	now := time.Now()
+	for _, n := range s.control.AllNodes() {
+		k := n.Key
+		live := s.relay.derp.IsClientConnectedForTest(k)
+		s.mu.Lock()
+		switch {
+		case s.removed[k] || s.permanent[k]:
+		case live:
+			s.seenLive[k] = true
+			delete(s.goneSince, k)
+		case s.seenLive[k]:
+			if t, ok := s.goneSince[k]; !ok {
+				s.goneSince[k] = now
+			} else if now.Sub(t) > removeGrace {
+				s.removed[k] = true
+				delete(s.nodes, k)
+			}
+		}
+		s.mu.Unlock()
+	}
+}
+
+// Close stops every node and server of the sandbox.
+func (s *Sandbox) Close() error {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return nil
+	}
+	s.closed = true
+	nodes := make([]*tailnet.Node, 0, len(s.nodes))
+	for _, n := range s.nodes {
+		nodes = append(nodes, n)
+	}
+	s.mu.Unlock()
+	select {
+	case <-s.stop:
+	default:
+		close(s.stop)
+	}
+	if s.api != nil {
+		s.api.close()
+	}
+	if s.dns != nil {
+		s.dns.close()
+	}
+	var wg sync.WaitGroup
+	for _, n := range nodes {
+		wg.Add(1)
+		go func() { defer wg.Done(); n.Close() }()
+	}
+	if s.router != nil && !slices.Contains(nodes, s.router) {
+		s.router.Close()
+	}
+	if s.device != nil && !slices.Contains(nodes, s.device) {
+		s.device.Close()
+	}
+	wg.Wait()
+	if s.ctrlSrv != nil {
+		s.ctrlSrv.Close()
+	}
+	if s.relay != nil {
+		s.relay.close()
+	}
+	s.bg.Wait()
+	return nil
+}

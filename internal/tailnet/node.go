@@ -1,0 +1,267 @@
+// Package tailnet joins automation to a tailnet as short-lived nodes and
+// is the single place in tailgate that dials or resolves through one.
+//
+// # Overview
+//
+// Every verification and every run joins the customer's tailnet as its own
+// ephemeral node: in-memory state (nothing on disk outlives the process),
+// tagged with the environment's tag, subnet routes accepted, and logged out
+// when it is closed. Unlike tsnet's own Dial, the [Node] here never falls
+// back to the host network or the host resolver:
+//
+//   - [Node.LookupNetIP] answers only from the tailnet's DNS (MagicDNS
+//     names, extra records, and split-DNS resolvers that are themselves
+//     tailnet addresses). A name that the tailnet does not know is an
+//     [ErrNameNotInTailnet], not a query to /etc/resolv.conf.
+//   - [Node.DialTCP] dials only addresses the node routes through
+//     WireGuard (peer addresses and accepted subnet routes), and always
+//     through the node's userspace network stack, so a route that vanishes
+//     between the check and the dial still cannot leak to the host.
+//
+// # Usage
+//
+//	node, err := tailnet.Join(ctx, tailnet.JoinOptions{
+//		ControlURL:   controlURL,
+//		AuthKey:      key, // single-use, ephemeral, pre-authorized
+//		Hostname:     "tailgate-verify-staging",
+//		Tags:         []string{"tag:tailgate-staging"},
+//		AcceptRoutes: true,
+//	})
+//	if err != nil { ... }
+//	defer node.Close()
+//	addrs, err := node.LookupNetIP(ctx, "app.internal.example")
+//	conn, err := node.DialTCP(ctx, netip.AddrPortFrom(addrs[0], 443))
+package tailnet
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"os"
+	"strings"
+	"time"
+
+	"tailscale.com/client/local"
+	"tailscale.com/ipn"
+	"tailscale.com/ipn/store/mem"
+	"tailscale.com/tsnet"
+	"tailscale.com/types/logger"
+)
+
+// JoinOptions describe the node to join with.
+type JoinOptions struct {
+	// ControlURL is the coordination server: Tailscale's when empty, or a
+	// sandbox or headscale URL.
+	ControlURL string
+	// AuthKey registers the node. Tailgate only ever uses single-use,
+	// pre-authorized, ephemeral keys here.
+	AuthKey string
+	// Hostname is the node's name in the tailnet.
+	Hostname string
+	// Tags are advertised at registration; the auth key must own them.
+	Tags []string
+	// AcceptRoutes makes the node use subnet routes other nodes advertise.
+	// Linux tsnet nodes do not accept routes by default.
+	AcceptRoutes bool
+	// AdvertiseRoutes makes the node a subnet router for these prefixes.
+	AdvertiseRoutes []netip.Prefix
+	// Persistent keeps the node in the tailnet after Close (state in Dir).
+	// Tailgate's own nodes are always ephemeral; the sandbox's demo devices
+	// are not.
+	Persistent bool
+	// Dir holds tsnet's working files; a temporary directory when empty,
+	// removed again on Close.
+	Dir string
+	// Logf receives tsnet's verbose logs; discarded when nil.
+	Logf logger.Logf
+}
+
+// Node is one joined tailnet node.
+type Node struct {
+	srv    *tsnet.Server
+	lc     *local.Client
+	tmpDir string
+	ip4    netip.Addr
+	ip6    netip.Addr
+	joined time.Duration
+	// magicDNSSuffix is the tailnet's MagicDNS domain, without dots at
+	// either end ("tail1234.ts.net").
+	magicDNSSuffix string
+}
+
+// Join starts a node and returns once it is running and connected to its
+// home DERP region, so the first dial from it is not dropped.
+func Join(ctx context.Context, opts JoinOptions) (*Node, error) {
+	if opts.Hostname == "" {
+		return nil, errors.New("tailnet: join: hostname is required")
+	}
+	start := time.Now()
+	n := &Node{}
+	dir := opts.Dir
+	if dir == "" {
+		d, err := os.MkdirTemp("", "tailgate-node-")
+		if err != nil {
+			return nil, fmt.Errorf("tailnet: join %s: %w", opts.Hostname, err)
+		}
+		dir, n.tmpDir = d, d
+	}
+	logf := opts.Logf
+	if logf == nil {
+		logf = logger.Discard
+	}
+	srv := &tsnet.Server{
+		Dir:           dir,
+		Hostname:      opts.Hostname,
+		ControlURL:    opts.ControlURL,
+		AuthKey:       opts.AuthKey,
+		AdvertiseTags: opts.Tags,
+		Ephemeral:     !opts.Persistent,
+		Logf:          logf,
+		UserLogf:      logf,
+	}
+	if !opts.Persistent {
+		// Ephemeral nodes keep their keys only in memory: nothing a crash
+		// leaves on disk can rejoin the tailnet.
+		srv.Store = new(mem.Store)
+	}
+	n.srv = srv
+	fail := func(step string, err error) (*Node, error) {
+		n.Close()
+		return nil, fmt.Errorf("tailnet: join %s: %s: %w", opts.Hostname, step, err)
+	}
+	st, err := srv.Up(ctx)
+	if err != nil {
+		return fail("up", err)
+	}
+	lc, err := srv.LocalClient()
+	if err != nil {
+		return fail("local client", err)
+	}
+	n.lc = lc
+	if st.CurrentTailnet != nil {
+		n.magicDNSSuffix = strings.Trim(st.CurrentTailnet.MagicDNSSuffix, ".")
+	}
+	for _, ip := range st.TailscaleIPs {
+		if ip.Is4() && !n.ip4.IsValid() {
+			n.ip4 = ip
+		} else if ip.Is6() && !n.ip6.IsValid() {
+			n.ip6 = ip
+		}
+	}
+	if opts.AcceptRoutes || len(opts.AdvertiseRoutes) > 0 {
+		mp := &ipn.MaskedPrefs{}
+		if opts.AcceptRoutes {
+			mp.RouteAll, mp.RouteAllSet = true, true
+		}
+		if len(opts.AdvertiseRoutes) > 0 {
+			mp.AdvertiseRoutes, mp.AdvertiseRoutesSet = opts.AdvertiseRoutes, true
+		}
+		if _, err := lc.EditPrefs(ctx, mp); err != nil {
+			return fail("edit prefs", err)
+		}
+	}
+	if err := waitHomeDERP(ctx, srv); err != nil {
+		return fail("home DERP", err)
+	}
+	n.joined = time.Since(start)
+	return n, nil
+}
+
+// waitHomeDERP blocks until the node has chosen a home DERP region and
+// heard from it. Until then the DERP server drops peers' disco frames for
+// the node, and the first connection to or from it stalls.
+func waitHomeDERP(ctx context.Context, srv *tsnet.Server) error {
+	h := srv.Sys().HealthTracker.Get()
+	ms := srv.Sys().MagicSock.Get()
+	for {
+		if r := ms.GetLastNetcheckReport(ctx); r != nil && r.PreferredDERP != 0 &&
+			!h.GetDERPRegionReceivedTime(r.PreferredDERP).IsZero() {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+}
+
+// Server is the underlying tsnet server, for listening on the tailnet.
+func (n *Node) Server() *tsnet.Server { return n.srv }
+
+// LocalClient talks to the node's own LocalAPI (status, WhoIs, pings).
+func (n *Node) LocalClient() *local.Client { return n.lc }
+
+// IPv4 is the node's Tailscale IPv4 address.
+func (n *Node) IPv4() netip.Addr { return n.ip4 }
+
+// IPv6 is the node's Tailscale IPv6 address.
+func (n *Node) IPv6() netip.Addr { return n.ip6 }
+
+// JoinDuration is how long Join took, up to home DERP connected.
+func (n *Node) JoinDuration() time.Duration { return n.joined }
+
+// Close leaves the tailnet. For an ephemeral node tsnet logs out, which
+// removes the node from the tailnet at once; callers that must be sure
+// (a crash skips this) also delete the device through the control API.
+func (n *Node) Close() error {
+	var err error
+	if n.srv != nil {
+		err = n.srv.Close()
+	}
+	if n.tmpDir != "" {
+		os.RemoveAll(n.tmpDir)
+	}
+	return err
+}
+
+// dialTimeoutDefault bounds a single dial when the caller's context has no
+// deadline: blocked tailnet connections are dropped silently, not reset.
+const dialTimeoutDefault = 10 * time.Second
+
+// DialTCP connects to dst through the tailnet only. It refuses, with an
+// [*NotRoutedError], any address the node would not send through WireGuard.
+func (n *Node) DialTCP(ctx context.Context, dst netip.AddrPort) (net.Conn, error) {
+	if err := n.CheckRoute(ctx, dst); err != nil {
+		return nil, err
+	}
+	d := n.srv.Sys().Dialer.Get()
+	if d.NetstackDialTCP == nil {
+		return nil, errors.New("tailnet: node has no userspace network stack")
+	}
+	if _, ok := ctx.Deadline(); !ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, dialTimeoutDefault)
+		defer cancel()
+	}
+	// Dial through netstack directly rather than tsnet's Dial: the latter
+	// falls back to the host network for non-tailnet addresses.
+	c, err := d.NetstackDialTCP(ctx, dst)
+	if err != nil {
+		return nil, fmt.Errorf("tailnet: dial %s: %w", dst, err)
+	}
+	return c, nil
+}
+
+// NotRoutedError says an address is not reachable through the tailnet from
+// this node: it is neither a peer's address nor inside an accepted route.
+type NotRoutedError struct{ Addr netip.Addr }
+
+func (e *NotRoutedError) Error() string {
+	return fmt.Sprintf("%s is not routed through the tailnet (no peer has it and no approved subnet route covers it)", e.Addr)
+}
+
+// CheckRoute reports whether dst would go through the tailnet.
+func (n *Node) CheckRoute(ctx context.Context, dst netip.AddrPort) error {
+	d := n.srv.Sys().Dialer.Get()
+	_, via, err := d.UserDialPlan(ctx, "tcp", dst.String())
+	if err != nil {
+		return fmt.Errorf("tailnet: dial plan %s: %w", dst, err)
+	}
+	if !via {
+		return &NotRoutedError{Addr: dst.Addr()}
+	}
+	return nil
+}
