@@ -95,7 +95,6 @@ cat >"$WORK/Caddyfile" <<EOF
 {
 	admin off
 	auto_https off
-	persist_config off
 }
 http://127.0.0.1:$CADDY {
 	log {

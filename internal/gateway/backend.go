@@ -74,7 +74,10 @@ func (c *compiler) hostBackend(host string) (Backend, error) {
 			}
 		},
 		Transport:     c.deps.transport,
-		FlushInterval: -1, // stream (SSE, MCP) without buffering
+		// 0: buffered writes for ordinary responses; ReverseProxy still
+		// flushes every write of text/event-stream and unknown-length
+		// (streamed) responses, which is what SSE and MCP need.
+		FlushInterval: 0,
 		ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
 			status := http.StatusBadGateway
 			if errors.Is(err, context.DeadlineExceeded) {

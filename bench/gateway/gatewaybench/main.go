@@ -20,6 +20,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"runtime/pprof"
 	"strings"
 	"syscall"
 	"time"
@@ -54,7 +55,16 @@ func main() {
 		cfg := fs.String("f", "config.yaml", "gateway config")
 		admin := fs.String("admin", "127.0.0.1:0", "admin address")
 		accessLog := fs.String("access-log", "", "access log file (default stderr)")
+		cpuProfile := fs.String("cpuprofile", "", "write a CPU profile here")
 		fs.Parse(os.Args[2:])
+		if *cpuProfile != "" {
+			f, err := os.Create(*cpuProfile)
+			if err != nil {
+				log.Fatal(err)
+			}
+			pprof.StartCPUProfile(f)
+			defer pprof.StopCPUProfile()
+		}
 		opts := gateway.Options{ConfigPath: *cfg, AdminAddr: *admin, BindHost: "127.0.0.1", Logger: slog.New(slog.NewTextHandler(os.Stderr, nil))}
 		if *accessLog != "" {
 			f, err := os.Create(*accessLog)
@@ -67,7 +77,7 @@ func main() {
 		ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 		defer stop()
 		if err := gateway.Run(ctx, opts); err != nil {
-			log.Fatal(err)
+			log.Print(err)
 		}
 	default:
 		log.Fatalf("unknown command %q", os.Args[1])

@@ -63,6 +63,9 @@ type JWTAuth struct {
 	providers []jwtProvider
 	// Now is the clock; nil means time.Now. Tests set it.
 	Now func() time.Time
+
+	mu       sync.Mutex
+	verified map[string]*verifiedToken // raw token → signature already checked
 }
 
 type jwtProvider struct {
@@ -152,6 +155,11 @@ type joseHeader struct {
 }
 
 func (j *JWTAuth) verify(ctx context.Context, raw string) (map[string]any, string, string) {
+	// RSA verification dominates a request's cost; a token seen within the
+	// last minute skips it (but not the expiry and audience checks).
+	if v := j.cached(raw); v != nil {
+		return j.validate(v.p, v.std, v.all)
+	}
 	parts := strings.Split(raw, ".")
 	if len(parts) != 3 {
 		return nil, "", ReasonMalformed
@@ -183,6 +191,43 @@ func (j *JWTAuth) verify(ctx context.Context, raw string) (map[string]any, strin
 	if err := tok.Claims(key.Key, &std, &all); err != nil {
 		return nil, "", ReasonSignature
 	}
+	j.remember(raw, p, std, all)
+	return j.validate(p, std, all)
+}
+
+// verifiedToken is a token whose signature checked out; its time claims
+// are still validated on every use.
+type verifiedToken struct {
+	p       *jwtProvider
+	std     jwt.Claims
+	all     map[string]any
+	expires time.Time
+}
+
+// verifiedTTL bounds how long a signature check is reused. A key removed
+// from the JWKS stops being honoured within this time.
+const verifiedTTL = time.Minute
+
+func (j *JWTAuth) cached(raw string) *verifiedToken {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	v, ok := j.verified[raw]
+	if !ok || time.Now().After(v.expires) {
+		return nil
+	}
+	return v
+}
+
+func (j *JWTAuth) remember(raw string, p *jwtProvider, std jwt.Claims, all map[string]any) {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	if j.verified == nil || len(j.verified) >= 10000 {
+		j.verified = map[string]*verifiedToken{}
+	}
+	j.verified[raw] = &verifiedToken{p: p, std: std, all: all, expires: time.Now().Add(verifiedTTL)}
+}
+
+func (j *JWTAuth) validate(p *jwtProvider, std jwt.Claims, all map[string]any) (map[string]any, string, string) {
 	now := time.Now
 	if j.Now != nil {
 		now = j.Now
