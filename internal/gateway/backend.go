@@ -73,7 +73,7 @@ func (c *compiler) hostBackend(host string) (Backend, error) {
 				pr.Out.Header.Del("X-Forwarded-For")
 			}
 		},
-		Transport:     c.deps.transport,
+		Transport: c.deps.transport,
 		// 0: buffered writes for ordinary responses; ReverseProxy still
 		// flushes every write of text/event-stream and unknown-length
 		// (streamed) responses, which is what SSE and MCP need.

@@ -243,7 +243,7 @@ func TestJWTOptionalAndPermissiveModes(t *testing.T) {
 	good := "Bearer " + p.token("k1", goodClaims())
 	bad := "Bearer " + p.token("k1", expired)
 	for _, tc := range []struct {
-		mode              string
+		mode               string
 		none, valid, inval int
 	}{
 		{"strict", 401, 200, 401},
