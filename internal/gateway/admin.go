@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"net/url"
 	"sort"
 	"strconv"
 	"strings"
@@ -93,7 +94,36 @@ func (g *Gateway) startAdmin() error {
 	g.admin = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 	go g.admin.Serve(ln)
 	g.log.Info("admin listening", "addr", ln.Addr().String())
+
+	// agentgateway's separate stats and readiness addresses, when the
+	// file names them (the admin address serves both anyway).
+	if c := g.snap.Load().file.Config; c != nil && g.opts.AdminAddr == "" {
+		for _, extra := range []struct{ addr, path string }{{c.StatsAddr, "GET /metrics"}, {c.ReadinessAddr, "GET /healthz/ready"}} {
+			if extra.addr == "" || extra.addr == addr {
+				continue
+			}
+			eln, err := net.Listen("tcp", extra.addr)
+			if err != nil {
+				g.admin.Close()
+				for _, s := range g.extraAdmin {
+					s.Close()
+				}
+				return fmt.Errorf("admin listener %s: %w", extra.addr, err)
+			}
+			m := http.NewServeMux()
+			h, _ := mux.Handler(&http.Request{Method: "GET", URL: mustURL(strings.TrimPrefix(extra.path, "GET "))})
+			m.Handle(extra.path, h)
+			srv := &http.Server{Handler: m, ReadHeaderTimeout: 10 * time.Second}
+			g.extraAdmin = append(g.extraAdmin, srv)
+			go srv.Serve(eln)
+		}
+	}
 	return nil
+}
+
+func mustURL(path string) *url.URL {
+	u, _ := url.Parse(path)
+	return u
 }
 
 // ConfigDump is what /config_dump serves.

@@ -69,9 +69,8 @@ func (c *compiler) hostBackend(host string) (Backend, error) {
 		Rewrite: func(pr *httputil.ProxyRequest) {
 			pr.SetURL(target)
 			pr.Out.Host = pr.In.Host // keep the caller's Host, as agentgateway does
-			if pr.In.Header.Get("X-Forwarded-For") == "" {
-				pr.Out.Header.Del("X-Forwarded-For")
-			}
+			// Rewrite drops client-sent X-Forwarded-* headers: a backend
+			// never trusts a forwarded address the caller made up.
 		},
 		Transport: c.deps.transport,
 		// 0: buffered writes for ordinary responses; ReverseProxy still

@@ -143,17 +143,19 @@ type Gateway struct {
 
 	snap atomic.Pointer[snapshot]
 
-	mu       sync.Mutex // serializes apply (start, reload, close)
-	servers  map[int]*bindServer
-	tailnet  *tailnetNode
-	admin    *http.Server
-	adminLn  net.Listener
-	access   atomic.Pointer[slog.Logger]
-	closed   bool
-	stopWait chan struct{}
-	bg       sync.WaitGroup
-	ready    atomic.Bool
-	ctx      context.Context
+	mu      sync.Mutex // serializes apply (start, reload, close)
+	servers map[int]*bindServer
+	tailnet *tailnetNode
+	admin   *http.Server
+	// extraAdmin serve config.statsAddr / config.readinessAddr.
+	extraAdmin []*http.Server
+	adminLn    net.Listener
+	access     atomic.Pointer[slog.Logger]
+	closed     bool
+	stopWait   chan struct{}
+	bg         sync.WaitGroup
+	ready      atomic.Bool
+	ctx        context.Context
 }
 
 // bindServer is one listening port.
@@ -410,6 +412,9 @@ func (g *Gateway) Close() error {
 	wg.Wait()
 	if g.admin != nil {
 		g.admin.Close()
+	}
+	for _, s := range g.extraAdmin {
+		s.Close()
 	}
 	var err error
 	if g.tailnet != nil {

@@ -193,3 +193,19 @@ func TestAccessLogJSON(t *testing.T) {
 	}
 	_ = os.Getpid
 }
+
+func TestConfigStatsAndReadinessAddrs(t *testing.T) {
+	be := echoBackend(t)
+	port, stats, ready := freePort(t), freePort(t), freePort(t)
+	cfg := fmt.Sprintf("config:\n  adminAddr: 127.0.0.1:0\n  statsAddr: 127.0.0.1:%d\n  readinessAddr: 127.0.0.1:%d\n", stats, ready) + simpleConfig(port, hostOf(be), "", "")
+	startGateway(t, cfg, port, func(o *Options) { o.AdminAddr = "" })
+	if code, b, _ := get(t, fmt.Sprintf("http://127.0.0.1:%d/metrics", stats)); code != 200 || !strings.Contains(b, "go_goroutines") {
+		t.Errorf("statsAddr /metrics: %d", code)
+	}
+	if code, _, _ := get(t, fmt.Sprintf("http://127.0.0.1:%d/healthz/ready", ready)); code != 200 {
+		t.Errorf("readinessAddr /healthz/ready: %d", code)
+	}
+	if code, _, _ := get(t, fmt.Sprintf("http://127.0.0.1:%d/config_dump", stats)); code != 404 {
+		t.Errorf("statsAddr serves more than metrics: %d", code)
+	}
+}
