@@ -1,0 +1,113 @@
+package connect
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"net/netip"
+	"time"
+
+	"github.com/tailgate-dev/tailgate/internal/store"
+)
+
+// States of an environment's private network, as the API reports them.
+const (
+	StateDisconnected = "disconnected"
+	StateConnected    = "connected"
+	StateVerified     = "verified"
+	StateFailing      = "failing"
+)
+
+// Status is an environment's private network as the admin sees it. It
+// never holds a secret.
+type Status struct {
+	Env              string         `json:"environment"`
+	State            string         `json:"state"`
+	Tag              string         `json:"tag,omitempty"`
+	CIDRs            []netip.Prefix `json:"granted_cidrs"`
+	Warnings         []string       `json:"warnings"`
+	Targets          []string       `json:"targets"`
+	OAuthClientID    string         `json:"oauth_client_id,omitempty"`
+	ConnectedAt      *time.Time     `json:"connected_at,omitempty"`
+	LastVerification *Verification  `json:"last_verification,omitempty"`
+}
+
+// Verification is one verify run: a verdict per target.
+type Verification struct {
+	At      time.Time      `json:"at"`
+	OK      bool           `json:"ok"`
+	Node    string         `json:"node"`
+	JoinMS  float64        `json:"join_ms"`
+	Targets []TargetResult `json:"targets"`
+}
+
+// TargetResult is the verdict for one target and the steps behind it.
+type TargetResult struct {
+	Target  string       `json:"target"`
+	OK      bool         `json:"ok"`
+	Verdict string       `json:"verdict"`
+	Hint    string       `json:"hint,omitempty"`
+	Steps   []StepResult `json:"steps"`
+}
+
+// StepResult is one step of checking a target: dns, tcp, tls or http.
+type StepResult struct {
+	Name       string   `json:"name"`
+	OK         bool     `json:"ok"`
+	Verdict    string   `json:"verdict"`
+	Detail     string   `json:"detail,omitempty"`
+	Hint       string   `json:"hint,omitempty"`
+	DurationMS float64  `json:"duration_ms"`
+	Addresses  []string `json:"addresses,omitempty"`
+	TLS        *TLSInfo `json:"tls,omitempty"`
+	HTTPStatus int      `json:"http_status,omitempty"`
+}
+
+// TLSInfo describes the certificate a target presented.
+type TLSInfo struct {
+	SNI        string    `json:"sni"`
+	Names      []string  `json:"names"`
+	Issuer     string    `json:"issuer"`
+	NotAfter   time.Time `json:"not_after"`
+	SelfSigned bool      `json:"self_signed"`
+	NameMatch  bool      `json:"name_match"`
+}
+
+// Status reports an environment's private network. An environment that
+// was never connected, or was disconnected, is StateDisconnected.
+func (s *Service) Status(ctx context.Context, orgID, envName string) (Status, error) {
+	env, err := s.Store.GetEnvironment(ctx, orgID, envName)
+	if err != nil {
+		return Status{}, stepError(StepInput, err)
+	}
+	st := Status{Env: env.Name, State: StateDisconnected, CIDRs: []netip.Prefix{}, Warnings: []string{}, Targets: []string{}}
+	c, err := s.Store.GetConnection(ctx, orgID, env.ID)
+	if errors.Is(err, store.ErrNotFound) {
+		return st, nil
+	}
+	if err != nil {
+		return Status{}, stepError(StepInput, err)
+	}
+	st.State = string(c.State)
+	st.Tag = c.Tag
+	st.CIDRs = nonNil(c.CIDRs)
+	st.Warnings = nonNil(c.Warnings)
+	st.Targets = nonNil(c.Targets)
+	st.OAuthClientID = c.OAuthClientID
+	at := c.CreatedAt
+	st.ConnectedAt = &at
+	if v, err := s.Store.LatestVerification(ctx, orgID, env.ID); err == nil {
+		var ver Verification
+		if json.Unmarshal(v.Results, &ver) == nil {
+			st.LastVerification = &ver
+		}
+	}
+	return st, nil
+}
+
+func nonNil[T any](s []T) []T {
+	if s == nil {
+		return []T{}
+	}
+	return s
+}
