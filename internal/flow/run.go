@@ -9,6 +9,7 @@ import (
 	"net/netip"
 	"net/url"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"time"
@@ -228,6 +229,9 @@ const (
 )
 
 func run(ctx context.Context, f Flow, opts Options, proxy string, log *slog.Logger, rep *Report) error {
+	if _, err := exec.LookPath(opts.ChromiumPath); err != nil {
+		return fmt.Errorf("flow: start chromium: %w (install Debian's chromium package)", err)
+	}
 	profile, err := os.MkdirTemp("", "tailgate-chromium-")
 	if err != nil {
 		return fmt.Errorf("flow: create browser profile: %w", err)
@@ -240,18 +244,33 @@ func run(ctx context.Context, f Flow, opts Options, proxy string, log *slog.Logg
 		chromedp.WithLogf(func(format string, args ...any) { log.Debug(fmt.Sprintf(format, args...)) }),
 		chromedp.WithErrorf(func(format string, args ...any) { log.Debug(fmt.Sprintf(format, args...)) }),
 	)
+	started := false
 	defer func() {
+		if !started {
+			// chromedp's cancel would wait forever for a browser that never
+			// started; ending the allocator context ends bctx too.
+			cancelAlloc()
+			return
+		}
 		// Close the browser gracefully and wait for it to exit, so the
 		// profile directory can be removed.
+		// A browser that does not close in time is killed.
+		kill := time.AfterFunc(15*time.Second, cancelAlloc)
+		defer kill.Stop()
 		_ = chromedp.Cancel(bctx)
 		cancelBrowser()
 	}()
 
 	// The first action starts the browser. It runs on the browser's own
-	// context: a step's timeout must not end the browser with the step.
-	if err := chromedp.Do(bctx, chromedp.Func(func(context.Context, *chromedp.Target) error { return nil })); err != nil {
+	// context, because a timeout on it would end the browser; a browser that
+	// does not start within a minute is killed instead.
+	kill := time.AfterFunc(time.Minute, cancelAlloc)
+	err = chromedp.Do(bctx, chromedp.Func(func(context.Context, *chromedp.Target) error { return nil }))
+	kill.Stop()
+	if err != nil {
 		return fmt.Errorf("flow: start chromium %s: %w", opts.ChromiumPath, err)
 	}
+	started = true
 	nl := newNetLog()
 	if err := chromedp.Listen(bctx, nl.handle); err != nil {
 		return fmt.Errorf("flow: watch network events: %w", err)

@@ -252,3 +252,22 @@ func TestRunRejectsProxyThatIsNotLoopbackIP(t *testing.T) {
 		}
 	}
 }
+
+func TestRunReportsMissingChromium(t *testing.T) {
+	f := mustParse(t, "steps:\n  - goto: http://app.internal.example/\n")
+	out := t.TempDir()
+	rep, err := flow.Run(context.Background(), f, flow.Options{
+		ProxyURL:     "http://127.0.0.1:9",
+		OutDir:       out,
+		ChromiumPath: filepath.Join(t.TempDir(), "no-such-chromium"),
+	})
+	if err == nil || !strings.Contains(err.Error(), "start chromium") {
+		t.Fatalf("err %v; want a start chromium error", err)
+	}
+	if rep.Status != "failed" {
+		t.Errorf("report status %q", rep.Status)
+	}
+	if _, err := os.Stat(filepath.Join(out, "report.json")); err != nil {
+		t.Errorf("no report.json after a failed start: %v", err)
+	}
+}
