@@ -1,0 +1,393 @@
+package connect
+
+import (
+	"bufio"
+	"context"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/netip"
+	"strings"
+	"time"
+
+	"github.com/tailgate-dev/tailgate/internal/grants"
+	"github.com/tailgate-dev/tailgate/internal/store"
+	"github.com/tailgate-dev/tailgate/internal/tailnet"
+	"github.com/tailgate-dev/tailgate/internal/tsapi"
+	"github.com/tailgate-dev/tailgate/internal/vault"
+)
+
+// Verdicts a target can get; each comes with a hint.
+const (
+	VerdictReachable     = "reachable"
+	VerdictNameNotFound  = "name not found in the tailnet's DNS"
+	VerdictNotRouted     = "route not approved"
+	VerdictRefused       = "connection refused"
+	VerdictTimeout       = "timeout"
+	VerdictTLSMismatch   = "TLS name mismatch"
+	VerdictTLSExpired    = "TLS certificate expired"
+	VerdictTLSFailed     = "TLS handshake failed"
+	VerdictNoHTTP        = "reachable (TCP); no HTTP response"
+	stepTimeout          = 8 * time.Second
+	defaultAuthKeyExpiry = 5 * time.Minute
+)
+
+// Credential is an environment's usable credential for one operation:
+// a control-plane client minting keys with the environment's tag.
+type Credential struct {
+	Env     store.Environment
+	Conn    store.Connection
+	Minting tsapi.ControlPlane
+}
+
+// OpenCredential decrypts the environment's stored credential and returns
+// a client that mints auth keys with it. The secret stays inside.
+func (s *Service) OpenCredential(ctx context.Context, orgID, envName string) (Credential, error) {
+	env, err := s.Store.GetEnvironment(ctx, orgID, envName)
+	if err != nil {
+		return Credential{}, stepError(StepInput, err)
+	}
+	conn, err := s.Store.GetConnection(ctx, orgID, env.ID)
+	if errors.Is(err, store.ErrNotFound) {
+		return Credential{}, &Error{Step: StepInput, Code: "not_connected", Err: err,
+			Message: fmt.Sprintf("environment %q has no private network connected; connect it first", envName)}
+	}
+	if err != nil {
+		return Credential{}, stepError(StepInput, err)
+	}
+	secret, err := s.Vault.Open(conn.Secret, env.ID, vault.PurposeOAuthClientSecret)
+	if err != nil {
+		return Credential{}, &Error{Step: StepSeal, Code: "internal", Err: err,
+			Message: "the stored credential cannot be decrypted with the configured key; was the key file replaced?"}
+	}
+	return Credential{Env: env, Conn: conn, Minting: s.oauthClient(ctx, conn.OAuthClientID, string(secret))}, nil
+}
+
+// MintKey mints a single-use, ephemeral, pre-authorized auth key with the
+// environment's tag, expiring soon.
+func (s *Service) MintKey(ctx context.Context, cred Credential, purpose string) (tsapi.AuthKey, error) {
+	exp := s.KeyExpiry
+	if exp == 0 {
+		exp = defaultAuthKeyExpiry
+	}
+	key, err := cred.Minting.CreateAuthKey(ctx, tsapi.AuthKeyRequest{
+		Ephemeral: true, Preauthorized: true, Reusable: false,
+		Tags: []string{cred.Conn.Tag}, Expiry: exp,
+		Description: clientDescription("tailgate " + purpose),
+	})
+	if err != nil {
+		e := stepError("mint auth key", err)
+		if e.Code == "unauthorized" || e.Code == "forbidden" {
+			e.Code = "credential_revoked"
+			e.Message = "the environment's stored credential was refused by Tailscale (revoked or lost its permissions); connect the environment again"
+		}
+		return tsapi.AuthKey{}, e
+	}
+	return key, nil
+}
+
+// NodeName is a unique hostname for a node tailgate joins for env.
+func NodeName(kind, env string) string {
+	b := make([]byte, 3)
+	rand.Read(b)
+	return fmt.Sprintf("tailgate-%s-%s-%s", kind, env, hex.EncodeToString(b))
+}
+
+// Verify joins the tailnet with a fresh ephemeral node and checks every
+// target of the environment. The result is stored and returned; an error
+// means verification could not run at all.
+func (s *Service) Verify(ctx context.Context, orgID, envName string) (Verification, error) {
+	cred, err := s.OpenCredential(ctx, orgID, envName)
+	if err != nil {
+		return Verification{}, err
+	}
+	log := s.logger().With("org", orgID, "env", envName)
+	key, err := s.MintKey(ctx, cred, "verify "+envName)
+	if err != nil {
+		return Verification{}, err
+	}
+	hostname := NodeName("verify", envName)
+	node, err := tailnet.Join(ctx, tailnet.JoinOptions{
+		ControlURL:   s.ControlURL,
+		AuthKey:      key.Key,
+		Hostname:     hostname,
+		Tags:         []string{cred.Conn.Tag},
+		AcceptRoutes: true,
+	})
+	if err != nil {
+		return Verification{}, &Error{Step: "join tailnet", Code: "upstream", Err: err,
+			Message: "the verification node could not join the tailnet: " + redactKey(err.Error(), key.Key)}
+	}
+	defer s.leave(node, cred, log)
+
+	v := Verification{At: s.now().UTC(), OK: true, Node: hostname, JoinMS: ms(node.JoinDuration()), Targets: []TargetResult{}}
+	for _, raw := range cred.Conn.Targets {
+		t, err := grants.ParseTarget(raw)
+		if err != nil {
+			continue
+		}
+		r := CheckTarget(ctx, node, t)
+		v.OK = v.OK && r.OK
+		v.Targets = append(v.Targets, r)
+	}
+	results, _ := json.Marshal(v)
+	if _, err := s.Store.AddVerification(ctx, orgID, store.Verification{EnvID: cred.Env.ID, At: v.At, OK: v.OK, Results: results}); err != nil {
+		log.Error("store verification", "err", err)
+	}
+	log.Info("verified", "ok", v.OK, "targets", len(v.Targets), "join_ms", v.JoinMS)
+	return v, nil
+}
+
+// leave logs the node out; as a backstop it deletes the device through the
+// API, which works only if the credential may manage devices (the default
+// auth_keys-only credential may not; the node is ephemeral either way).
+func (s *Service) leave(node *tailnet.Node, cred Credential, log interface{ Debug(string, ...any) }) {
+	ip := node.IPv4()
+	node.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	devs, err := cred.Minting.Devices(ctx)
+	if err != nil {
+		log.Debug("backstop device delete unavailable", "err", err)
+		return
+	}
+	for _, d := range devs {
+		for _, a := range d.Addresses {
+			if a == ip {
+				cred.Minting.DeleteDevice(ctx, d.ID)
+			}
+		}
+	}
+}
+
+// Dialer is what a target check needs from a tailnet node.
+type Dialer interface {
+	LookupNetIP(ctx context.Context, host string) ([]netip.Addr, error)
+	DialTCP(ctx context.Context, dst netip.AddrPort) (net.Conn, error)
+}
+
+// CheckTarget runs the dns → tcp → tls → http steps for one target through
+// the node, stopping at the first failing step.
+func CheckTarget(ctx context.Context, node Dialer, t grants.Target) TargetResult {
+	r := TargetResult{Target: t.String(), Steps: []StepResult{}}
+	fail := func(st StepResult) TargetResult {
+		r.Steps = append(r.Steps, st)
+		r.Verdict, r.Hint = st.Verdict, st.Hint
+		return r
+	}
+
+	// DNS, through the tailnet.
+	var addr netip.Addr
+	if t.Addr.IsValid() {
+		addr = t.Addr
+		r.Steps = append(r.Steps, StepResult{Name: "dns", OK: true, Verdict: "IP address, nothing to resolve", Addresses: []string{addr.String()}})
+	} else {
+		start := time.Now()
+		dctx, cancel := context.WithTimeout(ctx, stepTimeout)
+		addrs, err := node.LookupNetIP(dctx, t.Host)
+		cancel()
+		st := StepResult{Name: "dns", DurationMS: ms(time.Since(start))}
+		if err != nil {
+			st.Verdict = VerdictNameNotFound
+			st.Detail = err.Error()
+			st.Hint = fmt.Sprintf("%s does not resolve through the tailnet: check that the tailnet's split DNS sends its zone to your internal resolver (admin console → DNS), and that the resolver is reachable through an approved route; or target an IP or device name", t.Host)
+			return fail(st)
+		}
+		st.OK, st.Verdict = true, "resolved"
+		for _, a := range addrs {
+			st.Addresses = append(st.Addresses, a.String())
+		}
+		r.Steps = append(r.Steps, st)
+		addr = addrs[0]
+		for _, a := range addrs {
+			if a.Is4() {
+				addr = a
+				break
+			}
+		}
+	}
+	dst := netip.AddrPortFrom(addr, t.Port)
+
+	// TCP, through the tailnet only.
+	conn, st := dialStep(ctx, node, dst)
+	if !st.OK {
+		return fail(st)
+	}
+	r.Steps = append(r.Steps, st)
+
+	// TLS, if the target speaks it.
+	sni := t.Host
+	if t.Addr.IsValid() {
+		sni = ""
+	}
+	tconn, tst, isTLS := tlsStep(ctx, conn, sni, t.Host)
+	if isTLS && !tst.OK {
+		conn.Close()
+		return fail(tst)
+	}
+	r.Steps = append(r.Steps, tst)
+	if isTLS {
+		conn = tconn
+	} else {
+		// The ClientHello went to a plain server; start a fresh connection.
+		conn.Close()
+		conn, st = dialStep(ctx, node, dst)
+		if !st.OK {
+			return fail(st)
+		}
+	}
+	defer conn.Close()
+
+	// HTTP.
+	hst := httpStep(ctx, conn, t, isTLS)
+	r.Steps = append(r.Steps, hst)
+	r.OK = true
+	r.Verdict = VerdictReachable
+	if !hst.OK {
+		r.Verdict, r.Hint = VerdictNoHTTP, hst.Hint
+	}
+	return r
+}
+
+func dialStep(ctx context.Context, node Dialer, dst netip.AddrPort) (net.Conn, StepResult) {
+	start := time.Now()
+	dctx, cancel := context.WithTimeout(ctx, stepTimeout)
+	defer cancel()
+	c, err := node.DialTCP(dctx, dst)
+	st := StepResult{Name: "tcp", DurationMS: ms(time.Since(start)), Addresses: []string{dst.String()}}
+	if err == nil {
+		st.OK, st.Verdict = true, "connected through the tailnet"
+		return c, st
+	}
+	st.Detail = err.Error()
+	var nr *tailnet.NotRoutedError
+	switch {
+	case errors.As(err, &nr):
+		st.Verdict = VerdictNotRouted
+		if grants.IsTailscaleIP(dst.Addr()) {
+			st.Verdict = "device not reachable"
+			st.Hint = fmt.Sprintf("%s is not a device this node can see: check that the device is online and that the tailgate grant in the policy includes it", dst.Addr())
+		} else {
+			st.Hint = fmt.Sprintf("no approved subnet route covers %s: approve the subnet router's route in the Tailscale admin console (Machines → router → Edit route settings), then verify again", dst.Addr())
+		}
+	case strings.Contains(err.Error(), "refused"):
+		st.Verdict = VerdictRefused
+		st.Hint = fmt.Sprintf("%s answered but nothing listens on port %d: check that the app is running and listening on that address", dst.Addr(), dst.Port())
+	case errors.Is(err, context.DeadlineExceeded) || strings.Contains(err.Error(), "timeout") || strings.Contains(err.Error(), "deadline"):
+		st.Verdict = VerdictTimeout
+		st.Hint = fmt.Sprintf("no answer from %s: the grant for this port may be missing from the policy, the subnet router may be offline, or a firewall behind it drops the traffic", dst)
+	default:
+		st.Verdict = "connection failed"
+		st.Hint = "the connection through the tailnet failed; see the detail"
+	}
+	return nil, st
+}
+
+// tlsStep tries a TLS handshake. isTLS is false when the server does not
+// speak TLS (then the step is reported as skipped, not failed).
+func tlsStep(ctx context.Context, c net.Conn, sni, host string) (net.Conn, StepResult, bool) {
+	start := time.Now()
+	// Verification is done by hand below so that a self-signed or
+	// mismatched certificate is reported, not just refused.
+	tc := tls.Client(c, &tls.Config{ServerName: sni, InsecureSkipVerify: true})
+	hctx, cancel := context.WithTimeout(ctx, stepTimeout)
+	defer cancel()
+	err := tc.HandshakeContext(hctx)
+	st := StepResult{Name: "tls", DurationMS: ms(time.Since(start))}
+	if err != nil {
+		if notTLS(err) {
+			st.OK, st.Verdict = true, "not TLS (plain TCP)"
+			return nil, st, false
+		}
+		st.Verdict, st.Detail = VerdictTLSFailed, err.Error()
+		st.Hint = "the server speaks TLS but the handshake failed; check its TLS configuration"
+		return nil, st, true
+	}
+	cs := tc.ConnectionState()
+	leaf := cs.PeerCertificates[0]
+	info := &TLSInfo{SNI: sni, Names: leaf.DNSNames, Issuer: leaf.Issuer.String(), NotAfter: leaf.NotAfter.UTC()}
+	for _, ip := range leaf.IPAddresses {
+		info.Names = append(info.Names, ip.String())
+	}
+	info.NameMatch = leaf.VerifyHostname(host) == nil
+	inter := x509.NewCertPool()
+	for _, c := range cs.PeerCertificates[1:] {
+		inter.AddCert(c)
+	}
+	if _, err := leaf.Verify(x509.VerifyOptions{Intermediates: inter}); err != nil {
+		info.SelfSigned = true
+	}
+	st.TLS = info
+	switch {
+	case !info.NameMatch:
+		st.Verdict = VerdictTLSMismatch
+		st.Hint = fmt.Sprintf("the certificate is for %v, not %s: target a name on the certificate or reissue it with this name", info.Names, host)
+		return nil, st, true
+	case time.Now().After(leaf.NotAfter):
+		st.Verdict = VerdictTLSExpired
+		st.Hint = fmt.Sprintf("the certificate expired on %s; renew it", leaf.NotAfter.Format(time.DateOnly))
+		return nil, st, true
+	}
+	st.OK, st.Verdict = true, "certificate valid for the name"
+	if info.SelfSigned {
+		st.Verdict = "certificate valid for the name (not trusted: self-signed or private CA)"
+		st.Hint = "browsers in runs will need to accept this certificate"
+	}
+	return tc, st, true
+}
+
+// notTLS reports whether a failed handshake means the server does not
+// speak TLS at all: it answered with something else, or hung up on the
+// ClientHello.
+func notTLS(err error) bool {
+	var rh tls.RecordHeaderError
+	return errors.As(err, &rh) || errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) ||
+		strings.Contains(err.Error(), "connection reset")
+}
+
+func httpStep(ctx context.Context, c net.Conn, t grants.Target, isTLS bool) StepResult {
+	start := time.Now()
+	st := StepResult{Name: "http"}
+	deadline := time.Now().Add(stepTimeout)
+	if d, ok := ctx.Deadline(); ok && d.Before(deadline) {
+		deadline = d
+	}
+	c.SetDeadline(deadline)
+	scheme := "http"
+	if isTLS {
+		scheme = "https"
+	}
+	req, _ := http.NewRequest("GET", fmt.Sprintf("%s://%s/", scheme, t.String()), nil)
+	req.Header.Set("User-Agent", "tailgate-verify")
+	err := req.Write(c)
+	var resp *http.Response
+	if err == nil {
+		resp, err = http.ReadResponse(bufio.NewReader(c), req)
+	}
+	st.DurationMS = ms(time.Since(start))
+	if err != nil {
+		st.Verdict, st.Detail = "no HTTP response", err.Error()
+		st.Hint = "the port accepts connections but did not answer HTTP; fine for non-HTTP services"
+		return st
+	}
+	resp.Body.Close()
+	st.OK, st.HTTPStatus = true, resp.StatusCode
+	st.Verdict = "HTTP " + resp.Status
+	return st
+}
+
+func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
+
+func redactKey(s, key string) string {
+	if key == "" {
+		return s
+	}
+	return strings.ReplaceAll(s, key, "[auth key]")
+}
