@@ -191,13 +191,13 @@ func TestConnectVerifyDisconnect(t *testing.T) {
 		t.Fatalf("Verify: %v", err)
 	}
 	want := map[string]string{
-		sandbox.DemoAppName + ":80":             connect.VerdictReachable,
-		sandbox.DemoAppName + ":443":            connect.VerdictReachable,
-		sandbox.DemoAppIP.String() + ":443":     connect.VerdictTLSMismatch, // the certificate names the host, not the IP
-		sandbox.DeviceName + ":80":              connect.VerdictReachable,
-		sandbox.MismatchAppName + ":443":        connect.VerdictTLSMismatch,
-		sandbox.LegacyAppIP.String() + ":80":    connect.VerdictNotRouted,
-		sandbox.DemoAppIP.String() + ":81":      connect.VerdictRefused,
+		sandbox.DemoAppName + ":80":            connect.VerdictReachable,
+		sandbox.DemoAppName + ":443":           connect.VerdictReachable,
+		sandbox.DemoAppIP.String() + ":443":    connect.VerdictTLSMismatch, // the certificate names the host, not the IP
+		sandbox.DeviceName + ":80":             connect.VerdictReachable,
+		sandbox.MismatchAppName + ":443":       connect.VerdictTLSMismatch,
+		sandbox.LegacyAppIP.String() + ":80":   connect.VerdictNotRouted,
+		sandbox.DemoAppIP.String() + ":81":     connect.VerdictRefused,
 		"nope." + sandbox.InternalZone + ":80": connect.VerdictNameNotFound,
 	}
 	for _, r := range ver.Targets {
