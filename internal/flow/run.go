@@ -237,6 +237,9 @@ func run(ctx context.Context, f Flow, opts Options, proxy string, log *slog.Logg
 		return fmt.Errorf("flow: create browser profile: %w", err)
 	}
 	defer os.RemoveAll(profile)
+	if err := writeProfilePreferences(profile); err != nil {
+		return err
+	}
 
 	actx, cancelAlloc := chromedp.NewExecAllocator(ctx, chromiumFlags(opts, proxy, profile)...)
 	defer cancelAlloc()
@@ -305,4 +308,34 @@ func run(ctx context.Context, f Flow, opts Options, proxy string, log *slog.Logg
 		rep.Steps = append(rep.Steps, sr)
 	}
 	return failed
+}
+
+// profilePreferences turn off what command-line switches cannot: typing in
+// a form field makes the spell checker download its dictionary from
+// redirector.gvt1.com (measured), and the spelling service and search
+// suggestions would send page text to Google.
+var profilePreferences = map[string]any{
+	"browser":               map[string]any{"enable_spellchecking": false},
+	"spellcheck":            map[string]any{"dictionaries": []string{}, "dictionary": "", "use_spelling_service": false},
+	"search":                map[string]any{"suggest_enabled": false},
+	"alternate_error_pages": map[string]any{"enabled": false},
+	"net":                   map[string]any{"network_prediction_options": 2}, // never
+	"safebrowsing":          map[string]any{"enabled": false},
+	"translate":             map[string]any{"enabled": false},
+}
+
+// writeProfilePreferences seeds the fresh profile's Default/Preferences.
+func writeProfilePreferences(profile string) error {
+	dir := filepath.Join(profile, "Default")
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return fmt.Errorf("flow: create browser profile: %w", err)
+	}
+	b, err := json.Marshal(profilePreferences)
+	if err != nil {
+		return fmt.Errorf("flow: encode browser preferences: %w", err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "Preferences"), b, 0o600); err != nil {
+		return fmt.Errorf("flow: write browser preferences: %w", err)
+	}
+	return nil
 }

@@ -185,7 +185,7 @@ steps:
 	if err == nil {
 		t.Fatalf("flow to example.com passed: %+v", rep)
 	}
-	if rep.Status != "failed" || rep.Steps[0].Status != "failed" || rep.Steps[1].Status != "skipped" {
+	if len(rep.Steps) != 2 || rep.Status != "failed" || rep.Steps[0].Status != "failed" || rep.Steps[1].Status != "skipped" {
 		t.Fatalf("report = %+v", rep)
 	}
 	msg := rep.Steps[0].Error
@@ -205,6 +205,9 @@ steps:
 	// HTTPS goes through CONNECT; the refusal shows as a tunnel failure in
 	// Chromium and as the reason in the proxy's events.
 	rep, err = runFlow(t, b, mustParse(t, "steps:\n  - goto: https://example.com/\n"))
+	if len(rep.Steps) != 1 {
+		t.Fatalf("https flow did not run its step: %v", err)
+	}
 	if err == nil || !strings.Contains(rep.Steps[0].Error, "ERR_TUNNEL_CONNECTION_FAILED") {
 		t.Errorf("https flow: err %v, step %+v", err, rep.Steps)
 	}
@@ -237,6 +240,9 @@ steps:
 	want := `expected text "Goodbye" did not appear on http://app.internal.example/; the page shows: "Hello from the private app`
 	if !strings.Contains(err.Error(), want) || !strings.Contains(err.Error(), "step 2 (line 4") {
 		t.Errorf("error %q; want it to contain %q and the step", err, want)
+	}
+	if len(rep.Steps) != 3 {
+		t.Fatalf("steps = %+v", rep.Steps)
 	}
 	if got := []string{rep.Steps[0].Status, rep.Steps[1].Status, rep.Steps[2].Status}; !slices.Equal(got, []string{"passed", "failed", "skipped"}) {
 		t.Errorf("step statuses %v", got)
