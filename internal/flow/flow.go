@@ -34,9 +34,10 @@
 // bypass list), its own resolver answers nothing (--host-resolver-rules maps
 // every name to NOTFOUND, so it never asks the host's DNS), QUIC is off,
 // WebRTC may use proxied connections only, and background services that
-// phone home (sync, component updates, safe browsing, translation, metrics)
-// are disabled. Each run gets a fresh profile directory that is removed
-// afterwards. The package never imports tsnet: the proxy is the boundary.
+// phone home (sync, component updates, safe browsing, translation, metrics,
+// sign-in, spell-check dictionaries) are disabled by switches and by the
+// preferences seeded into a fresh profile directory, removed afterwards.
+// A test checks that a whole flow makes no request but its own. The package never imports tsnet: the proxy is the boundary.
 package flow
 
 import (
