@@ -1,0 +1,152 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"time"
+
+	"github.com/tailgate-dev/tailgate/internal/api"
+	"github.com/tailgate-dev/tailgate/internal/connect"
+	"github.com/tailgate-dev/tailgate/internal/store"
+	"github.com/tailgate-dev/tailgate/internal/vault"
+)
+
+func init() {
+	register(command{
+		name:    "serve",
+		summary: "run the tailgate API server (SQLite state, vault key, REST API under /v1)",
+		run:     runServe,
+	})
+}
+
+// Defaults of tailgate serve; each flag can also come from an environment
+// variable, which the flag overrides.
+const (
+	defaultDB           = "tailgate.db"
+	defaultKeyFile      = "tailgate.key"
+	defaultListen       = "127.0.0.1:8080"
+	defaultTailscaleAPI = "https://api.tailscale.com"
+	defaultControlURL   = "https://controlplane.tailscale.com"
+)
+
+// envOr returns the environment variable name, or def when it is unset.
+func envOr(name, def string) string {
+	if v, ok := os.LookupEnv(name); ok && v != "" {
+		return v
+	}
+	return def
+}
+
+func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := newFlagSet("serve", stderr)
+	dbPath := fs.String("db", envOr("TAILGATE_DB", defaultDB), "SQLite database `path` (env TAILGATE_DB)")
+	keyFile := fs.String("key-file", envOr("TAILGATE_KEY_FILE", defaultKeyFile), "vault key `file`, created with mode 0600 on first start (env TAILGATE_KEY_FILE)")
+	keyEnv := fs.String("key-env", envOr("TAILGATE_KEY_ENV", ""), "read the vault keys from this environment variable `NAME` instead of a key file (base64, comma separated, active first)")
+	listen := fs.String("listen", envOr("TAILGATE_LISTEN", defaultListen), "`address` to serve the API on (env TAILGATE_LISTEN)")
+	tsAPI := fs.String("tailscale-api", envOr("TAILGATE_TAILSCALE_API", defaultTailscaleAPI), "Tailscale API base `URL` (env TAILGATE_TAILSCALE_API)")
+	controlURL := fs.String("control-url", envOr("TAILGATE_CONTROL_URL", defaultControlURL), "coordination server `URL` verify nodes join (env TAILGATE_CONTROL_URL)")
+	logFormat := fs.String("log-format", envOr("TAILGATE_LOG_FORMAT", "text"), "log format on stderr: text or json (env TAILGATE_LOG_FORMAT)")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return usageError{"serve takes no arguments"}
+	}
+	var handler slog.Handler
+	switch *logFormat {
+	case "text":
+		handler = slog.NewTextHandler(stderr, nil)
+	case "json":
+		handler = slog.NewJSONHandler(stderr, nil)
+	default:
+		return usageError{fmt.Sprintf("--log-format must be text or json, not %q", *logFormat)}
+	}
+	log := slog.New(handler)
+
+	var keyring *vault.Keyring
+	var err error
+	if *keyEnv != "" {
+		keyring, err = vault.KeyringFromEnv(*keyEnv)
+	} else {
+		keyring, err = vault.LoadOrCreateKeyFile(*keyFile)
+	}
+	if err != nil {
+		return fmt.Errorf("vault key: %w", err)
+	}
+	st, err := store.Open(ctx, *dbPath)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	if err := bootstrap(ctx, st, *dbPath, stdout); err != nil {
+		return err
+	}
+
+	svc := &connect.Service{Store: st, Vault: keyring, APIBaseURL: *tsAPI, ControlURL: *controlURL, Logger: log}
+	srv := &http.Server{
+		Handler:           api.New(api.Options{Store: st, PrivateNetwork: svc, Logger: log}),
+		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       30 * time.Second,
+		// Connect and verify talk to Tailscale and join the tailnet; the
+		// API bounds them at 3 minutes.
+		WriteTimeout: 4 * time.Minute,
+		IdleTimeout:  2 * time.Minute,
+		ErrorLog:     slog.NewLogLogger(handler, slog.LevelWarn),
+	}
+	ln, err := net.Listen("tcp", *listen)
+	if err != nil {
+		return fmt.Errorf("listen on %s: %w", *listen, err)
+	}
+	log.Info("tailgate serving", "addr", ln.Addr().String(), "db", *dbPath, "tailscale_api", *tsAPI, "control_url", *controlURL, "vault_key", keyring.ActiveKeyID())
+	fmt.Fprintf(stdout, "tailgate API listening on http://%s\n", ln.Addr())
+
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(ln) }()
+	select {
+	case err := <-served:
+		return fmt.Errorf("serve: %w", err)
+	case <-ctx.Done():
+	}
+	// SIGTERM or SIGINT: stop accepting, let requests in flight finish (a
+	// connect must not stop between its policy write and its rollback).
+	log.Info("shutting down; waiting for requests in flight")
+	sctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
+	defer cancel()
+	if err := srv.Shutdown(sctx); err != nil {
+		return fmt.Errorf("shutdown: %w", err)
+	}
+	if err := <-served; err != nil && !errors.Is(err, http.ErrServerClosed) {
+		return fmt.Errorf("serve: %w", err)
+	}
+	log.Info("stopped")
+	return nil
+}
+
+// bootstrap gives a new installation its first org and admin token, and
+// prints the token once: on first start, when the database has no org.
+func bootstrap(ctx context.Context, st *store.Store, dbPath string, stdout io.Writer) error {
+	n, err := countOrgs(ctx, dbPath)
+	if err != nil || n > 0 {
+		return err
+	}
+	org, err := st.CreateOrg(ctx, "default")
+	if err != nil {
+		return fmt.Errorf("first start: %w", err)
+	}
+	token, _, err := st.CreateAPIToken(ctx, org.ID, "first admin", store.RoleAdmin)
+	if err != nil {
+		return fmt.Errorf("first start: %w", err)
+	}
+	fmt.Fprintf(stdout, "First start: created org %q (%s) and an admin API token for it:\n\n", org.Name, org.ID)
+	fmt.Fprintf(stdout, "    %s\n\n", token)
+	fmt.Fprintln(stdout, "Save this token now: it is shown only once (tailgate keeps only its hash).")
+	fmt.Fprintln(stdout, "Use it as TAILGATE_TOKEN for \"tailgate env\", or as \"Authorization: Bearer <token>\".")
+	fmt.Fprintf(stdout, "More tokens: tailgate token create --db %s --org default --role runner --name ci\n\n", dbPath)
+	return nil
+}
