@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"os"
 	"path/filepath"
 	"regexp"
 	"sort"
@@ -135,11 +136,23 @@ func (c *compiler) fail(p config.Pos, path string, err error) {
 	}
 }
 
+// rel resolves a relative path in the config against the config file's
+// directory, so the gateway finds its files wherever it is started from;
+// if nothing is there, the path is used as given (relative to the working
+// directory, as agentgateway reads it).
 func (c *compiler) rel(p string) string {
 	if p == "" || filepath.IsAbs(p) {
 		return p
 	}
-	return filepath.Join(c.dir, p)
+	if j := filepath.Join(c.dir, p); fileExists(j) || !fileExists(p) {
+		return j
+	}
+	return p
+}
+
+func fileExists(p string) bool {
+	_, err := os.Stat(p)
+	return err == nil
 }
 
 // compile builds a snapshot from a decoded file. It does not touch the
