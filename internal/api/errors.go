@@ -203,7 +203,7 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 
 // credentialPattern matches anything shaped like a Tailscale credential
 // (API token, OAuth client secret, auth key) or a tailgate API token.
-var credentialPattern = regexp.MustCompile(`tskey-[A-Za-z0-9_-]+|tg_[a-z2-7]{16,}`)
+var credentialPattern = regexp.MustCompile(`tskey-[a-z]+-[A-Za-z0-9_-]{4,}|tg_[a-z2-7]{16,}`)
 
 // redact is the single secret-redaction helper: it removes the given
 // secrets verbatim and anything shaped like a credential from s. Every
