@@ -1,0 +1,119 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+var tokenLine = regexp.MustCompile(`tg_[a-z2-7]{52}`)
+
+func TestServeFirstStartPrintsAnAdminTokenOnceAndStopsOnSIGTERM(t *testing.T) {
+	dir := t.TempDir()
+	db, key := filepath.Join(dir, "tailgate.db"), filepath.Join(dir, "tailgate.key")
+	args := []string{"serve", "--db", db, "--key-file", key, "--listen", "127.0.0.1:0", "--log-format", "json",
+		// Nothing here reaches Tailscale; the URLs only have to be valid.
+		"--tailscale-api", "http://127.0.0.1:9", "--control-url", "http://127.0.0.1:9"}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+
+	p := startTailgate(t, nil, args...)
+	line := p.waitLine(t, ctx, "listening on http://")
+	base := line[strings.Index(line, "http://"):]
+	out := p.output()
+	admin := tokenLine.FindString(out)
+	if admin == "" || !strings.Contains(out, "Save this token now") {
+		t.Fatalf("first start did not print an admin token with a warning to save it:\n%s", out)
+	}
+	if fi, err := os.Stat(key); err != nil {
+		t.Errorf("key file not created: %v", err)
+	} else if fi.Mode().Perm() != 0o600 {
+		t.Errorf("key file mode %v, want 0600", fi.Mode().Perm())
+	}
+
+	get := func(path, token string) (int, string) {
+		t.Helper()
+		req, _ := http.NewRequest("GET", base+path, nil)
+		if token != "" {
+			req.Header.Set("Authorization", "Bearer "+token)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	if code, _ := get("/healthz", ""); code != 200 {
+		t.Errorf("healthz: %d", code)
+	}
+	if code, body := get("/v1/environments", admin); code != 200 {
+		t.Errorf("list with the printed token: %d %s", code, body)
+	}
+	if code, body := get("/v1/openapi.json", ""); code != 200 || !json.Valid([]byte(body)) {
+		t.Errorf("openapi.json: %d", code)
+	}
+
+	// A runner token made offline, while the server runs, works at once.
+	tc := startTailgate(t, nil, "token", "create", "--db", db, "--org", "default", "--role", "runner", "--name", "ci")
+	if code := tc.wait(t, time.Minute); code != 0 {
+		t.Fatalf("token create: exit %d\n%s", code, tc.output())
+	}
+	runner := tokenLine.FindString(tc.output())
+	if code, body := get("/v1/environments", runner); runner == "" || code != 200 {
+		t.Errorf("list with the offline runner token: %d %s", code, body)
+	}
+
+	p.cmd.Process.Signal(syscall.SIGTERM)
+	if code := p.wait(t, time.Minute); code != 0 {
+		t.Fatalf("serve exit %d after SIGTERM:\n%s", code, p.output())
+	}
+	if !strings.Contains(p.output(), `"msg":"stopped"`) {
+		t.Errorf("no clean stop in the log:\n%s", p.output())
+	}
+	if strings.Count(p.output(), admin) != 1 {
+		t.Errorf("the admin token appears %d times in the output (once expected)", strings.Count(p.output(), admin))
+	}
+
+	// The second start finds the org and prints no token.
+	p2 := startTailgate(t, nil, args...)
+	p2.waitLine(t, ctx, "listening on http://")
+	if tokenLine.MatchString(p2.output()) || strings.Contains(p2.output(), "First start") {
+		t.Errorf("second start printed a token:\n%s", p2.output())
+	}
+	p2.cmd.Process.Signal(syscall.SIGTERM)
+	if code := p2.wait(t, time.Minute); code != 0 {
+		t.Errorf("second serve exit %d", code)
+	}
+}
+
+func TestServeAndTokenRefuseMisuse(t *testing.T) {
+	dir := t.TempDir()
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"serve", "--log-format", "xml", "--db", filepath.Join(dir, "a.db")}, "--log-format must be text or json"},
+		{[]string{"serve", "extra"}, "serve takes no arguments"},
+		{[]string{"token", "create", "--db", filepath.Join(dir, "missing.db"), "--role", "runner", "--name", "ci"}, "missing.db"},
+		{[]string{"token", "create", "--role", "owner", "--name", "ci"}, "--role must be admin or runner"},
+		{[]string{"token"}, "usage: tailgate token create"},
+	} {
+		p := startTailgate(t, nil, c.args...)
+		if code := p.wait(t, time.Minute); code == 0 {
+			t.Errorf("%v: exit 0", c.args)
+		}
+		if !strings.Contains(p.output(), c.want) {
+			t.Errorf("%v: output lacks %q:\n%s", c.args, c.want, p.output())
+		}
+	}
+}
