@@ -12,6 +12,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/tailgate-dev/tailgate/internal/sandbox"
 )
 
 var tokenLine = regexp.MustCompile(`tg_[a-z2-7]{52}`)
@@ -115,5 +117,40 @@ func TestServeAndTokenRefuseMisuse(t *testing.T) {
 		if !strings.Contains(p.output(), c.want) {
 			t.Errorf("%v: output lacks %q:\n%s", c.args, c.want, p.output())
 		}
+	}
+}
+
+// TestServeConnectsAndVerifiesAgainstTheSandbox runs the real binary
+// against a sandbox tailnet in this process (its API and control server
+// listen on loopback) and drives it with tailgate env.
+func TestServeConnectsAndVerifiesAgainstTheSandbox(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	sb, err := sandbox.Start(ctx, sandbox.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sb.Close()
+	dir := t.TempDir()
+	p := startTailgate(t, nil, "serve", "--db", filepath.Join(dir, "t.db"), "--key-file", filepath.Join(dir, "t.key"),
+		"--listen", "127.0.0.1:0", "--tailscale-api", sb.APIURL(), "--control-url", sb.ControlURL())
+	line := p.waitLine(t, ctx, "listening on http://")
+	c := &cliServer{sb: sb, url: line[strings.Index(line, "http://"):], dir: dir}
+	t.Setenv("TAILGATE_TOKEN", tokenLine.FindString(p.output()))
+	tok := sb.NewAPIToken()
+
+	c.mustEnv(t, "", "create", "staging")
+	out := c.mustEnv(t, tok, "connect", "staging", "--target", sandbox.DemoAppName+":443")
+	wantAll(t, "connect", out, sandbox.ApprovedSubnet.String())
+	out = c.mustEnv(t, "", "verify", "staging")
+	wantAll(t, "verify", out, sandbox.DemoAppName+":443", "ok (self-signed)", "reachable")
+	c.mustEnv(t, tok, "disconnect", "staging")
+
+	p.cmd.Process.Signal(syscall.SIGTERM)
+	if code := p.wait(t, time.Minute); code != 0 {
+		t.Fatalf("serve exit %d:\n%s", code, p.output())
+	}
+	if strings.Contains(p.output(), tok) {
+		t.Error("the server's output contains the Tailscale API token")
 	}
 }

@@ -376,3 +376,44 @@ func TestDisconnectNeedsAWorkingTokenAndKeepsTheConnectionOtherwise(t *testing.T
 	}
 	e.must(e.do("DELETE", "/v1/environments/keep", e.admin, nil), 204, "delete after disconnect")
 }
+
+func TestAnotherOrgCannotSeeOrTouchAConnectedEnvironment(t *testing.T) {
+	e := newE2E(t)
+	tok := e.sb.NewAPIToken()
+	e.must(e.do("POST", "/v1/environments", e.admin, map[string]string{"name": "tenant"}), 201, "create")
+	pn := "/v1/environments/tenant/private-network"
+	e.must(e.do("PUT", pn, e.admin, map[string]any{"api_token": tok, "targets": []string{sandbox.DemoAppIP.String() + ":80"}}), 200, "connect")
+	e.must(e.do("POST", pn+"/verify", e.admin, nil), 200, "verify")
+	before := e.do("GET", pn, e.admin, nil)
+	policy, keys := e.sb.API().Policy(), len(e.sb.API().Keys())
+
+	// The other org's admin, with a perfectly good Tailscale token.
+	for _, ep := range []struct {
+		method, path string
+		body         any
+	}{
+		{"GET", "/v1/environments/tenant", nil},
+		{"DELETE", "/v1/environments/tenant", nil},
+		{"PUT", pn, map[string]any{"api_token": tok, "targets": []string{sandbox.DemoAppName + ":80"}}},
+		{"GET", pn, nil},
+		{"POST", pn + "/verify", nil},
+		{"DELETE", pn, map[string]any{"api_token": tok}},
+	} {
+		a := e.do(ep.method, ep.path, e.otherAd, ep.body)
+		if a.status != 404 || a.err().Code != CodeNotFound {
+			t.Errorf("other org %s %s = %d %s, want 404", ep.method, ep.path, a.status, a.body)
+		}
+	}
+	a := e.do("GET", "/v1/environments", e.otherAd, nil)
+	if strings.Contains(string(a.body), "tenant") {
+		t.Errorf("the other org's list shows the environment: %s", a.body)
+	}
+	if !bytes.Equal(policy, e.sb.API().Policy()) || len(e.sb.API().Keys()) != keys {
+		t.Error("the other org's calls changed the tailnet")
+	}
+	after := e.do("GET", pn, e.admin, nil)
+	if !bytes.Equal(before.body, after.body) {
+		t.Errorf("the owner's status changed:\nbefore %s\nafter %s", before.body, after.body)
+	}
+	e.must(e.do("DELETE", pn, e.admin, map[string]any{"api_token": tok}), 200, "owner disconnects")
+}
