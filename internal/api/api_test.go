@@ -86,7 +86,7 @@ func (f *fakeNetwork) calls() (connects, disconnects, verifies int) {
 
 // harness is an API over a real store and a fake network, with two orgs.
 type harness struct {
-	t        *testing.T
+	t        testing.TB
 	st       *store.Store
 	net      *fakeNetwork
 	srv      *httptest.Server
@@ -116,7 +116,7 @@ func (s *syncBuffer) String() string {
 	return s.b.String()
 }
 
-func newHarness(t *testing.T) *harness {
+func newHarness(t testing.TB) *harness {
 	t.Helper()
 	ctx := context.Background()
 	st, err := store.Open(ctx, filepath.Join(t.TempDir(), "tailgate.db"))
@@ -164,7 +164,7 @@ func (h *harness) do(method, path, token string, body any, contentType ...string
 // call sends a request; body may be a string or []byte (sent as is) or a
 // value (encoded as JSON). The content type is JSON unless contentType
 // says otherwise ("" for none).
-func call(t *testing.T, base, method, path, token string, body any, contentType ...string) answer {
+func call(t testing.TB, base, method, path, token string, body any, contentType ...string) answer {
 	t.Helper()
 	var rd io.Reader
 	switch b := body.(type) {

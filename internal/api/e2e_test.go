@@ -34,7 +34,7 @@ var (
 	sbErr  error
 )
 
-func sharedSandbox(t *testing.T) *sandbox.Sandbox {
+func sharedSandbox(t testing.TB) *sandbox.Sandbox {
 	t.Helper()
 	sbOnce.Do(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
@@ -59,7 +59,7 @@ func TestMain(m *testing.M) {
 // against the sandbox, with everything it logs and every OAuth client
 // secret Tailscale handed it kept for secret scans.
 type e2e struct {
-	t       *testing.T
+	t       testing.TB
 	sb      *sandbox.Sandbox
 	st      *store.Store
 	dir     string
@@ -75,7 +75,7 @@ type e2e struct {
 	responses [][]byte // every answer, headers and body
 }
 
-func newE2E(t *testing.T) *e2e {
+func newE2E(t testing.TB) *e2e {
 	t.Helper()
 	ctx := context.Background()
 	e := &e2e{t: t, sb: sharedSandbox(t), dir: t.TempDir(), logs: &syncBuffer{}}
