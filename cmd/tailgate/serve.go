@@ -9,6 +9,8 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"os/signal"
+	"syscall"
 	"time"
 
 	"github.com/tailgate-dev/tailgate/internal/api"
@@ -115,7 +117,10 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	}
 	// SIGTERM or SIGINT: stop accepting, let requests in flight finish (a
 	// connect must not stop between its policy write and its rollback).
-	log.Info("shutting down; waiting for requests in flight")
+	// A second signal ends the process at once (the default behaviour),
+	// for an operator who will not wait.
+	signal.Reset(os.Interrupt, syscall.SIGTERM)
+	log.Info("shutting down; waiting for requests in flight (signal again to stop at once)")
 	sctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	defer cancel()
 	if err := srv.Shutdown(sctx); err != nil {
