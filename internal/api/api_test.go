@@ -275,8 +275,9 @@ func TestMissingOrBadTokenIs401WithChallenge(t *testing.T) {
 			if a.status != 401 || a.err().Code != CodeUnauthenticated {
 				t.Errorf("%s: %s %s = %d %s, want 401 unauthenticated", what, ep.method, ep.path, a.status, a.body)
 			}
-			if !strings.HasPrefix(a.header.Get("WWW-Authenticate"), "Bearer") {
-				t.Errorf("%s: %s %s: WWW-Authenticate = %q", what, ep.method, ep.path, a.header.Get("WWW-Authenticate"))
+			challenge := a.header.Get("WWW-Authenticate")
+			if !strings.HasPrefix(challenge, `Bearer realm="tailgate"`) || (tok != "") != strings.Contains(challenge, `error="invalid_token"`) {
+				t.Errorf("%s: %s %s: WWW-Authenticate = %q", what, ep.method, ep.path, challenge)
 			}
 		}
 	}

@@ -181,7 +181,13 @@ func (s *server) writeError(w http.ResponseWriter, r *http.Request, err error, s
 			slog.String("code", e.Code), slog.String("error", redact(e.cause.Error(), secrets...)))
 	}
 	if status == http.StatusUnauthorized {
-		w.Header().Set("WWW-Authenticate", `Bearer realm="tailgate"`)
+		// RFC 6750: a request without credentials gets the bare challenge,
+		// one with a bad token is told the token is invalid.
+		challenge := `Bearer realm="tailgate"`
+		if r.Header.Get("Authorization") != "" {
+			challenge += `, error="invalid_token"`
+		}
+		w.Header().Set("WWW-Authenticate", challenge)
 	}
 	if e.allow != "" {
 		w.Header().Set("Allow", e.allow)
