@@ -170,6 +170,14 @@ func TestEnvCLIExitsNonZeroWithTheServersMessage(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "already exists") {
 		t.Errorf("create twice: %v", err)
 	}
+	// A policy managed from Git: the error carries the entries to paste.
+	c.sb.API().SetACLsExternallyManaged(true)
+	_, _, err = c.env(t, tok, "connect", "staging", "--target", sandbox.DemoAppIP.String()+":80")
+	c.sb.API().SetACLsExternallyManaged(false)
+	if err == nil || !strings.Contains(err.Error(), "add these entries") || !strings.Contains(err.Error(), "tag:tailgate-staging") {
+		t.Errorf("connect with a Git-managed policy: %v", err)
+	}
+
 	// A verification that fails exits non-zero after printing the table.
 	c.mustEnv(t, tok, "connect", "staging", "--target", sandbox.DemoAppIP.String()+":81", "--target", sandbox.DemoAppName+":80")
 	out, _, err := c.env(t, "", "verify", "staging")

@@ -72,7 +72,7 @@ func New(opts Options) http.Handler {
 	return s.accessLog(s.recoverPanics(mux))
 }
 
-// Access says who may call an endpoint.
+// access says who may call an endpoint.
 type access int
 
 const (

@@ -417,3 +417,24 @@ func TestAnotherOrgCannotSeeOrTouchAConnectedEnvironment(t *testing.T) {
 	}
 	e.must(e.do("DELETE", pn, e.admin, map[string]any{"api_token": tok}), 200, "owner disconnects")
 }
+
+func TestGitManagedPolicyAnswers409WithTheFragmentToPaste(t *testing.T) {
+	e := newE2E(t)
+	tok := e.sb.NewAPIToken()
+	e.must(e.do("POST", "/v1/environments", e.admin, map[string]string{"name": "gitops"}), 201, "create")
+	e.sb.API().SetACLsExternallyManaged(true)
+	defer e.sb.API().SetACLsExternallyManaged(false)
+	before := e.sb.API().Policy()
+	a := e.do("PUT", "/v1/environments/gitops/private-network", e.admin, map[string]any{"api_token": tok, "targets": []string{sandbox.DemoAppIP.String() + ":80"}})
+	er := a.err()
+	if a.status != 409 || er.Code != CodePolicyManagedExternally || !strings.Contains(er.Fragment, "tag:tailgate-gitops") || er.Step == "" {
+		t.Fatalf("connect with a Git-managed policy = %d %s", a.status, a.body)
+	}
+	if !bytes.Equal(before, e.sb.API().Policy()) {
+		t.Error("a Git-managed policy was written")
+	}
+	a = e.do("GET", "/v1/environments/gitops/private-network", e.admin, nil)
+	if !strings.Contains(string(a.body), `"disconnected"`) {
+		t.Errorf("status after the refused connect: %s", a.body)
+	}
+}
