@@ -10,12 +10,14 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"path/filepath"
+	"reflect"
 	"slices"
 	"strings"
 	"sync"
 	"testing"
 
 	"github.com/tailgate-dev/tailgate/internal/connect"
+	"github.com/tailgate-dev/tailgate/internal/grants"
 	"github.com/tailgate-dev/tailgate/internal/store"
 	"github.com/tailgate-dev/tailgate/internal/vault"
 )
@@ -676,5 +678,67 @@ func TestRedactRemovesCredentialsButKeepsExamples(t *testing.T) {
 	}
 	if got := redact("the password is hunter2", "hunter2"); got != "the password is [redacted]" {
 		t.Errorf("redact with a given secret = %q", got)
+	}
+}
+
+// TestOpenAPISchemasMatchTheJSONTheServerWrites keeps the document's
+// schemas in step with the Go types encoded on the wire (including
+// connect's, which another package owns): same property names both ways.
+func TestOpenAPISchemasMatchTheJSONTheServerWrites(t *testing.T) {
+	raw, err := OpenAPI()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var doc struct {
+		Components struct {
+			Schemas map[string]struct {
+				Properties map[string]any `json:"properties"`
+			} `json:"schemas"`
+		} `json:"components"`
+	}
+	if err := json.Unmarshal(raw, &doc); err != nil {
+		t.Fatal(err)
+	}
+	for schema, v := range map[string]any{
+		"ConnectResult":            connect.Result{},
+		"TargetSummary":            connect.TargetSummary{},
+		"Status":                   connect.Status{},
+		"Verification":             connect.Verification{},
+		"TargetResult":             connect.TargetResult{},
+		"StepResult":               connect.StepResult{},
+		"TLSInfo":                  connect.TLSInfo{},
+		"Grant":                    grants.Grant{},
+		"Environment":              Environment{},
+		"EnvironmentList":          EnvironmentList{},
+		"CreateEnvironmentRequest": CreateEnvironmentRequest{},
+		"ConnectRequest":           ConnectRequest{},
+		"DisconnectRequest":        DisconnectRequest{},
+		"CreateTokenRequest":       CreateTokenRequest{},
+		"CreatedToken":             CreatedToken{},
+		"ErrorDetail":              Error{},
+	} {
+		s, ok := doc.Components.Schemas[schema]
+		if !ok {
+			t.Errorf("openapi.yaml has no schema %s", schema)
+			continue
+		}
+		var fields []string
+		rt := reflect.TypeOf(v)
+		for i := range rt.NumField() {
+			f := rt.Field(i)
+			name, _, _ := strings.Cut(f.Tag.Get("json"), ",")
+			if !f.IsExported() || name == "-" {
+				continue
+			}
+			fields = append(fields, name)
+			if _, ok := s.Properties[name]; !ok {
+				t.Errorf("schema %s lacks property %q (field %s.%s)", schema, name, rt.Name(), f.Name)
+			}
+		}
+		for p := range s.Properties {
+			if !slices.Contains(fields, p) {
+				t.Errorf("schema %s documents %q, which %s does not have", schema, p, rt)
+			}
+		}
 	}
 }
