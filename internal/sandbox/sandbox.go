@@ -128,6 +128,7 @@ type Sandbox struct {
 	permanent map[key.NodePublic]bool          // customer devices, not ephemeral
 	enabled   map[key.NodePublic][]netip.Prefix
 	seenLive  map[key.NodePublic]bool
+	firstSeen map[key.NodePublic]time.Time
 	goneSince map[key.NodePublic]time.Time
 	removed   map[key.NodePublic]bool // deleted or logged out
 	closed    bool
@@ -159,6 +160,7 @@ func Start(ctx context.Context, opts Options) (_ *Sandbox, err error) {
 		permanent: map[key.NodePublic]bool{},
 		enabled:   map[key.NodePublic][]netip.Prefix{},
 		seenLive:  map[key.NodePublic]bool{},
+		firstSeen: map[key.NodePublic]time.Time{},
 		goneSince: map[key.NodePublic]time.Time{},
 		removed:   map[key.NodePublic]bool{},
 	}
@@ -188,6 +190,7 @@ func Start(ctx context.Context, opts Options) (_ *Sandbox, err error) {
 		AllOnline: true,
 		Logf:      logf,
 	}
+	s.control.HoldMapRequest = s.keepTags
 	s.ctrlSrv = httptest.NewUnstartedServer(s.control)
 	s.control.HTTPTestServer = s.ctrlSrv
 	s.ctrlSrv.Start()
@@ -345,11 +348,30 @@ func (s *Sandbox) setEnabledRoutes(k key.NodePublic, routes []netip.Prefix) erro
 	return nil
 }
 
+// keepTags stops testcontrol from treating a map request whose Hostinfo
+// carries no RequestTags (tsnet sends some while it starts) as a request to
+// drop the node's tags, which it answers by expiring the node key: the node
+// then re-registers under a new key and its old record lingers. A real
+// control server changes tags only on re-authentication.
+func (s *Sandbox) keepTags(req *tailcfg.MapRequest) func() {
+	if req.Hostinfo == nil || len(req.Hostinfo.RequestTags) > 0 {
+		return nil
+	}
+	if n := s.control.Node(req.NodeKey); n != nil && len(n.Tags) > 0 {
+		req.Hostinfo.RequestTags = slices.Clone(n.Tags)
+	}
+	return nil
+}
+
 // liveness: Tailscale removes an ephemeral node when it logs out or stays
 // offline; testcontrol never does. The sandbox models it: a non-permanent
 // node that was connected to DERP and has been gone for removeGrace is
 // removed.
-const removeGrace = time.Second
+const (
+	removeGrace = time.Second
+	// joinGrace is how long a registered node may take to reach DERP.
+	joinGrace = 3 * time.Second
+)
 
 func (s *Sandbox) watchLiveness() {
 	t := time.NewTicker(100 * time.Millisecond)
@@ -370,12 +392,18 @@ func (s *Sandbox) checkLiveness() {
 		k := n.Key
 		live := s.relay.derp.IsClientConnectedForTest(k)
 		s.mu.Lock()
+		if _, ok := s.firstSeen[k]; !ok {
+			s.firstSeen[k] = now
+		}
 		switch {
 		case s.removed[k] || s.permanent[k]:
 		case live:
 			s.seenLive[k] = true
 			delete(s.goneSince, k)
-		case s.seenLive[k]:
+		case s.seenLive[k] || now.Sub(s.firstSeen[k]) > joinGrace:
+			// A node that joined through tailnet.Join was on DERP before
+			// Join returned, even if it came and went between two checks.
+			s.seenLive[k] = true
 			if t, ok := s.goneSince[k]; !ok {
 				s.goneSince[k] = now
 			} else if now.Sub(t) > removeGrace {

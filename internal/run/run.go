@@ -1,0 +1,486 @@
+// Package run gives every browser run its own stay on the customer's
+// tailnet: an ephemeral node, a warm path to the targets, and a loopback
+// proxy that is the run's only way out.
+//
+// # Overview
+//
+// [Manager.Start] opens the environment's sealed credential (package
+// connect), mints a single-use, ephemeral, pre-authorized auth key, joins a
+// node tagged tag:tailgate-<env> with subnet routes accepted, warms the
+// path to every target (a disco ping to the peer that serves it, then a TCP
+// probe: a freshly joined node's first connection can otherwise stall for
+// seconds while peers learn its keys), and starts an [egress.Proxy] on
+// 127.0.0.1 that reaches only the environment's targets, resolves only
+// through the tailnet and dials only through it. The run is ready only
+// then; its Info says how long warming took.
+//
+// A run ends when its owner ends it ([Manager.End]), when it reaches its
+// maximum lifetime, or when its lease lapses: a client that stops sending
+// heartbeats (killed with SIGKILL, say) loses its run at the next sweep.
+// Ending logs the node out, which removes it from the tailnet. Runs left
+// open by a crashed server are marked ended by the first sweep after
+// restart; their nodes are ephemeral and the control server removes them.
+//
+// # Usage
+//
+//	m := &run.Manager{Connect: svc, Store: st}
+//	go m.Sweep(ctx, 5*time.Second)
+//	info, err := m.Start(ctx, orgID, "staging", run.Options{})
+//	// HTTP_PROXY=info.ProxyURL chromium ...
+//	m.End(ctx, orgID, info.ID, "done")
+package run
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"sync"
+	"time"
+
+	"tailscale.com/tailcfg"
+
+	"github.com/tailgate-dev/tailgate/internal/connect"
+	"github.com/tailgate-dev/tailgate/internal/egress"
+	"github.com/tailgate-dev/tailgate/internal/grants"
+	"github.com/tailgate-dev/tailgate/internal/store"
+	"github.com/tailgate-dev/tailgate/internal/tailnet"
+)
+
+// Defaults for a Manager's zero fields.
+const (
+	DefaultMaxLifetime = time.Hour
+	DefaultLease       = 30 * time.Second
+	warmTimeout        = 10 * time.Second
+)
+
+// States a run goes through.
+const (
+	StateReady = "ready"
+	StateEnded = "ended"
+)
+
+// Manager starts, tracks and ends runs. Set its fields before use.
+type Manager struct {
+	Connect *connect.Service
+	Store   *store.Store
+	Logger  *slog.Logger
+	// MaxLifetime caps every run; DefaultMaxLifetime when zero.
+	MaxLifetime time.Duration
+	// Lease is how long a run lives without a heartbeat; DefaultLease when
+	// zero, negative to disable.
+	Lease time.Duration
+
+	mu   sync.Mutex
+	runs map[string]*session
+}
+
+// Options for one run.
+type Options struct {
+	// Lifetime is the run's maximum lifetime, capped by the Manager's.
+	Lifetime time.Duration
+}
+
+// Info describes a run; it holds no secret.
+type Info struct {
+	ID        string         `json:"id"`
+	Env       string         `json:"environment"`
+	State     string         `json:"state"`
+	ProxyURL  string         `json:"proxy_url,omitempty"`
+	ProxyAddr string         `json:"proxy_addr,omitempty"`
+	Node      string         `json:"node,omitempty"`
+	NodeIP    string         `json:"node_ip,omitempty"`
+	StartedAt time.Time      `json:"started_at"`
+	ExpiresAt time.Time      `json:"expires_at"`
+	EndedAt   *time.Time     `json:"ended_at,omitempty"`
+	EndReason string         `json:"end_reason,omitempty"`
+	JoinMS    float64        `json:"join_ms,omitempty"`
+	WarmMS    float64        `json:"warm_ms,omitempty"`
+	Warm      []WarmResult   `json:"warm,omitempty"`
+	Events    []egress.Event `json:"events,omitempty"`
+}
+
+// WarmResult is how warming the path to one target went.
+type WarmResult struct {
+	Target string  `json:"target"`
+	OK     bool    `json:"ok"`
+	MS     float64 `json:"ms"`
+	Error  string  `json:"error,omitempty"`
+}
+
+type session struct {
+	info    Info
+	orgID   string
+	node    *tailnet.Node
+	proxy   *egress.Proxy
+	leaseTo time.Time
+	once    sync.Once
+}
+
+func (m *Manager) logger() *slog.Logger {
+	if m.Logger != nil {
+		return m.Logger
+	}
+	return slog.New(slog.DiscardHandler)
+}
+
+func (m *Manager) maxLifetime() time.Duration {
+	if m.MaxLifetime > 0 {
+		return m.MaxLifetime
+	}
+	return DefaultMaxLifetime
+}
+
+func (m *Manager) lease() time.Duration {
+	if m.Lease == 0 {
+		return DefaultLease
+	}
+	return m.Lease
+}
+
+// Error is a run that could not start or be found, with a stable code.
+type Error struct {
+	Code    string // not_found, not_connected, credential_revoked, join_failed, internal
+	Message string
+	Err     error
+}
+
+func (e *Error) Error() string { return e.Message }
+func (e *Error) Unwrap() error { return e.Err }
+
+// Start joins a node for a new run of env and returns once its proxy
+// listens and the path to its targets is warm.
+func (m *Manager) Start(ctx context.Context, orgID, env string, opts Options) (Info, error) {
+	log := m.logger().With("org", orgID, "env", env)
+	cred, err := m.Connect.OpenCredential(ctx, orgID, env)
+	if err != nil {
+		return Info{}, err
+	}
+	targets, err := egressTargets(cred.Conn.Targets)
+	if err != nil {
+		return Info{}, &Error{Code: "internal", Message: "stored targets are invalid: " + err.Error(), Err: err}
+	}
+	lifetime := m.maxLifetime()
+	if opts.Lifetime > 0 && opts.Lifetime < lifetime {
+		lifetime = opts.Lifetime
+	}
+	start := time.Now()
+	rec, err := m.Store.CreateRun(ctx, orgID, store.Run{EnvID: cred.Env.ID, ExpiresAt: start.Add(lifetime)})
+	if err != nil {
+		return Info{}, &Error{Code: "internal", Message: "record run: " + err.Error(), Err: err}
+	}
+	fail := func(e error) (Info, error) {
+		m.Store.EndRun(context.WithoutCancel(ctx), orgID, rec.ID, "failed to start: "+e.Error())
+		log.Warn("run failed to start", "run", rec.ID, "err", e)
+		return Info{}, e
+	}
+	key, err := m.Connect.MintKey(ctx, cred, "run "+env)
+	if err != nil {
+		return fail(err)
+	}
+	hostname := connect.NodeName("run", env)
+	node, err := tailnet.Join(ctx, tailnet.JoinOptions{
+		ControlURL:   m.Connect.ControlURL,
+		AuthKey:      key.Key,
+		Hostname:     hostname,
+		Tags:         []string{cred.Conn.Tag},
+		AcceptRoutes: true,
+	})
+	if err != nil {
+		return fail(&Error{Code: "join_failed", Message: "the run's node could not join the tailnet; check that the environment's private network status still shows connected, then retry", Err: err})
+	}
+	path := tailnetPath{node}
+	s := &session{orgID: orgID, node: node}
+	s.info = Info{ID: rec.ID, Env: env, Node: hostname, NodeIP: node.IPv4().String(), StartedAt: rec.StartedAt, ExpiresAt: rec.ExpiresAt, JoinMS: ms(node.JoinDuration())}
+
+	warmStart := time.Now()
+	s.info.Warm = warm(ctx, node, targets)
+	s.info.WarmMS = ms(time.Since(warmStart))
+
+	proxy, err := egress.New(egress.Options{Targets: targets, Resolver: path, Dialer: path, Logger: log.With("run", rec.ID)})
+	if err != nil {
+		node.Close()
+		return fail(&Error{Code: "internal", Message: "start proxy: " + err.Error(), Err: err})
+	}
+	addr, err := proxy.Start()
+	if err != nil {
+		node.Close()
+		return fail(&Error{Code: "internal", Message: "start proxy: " + err.Error(), Err: err})
+	}
+	s.proxy = proxy
+	s.info.ProxyAddr = addr.String()
+	s.info.ProxyURL = "http://" + addr.String()
+	s.info.State = StateReady
+	s.leaseTo = time.Now().Add(m.lease())
+	if err := m.Store.UpdateRun(ctx, orgID, rec.ID, StateReady, hostname, "", s.info.ProxyAddr); err != nil {
+		m.stop(s)
+		return fail(&Error{Code: "internal", Message: "record run: " + err.Error(), Err: err})
+	}
+	m.mu.Lock()
+	if m.runs == nil {
+		m.runs = map[string]*session{}
+	}
+	m.runs[rec.ID] = s
+	m.mu.Unlock()
+	log.Info("run ready", "run", rec.ID, "node", hostname, "proxy", s.info.ProxyAddr, "join_ms", s.info.JoinMS, "warm_ms", s.info.WarmMS)
+	return s.info, nil
+}
+
+// Get returns a run of orgID's, open or ended.
+func (m *Manager) Get(ctx context.Context, orgID, id string) (Info, error) {
+	m.mu.Lock()
+	s := m.runs[id]
+	m.mu.Unlock()
+	if s != nil && s.orgID == orgID {
+		info := s.info
+		info.Events = s.proxy.Events()
+		return info, nil
+	}
+	r, err := m.Store.GetRun(ctx, orgID, id)
+	if errors.Is(err, store.ErrNotFound) {
+		return Info{}, &Error{Code: "not_found", Message: fmt.Sprintf("no run %q", id), Err: err}
+	}
+	if err != nil {
+		return Info{}, &Error{Code: "internal", Message: err.Error(), Err: err}
+	}
+	info := Info{ID: r.ID, State: r.State, Node: r.NodeHostname, StartedAt: r.StartedAt, ExpiresAt: r.ExpiresAt, EndReason: r.EndReason}
+	if !r.EndedAt.IsZero() {
+		t := r.EndedAt
+		info.EndedAt, info.State = &t, StateEnded
+	}
+	return info, nil
+}
+
+// Heartbeat extends an open run's lease.
+func (m *Manager) Heartbeat(ctx context.Context, orgID, id string) (Info, error) {
+	m.mu.Lock()
+	s := m.runs[id]
+	if s != nil && s.orgID == orgID {
+		s.leaseTo = time.Now().Add(m.lease())
+	}
+	m.mu.Unlock()
+	if s == nil || s.orgID != orgID {
+		return m.Get(ctx, orgID, id)
+	}
+	return s.info, nil
+}
+
+// End ends an open run: its proxy closes and its node leaves the tailnet.
+func (m *Manager) End(ctx context.Context, orgID, id, reason string) (Info, error) {
+	m.mu.Lock()
+	s := m.runs[id]
+	if s != nil && s.orgID == orgID {
+		delete(m.runs, id)
+	} else {
+		s = nil
+	}
+	m.mu.Unlock()
+	if s == nil {
+		return m.Get(ctx, orgID, id)
+	}
+	m.stop(s)
+	if err := m.Store.EndRun(context.WithoutCancel(ctx), orgID, id, reason); err != nil && !errors.Is(err, store.ErrNotFound) {
+		m.logger().Error("record run end", "run", id, "err", err)
+	}
+	m.logger().Info("run ended", "run", id, "env", s.info.Env, "reason", reason)
+	info := s.info
+	info.Events = s.proxy.Events()
+	now := time.Now().UTC()
+	info.State, info.EndedAt, info.EndReason = StateEnded, &now, reason
+	return info, nil
+}
+
+func (m *Manager) stop(s *session) {
+	s.once.Do(func() {
+		if s.proxy != nil {
+			s.proxy.Close()
+		}
+		// Logging out removes the ephemeral node from the tailnet at once.
+		s.node.Close()
+	})
+}
+
+// Sweep ends runs past their lifetime or lease every interval until ctx is
+// done, and marks runs that a previous server process left open as ended.
+func (m *Manager) Sweep(ctx context.Context, every time.Duration) {
+	m.SweepOrphans(ctx)
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			m.SweepOnce(ctx)
+		}
+	}
+}
+
+// SweepOnce ends every run past its lifetime or lease.
+func (m *Manager) SweepOnce(ctx context.Context) {
+	now := time.Now()
+	type due struct{ org, id, reason string }
+	var ended []due
+	m.mu.Lock()
+	for id, s := range m.runs {
+		switch {
+		case now.After(s.info.ExpiresAt):
+			ended = append(ended, due{s.orgID, id, "maximum lifetime reached"})
+		case m.lease() > 0 && now.After(s.leaseTo):
+			ended = append(ended, due{s.orgID, id, "lease expired: no heartbeat from the client"})
+		}
+	}
+	m.mu.Unlock()
+	for _, d := range ended {
+		m.End(ctx, d.org, d.id, d.reason)
+	}
+}
+
+// SweepOrphans ends runs recorded as open that this process does not hold:
+// their server died. Their nodes were ephemeral and died with it.
+func (m *Manager) SweepOrphans(ctx context.Context) {
+	open, err := m.Store.OpenRuns(ctx)
+	if err != nil {
+		m.logger().Error("sweep: list open runs", "err", err)
+		return
+	}
+	for _, r := range open {
+		m.mu.Lock()
+		_, live := m.runs[r.ID]
+		m.mu.Unlock()
+		if !live {
+			m.Store.EndRun(ctx, r.OrgID, r.ID, "orphaned: the server that held it stopped")
+		}
+	}
+}
+
+// Close ends every open run.
+func (m *Manager) Close() {
+	m.mu.Lock()
+	var all []*session
+	for id, s := range m.runs {
+		all = append(all, s)
+		delete(m.runs, id)
+	}
+	m.mu.Unlock()
+	var wg sync.WaitGroup
+	for _, s := range all {
+		wg.Go(func() {
+			m.stop(s)
+			m.Store.EndRun(context.Background(), s.orgID, s.info.ID, "server shutting down")
+		})
+	}
+	wg.Wait()
+}
+
+// Open lists the open runs, for metrics and tests.
+func (m *Manager) Open() int {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return len(m.runs)
+}
+
+func egressTargets(raw []string) ([]egress.Target, error) {
+	ts, err := grants.ParseTargets(raw)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]egress.Target, len(ts))
+	for i, t := range ts {
+		out[i] = egress.Target{Host: t.Host, Port: t.Port}
+	}
+	return out, nil
+}
+
+// warm makes the node's first real connection to each target fast: a disco
+// ping to the peer serving the target teaches both ends each other's keys,
+// then a TCP probe opens the path end to end.
+func warm(ctx context.Context, node *tailnet.Node, targets []egress.Target) []WarmResult {
+	ctx, cancel := context.WithTimeout(ctx, warmTimeout)
+	defer cancel()
+	res := make([]WarmResult, len(targets))
+	var wg sync.WaitGroup
+	for i, t := range targets {
+		wg.Go(func() {
+			start := time.Now()
+			err := warmOne(ctx, node, t)
+			res[i] = WarmResult{Target: t.String(), OK: err == nil, MS: ms(time.Since(start))}
+			if err != nil {
+				res[i].Error = err.Error()
+			}
+		})
+	}
+	wg.Wait()
+	return res
+}
+
+func warmOne(ctx context.Context, node *tailnet.Node, t egress.Target) error {
+	addrs, err := node.LookupNetIP(ctx, t.Host)
+	if err != nil {
+		return err
+	}
+	dst := addrs[0]
+	if peer, ok := servingPeer(ctx, node, dst); ok {
+		pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		node.LocalClient().Ping(pctx, peer, tailcfg.PingDisco)
+		cancel()
+	}
+	c, err := node.DialTCP(ctx, netip.AddrPortFrom(dst, t.Port))
+	if err != nil {
+		return err
+	}
+	c.Close()
+	return nil
+}
+
+// servingPeer finds the tailnet address of the peer that carries dst: the
+// peer itself, or the subnet router whose primary route covers it.
+func servingPeer(ctx context.Context, node *tailnet.Node, dst netip.Addr) (netip.Addr, bool) {
+	st, err := node.LocalClient().Status(ctx)
+	if err != nil {
+		return netip.Addr{}, false
+	}
+	for _, p := range st.Peer {
+		if len(p.TailscaleIPs) == 0 {
+			continue
+		}
+		for _, ip := range p.TailscaleIPs {
+			if ip == dst {
+				return ip, true
+			}
+		}
+		if p.PrimaryRoutes != nil {
+			for _, r := range p.PrimaryRoutes.All() {
+				if r.Contains(dst) {
+					return p.TailscaleIPs[0], true
+				}
+			}
+		}
+	}
+	return netip.Addr{}, false
+}
+
+// tailnetPath adapts a node to the proxy's Resolver and Dialer, translating
+// the node's refusals into the proxy's reasons.
+type tailnetPath struct{ n *tailnet.Node }
+
+func (p tailnetPath) LookupNetIP(ctx context.Context, host string) ([]netip.Addr, error) {
+	addrs, err := p.n.LookupNetIP(ctx, host)
+	if errors.Is(err, tailnet.ErrNameNotInTailnet) {
+		return nil, fmt.Errorf("%w: %v", egress.ErrNameNotInTailnet, err)
+	}
+	return addrs, err
+}
+
+func (p tailnetPath) DialContext(ctx context.Context, network string, addr netip.AddrPort) (net.Conn, error) {
+	c, err := p.n.DialTCP(ctx, addr)
+	var nr *tailnet.NotRoutedError
+	if errors.As(err, &nr) {
+		return nil, fmt.Errorf("%w: %v", egress.ErrNotViaTailnet, err)
+	}
+	return c, err
+}
+
+func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
