@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"io"
+	"net"
 	"os"
 	"os/exec"
 	"strings"
@@ -119,4 +120,15 @@ func TestUnknownCommandIsUsageError(t *testing.T) {
 	if !strings.Contains(p.output(), `unknown command "frobnicate"`) {
 		t.Errorf("output does not name the bad command: %s", p.output())
 	}
+}
+
+// netListenFree returns a loopback port that was free a moment ago.
+func netListenFree() (string, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", err
+	}
+	defer ln.Close()
+	_, port, _ := net.SplitHostPort(ln.Addr().String())
+	return port, nil
 }

@@ -1,0 +1,60 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+
+	"github.com/tailgate-dev/tailgate/internal/gateway"
+)
+
+func init() {
+	register(command{
+		name:    "gateway",
+		summary: "run an agentgateway-compatible gateway from a config file (-f config.yaml)",
+		run:     runGateway,
+	})
+}
+
+func runGateway(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := newFlagSet("gateway", stderr)
+	file := fs.String("f", "", "agentgateway config `file` (YAML)")
+	fs.StringVar(file, "file", "", "same as -f")
+	validateOnly := fs.Bool("validate-only", false, "load and compile the config, report every problem, and exit")
+	admin := fs.String("admin", "", "admin `address` for /metrics, /healthz/ready and /config_dump (default: the config's adminAddr, else 127.0.0.1:15000; \"off\" disables)")
+	bindHost := fs.String("bind-host", "", "`host` to bind ports on (default: all interfaces, like agentgateway)")
+	logFormat := fs.String("log-format", "text", "log format on stderr: text or json")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	if *file == "" {
+		return usageError{"-f config.yaml is required"}
+	}
+	if fs.NArg() > 0 {
+		return usageError{fmt.Sprintf("unexpected arguments: %v", fs.Args())}
+	}
+	var h slog.Handler
+	switch *logFormat {
+	case "text":
+		h = slog.NewTextHandler(stderr, nil)
+	case "json":
+		h = slog.NewJSONHandler(stderr, nil)
+	default:
+		return usageError{fmt.Sprintf("-log-format must be text or json, not %q", *logFormat)}
+	}
+	if *validateOnly {
+		if err := gateway.Validate(*file); err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "%s: ok\n", *file)
+		return nil
+	}
+	return gateway.Run(ctx, gateway.Options{
+		ConfigPath: *file,
+		Logger:     slog.New(h),
+		AdminAddr:  *admin,
+		BindHost:   *bindHost,
+		AccessLog:  stderr,
+	})
+}

@@ -1,0 +1,69 @@
+package main
+
+import (
+	"context"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+func TestGatewayValidateOnlyNamesTheBadLine(t *testing.T) {
+	dir := t.TempDir()
+	bad := filepath.Join(dir, "bad.yaml")
+	os.WriteFile(bad, []byte("binds:\n- port: 3000\n  listners: []\n"), 0o644)
+	p := startTailgate(t, nil, "gateway", "-f", bad, "--validate-only")
+	if code := p.wait(t, 30*time.Second); code != 1 {
+		t.Fatalf("exit %d, want 1:\n%s", code, p.output())
+	}
+	if out := p.output(); !strings.Contains(out, "bad.yaml:3") || !strings.Contains(out, "listners") {
+		t.Errorf("error does not name the file, line and key:\n%s", out)
+	}
+	p = startTailgate(t, nil, "gateway", "--validate-only")
+	if code := p.wait(t, 30*time.Second); code != 2 {
+		t.Errorf("missing -f: exit %d, want 2", code)
+	}
+}
+
+func TestGatewayServesAndStopsOnSIGTERM(t *testing.T) {
+	backend := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "from backend") }))
+	defer backend.Close()
+	port, err := netListenFree()
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	cfg := filepath.Join(dir, "config.yaml")
+	os.WriteFile(cfg, []byte(`binds:
+- port: `+port+`
+  listeners:
+  - name: default
+    protocol: HTTP
+    routes:
+    - name: app
+      backends:
+      - host: `+strings.TrimPrefix(backend.URL, "http://")+`
+`), 0o644)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	p := startTailgate(t, nil, "gateway", "-f", cfg, "--bind-host", "127.0.0.1", "--admin", "off")
+	p.waitLine(t, ctx, `bind=bind/`+port)
+	resp, err := http.Get("http://127.0.0.1:" + port + "/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if string(b) != "from backend" {
+		t.Errorf("through the gateway: %q", b)
+	}
+	p.cmd.Process.Signal(syscall.SIGTERM)
+	if code := p.wait(t, 30*time.Second); code != 0 {
+		t.Fatalf("exit %d after SIGTERM:\n%s", code, p.output())
+	}
+}
