@@ -132,7 +132,7 @@ func TestEnvCLIRefusesTheTailscaleTokenAsAFlag(t *testing.T) {
 		{"env", "disconnect", "staging", "--token", tok},
 	} {
 		var out, errb bytes.Buffer
-		code := run(context.Background(), args, &out, &errb)
+		code := runMain(context.Background(), args, &out, &errb)
 		if code != 2 {
 			t.Errorf("%v: exit %d, want 2", args, code)
 		}
