@@ -42,12 +42,16 @@ type Options struct {
 	// OperationTimeout bounds connect, verify and disconnect, which talk
 	// to Tailscale and may join the tailnet; 3 minutes when zero.
 	OperationTimeout time.Duration
+	// Runs starts and ends runs (a *run.Manager). Nil: the run endpoints
+	// answer 503 runs_unavailable.
+	Runs Runs
 }
 
 // server is the API's state; handlers are its methods.
 type server struct {
 	store     *store.Store
 	pn        PrivateNetwork
+	runs      Runs
 	log       *slog.Logger
 	opTimeout time.Duration
 }
@@ -55,7 +59,7 @@ type server struct {
 // New returns the API as one handler: /v1/..., /healthz and 404/405 for
 // everything else, all answered in JSON.
 func New(opts Options) http.Handler {
-	s := &server{store: opts.Store, pn: opts.PrivateNetwork, log: opts.Logger, opTimeout: opts.OperationTimeout}
+	s := &server{store: opts.Store, pn: opts.PrivateNetwork, runs: opts.Runs, log: opts.Logger, opTimeout: opts.OperationTimeout}
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
 	}
@@ -116,6 +120,16 @@ func (s *server) routes() []route {
 		}},
 		{"/v1/environments/{env}/private-network/verify", map[string]endpoint{
 			http.MethodPost: {adminOnly, s.verify},
+		}},
+		{"/v1/environments/{env}/runs", map[string]endpoint{
+			http.MethodPost: {anyRole, s.startRun},
+		}},
+		{"/v1/runs/{id}", map[string]endpoint{
+			http.MethodGet:    {anyRole, s.getRun},
+			http.MethodDelete: {anyRole, s.endRun},
+		}},
+		{"/v1/runs/{id}/heartbeat", map[string]endpoint{
+			http.MethodPost: {anyRole, s.heartbeatRun},
 		}},
 		{"/v1/tokens", map[string]endpoint{
 			http.MethodPost: {adminOnly, s.createToken},

@@ -6,12 +6,13 @@
 // [New] returns one http.Handler for the whole API. It does no work of its
 // own beyond HTTP: environments and tokens are kept by package store, and
 // the three moments of private network access run in a [PrivateNetwork]
-// (in production a *connect.Service; in tests a fake).
+// (in production a *connect.Service; in tests a fake), runs in [Runs] (a
+// *run.Manager).
 //
 // Every /v1 call carries a tailgate API token, "Authorization: Bearer
 // tg_...". A missing or unknown token is 401 with a WWW-Authenticate
-// header. Tokens have a role: admin may do everything; runner may only
-// read environments and their status (and, later, start runs). A call the
+// header. Tokens have a role: admin may do everything; runner may read
+// environments and their status, and start, keep alive and end runs. A call the
 // role may not make is 403. Tenancy is by org: every lookup is scoped to
 // the token's org, so another org's environment is 404, exactly as if it
 // did not exist. Only GET /v1/openapi.json and GET /healthz are public.
@@ -27,6 +28,10 @@
 //	GET    /v1/environments/{env}/private-network        status                 any role
 //	POST   /v1/environments/{env}/private-network/verify verify                 admin
 //	DELETE /v1/environments/{env}/private-network        disconnect             admin
+//	POST   /v1/environments/{env}/runs                   start a run            any role
+//	GET    /v1/runs/{id}                                 get a run              any role
+//	POST   /v1/runs/{id}/heartbeat                       extend its lease       any role
+//	DELETE /v1/runs/{id}                                 end a run              any role
 //	POST   /v1/tokens                                    create a token         admin
 //	GET    /v1/openapi.json                              this API, OpenAPI 3.0  public
 //	GET    /healthz                                      liveness               public

@@ -32,6 +32,10 @@ var Codes = map[string]int{
 	CodePolicyConflict:          http.StatusConflict,
 	CodePolicyManagedExternally: http.StatusConflict,
 	CodeTailnetLock:             http.StatusConflict,
+	CodeRunEnded:                http.StatusConflict,
+	CodeCredentialRevoked:       http.StatusConflict,
+	CodeJoinFailed:              http.StatusBadGateway,
+	CodeRunsUnavailable:         http.StatusServiceUnavailable,
 	CodeTailscaleUnauthorized:   http.StatusUnprocessableEntity,
 	CodeTailscaleForbidden:      http.StatusUnprocessableEntity,
 	CodePolicyInvalid:           http.StatusUnprocessableEntity,
@@ -56,6 +60,10 @@ const (
 	CodePolicyConflict          = "policy_conflict"
 	CodePolicyManagedExternally = "policy_managed_externally"
 	CodeTailnetLock             = "tailnet_lock"
+	CodeRunEnded                = "run_ended"
+	CodeCredentialRevoked       = "credential_revoked"
+	CodeJoinFailed              = "join_failed"
+	CodeRunsUnavailable         = "runs_unavailable"
 	CodeTailscaleUnauthorized   = "tailscale_unauthorized"
 	CodeTailscaleForbidden      = "tailscale_forbidden"
 	CodePolicyInvalid           = "policy_invalid"
