@@ -4,29 +4,42 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
-	"net/netip"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
 	"strings"
 	"text/tabwriter"
 	"time"
 
+	"github.com/tailgate-dev/tailgate/internal/api"
+	"github.com/tailgate-dev/tailgate/internal/connect"
+	"github.com/tailgate-dev/tailgate/internal/flow"
+	"github.com/tailgate-dev/tailgate/internal/run"
 	"github.com/tailgate-dev/tailgate/internal/sandbox"
-	"github.com/tailgate-dev/tailgate/internal/tailnet"
+	"github.com/tailgate-dev/tailgate/internal/store"
+	"github.com/tailgate-dev/tailgate/internal/vault"
 )
 
 func init() {
 	register(command{
 		name:    "demo",
-		summary: "run tailgate against an embedded sandbox tailnet with a private demo app",
+		summary: "walk through connect → verify → run against an embedded sandbox tailnet",
 		run:     runDemo,
 	})
 }
 
+// demoEnv is the environment the walk-through connects.
+const demoEnv = "staging"
+
 func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := newFlagSet("demo", stderr)
 	once := fs.Bool("once", false, "exit after the walk-through instead of serving until interrupted")
-	verbose := fs.Bool("v", false, "print the sandbox's tailnet logs")
+	verbose := fs.Bool("v", false, "print the sandbox's tailnet logs and tailgate's logs")
+	browser := fs.String("chromium", flow.DefaultChromiumPath, "Chromium `path` for the browser step (skipped when missing)")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -34,21 +47,27 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		return usageError{"demo takes no arguments"}
 	}
 	opts := sandbox.Options{}
+	logLevel := slog.LevelWarn + 4 // quiet unless -v
 	if *verbose {
 		opts.Logf = func(format string, a ...any) { fmt.Fprintf(stderr, format+"\n", a...) }
+		logLevel = slog.LevelDebug
 	}
+	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: logLevel}))
+	say := func(format string, a ...any) { fmt.Fprintf(stdout, format+"\n", a...) }
+
+	// 1. The customer's tailnet.
 	start := time.Now()
-	fmt.Fprintln(stdout, "Starting the sandbox tailnet (control server, DERP, subnet router, internal DNS, demo apps)...")
+	say("== 1. A customer's tailnet (embedded sandbox) ==")
 	sb, err := sandbox.Start(ctx, opts)
 	if err != nil {
 		return err
 	}
 	defer func() {
-		fmt.Fprintln(stdout, "Stopping the sandbox...")
+		say("Stopping the sandbox...")
 		sb.Close()
-		fmt.Fprintln(stdout, "Stopped.")
+		say("Stopped.")
 	}()
-	fmt.Fprintf(stdout, "Sandbox up in %v.\n\n", time.Since(start).Round(time.Millisecond))
+	say("Sandbox up in %v.", time.Since(start).Round(time.Millisecond))
 	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
 	fmt.Fprintf(tw, "control URL:\t%s\n", sb.ControlURL())
 	fmt.Fprintf(tw, "Tailscale API (stand-in):\t%s/api/v2\n", sb.APIURL())
@@ -58,68 +77,146 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	fmt.Fprintf(tw, "private app (internal name):\thttp://%s/\n", sandbox.DemoAppName)
 	fmt.Fprintf(tw, "private app (tailnet device):\thttp://%s.%s/ (%s)\n", sandbox.DeviceName, sandbox.MagicDNSSuffix, sb.Device().IPv4())
 	tw.Flush()
-	fmt.Fprintln(stdout)
 
-	if err := demoReach(ctx, sb, stdout); err != nil {
+	// 2. tailgate itself: state in a temporary directory, API on loopback.
+	dir, err := os.MkdirTemp("", "tailgate-demo-")
+	if err != nil {
 		return err
 	}
+	defer os.RemoveAll(dir)
+	st, err := store.Open(ctx, filepath.Join(dir, "tailgate.db"))
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	keyring, err := vault.LoadOrCreateKeyFile(filepath.Join(dir, "tailgate.key"))
+	if err != nil {
+		return err
+	}
+	org, err := st.CreateOrg(ctx, "demo")
+	if err != nil {
+		return err
+	}
+	adminToken, _, err := st.CreateAPIToken(ctx, org.ID, "demo admin", store.RoleAdmin)
+	if err != nil {
+		return err
+	}
+	svc := &connect.Service{Store: st, Vault: keyring, APIBaseURL: sb.APIURL(), ControlURL: sb.ControlURL(), Logger: log}
+	runs := &run.Manager{Connect: svc, Store: st, Logger: log, Lease: -1}
+	defer runs.Close()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return err
+	}
+	srv := &http.Server{Handler: api.New(api.Options{Store: st, PrivateNetwork: svc, Logger: log}), ReadHeaderTimeout: 10 * time.Second}
+	go srv.Serve(ln)
+	defer srv.Close()
+	server := "http://" + ln.Addr().String()
+	client := &apiClient{base: server, token: adminToken, hc: &http.Client{Timeout: 5 * time.Minute}}
+	say("\n== 2. tailgate API on %s (SQLite and vault key in %s) ==", server, dir)
+
+	// 3. Connect.
+	targets := []string{sandbox.DemoAppName + ":80", sandbox.DemoAppName + ":443", sandbox.DeviceName + ":80", sandbox.LegacyAppIP.String() + ":80"}
+	say("\n== 3. Connect environment %q with a one-time Tailscale API token ==", demoEnv)
+	say("PUT %s/v1/environments/%s/private-network  targets: %s", server, demoEnv, strings.Join(targets, ", "))
+	if _, err := client.do(ctx, "POST", "/v1/environments", map[string]any{"name": demoEnv}, nil); err != nil {
+		return fmt.Errorf("create environment: %w", err)
+	}
+	var res connect.Result
+	body := map[string]any{"api_token": sb.NewAPIToken(), "targets": targets}
+	if _, err := client.do(ctx, "PUT", envPath(demoEnv), body, &res); err != nil {
+		return fmt.Errorf("connect: %w", err)
+	}
+	printConnect(stdout, res)
+	say("The API token was used for this request only; the OAuth client's secret is stored sealed and no endpoint returns it.")
+
+	// 4. Verify.
+	say("\n== 4. Verify: a short-lived ephemeral node checks every target ==")
+	var ver connect.Verification
+	if _, err := client.do(ctx, "POST", envPath(demoEnv)+"/verify", nil, &ver); err != nil {
+		return fmt.Errorf("verify: %w", err)
+	}
+	printVerification(stdout, ver)
+
+	// 5. Run.
+	say("\n== 5. Run: a session joins the tailnet behind its own loopback proxy ==")
+	info, err := runs.Start(ctx, org.ID, demoEnv, run.Options{})
+	if err != nil {
+		return fmt.Errorf("start run: %w", err)
+	}
+	say("run %s: node %s joined in %.0f ms, path warm in %.0f ms, proxy %s", info.ID, info.Node, info.JoinMS, info.WarmMS, info.ProxyURL)
+	tw = tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
+	for _, u := range []string{"http://" + sandbox.DemoAppName + "/", "http://" + sandbox.DeviceName + "/", "http://example.com/", "http://" + sandbox.DemoAppName + ":8080/"} {
+		fmt.Fprintf(tw, "  GET %s\t%s\n", u, demoFetch(ctx, info.ProxyURL, u))
+	}
+	tw.Flush()
+	if err := demoBrowser(ctx, *browser, info.ProxyURL, dir, stdout); err != nil {
+		say("  browser: %v", err)
+	}
+
 	if *once {
+		ended, _ := runs.End(ctx, org.ID, info.ID, "demo finished")
+		say("\nrun %s ended: %s; its node left the tailnet.", ended.ID, ended.EndReason)
 		return nil
 	}
-	fmt.Fprintln(stdout, "\nThe sandbox keeps running; press Ctrl-C to stop.")
+	say("\nThe run stays open. Try it yourself (only the targets are reachable, and only through the tailnet):")
+	say("  curl -x %s http://%s/", info.ProxyURL, sandbox.DemoAppName)
+	say("  curl -x %s http://example.com/", info.ProxyURL)
+	say("API: TAILGATE_SERVER=%s TAILGATE_TOKEN=<printed below> tailgate env status %s", server, demoEnv)
+	say("admin token for this demo: %s", adminToken)
+	say("\nThe sandbox keeps running; press Ctrl-C to stop.")
 	<-ctx.Done()
 	return nil
 }
 
-// demoReach joins a client node and shows the private app reachable through
-// the tailnet, and what is not.
-func demoReach(ctx context.Context, sb *sandbox.Sandbox, stdout io.Writer) error {
-	jctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	defer cancel()
-	client, err := sb.NewNode(jctx, sandbox.NodeOptions{Hostname: "demo-client", AcceptRoutes: true})
+// demoFetch GETs rawURL through the run's proxy and summarises the answer.
+func demoFetch(ctx context.Context, proxyURL, rawURL string) string {
+	pu, _ := url.Parse(proxyURL)
+	c := &http.Client{Timeout: 15 * time.Second, Transport: &http.Transport{Proxy: http.ProxyURL(pu)}}
+	defer c.CloseIdleConnections()
+	start := time.Now()
+	req, _ := http.NewRequestWithContext(ctx, "GET", rawURL, nil)
+	resp, err := c.Do(req)
+	if err != nil {
+		return "error: " + err.Error()
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
+	if reason := resp.Header.Get("X-Tailgate-Refusal"); reason != "" {
+		return fmt.Sprintf("refused (%s): %s", reason, strings.TrimSpace(string(b)))
+	}
+	note := ""
+	if strings.Contains(string(b), sandbox.DemoAppText) {
+		note = fmt.Sprintf(" %q", sandbox.DemoAppText)
+	}
+	return fmt.Sprintf("%s%s in %v", resp.Status, note, time.Since(start).Round(time.Millisecond))
+}
+
+// demoBrowser loads the private app by its internal name in headless
+// Chromium through the run's proxy, when Chromium is installed.
+func demoBrowser(ctx context.Context, chromium, proxyURL, dir string, stdout io.Writer) error {
+	if _, err := exec.LookPath(chromium); err != nil {
+		fmt.Fprintf(stdout, "  browser: skipped (%s not installed; apt-get install chromium)\n", chromium)
+		return nil
+	}
+	f, err := flow.Parse([]byte(fmt.Sprintf(`name: demo
+steps:
+  - goto: http://%s/
+  - expect_text: %q
+  - screenshot: app.png
+`, sandbox.DemoAppName, sandbox.DemoAppText)))
 	if err != nil {
 		return err
 	}
-	defer client.Close()
-	fmt.Fprintf(stdout, "A client node joined the tailnet as %s in %v. Through the tailnet it sees:\n", client.IPv4(), client.JoinDuration().Round(time.Millisecond))
-	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
-	for _, u := range []string{
-		"http://" + sandbox.DemoAppIP.String() + "/",
-		"http://" + sandbox.DemoAppName + "/",
-		"http://" + sandbox.DeviceName + "." + sandbox.MagicDNSSuffix + "/",
-		"http://" + sandbox.LegacyAppName + "/",
-		"http://example.com/",
-	} {
-		fmt.Fprintf(tw, "  GET %s\t%s\n", u, demoFetch(ctx, client, u))
-	}
-	return tw.Flush()
-}
-
-func demoFetch(ctx context.Context, n *tailnet.Node, url string) string {
-	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	defer cancel()
-	start := time.Now()
-	c := &http.Client{Transport: &http.Transport{DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
-		host, port, _ := strings.Cut(addr, ":")
-		ips, err := n.LookupNetIP(ctx, host)
-		if err != nil {
-			return nil, err
-		}
-		var p uint16
-		fmt.Sscan(port, &p)
-		return n.DialTCP(ctx, netip.AddrPortFrom(ips[0], p))
-	}}}
-	defer c.CloseIdleConnections()
-	req, _ := http.NewRequestWithContext(ctx, "GET", url, nil)
-	resp, err := c.Do(req)
+	out := filepath.Join(dir, "flow")
+	rep, err := flow.Run(ctx, f, flow.Options{ProxyURL: proxyURL, OutDir: out, ChromiumPath: chromium, StepTimeout: 30 * time.Second})
 	if err != nil {
-		return "refused: " + err.Error()
+		return err
 	}
-	defer resp.Body.Close()
-	body, _ := io.ReadAll(resp.Body)
-	ok := ""
-	if strings.Contains(string(body), sandbox.DemoAppText) {
-		ok = fmt.Sprintf(" %q", sandbox.DemoAppText)
+	fmt.Fprintf(stdout, "  headless Chromium loaded http://%s/ through the run: %s in %v", sandbox.DemoAppName, rep.Status, rep.Duration.Round(time.Millisecond))
+	if len(rep.Screenshots) > 0 {
+		fmt.Fprintf(stdout, ", screenshot %s", filepath.Join(out, rep.Screenshots[0]))
 	}
-	return fmt.Sprintf("%s%s in %v", resp.Status, ok, time.Since(start).Round(time.Millisecond))
+	fmt.Fprintln(stdout)
+	return nil
 }

@@ -26,8 +26,16 @@ func TestDemoServesPrivateAppAndStopsOnSIGTERM(t *testing.T) {
 	line := p.waitLine(t, ctx, "control URL:")
 	controlURL := strings.TrimSpace(strings.TrimPrefix(strings.TrimSpace(line), "control URL:"))
 	p.waitLine(t, ctx, "press Ctrl-C to stop")
-	if out := p.output(); !strings.Contains(out, sandbox.DemoAppText) {
-		t.Errorf("walk-through did not show the private app:\n%s", out)
+	out := p.output()
+	for _, want := range []string{
+		"Granted CIDRs", sandbox.ApprovedSubnet.String(), // connect
+		"route not approved",     // verify: the unapproved route's target
+		sandbox.DemoAppText,      // run: the private app through the proxy
+		"refused (not_a_target)", // run: a public host
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("walk-through lacks %q:\n%s", want, out)
+		}
 	}
 
 	// A node of our own, in this process, on the demo's tailnet.

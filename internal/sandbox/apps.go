@@ -15,6 +15,8 @@ import (
 	"net/netip"
 	"sync"
 	"time"
+
+	"tailscale.com/types/logger"
 )
 
 // appTable maps subnet addresses behind the router to in-process servers.
@@ -48,7 +50,9 @@ func (s *Sandbox) ServeSubnetApp(addr netip.AddrPort, h http.Handler, tlsNames .
 		return fmt.Errorf("sandbox: %v is not behind the router (%v, %v)", addr, ApprovedSubnet, UnapprovedSubnet)
 	}
 	ln := newConnListener(addr)
-	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
+	// Probes that connect and hang up (tailgate warms paths that way) are
+	// not errors worth printing.
+	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second, ErrorLog: logger.StdLogger(s.logf)}
 	if len(tlsNames) > 0 {
 		cert, err := selfSignedCert(tlsNames...)
 		if err != nil {
