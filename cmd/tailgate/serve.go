@@ -15,6 +15,7 @@ import (
 
 	"github.com/tailgate-dev/tailgate/internal/api"
 	"github.com/tailgate-dev/tailgate/internal/connect"
+	tgrun "github.com/tailgate-dev/tailgate/internal/run"
 	"github.com/tailgate-dev/tailgate/internal/store"
 	"github.com/tailgate-dev/tailgate/internal/vault"
 )
@@ -53,12 +54,21 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	listen := fs.String("listen", envOr("TAILGATE_LISTEN", defaultListen), "`address` to serve the API on (env TAILGATE_LISTEN)")
 	tsAPI := fs.String("tailscale-api", envOr("TAILGATE_TAILSCALE_API", defaultTailscaleAPI), "Tailscale API base `URL` (env TAILGATE_TAILSCALE_API)")
 	controlURL := fs.String("control-url", envOr("TAILGATE_CONTROL_URL", defaultControlURL), "coordination server `URL` verify nodes join (env TAILGATE_CONTROL_URL)")
+	var envErr error
+	runMaxLifetime := fs.Duration("run-max-lifetime", durationEnv("TAILGATE_RUN_MAX_LIFETIME", tgrun.DefaultMaxLifetime, &envErr), "longest a run may live, whatever its client asks (env TAILGATE_RUN_MAX_LIFETIME)")
+	runLease := fs.Duration("run-lease", durationEnv("TAILGATE_RUN_LEASE", tgrun.DefaultLease, &envErr), "a run whose client sends no heartbeat for this long is ended by the sweeper (env TAILGATE_RUN_LEASE)")
 	logFormat := fs.String("log-format", envOr("TAILGATE_LOG_FORMAT", "text"), "log format on stderr: text or json (env TAILGATE_LOG_FORMAT)")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
 	if fs.NArg() > 0 {
 		return usageError{"serve takes no arguments"}
+	}
+	if envErr != nil {
+		return usageError{envErr.Error()}
+	}
+	if *runMaxLifetime <= 0 || *runLease <= 0 {
+		return usageError{"--run-max-lifetime and --run-lease must be positive durations, e.g. 1h and 30s"}
 	}
 	var handler slog.Handler
 	switch *logFormat {
@@ -91,8 +101,18 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	}
 
 	svc := &connect.Service{Store: st, Vault: keyring, APIBaseURL: *tsAPI, ControlURL: *controlURL, Logger: log}
+	runs := &tgrun.Manager{Connect: svc, Store: st, Logger: log, MaxLifetime: *runMaxLifetime, Lease: *runLease}
+	// Every run ends, on shutdown too: each leaves the tailnet rather than
+	// wait for the control server to expire its ephemeral node.
+	defer runs.Close()
+	sweepCtx, stopSweep := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopSweep()
+	// The sweeper ends runs past their lifetime or whose client stopped
+	// sending heartbeats (killed, say), and on start marks runs a previous
+	// process left open as ended.
+	go runs.Sweep(sweepCtx, 5*time.Second)
 	srv := &http.Server{
-		Handler:           api.New(api.Options{Store: st, PrivateNetwork: svc, Logger: log}),
+		Handler:           api.New(api.Options{Store: st, PrivateNetwork: svc, Runs: runs, RunLease: *runLease, Logger: log}),
 		ReadHeaderTimeout: 10 * time.Second,
 		ReadTimeout:       30 * time.Second,
 		// Connect and verify talk to Tailscale and join the tailnet; the
@@ -105,7 +125,8 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w", *listen, err)
 	}
-	log.Info("tailgate serving", "addr", ln.Addr().String(), "db", *dbPath, "tailscale_api", *tsAPI, "control_url", *controlURL, "vault_key", keyring.ActiveKeyID())
+	log.Info("tailgate serving", "addr", ln.Addr().String(), "db", *dbPath, "tailscale_api", *tsAPI, "control_url", *controlURL, "vault_key", keyring.ActiveKeyID(),
+		"run_max_lifetime", runMaxLifetime.String(), "run_lease", runLease.String())
 	fmt.Fprintf(stdout, "tailgate API listening on http://%s\n", ln.Addr())
 
 	served := make(chan error, 1)
@@ -129,8 +150,29 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if err := <-served; err != nil && !errors.Is(err, http.ErrServerClosed) {
 		return fmt.Errorf("serve: %w", err)
 	}
+	stopSweep()
+	if n := runs.Open(); n > 0 {
+		log.Info("ending open runs", "runs", n)
+	}
+	runs.Close()
 	log.Info("stopped")
 	return nil
+}
+
+// durationEnv returns the environment variable name as a duration, or def
+// when it is unset; a value that is not a duration is reported in *errp
+// (once flags are parsed, as a usage error naming the variable).
+func durationEnv(name string, def time.Duration, errp *error) time.Duration {
+	v, ok := os.LookupEnv(name)
+	if !ok || v == "" {
+		return def
+	}
+	d, err := time.ParseDuration(v)
+	if err != nil {
+		*errp = fmt.Errorf("%s=%q is not a duration (e.g. 30s, 1h)", name, v)
+		return def
+	}
+	return d
 }
 
 // bootstrap gives a new installation its first org and admin token, and

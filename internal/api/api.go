@@ -45,6 +45,9 @@ type Options struct {
 	// Runs starts and ends runs (a *run.Manager). Nil: the run endpoints
 	// answer 503 runs_unavailable.
 	Runs Runs
+	// RunLease is the run manager's lease, told to clients in every open
+	// run (lease_seconds) so they heartbeat in time. Zero: not told.
+	RunLease time.Duration
 }
 
 // server is the API's state; handlers are its methods.
@@ -52,6 +55,7 @@ type server struct {
 	store     *store.Store
 	pn        PrivateNetwork
 	runs      Runs
+	runLease  time.Duration
 	log       *slog.Logger
 	opTimeout time.Duration
 }
@@ -59,7 +63,7 @@ type server struct {
 // New returns the API as one handler: /v1/..., /healthz and 404/405 for
 // everything else, all answered in JSON.
 func New(opts Options) http.Handler {
-	s := &server{store: opts.Store, pn: opts.PrivateNetwork, runs: opts.Runs, log: opts.Logger, opTimeout: opts.OperationTimeout}
+	s := &server{store: opts.Store, pn: opts.PrivateNetwork, runs: opts.Runs, runLease: opts.RunLease, log: opts.Logger, opTimeout: opts.OperationTimeout}
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
 	}

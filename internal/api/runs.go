@@ -32,6 +32,15 @@ type StartRunRequest struct {
 	LifetimeSeconds int64 `json:"lifetime_seconds,omitempty"`
 }
 
+// Run is a run as the API shows it: the run manager's view plus the lease
+// its client must heartbeat within.
+type Run struct {
+	run.Info
+	// LeaseSeconds is how long the run lives without a heartbeat; clients
+	// send one every third of it.
+	LeaseSeconds float64 `json:"lease_seconds,omitempty"`
+}
+
 // maxLifetimeSeconds bounds lifetime_seconds before it becomes a
 // time.Duration (the server caps it again at its own maximum lifetime).
 const maxLifetimeSeconds = 7 * 24 * 3600
@@ -84,7 +93,7 @@ func (s *server) startRun(w http.ResponseWriter, r *http.Request, p store.Princi
 		return runError(err, name, "")
 	}
 	w.Header().Set("Location", "/v1/runs/"+info.ID)
-	writeJSON(w, http.StatusCreated, info)
+	writeJSON(w, http.StatusCreated, s.runAnswer(info))
 	return nil
 }
 
@@ -95,7 +104,7 @@ func (s *server) getRun(w http.ResponseWriter, r *http.Request, p store.Principa
 	if err != nil {
 		return err
 	}
-	writeJSON(w, http.StatusOK, info)
+	writeJSON(w, http.StatusOK, s.runAnswer(info))
 	return nil
 }
 
@@ -119,7 +128,7 @@ func (s *server) heartbeatRun(w http.ResponseWriter, r *http.Request, p store.Pr
 		}
 		return apiErr(CodeRunEnded, "run %s has ended (%s); start a new run", info.ID, reason)
 	}
-	writeJSON(w, http.StatusOK, info)
+	writeJSON(w, http.StatusOK, s.runAnswer(info))
 	return nil
 }
 
@@ -141,8 +150,16 @@ func (s *server) endRun(w http.ResponseWriter, r *http.Request, p store.Principa
 	if err != nil {
 		return runError(err, "", id)
 	}
-	writeJSON(w, http.StatusOK, info)
+	writeJSON(w, http.StatusOK, s.runAnswer(info))
 	return nil
+}
+
+func (s *server) runAnswer(info run.Info) Run {
+	out := Run{Info: info}
+	if info.State != run.StateEnded && s.runLease > 0 {
+		out.LeaseSeconds = s.runLease.Seconds()
+	}
+	return out
 }
 
 // lookupRun finds the {id} run of the caller's org. A run found open past

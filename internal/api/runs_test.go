@@ -121,7 +121,7 @@ func (f *fakeRuns) End(ctx context.Context, orgID, id, reason string) (run.Info,
 func newRunsHarness(t *testing.T) (*harness, *fakeRuns) {
 	h := newHarness(t)
 	fr := &fakeRuns{h: h, runs: map[string]*fakeRun{}}
-	srv := httptest.NewServer(New(Options{Store: h.st, PrivateNetwork: h.net, Runs: fr}))
+	srv := httptest.NewServer(New(Options{Store: h.st, PrivateNetwork: h.net, Runs: fr, RunLease: 30 * time.Second}))
 	t.Cleanup(srv.Close)
 	h.srv = srv
 	h.createEnv(h.adminA, "staging")
@@ -145,7 +145,11 @@ func TestRunnerStartsKeepsAliveAndEndsARun(t *testing.T) {
 	a := h.do("POST", "/v1/environments/staging/runs", h.runnerA, nil)
 	h.mustStatus(a, 201, "start with no body")
 	info := decodeRun(t, a)
-	if info.ProxyURL == "" || info.ExpiresAt.IsZero() || info.WarmMS == 0 || info.State != run.StateReady {
+	var lease struct {
+		LeaseSeconds float64 `json:"lease_seconds"`
+	}
+	json.Unmarshal(a.body, &lease)
+	if info.ProxyURL == "" || info.ExpiresAt.IsZero() || info.WarmMS == 0 || info.State != run.StateReady || lease.LeaseSeconds != 30 {
 		t.Errorf("started run lacks its proxy, expiry or warm time: %s", a.body)
 	}
 	if loc := a.header.Get("Location"); loc != "/v1/runs/"+info.ID {
@@ -277,7 +281,7 @@ func TestOpenAPIRunSchemasMatchTheJSONTheServerWrites(t *testing.T) {
 		t.Fatal(err)
 	}
 	for schema, v := range map[string]any{
-		"Run":             run.Info{},
+		"Run":             Run{},
 		"WarmResult":      run.WarmResult{},
 		"RunEvent":        egress.Event{},
 		"StartRunRequest": StartRunRequest{},
@@ -289,10 +293,9 @@ func TestOpenAPIRunSchemasMatchTheJSONTheServerWrites(t *testing.T) {
 		}
 		var fields []string
 		rt := reflect.TypeOf(v)
-		for i := range rt.NumField() {
-			f := rt.Field(i)
+		for _, f := range reflect.VisibleFields(rt) {
 			name, _, _ := strings.Cut(f.Tag.Get("json"), ",")
-			if !f.IsExported() || name == "-" {
+			if !f.IsExported() || name == "-" || f.Anonymous {
 				continue
 			}
 			fields = append(fields, name)
