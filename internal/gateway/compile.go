@@ -5,15 +5,20 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"log/slog"
+	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"path/filepath"
 	"regexp"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 
 	"github.com/tailgate-dev/tailgate/internal/gateway/config"
+	"github.com/tailgate-dev/tailgate/internal/gateway/mcp"
 	"github.com/tailgate-dev/tailgate/internal/gateway/policy"
 	"github.com/tailgate-dev/tailgate/internal/gateway/rules"
 )
@@ -33,6 +38,19 @@ type snapshot struct {
 	network   *rules.Set
 	binds     map[int]*bindTable
 	logFormat string
+	// mcp are the snapshot's MCP backends: they own stdio processes, so
+	// a snapshot that is replaced or never served is closed.
+	mcp []*mcp.Backend
+}
+
+// close stops what the snapshot owns (MCP targets and their processes).
+func (s *snapshot) close() {
+	if s == nil {
+		return
+	}
+	for _, b := range s.mcp {
+		b.Close()
+	}
 }
 
 type bindTable struct {
@@ -121,11 +139,16 @@ type compiler struct {
 	deps     compileDeps
 	errs     []error
 	backends map[string]Backend
+	mcp      []*mcp.Backend
 }
 
 type compileDeps struct {
 	transport http.RoundTripper
 	client    *http.Client // for JWKS URLs and extAuthz
+	// mcpMetrics and the loggers are the Gateway's; nil in Validate.
+	mcpMetrics *mcp.Metrics
+	log        *slog.Logger
+	accessLog  func() *slog.Logger
 }
 
 func (c *compiler) fail(p config.Pos, path string, err error) {
@@ -183,7 +206,9 @@ func compile(name string, data []byte, f *config.File, deps compileDeps) (*snaps
 		})
 		s.binds[b.Port] = bt
 	}
+	s.mcp = c.mcp
 	if len(c.errs) > 0 {
+		s.close()
 		return nil, errors.Join(c.errs...)
 	}
 	return s, nil
@@ -343,7 +368,13 @@ func (c *compiler) route(r config.Route, path, listener string, ri int) *routeTa
 		if b.Weight != nil {
 			w = *b.Weight
 		}
-		be, err := c.hostBackend(b.Host)
+		var be Backend
+		var err error
+		if b.MCP != nil {
+			be, err = c.mcpBackend(b.MCP, r.Policies, bp+".mcp", rt.key)
+		} else {
+			be, err = c.hostBackend(b.Host)
+		}
 		if err != nil {
 			c.fail(b.Pos, bp+".host", err)
 			continue
@@ -357,6 +388,99 @@ func (c *compiler) route(r config.Route, path, listener string, ri int) *routeTa
 		c.fail(r.Pos, path+".backends", errors.New("every backend has weight 0"))
 	}
 	return rt
+}
+
+// mcpBackend builds an MCP backend; the route's mcpAuthorization rules
+// are compiled in the MCP phase (a rule on response.* is a load error).
+func (c *compiler) mcpBackend(m *config.MCPBackend, pol *config.RoutePolicies, path, route string) (Backend, error) {
+	opts := mcp.Options{
+		Name:       "mcp:" + route,
+		PrefixMode: mcp.PrefixMode(m.PrefixMode),
+		FailOpen:   m.FailureMode == "failOpen",
+		Stateless:  m.StatefulMode == "stateless",
+		Metrics:    c.deps.mcpMetrics,
+		Log:        c.deps.log,
+		AccessLog:  c.deps.accessLog,
+		HTTPClient: &http.Client{Transport: c.deps.transport},
+		Vars: func(r *http.Request) rules.Vars {
+			if ri := infoFrom(r.Context()); ri != nil && ri.vars != nil {
+				return ri.vars.get()
+			}
+			return nil
+		},
+		Principal: func(r *http.Request) string {
+			ri := infoFrom(r.Context())
+			if ri == nil {
+				return r.RemoteAddr
+			}
+			p := ri.caller.Address.Addr().String()
+			if ri.caller.Tailscale != nil {
+				p = "node:" + ri.caller.Tailscale.Node
+			}
+			if sub, ok := ri.caller.Claims["sub"].(string); ok {
+				p += "|sub:" + sub
+			}
+			return p
+		},
+	}
+	if pol != nil && pol.MCPAuthorization != nil {
+		opts.Authorization = c.ruleSet(rules.MCP, pol.MCPAuthorization, path[:max(0, strings.LastIndex(path, ".backends["))]+".policies.mcpAuthorization")
+	}
+	for i, t := range m.Targets {
+		tp := fmt.Sprintf("%s.targets[%d]", path, i)
+		mt := mcp.Target{Name: t.Name}
+		switch {
+		case t.Stdio != nil:
+			mt.Stdio = &mcp.Stdio{Cmd: t.Stdio.Cmd, Args: t.Stdio.Args, Env: t.Stdio.Env, Dir: c.dir,
+				PerSession: t.Stdio.Reuse != nil && !*t.Stdio.Reuse}
+		case t.MCP != nil:
+			u, err := remoteURL(t.MCP, "/mcp")
+			if err != nil {
+				c.fail(t.MCP.Pos, tp+".mcp", err)
+				continue
+			}
+			mt.HTTP = u
+		case t.SSE != nil:
+			u, err := remoteURL(t.SSE, "/sse")
+			if err != nil {
+				c.fail(t.SSE.Pos, tp+".sse", err)
+				continue
+			}
+			mt.SSE = u
+		}
+		opts.Targets = append(opts.Targets, mt)
+	}
+	b, err := mcp.New(opts)
+	if err != nil {
+		return nil, err
+	}
+	c.mcp = append(c.mcp, b)
+	return b, nil
+}
+
+// remoteURL turns an mcp/sse target's host (a URL or host:port) and
+// optional port and path into a URL; a bare host:port gets defPath.
+func remoteURL(r *config.MCPRemote, defPath string) (string, error) {
+	raw := r.Host
+	if !strings.Contains(raw, "://") {
+		raw = "http://" + raw
+	}
+	u, err := url.Parse(raw)
+	if err != nil || u.Host == "" {
+		return "", fmt.Errorf("invalid host %q: want a URL like http://127.0.0.1:9000/mcp or host:port", r.Host)
+	}
+	if u.Scheme != "http" && u.Scheme != "https" {
+		return "", fmt.Errorf("invalid host %q: scheme must be http or https", r.Host)
+	}
+	if r.Port != 0 {
+		u.Host = net.JoinHostPort(u.Hostname(), strconv.Itoa(r.Port))
+	}
+	if r.Path != "" {
+		u.Path = r.Path
+	} else if u.Path == "" {
+		u.Path = defPath
+	}
+	return u.String(), nil
 }
 
 func (c *compiler) chain(path string, j *config.JWTAuth, ea *config.ExtAuthz, authz *config.RuleSet, cors *config.CORS, rl *config.LocalRateLimit, reqH, respH *config.HeaderModifier, _ *config.Timeout) *chain {

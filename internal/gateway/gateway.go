@@ -67,6 +67,7 @@ import (
 	"time"
 
 	"github.com/tailgate-dev/tailgate/internal/gateway/config"
+	"github.com/tailgate-dev/tailgate/internal/gateway/mcp"
 )
 
 // Options configure a gateway.
@@ -95,7 +96,8 @@ type Options struct {
 // Validate loads and compiles the config file at path without serving it.
 // The error lists every problem with file, line and YAML path.
 func Validate(path string) error {
-	_, err := load(path, defaultDeps())
+	s, err := load(path, defaultDeps())
+	s.close()
 	return err
 }
 
@@ -179,6 +181,9 @@ func New(opts Options) (*Gateway, error) {
 	}
 	g := &Gateway{opts: opts, log: opts.Logger, deps: defaultDeps(), servers: map[int]*bindServer{}, stopWait: make(chan struct{})}
 	g.metrics = newMetrics()
+	g.deps.mcpMetrics = mcp.NewMetrics(g.metrics.reg)
+	g.deps.log = opts.Logger
+	g.deps.accessLog = func() *slog.Logger { return g.access.Load() }
 	s, err := load(opts.ConfigPath, g.deps)
 	if err != nil {
 		return nil, err
@@ -275,8 +280,14 @@ func (g *Gateway) applyLocked(ctx context.Context, s *snapshot, first bool) erro
 		}
 		opened = append(opened, &bindServer{port: port, tailnet: bt.tailnet, ln: ln})
 	}
-	g.snap.Store(s)
+	prev := g.snap.Swap(s)
 	g.setAccessLog(s)
+	if prev != s {
+		// The replaced config's MCP targets (stdio processes) stop now;
+		// the new config starts its own on first use.
+		g.bg.Add(1)
+		go func() { defer g.bg.Done(); prev.close() }()
+	}
 	for _, bs := range opened {
 		g.serve(bs)
 		where := "host"
@@ -315,9 +326,11 @@ func (g *Gateway) Reload() error {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	if g.closed {
+		s.close()
 		return errors.New("gateway is closed")
 	}
 	if err := g.applyLocked(g.ctx, s, false); err != nil {
+		s.close()
 		g.metrics.reloads.WithLabelValues("error").Inc()
 		return err
 	}
@@ -416,6 +429,7 @@ func (g *Gateway) Close() error {
 	for _, s := range g.extraAdmin {
 		s.Close()
 	}
+	g.snap.Load().close() // MCP targets: no stdio process outlives the gateway
 	var err error
 	if g.tailnet != nil {
 		err = g.tailnet.close()

@@ -66,6 +66,7 @@ type requestInfo struct {
 	denyPolicy  string
 	denyReason  string
 	upstreamErr error
+	vars        *requestVars // CEL variables, for backends with rules (MCP)
 }
 
 func infoFrom(ctx context.Context) *requestInfo {
@@ -384,6 +385,7 @@ func (g *Gateway) handler(bs *bindServer) http.Handler {
 			r = r.WithContext(ctx)
 		}
 		vars := newRequestVars(r, ci, host)
+		ri.vars = vars
 		for _, ch := range []*chain{lt.chain, rt.chain} {
 			if !g.applyChain(ch, sw, r, ri, vars) {
 				return

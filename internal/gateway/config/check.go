@@ -118,8 +118,13 @@ func (d *decoder) checkRoute(r *Route, path string) {
 	for bi := range r.Backends {
 		b := &r.Backends[bi]
 		bp := fmt.Sprintf("%s.backends[%d]", path, bi)
-		if b.Host == "" && !d.hasErrorUnder(bp) {
-			d.failAt(b.Pos, bp, "backend needs host: <host:port>")
+		switch {
+		case b.Host != "" && b.MCP != nil:
+			d.failAt(b.Pos, bp, "set one of host or mcp, not both")
+		case b.MCP != nil:
+			d.checkMCP(b.MCP, bp+".mcp")
+		case b.Host == "" && !d.hasErrorUnder(bp):
+			d.failAt(b.Pos, bp, "backend needs host: <host:port> or mcp: {targets: [...]}")
 		}
 	}
 	p := r.Policies
@@ -238,4 +243,50 @@ func (d *decoder) hasErrorUnder(path string) bool {
 		}
 	}
 	return false
+}
+
+func (d *decoder) checkMCP(m *MCPBackend, path string) {
+	switch m.PrefixMode {
+	case "", "conditional", "always", "never":
+	default:
+		d.failAt(m.Pos, path+".prefixMode", "expected conditional, always or never, got %q", m.PrefixMode)
+	}
+	switch m.FailureMode {
+	case "", "failClosed", "failOpen":
+	default:
+		d.failAt(m.Pos, path+".failureMode", "expected failClosed or failOpen, got %q", m.FailureMode)
+	}
+	switch m.StatefulMode {
+	case "", "stateful", "stateless":
+	default:
+		d.failAt(m.Pos, path+".statefulMode", "expected stateful or stateless, got %q", m.StatefulMode)
+	}
+	if len(m.Targets) == 0 && !d.hasErrorUnder(path) {
+		d.failAt(m.Pos, path+".targets", "an mcp backend needs at least one target")
+	}
+	names := map[string]bool{}
+	for i, t := range m.Targets {
+		tp := fmt.Sprintf("%s.targets[%d]", path, i)
+		if names[t.Name] {
+			d.failAt(t.Pos, tp+".name", "target name %q is used twice", t.Name)
+		}
+		names[t.Name] = true
+		if strings.ContainsAny(t.Name, " /") {
+			d.failAt(t.Pos, tp+".name", "target names may not contain spaces or slashes, got %q", t.Name)
+		}
+		n := 0
+		for _, set := range []bool{t.Stdio != nil, t.MCP != nil, t.SSE != nil} {
+			if set {
+				n++
+			}
+		}
+		if n != 1 && !d.hasErrorUnder(tp) {
+			d.failAt(t.Pos, tp, "set exactly one of stdio, mcp or sse")
+		}
+		for kind, r := range map[string]*MCPRemote{"mcp": t.MCP, "sse": t.SSE} {
+			if r != nil && r.Host == "" && !d.hasErrorUnder(tp+"."+kind) {
+				d.failAt(r.Pos, tp+"."+kind, "missing required key \"host\"")
+			}
+		}
+	}
 }

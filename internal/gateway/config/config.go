@@ -285,11 +285,15 @@ type RoutePolicies struct {
 	ExtAuthz               *ExtAuthz       `yaml:"extAuthz"`
 	Timeout                *Timeout        `yaml:"timeout"`
 
-	RequestRedirect   Unsupported `yaml:"requestRedirect"`
-	URLRewrite        Unsupported `yaml:"urlRewrite"`
-	RequestMirror     Unsupported `yaml:"requestMirror"`
-	DirectResponse    Unsupported `yaml:"directResponse"`
-	MCPAuthorization  Unsupported `yaml:"mcpAuthorization"`
+	RequestRedirect Unsupported `yaml:"requestRedirect"`
+	URLRewrite      Unsupported `yaml:"urlRewrite"`
+	RequestMirror   Unsupported `yaml:"requestMirror"`
+	DirectResponse  Unsupported `yaml:"directResponse"`
+	// MCPAuthorization decides which MCP tools, prompts and resources a
+	// caller may see and use (rules over mcp.*, jwt.*, source.*); it
+	// applies to the route's MCP backends.
+	MCPAuthorization *RuleSet `yaml:"mcpAuthorization"`
+
 	MCPGuardrails     Unsupported `yaml:"mcpGuardrails"`
 	MCPAuthentication Unsupported `yaml:"mcpAuthentication"`
 	A2A               Unsupported `yaml:"a2a"`
@@ -309,14 +313,14 @@ type RoutePolicies struct {
 	Delay             Unsupported `yaml:"delay"`
 }
 
-// Backend is one upstream of a route. Exactly one kind must be set; today
-// that is `host`. `mcp` is the next kind tailgate adds.
+// Backend is one upstream of a route. Exactly one kind must be set:
+// `host` (an HTTP upstream) or `mcp` (federated MCP servers).
 type Backend struct {
-	Pos    Pos    `yaml:"-"`
-	Weight *int   `yaml:"weight"`
-	Host   string `yaml:"host"`
+	Pos    Pos         `yaml:"-"`
+	Weight *int        `yaml:"weight"`
+	Host   string      `yaml:"host"`
+	MCP    *MCPBackend `yaml:"mcp"`
 
-	MCP        Unsupported `yaml:"mcp"`
 	Policies   Unsupported `yaml:"policies"`
 	Service    Unsupported `yaml:"service"`
 	Backend    Unsupported `yaml:"backend"`
@@ -592,4 +596,57 @@ func parse(name string, data []byte) (*File, error) {
 		return nil, d.errs
 	}
 	return f, nil
+}
+
+// MCPBackend is `backends[].mcp`: MCP servers (targets) federated behind
+// one MCP endpoint.
+type MCPBackend struct {
+	Pos     Pos         `yaml:"-"`
+	Targets []MCPTarget `yaml:"targets,required"`
+	// PrefixMode is conditional (default: prefix names with the target
+	// only when there are several targets), always or never.
+	PrefixMode string `yaml:"prefixMode"`
+	// FailureMode is failClosed (default) or failOpen.
+	FailureMode string `yaml:"failureMode"`
+	// StatefulMode is stateful (default: Mcp-Session-Id sessions) or
+	// stateless.
+	StatefulMode string `yaml:"statefulMode"`
+
+	DNSRebindingProtection Unsupported `yaml:"dnsRebindingProtection"`
+}
+
+// MCPTarget is one MCP server: exactly one of stdio, mcp (streamable
+// HTTP) or sse.
+type MCPTarget struct {
+	Pos   Pos        `yaml:"-"`
+	Name  string     `yaml:"name,required"`
+	Stdio *MCPStdio  `yaml:"stdio"`
+	MCP   *MCPRemote `yaml:"mcp"`
+	SSE   *MCPRemote `yaml:"sse"`
+
+	OpenAPI  Unsupported `yaml:"openapi"`
+	Policies Unsupported `yaml:"policies"`
+}
+
+// MCPStdio is a local MCP server the gateway starts and supervises.
+type MCPStdio struct {
+	Pos  Pos               `yaml:"-"`
+	Cmd  string            `yaml:"cmd,required"`
+	Args []string          `yaml:"args"`
+	Env  map[string]string `yaml:"env"`
+	// Reuse (tailgate extension, default true) shares one process among
+	// all sessions; false starts a fresh process per MCP session, for
+	// servers that keep per-client state.
+	Reuse *bool `yaml:"reuse"`
+}
+
+// MCPRemote is an MCP server reached over HTTP: `host` is a URL
+// (http://127.0.0.1:9000/mcp) or host:port, with optional `path`.
+type MCPRemote struct {
+	Pos  Pos    `yaml:"-"`
+	Host string `yaml:"host"`
+	Port int    `yaml:"port"`
+	Path string `yaml:"path"`
+
+	Backend Unsupported `yaml:"backend"`
 }

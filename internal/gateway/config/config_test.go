@@ -140,12 +140,13 @@ binds:
           targets:
           - name: everything
             stdio: {cmd: npx}
+            openapi: {}
       policies:
         retry: {attempts: 2}
 `)
 	for _, want := range []string{
-		"bad.yaml:7:9: binds[0].listeners[0].routes[0].backends[0].mcp: not supported by tailgate yet",
-		"bad.yaml:12:9: binds[0].listeners[0].routes[0].policies.retry: not supported by tailgate yet",
+		"bad.yaml:11:13: binds[0].listeners[0].routes[0].backends[0].mcp.targets[0].openapi: not supported by tailgate yet",
+		"bad.yaml:13:9: binds[0].listeners[0].routes[0].policies.retry: not supported by tailgate yet",
 	} {
 		if !strings.Contains(msg, want) {
 			t.Errorf("missing %q in:\n%s", want, msg)

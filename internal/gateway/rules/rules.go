@@ -8,6 +8,12 @@
 //	Network   source.*                                 (per connection, before HTTP)
 //	Request   source.*, request.*, jwt.*, extauthz.*   (per request, after jwtAuth/extAuthz)
 //	AuthzResponse  Request's plus response.*           (extAuthz metadata expressions)
+//	MCP       Request's plus mcp.*                     (mcpAuthorization, per tool/prompt/resource)
+//
+// In the MCP phase, mcp.method is the JSON-RPC method, and exactly one of
+// mcp.tool, mcp.prompt or mcp.resource is set ({name, target}; resources
+// also have uri). A rule on a post-call value (response.*) is a load
+// error: mcpAuthorization decides before the call, and filters lists.
 //
 // Every expression is parsed and type-checked when the config is
 // compiled. A rule that names a variable its phase does not have (for
@@ -59,6 +65,7 @@ const (
 	Network Phase = iota
 	Request
 	AuthzResponse
+	MCP
 )
 
 func (p Phase) String() string {
@@ -69,6 +76,8 @@ func (p Phase) String() string {
 		return "request"
 	case AuthzResponse:
 		return "extAuthz response"
+	case MCP:
+		return "mcpAuthorization"
 	}
 	return "unknown"
 }
@@ -95,6 +104,7 @@ var (
 		"pathAndQuery": true, "version": true, "headers": true,
 	}
 	responseFields = map[string]bool{"code": true, "headers": true}
+	mcpFields      = map[string]bool{"method": true, "tool": true, "prompt": true, "resource": true}
 )
 
 func phaseVariables(p Phase) []string {
@@ -103,6 +113,8 @@ func phaseVariables(p Phase) []string {
 		return []string{"source"}
 	case Request:
 		return []string{"source", "request", "jwt", "extauthz"}
+	case MCP:
+		return []string{"source", "request", "jwt", "extauthz", "mcp"}
 	default:
 		return []string{"source", "request", "jwt", "extauthz", "response"}
 	}
@@ -110,12 +122,12 @@ func phaseVariables(p Phase) []string {
 
 // allVariables are every variable any phase has; an expression naming one
 // its phase lacks gets a message that says which phase it belongs to.
-var allVariables = []string{"source", "request", "jwt", "extauthz", "response"}
+var allVariables = []string{"source", "request", "jwt", "extauthz", "response", "mcp"}
 
-var envs [3]*cel.Env
+var envs [4]*cel.Env
 
 func init() {
-	for p := Network; p <= AuthzResponse; p++ {
+	for p := Network; p <= MCP; p++ {
 		opts := []cel.EnvOption{
 			ext.Strings(), ext.Math(), ext.Encoders(), ext.Network(),
 			cel.CrossTypeNumericComparisons(true),
@@ -252,6 +264,8 @@ func fieldsOf(ident string) map[string]bool {
 		return requestFields
 	case "response":
 		return responseFields
+	case "mcp":
+		return mcpFields
 	}
 	return nil
 }

@@ -1,0 +1,524 @@
+package mcp
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/modelcontextprotocol/go-sdk/jsonrpc"
+	sdk "github.com/modelcontextprotocol/go-sdk/mcp"
+
+	"github.com/tailgate-dev/tailgate/internal/gateway/rules"
+)
+
+// prefixed reports whether exposed names carry the target's name.
+func (b *Backend) prefixed() bool {
+	switch b.opts.PrefixMode {
+	case Always:
+		return true
+	case Never:
+		return false
+	}
+	return len(b.targets) > 1
+}
+
+func (b *Backend) expose(i int, name string) string {
+	if b.prefixed() {
+		return b.targets[i].Name + Separator + name
+	}
+	return name
+}
+
+// resolveByPrefix finds the target of a prefixed name: the longest target
+// name that prefixes it (target names may themselves contain the
+// separator).
+func (b *Backend) resolveByPrefix(name string) (int, string, bool) {
+	best, orig := -1, ""
+	for i, t := range b.targets {
+		p := t.Name + Separator
+		if strings.HasPrefix(name, p) && len(name) > len(p) && (best < 0 || len(t.Name) > len(b.targets[best].Name)) {
+			best, orig = i, name[len(p):]
+		}
+	}
+	return best, orig, best >= 0
+}
+
+// owner resolves an exposed tool or prompt name to (target, upstream name).
+// In never mode the owner comes from the last listing; list refreshes it.
+func (b *Backend) owner(ctx context.Context, ss *sdk.ServerSession, kind, name string) (int, string, error) {
+	if b.prefixed() {
+		if i, orig, ok := b.resolveByPrefix(name); ok {
+			return i, orig, nil
+		}
+		return -1, "", invalidParams("unknown %s %q", kind, name)
+	}
+	if len(b.targets) == 1 {
+		return 0, name, nil
+	}
+	key := kind + "\x00" + name
+	b.mu.Lock()
+	i, ok := b.owners[key]
+	b.mu.Unlock()
+	if !ok {
+		var err error
+		if kind == "tool" {
+			_, err = b.listTools(ctx, ss, nil)
+		} else {
+			_, err = b.listPrompts(ctx, ss, nil)
+		}
+		if err != nil {
+			return -1, "", err
+		}
+		b.mu.Lock()
+		i, ok = b.owners[key]
+		b.mu.Unlock()
+	}
+	if !ok {
+		return -1, "", invalidParams("unknown %s %q", kind, name)
+	}
+	return i, name, nil
+}
+
+// fanout runs fn for every target in parallel and applies failureMode:
+// failClosed returns the first target's error; failOpen skips failed
+// targets unless all failed. ok[i] says whether target i answered.
+func (b *Backend) fanout(ctx context.Context, ss *sdk.ServerSession, fn func(i int, cs *sdk.ClientSession) error) (ok []bool, err error) {
+	errs := make([]error, len(b.targets))
+	var wg sync.WaitGroup
+	for i := range b.targets {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errs[i] = b.call(ctx, ss, i, func(cs *sdk.ClientSession) error { return fn(i, cs) })
+		}()
+	}
+	wg.Wait()
+	ok = make([]bool, len(b.targets))
+	failed := 0
+	var first error
+	for i, e := range errs {
+		ok[i] = e == nil
+		if e != nil {
+			failed++
+			e = fmt.Errorf("mcp target %q: %w", b.targets[i].Name, e)
+			if first == nil {
+				first = e
+			}
+			if b.opts.FailOpen {
+				b.log.Warn("mcp target skipped (failureMode failOpen)", "target", b.targets[i].Name, "error", e)
+			}
+		}
+	}
+	if failed > 0 && (!b.opts.FailOpen || failed == len(b.targets)) {
+		return ok, &jsonrpc.Error{Code: jsonrpc.CodeInternalError, Message: first.Error()}
+	}
+	return ok, nil
+}
+
+// claim records ownership of names in never mode: the first target in
+// config order that lists a name owns it.
+func (b *Backend) claim(kind string, names [][]string, ok []bool) map[string]int {
+	own := map[string]int{}
+	for i, ns := range names {
+		for _, n := range ns {
+			if prev, dup := own[n]; dup {
+				if prev != i {
+					b.log.Warn("mcp name served by two targets; the first in config order owns it (prefixMode never)",
+						"kind", kind, "name", n, "owner", b.targets[prev].Name, "hidden", b.targets[i].Name)
+				}
+				continue
+			}
+			own[n] = i
+		}
+	}
+	b.mu.Lock()
+	for k, i := range b.owners {
+		if strings.HasPrefix(k, kind+"\x00") && ok[i] {
+			delete(b.owners, k)
+		}
+	}
+	for n, i := range own {
+		b.owners[kind+"\x00"+n] = i
+	}
+	b.mu.Unlock()
+	return own
+}
+
+func (b *Backend) listTools(ctx context.Context, ss *sdk.ServerSession, vars rules.Vars) (*sdk.ListToolsResult, error) {
+	per := make([][]*sdk.Tool, len(b.targets))
+	ok, err := b.fanout(ctx, ss, func(i int, cs *sdk.ClientSession) error {
+		for t, err := range cs.Tools(ctx, nil) {
+			if err != nil {
+				return err
+			}
+			per[i] = append(per[i], t)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	var own map[string]int
+	if !b.prefixed() && len(b.targets) > 1 {
+		names := make([][]string, len(per))
+		for i, ts := range per {
+			for _, t := range ts {
+				names[i] = append(names[i], t.Name)
+			}
+		}
+		own = b.claim("tool", names, ok)
+	}
+	res := &sdk.ListToolsResult{Tools: []*sdk.Tool{}}
+	for i, ts := range per {
+		for _, t := range ts {
+			if own != nil && own[t.Name] != i {
+				continue
+			}
+			if vars != nil {
+				if v := b.decide(vars, "tools/list", "tool", map[string]any{"name": t.Name, "target": b.targets[i].Name}); !v.Allowed {
+					continue
+				}
+			}
+			c := *t
+			c.Name = b.expose(i, t.Name)
+			res.Tools = append(res.Tools, &c)
+		}
+	}
+	return res, nil
+}
+
+func (b *Backend) listPrompts(ctx context.Context, ss *sdk.ServerSession, vars rules.Vars) (*sdk.ListPromptsResult, error) {
+	per := make([][]*sdk.Prompt, len(b.targets))
+	ok, err := b.fanout(ctx, ss, func(i int, cs *sdk.ClientSession) error {
+		if cs.InitializeResult() != nil && cs.InitializeResult().Capabilities != nil && cs.InitializeResult().Capabilities.Prompts == nil {
+			return nil
+		}
+		for p, err := range cs.Prompts(ctx, nil) {
+			if err != nil {
+				return err
+			}
+			per[i] = append(per[i], p)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	var own map[string]int
+	if !b.prefixed() && len(b.targets) > 1 {
+		names := make([][]string, len(per))
+		for i, ps := range per {
+			for _, p := range ps {
+				names[i] = append(names[i], p.Name)
+			}
+		}
+		own = b.claim("prompt", names, ok)
+	}
+	res := &sdk.ListPromptsResult{Prompts: []*sdk.Prompt{}}
+	for i, ps := range per {
+		for _, p := range ps {
+			if own != nil && own[p.Name] != i {
+				continue
+			}
+			if vars != nil {
+				if v := b.decide(vars, "prompts/list", "prompt", map[string]any{"name": p.Name, "target": b.targets[i].Name}); !v.Allowed {
+					continue
+				}
+			}
+			c := *p
+			c.Name = b.expose(i, p.Name)
+			res.Prompts = append(res.Prompts, &c)
+		}
+	}
+	return res, nil
+}
+
+func hasResources(cs *sdk.ClientSession) bool {
+	ir := cs.InitializeResult()
+	return ir == nil || ir.Capabilities == nil || ir.Capabilities.Resources != nil
+}
+
+func (b *Backend) listResources(ctx context.Context, ss *sdk.ServerSession, vars rules.Vars) (*sdk.ListResourcesResult, error) {
+	per := make([][]*sdk.Resource, len(b.targets))
+	_, err := b.fanout(ctx, ss, func(i int, cs *sdk.ClientSession) error {
+		if !hasResources(cs) {
+			return nil
+		}
+		for r, err := range cs.Resources(ctx, nil) {
+			if err != nil {
+				return err
+			}
+			per[i] = append(per[i], r)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	res := &sdk.ListResourcesResult{Resources: []*sdk.Resource{}}
+	b.mu.Lock()
+	for i, rs := range per {
+		for _, r := range rs {
+			if _, dup := b.resOwner[r.URI]; !dup || b.resOwner[r.URI] >= i {
+				b.resOwner[r.URI] = i
+			}
+		}
+	}
+	b.mu.Unlock()
+	for i, rs := range per {
+		for _, r := range rs {
+			if vars != nil {
+				if v := b.decide(vars, "resources/list", "resource", map[string]any{"name": r.Name, "uri": r.URI, "target": b.targets[i].Name}); !v.Allowed {
+					continue
+				}
+			}
+			res.Resources = append(res.Resources, r)
+		}
+	}
+	return res, nil
+}
+
+func (b *Backend) listTemplates(ctx context.Context, ss *sdk.ServerSession, vars rules.Vars) (*sdk.ListResourceTemplatesResult, error) {
+	per := make([][]*sdk.ResourceTemplate, len(b.targets))
+	_, err := b.fanout(ctx, ss, func(i int, cs *sdk.ClientSession) error {
+		if !hasResources(cs) {
+			return nil
+		}
+		for r, err := range cs.ResourceTemplates(ctx, nil) {
+			if err != nil {
+				return err
+			}
+			per[i] = append(per[i], r)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	res := &sdk.ListResourceTemplatesResult{ResourceTemplates: []*sdk.ResourceTemplate{}}
+	for i, rs := range per {
+		for _, r := range rs {
+			if vars != nil {
+				if v := b.decide(vars, "resources/templates/list", "resource", map[string]any{"name": r.Name, "uri": r.URITemplate, "target": b.targets[i].Name}); !v.Allowed {
+					continue
+				}
+			}
+			res.ResourceTemplates = append(res.ResourceTemplates, r)
+		}
+	}
+	return res, nil
+}
+
+// resourceOwner finds the target serving a URI: from the last listing, or
+// (templated and unlisted resources) the only target, or by listing.
+func (b *Backend) resourceOwner(ctx context.Context, ss *sdk.ServerSession, uri string) (int, bool) {
+	if len(b.targets) == 1 {
+		return 0, true
+	}
+	b.mu.Lock()
+	i, ok := b.resOwner[uri]
+	b.mu.Unlock()
+	if ok {
+		return i, true
+	}
+	if _, err := b.listResources(ctx, ss, nil); err == nil {
+		b.mu.Lock()
+		i, ok = b.resOwner[uri]
+		b.mu.Unlock()
+	}
+	return i, ok
+}
+
+func serverSession(req sdk.Request) *sdk.ServerSession {
+	ss, _ := req.GetSession().(*sdk.ServerSession)
+	return ss
+}
+
+// middleware answers the federated methods; everything else (initialize,
+// ping, logging, unknown methods → "method not found") is the SDK's.
+func (b *Backend) middleware(next sdk.MethodHandler) sdk.MethodHandler {
+	return func(ctx context.Context, method string, req sdk.Request) (sdk.Result, error) {
+		ss := serverSession(req)
+		switch method {
+		case "initialize":
+			res, err := next(ctx, method, req)
+			if err != nil {
+				return res, err
+			}
+			b.metrics.request(method, "", "")
+			// Start every target now, so failClosed fails the session
+			// at its start rather than on its first call.
+			if _, err := b.fanout(ctx, ss, func(int, *sdk.ClientSession) error { return nil }); err != nil {
+				return nil, err
+			}
+			return res, nil
+		case "tools/list":
+			b.metrics.request(method, "", "")
+			return b.listTools(ctx, ss, b.varsFor(req))
+		case "prompts/list":
+			b.metrics.request(method, "", "")
+			return b.listPrompts(ctx, ss, b.varsFor(req))
+		case "resources/list":
+			b.metrics.request(method, "", "")
+			return b.listResources(ctx, ss, b.varsFor(req))
+		case "resources/templates/list":
+			b.metrics.request(method, "", "")
+			return b.listTemplates(ctx, ss, b.varsFor(req))
+		case "tools/call":
+			r, _ := req.(*sdk.CallToolRequest)
+			if r == nil || r.Params == nil {
+				return nil, invalidParams("tools/call needs params")
+			}
+			return b.callTool(ctx, ss, req, r.Params)
+		case "prompts/get":
+			r, _ := req.(*sdk.GetPromptRequest)
+			if r == nil || r.Params == nil {
+				return nil, invalidParams("prompts/get needs params")
+			}
+			return b.getPrompt(ctx, ss, req, r.Params)
+		case "resources/read":
+			r, _ := req.(*sdk.ReadResourceRequest)
+			if r == nil || r.Params == nil {
+				return nil, invalidParams("resources/read needs params")
+			}
+			return b.readResource(ctx, ss, req, r.Params)
+		}
+		b.metrics.request(method, "", "")
+		return next(ctx, method, req)
+	}
+}
+
+func (b *Backend) callTool(ctx context.Context, ss *sdk.ServerSession, req sdk.Request, p *sdk.CallToolParamsRaw) (sdk.Result, error) {
+	start := time.Now()
+	i, orig, err := b.owner(ctx, ss, "tool", p.Name)
+	if err != nil {
+		b.metrics.request("tools/call", "", "")
+		b.access("mcp", "method", "tools/call", "tool", p.Name, "error", err.Error())
+		return nil, err
+	}
+	target := b.targets[i].Name
+	b.metrics.request("tools/call", target, orig)
+	vars := b.varsFor(req)
+	if v := b.decide(vars, "tools/call", "tool", map[string]any{"name": orig, "target": target}); !v.Allowed {
+		b.metrics.denial("tool", target)
+		b.access("mcp", append([]any{"method", "tools/call", "target", target, "tool", orig, "verdict", "denied", "reason", v.Reason, "rule", v.Rule}, callerAttrs(vars)...)...)
+		return nil, deniedError("tool", orig, target, v)
+	}
+	var res *sdk.CallToolResult
+	err = b.call(ctx, ss, i, func(cs *sdk.ClientSession) error {
+		var err error
+		res, err = cs.CallTool(ctx, &sdk.CallToolParams{Meta: p.Meta, Name: orig, Arguments: rawArgs(p.Arguments)})
+		return err
+	})
+	d := time.Since(start)
+	b.metrics.toolCall(target, orig, d)
+	attrs := append([]any{"method", "tools/call", "target", target, "tool", orig, "duration_ms", fmt.Sprintf("%.3f", float64(d.Microseconds())/1000)}, callerAttrs(vars)...)
+	if err != nil {
+		b.access("mcp", append(attrs, "error", err.Error())...)
+		return nil, upstreamError(target, err)
+	}
+	if res.IsError {
+		attrs = append(attrs, "tool_error", true)
+	}
+	b.access("mcp", attrs...)
+	return res, nil
+}
+
+func (b *Backend) getPrompt(ctx context.Context, ss *sdk.ServerSession, req sdk.Request, p *sdk.GetPromptParams) (sdk.Result, error) {
+	i, orig, err := b.owner(ctx, ss, "prompt", p.Name)
+	if err != nil {
+		b.metrics.request("prompts/get", "", "")
+		return nil, err
+	}
+	target := b.targets[i].Name
+	b.metrics.request("prompts/get", target, "")
+	vars := b.varsFor(req)
+	if v := b.decide(vars, "prompts/get", "prompt", map[string]any{"name": orig, "target": target}); !v.Allowed {
+		b.metrics.denial("prompt", target)
+		b.access("mcp", append([]any{"method", "prompts/get", "target", target, "prompt", orig, "verdict", "denied", "reason", v.Reason}, callerAttrs(vars)...)...)
+		return nil, deniedError("prompt", orig, target, v)
+	}
+	var res *sdk.GetPromptResult
+	err = b.call(ctx, ss, i, func(cs *sdk.ClientSession) error {
+		c := *p
+		c.Name = orig
+		var err error
+		res, err = cs.GetPrompt(ctx, &c)
+		return err
+	})
+	b.access("mcp", append([]any{"method", "prompts/get", "target", target, "prompt", orig, "ok", err == nil}, callerAttrs(vars)...)...)
+	if err != nil {
+		return nil, upstreamError(target, err)
+	}
+	return res, nil
+}
+
+func (b *Backend) readResource(ctx context.Context, ss *sdk.ServerSession, req sdk.Request, p *sdk.ReadResourceParams) (sdk.Result, error) {
+	i, ok := b.resourceOwner(ctx, ss, p.URI)
+	if !ok {
+		// A templated resource nobody listed: the first target that can
+		// read it answers.
+		for j := range b.targets {
+			if res, err := b.readFrom(ctx, ss, req, j, p); err == nil {
+				return res, nil
+			}
+		}
+		b.metrics.request("resources/read", "", "")
+		return nil, &jsonrpc.Error{Code: sdk.CodeResourceNotFound, Message: fmt.Sprintf("resource %q not found on any target", p.URI)}
+	}
+	return b.readFrom(ctx, ss, req, i, p)
+}
+
+func (b *Backend) readFrom(ctx context.Context, ss *sdk.ServerSession, req sdk.Request, i int, p *sdk.ReadResourceParams) (sdk.Result, error) {
+	target := b.targets[i].Name
+	b.metrics.request("resources/read", target, "")
+	vars := b.varsFor(req)
+	if v := b.decide(vars, "resources/read", "resource", map[string]any{"name": p.URI, "uri": p.URI, "target": target}); !v.Allowed {
+		b.metrics.denial("resource", target)
+		b.access("mcp", append([]any{"method", "resources/read", "target", target, "uri", p.URI, "verdict", "denied", "reason", v.Reason}, callerAttrs(vars)...)...)
+		return nil, deniedError("resource", p.URI, target, v)
+	}
+	var res *sdk.ReadResourceResult
+	err := b.call(ctx, ss, i, func(cs *sdk.ClientSession) error {
+		var err error
+		res, err = cs.ReadResource(ctx, p)
+		return err
+	})
+	b.access("mcp", append([]any{"method", "resources/read", "target", target, "uri", p.URI, "ok", err == nil}, callerAttrs(vars)...)...)
+	if err != nil {
+		return nil, upstreamError(target, err)
+	}
+	return res, nil
+}
+
+// upstreamError passes a target's JSON-RPC error through unchanged and
+// wraps anything else (a dead connection) as an internal error naming
+// the target.
+func upstreamError(target string, err error) error {
+	var we *jsonrpc.Error
+	if errors.As(err, &we) {
+		return we
+	}
+	return &jsonrpc.Error{Code: jsonrpc.CodeInternalError, Message: fmt.Sprintf("mcp target %q: %v", target, err)}
+}
+
+func callerAttrs(vars rules.Vars) []any {
+	var out []any
+	if src, ok := vars["source"].(map[string]any); ok {
+		if a, ok := src["address"]; ok {
+			out = append(out, "src", a)
+		}
+		if ts, ok := src["tailscale"].(map[string]any); ok {
+			out = append(out, "tailscale.node", ts["node"])
+		}
+	}
+	if j, ok := vars["jwt"].(map[string]any); ok {
+		if sub, ok := j["sub"]; ok {
+			out = append(out, "jwt.sub", sub)
+		}
+	}
+	return out
+}
