@@ -91,6 +91,10 @@ type Request struct {
 	Env      string
 	APIToken string
 	Targets  []string
+	// Control is the control server to connect on; the zero value is
+	// the Service's (Tailscale). For headscale, APIToken is a headscale
+	// API key, used for this call only, like a Tailscale API token.
+	Control Control
 }
 
 // Result is what connect did: safe to show to the admin as is.

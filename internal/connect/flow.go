@@ -25,7 +25,7 @@ const maxPolicyAttempts = 25
 // it sealed. Connecting again replaces the grants and the credential.
 func (s *Service) Connect(ctx context.Context, req Request) (Result, error) {
 	log := s.logger().With("org", req.OrgID, "env", req.Env)
-	if err := checkAPIToken(req.APIToken); err != nil {
+	if err := checkToken(req.Control, req.APIToken); err != nil {
 		return Result{}, err
 	}
 	targets, err := grants.ParseTargets(req.Targets)
@@ -43,7 +43,7 @@ func (s *Service) Connect(ctx context.Context, req Request) (Result, error) {
 		return Result{}, stepError(StepInput, err)
 	}
 
-	cp := s.apiClient(req.APIToken)
+	cp := s.adminClient(req.Control, req.APIToken)
 	settings, err := cp.Settings(ctx)
 	if err != nil {
 		return Result{}, stepError(StepSettings, err)
@@ -58,6 +58,9 @@ func (s *Service) Connect(ctx context.Context, req Request) (Result, error) {
 	}
 	plan, err := grants.NewPlan(env.Name, targets, tailnetView(devices))
 	if err != nil {
+		return Result{}, stepError(StepPlan, err)
+	}
+	if err := planTagOwners(ctx, cp, &plan); err != nil {
 		return Result{}, stepError(StepPlan, err)
 	}
 
@@ -119,7 +122,7 @@ func (s *Service) Connect(ctx context.Context, req Request) (Result, error) {
 	if err != nil {
 		return Result{}, rollback(stepError(StepSeal, err))
 	}
-	detail, _ := json.Marshal(plan)
+	detail := detailFor(plan, req.Control)
 	conn := store.Connection{
 		EnvID:         env.ID,
 		State:         store.StateConnected,
@@ -151,9 +154,6 @@ func (s *Service) Connect(ctx context.Context, req Request) (Result, error) {
 // stored credential can only mint auth keys.
 func (s *Service) Disconnect(ctx context.Context, orgID, envName, apiToken string) error {
 	log := s.logger().With("org", orgID, "env", envName)
-	if err := checkAPIToken(apiToken); err != nil {
-		return err
-	}
 	env, err := s.Store.GetEnvironment(ctx, orgID, envName)
 	if err != nil {
 		return stepError(StepInput, err)
@@ -165,7 +165,10 @@ func (s *Service) Disconnect(ctx context.Context, orgID, envName, apiToken strin
 	if err != nil {
 		return stepError(StepInput, err)
 	}
-	cp := s.apiClient(apiToken)
+	if err := checkToken(ControlOf(conn), apiToken); err != nil {
+		return err
+	}
+	cp := s.adminClient(ControlOf(conn), apiToken)
 	settings, err := cp.Settings(ctx)
 	if err != nil {
 		return stepError(StepSettings, err)

@@ -45,6 +45,9 @@ type Credential struct {
 	Env     store.Environment
 	Conn    store.Connection
 	Minting tsapi.ControlPlane
+	// ControlURL is where nodes using this credential join: the
+	// connection's headscale, or the Service's ControlURL.
+	ControlURL string
 }
 
 // OpenCredential decrypts the environment's stored credential and returns
@@ -67,7 +70,7 @@ func (s *Service) OpenCredential(ctx context.Context, orgID, envName string) (Cr
 		return Credential{}, &Error{Step: StepSeal, Code: "internal", Err: err,
 			Message: "the stored credential cannot be decrypted with the configured key; was the key file replaced?"}
 	}
-	return Credential{Env: env, Conn: conn, Minting: s.oauthClient(ctx, conn.OAuthClientID, string(secret))}, nil
+	return Credential{Env: env, Conn: conn, Minting: s.mintingClient(ctx, conn, string(secret)), ControlURL: s.controlURL(conn)}, nil
 }
 
 // MintKey mints a single-use, ephemeral, pre-authorized auth key with the
@@ -115,7 +118,7 @@ func (s *Service) Verify(ctx context.Context, orgID, envName string) (Verificati
 	}
 	hostname := NodeName("verify", envName)
 	node, err := tailnet.Join(ctx, tailnet.JoinOptions{
-		ControlURL:   s.ControlURL,
+		ControlURL:   cred.ControlURL,
 		AuthKey:      key.Key,
 		Hostname:     hostname,
 		Tags:         []string{cred.Conn.Tag},
