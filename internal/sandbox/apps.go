@@ -26,8 +26,20 @@ import (
 // (tsnet's default for a subnet router), which on a test machine may well
 // use the same documentation ranges.
 type appTable struct {
-	mu   sync.RWMutex
-	apps map[netip.AddrPort]*connListener
+	mu      sync.RWMutex
+	apps    map[netip.AddrPort]*connListener
+	servers []*http.Server
+}
+
+// close stops every app server.
+func (t *appTable) close() {
+	t.mu.Lock()
+	servers := t.servers
+	t.servers = nil
+	t.mu.Unlock()
+	for _, srv := range servers {
+		srv.Close()
+	}
 }
 
 func newAppTable() *appTable { return &appTable{apps: map[netip.AddrPort]*connListener{}} }
@@ -65,6 +77,7 @@ func (s *Sandbox) ServeSubnetApp(addr netip.AddrPort, h http.Handler, tlsNames .
 		old.Close()
 	}
 	s.apps.apps[addr] = ln
+	s.apps.servers = append(s.apps.servers, srv)
 	s.apps.mu.Unlock()
 	if srv.TLSConfig != nil {
 		go srv.ServeTLS(ln, "", "")

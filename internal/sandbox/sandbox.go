@@ -334,6 +334,9 @@ func (s *Sandbox) startDevice(ctx context.Context) error {
 		return fmt.Errorf("sandbox: device listen: %w", err)
 	}
 	srv := &http.Server{Handler: DemoApp(DeviceName + "." + MagicDNSSuffix), ReadHeaderTimeout: 10 * time.Second}
+	s.apps.mu.Lock()
+	s.apps.servers = append(s.apps.servers, srv)
+	s.apps.mu.Unlock()
 	go srv.Serve(ln)
 	return nil
 }
@@ -439,6 +442,7 @@ func (s *Sandbox) Close() error {
 	if s.dns != nil {
 		s.dns.close()
 	}
+	s.apps.close()
 	var wg sync.WaitGroup
 	for _, n := range nodes {
 		wg.Add(1)

@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/netip"
 	"net/url"
+	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -357,6 +358,45 @@ func TestClosedEphemeralNodeLeavesDeviceList(t *testing.T) {
 		}
 		if time.Now().After(deadline) {
 			t.Fatal("closed ephemeral node still listed")
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// TestCloseLeavesNoGoroutines starts and closes a whole sandbox with a
+// client node and checks that nothing it started keeps running.
+func TestCloseLeavesNoGoroutines(t *testing.T) {
+	// Warm up process-wide singletons (netmon, log policy) first, so that
+	// what remains after Close is attributable to the sandbox.
+	warm, err := sandbox.Start(ctxT(t), sandbox.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	warm.Close()
+	time.Sleep(500 * time.Millisecond)
+	before := runtime.NumGoroutine()
+
+	sb, err := sandbox.Start(ctxT(t), sandbox.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	n, err := sb.NewNode(ctxT(t), sandbox.NodeOptions{Hostname: "leak-check", AcceptRoutes: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := get(ctxT(t), n, "http://"+sandbox.DemoAppName+"/"); err != nil {
+		t.Fatal(err)
+	}
+	sb.Close() // closes the node too
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		after := runtime.NumGoroutine()
+		if after <= before+2 {
+			return
+		}
+		if time.Now().After(deadline) {
+			buf := make([]byte, 1<<20)
+			t.Fatalf("%d goroutines before, %d after Close:\n%s", before, after, buf[:runtime.Stack(buf, true)])
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
