@@ -40,6 +40,10 @@ type ConnectRequest struct {
 	// used for this request only.
 	APIToken string   `json:"api_token"`
 	Targets  []string `json:"targets"`
+	// Control is the control server of a self-hosted tailnet, e.g.
+	// {"type": "headscale", "url": "https://hs.example.com"}; then
+	// APIToken is a headscale API key. Absent means Tailscale.
+	Control *connect.Control `json:"control,omitempty"`
 }
 
 // DisconnectRequest is the body of DELETE .../private-network.
@@ -168,7 +172,11 @@ func (s *server) connect(w http.ResponseWriter, r *http.Request, p store.Princip
 	}
 	ctx, cancel := s.operationContext(r)
 	defer cancel()
-	res, err := s.pn.Connect(ctx, connect.Request{OrgID: p.OrgID, Env: name, APIToken: req.APIToken, Targets: req.Targets})
+	creq := connect.Request{OrgID: p.OrgID, Env: name, APIToken: req.APIToken, Targets: req.Targets}
+	if req.Control != nil {
+		creq.Control = *req.Control
+	}
+	res, err := s.pn.Connect(ctx, creq)
 	if err != nil {
 		s.writeError(w, r, err, req.APIToken)
 		return nil
