@@ -1,0 +1,286 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"io"
+	"net/http"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/tailgate-dev/tailgate/internal/api"
+	"github.com/tailgate-dev/tailgate/internal/sandbox"
+	"github.com/tailgate-dev/tailgate/internal/store"
+	"github.com/tailgate-dev/tailgate/internal/tsapi"
+)
+
+// runServer is the tailgate serve binary over a sandbox tailnet, with a
+// 2 s run lease so an abandoned run is swept within seconds, an
+// environment "web" connected to the private demo app (by its internal
+// name and by its subnet IP) and an environment "idle" never connected.
+type runServer struct {
+	sb     *sandbox.Sandbox
+	url    string
+	db     string
+	admin  string
+	runner string
+}
+
+func newRunServer(t *testing.T) *runServer {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	sb, err := sandbox.Start(ctx, sandbox.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { sb.Close() })
+	dir := t.TempDir()
+	rs := &runServer{sb: sb, db: filepath.Join(dir, "t.db")}
+	p := startTailgate(t, nil, "serve", "--db", rs.db, "--key-file", filepath.Join(dir, "t.key"),
+		"--listen", "127.0.0.1:0", "--tailscale-api", sb.APIURL(), "--control-url", sb.ControlURL(),
+		"--run-lease", "2s", "--log-format", "json")
+	line := p.waitLine(t, ctx, "listening on http://")
+	rs.url = line[strings.Index(line, "http://"):]
+	rs.admin = tokenLine.FindString(p.output())
+	t.Cleanup(func() {
+		p.cmd.Process.Signal(syscall.SIGTERM)
+		p.wait(t, time.Minute)
+	})
+
+	var tok api.CreatedToken
+	rs.call(t, "POST", "/v1/tokens", rs.admin, api.CreateTokenRequest{Name: "ci", Role: "runner"}, 201, &tok)
+	rs.runner = tok.Token
+	c := &cliServer{sb: sb, url: rs.url, dir: dir}
+	t.Setenv("TAILGATE_TOKEN", rs.admin)
+	c.mustEnv(t, "", "create", "web")
+	c.mustEnv(t, "", "create", "idle")
+	c.mustEnv(t, sb.NewAPIToken(), "connect", "web", "--target", sandbox.DemoAppName+":80", "--target", sandbox.DemoAppIP.String()+":80")
+	return rs
+}
+
+// call sends one API request and decodes the answer, failing the test on
+// an unexpected status.
+func (rs *runServer) call(t *testing.T, method, path, token string, body any, want int, out any) {
+	t.Helper()
+	a := runAPICall(t, rs.url, method, path, token, body)
+	if a.status != want {
+		t.Fatalf("%s %s: %d, want %d: %s", method, path, a.status, want, a.body)
+	}
+	if out != nil {
+		if err := json.Unmarshal(a.body, out); err != nil {
+			t.Fatalf("%s %s: %v", method, path, err)
+		}
+	}
+}
+
+// runAPICall is a bare API request for the run tests.
+type runAnswer struct {
+	status int
+	body   []byte
+}
+
+func runAPICall(t *testing.T, base, method, path, token string, body any) runAnswer {
+	t.Helper()
+	var rd io.Reader
+	if body != nil {
+		b, _ := json.Marshal(body)
+		rd = strings.NewReader(string(b))
+	}
+	req, _ := http.NewRequest(method, base+path, rd)
+	req.Header.Set("Authorization", "Bearer "+token)
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return runAnswer{resp.StatusCode, b}
+}
+
+// tailgate starts a tailgate subcommand as a runner of the server.
+func (rs *runServer) tailgate(t *testing.T, extraEnv []string, args ...string) *subprocess {
+	t.Helper()
+	env := append([]string{"TAILGATE_TOKEN=" + rs.runner, "TAILGATE_SERVER=" + rs.url}, extraEnv...)
+	return startTailgate(t, env, args...)
+}
+
+// finishRun waits for a tailgate subcommand and returns its status and output.
+func finishRun(t *testing.T, p *subprocess) (int, string) {
+	t.Helper()
+	code := p.wait(t, 2*time.Minute)
+	return code, p.output()
+}
+
+var readyLine = regexp.MustCompile(`run (run_[a-z2-7]+) of (\S+) ready: proxy (http://127\.0\.0\.1:\d+) \(joined in \d+ ms, path warmed in \d+ ms\)`)
+
+// TestRunsThroughTheServeBinary drives tailgate run and tailgate flow run,
+// as subprocesses, against tailgate serve over one sandbox tailnet.
+func TestRunsThroughTheServeBinary(t *testing.T) {
+	rs := newRunServer(t)
+
+	t.Run("curl reaches the private app by its internal name", func(t *testing.T) {
+		code, out := finishRun(t, rs.tailgate(t, nil, "run", "--env", "web", "--", "curl", "-s", "http://"+sandbox.DemoAppName+"/"))
+		if code != 0 || !strings.Contains(out, sandbox.DemoAppText) {
+			t.Fatalf("exit %d, want 0 and the private page:\n%s", code, out)
+		}
+		if !readyLine.MatchString(out) {
+			t.Errorf("no line naming the run, its proxy and its warm time:\n%s", out)
+		}
+	})
+
+	t.Run("a public host is refused and curl's status comes back", func(t *testing.T) {
+		code, out := finishRun(t, rs.tailgate(t, nil, "run", "--env", "web", "--", "curl", "-sf", "http://example.com/"))
+		if code != 22 { // curl -f: HTTP error (the proxy's 403)
+			t.Fatalf("exit %d, want curl's 22:\n%s", code, out)
+		}
+		if !strings.Contains(out, "refused example.com:80") || !strings.Contains(out, "not_a_target") {
+			t.Errorf("the refusal is not explained:\n%s", out)
+		}
+	})
+
+	t.Run("the command gets the proxy, no NO_PROXY and no tailgate token", func(t *testing.T) {
+		script := `echo "vars:$HTTP_PROXY|$https_proxy|$ALL_PROXY|$NO_PROXY|$no_proxy|$TAILGATE_TOKEN|$TAILGATE_RUN_ID"; exit 7`
+		code, out := finishRun(t, rs.tailgate(t, []string{"NO_PROXY=" + sandbox.DemoAppName, "no_proxy=*", "HTTPS_PROXY=http://192.0.2.99:3128"},
+			"run", "--env", "web", "--", "sh", "-c", script))
+		if code != 7 {
+			t.Errorf("exit %d, want the command's 7:\n%s", code, out)
+		}
+		m := readyLine.FindStringSubmatch(out)
+		if m == nil {
+			t.Fatalf("no ready line:\n%s", out)
+		}
+		want := "vars:" + m[3] + "|" + m[3] + "|" + m[3] + "|||" + "|" + m[1]
+		if !strings.Contains(out, want) {
+			t.Errorf("command's environment: want %q in\n%s", want, out)
+		}
+		if strings.Contains(out, rs.runner) {
+			t.Error("the tailgate token reached the command")
+		}
+	})
+
+	t.Run("flow loads the private app by name and by subnet IP", func(t *testing.T) {
+		testFlowThroughARun(t, rs)
+	})
+
+	t.Run("SIGKILL of tailgate run: the sweeper ends the run and its node leaves", func(t *testing.T) {
+		p := rs.tailgate(t, nil, "run", "--env", "web", "--", "sh", "-c", `echo "command pid $$"; exec sleep 60`)
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		m := readyLine.FindStringSubmatch(p.waitLine(t, ctx, "ready: proxy"))
+		pid, _ := strconv.Atoi(strings.TrimPrefix(p.waitLine(t, ctx, "command pid "), "command pid "))
+		var info api.Run
+		rs.call(t, "GET", "/v1/runs/"+m[1], rs.runner, nil, 200, &info)
+		if info.State != "ready" || info.Node == "" {
+			t.Fatalf("run before the kill: %+v", info)
+		}
+		cp := tsapi.NewWithAPIToken(rs.sb.APIURL(), rs.sb.NewAPIToken())
+		if !inTailnet(t, cp, info.Node) {
+			t.Fatalf("run's node %s is not in the tailnet", info.Node)
+		}
+
+		p.cmd.Process.Kill() // SIGKILL: no heartbeat, no end, nothing
+		// The orphaned command holds the output pipe open; it goes too.
+		if pid > 0 {
+			syscall.Kill(pid, syscall.SIGKILL)
+		}
+		p.wait(t, time.Minute)
+
+		deadline := time.Now().Add(45 * time.Second)
+		for {
+			var got api.Run
+			rs.call(t, "GET", "/v1/runs/"+m[1], rs.runner, nil, 200, &got)
+			if got.State == "ended" && !inTailnet(t, cp, info.Node) {
+				if !strings.Contains(got.EndReason, "lease expired") {
+					t.Errorf("end reason %q, want the lapsed lease", got.EndReason)
+				}
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("45 s after SIGKILL: run %s, node in tailnet: %v", got.State, inTailnet(t, cp, info.Node))
+			}
+			time.Sleep(250 * time.Millisecond)
+		}
+	})
+
+	t.Run("bad input is a clear error and starts nothing", func(t *testing.T) {
+		for _, tc := range []struct {
+			what string
+			env  []string
+			args []string
+			code int
+			want string
+		}{
+			{"unknown environment", nil, []string{"run", "--env", "nope", "--", "true"}, 1, `environment "nope" not found (404 not_found)`},
+			{"disconnected environment", nil, []string{"run", "--env", "idle", "--", "true"}, 1, `"idle" has no private network connected`},
+			{"unknown token", []string{"TAILGATE_TOKEN=tg_aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"}, []string{"run", "--env", "web", "--", "true"}, 1, "401 unauthenticated"},
+			{"no --env", nil, []string{"run", "--", "true"}, 2, "--env NAME is required"},
+			{"no command", nil, []string{"run", "--env", "web"}, 2, "give the command to run after --"},
+			{"command not found", nil, []string{"run", "--env", "web", "--", "/nonexistent/tool"}, 127, "/nonexistent/tool"},
+			{"flow without --env", nil, []string{"flow", "run", "x.yaml"}, 2, "--env NAME is required"},
+			{"flow file missing", nil, []string{"flow", "run", "/nonexistent/flow.yaml", "--env", "web"}, 1, "/nonexistent/flow.yaml"},
+		} {
+			code, out := finishRun(t, rs.tailgate(t, tc.env, tc.args...))
+			if code != tc.code || !strings.Contains(out, tc.want) {
+				t.Errorf("%s: exit %d, want %d with %q:\n%s", tc.what, code, tc.code, tc.want, out)
+			}
+		}
+	})
+
+	t.Run("a run past its lifetime ends and the command is told", func(t *testing.T) {
+		code, out := finishRun(t, rs.tailgate(t, nil, "run", "--env", "web", "--lifetime", "1s", "--", "sleep", "4"))
+		if code != 0 {
+			t.Errorf("exit %d, want sleep's 0:\n%s", code, out)
+		}
+		if !strings.Contains(out, "has ended (maximum lifetime reached)") || !strings.Contains(out, "proxy is closed") {
+			t.Errorf("the expiry is not said:\n%s", out)
+		}
+	})
+
+	t.Run("another org's run is not found", func(t *testing.T) {
+		ctx := context.Background()
+		st, err := store.Open(ctx, rs.db)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer st.Close()
+		org, err := st.CreateOrg(ctx, "other")
+		if err != nil {
+			t.Fatal(err)
+		}
+		other, _, err := st.CreateAPIToken(ctx, org.ID, "ci", store.RoleRunner)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var r api.Run
+		rs.call(t, "POST", "/v1/environments/web/runs", rs.runner, nil, 201, &r)
+		defer rs.call(t, "DELETE", "/v1/runs/"+r.ID, rs.runner, nil, 200, nil)
+		for _, m := range [][2]string{{"GET", "/v1/runs/" + r.ID}, {"POST", "/v1/runs/" + r.ID + "/heartbeat"}, {"DELETE", "/v1/runs/" + r.ID}} {
+			if a := runAPICall(t, rs.url, m[0], m[1], other, nil); a.status != 404 {
+				t.Errorf("%s %s by another org: %d %s", m[0], m[1], a.status, a.body)
+			}
+		}
+		if a := runAPICall(t, rs.url, "POST", "/v1/environments/web/runs", other, nil); a.status != 404 {
+			t.Errorf("another org starting a run of web: %d %s", a.status, a.body)
+		}
+		rs.call(t, "POST", "/v1/runs/"+r.ID+"/heartbeat", rs.runner, nil, 200, nil)
+	})
+}
+
+func inTailnet(t *testing.T, cp *tsapi.Client, hostname string) bool {
+	t.Helper()
+	devs, err := cp.Devices(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return slices.ContainsFunc(devs, func(d tsapi.Device) bool { return d.Hostname == hostname })
+}
