@@ -191,7 +191,7 @@ binds:
   - routes:
     - backends:
       - mcp: {targets: []}
-`, `config.yaml:7:9: binds[0].listeners[0].routes[0].backends[0].mcp.targets: an mcp backend needs at least one target`},
+`, `config.yaml:7:14: binds[0].listeners[0].routes[0].backends[0].mcp.targets: an mcp backend needs at least one target`},
 		{`
 binds:
 - port: 1
