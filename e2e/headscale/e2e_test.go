@@ -137,7 +137,7 @@ func (f *fixture) envNode(t testing.TB, env string) *tailnet.Node {
 		t.Fatal(err)
 	}
 	n, err := tailnet.Join(ctx, tailnet.JoinOptions{ControlURL: cred.ControlURL, AuthKey: key.Key,
-		Hostname: connect.NodeName("test", env), Tags: []string{cred.Conn.Tag}, AcceptRoutes: true})
+		Hostname: connect.NodeName("test", env), Tags: cred.JoinTags, AcceptRoutes: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -371,7 +371,7 @@ func TestHeadscaleEndToEnd(t *testing.T) {
 			t.Fatal(err)
 		}
 		cmd := exec.Command(os.Args[0], "-test.run=^TestChildNode$")
-		cmd.Env = append(os.Environ(), "HSTEST_CHILD_CONTROL="+cred.ControlURL, "HSTEST_CHILD_KEY="+key.Key, "HSTEST_CHILD_TAG="+cred.Conn.Tag)
+		cmd.Env = append(os.Environ(), "HSTEST_CHILD_CONTROL="+cred.ControlURL, "HSTEST_CHILD_KEY="+key.Key)
 		out, err := cmd.StdoutPipe()
 		if err != nil {
 			t.Fatal(err)
@@ -418,7 +418,7 @@ func TestHeadscaleEndToEnd(t *testing.T) {
 		// The stored credential no longer joins anything.
 		jctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 		defer cancel()
-		if n2, err := tailnet.Join(jctx, tailnet.JoinOptions{ControlURL: f.hs.URL, AuthKey: old.Key, Hostname: "after-disconnect", Tags: []string{cred.Conn.Tag}}); err == nil {
+		if n2, err := tailnet.Join(jctx, tailnet.JoinOptions{ControlURL: f.hs.URL, AuthKey: old.Key, Hostname: "after-disconnect"}); err == nil {
 			n2.Close()
 			t.Fatal("the revoked credential still joins nodes")
 		}
@@ -495,7 +495,7 @@ func TestChildNode(t *testing.T) {
 	}
 	ctx := ctxT(t, time.Minute)
 	n, err := tailnet.Join(ctx, tailnet.JoinOptions{ControlURL: ctrl, AuthKey: os.Getenv("HSTEST_CHILD_KEY"),
-		Hostname: "tailgate-run-killed", Tags: []string{os.Getenv("HSTEST_CHILD_TAG")}})
+		Hostname: "tailgate-run-killed"})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -137,3 +137,12 @@ func (s *Service) controlURL(conn store.Connection) string {
 	}
 	return s.ControlURL
 }
+
+// joinTags are the tags a node using the connection's credential
+// advertises when it joins.
+func joinTags(conn store.Connection) []string {
+	if ControlOf(conn).selfHosted() {
+		return nil
+	}
+	return []string{conn.Tag}
+}

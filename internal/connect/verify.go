@@ -48,6 +48,10 @@ type Credential struct {
 	// ControlURL is where nodes using this credential join: the
 	// connection's headscale, or the Service's ControlURL.
 	ControlURL string
+	// JoinTags are the tags a joining node advertises: the environment's
+	// tag on Tailscale; none on headscale, which refuses advertised tags
+	// from nodes joining with a pre-auth key and gives them the key's.
+	JoinTags []string
 }
 
 // OpenCredential decrypts the environment's stored credential and returns
@@ -70,7 +74,8 @@ func (s *Service) OpenCredential(ctx context.Context, orgID, envName string) (Cr
 		return Credential{}, &Error{Step: StepSeal, Code: "internal", Err: err,
 			Message: "the stored credential cannot be decrypted with the configured key; was the key file replaced?"}
 	}
-	return Credential{Env: env, Conn: conn, Minting: s.mintingClient(ctx, conn, string(secret)), ControlURL: s.controlURL(conn)}, nil
+	return Credential{Env: env, Conn: conn, Minting: s.mintingClient(ctx, conn, string(secret)),
+		ControlURL: s.controlURL(conn), JoinTags: joinTags(conn)}, nil
 }
 
 // MintKey mints a single-use, ephemeral, pre-authorized auth key with the
@@ -121,7 +126,7 @@ func (s *Service) Verify(ctx context.Context, orgID, envName string) (Verificati
 		ControlURL:   cred.ControlURL,
 		AuthKey:      key.Key,
 		Hostname:     hostname,
-		Tags:         []string{cred.Conn.Tag},
+		Tags:         cred.JoinTags,
 		AcceptRoutes: true,
 	})
 	if err != nil {

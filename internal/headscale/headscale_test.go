@@ -112,7 +112,7 @@ func TestHeadscaleControlPlane(t *testing.T) {
 		}
 		jctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 		defer cancel()
-		n, err := tailnet.Join(jctx, tailnet.JoinOptions{ControlURL: hs.URL, AuthKey: oc.Secret, Hostname: "revoked", Tags: []string{"tag:router"}})
+		n, err := tailnet.Join(jctx, tailnet.JoinOptions{ControlURL: hs.URL, AuthKey: oc.Secret, Hostname: "revoked"})
 		if err == nil {
 			n.Close()
 			t.Fatal("a node joined with a revoked credential")

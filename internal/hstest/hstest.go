@@ -328,7 +328,9 @@ func (s *Server) Join(ctx context.Context, hostname string, tags []string, route
 		return nil, fmt.Errorf("join %s: key: %w", hostname, err)
 	}
 	n, err := tailnet.Join(ctx, tailnet.JoinOptions{
-		ControlURL: s.URL, AuthKey: key.Key, Hostname: hostname, Tags: tags,
+		// No advertised tags: headscale refuses them from nodes joining
+		// with a pre-auth key, whose own tags the node gets.
+		ControlURL: s.URL, AuthKey: key.Key, Hostname: hostname,
 		AcceptRoutes: true, AdvertiseRoutes: routes, Logf: s.logf,
 	})
 	if err != nil {
