@@ -212,6 +212,25 @@ func TestRunsThroughTheServeBinary(t *testing.T) {
 		}
 	})
 
+	t.Run("SIGTERM is passed on to the command, then the run ends", func(t *testing.T) {
+		script := `trap 'kill $! 2>/dev/null; echo "command got TERM"; exit 3' TERM; sleep 60 & echo "command pid $$"; wait`
+		p := rs.tailgate(t, nil, "run", "--env", "web", "--", "sh", "-c", script)
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		m := readyLine.FindStringSubmatch(p.waitLine(t, ctx, "ready: proxy"))
+		p.waitLine(t, ctx, "command pid ")
+		p.cmd.Process.Signal(syscall.SIGTERM)
+		code := p.wait(t, time.Minute)
+		if code != 3 || !strings.Contains(p.output(), "command got TERM") {
+			t.Errorf("exit %d, want the command's 3 after it got SIGTERM:\n%s", code, p.output())
+		}
+		var got api.Run
+		rs.call(t, "GET", "/v1/runs/"+m[1], rs.runner, nil, 200, &got)
+		if got.State != "ended" || got.EndReason != api.EndReasonClient {
+			t.Errorf("after SIGTERM the run is %s (%q), want ended by the client", got.State, got.EndReason)
+		}
+	})
+
 	t.Run("bad input is a clear error and starts nothing", func(t *testing.T) {
 		for _, tc := range []struct {
 			what string
@@ -283,4 +302,27 @@ func inTailnet(t *testing.T, cp *tsapi.Client, hostname string) bool {
 		t.Fatal(err)
 	}
 	return slices.ContainsFunc(devs, func(d tsapi.Device) bool { return d.Hostname == hostname })
+}
+
+func TestServeRefusesBadRunFlags(t *testing.T) {
+	dir := t.TempDir()
+	for _, c := range []struct {
+		args []string
+		env  []string
+		want string
+	}{
+		{[]string{"--run-lease", "0s"}, nil, "--run-lease must be positive"},
+		{[]string{"--run-max-lifetime", "-1h"}, nil, "must be positive"},
+		{[]string{"--run-lease", "soon"}, nil, "invalid value"},
+		{nil, []string{"TAILGATE_RUN_LEASE=soon"}, "TAILGATE_RUN_LEASE"},
+	} {
+		args := append([]string{"serve", "--db", filepath.Join(dir, "a.db"), "--key-file", filepath.Join(dir, "a.key"), "--listen", "127.0.0.1:0"}, c.args...)
+		p := startTailgate(t, c.env, args...)
+		if code := p.wait(t, time.Minute); code != 2 {
+			t.Errorf("%v %v: exit %d, want 2", c.env, c.args, code)
+		}
+		if !strings.Contains(p.output(), c.want) {
+			t.Errorf("%v %v: output lacks %q:\n%s", c.env, c.args, c.want, p.output())
+		}
+	}
 }

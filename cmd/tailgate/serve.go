@@ -67,8 +67,11 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if envErr != nil {
 		return usageError{envErr.Error()}
 	}
-	if *runMaxLifetime <= 0 || *runLease <= 0 {
-		return usageError{"--run-max-lifetime and --run-lease must be positive durations, e.g. 1h and 30s"}
+	if *runMaxLifetime <= 0 {
+		return usageError{"--run-max-lifetime must be positive, e.g. 1h"}
+	}
+	if *runLease <= 0 {
+		return usageError{"--run-lease must be positive, e.g. 30s"}
 	}
 	var handler slog.Handler
 	switch *logFormat {
