@@ -359,7 +359,7 @@ func TestBadInputGetsMCPErrorsAndGatewayKeepsServing(t *testing.T) {
 	if code, body := post([]byte(`{"jsonrpc":"2.0","id":1,"method":`), ""); code < 400 || code >= 500 {
 		t.Errorf("malformed JSON: %d %s", code, body)
 	}
-	if code, body := post([]byte(`{"jsonrpc":"2.0","id":7,"method":"no/such/method","params":{}}`), cs.ID()); !strings.Contains(body, "-32601") {
+	if code, body := post([]byte(`{"jsonrpc":"2.0","id":7,"method":"no/such/method","params":{}}`), cs.ID()); code != http.StatusBadRequest || !strings.Contains(body, `"no/such/method" unsupported`) {
 		t.Errorf("unknown method: %d %s", code, body)
 	}
 	big := append([]byte(`{"jsonrpc":"2.0","id":8,"method":"tools/call","params":{"name":"echo","arguments":{"text":"`), bytes.Repeat([]byte("a"), 5<<20)...)

@@ -266,8 +266,11 @@ func stop(cs *sdk.ClientSession, proc *exec.Cmd) {
 }
 
 func (u *upstream) connect() (*sdk.ClientSession, *exec.Cmd, error) {
-	ctx, cancel := context.WithTimeout(context.Background(), connectTimeout)
-	defer cancel()
+	// The context lives as long as the session: the SSE transport holds
+	// its event stream on it. Only the handshake is bounded.
+	ctx, cancel := context.WithCancel(context.Background())
+	timer := time.AfterFunc(connectTimeout, cancel)
+	defer timer.Stop()
 	go func() {
 		select {
 		case <-u.done:
@@ -288,12 +291,14 @@ func (u *upstream) connect() (*sdk.ClientSession, *exec.Cmd, error) {
 	}
 	cs, err := u.b.client.Connect(ctx, tr, &sdk.ClientSessionOptions{ProtocolVersion: upstreamProtocolVersion})
 	if err != nil {
+		cancel()
 		if proc != nil && proc.Process != nil {
 			syscall.Kill(-proc.Process.Pid, syscall.SIGKILL)
 			proc.Wait()
 		}
 		return nil, nil, err
 	}
+	go func() { cs.Wait(); cancel() }()
 	return cs, proc, nil
 }
 
