@@ -248,7 +248,7 @@ func TestHeadscaleEndToEnd(t *testing.T) {
 			t.Fatal(err)
 		}
 		pol := string(p.HuJSON)
-		for _, want := range []string{`"tag:tailgate-staging"`, `"tailgate@"`, "192.0.2.10/32", "the customer's own entries"} {
+		for _, want := range []string{`"tag:tailgate-staging"`, `"tailgate@"`, `"dst": ["192.0.2.10", "192.0.2.20", "198.51.100.10"], "ip": ["tcp:80"]`, "the customer's own entries"} {
 			if !strings.Contains(pol, want) {
 				t.Errorf("policy lacks %s:\n%s", want, pol)
 			}
@@ -411,8 +411,8 @@ func TestHeadscaleEndToEnd(t *testing.T) {
 		}
 		// A new run is refused.
 		_, err = f.m.Start(ctx, f.org, "staging", run.Options{})
-		var re *run.Error
-		if !errors.As(err, &re) || re.Code != "not_connected" {
+		var ce *connect.Error
+		if !errors.As(err, &ce) || ce.Code != "not_connected" {
 			t.Fatalf("run after disconnect: %v", err)
 		}
 		// The stored credential no longer joins anything.
