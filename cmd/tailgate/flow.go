@@ -53,7 +53,10 @@ func runFlow(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		return usageError{fmt.Sprintf("unknown flow command %q", args[0])}
 	}
 	fs := newFlagSet("flow run", stderr)
-	fs.Usage = func() { fmt.Fprintln(stderr, flowUsage) }
+	fs.Usage = func() {
+		fmt.Fprintf(stderr, "%s\n\nflags:\n", flowUsage)
+		fs.PrintDefaults()
+	}
 	env := fs.String("env", "", "environment `NAME` to run against")
 	out := fs.String("out", "", "output `DIR` for screenshots and report.json (default: tailgate-flow-<run id>)")
 	server := fs.String("server", envOr("TAILGATE_SERVER", "http://127.0.0.1:8080"), "tailgate server `URL` (env TAILGATE_SERVER)")

@@ -47,7 +47,10 @@ var (
 
 func runRun(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := newFlagSet("run", stderr)
-	fs.Usage = func() { fmt.Fprintln(stderr, runUsage) }
+	fs.Usage = func() {
+		fmt.Fprintf(stderr, "%s\n\nflags:\n", runUsage)
+		fs.PrintDefaults()
+	}
 	env := fs.String("env", "", "environment `NAME` to run against")
 	server := fs.String("server", envOr("TAILGATE_SERVER", "http://127.0.0.1:8080"), "tailgate server `URL` (env TAILGATE_SERVER)")
 	lifetime := fs.Duration("lifetime", 0, "end the run after this long at the latest (default: the server's maximum)")
