@@ -405,3 +405,51 @@ func TestLegacySSEClientAndSSETarget(t *testing.T) {
 		t.Errorf("tools: %v", names)
 	}
 }
+
+func TestFailureModes(t *testing.T) {
+	broken := `
+          - name: broken
+            stdio: {cmd: /nonexistent/mcp-server}`
+	for _, tc := range []struct{ mode, wantErr string }{
+		{"failClosed", `mcp target \"broken\"`},
+		{"failOpen", ""},
+	} {
+		t.Run(tc.mode, func(t *testing.T) {
+			g := startGateway(t, strings.Replace(federationConfig("always", stdioTarget("local", "")+broken), "prefixMode: always", "prefixMode: always\n          failureMode: "+tc.mode, 1))
+			c := sdk.NewClient(&sdk.Implementation{Name: "c", Version: "1"}, nil)
+			cs, err := c.Connect(context.Background(), &sdk.StreamableClientTransport{Endpoint: g.url, MaxRetries: -1, DisableStandaloneSSE: true}, &sdk.ClientSessionOptions{ProtocolVersion: "2025-06-18"})
+			if tc.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), "broken") {
+					t.Fatalf("failClosed: a dead target must fail the session, got %v", err)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatalf("failOpen: %v", err)
+			}
+			defer cs.Close()
+			if names := toolNames(t, cs); !contains(names, "local_echo") {
+				t.Errorf("failOpen should serve the healthy target: %v", names)
+			}
+		})
+	}
+}
+
+func TestReloadStopsTheOldConfigsProcesses(t *testing.T) {
+	g := startGateway(t, federationConfig("conditional", stdioTarget("local", "")))
+	cs := connect(t, g.url, nil)
+	pid, _ := strconv.Atoi(callText(t, cs, "pid", nil))
+	cs.Close()
+	// A changed file (a new target name) is a new config.
+	os.WriteFile(g.path, []byte(strings.ReplaceAll(federationConfig("conditional", stdioTarget("local2", "")), "%PORT%", portOf(g.url))), 0o600)
+	if err := g.Reload(); err != nil {
+		t.Fatal(err)
+	}
+	if !settle(func() bool { return syscall.Kill(pid, 0) != nil }) {
+		t.Errorf("stdio server %d of the replaced config is still running", pid)
+	}
+	cs2 := connect(t, g.url, nil)
+	if got := callText(t, cs2, "echo", map[string]any{"text": "x"}); got != "local2:x" {
+		t.Errorf("after reload: %q", got)
+	}
+}
