@@ -1,0 +1,198 @@
+// Package mcp_bench measures the gateway's MCP backend.
+//
+//	go test -run '^$' -bench . -benchtime 1x ./bench/mcp/
+//
+//   - ToolCall: tools/call p50/p99 through the gateway (Go SDK client →
+//     streamable HTTP → gateway → stdio target) against a Go SDK client
+//     talking to the same stdio server directly, and their ratio.
+//   - SessionStart: initialize latency of a new MCP session when the
+//     stdio target is shared (reuse: true) vs a fresh process per session
+//     (reuse: false).
+//   - RSSAfter1000Sessions: the gateway process's resident memory after
+//     1000 sessions opened and closed (one in-process gateway; the bench
+//     binary itself is the process measured).
+//
+// The stdio server is this bench binary re-executed (MCPBENCH_SERVER=1),
+// a Go SDK server with an echo tool, so no npm package is needed.
+package mcp_bench
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"sort"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	sdk "github.com/modelcontextprotocol/go-sdk/mcp"
+
+	"github.com/tailgate-dev/tailgate/internal/gateway"
+)
+
+func TestMain(m *testing.M) {
+	if os.Getenv("MCPBENCH_SERVER") != "" {
+		s := sdk.NewServer(&sdk.Implementation{Name: "bench", Version: "1"}, nil)
+		sdk.AddTool(s, &sdk.Tool{Name: "echo"}, func(ctx context.Context, _ *sdk.CallToolRequest, a struct {
+			Text string `json:"text"`
+		}) (*sdk.CallToolResult, any, error) {
+			return &sdk.CallToolResult{Content: []sdk.Content{&sdk.TextContent{Text: a.Text}}}, nil, nil
+		})
+		s.Run(context.Background(), &sdk.StdioTransport{})
+		return
+	}
+	os.Exit(m.Run())
+}
+
+func exe() string { e, _ := os.Executable(); return e }
+
+func startGateway(b *testing.B, reuse bool) string {
+	ln, _ := net.Listen("tcp", "127.0.0.1:0")
+	port := ln.Addr().(*net.TCPAddr).Port
+	ln.Close()
+	cfg := fmt.Sprintf(`
+binds:
+- port: %d
+  listeners:
+  - routes:
+    - name: mcp
+      backends:
+      - mcp:
+          targets:
+          - name: bench
+            stdio:
+              cmd: %q
+              env: {MCPBENCH_SERVER: "1"}
+              reuse: %v
+`, port, exe(), reuse)
+	path := filepath.Join(b.TempDir(), "config.yaml")
+	os.WriteFile(path, []byte(cfg), 0o600)
+	g, err := gateway.New(gateway.Options{ConfigPath: path, BindHost: "127.0.0.1", AdminAddr: "off", ReloadInterval: -1,
+		AccessLog: io.Discard, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := g.Start(context.Background()); err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { g.Close() })
+	return fmt.Sprintf("http://127.0.0.1:%d/mcp", port)
+}
+
+func connectHTTP(b *testing.B, url string) *sdk.ClientSession {
+	c := sdk.NewClient(&sdk.Implementation{Name: "bench", Version: "1"}, nil)
+	cs, err := c.Connect(context.Background(), &sdk.StreamableClientTransport{Endpoint: url, MaxRetries: -1, DisableStandaloneSSE: true},
+		&sdk.ClientSessionOptions{ProtocolVersion: "2025-06-18"})
+	if err != nil {
+		b.Fatal(err)
+	}
+	return cs
+}
+
+func percentiles(d []time.Duration) (p50, p99 time.Duration) {
+	sort.Slice(d, func(i, j int) bool { return d[i] < d[j] })
+	return d[len(d)/2], d[len(d)*99/100]
+}
+
+func timeCalls(b *testing.B, cs *sdk.ClientSession, n int) []time.Duration {
+	out := make([]time.Duration, 0, n)
+	for i := 0; i < n; i++ {
+		t0 := time.Now()
+		if _, err := cs.CallTool(context.Background(), &sdk.CallToolParams{Name: "echo", Arguments: map[string]any{"text": "x"}}); err != nil {
+			b.Fatal(err)
+		}
+		out = append(out, time.Since(t0))
+	}
+	return out
+}
+
+func BenchmarkToolCall(b *testing.B) {
+	const n = 2000
+	for i := 0; i < b.N; i++ {
+		// Direct: a Go SDK client over stdio to the same server.
+		cmd := exec.Command(exe())
+		cmd.Env = []string{"MCPBENCH_SERVER=1", "PATH=" + os.Getenv("PATH")}
+		c := sdk.NewClient(&sdk.Implementation{Name: "bench", Version: "1"}, nil)
+		direct, err := c.Connect(context.Background(), &sdk.CommandTransport{Command: cmd}, &sdk.ClientSessionOptions{ProtocolVersion: "2025-06-18"})
+		if err != nil {
+			b.Fatal(err)
+		}
+		timeCalls(b, direct, 200) // warm up
+		d50, d99 := percentiles(timeCalls(b, direct, n))
+		direct.Close()
+
+		cs := connectHTTP(b, startGateway(b, true))
+		timeCalls(b, cs, 200)
+		g50, g99 := percentiles(timeCalls(b, cs, n))
+		cs.Close()
+
+		b.ReportMetric(float64(d50.Microseconds()), "direct-p50-µs")
+		b.ReportMetric(float64(d99.Microseconds()), "direct-p99-µs")
+		b.ReportMetric(float64(g50.Microseconds()), "gateway-p50-µs")
+		b.ReportMetric(float64(g99.Microseconds()), "gateway-p99-µs")
+		b.ReportMetric(float64(g50)/float64(d50), "p50-ratio")
+		b.ReportMetric(float64(g99)/float64(d99), "p99-ratio")
+	}
+}
+
+func BenchmarkSessionStart(b *testing.B) {
+	const n = 100
+	for _, reuse := range []bool{true, false} {
+		b.Run(fmt.Sprintf("reuse=%v", reuse), func(b *testing.B) {
+			for i := 0; i < b.N; i++ {
+				url := startGateway(b, reuse)
+				connectHTTP(b, url).Close() // the shared process starts here
+				var ds []time.Duration
+				for j := 0; j < n; j++ {
+					t0 := time.Now()
+					cs := connectHTTP(b, url)
+					ds = append(ds, time.Since(t0))
+					cs.Close()
+				}
+				p50, p99 := percentiles(ds)
+				b.ReportMetric(float64(p50.Microseconds()), "p50-µs")
+				b.ReportMetric(float64(p99.Microseconds()), "p99-µs")
+			}
+		})
+	}
+}
+
+func rssKiB() float64 {
+	b, _ := os.ReadFile("/proc/self/status")
+	for _, l := range strings.Split(string(b), "\n") {
+		if strings.HasPrefix(l, "VmRSS:") {
+			f := strings.Fields(l)
+			v, _ := strconv.ParseFloat(f[1], 64)
+			return v
+		}
+	}
+	return 0
+}
+
+func BenchmarkRSSAfter1000Sessions(b *testing.B) {
+	for i := 0; i < b.N; i++ {
+		url := startGateway(b, true)
+		cs := connectHTTP(b, url)
+		timeCalls(b, cs, 10)
+		cs.Close()
+		runtime.GC()
+		before := rssKiB()
+		for j := 0; j < 1000; j++ {
+			cs := connectHTTP(b, url)
+			timeCalls(b, cs, 1)
+			cs.Close()
+		}
+		time.Sleep(time.Second)
+		runtime.GC()
+		after := rssKiB()
+		b.ReportMetric(before/1024, "rss-before-MiB")
+		b.ReportMetric(after/1024, "rss-after-1000-MiB")
+	}
+}
