@@ -1,16 +1,16 @@
 // Package mcp_bench measures the gateway's MCP backend.
 //
-//	go test -run '^$' -bench . -benchtime 1x ./bench/mcp/
+//		go test -run '^$' -bench . -benchtime 1x ./bench/mcp/
 //
-//   - ToolCall: tools/call p50/p99 through the gateway (Go SDK client →
-//     streamable HTTP → gateway → stdio target) against a Go SDK client
-//     talking to the same stdio server directly, and their ratio.
-//   - SessionStart: initialize latency of a new MCP session when the
-//     stdio target is shared (reuse: true) vs a fresh process per session
-//     (reuse: false).
-//   - RSSAfter1000Sessions: the gateway process's resident memory after
-//     1000 sessions opened and closed (one in-process gateway; the bench
-//     binary itself is the process measured).
+//	  - ToolCall: tools/call p50/p99 through the gateway (Go SDK client →
+//	    streamable HTTP → gateway → stdio target) against a Go SDK client
+//	    talking to the same stdio server directly, and their ratio.
+//	  - SessionStart: initialize latency of a new MCP session when the
+//	    stdio target is shared (reuse: true) vs a fresh process per session
+//	    (reuse: false).
+//	  - RSSAfter1000Sessions: the gateway process's resident memory after
+//	    1000 sessions opened and closed (one in-process gateway; the bench
+//	    binary itself is the process measured).
 //
 // The stdio server is this bench binary re-executed (MCPBENCH_SERVER=1),
 // a Go SDK server with an echo tool, so no npm package is needed.
