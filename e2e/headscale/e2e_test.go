@@ -190,6 +190,18 @@ func refused(t testing.TB, n *tailnet.Node, dst netip.AddrPort) {
 	}
 }
 
+// startRun starts a run of env. On headscale a run's node must join the
+// connection's control URL without advertised tags (connect.Credential's
+// ControlURL and JoinTags); a join_failed here means run.Manager does not.
+func (f *fixture) startRun(t testing.TB, ctx context.Context, env string) run.Info {
+	t.Helper()
+	info, err := f.m.Start(ctx, f.org, env, run.Options{})
+	if err != nil {
+		t.Fatalf("start a run of %s on headscale: %v (run.Manager must join with cred.ControlURL and cred.JoinTags)", env, err)
+	}
+	return info
+}
+
 func proxyGet(t testing.TB, info run.Info, u string) (int, string) {
 	t.Helper()
 	pu, _ := url.Parse(info.ProxyURL)
@@ -270,10 +282,7 @@ func TestHeadscaleEndToEnd(t *testing.T) {
 
 	t.Run("a run reaches the granted port and nothing else", func(t *testing.T) {
 		ctx := ctxT(t, 2*time.Minute)
-		info, err := f.m.Start(ctx, f.org, "staging", run.Options{})
-		if err != nil {
-			t.Fatal(err)
-		}
+		info := f.startRun(t, ctx, "staging")
 		defer f.m.End(context.Background(), f.org, info.ID, "test done")
 		if code, body := proxyGet(t, info, "http://"+app1080.String()+"/"); code != 200 || body != "app 192.0.2.10:80" {
 			t.Fatalf("granted target through the run: %d %q", code, body)
@@ -332,10 +341,7 @@ func TestHeadscaleEndToEnd(t *testing.T) {
 		if !v.OK || len(v.Targets) != 1 || v.Targets[0].Verdict != connect.VerdictReachable {
 			t.Fatalf("verify internal: %+v", v.Targets)
 		}
-		info, err := f.m.Start(ctx, f.org, "internal", run.Options{})
-		if err != nil {
-			t.Fatal(err)
-		}
+		info := f.startRun(t, ctx, "internal")
 		defer f.m.End(context.Background(), f.org, info.ID, "test done")
 		if code, body := proxyGet(t, info, "http://app.corp.test/"); code != 200 || body != "app 192.0.2.10:80" {
 			t.Fatalf("app.corp.test through the run: %d %q", code, body)
@@ -344,17 +350,15 @@ func TestHeadscaleEndToEnd(t *testing.T) {
 
 	t.Run("a run's ephemeral node leaves headscale's node list when the run ends", func(t *testing.T) {
 		ctx := ctxT(t, 2*time.Minute)
-		info, err := f.m.Start(ctx, f.org, "staging", run.Options{})
-		if err != nil {
-			t.Fatal(err)
-		}
+		info := f.startRun(t, ctx, "staging")
 		if listed, err := nodeListed(ctx, f.hs, info.NodeIP); err != nil || !listed {
 			t.Fatalf("run node %s not listed (err %v)", info.NodeIP, err)
 		}
 		if _, err := f.m.End(ctx, f.org, info.ID, "done"); err != nil {
 			t.Fatal(err)
 		}
-		waitGone(t, f.hs, info.NodeIP, 10*time.Second)
+		took := waitGone(t, f.hs, info.NodeIP, 10*time.Second)
+		t.Logf("ended run's node gone from headscale %v after End returned", took.Round(time.Millisecond))
 	})
 
 	t.Run("a killed run process's node is removed by headscale", func(t *testing.T) {
