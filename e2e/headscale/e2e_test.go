@@ -469,6 +469,9 @@ func TestBadSelfHostedConnectWritesNothing(t *testing.T) {
 			t.Errorf("%s: got %v, want a connect.Error", name, err)
 			continue
 		}
+		if name == "wrong API key" && (ce.Code != "unauthorized" || !strings.Contains(ce.Message, "headscale refused")) {
+			t.Errorf("wrong API key: %s %q", ce.Code, ce.Message)
+		}
 		if strings.Contains(ce.Error(), f.hs.APIKey) || strings.Contains(ce.Error(), "hskey-api-wrong") {
 			t.Errorf("%s: error carries the API key: %v", name, ce)
 		}

@@ -23,7 +23,8 @@ const maxPolicyAttempts = 25
 
 // Connect writes the environment's grants, mints its credential and stores
 // it sealed. Connecting again replaces the grants and the credential.
-func (s *Service) Connect(ctx context.Context, req Request) (Result, error) {
+func (s *Service) Connect(ctx context.Context, req Request) (_ Result, err error) {
+	defer rewordFor(req.Control, &err)
 	log := s.logger().With("org", req.OrgID, "env", req.Env)
 	if err := checkToken(req.Control, req.APIToken); err != nil {
 		return Result{}, err

@@ -3,6 +3,7 @@ package connect
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"strings"
 	"unicode/utf8"
@@ -145,4 +146,15 @@ func joinTags(conn store.Connection) []string {
 		return nil
 	}
 	return []string{conn.Tag}
+}
+
+// rewordFor makes an *Error's sentence name headscale instead of
+// Tailscale when the control is headscale.
+func rewordFor(c Control, err *error) {
+	var e *Error
+	if !c.selfHosted() || !errors.As(*err, &e) {
+		return
+	}
+	e.Message = strings.ReplaceAll(e.Message, "Tailscale API access token", "headscale API key")
+	e.Message = strings.ReplaceAll(e.Message, "Tailscale", "headscale")
 }

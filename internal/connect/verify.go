@@ -80,7 +80,8 @@ func (s *Service) OpenCredential(ctx context.Context, orgID, envName string) (Cr
 
 // MintKey mints a single-use, ephemeral, pre-authorized auth key with the
 // environment's tag, expiring soon.
-func (s *Service) MintKey(ctx context.Context, cred Credential, purpose string) (tsapi.AuthKey, error) {
+func (s *Service) MintKey(ctx context.Context, cred Credential, purpose string) (_ tsapi.AuthKey, err error) {
+	defer rewordFor(ControlOf(cred.Conn), &err)
 	exp := s.KeyExpiry
 	if exp == 0 {
 		exp = defaultAuthKeyExpiry
