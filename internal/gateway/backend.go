@@ -12,10 +12,10 @@ import (
 	"time"
 )
 
-// Backend is where a route sends a request once every policy passed.
-// Today the only kind is an HTTP upstream (`backends[].host`); MCP
-// backends (`backends[].mcp`, next issue) implement the same interface and
-// read the caller's identity with CallerFrom(r.Context()).
+// Backend is where a route sends a request once every policy passed:
+// an HTTP upstream (`backends[].host`) or an MCP backend (`backends[].mcp`,
+// package mcp), which reads the caller's CEL variables through the
+// request's requestInfo to apply mcpAuthorization.
 type Backend interface {
 	// Name labels the backend in logs and metrics, e.g. "127.0.0.1:8080".
 	Name() string

@@ -16,6 +16,11 @@
 //   - remote JWKS are refetched on an unknown key id (rate limited);
 //   - a reload compiles the whole new file before anything switches; a bad
 //     file leaves the running config untouched and says why.
+//   - MCP backends (`backends[].mcp`, package mcp) federate stdio, streamable
+//     HTTP and SSE MCP servers behind one endpoint, with names that stay
+//     stable when a target is added, mcpAuthorization that filters lists
+//     and refuses calls, and supervised stdio processes that never outlive
+//     the config that started them.
 //
 // The shape follows Caddy: config (package config: YAML → structs) →
 // compile (CEL programs, route tables, policies, backends: a snapshot) →
@@ -39,7 +44,8 @@
 // listener's policies and then the route's: localRateLimit (429) → cors
 // (answers preflights) → jwtAuth (401) → extAuthz (the service's answer)
 // → authorization (403) → requestHeaderModifier → backend, under the
-// route's timeout (504).
+// route's timeout (504). An MCP backend then applies the route's
+// mcpAuthorization to each tool, prompt and resource (package mcp).
 //
 // # Operations
 //

@@ -21,7 +21,7 @@ import (
 )
 
 // Caller is what the gateway knows about who sent a request. Backends
-// (MCP, next) read it with CallerFrom.
+// read it with CallerFrom.
 type Caller struct {
 	// Address is the TCP peer.
 	Address netip.AddrPort

@@ -11,7 +11,7 @@
 //
 //   - a key agentgateway does not have is an "unknown key" error;
 //   - a key agentgateway has but tailgate does not implement yet (for
-//     example `backends[].mcp`, `policies.retry`) is a "not supported by
+//     example `policies.retry`, `mcpGuardrails`) is a "not supported by
 //     tailgate yet" error, so a feature is never silently ignored;
 //   - every error names the file, line, column and YAML path, and all of
 //     them are reported at once (ErrorList).
