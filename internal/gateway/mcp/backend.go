@@ -258,6 +258,12 @@ func (b *Backend) Close() error {
 		}
 	}
 	b.mu.Unlock()
+	// End the downstream sessions too: a replaced config keeps no client
+	// sessions (clients re-initialize against the new one), and their
+	// per-session processes stop with them.
+	for ss := range b.server.Sessions() {
+		ss.Close()
+	}
 	var wg sync.WaitGroup
 	for _, u := range ups {
 		wg.Add(1)

@@ -326,6 +326,15 @@ func TestThousandSessionsLeakNothing(t *testing.T) {
 	if ms.HeapInuse > heap0+16<<20 {
 		t.Errorf("heap grew from %d to %d bytes over 1000 sessions", heap0, ms.HeapInuse)
 	}
+	// A session still open at shutdown does not hold Close up, and its
+	// own process goes too.
+	c := sdk.NewClient(&sdk.Implementation{Name: "c", Version: "1"}, nil)
+	if _, err := c.Connect(context.Background(), &sdk.StreamableClientTransport{Endpoint: g.url, MaxRetries: -1, DisableStandaloneSSE: true}, &sdk.ClientSessionOptions{ProtocolVersion: "2025-06-18"}); err != nil {
+		t.Fatal(err)
+	}
+	if n := children(t); n != 2 {
+		t.Errorf("open session: %d child processes, want 2 (shared + its own)", n)
+	}
 	g.Close()
 	if n := children(t); n != 0 {
 		t.Errorf("%d child processes left after Close", n)
