@@ -208,3 +208,5 @@ func newLoopbackServer(t testing.TB, h http.Handler) string {
 	t.Cleanup(srv.Close)
 	return srv.URL
 }
+
+var sdkCallPID = sdk.CallToolParams{Name: "pid"}

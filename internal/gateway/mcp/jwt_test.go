@@ -1,0 +1,86 @@
+package mcp_test
+
+import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	jose "github.com/go-jose/go-jose/v4"
+	"github.com/go-jose/go-jose/v4/jwt"
+)
+
+type bearer struct{ token string }
+
+func (b bearer) RoundTrip(r *http.Request) (*http.Response, error) {
+	r = r.Clone(r.Context())
+	r.Header.Set("Authorization", "Bearer "+b.token)
+	return http.DefaultTransport.RoundTrip(r)
+}
+
+// mcpAuthorization sees the verified JWT: alice (group admins) sees every
+// tool, bob only echo, and bob's call to another tool is refused.
+func TestMCPAuthorizationUsesJWTClaims(t *testing.T) {
+	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	dir := t.TempDir()
+	set, _ := json.Marshal(jose.JSONWebKeySet{Keys: []jose.JSONWebKey{{Key: &key.PublicKey, KeyID: "k1", Algorithm: "ES256", Use: "sig"}}})
+	jwks := filepath.Join(dir, "jwks.json")
+	os.WriteFile(jwks, set, 0o600)
+	sig, _ := jose.NewSigner(jose.SigningKey{Algorithm: jose.ES256, Key: key}, (&jose.SignerOptions{}).WithType("JWT").WithHeader("kid", "k1"))
+	token := func(sub string, groups ...string) string {
+		c := struct {
+			jwt.Claims
+			Groups []string `json:"groups"`
+		}{jwt.Claims{Issuer: "https://idp.test", Audience: jwt.Audience{"mcp"}, Subject: sub, Expiry: jwt.NewNumericDate(time.Now().Add(time.Hour))}, groups}
+		s, err := jwt.Signed(sig).Claims(c).Serialize()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}
+	g := startGateway(t, fmt.Sprintf(`
+binds:
+- port: %%PORT%%
+  listeners:
+  - routes:
+    - name: mcp
+      policies:
+        jwtAuth:
+          mode: strict
+          issuer: https://idp.test
+          audiences: [mcp]
+          jwks: {file: %q}
+        mcpAuthorization:
+          rules:
+          - '"admins" in jwt.groups'
+          - 'mcp.tool.name == "echo"'
+      backends:
+      - mcp:
+          targets:%s
+`, jwks, stdioTarget("local", "")))
+	alice := connect(t, g.url, &http.Client{Transport: bearer{token("alice", "admins")}})
+	bob := connect(t, g.url, &http.Client{Transport: bearer{token("bob")}})
+	if names := toolNames(t, alice); !contains(names, "pid") || !contains(names, "echo") {
+		t.Errorf("alice (admins) should see every tool: %v", names)
+	}
+	if names := toolNames(t, bob); len(names) != 1 || names[0] != "echo" {
+		t.Errorf("bob should see only echo: %v", names)
+	}
+	if got := callText(t, bob, "echo", map[string]any{"text": "b"}); got != "local:b" {
+		t.Errorf("bob echo: %q", got)
+	}
+	_, err := bob.CallTool(t.Context(), &sdkCallPID)
+	if err == nil || !strings.Contains(err.Error(), "denied by mcpAuthorization") {
+		t.Errorf("bob calling pid: %v", err)
+	}
+	if !strings.Contains(g.access.String(), "jwt.sub=bob") {
+		t.Errorf("access log lacks the caller's jwt.sub:\n%s", g.access.String())
+	}
+}
