@@ -189,7 +189,9 @@ func redact(v any, key string) any {
 	case map[string]any:
 		out := make(map[string]any, len(t))
 		for k, val := range t {
-			if s, ok := val.(string); ok && secretKey(k) {
+			// An MCP stdio target's env is where its API keys go, under
+			// any name (OPENAI_API_KEY, GH_PAT): every value is redacted.
+			if s, ok := val.(string); ok && (secretKey(k) || lk == "env") {
 				if s != "" {
 					val = "<redacted>"
 				}

@@ -462,3 +462,16 @@ func TestReloadStopsTheOldConfigsProcesses(t *testing.T) {
 		t.Errorf("after reload: %q", got)
 	}
 }
+
+func TestConfigDumpRedactsStdioEnv(t *testing.T) {
+	g := startGateway(t, federationConfig("conditional", stdioTarget("local", "")))
+	resp, err := http.Get("http://" + g.AdminAddr() + "/config_dump")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if strings.Contains(string(b), "visible-only-if-named") || !strings.Contains(string(b), "SECRET_NOT_PASSED") {
+		t.Errorf("config dump shows a stdio env value:\n%s", b)
+	}
+}
