@@ -27,7 +27,9 @@ import (
 	"github.com/tailgate-dev/tailgate/internal/run"
 	"github.com/tailgate-dev/tailgate/internal/sandbox"
 	"github.com/tailgate-dev/tailgate/internal/store"
+	"github.com/tailgate-dev/tailgate/internal/tailnet"
 	"github.com/tailgate-dev/tailgate/internal/vault"
+	"tailscale.com/tailcfg"
 )
 
 func percentile(ds []time.Duration, p float64) time.Duration {
@@ -151,5 +153,86 @@ func BenchmarkRunStartToFirstByte(b *testing.B) {
 		b.ReportMetric(float64(over(h, time.Second)), "headscale-runs-over-1s")
 		b.ReportMetric(ms(percentile(s, .5)), "sandbox-p50-ms")
 		b.ReportMetric(ms(percentile(s, .95)), "sandbox-p95-ms")
+	}
+}
+
+// BenchmarkWarmOnHeadscale compares two ways to warm a fresh node's path
+// before its first connection, 30 joins each, join → first byte of the
+// app through the subnet router: one disco ping with a 5 s timeout (what
+// run.Manager does today), and disco pings of 200 ms repeated until one
+// answers. A router that has not yet learnt the newcomer drops its first
+// ping and handshake; one long ping then waits out WireGuard's 5 s retry.
+func BenchmarkWarmOnHeadscale(b *testing.B) {
+	ctx := context.Background()
+	hs := hstest.Start(b, hstest.Options{})
+	app := netip.MustParseAddrPort("192.0.2.10:80")
+	hs.ServeApp(app, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { fmt.Fprint(w, "bench") }))
+	id, err := hs.RouterID(ctx)
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := hs.Admin().ApproveRoutes(ctx, id, []netip.Prefix{hstest.RouterSubnet}); err != nil {
+		b.Fatal(err)
+	}
+	tg := newTailgate(b, &connect.Service{ControlURL: hs.URL}, connect.Request{
+		APIToken: hs.APIKey, Targets: []string{app.String()},
+		Control: connect.Control{Type: connect.ControlHeadscale, URL: hs.URL},
+	})
+	svc := tg.m.Connect
+	cred, err := svc.OpenCredential(ctx, tg.org, "bench")
+	if err != nil {
+		b.Fatal(err)
+	}
+	measure := func(retry bool) []time.Duration {
+		var lat []time.Duration
+		for range 30 {
+			key, err := svc.MintKey(ctx, cred, "bench")
+			if err != nil {
+				b.Fatal(err)
+			}
+			start := time.Now()
+			n, err := tailnet.Join(ctx, tailnet.JoinOptions{ControlURL: cred.ControlURL, AuthKey: key.Key,
+				Hostname: connect.NodeName("bench", "bench"), Tags: cred.JoinTags, AcceptRoutes: true})
+			if err != nil {
+				b.Fatal(err)
+			}
+			if retry {
+				for i := 0; i < 50; i++ {
+					pctx, cancel := context.WithTimeout(ctx, 200*time.Millisecond)
+					_, err := n.LocalClient().Ping(pctx, hstest.RouterIP, tailcfg.PingDisco)
+					cancel()
+					if err == nil {
+						break
+					}
+				}
+			} else {
+				pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+				n.LocalClient().Ping(pctx, hstest.RouterIP, tailcfg.PingDisco)
+				cancel()
+			}
+			c, err := n.DialTCP(ctx, app)
+			if err != nil {
+				b.Fatal(err)
+			}
+			c.SetDeadline(time.Now().Add(30 * time.Second))
+			fmt.Fprintf(c, "GET / HTTP/1.0\r\nHost: %s\r\n\r\n", app)
+			if _, err := bufio.NewReader(c).ReadByte(); err != nil {
+				b.Fatal(err)
+			}
+			lat = append(lat, time.Since(start))
+			c.Close()
+			n.Close()
+		}
+		return lat
+	}
+	for b.Loop() {
+		one := measure(false)
+		rep := measure(true)
+		b.ReportMetric(ms(percentile(one, .5)), "one-ping-p50-ms")
+		b.ReportMetric(ms(percentile(one, .95)), "one-ping-p95-ms")
+		b.ReportMetric(float64(over(one, time.Second)), "one-ping-over-1s")
+		b.ReportMetric(ms(percentile(rep, .5)), "repeated-ping-p50-ms")
+		b.ReportMetric(ms(percentile(rep, .95)), "repeated-ping-p95-ms")
+		b.ReportMetric(float64(over(rep, time.Second)), "repeated-ping-over-1s")
 	}
 }
