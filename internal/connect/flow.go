@@ -153,7 +153,9 @@ func (s *Service) Connect(ctx context.Context, req Request) (_ Result, err error
 // Disconnect removes the environment's policy entries, revokes its OAuth
 // client and deletes its stored credential. It needs an API token: the
 // stored credential can only mint auth keys.
-func (s *Service) Disconnect(ctx context.Context, orgID, envName, apiToken string) error {
+func (s *Service) Disconnect(ctx context.Context, orgID, envName, apiToken string) (err error) {
+	var control Control
+	defer func() { rewordFor(control, &err) }()
 	log := s.logger().With("org", orgID, "env", envName)
 	env, err := s.Store.GetEnvironment(ctx, orgID, envName)
 	if err != nil {
@@ -166,10 +168,11 @@ func (s *Service) Disconnect(ctx context.Context, orgID, envName, apiToken strin
 	if err != nil {
 		return stepError(StepInput, err)
 	}
-	if err := checkToken(ControlOf(conn), apiToken); err != nil {
+	control = ControlOf(conn)
+	if err := checkToken(control, apiToken); err != nil {
 		return err
 	}
-	cp := s.adminClient(ControlOf(conn), apiToken)
+	cp := s.adminClient(control, apiToken)
 	settings, err := cp.Settings(ctx)
 	if err != nil {
 		return stepError(StepSettings, err)
