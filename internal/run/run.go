@@ -54,6 +54,7 @@ const (
 	DefaultMaxLifetime = time.Hour
 	DefaultLease       = 30 * time.Second
 	warmTimeout        = 10 * time.Second
+	warmPingAttempt    = 200 * time.Millisecond
 )
 
 // States a run goes through.
@@ -423,9 +424,17 @@ func warmOne(ctx context.Context, node *tailnet.Node, t egress.Target) error {
 	}
 	dst := addrs[0]
 	if peer, ok := servingPeer(ctx, node, dst); ok {
-		pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-		node.LocalClient().Ping(pctx, peer, tailcfg.PingDisco)
-		cancel()
+		// The peer ignores our disco pings until its netmap carries our
+		// keys. Short pings, repeated until one answers, end the wait soon
+		// after that; one long ping sat out its whole timeout.
+		for ctx.Err() == nil {
+			pctx, cancel := context.WithTimeout(ctx, warmPingAttempt)
+			_, err := node.LocalClient().Ping(pctx, peer, tailcfg.PingDisco)
+			cancel()
+			if err == nil {
+				break
+			}
+		}
 	}
 	c, err := node.DialTCP(ctx, netip.AddrPortFrom(dst, t.Port))
 	if err != nil {
