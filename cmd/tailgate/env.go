@@ -38,7 +38,9 @@ const envUsage = `usage: tailgate env <command> [flags]
   create NAME                           create an environment
   list                                  list environments and their state
   connect NAME --target HOST:PORT ...   connect to the tailnet; the Tailscale API
-                                        token is read from stdin or --api-token-file
+                                        token is read from stdin or --api-token-file;
+                                        --headscale URL connects a self-hosted
+                                        headscale (the token is a headscale API key)
   verify NAME                           check every target through the tailnet
   status NAME                           granted CIDRs, warnings, last verification
   disconnect NAME                       remove the grants, revoke the credential
@@ -71,10 +73,11 @@ func runEnv(ctx context.Context, args []string, stdin io.Reader, stdout, stderr 
 	server := fs.String("server", envOr("TAILGATE_SERVER", "http://127.0.0.1:8080"), "tailgate server `URL` (env TAILGATE_SERVER)")
 	asJSON := fs.Bool("json", false, "print the server's JSON answer as is")
 	var targets stringList
-	var tokenFile *string
+	var tokenFile, controlURL *string
 	switch sub {
 	case "connect":
 		fs.Var(&targets, "target", "a `HOST:PORT` the environment must reach (repeat for more)")
+		controlURL = fs.String("headscale", "", "connect a self-hosted headscale tailnet at this `URL`; the token on stdin is then a headscale API key")
 		fallthrough
 	case "disconnect":
 		tokenFile = fs.String("api-token-file", "", "read the Tailscale API token from this `file` (\"-\" or unset: stdin)")
@@ -155,7 +158,11 @@ func runEnv(ctx context.Context, args []string, stdin io.Reader, stdout, stderr 
 			return err
 		}
 		var res connect.Result
-		raw, err := c.do(ctx, "PUT", envPath(pos[0]), api.ConnectRequest{APIToken: tok, Targets: targets}, &res)
+		req := api.ConnectRequest{APIToken: tok, Targets: targets}
+		if controlURL != nil && *controlURL != "" {
+			req.Control = &connect.Control{Type: connect.ControlHeadscale, URL: *controlURL}
+		}
+		raw, err := c.do(ctx, "PUT", envPath(pos[0]), req, &res)
 		if err != nil {
 			return err
 		}

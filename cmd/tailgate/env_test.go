@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"io"
+	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
@@ -203,4 +205,26 @@ func asUsage(err error, ue *usageError) bool {
 	u, ok := err.(usageError)
 	*ue = u
 	return ok
+}
+
+// TestEnvCLIConnectsAHeadscaleControl checks that --headscale sends the
+// control with the request, and the key only in the body.
+func TestEnvCLIConnectsAHeadscaleControl(t *testing.T) {
+	var got map[string]any
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		json.NewDecoder(r.Body).Decode(&got)
+		w.Header().Set("Content-Type", "application/json")
+		io.WriteString(w, `{"environment":"hs","state":"connected","tag":"tag:tailgate-hs","granted_cidrs":[],"grants":[],"targets":[],"warnings":[],"policy_written":true,"oauth_client_id":"k1"}`)
+	}))
+	defer srv.Close()
+	t.Setenv("TAILGATE_TOKEN", "tg_test")
+	var out, errb bytes.Buffer
+	args := []string{"env", "connect", "hs", "--server", srv.URL, "--target", "192.0.2.10:80", "--headscale", "http://127.0.0.1:8081"}
+	if err := runEnv(context.Background(), args[1:], strings.NewReader("hskey-api-secret\n"), &out, &errb); err != nil {
+		t.Fatalf("%v: %s", err, errb.String())
+	}
+	ctl, _ := got["control"].(map[string]any)
+	if ctl["type"] != "headscale" || ctl["url"] != "http://127.0.0.1:8081" || got["api_token"] != "hskey-api-secret" {
+		t.Errorf("request body = %v", got)
+	}
 }
