@@ -180,6 +180,8 @@ func (s *Service) leave(node *tailnet.Node, cred Credential, log interface{ Debu
 type Dialer interface {
 	LookupNetIP(ctx context.Context, host string) ([]netip.Addr, error)
 	DialTCP(ctx context.Context, dst netip.AddrPort) (net.Conn, error)
+	// WarmPath readies the path to dst so the first dial does not stall.
+	WarmPath(ctx context.Context, dst netip.Addr) error
 }
 
 // CheckTarget runs the dns → tcp → tls → http steps for one target through
@@ -224,7 +226,11 @@ func CheckTarget(ctx context.Context, node Dialer, t grants.Target) TargetResult
 	}
 	dst := netip.AddrPortFrom(addr, t.Port)
 
-	// TCP, through the tailnet only.
+	// TCP, through the tailnet only. Warming first keeps a freshly joined
+	// node's first connection from stalling; a failure shows in the dial.
+	wctx, cancel := context.WithTimeout(ctx, stepTimeout)
+	node.WarmPath(wctx, addr)
+	cancel()
 	conn, st := dialStep(ctx, node, dst)
 	if !st.OK {
 		return fail(st)

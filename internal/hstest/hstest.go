@@ -48,6 +48,7 @@ import (
 	"github.com/miekg/dns"
 
 	"github.com/tailgate-dev/tailgate/internal/headscale"
+	"github.com/tailgate-dev/tailgate/internal/sandbox"
 	"github.com/tailgate-dev/tailgate/internal/tailnet"
 	"github.com/tailgate-dev/tailgate/internal/tsapi"
 )
@@ -118,7 +119,7 @@ type Server struct {
 	t      testing.TB
 	cmd    *exec.Cmd
 	exited chan struct{}
-	relay  *relay
+	relay  *sandbox.Relay
 	router *tailnet.Node
 	logf   func(string, ...any)
 
@@ -156,7 +157,7 @@ func Start(t testing.TB, opts Options) *Server {
 	}
 	t.Cleanup(s.close)
 
-	s.relay, err = startRelay(s.logf)
+	s.relay, err = sandbox.StartRelay(s.logf)
 	if err != nil {
 		t.Fatalf("hstest: relay: %v", err)
 	}
@@ -497,7 +498,7 @@ func (s *Server) close() {
 		}
 	}
 	if s.relay != nil {
-		s.relay.close()
+		s.relay.Close()
 	}
 	if s.Dir != "" {
 		os.RemoveAll(s.Dir)

@@ -1,119 +1,16 @@
 package hstest
 
 import (
-	"crypto/tls"
-	"errors"
 	"fmt"
-	"net"
-	"net/http"
-	"net/http/httptest"
-	"net/netip"
 
-	"tailscale.com/derp/derpserver"
-	"tailscale.com/net/stun"
-	"tailscale.com/tailcfg"
-	"tailscale.com/types/key"
-	"tailscale.com/types/logger"
+	"github.com/tailgate-dev/tailgate/internal/sandbox"
 )
-
-// relay is a DERP server and a STUN responder on loopback (copied from
-// package sandbox), the same pair
-// tailscale.com's integration tests start, without importing the testing
-// package into the tailgate binary.
-type relay struct {
-	derp    *derpserver.Server
-	https   *httptest.Server
-	stun    *net.UDPConn
-	stunErr chan struct{}
-	derpMap *tailcfg.DERPMap
-}
-
-func startRelay(logf logger.Logf) (*relay, error) {
-	r := &relay{derp: derpserver.New(key.NewNode(), logf), stunErr: make(chan struct{})}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return nil, err
-	}
-	r.https = httptest.NewUnstartedServer(derpserver.Handler(r.derp))
-	r.https.Listener.Close()
-	r.https.Listener = ln
-	r.https.Config.ErrorLog = logger.StdLogger(logf)
-	// DERP upgrades the HTTP/1.1 connection; HTTP/2 would break that.
-	r.https.Config.TLSNextProto = make(map[string]func(*http.Server, *tls.Conn, http.Handler))
-	r.https.StartTLS()
-
-	pc, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
-	if err != nil {
-		r.close()
-		return nil, err
-	}
-	r.stun = pc
-	go r.serveSTUN()
-
-	r.derpMap = &tailcfg.DERPMap{
-		Regions: map[int]*tailcfg.DERPRegion{
-			1: {
-				RegionID:   1,
-				RegionCode: "hstest",
-				RegionName: "tailgate headscale test",
-				Nodes: []*tailcfg.DERPNode{{
-					Name:             "hstest1",
-					RegionID:         1,
-					HostName:         "127.0.0.1",
-					IPv4:             "127.0.0.1",
-					IPv6:             "none",
-					STUNPort:         pc.LocalAddr().(*net.UDPAddr).Port,
-					DERPPort:         ln.Addr().(*net.TCPAddr).Port,
-					InsecureForTests: true,
-					STUNTestIP:       "127.0.0.1",
-				}},
-			},
-		},
-	}
-	return r, nil
-}
-
-// serveSTUN answers binding requests with the sender's address, which is
-// all a node needs to learn its endpoint on loopback.
-func (r *relay) serveSTUN() {
-	defer close(r.stunErr)
-	buf := make([]byte, 64<<10)
-	for {
-		n, src, err := r.stun.ReadFromUDPAddrPort(buf)
-		if err != nil {
-			if errors.Is(err, net.ErrClosed) {
-				return
-			}
-			continue
-		}
-		pkt := buf[:n]
-		if !stun.Is(pkt) {
-			continue
-		}
-		txid, err := stun.ParseBindingRequest(pkt)
-		if err != nil {
-			continue
-		}
-		src = netip.AddrPortFrom(src.Addr().Unmap(), src.Port())
-		r.stun.WriteToUDPAddrPort(stun.Response(txid, src), src)
-	}
-}
-
-func (r *relay) close() {
-	if r.stun != nil {
-		r.stun.Close()
-		<-r.stunErr
-	}
-	if r.https != nil {
-		r.https.Close()
-	}
-	r.derp.Close()
-}
 
 // derpMapYAML renders the relay's map the way headscale's derp.paths
 // files are read: YAML with tailcfg's field names lower-cased.
-func derpMapYAML(r *relay) ([]byte, error) {
-	n := r.derpMap.Regions[1].Nodes[0]
+func derpMapYAML(r *sandbox.Relay) ([]byte, error) {
+	m := r.DERPMap()
+	n := m.Regions[1].Nodes[0]
 	return []byte(fmt.Sprintf(`regions:
   1:
     regionid: 1
@@ -129,5 +26,5 @@ func derpMapYAML(r *relay) ([]byte, error) {
         derpport: %d
         insecurefortests: true
         stuntestip: %s
-`, r.derpMap.Regions[1].RegionCode, "hstest", n.Name, n.HostName, n.IPv4, n.STUNPort, n.DERPPort, n.STUNTestIP)), nil
+`, m.Regions[1].RegionCode, "hstest", n.Name, n.HostName, n.IPv4, n.STUNPort, n.DERPPort, n.STUNTestIP)), nil
 }

@@ -40,8 +40,6 @@ import (
 	"sync"
 	"time"
 
-	"tailscale.com/tailcfg"
-
 	"github.com/tailgate-dev/tailgate/internal/connect"
 	"github.com/tailgate-dev/tailgate/internal/egress"
 	"github.com/tailgate-dev/tailgate/internal/grants"
@@ -54,7 +52,6 @@ const (
 	DefaultMaxLifetime = time.Hour
 	DefaultLease       = 30 * time.Second
 	warmTimeout        = 10 * time.Second
-	warmPingAttempt    = 200 * time.Millisecond
 )
 
 // States a run goes through.
@@ -183,10 +180,10 @@ func (m *Manager) Start(ctx context.Context, orgID, env string, opts Options) (I
 	}
 	hostname := connect.NodeName("run", env)
 	node, err := tailnet.Join(ctx, tailnet.JoinOptions{
-		ControlURL:   m.Connect.ControlURL,
+		ControlURL:   cred.ControlURL,
 		AuthKey:      key.Key,
 		Hostname:     hostname,
-		Tags:         []string{cred.Conn.Tag},
+		Tags:         cred.JoinTags,
 		AcceptRoutes: true,
 	})
 	if err != nil {
@@ -395,9 +392,9 @@ func egressTargets(raw []string) ([]egress.Target, error) {
 	return out, nil
 }
 
-// warm makes the node's first real connection to each target fast: a disco
-// ping to the peer serving the target teaches both ends each other's keys,
-// then a TCP probe opens the path end to end.
+// warm makes the node's first real connection to each target fast: the
+// node warms the path to the peer serving the target (tailnet.WarmPath),
+// then a TCP probe opens it end to end.
 func warm(ctx context.Context, node *tailnet.Node, targets []egress.Target) []WarmResult {
 	ctx, cancel := context.WithTimeout(ctx, warmTimeout)
 	defer cancel()
@@ -423,18 +420,8 @@ func warmOne(ctx context.Context, node *tailnet.Node, t egress.Target) error {
 		return err
 	}
 	dst := addrs[0]
-	if peer, ok := servingPeer(ctx, node, dst); ok {
-		// The peer ignores our disco pings until its netmap carries our
-		// keys. Short pings, repeated until one answers, end the wait soon
-		// after that; one long ping sat out its whole timeout.
-		for ctx.Err() == nil {
-			pctx, cancel := context.WithTimeout(ctx, warmPingAttempt)
-			_, err := node.LocalClient().Ping(pctx, peer, tailcfg.PingDisco)
-			cancel()
-			if err == nil {
-				break
-			}
-		}
+	if err := node.WarmPath(ctx, dst); err != nil {
+		return err
 	}
 	c, err := node.DialTCP(ctx, netip.AddrPortFrom(dst, t.Port))
 	if err != nil {
@@ -442,33 +429,6 @@ func warmOne(ctx context.Context, node *tailnet.Node, t egress.Target) error {
 	}
 	c.Close()
 	return nil
-}
-
-// servingPeer finds the tailnet address of the peer that carries dst: the
-// peer itself, or the subnet router whose primary route covers it.
-func servingPeer(ctx context.Context, node *tailnet.Node, dst netip.Addr) (netip.Addr, bool) {
-	st, err := node.LocalClient().Status(ctx)
-	if err != nil {
-		return netip.Addr{}, false
-	}
-	for _, p := range st.Peer {
-		if len(p.TailscaleIPs) == 0 {
-			continue
-		}
-		for _, ip := range p.TailscaleIPs {
-			if ip == dst {
-				return ip, true
-			}
-		}
-		if p.PrimaryRoutes != nil {
-			for _, r := range p.PrimaryRoutes.All() {
-				if r.Contains(dst) {
-					return p.TailscaleIPs[0], true
-				}
-			}
-		}
-	}
-	return netip.Addr{}, false
 }
 
 // tailnetPath adapts a node to the proxy's Resolver and Dialer, translating

@@ -79,7 +79,7 @@ func (t sandboxTailnet) Devices() []fake.Device {
 		for _, p := range s.enabled[n.Key] {
 			d.EnabledRoutes = append(d.EnabledRoutes, p.String())
 		}
-		if s.relay.derp.IsClientConnectedForTest(n.Key) {
+		if s.relay.Connected(n.Key) {
 			d.LastSeen = time.Now()
 		}
 		out = append(out, d)

@@ -15,10 +15,11 @@ import (
 	"tailscale.com/types/logger"
 )
 
-// relay is a DERP server and a STUN responder on loopback, the same pair
+// Relay is a DERP server and a STUN responder on 127.0.0.1, the same pair
 // tailscale.com's integration tests start, without importing the testing
-// package into the tailgate binary.
-type relay struct {
+// package into the tailgate binary. The sandbox runs one; tests that run
+// another control server (headscale) use one too.
+type Relay struct {
 	derp    *derpserver.Server
 	https   *httptest.Server
 	stun    *net.UDPConn
@@ -26,8 +27,9 @@ type relay struct {
 	derpMap *tailcfg.DERPMap
 }
 
-func startRelay(logf logger.Logf) (*relay, error) {
-	r := &relay{derp: derpserver.New(key.NewNode(), logf), stunErr: make(chan struct{})}
+// StartRelay starts a DERP server and a STUN responder on 127.0.0.1.
+func StartRelay(logf logger.Logf) (*Relay, error) {
+	r := &Relay{derp: derpserver.New(key.NewNode(), logf), stunErr: make(chan struct{})}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return nil, err
@@ -42,7 +44,7 @@ func startRelay(logf logger.Logf) (*relay, error) {
 
 	pc, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
 	if err != nil {
-		r.close()
+		r.Close()
 		return nil, err
 	}
 	r.stun = pc
@@ -73,7 +75,7 @@ func startRelay(logf logger.Logf) (*relay, error) {
 
 // serveSTUN answers binding requests with the sender's address, which is
 // all a node needs to learn its endpoint on loopback.
-func (r *relay) serveSTUN() {
+func (r *Relay) serveSTUN() {
 	defer close(r.stunErr)
 	buf := make([]byte, 64<<10)
 	for {
@@ -97,7 +99,14 @@ func (r *relay) serveSTUN() {
 	}
 }
 
-func (r *relay) close() {
+// DERPMap is the one-region map that points nodes at this relay.
+func (r *Relay) DERPMap() *tailcfg.DERPMap { return r.derpMap }
+
+// Connected reports whether the node with key k holds a DERP connection.
+func (r *Relay) Connected(k key.NodePublic) bool { return r.derp.IsClientConnectedForTest(k) }
+
+// Close stops the relay.
+func (r *Relay) Close() {
 	if r.stun != nil {
 		r.stun.Close()
 		<-r.stunErr

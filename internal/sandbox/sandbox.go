@@ -111,7 +111,7 @@ type Options struct {
 // Sandbox is a running in-process tailnet.
 type Sandbox struct {
 	logf    logger.Logf
-	relay   *relay
+	relay   *Relay
 	control *testcontrol.Server
 	ctrlSrv *httptest.Server
 	zone    *zone
@@ -169,11 +169,11 @@ func Start(ctx context.Context, opts Options) (_ *Sandbox, err error) {
 			s.Close()
 		}
 	}()
-	if s.relay, err = startRelay(logf); err != nil {
+	if s.relay, err = StartRelay(logf); err != nil {
 		return nil, fmt.Errorf("sandbox: DERP/STUN: %w", err)
 	}
 	s.control = &testcontrol.Server{
-		DERPMap: s.relay.derpMap,
+		DERPMap: s.relay.DERPMap(),
 		DNSConfig: &tailcfg.DNSConfig{
 			Proxied: true,
 			// Split DNS: the internal zone is answered by the DNS server on
@@ -393,7 +393,7 @@ func (s *Sandbox) checkLiveness() {
 	now := time.Now()
 	for _, n := range s.control.AllNodes() {
 		k := n.Key
-		live := s.relay.derp.IsClientConnectedForTest(k)
+		live := s.relay.Connected(k)
 		s.mu.Lock()
 		if _, ok := s.firstSeen[k]; !ok {
 			s.firstSeen[k] = now
@@ -459,7 +459,7 @@ func (s *Sandbox) Close() error {
 		s.ctrlSrv.Close()
 	}
 	if s.relay != nil {
-		s.relay.close()
+		s.relay.Close()
 	}
 	s.bg.Wait()
 	return nil

@@ -164,7 +164,10 @@ func (n *Node) querySplit(ctx context.Context, resolvers []netip.AddrPort, fqdn 
 	q.SetQuestion(fqdn, qtype)
 	var lastErr error
 	for _, r := range resolvers {
-		qctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		qctx, cancel := context.WithTimeout(ctx, 8*time.Second)
+		// A node that just joined would otherwise stall on its first
+		// connection to the resolver.
+		n.WarmPath(qctx, r.Addr())
 		addrs, err := n.exchangeTCP(qctx, r, q)
 		cancel()
 		if err == nil {
