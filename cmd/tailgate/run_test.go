@@ -213,7 +213,9 @@ func TestRunsThroughTheServeBinary(t *testing.T) {
 	})
 
 	t.Run("SIGTERM is passed on to the command, then the run ends", func(t *testing.T) {
-		script := `trap 'kill $! 2>/dev/null; echo "command got TERM"; exit 3' TERM; sleep 60 & echo "command pid $$"; wait`
+		// The background sleep must not hold the test's output pipe: if it
+		// outlived the shell, the pipe would never reach EOF.
+		script := `trap 'kill $! 2>/dev/null; echo "command got TERM"; exit 3' TERM; sleep 60 >/dev/null 2>&1 & echo "command pid $$"; wait`
 		p := rs.tailgate(t, nil, "run", "--env", "web", "--", "sh", "-c", script)
 		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 		defer cancel()
