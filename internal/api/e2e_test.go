@@ -19,6 +19,7 @@ import (
 
 	"github.com/tailgate-dev/tailgate/internal/connect"
 	"github.com/tailgate-dev/tailgate/internal/sandbox"
+	"github.com/tailgate-dev/tailgate/internal/sandbox/sandboxtest"
 	"github.com/tailgate-dev/tailgate/internal/store"
 	"github.com/tailgate-dev/tailgate/internal/tsapi"
 	"github.com/tailgate-dev/tailgate/internal/tsapi/fake"
@@ -28,32 +29,8 @@ import (
 // The end-to-end tests run the API over the real connect.Service against
 // one sandbox tailnet, shared by the test binary (starting one takes
 // seconds).
-var (
-	sbOnce sync.Once
-	sb     *sandbox.Sandbox
-	sbErr  error
-)
 
-func sharedSandbox(t testing.TB) *sandbox.Sandbox {
-	t.Helper()
-	sbOnce.Do(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-		defer cancel()
-		sb, sbErr = sandbox.Start(ctx, sandbox.Options{})
-	})
-	if sbErr != nil {
-		t.Fatal(sbErr)
-	}
-	return sb
-}
-
-func TestMain(m *testing.M) {
-	code := m.Run()
-	if sb != nil {
-		sb.Close()
-	}
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { sandboxtest.Main(m) }
 
 // e2e is an API server over a store file, a vault key and connect.Service
 // against the sandbox, with everything it logs and every OAuth client
@@ -78,7 +55,7 @@ type e2e struct {
 func newE2E(t testing.TB) *e2e {
 	t.Helper()
 	ctx := context.Background()
-	e := &e2e{t: t, sb: sharedSandbox(t), dir: t.TempDir(), logs: &syncBuffer{}}
+	e := &e2e{t: t, sb: sandboxtest.Shared(t), dir: t.TempDir(), logs: &syncBuffer{}}
 	st, err := store.Open(ctx, filepath.Join(e.dir, "tailgate.db"))
 	if err != nil {
 		t.Fatal(err)

@@ -18,38 +18,14 @@ import (
 	"github.com/tailgate-dev/tailgate/internal/connect"
 	"github.com/tailgate-dev/tailgate/internal/grants"
 	"github.com/tailgate-dev/tailgate/internal/sandbox"
+	"github.com/tailgate-dev/tailgate/internal/sandbox/sandboxtest"
 	"github.com/tailgate-dev/tailgate/internal/store"
 	"github.com/tailgate-dev/tailgate/internal/tsapi"
 	"github.com/tailgate-dev/tailgate/internal/tsapi/fake"
 	"github.com/tailgate-dev/tailgate/internal/vault"
 )
 
-var (
-	sbOnce sync.Once
-	sb     *sandbox.Sandbox
-	sbErr  error
-)
-
-func sharedSandbox(t *testing.T) *sandbox.Sandbox {
-	t.Helper()
-	sbOnce.Do(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-		defer cancel()
-		sb, sbErr = sandbox.Start(ctx, sandbox.Options{})
-	})
-	if sbErr != nil {
-		t.Fatal(sbErr)
-	}
-	return sb
-}
-
-func TestMain(m *testing.M) {
-	code := m.Run()
-	if sb != nil {
-		sb.Close()
-	}
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { sandboxtest.Main(m) }
 
 // harness is a tailgate service against a sandbox tailnet, with its logs
 // and every OAuth client secret it was handed captured for secret scans.
@@ -144,7 +120,7 @@ func liveClients(f *fake.Server, tag string) []fake.KeyInfo {
 }
 
 func TestConnectVerifyDisconnect(t *testing.T) {
-	sb := sharedSandbox(t)
+	sb := sandboxtest.Shared(t)
 	h := newHarness(t, sb)
 	h.env(t, "staging")
 	ctx := ctxT(t)
@@ -294,7 +270,7 @@ func (h *harness) assertNoSecrets(t *testing.T, token string) {
 }
 
 func TestReconnectReplacesGrantsAndCredential(t *testing.T) {
-	sb := sharedSandbox(t)
+	sb := sandboxtest.Shared(t)
 	h := newHarness(t, sb)
 	h.env(t, "reconnect")
 	ctx := ctxT(t)
@@ -335,7 +311,7 @@ func TestReconnectReplacesGrantsAndCredential(t *testing.T) {
 }
 
 func TestConcurrentConnectsAllKeepTheirGrants(t *testing.T) {
-	sb := sharedSandbox(t)
+	sb := sandboxtest.Shared(t)
 	h := newHarness(t, sb)
 	ctx := ctxT(t)
 	token := sb.NewAPIToken()
@@ -377,7 +353,7 @@ func (failingStore) PutConnection(context.Context, string, store.Connection) (st
 }
 
 func TestConnectFailureAtEveryStepLeavesNothing(t *testing.T) {
-	sb := sharedSandbox(t)
+	sb := sandboxtest.Shared(t)
 	ctx := ctxT(t)
 	token := sb.NewAPIToken()
 	for _, tc := range []struct {
@@ -463,7 +439,7 @@ func TestGitManagedPolicyGetsAFragmentInsteadOfAWrite(t *testing.T) {
 }
 
 func TestBadTokensAreRefusedBeforeAnythingIsWritten(t *testing.T) {
-	sb := sharedSandbox(t)
+	sb := sandboxtest.Shared(t)
 	h := newHarness(t, sb)
 	h.env(t, "badtok")
 	ctx := ctxT(t)

@@ -8,11 +8,9 @@ import (
 	"net"
 	"net/http"
 	"net/url"
-	"os"
 	"path/filepath"
 	"slices"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -20,37 +18,13 @@ import (
 	"github.com/tailgate-dev/tailgate/internal/connect"
 	"github.com/tailgate-dev/tailgate/internal/egress"
 	"github.com/tailgate-dev/tailgate/internal/sandbox"
+	"github.com/tailgate-dev/tailgate/internal/sandbox/sandboxtest"
 	"github.com/tailgate-dev/tailgate/internal/store"
 	"github.com/tailgate-dev/tailgate/internal/tsapi"
 	"github.com/tailgate-dev/tailgate/internal/vault"
 )
 
-var (
-	sbOnce sync.Once
-	sb     *sandbox.Sandbox
-	sbErr  error
-)
-
-func sharedSandbox(t testing.TB) *sandbox.Sandbox {
-	t.Helper()
-	sbOnce.Do(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-		defer cancel()
-		sb, sbErr = sandbox.Start(ctx, sandbox.Options{})
-	})
-	if sbErr != nil {
-		t.Fatal(sbErr)
-	}
-	return sb
-}
-
-func TestMain(m *testing.M) {
-	code := m.Run()
-	if sb != nil {
-		sb.Close()
-	}
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { sandboxtest.Main(m) }
 
 // fixture is a tailgate with one org and connected environments on the
 // sandbox tailnet.
@@ -64,7 +38,7 @@ type fixture struct {
 
 func newFixture(t testing.TB, envs map[string][]string) *fixture {
 	t.Helper()
-	sb := sharedSandbox(t)
+	sb := sandboxtest.Shared(t)
 	ctx := context.Background()
 	dir := t.TempDir()
 	st, err := store.Open(ctx, filepath.Join(dir, "tailgate.db"))
