@@ -181,8 +181,8 @@ func durationEnv(name string, def time.Duration, errp *error) time.Duration {
 // bootstrap gives a new installation its first org and admin token, and
 // prints the token once: on first start, when the database has no org.
 func bootstrap(ctx context.Context, st *store.Store, dbPath string, stdout io.Writer) error {
-	n, err := countOrgs(ctx, dbPath)
-	if err != nil || n > 0 {
+	orgs, err := st.ListOrgs(ctx)
+	if err != nil || len(orgs) > 0 {
 		return err
 	}
 	org, err := st.CreateOrg(ctx, "default")

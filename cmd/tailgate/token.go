@@ -2,11 +2,8 @@ package main
 
 import (
 	"context"
-	"database/sql"
-	"errors"
 	"fmt"
 	"io"
-	"net/url"
 	"os"
 	"strings"
 
@@ -45,15 +42,15 @@ func runToken(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if _, err := os.Stat(*dbPath); err != nil {
 		return fmt.Errorf("database %s: %w (run tailgate serve once, or pass --db)", *dbPath, err)
 	}
-	orgID, err := findOrg(ctx, *dbPath, *orgName)
-	if err != nil {
-		return err
-	}
 	st, err := store.Open(ctx, *dbPath)
 	if err != nil {
 		return err
 	}
 	defer st.Close()
+	orgID, err := findOrg(ctx, st, *orgName)
+	if err != nil {
+		return err
+	}
 	token, tok, err := st.CreateAPIToken(ctx, orgID, *name, store.Role(*role))
 	if err != nil {
 		return err
@@ -65,63 +62,25 @@ func runToken(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	return nil
 }
 
-// The store has no way to list orgs or find one by name yet (the API only
-// needs org ids, which tokens carry). Until it does, the two offline
-// questions the CLI asks, "is this a new database?" and "which org is
-// called default?", are answered by a read-only query on the orgs table.
-// TODO(store): replace with store.ListOrgs / store.OrgByName.
-
-func openReadOnly(dbPath string) (*sql.DB, error) {
-	q := url.Values{}
-	q.Set("mode", "ro")
-	q.Set("_busy_timeout", "5000")
-	return sql.Open("sqlite", "file:"+(&url.URL{Path: dbPath}).EscapedPath()+"?"+q.Encode())
-}
-
-// countOrgs reports how many orgs the database holds.
-func countOrgs(ctx context.Context, dbPath string) (int, error) {
-	db, err := openReadOnly(dbPath)
-	if err != nil {
-		return 0, fmt.Errorf("count orgs: %w", err)
-	}
-	defer db.Close()
-	var n int
-	if err := db.QueryRowContext(ctx, `SELECT COUNT(*) FROM orgs`).Scan(&n); err != nil {
-		return 0, fmt.Errorf("count orgs: %w", err)
-	}
-	return n, nil
-}
-
 // findOrg finds an org by id or by name; a name several orgs share is
 // refused rather than guessed.
-func findOrg(ctx context.Context, dbPath, nameOrID string) (string, error) {
-	db, err := openReadOnly(dbPath)
+func findOrg(ctx context.Context, st *store.Store, nameOrID string) (string, error) {
+	orgs, err := st.ListOrgs(ctx)
 	if err != nil {
-		return "", fmt.Errorf("find org: %w", err)
+		return "", err
 	}
-	defer db.Close()
-	rows, err := db.QueryContext(ctx, `SELECT id, name FROM orgs WHERE id = ? OR name = ? ORDER BY created_at`, nameOrID, nameOrID)
-	if err != nil {
-		return "", fmt.Errorf("find org: %w", err)
-	}
-	defer rows.Close()
 	var ids []string
-	for rows.Next() {
-		var id, name string
-		if err := rows.Scan(&id, &name); err != nil {
-			return "", fmt.Errorf("find org: %w", err)
+	for _, o := range orgs {
+		if o.ID == nameOrID {
+			return o.ID, nil
 		}
-		if id == nameOrID {
-			return id, nil
+		if o.Name == nameOrID {
+			ids = append(ids, o.ID)
 		}
-		ids = append(ids, id)
-	}
-	if err := rows.Err(); err != nil {
-		return "", fmt.Errorf("find org: %w", err)
 	}
 	switch len(ids) {
 	case 0:
-		return "", errors.New("no org named " + fmt.Sprintf("%q", nameOrID) + " in the database")
+		return "", fmt.Errorf("no org named %q in the database", nameOrID)
 	case 1:
 		return ids[0], nil
 	}

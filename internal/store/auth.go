@@ -83,6 +83,28 @@ func (s *Store) GetOrg(ctx context.Context, id string) (Org, error) {
 	return o, nil
 }
 
+// ListOrgs returns every organisation, oldest first. It spans all orgs:
+// for operators' tools (first start, offline token creation), never for an
+// API answer.
+func (s *Store) ListOrgs(ctx context.Context) ([]Org, error) {
+	rows, err := s.db.QueryContext(ctx, `SELECT id, name, created_at FROM orgs ORDER BY created_at, rowid`)
+	if err != nil {
+		return nil, fmt.Errorf("store: list orgs: %w", err)
+	}
+	defer rows.Close()
+	var out []Org
+	for rows.Next() {
+		var o Org
+		var created int64
+		if err := rows.Scan(&o.ID, &o.Name, &created); err != nil {
+			return nil, fmt.Errorf("store: list orgs: %w", err)
+		}
+		o.CreatedAt = fromMS(created)
+		out = append(out, o)
+	}
+	return out, rows.Err()
+}
+
 // CreateAPIToken makes a new token for orgID and returns it, once: only its
 // SHA-256 is stored, so it cannot be shown again. The token looks like
 // "tg_" followed by 52 lower-case base32 characters.

@@ -493,3 +493,17 @@ func TestConnectionJSONLeavesOutTheSealedSecret(t *testing.T) {
 		t.Errorf("JSON of a Connection carries the sealed secret: %s", b)
 	}
 }
+
+func TestListOrgsOldestFirst(t *testing.T) {
+	s, _ := openTest(t)
+	ctx := context.Background()
+	if orgs, err := s.ListOrgs(ctx); err != nil || len(orgs) != 0 {
+		t.Fatalf("new database: %v, %v", orgs, err)
+	}
+	a, _ := s.CreateOrg(ctx, "first")
+	b, _ := s.CreateOrg(ctx, "second")
+	orgs, err := s.ListOrgs(ctx)
+	if err != nil || len(orgs) != 2 || orgs[0].ID != a.ID || orgs[1].ID != b.ID || orgs[1].Name != "second" {
+		t.Fatalf("ListOrgs = %+v, %v", orgs, err)
+	}
+}
