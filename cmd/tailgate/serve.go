@@ -57,6 +57,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	var envErr error
 	runMaxLifetime := fs.Duration("run-max-lifetime", durationEnv("TAILGATE_RUN_MAX_LIFETIME", tgrun.DefaultMaxLifetime, &envErr), "longest a run may live, whatever its client asks (env TAILGATE_RUN_MAX_LIFETIME)")
 	runLease := fs.Duration("run-lease", durationEnv("TAILGATE_RUN_LEASE", tgrun.DefaultLease, &envErr), "a run whose client sends no heartbeat for this long is ended by the sweeper (env TAILGATE_RUN_LEASE)")
+	verifyEvery := fs.Duration("verify-every", durationEnv("TAILGATE_VERIFY_EVERY", time.Hour, &envErr), "re-verify each connected environment this often; 0 turns scheduled verification off (env TAILGATE_VERIFY_EVERY)")
 	logFormat := fs.String("log-format", envOr("TAILGATE_LOG_FORMAT", "text"), "log format on stderr: text or json (env TAILGATE_LOG_FORMAT)")
 	if err := parseFlags(fs, args); err != nil {
 		return err
@@ -72,6 +73,9 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	}
 	if *runLease <= 0 {
 		return usageError{"--run-lease must be positive, e.g. 30s"}
+	}
+	if *verifyEvery < 0 {
+		return usageError{"--verify-every must be 0 (off) or positive, e.g. 1h"}
 	}
 	var handler slog.Handler
 	switch *logFormat {
@@ -114,6 +118,10 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	// sending heartbeats (killed, say), and on start marks runs a previous
 	// process left open as ended.
 	go runs.Sweep(sweepCtx, 5*time.Second)
+	if *verifyEvery > 0 {
+		sched := &connect.Scheduler{Service: svc, List: st.ConnectedEnvironments, Every: *verifyEvery}
+		go sched.Run(sweepCtx)
+	}
 	srv := &http.Server{
 		Handler:           api.New(api.Options{Store: st, PrivateNetwork: svc, Runs: runs, RunLease: *runLease, Logger: log}),
 		ReadHeaderTimeout: 10 * time.Second,

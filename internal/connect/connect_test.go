@@ -473,3 +473,27 @@ func TestBadTokensAreRefusedBeforeAnythingIsWritten(t *testing.T) {
 		t.Errorf("clients created: %+v", got)
 	}
 }
+
+func TestSchedulerReverifiesOnlyWhatIsDue(t *testing.T) {
+	sb := sandboxtest.Shared(t)
+	h := newHarness(t, sb)
+	h.env(t, "scheduled")
+	ctx := ctxT(t)
+	token := sb.NewAPIToken()
+	if _, err := h.svc.Connect(ctx, connect.Request{OrgID: h.org, Env: "scheduled", APIToken: token, Targets: []string{sandbox.DemoAppName + ":80"}}); err != nil {
+		t.Fatal(err)
+	}
+	defer h.svc.Disconnect(ctx, h.org, "scheduled", token)
+	fresh := &connect.Scheduler{Service: h.svc, List: h.st.ConnectedEnvironments, Every: time.Hour}
+	if n := fresh.Once(ctx); n != 0 {
+		t.Errorf("a connection made just now was re-verified (%d)", n)
+	}
+	due := &connect.Scheduler{Service: h.svc, List: h.st.ConnectedEnvironments, Every: time.Nanosecond}
+	if n := due.Once(ctx); n != 1 {
+		t.Fatalf("verified %d environments, want 1", n)
+	}
+	st, err := h.svc.Status(ctx, h.org, "scheduled")
+	if err != nil || st.State != connect.StateVerified || st.LastVerification == nil || !st.LastVerification.OK {
+		t.Errorf("after a scheduled verify: %+v, %v", st, err)
+	}
+}

@@ -1,0 +1,62 @@
+package connect
+
+import (
+	"context"
+	"time"
+
+	"github.com/tailgate-dev/tailgate/internal/store"
+)
+
+// Scheduler re-verifies connected environments, so a route that was
+// unapproved or a target that went down shows as failing before a run
+// needs it.
+type Scheduler struct {
+	Service *Service
+	// List returns every connected environment (store.ConnectedEnvironments).
+	List func(context.Context) ([]store.ConnectedEnvironment, error)
+	// Every is how long a verification stays fresh.
+	Every time.Duration
+}
+
+// Run verifies due environments until ctx is done, checking every minute
+// (or every Every, if shorter).
+func (sc *Scheduler) Run(ctx context.Context) {
+	tick := min(sc.Every, time.Minute)
+	t := time.NewTicker(tick)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			sc.Once(ctx)
+		}
+	}
+}
+
+// Once verifies, one after another, every connected environment whose
+// connection has not changed (connect or verify) for Every. It returns how
+// many it verified.
+func (sc *Scheduler) Once(ctx context.Context) int {
+	log := sc.Service.logger()
+	envs, err := sc.List(ctx)
+	if err != nil {
+		log.Error("scheduled verify: list environments", "err", err)
+		return 0
+	}
+	n := 0
+	for _, e := range envs {
+		if ctx.Err() != nil {
+			break
+		}
+		if sc.Service.now().Sub(e.UpdatedAt) < sc.Every {
+			continue
+		}
+		if _, err := sc.Service.Verify(ctx, e.OrgID, e.EnvName); err != nil {
+			log.Warn("scheduled verify failed", "org", e.OrgID, "env", e.EnvName, "err", err)
+			continue
+		}
+		n++
+	}
+	return n
+}
