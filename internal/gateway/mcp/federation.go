@@ -161,33 +161,10 @@ func (b *Backend) listTools(ctx context.Context, ss *sdk.ServerSession, vars rul
 	if err != nil {
 		return nil, err
 	}
-	var own map[string]int
-	if !b.prefixed() && len(b.targets) > 1 {
-		names := make([][]string, len(per))
-		for i, ts := range per {
-			for _, t := range ts {
-				names[i] = append(names[i], t.Name)
-			}
-		}
-		own = b.claim("tool", names, ok)
-	}
-	res := &sdk.ListToolsResult{Tools: []*sdk.Tool{}}
-	for i, ts := range per {
-		for _, t := range ts {
-			if own != nil && own[t.Name] != i {
-				continue
-			}
-			if vars != nil {
-				if v := b.decide(vars, "tools/list", "tool", map[string]any{"name": t.Name, "target": b.targets[i].Name}); !v.Allowed {
-					continue
-				}
-			}
-			c := *t
-			c.Name = b.expose(i, t.Name)
-			res.Tools = append(res.Tools, &c)
-		}
-	}
-	return res, nil
+	tools := merge(b, "tool", "tools/list", per, ok, vars,
+		func(t *sdk.Tool) string { return t.Name },
+		func(t *sdk.Tool, name string) *sdk.Tool { c := *t; c.Name = name; return &c })
+	return &sdk.ListToolsResult{Tools: tools}, nil
 }
 
 func (b *Backend) listPrompts(ctx context.Context, ss *sdk.ServerSession, vars rules.Vars) (*sdk.ListPromptsResult, error) {
@@ -207,33 +184,43 @@ func (b *Backend) listPrompts(ctx context.Context, ss *sdk.ServerSession, vars r
 	if err != nil {
 		return nil, err
 	}
+	prompts := merge(b, "prompt", "prompts/list", per, ok, vars,
+		func(p *sdk.Prompt) string { return p.Name },
+		func(p *sdk.Prompt, name string) *sdk.Prompt { c := *p; c.Name = name; return &c })
+	return &sdk.ListPromptsResult{Prompts: prompts}, nil
+}
+
+// merge federates the items (tools or prompts) each target listed: where
+// names are not prefixed, the first target to list a name owns it; items
+// the caller may not see are left out (mcpAuthorization); the rest appear
+// under their exposed names.
+func merge[T any](b *Backend, kind, method string, per [][]T, ok []bool, vars rules.Vars, name func(T) string, rename func(T, string) T) []T {
 	var own map[string]int
 	if !b.prefixed() && len(b.targets) > 1 {
 		names := make([][]string, len(per))
-		for i, ps := range per {
-			for _, p := range ps {
-				names[i] = append(names[i], p.Name)
+		for i, items := range per {
+			for _, it := range items {
+				names[i] = append(names[i], name(it))
 			}
 		}
-		own = b.claim("prompt", names, ok)
+		own = b.claim(kind, names, ok)
 	}
-	res := &sdk.ListPromptsResult{Prompts: []*sdk.Prompt{}}
-	for i, ps := range per {
-		for _, p := range ps {
-			if own != nil && own[p.Name] != i {
+	out := []T{}
+	for i, items := range per {
+		for _, it := range items {
+			n := name(it)
+			if own != nil && own[n] != i {
 				continue
 			}
 			if vars != nil {
-				if v := b.decide(vars, "prompts/list", "prompt", map[string]any{"name": p.Name, "target": b.targets[i].Name}); !v.Allowed {
+				if v := b.decide(vars, method, kind, map[string]any{"name": n, "target": b.targets[i].Name}); !v.Allowed {
 					continue
 				}
 			}
-			c := *p
-			c.Name = b.expose(i, p.Name)
-			res.Prompts = append(res.Prompts, &c)
+			out = append(out, rename(it, b.expose(i, n)))
 		}
 	}
-	return res, nil
+	return out
 }
 
 func hasResources(cs *sdk.ClientSession) bool {
