@@ -60,6 +60,20 @@ func envName(r *http.Request) (string, error) {
 	return name, nil
 }
 
+// orgEnv is the environment named in the path, which must be one of the
+// caller's org: another org's is answered like a missing one.
+func (s *server) orgEnv(r *http.Request, p store.Principal) (store.Environment, error) {
+	name, err := envName(r)
+	if err != nil {
+		return store.Environment{}, err
+	}
+	env, err := s.store.GetEnvironment(r.Context(), p.OrgID, name)
+	if err != nil {
+		return store.Environment{}, notFound(err, name)
+	}
+	return env, nil
+}
+
 func checkEnvName(name string) error {
 	if name == "" {
 		return apiErr(CodeBadInput, "environment name is required")
@@ -114,14 +128,11 @@ func (s *server) listEnvironments(w http.ResponseWriter, r *http.Request, p stor
 }
 
 func (s *server) getEnvironment(w http.ResponseWriter, r *http.Request, p store.Principal) error {
-	name, err := envName(r)
+	env, err := s.orgEnv(r, p)
 	if err != nil {
 		return err
 	}
-	env, err := s.store.GetEnvironment(r.Context(), p.OrgID, name)
-	if err != nil {
-		return notFound(err, name)
-	}
+	name := env.Name
 	st, err := s.pn.Status(r.Context(), p.OrgID, name)
 	if err != nil {
 		return notFound(err, name)
@@ -131,14 +142,11 @@ func (s *server) getEnvironment(w http.ResponseWriter, r *http.Request, p store.
 }
 
 func (s *server) deleteEnvironment(w http.ResponseWriter, r *http.Request, p store.Principal) error {
-	name, err := envName(r)
+	env, err := s.orgEnv(r, p)
 	if err != nil {
 		return err
 	}
-	env, err := s.store.GetEnvironment(r.Context(), p.OrgID, name)
-	if err != nil {
-		return notFound(err, name)
-	}
+	name := env.Name
 	err = s.store.DeleteEnvironment(r.Context(), p.OrgID, env.ID)
 	if errors.Is(err, store.ErrConflict) {
 		return apiErr(CodeEnvironmentConnected, "environment %q is still connected to a tailnet; disconnect it first (DELETE /v1/environments/%s/private-network), so its policy entries and OAuth client are removed", name, name)
@@ -153,13 +161,11 @@ func (s *server) deleteEnvironment(w http.ResponseWriter, r *http.Request, p sto
 // connect is PUT .../private-network. The Tailscale API token goes to the
 // PrivateNetwork and nowhere else; every error is redacted against it.
 func (s *server) connect(w http.ResponseWriter, r *http.Request, p store.Principal) error {
-	name, err := envName(r)
+	env, err := s.orgEnv(r, p)
 	if err != nil {
 		return err
 	}
-	if _, err := s.store.GetEnvironment(r.Context(), p.OrgID, name); err != nil {
-		return notFound(err, name)
-	}
+	name := env.Name
 	var req ConnectRequest
 	if err := decodeBody(w, r, &req); err != nil {
 		return err
@@ -199,13 +205,11 @@ func (s *server) status(w http.ResponseWriter, r *http.Request, p store.Principa
 }
 
 func (s *server) verify(w http.ResponseWriter, r *http.Request, p store.Principal) error {
-	name, err := envName(r)
+	env, err := s.orgEnv(r, p)
 	if err != nil {
 		return err
 	}
-	if _, err := s.store.GetEnvironment(r.Context(), p.OrgID, name); err != nil {
-		return notFound(err, name)
-	}
+	name := env.Name
 	ctx, cancel := s.operationContext(r)
 	defer cancel()
 	v, err := s.pn.Verify(ctx, p.OrgID, name)
@@ -217,13 +221,11 @@ func (s *server) verify(w http.ResponseWriter, r *http.Request, p store.Principa
 }
 
 func (s *server) disconnect(w http.ResponseWriter, r *http.Request, p store.Principal) error {
-	name, err := envName(r)
+	env, err := s.orgEnv(r, p)
 	if err != nil {
 		return err
 	}
-	if _, err := s.store.GetEnvironment(r.Context(), p.OrgID, name); err != nil {
-		return notFound(err, name)
-	}
+	name := env.Name
 	var req DisconnectRequest
 	if err := decodeBody(w, r, &req); err != nil {
 		return err
