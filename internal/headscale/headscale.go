@@ -469,7 +469,7 @@ func (c *Client) Devices(ctx context.Context) ([]tsapi.Device, error) {
 		d := tsapi.Device{
 			ID: n.ID, Name: n.GivenName, Hostname: n.Name, User: n.User.Name, Tags: n.Tags,
 			Ephemeral: n.PreAuthKey != nil && n.PreAuthKey.Ephemeral, Created: n.CreatedAt,
-			AdvertisedRoutes: prefixes(n.AvailableRoutes), EnabledRoutes: prefixes(n.ApprovedRoutes),
+			AdvertisedRoutes: tsapi.ParsePrefixes(n.AvailableRoutes), EnabledRoutes: tsapi.ParsePrefixes(n.ApprovedRoutes),
 		}
 		if !n.Online {
 			d.LastSeen = n.LastSeen
@@ -482,16 +482,6 @@ func (c *Client) Devices(ctx context.Context) ([]tsapi.Device, error) {
 		devs = append(devs, d)
 	}
 	return devs, nil
-}
-
-func prefixes(ss []string) []netip.Prefix {
-	var ps []netip.Prefix
-	for _, s := range ss {
-		if p, err := netip.ParsePrefix(s); err == nil {
-			ps = append(ps, p)
-		}
-	}
-	return ps
 }
 
 // ApproveRoutes implements tsapi.ControlPlane: headscale replaces the

@@ -222,8 +222,8 @@ func deviceFromAPI(d tailscale.Device) Device {
 		Tags:             d.Tags,
 		Ephemeral:        d.IsEphemeral,
 		Created:          d.Created.Time,
-		AdvertisedRoutes: parsePrefixes(d.AdvertisedRoutes),
-		EnabledRoutes:    parsePrefixes(d.EnabledRoutes),
+		AdvertisedRoutes: ParsePrefixes(d.AdvertisedRoutes),
+		EnabledRoutes:    ParsePrefixes(d.EnabledRoutes),
 	}
 	if d.LastSeen != nil {
 		dev.LastSeen = d.LastSeen.Time
@@ -238,7 +238,9 @@ func deviceFromAPI(d tailscale.Device) Device {
 	return dev
 }
 
-func parsePrefixes(ss []string) []netip.Prefix {
+// ParsePrefixes parses the routes a control plane reports, skipping any it
+// cannot parse rather than failing a whole device list.
+func ParsePrefixes(ss []string) []netip.Prefix {
 	var out []netip.Prefix
 	for _, s := range ss {
 		if p, err := netip.ParsePrefix(s); err == nil {
