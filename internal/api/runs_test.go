@@ -21,7 +21,7 @@ import (
 	"github.com/tailgate-dev/tailgate/internal/egress"
 	"github.com/tailgate-dev/tailgate/internal/run"
 	"github.com/tailgate-dev/tailgate/internal/sandbox"
-	"github.com/tailgate-dev/tailgate/internal/tsapi"
+	"github.com/tailgate-dev/tailgate/internal/sandbox/sandboxtest"
 	"github.com/tailgate-dev/tailgate/internal/vault"
 )
 
@@ -390,19 +390,5 @@ func TestRunThroughTheAPIReachesThePrivateAppAndLeavesTheTailnet(t *testing.T) {
 		t.Errorf("heartbeat after end: %d %s", a.status, a.body)
 	}
 
-	cp := tsapi.NewWithAPIToken(e.sb.APIURL(), e.sb.NewAPIToken())
-	deadline := time.Now().Add(15 * time.Second)
-	for {
-		devs, err := cp.Devices(ctx)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if !slices.ContainsFunc(devs, func(d tsapi.Device) bool { return d.Hostname == info.Node }) {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("node %s still in the tailnet after the run ended", info.Node)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+	sandboxtest.WaitDeviceGone(t, e.sb, info.Node)
 }

@@ -204,7 +204,7 @@ func TestConnectVerifyDisconnect(t *testing.T) {
 		t.Errorf("status after failing verify = %+v, %v", st.State, err)
 	}
 	// The verify node left the tailnet.
-	waitNoDevice(t, sb, ver.Node)
+	sandboxtest.WaitDeviceGone(t, sb, ver.Node)
 
 	if err := h.svc.Disconnect(ctx, h.org, "staging", token); err != nil {
 		t.Fatalf("Disconnect: %v", err)
@@ -219,25 +219,6 @@ func TestConnectVerifyDisconnect(t *testing.T) {
 		t.Errorf("state after disconnect = %s", st.State)
 	}
 	h.assertNoSecrets(t, token)
-}
-
-func waitNoDevice(t *testing.T, sb *sandbox.Sandbox, hostname string) {
-	t.Helper()
-	cp := tsapi.NewWithAPIToken(sb.APIURL(), sb.NewAPIToken())
-	deadline := time.Now().Add(15 * time.Second)
-	for {
-		devs, err := cp.Devices(context.Background())
-		if err != nil {
-			t.Fatal(err)
-		}
-		if !slices.ContainsFunc(devs, func(d tsapi.Device) bool { return d.Hostname == hostname }) {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("node %s still in the tailnet", hostname)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
 }
 
 // assertNoSecrets checks that the API token and every OAuth client secret

@@ -20,7 +20,6 @@ import (
 	"github.com/tailgate-dev/tailgate/internal/sandbox"
 	"github.com/tailgate-dev/tailgate/internal/sandbox/sandboxtest"
 	"github.com/tailgate-dev/tailgate/internal/store"
-	"github.com/tailgate-dev/tailgate/internal/tsapi"
 	"github.com/tailgate-dev/tailgate/internal/vault"
 )
 
@@ -172,28 +171,9 @@ func TestRunReachesTargetsAndRefusesEverythingElse(t *testing.T) {
 	if _, err := net.DialTimeout("tcp", info.ProxyAddr, time.Second); err == nil {
 		t.Error("proxy still listening after the run ended")
 	}
-	waitGone(t, f.sb, info.Node)
+	sandboxtest.WaitDeviceGone(t, f.sb, info.Node)
 	if got, _ := f.m.Get(ctx, f.org, info.ID); got.State != StateEnded || got.EndReason != "test done" {
 		t.Errorf("after End: %+v", got)
-	}
-}
-
-func waitGone(t *testing.T, sb *sandbox.Sandbox, hostname string) {
-	t.Helper()
-	cp := tsapi.NewWithAPIToken(sb.APIURL(), sb.NewAPIToken())
-	deadline := time.Now().Add(15 * time.Second)
-	for {
-		devs, err := cp.Devices(context.Background())
-		if err != nil {
-			t.Fatal(err)
-		}
-		if !slices.ContainsFunc(devs, func(d tsapi.Device) bool { return d.Hostname == hostname }) {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("node %s still in the tailnet", hostname)
-		}
-		time.Sleep(100 * time.Millisecond)
 	}
 }
 
@@ -246,7 +226,7 @@ func TestSweeperEndsExpiredAndAbandonedRuns(t *testing.T) {
 		if got.State != StateEnded || !strings.Contains(got.EndReason, tc.reason) {
 			t.Errorf("run %s: %s %q, want ended with %q", tc.info.ID, got.State, got.EndReason, tc.reason)
 		}
-		waitGone(t, f.sb, tc.info.Node)
+		sandboxtest.WaitDeviceGone(t, f.sb, tc.info.Node)
 	}
 	if got, _ := f.m.Get(ctx, f.org, kept.ID); got.State != StateReady {
 		t.Errorf("run with heartbeats was ended: %+v", got)

@@ -13,11 +13,13 @@ package sandboxtest
 import (
 	"context"
 	"os"
+	"slices"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/tailgate-dev/tailgate/internal/sandbox"
+	"github.com/tailgate-dev/tailgate/internal/tsapi"
 )
 
 var (
@@ -47,4 +49,26 @@ func Main(m *testing.M) {
 		shared.Close()
 	}
 	os.Exit(code)
+}
+
+// WaitDeviceGone waits until no device named hostname is in the sandbox's
+// device list, as the Tailscale API reports it, and fails the test if one
+// still is after 15 seconds.
+func WaitDeviceGone(t testing.TB, sb *sandbox.Sandbox, hostname string) {
+	t.Helper()
+	cp := tsapi.NewWithAPIToken(sb.APIURL(), sb.NewAPIToken())
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		devs, err := cp.Devices(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !slices.ContainsFunc(devs, func(d tsapi.Device) bool { return d.Hostname == hostname }) {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("node %s still in the tailnet", hostname)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
 }
