@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"iter"
 	"strings"
 	"sync"
 	"time"
@@ -148,16 +149,7 @@ func (b *Backend) claim(kind string, names [][]string, ok []bool) map[string]int
 }
 
 func (b *Backend) listTools(ctx context.Context, ss *sdk.ServerSession, vars rules.Vars) (*sdk.ListToolsResult, error) {
-	per := make([][]*sdk.Tool, len(b.targets))
-	ok, err := b.fanout(ctx, ss, func(i int, cs *sdk.ClientSession) error {
-		for t, err := range cs.Tools(ctx, nil) {
-			if err != nil {
-				return err
-			}
-			per[i] = append(per[i], t)
-		}
-		return nil
-	})
+	per, ok, err := collect(ctx, b, ss, nil, func(cs *sdk.ClientSession) iter.Seq2[*sdk.Tool, error] { return cs.Tools(ctx, nil) })
 	if err != nil {
 		return nil, err
 	}
@@ -168,19 +160,11 @@ func (b *Backend) listTools(ctx context.Context, ss *sdk.ServerSession, vars rul
 }
 
 func (b *Backend) listPrompts(ctx context.Context, ss *sdk.ServerSession, vars rules.Vars) (*sdk.ListPromptsResult, error) {
-	per := make([][]*sdk.Prompt, len(b.targets))
-	ok, err := b.fanout(ctx, ss, func(i int, cs *sdk.ClientSession) error {
-		if cs.InitializeResult() != nil && cs.InitializeResult().Capabilities != nil && cs.InitializeResult().Capabilities.Prompts == nil {
-			return nil
-		}
-		for p, err := range cs.Prompts(ctx, nil) {
-			if err != nil {
-				return err
-			}
-			per[i] = append(per[i], p)
-		}
-		return nil
-	})
+	hasPrompts := func(cs *sdk.ClientSession) bool {
+		ir := cs.InitializeResult()
+		return ir == nil || ir.Capabilities == nil || ir.Capabilities.Prompts != nil
+	}
+	per, ok, err := collect(ctx, b, ss, hasPrompts, func(cs *sdk.ClientSession) iter.Seq2[*sdk.Prompt, error] { return cs.Prompts(ctx, nil) })
 	if err != nil {
 		return nil, err
 	}
@@ -223,25 +207,33 @@ func merge[T any](b *Backend, kind, method string, per [][]T, ok []bool, vars ru
 	return out
 }
 
+// collect lists one kind of item from every target at once; has, if set,
+// skips targets whose capabilities say they have none. ok is fanout's.
+func collect[T any](ctx context.Context, b *Backend, ss *sdk.ServerSession, has func(*sdk.ClientSession) bool,
+	list func(*sdk.ClientSession) iter.Seq2[T, error]) (per [][]T, ok []bool, err error) {
+	per = make([][]T, len(b.targets))
+	ok, err = b.fanout(ctx, ss, func(i int, cs *sdk.ClientSession) error {
+		if has != nil && !has(cs) {
+			return nil
+		}
+		for it, err := range list(cs) {
+			if err != nil {
+				return err
+			}
+			per[i] = append(per[i], it)
+		}
+		return nil
+	})
+	return per, ok, err
+}
+
 func hasResources(cs *sdk.ClientSession) bool {
 	ir := cs.InitializeResult()
 	return ir == nil || ir.Capabilities == nil || ir.Capabilities.Resources != nil
 }
 
 func (b *Backend) listResources(ctx context.Context, ss *sdk.ServerSession, vars rules.Vars) (*sdk.ListResourcesResult, error) {
-	per := make([][]*sdk.Resource, len(b.targets))
-	_, err := b.fanout(ctx, ss, func(i int, cs *sdk.ClientSession) error {
-		if !hasResources(cs) {
-			return nil
-		}
-		for r, err := range cs.Resources(ctx, nil) {
-			if err != nil {
-				return err
-			}
-			per[i] = append(per[i], r)
-		}
-		return nil
-	})
+	per, _, err := collect(ctx, b, ss, hasResources, func(cs *sdk.ClientSession) iter.Seq2[*sdk.Resource, error] { return cs.Resources(ctx, nil) })
 	if err != nil {
 		return nil, err
 	}
@@ -269,18 +261,8 @@ func (b *Backend) listResources(ctx context.Context, ss *sdk.ServerSession, vars
 }
 
 func (b *Backend) listTemplates(ctx context.Context, ss *sdk.ServerSession, vars rules.Vars) (*sdk.ListResourceTemplatesResult, error) {
-	per := make([][]*sdk.ResourceTemplate, len(b.targets))
-	_, err := b.fanout(ctx, ss, func(i int, cs *sdk.ClientSession) error {
-		if !hasResources(cs) {
-			return nil
-		}
-		for r, err := range cs.ResourceTemplates(ctx, nil) {
-			if err != nil {
-				return err
-			}
-			per[i] = append(per[i], r)
-		}
-		return nil
+	per, _, err := collect(ctx, b, ss, hasResources, func(cs *sdk.ClientSession) iter.Seq2[*sdk.ResourceTemplate, error] {
+		return cs.ResourceTemplates(ctx, nil)
 	})
 	if err != nil {
 		return nil, err
