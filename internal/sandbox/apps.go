@@ -7,7 +7,6 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
-	"fmt"
 	"html/template"
 	"math/big"
 	"net"
@@ -15,8 +14,6 @@ import (
 	"net/netip"
 	"sync"
 	"time"
-
-	"tailscale.com/types/logger"
 )
 
 // appTable maps subnet addresses behind the router to in-process servers.
@@ -58,33 +55,25 @@ func (t *appTable) fallback(src, dst netip.AddrPort) (func(net.Conn), bool) {
 // advertises. With tlsNames set it serves HTTPS with a self-signed
 // certificate for those names.
 func (s *Sandbox) ServeSubnetApp(addr netip.AddrPort, h http.Handler, tlsNames ...string) error {
-	if !ApprovedSubnet.Contains(addr.Addr()) && !UnapprovedSubnet.Contains(addr.Addr()) {
-		return fmt.Errorf("sandbox: %v is not behind the router (%v, %v)", addr, ApprovedSubnet, UnapprovedSubnet)
-	}
+	return s.site.ServeApp(addr, h, tlsNames...)
+}
+
+// serve starts srv on a listener fed with the connections to addr,
+// replacing any app there before.
+func (t *appTable) serve(addr netip.AddrPort, srv *http.Server) {
 	ln := newConnListener(addr)
-	// Probes that connect and hang up (tailgate warms paths that way) are
-	// not errors worth printing.
-	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second, ErrorLog: logger.StdLogger(s.logf)}
-	if len(tlsNames) > 0 {
-		cert, err := selfSignedCert(tlsNames...)
-		if err != nil {
-			return err
-		}
-		srv.TLSConfig = &tls.Config{Certificates: []tls.Certificate{cert}}
-	}
-	s.apps.mu.Lock()
-	if old := s.apps.apps[addr]; old != nil {
+	t.mu.Lock()
+	if old := t.apps[addr]; old != nil {
 		old.Close()
 	}
-	s.apps.apps[addr] = ln
-	s.apps.servers = append(s.apps.servers, srv)
-	s.apps.mu.Unlock()
+	t.apps[addr] = ln
+	t.servers = append(t.servers, srv)
+	t.mu.Unlock()
 	if srv.TLSConfig != nil {
 		go srv.ServeTLS(ln, "", "")
 	} else {
 		go srv.Serve(ln)
 	}
-	return nil
 }
 
 func (s *Sandbox) addDemoApps() error {
@@ -104,9 +93,9 @@ func (s *Sandbox) addDemoApps() error {
 			return err
 		}
 	}
-	s.AddInternalName(DemoAppName, DemoAppIP)
-	s.AddInternalName(MismatchAppName, MismatchAppIP)
-	s.AddInternalName(LegacyAppName, LegacyAppIP)
+	s.site.AddName(DemoAppName, DemoAppIP)
+	s.site.AddName(MismatchAppName, MismatchAppIP)
+	s.site.AddName(LegacyAppName, LegacyAppIP)
 	return nil
 }
 

@@ -12,14 +12,17 @@ import (
 	"github.com/tailgate-dev/tailgate/internal/tailnet"
 )
 
-// zone is the customer's internal DNS zone: names under InternalZone and
-// their addresses.
+// zone is the customer's internal DNS zone: names under suffix and their
+// addresses.
 type zone struct {
+	suffix  string // lower-case FQDN with trailing dot, e.g. "internal.example."
 	mu      sync.RWMutex
 	records map[string][]netip.Addr // lower-case FQDN with trailing dot
 }
 
-func newZone() *zone { return &zone{records: map[string][]netip.Addr{}} }
+func newZone(suffix string) *zone {
+	return &zone{suffix: dns.Fqdn(strings.ToLower(suffix)), records: map[string][]netip.Addr{}}
+}
 
 func (z *zone) set(name string, addrs ...netip.Addr) {
 	z.mu.Lock()
@@ -47,7 +50,7 @@ func (z *zone) ServeDNS(w dns.ResponseWriter, req *dns.Msg) {
 		return
 	}
 	q := req.Question[0]
-	if !dns.IsSubDomain(InternalZone+".", strings.ToLower(q.Name)) {
+	if !dns.IsSubDomain(z.suffix, strings.ToLower(q.Name)) {
 		m.Rcode = dns.RcodeRefused
 		w.WriteMsg(m)
 		return
@@ -109,6 +112,6 @@ func (d *dnsServer) close() {
 
 // AddInternalName publishes name (under InternalZone) in the tailnet's
 // internal DNS.
-func (s *Sandbox) AddInternalName(name string, addrs ...netip.Addr) {
-	s.zone.set(name, addrs...)
+func (s *Sandbox) AddInternalName(name string, addrs ...netip.Addr) error {
+	return s.site.AddName(name, addrs...)
 }

@@ -114,14 +114,14 @@ type Sandbox struct {
 	relay   *Relay
 	control *testcontrol.Server
 	ctrlSrv *httptest.Server
-	zone    *zone
+	site    *Site
 	router  *tailnet.Node
 	device  *tailnet.Node
-	dns     *dnsServer
-	apps    *appTable
-	api     *apiServer
-	stop    chan struct{}
-	bg      sync.WaitGroup
+	// deviceApp is the demo app the device serves on its tailnet address.
+	deviceApp *http.Server
+	api       *apiServer
+	stop      chan struct{}
+	bg        sync.WaitGroup
 
 	mu        sync.Mutex
 	nodes     map[key.NodePublic]*tailnet.Node // nodes this sandbox started
@@ -153,8 +153,6 @@ func Start(ctx context.Context, opts Options) (_ *Sandbox, err error) {
 
 	s := &Sandbox{
 		logf:      logf,
-		zone:      newZone(),
-		apps:      newAppTable(),
 		stop:      make(chan struct{}),
 		nodes:     map[key.NodePublic]*tailnet.Node{},
 		permanent: map[key.NodePublic]bool{},
@@ -296,9 +294,8 @@ func (s *Sandbox) startRouter(ctx context.Context) error {
 	if err := s.setEnabledRoutes(s.routerKey(), []netip.Prefix{ApprovedSubnet}); err != nil {
 		return err
 	}
-	n.Server().RegisterFallbackTCPHandler(s.apps.fallback)
-	if s.dns, err = serveDNS(n, s.zone); err != nil {
-		return fmt.Errorf("sandbox: internal DNS: %w", err)
+	if s.site, err = ServeSite(n, InternalZone, []netip.Prefix{ApprovedSubnet, UnapprovedSubnet}, s.logf); err != nil {
+		return fmt.Errorf("sandbox: %w", err)
 	}
 	if err := s.addDemoApps(); err != nil {
 		return err
@@ -334,9 +331,7 @@ func (s *Sandbox) startDevice(ctx context.Context) error {
 		return fmt.Errorf("sandbox: device listen: %w", err)
 	}
 	srv := &http.Server{Handler: DemoApp(DeviceName + "." + MagicDNSSuffix), ReadHeaderTimeout: 10 * time.Second}
-	s.apps.mu.Lock()
-	s.apps.servers = append(s.apps.servers, srv)
-	s.apps.mu.Unlock()
+	s.deviceApp = srv
 	go srv.Serve(ln)
 	return nil
 }
@@ -439,10 +434,12 @@ func (s *Sandbox) Close() error {
 	if s.api != nil {
 		s.api.close()
 	}
-	if s.dns != nil {
-		s.dns.close()
+	if s.site != nil {
+		s.site.Close()
 	}
-	s.apps.close()
+	if s.deviceApp != nil {
+		s.deviceApp.Close()
+	}
 	var wg sync.WaitGroup
 	for _, n := range nodes {
 		wg.Add(1)
