@@ -45,8 +45,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/miekg/dns"
-
 	"github.com/tailgate-dev/tailgate/internal/headscale"
 	"github.com/tailgate-dev/tailgate/internal/sandbox"
 	"github.com/tailgate-dev/tailgate/internal/tailnet"
@@ -124,9 +122,7 @@ type Server struct {
 	logf   func(string, ...any)
 
 	mu    sync.Mutex
-	apps  map[netip.AddrPort]http.Handler
-	names map[string][]netip.Addr
-	dns   []*dns.Server
+	site  *sandbox.Site
 	nodes []*tailnet.Node
 }
 
@@ -144,7 +140,7 @@ func Start(t testing.TB, opts Options) *Server {
 	if err != nil {
 		t.Skipf("hstest: %v", err)
 	}
-	s := &Server{t: t, apps: map[netip.AddrPort]http.Handler{}, names: map[string][]netip.Addr{}, exited: make(chan struct{})}
+	s := &Server{t: t, exited: make(chan struct{})}
 	s.logf = func(string, ...any) {}
 	if opts.Verbose {
 		s.logf = t.Logf
@@ -309,16 +305,16 @@ func (s *Server) Nodes(ctx context.Context) ([]tsapi.Device, error) { return s.A
 // ServeApp serves h at addr behind the router (inside RouterSubnet or
 // OtherSubnet).
 func (s *Server) ServeApp(addr netip.AddrPort, h http.Handler) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.apps[addr] = h
+	if err := s.site.ServeApp(addr, h); err != nil {
+		s.t.Fatal(err)
+	}
 }
 
 // AddName publishes name (under Zone) in the router's DNS.
 func (s *Server) AddName(name string, addrs ...netip.Addr) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.names[dns.Fqdn(strings.ToLower(name))] = addrs
+	if err := s.site.AddName(name, addrs...); err != nil {
+		s.t.Fatal(err)
+	}
 }
 
 // Join joins an ephemeral node with a fresh single-use key carrying tags.
@@ -368,122 +364,25 @@ func (s *Server) startRouter(ctx context.Context) error {
 	if n.IPv4() != RouterIP {
 		return fmt.Errorf("router joined as %v, want %v (split DNS names it)", n.IPv4(), RouterIP)
 	}
-	n.Server().RegisterFallbackTCPHandler(s.fallback)
-	pc, err := n.Server().ListenPacket("udp", netip.AddrPortFrom(RouterIP, 53).String())
+	// Apps behind the router and the split-DNS zone, as on the sandbox.
+	site, err := sandbox.ServeSite(n, Zone, []netip.Prefix{RouterSubnet, OtherSubnet}, s.logf)
 	if err != nil {
-		return fmt.Errorf("router DNS udp: %w", err)
+		return err
 	}
-	ln, err := n.Server().Listen("tcp", ":53")
-	if err != nil {
-		pc.Close()
-		return fmt.Errorf("router DNS tcp: %w", err)
-	}
-	var started sync.WaitGroup
-	started.Add(2)
-	udp := &dns.Server{PacketConn: pc, Handler: dns.HandlerFunc(s.serveDNS), NotifyStartedFunc: started.Done}
-	tcp := &dns.Server{Listener: ln, Handler: dns.HandlerFunc(s.serveDNS), NotifyStartedFunc: started.Done}
-	go udp.ActivateAndServe()
-	go tcp.ActivateAndServe()
-	started.Wait()
-	s.dns = []*dns.Server{udp, tcp}
+	s.mu.Lock()
+	s.site = site
+	s.mu.Unlock()
 	return nil
-}
-
-// fallback serves connections to subnet addresses. It must not return
-// until the connection is done: netstack removes the subnet address it
-// answered as when the handler returns. Unknown addresses are intercepted
-// with no handler (a reset), never forwarded to the host network.
-func (s *Server) fallback(src, dst netip.AddrPort) (func(net.Conn), bool) {
-	s.mu.Lock()
-	h := s.apps[dst]
-	s.mu.Unlock()
-	if h == nil {
-		return nil, true
-	}
-	return func(c net.Conn) {
-		ln := &oneConn{c: c, done: make(chan struct{})}
-		srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second, ErrorLog: nil}
-		srv.ConnState = func(_ net.Conn, st http.ConnState) {
-			if st == http.StateClosed || st == http.StateHijacked {
-				ln.finish()
-			}
-		}
-		go srv.Serve(ln)
-		<-ln.done
-		srv.Close()
-	}, true
-}
-
-// oneConn is a listener that yields one connection, then blocks until
-// closed; done closes when the connection is finished.
-type oneConn struct {
-	c    net.Conn
-	once sync.Once
-	used bool
-	mu   sync.Mutex
-	done chan struct{}
-}
-
-func (l *oneConn) finish() { l.once.Do(func() { close(l.done) }) }
-
-func (l *oneConn) Accept() (net.Conn, error) {
-	l.mu.Lock()
-	if !l.used {
-		l.used = true
-		l.mu.Unlock()
-		return l.c, nil
-	}
-	l.mu.Unlock()
-	<-l.done
-	return nil, net.ErrClosed
-}
-func (l *oneConn) Close() error   { l.finish(); return nil }
-func (l *oneConn) Addr() net.Addr { return l.c.LocalAddr() }
-
-func (s *Server) serveDNS(w dns.ResponseWriter, req *dns.Msg) {
-	m := new(dns.Msg)
-	m.SetReply(req)
-	m.Authoritative = true
-	if len(req.Question) != 1 {
-		m.Rcode = dns.RcodeFormatError
-		w.WriteMsg(m)
-		return
-	}
-	q := req.Question[0]
-	name := strings.ToLower(q.Name)
-	if !dns.IsSubDomain(Zone+".", name) {
-		m.Rcode = dns.RcodeRefused
-		w.WriteMsg(m)
-		return
-	}
-	s.mu.Lock()
-	addrs, ok := s.names[name]
-	s.mu.Unlock()
-	if !ok {
-		m.Rcode = dns.RcodeNameError
-	}
-	for _, a := range addrs {
-		hdr := dns.RR_Header{Name: q.Name, Class: dns.ClassINET, Ttl: 60}
-		switch {
-		case q.Qtype == dns.TypeA && a.Is4():
-			hdr.Rrtype = dns.TypeA
-			m.Answer = append(m.Answer, &dns.A{Hdr: hdr, A: net.IP(a.AsSlice())})
-		case q.Qtype == dns.TypeAAAA && a.Is6():
-			hdr.Rrtype = dns.TypeAAAA
-			m.Answer = append(m.Answer, &dns.AAAA{Hdr: hdr, AAAA: net.IP(a.AsSlice())})
-		}
-	}
-	w.WriteMsg(m)
 }
 
 func (s *Server) close() {
 	s.mu.Lock()
 	nodes := s.nodes
 	s.nodes = nil
-	servers := s.dns
+	site := s.site
 	s.mu.Unlock()
-	for _, d := range servers {
-		d.Shutdown()
+	if site != nil {
+		site.Close()
 	}
 	for _, n := range nodes {
 		n.Close()
