@@ -124,7 +124,8 @@ func (e *ExtAuthz) Check(ctx context.Context, r *http.Request, vars rules.Vars) 
 			v, err := x.Native(rv)
 			if err != nil {
 				// A metadata value that cannot be computed is left out: rules
-				// that read it see a missing key, which counts as false.
+				// that read it see a missing key and error, which counts
+				// against the caller (an allow does not allow, a deny denies).
 				continue
 			}
 			out.Metadata[k] = v

@@ -24,20 +24,26 @@
 //
 // # Decisions
 //
-// A Set decides exactly as agentgateway does:
+// A Set decides in agentgateway's order, but fails closed:
 //
 //  1. no rules: allow;
-//  2. any deny rule true: deny;
+//  2. any deny rule true or erroring: deny;
 //  3. any require rule false or erroring: deny;
 //  4. any allow rule true: allow;
 //  5. otherwise deny if there are allow rules, allow if there are none.
 //
 // A rule that errors at run time (a missing header, a jwt claim that is
-// absent) counts as false.
+// absent, a result that is not a bool) always counts against the caller:
+// an erroring allow rule does not allow, and an erroring deny or require
+// rule denies. agentgateway treats every erroring rule as false, so its
+// `deny: 'jwt.role != "admin"'` lets through a caller whose token has no
+// role claim; tailgate refuses that caller. Rules that are meant to
+// tolerate a missing value say so with has() or default() (see Warnings).
 //
 // # Functions
 //
-// Standard CEL plus the strings, math and encoders extensions, and the
+// Standard CEL, agentgateway's default(value, fallback), the strings,
+// math and encoders extensions, and the
 // IP/CIDR library with Kubernetes CEL semantics (cel-go's ext.Network,
 // which mirrors k8s.io/apiserver's library without its dependencies):
 // ip(), isIP(), cidr(), isCIDR(), cidr(...).containsIP(str|ip),
@@ -130,7 +136,7 @@ func init() {
 	for p := Network; p <= MCP; p++ {
 		opts := []cel.EnvOption{
 			ext.Strings(), ext.Math(), ext.Encoders(), ext.Network(),
-			cel.CrossTypeNumericComparisons(true),
+			cel.CrossTypeNumericComparisons(true), defaultFunction(),
 		}
 		for _, v := range phaseVariables(p) {
 			opts = append(opts, cel.Variable(v, cel.MapType(cel.StringType, cel.DynType)))
@@ -150,7 +156,15 @@ type Expression struct {
 	Where  string
 	Source string
 	prog   cel.Program
+	// absent are the reads of values that may be absent, unguarded by
+	// has() or default() (see mayBeAbsent).
+	absent []string
 }
+
+// MayBeAbsent lists what the expression reads that a caller may not have
+// (e.g. jwt.role, request.headers["x-user"]) without has() or default().
+// When one is absent the expression errors.
+func (x *Expression) MayBeAbsent() []string { return x.absent }
 
 // CompileError is a rule that does not compile, with where it is.
 type CompileError struct {
@@ -184,7 +198,7 @@ func Compile(phase Phase, where, src string) (*Expression, error) {
 	if err != nil {
 		return nil, &CompileError{Where: where, Expr: src, Err: err}
 	}
-	return &Expression{Where: where, Source: src, prog: prog}, nil
+	return &Expression{Where: where, Source: src, prog: prog, absent: mayBeAbsent(checked.NativeRep().Expr())}, nil
 }
 
 // explain turns "undeclared reference to 'request'" into a sentence that

@@ -31,11 +31,13 @@ func (o outcome) expr() string {
 	}
 }
 
-// agentgatewayDecision is the documented order, written as the docs say
-// it: any deny true → deny; any require false or erroring → deny; any
-// allow true → allow; else deny iff there are allow rules.
-func agentgatewayDecision(allow, deny, require outcome) bool {
-	if deny == matches {
+// failClosedDecision is the documented order, written as the package doc
+// says it: any deny true or erroring → deny; any require false or
+// erroring → deny; any allow true → allow; else deny iff there are allow
+// rules. It is agentgateway's order except for the erroring deny, which
+// agentgateway counts as false (and so allows).
+func failClosedDecision(allow, deny, require outcome) bool {
+	if deny == matches || deny == erroring {
 		return false
 	}
 	if require == notMatching || require == erroring {
@@ -71,7 +73,7 @@ func TestDecisionTableEveryCombination(t *testing.T) {
 						t.Fatal(err)
 					}
 					got := s.Decide(vars)
-					want := agentgatewayDecision(allow, deny, require)
+					want := failClosedDecision(allow, deny, require)
 					if got.Allowed != want {
 						t.Errorf("allow=%s deny=%s require=%s: allowed=%v (%s), want %v", allow, deny, require, got.Allowed, got.Reason, want)
 					}

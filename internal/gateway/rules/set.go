@@ -21,6 +21,23 @@ type Set struct {
 	Phase    Phase
 	Rules    []Rule
 	hasAllow bool
+	warnings []string
+}
+
+// Warnings are load-time notes about rules that compile but probably do
+// not mean what they say: a deny rule that reads a value the caller may
+// not have denies every caller without it (see Decide). Each names the
+// rule by its Where.
+//
+// Allow and require rules are not warned about: for them an error
+// already means what false means (no allow; deny), in tailgate as in
+// agentgateway, so a missing value changes nothing a reader would not
+// expect.
+func (s *Set) Warnings() []string {
+	if s == nil {
+		return nil
+	}
+	return s.warnings
 }
 
 // CompileSet compiles every rule; all failures are returned together.
@@ -40,6 +57,13 @@ func CompileSet(phase Phase, specs []Spec) (*Set, error) {
 			continue
 		}
 		s.Rules = append(s.Rules, Rule{Kind: sp.Kind, Expression: x})
+		if sp.Kind == Deny {
+			for _, p := range x.MayBeAbsent() {
+				s.warnings = append(s.warnings, fmt.Sprintf(
+					"%s: deny rule %q reads %s, which a caller may not have; when it is absent the rule errors and the request is denied (tailgate fails closed). If that is not meant, guard it: has(...) or default(%s, ...)",
+					sp.Where, sp.Expr, p, p))
+			}
+		}
 		if sp.Kind == Allow {
 			s.hasAllow = true
 		}
@@ -55,16 +79,18 @@ func CompileSet(phase Phase, specs []Spec) (*Set, error) {
 type Verdict struct {
 	Allowed bool
 	// Reason is a short stable label: "no rules", "allow rule matched",
-	// "deny rule matched", "require rule failed", "no allow rule matched",
-	// "no deny or require rule matched".
+	// "deny rule matched", "deny rule errored", "require rule failed",
+	// "no allow rule matched", "no deny or require rule matched".
 	Reason string
 	// Rule is the deciding rule's Where, when one rule decided.
 	Rule string
-	// Err is the evaluation error of the deciding require rule, if any.
+	// Err is the evaluation error of the deciding deny or require rule,
+	// if any.
 	Err error
 }
 
-// Decide applies agentgateway's decision order (see the package doc).
+// Decide applies the decision order in the package doc: agentgateway's,
+// except that a deny rule that errors denies.
 func (s *Set) Decide(vars Vars) Verdict {
 	if s == nil || len(s.Rules) == 0 {
 		return Verdict{Allowed: true, Reason: "no rules"}
@@ -73,7 +99,14 @@ func (s *Set) Decide(vars Vars) Verdict {
 	for _, r := range s.Rules {
 		switch r.Kind {
 		case Deny:
-			if ok, err := r.EvalBool(vars); err == nil && ok {
+			ok, err := r.EvalBool(vars)
+			if err != nil {
+				// Fail closed: a deny rule that cannot be evaluated (a
+				// missing claim or header) must not let the caller through,
+				// or removing a header would be a way around it.
+				return Verdict{Reason: "deny rule errored", Rule: r.Where, Err: err}
+			}
+			if ok {
 				return Verdict{Reason: "deny rule matched", Rule: r.Where}
 			}
 		case Require:
