@@ -16,6 +16,11 @@
 //   - every error names the file, line, column and YAML path, and all of
 //     them are reported at once (ErrorList).
 //
+// Loading is bounded (Limits, limits.go): a file over 4 MiB, aliases that
+// expand past 10,000 nodes, or nesting deeper than 64 is refused with a
+// LimitError naming the limit and, where there is one, the line — before
+// anything is decoded, so a YAML bomb costs milliseconds, not gigabytes.
+//
 // # Usage
 //
 //	f, err := config.Load("config.yaml")
@@ -29,8 +34,9 @@
 package config
 
 import (
+	"errors"
 	"fmt"
-	"os"
+	"strings"
 
 	"gopkg.in/yaml.v3"
 )
@@ -567,22 +573,47 @@ type HeaderModifier struct {
 
 // Load reads and decodes the config file at path.
 func Load(path string) (*File, error) {
-	data, err := os.ReadFile(path)
+	return LoadWith(path, Limits{})
+}
+
+// LoadWith is Load under the given limits (zero fields: the defaults).
+func LoadWith(path string, lim Limits) (*File, error) {
+	data, err := ReadFile(path, lim.MaxBytes)
 	if err != nil {
+		if errors.Is(err, ErrLimit) {
+			return nil, err
+		}
 		return nil, fmt.Errorf("read gateway config: %w", err)
 	}
-	return parse(path, data)
+	return parse(path, data, lim)
 }
 
-// Parse decodes config bytes; name is used in error messages.
+// Parse decodes config bytes under the default limits; name is used in
+// error messages.
 func Parse(name string, data []byte) (*File, error) {
-	return parse(name, data)
+	return parse(name, data, Limits{})
 }
 
-func parse(name string, data []byte) (*File, error) {
+// ParseWith is Parse under the given limits (zero fields: the defaults).
+func ParseWith(name string, data []byte, lim Limits) (*File, error) {
+	return parse(name, data, lim)
+}
+
+func parse(name string, data []byte, lim Limits) (*File, error) {
+	lim = lim.withDefaults()
+	if int64(len(data)) > lim.MaxBytes {
+		return nil, &LimitError{File: name, Limit: "size", Max: lim.MaxBytes, Msg: fmt.Sprintf("the config is %d bytes", len(data))}
+	}
 	var root yaml.Node
 	if err := yaml.Unmarshal(data, &root); err != nil {
+		if strings.Contains(err.Error(), "exceeded max depth") {
+			// yaml.v3's own guard, far above ours: the same limit to the user.
+			return nil, &LimitError{File: name, Limit: "nesting depth", Max: int64(lim.MaxDepth), Msg: err.Error()}
+		}
 		return nil, &Error{File: name, Msg: fmt.Sprintf("invalid YAML: %v", err)}
+	}
+	if err := checkLimits(name, &root, lim); err != nil {
+		return nil, err
 	}
 	f := &File{}
 	n := resolve(&root)
