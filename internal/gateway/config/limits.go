@@ -68,9 +68,9 @@ var ErrLimit = errors.New("config limit exceeded")
 // LimitError is a config refused because it hit a limit: which one, its
 // value, and where in the file when that is known.
 type LimitError struct {
-	File  string
-	Limit string // "size", "alias expansion" or "nesting depth"
-	Max   int64
+	File   string
+	Limit  string // "size", "alias expansion" or "nesting depth"
+	Max    int64
 	Line   int
 	Column int
 	Path   string // YAML path of the node that hit the limit
