@@ -17,6 +17,7 @@ import (
 	"github.com/tailgate-dev/tailgate/internal/api"
 	"github.com/tailgate-dev/tailgate/internal/egress"
 	"github.com/tailgate-dev/tailgate/internal/flow"
+	"github.com/tailgate-dev/tailgate/internal/jail"
 )
 
 func init() {
@@ -27,7 +28,7 @@ func init() {
 	})
 }
 
-const flowUsage = `usage: tailgate flow run FLOW.yaml --env NAME [--out DIR] [--server URL] [--chromium PATH]
+const flowUsage = `usage: tailgate flow run FLOW.yaml --env NAME [--out DIR] [--server URL] [--chromium PATH] [--jail auto|required|off]
 
 Starts a run of the environment on the tailgate server, runs the flow's
 steps (goto, click, fill, expect_text, screenshot) in headless Chromium
@@ -36,6 +37,13 @@ screenshots and report.json to DIR. The report lists every request the
 browser made with what the proxy saw of it: the tailnet address it
 resolved to, bytes, duration, and why it was refused. Exits 1 if the flow
 failed.
+
+On Linux, Chromium runs in its own network namespace (--jail, default
+auto): only the run's proxy is reachable there, with no route and no
+resolver. auto runs without it where namespaces are unavailable, with a
+warning; required refuses to. Requests the browser makes on its own
+(updates, sign-in) are refused by the proxy and listed as
+browser_background in the report.
 
 The run's proxy listens on the server's loopback: run this on the same host
 as tailgate serve. The tailgate API token comes from TAILGATE_TOKEN.`
@@ -62,6 +70,7 @@ func runFlow(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	server := fs.String("server", envOr("TAILGATE_SERVER", "http://127.0.0.1:8080"), "tailgate server `URL` (env TAILGATE_SERVER)")
 	chromium := fs.String("chromium", envOr("TAILGATE_CHROMIUM", flow.DefaultChromiumPath), "Chromium `binary` (env TAILGATE_CHROMIUM)")
 	stepTimeout := fs.Duration("step-timeout", 30*time.Second, "how long each step may take")
+	jailFlag := fs.String("jail", envOr("TAILGATE_JAIL", "auto"), "run Chromium in its own network namespace: `auto`, required or off (env TAILGATE_JAIL)")
 	pos, err := parseInterleaved(fs, args[1:])
 	if err != nil {
 		return err
@@ -71,6 +80,10 @@ func runFlow(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	}
 	if *env == "" {
 		return usageError{"--env NAME is required"}
+	}
+	jailMode, err := jail.ParseMode(*jailFlag)
+	if err != nil {
+		return usageError{err.Error()}
 	}
 	// A flow that does not parse is refused before a run is started.
 	f, err := flow.Load(pos[0])
@@ -94,7 +107,7 @@ func runFlow(ctx context.Context, args []string, stdout, stderr io.Writer) error
 
 	hb := keepAlive(c, r, stderr)
 	rep, flowErr := flow.Run(ctx, f, flow.Options{
-		ProxyURL: r.ProxyURL, OutDir: dir, ChromiumPath: *chromium, StepTimeout: *stepTimeout,
+		ProxyURL: r.ProxyURL, OutDir: dir, ChromiumPath: *chromium, StepTimeout: *stepTimeout, Jail: jailMode,
 		Logger: slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn})),
 	})
 	hb.stop()
@@ -182,6 +195,7 @@ func mergeReport(rep flow.Report, r api.Run) FlowReport {
 	if out.ProxyEvents == nil {
 		out.ProxyEvents = []egress.Event{}
 	}
+	out.Attribution = flow.Attribute(rep.Requests, r.Events)
 	for _, q := range rep.Requests {
 		m := FlowRequest{Request: q}
 		host := strings.TrimSuffix(strings.ToLower(strings.Trim(q.Host, "[]")), ".")
@@ -227,6 +241,17 @@ func printFlowSummary(w io.Writer, rep FlowReport, path string) {
 		}
 	}
 	fmt.Fprintf(w, "%d requests, %d refused by the run's proxy.\n", len(rep.Requests), refused)
+	fmt.Fprintf(w, "jail: %s\n", rep.Jail)
+	if n := len(rep.Background); n > 0 {
+		fmt.Fprintf(w, "%d destinations the browser reached for on its own (browser_background), refused, never dialled:", n)
+		for _, b := range rep.Background {
+			fmt.Fprintf(w, " %s:%d", b.Host, b.Port)
+		}
+		fmt.Fprintln(w)
+	}
+	if n := len(rep.Unattributed); n > 0 {
+		fmt.Fprintf(w, "WARNING: %d proxy requests no page of the flow made (see unattributed in the report)\n", n)
+	}
 	if refused > 0 {
 		tw = table(w)
 		fmt.Fprintln(tw, "REFUSED\tREASON")

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
+	"net/netip"
 	"net/url"
 	"os"
 	"os/exec"
@@ -15,6 +17,7 @@ import (
 	"time"
 
 	"github.com/tailgate-dev/tailgate/internal/api"
+	"github.com/tailgate-dev/tailgate/internal/jail"
 )
 
 func init() {
@@ -25,7 +28,7 @@ func init() {
 	})
 }
 
-const runUsage = `usage: tailgate run --env NAME [--server URL] [--lifetime DURATION] -- COMMAND [ARGS...]
+const runUsage = `usage: tailgate run --env NAME [--server URL] [--lifetime DURATION] [--jail auto|required|off] -- COMMAND [ARGS...]
 
 Starts a run of the environment on the tailgate server (its own ephemeral
 node on the environment's tailnet, behind a proxy that reaches only the
@@ -33,6 +36,14 @@ environment's targets), runs COMMAND with HTTP_PROXY, HTTPS_PROXY and
 ALL_PROXY (and their lower-case forms) set to the run's proxy and NO_PROXY
 cleared, keeps the run alive while COMMAND runs, ends it when COMMAND exits,
 and exits with COMMAND's status. SIGINT and SIGTERM are passed on to COMMAND.
+
+On Linux, COMMAND runs in its own network namespace (--jail, default
+auto): the run's proxy is served there at the same address, and nothing
+else is reachable: no route, no resolver. A tool that ignores the proxy or
+resolves names itself (curl --socks5 rather than --socks5-hostname) fails
+instead of reaching the host's network. No root is needed where the kernel
+allows user namespaces. auto runs without the jail, with a warning, where
+namespaces are unavailable; required refuses to.
 
 The run's proxy listens on the server's loopback: run this on the same host
 as tailgate serve. The tailgate API token comes from TAILGATE_TOKEN (it is
@@ -54,6 +65,7 @@ func runRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	env := fs.String("env", "", "environment `NAME` to run against")
 	server := fs.String("server", envOr("TAILGATE_SERVER", "http://127.0.0.1:8080"), "tailgate server `URL` (env TAILGATE_SERVER)")
 	lifetime := fs.Duration("lifetime", 0, "end the run after this long at the latest (default: the server's maximum)")
+	jailFlag := fs.String("jail", envOr("TAILGATE_JAIL", "auto"), "run the command in its own network namespace: `auto`, required or off (env TAILGATE_JAIL)")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -66,6 +78,10 @@ func runRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	}
 	if *lifetime < 0 {
 		return usageError{"--lifetime must be positive"}
+	}
+	jailMode, err := jail.ParseMode(*jailFlag)
+	if err != nil {
+		return usageError{err.Error()}
 	}
 	// Signals are ours from here on: the first SIGINT or SIGTERM goes to
 	// the command, and the run ends once the command has exited.
@@ -84,8 +100,18 @@ func runRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	fmt.Fprintf(stderr, "tailgate: run %s of %s ready: proxy %s (joined in %.0f ms, path warmed in %.0f ms)\n",
 		r.ID, r.Env, r.ProxyURL, r.JoinMS, r.WarmMS)
 
+	j, err := newRunJail(r, jailMode, stderr)
+	if err != nil {
+		if _, endErr := endRun(ctx, c, r.ID); endErr != nil {
+			fmt.Fprintf(stderr, "tailgate: ending run %s: %v\n", r.ID, endErr)
+		}
+		return err
+	}
+	defer j.Close()
+	fmt.Fprintf(stderr, "tailgate: jail %s\n", j.Status())
+
 	hb := keepAlive(c, r, stderr)
-	code, runErr := runCommand(argv, r, sigs, stdout, stderr)
+	code, runErr := runCommand(argv, r, j, sigs, stdout, stderr)
 	hb.stop()
 	ended, endErr := endRun(ctx, c, r.ID)
 	if endErr != nil {
@@ -187,11 +213,19 @@ func keepAlive(c *apiClient, r api.Run, stderr io.Writer) *heartbeats {
 // runCommand runs argv with the run's proxy in its environment, passes
 // SIGINT and SIGTERM on to it, and returns its exit status (128+N when a
 // signal N killed it, as shells do).
-func runCommand(argv []string, r api.Run, sigs <-chan os.Signal, stdout, stderr io.Writer) (int, error) {
+func runCommand(argv []string, r api.Run, j *jail.Jail, sigs <-chan os.Signal, stdout, stderr io.Writer) (int, error) {
 	cmd := exec.Command(argv[0], argv[1:]...)
+	if errors.Is(cmd.Err, exec.ErrNotFound) {
+		fmt.Fprintf(stderr, "tailgate run: %v\n", cmd.Err)
+		return 127, nil
+	}
 	cmd.Env = commandEnv(os.Environ(), r)
 	cmd.Stdin = os.Stdin
 	cmd.Stdout, cmd.Stderr = stdout, stderr
+	jail.KillWithParent(cmd)
+	if err := j.Wrap(cmd); err != nil {
+		return 1, err
+	}
 	if err := cmd.Start(); err != nil {
 		fmt.Fprintf(stderr, "tailgate run: %v\n", err)
 		if errors.Is(err, exec.ErrNotFound) || errors.Is(err, os.ErrNotExist) {
@@ -224,6 +258,21 @@ func runCommand(argv []string, r api.Run, sigs <-chan os.Signal, stdout, stderr 
 			}
 		}
 	}
+}
+
+// newRunJail prepares the command's jail: the run's proxy served into a
+// network namespace of its own, or no jail where mode allows that.
+func newRunJail(r api.Run, mode jail.Mode, stderr io.Writer) (*jail.Jail, error) {
+	u, err := url.Parse(r.ProxyURL)
+	if err != nil {
+		return nil, fmt.Errorf("the run's proxy URL %q: %w", r.ProxyURL, err)
+	}
+	ap, err := netip.ParseAddrPort(u.Host)
+	if err != nil {
+		return nil, fmt.Errorf("the run's proxy URL %q is not an IP and port: %w", r.ProxyURL, err)
+	}
+	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	return jail.New(jail.Options{Mode: mode, Forward: []netip.AddrPort{ap}, Logger: log})
 }
 
 // commandEnv is env with every proxy variable pointing at the run's proxy,

@@ -15,6 +15,9 @@ import (
 	"time"
 
 	"github.com/chromedp/chromedp"
+
+	"github.com/tailgate-dev/tailgate/internal/egress"
+	"github.com/tailgate-dev/tailgate/internal/jail"
 )
 
 // DefaultChromiumPath is Debian's chromium package.
@@ -34,6 +37,13 @@ type Options struct {
 	StepTimeout time.Duration
 	// Logger receives step progress. Nil discards.
 	Logger *slog.Logger
+	// Jail says whether Chromium runs in its own network namespace, where
+	// only the proxy is reachable (see package jail). Empty means auto.
+	Jail jail.Mode
+	// Events, when set, returns the run proxy's events once the flow is
+	// done, and the report then sorts them by who caused them
+	// ([Attribute]). tailgate flow run gets them from the server instead.
+	Events func() []egress.Event
 }
 
 // Report is the outcome of a flow run, written as OutDir/report.json.
@@ -48,6 +58,11 @@ type Report struct {
 	Screenshots []string `json:"screenshots"`
 	// Requests are every network request Chromium made, in order.
 	Requests []Request `json:"requests"`
+	// Attribution lists what the proxy saw that no page made: the
+	// browser's own background requests, refused, and anything else.
+	Attribution
+	// Jail says whether Chromium ran in its own network namespace.
+	Jail jail.Status `json:"jail"`
 }
 
 // StepReport is the outcome of one step.
@@ -92,7 +107,8 @@ const (
 // error naming the failed step. The report is also written to
 // OutDir/report.json, whatever the outcome.
 func Run(ctx context.Context, f Flow, opts Options) (Report, error) {
-	rep := Report{Flow: f.Name, Started: time.Now(), Steps: []StepReport{}, Screenshots: []string{}, Requests: []Request{}}
+	rep := Report{Flow: f.Name, Started: time.Now(), Steps: []StepReport{}, Screenshots: []string{}, Requests: []Request{},
+		Attribution: Attribution{Background: []BackgroundRequest{}, Unattributed: []egress.Event{}}}
 	log := opts.Logger
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
@@ -116,6 +132,9 @@ func Run(ctx context.Context, f Flow, opts Options) (Report, error) {
 
 	runErr := run(ctx, f, opts, proxy, log, &rep)
 	rep.Duration = time.Since(rep.Started)
+	if opts.Events != nil {
+		rep.Attribution = Attribute(rep.Requests, opts.Events())
+	}
 	rep.Status = statusPassed
 	if runErr != nil {
 		rep.Status = statusFailed
@@ -127,22 +146,28 @@ func Run(ctx context.Context, f Flow, opts Options) (Report, error) {
 	return rep, runErr
 }
 
+// runProxy is the run's proxy as Chromium is told of it.
+type runProxy struct {
+	url  string // scheme://ip:port
+	addr netip.AddrPort
+}
+
 // checkProxyURL insists on a loopback IP literal: with every name mapped to
 // NOTFOUND, Chromium could not resolve "localhost" anyway, and anything not
 // on loopback would not be the run's proxy.
-func checkProxyURL(raw string) (string, error) {
+func checkProxyURL(raw string) (runProxy, error) {
 	u, err := url.Parse(raw)
 	if err != nil || u.Host == "" {
-		return "", fmt.Errorf("flow: proxy URL %q is not a URL like http://127.0.0.1:PORT", raw)
+		return runProxy{}, fmt.Errorf("flow: proxy URL %q is not a URL like http://127.0.0.1:PORT", raw)
 	}
 	if u.Scheme != "http" && u.Scheme != "socks5" {
-		return "", fmt.Errorf("flow: proxy URL %q: scheme must be http or socks5", raw)
+		return runProxy{}, fmt.Errorf("flow: proxy URL %q: scheme must be http or socks5", raw)
 	}
 	ap, err := netip.ParseAddrPort(u.Host)
 	if err != nil || !ap.Addr().IsLoopback() {
-		return "", fmt.Errorf("flow: proxy URL %q: host must be a loopback IP and port", raw)
+		return runProxy{}, fmt.Errorf("flow: proxy URL %q: host must be a loopback IP and port", raw)
 	}
-	return u.Scheme + "://" + ap.String(), nil
+	return runProxy{url: u.Scheme + "://" + ap.String(), addr: ap}, nil
 }
 
 func writeReport(path string, rep Report) error {
@@ -157,7 +182,7 @@ func writeReport(path string, rep Report) error {
 }
 
 // chromiumFlags start Chromium so nothing leaks around the proxy.
-func chromiumFlags(opts Options, proxy, profile string) []chromedp.ExecAllocatorOption {
+func chromiumFlags(opts Options, proxy, profile string, j *jail.Jail) []chromedp.ExecAllocatorOption {
 	return []chromedp.ExecAllocatorOption{
 		chromedp.ExecPath(opts.ChromiumPath),
 		chromedp.UserDataDir(profile),
@@ -166,7 +191,19 @@ func chromiumFlags(opts Options, proxy, profile string) []chromedp.ExecAllocator
 		chromedp.NoFirstRun,
 		chromedp.NoDefaultBrowserCheck,
 		chromedp.WindowSize(screenWidth, screenHeight),
-		chromedp.Flag("no-sandbox", os.Geteuid() == 0),
+		// Chromium refuses to run as root with its sandbox; in a jail it is
+		// root of its own user namespace.
+		chromedp.Flag("no-sandbox", os.Geteuid() == 0 || j.Status().On),
+		// In the jail, Chromium starts through the jail's keeper.
+		chromedp.ModifyCmdFunc(func(cmd *exec.Cmd) {
+			jail.KillWithParent(cmd)
+			if j.Status().On {
+				// chromedp adds the browser's environment after this; the
+				// keeper's variables go first and it removes them.
+				cmd.Env = []string{}
+				j.Wrap(cmd)
+			}
+		}),
 
 		// The proxy is the only way out, for every scheme, even loopback.
 		chromedp.ProxyServer(proxy),
@@ -228,7 +265,7 @@ const (
 	screenHeight = 800
 )
 
-func run(ctx context.Context, f Flow, opts Options, proxy string, log *slog.Logger, rep *Report) error {
+func run(ctx context.Context, f Flow, opts Options, proxy runProxy, log *slog.Logger, rep *Report) error {
 	if _, err := exec.LookPath(opts.ChromiumPath); err != nil {
 		return fmt.Errorf("flow: start chromium: %w (install Debian's chromium package)", err)
 	}
@@ -241,7 +278,14 @@ func run(ctx context.Context, f Flow, opts Options, proxy string, log *slog.Logg
 		return err
 	}
 
-	actx, cancelAlloc := chromedp.NewExecAllocator(ctx, chromiumFlags(opts, proxy, profile)...)
+	j, err := jail.New(jail.Options{Mode: opts.Jail, Forward: []netip.AddrPort{proxy.addr}, Logger: log})
+	if err != nil {
+		return fmt.Errorf("flow: %w", err)
+	}
+	defer j.Close()
+	rep.Jail = j.Status()
+
+	actx, cancelAlloc := chromedp.NewExecAllocator(ctx, chromiumFlags(opts, proxy.url, profile, j)...)
 	defer cancelAlloc()
 	bctx, cancelBrowser := chromedp.NewContext(actx,
 		chromedp.WithLogf(func(format string, args ...any) { log.Debug(fmt.Sprintf(format, args...)) }),

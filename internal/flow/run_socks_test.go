@@ -19,8 +19,9 @@ func TestFlowRunsThroughSOCKS5(t *testing.T) {
 		t.Errorf("tailnet lookups = %v; Chromium must send the name, not resolve it", b.tailnet.Lookups())
 	}
 	for _, ev := range b.proxy.Events() {
-		if ev.Protocol != egress.ProtocolSOCKS5 || ev.Host != "app.internal.example" {
-			t.Errorf("event %+v", ev)
+		if ev.Protocol != egress.ProtocolSOCKS5 {
+			t.Errorf("event %+v; want every request over SOCKS5", ev)
 		}
 	}
+	checkAttributed(t, b, rep)
 }

@@ -238,3 +238,12 @@ func (j *Jail) Close() error {
 	}
 	return nil
 }
+
+// KillWithParent makes cmd die when the process that started it dies, so
+// a crashed tailgate leaves no jailed browser behind.
+func KillWithParent(cmd *exec.Cmd) {
+	if cmd.SysProcAttr == nil {
+		cmd.SysProcAttr = &syscall.SysProcAttr{}
+	}
+	cmd.SysProcAttr.Pdeathsig = syscall.SIGKILL
+}
