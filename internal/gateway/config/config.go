@@ -153,6 +153,13 @@ type Bind struct {
 	// Tailnet (tailgate extension) serves this bind on the embedded
 	// tailnet node instead of the host's network.
 	Tailnet bool `yaml:"tailnet"`
+	// TrustedProxies (tailgate extension) are the peers, as IPs or CIDRs,
+	// whose X-Forwarded-*, X-Real-IP and Forwarded headers the gateway
+	// believes; from any other peer they are replaced. Empty: none.
+	TrustedProxies []string `yaml:"trustedProxies"`
+	// BodyReadTimeout (tailgate extension) bounds how long a request body
+	// may take to arrive (a Go duration; default 30s, "0s" turns it off).
+	BodyReadTimeout string `yaml:"bodyReadTimeout"`
 
 	TunnelProtocol Unsupported `yaml:"tunnelProtocol"`
 	Mode           Unsupported `yaml:"mode"`
@@ -214,6 +221,19 @@ type Route struct {
 	Matches   []Match        `yaml:"matches"`
 	Policies  *RoutePolicies `yaml:"policies"`
 	Backends  []Backend      `yaml:"backends"`
+	// PathNormalization (tailgate extension) lets this route receive path
+	// characters the gateway refuses by default.
+	PathNormalization *PathNormalization `yaml:"pathNormalization"`
+}
+
+// PathNormalization is a route's opt-out from refusing some paths. Each
+// trusts the route's backend to treat the character as data.
+type PathNormalization struct {
+	Pos Pos `yaml:"-"`
+	// AllowEncodedSlashes admits %2F and %5C inside a path segment.
+	AllowEncodedSlashes bool `yaml:"allowEncodedSlashes"`
+	// AllowSemicolons admits `;` (path parameters).
+	AllowSemicolons bool `yaml:"allowSemicolons"`
 }
 
 // Match is one way a request can select a route; all set fields must
