@@ -45,6 +45,7 @@ import (
 	"time"
 
 	"github.com/tailgate-dev/tailgate/internal/grants"
+	"github.com/tailgate-dev/tailgate/internal/outbound"
 	"github.com/tailgate-dev/tailgate/internal/store"
 	"github.com/tailgate-dev/tailgate/internal/tsapi"
 	"github.com/tailgate-dev/tailgate/internal/vault"
@@ -83,6 +84,11 @@ type Service struct {
 	Now func() time.Time
 	// KeyExpiry is how long verify's auth keys live; 5 minutes when zero.
 	KeyExpiry time.Duration
+	// Outbound decides which addresses a self-hosted control URL, chosen
+	// by an org admin, may reach; nil refuses link-local, metadata,
+	// loopback and private addresses (package outbound). Tests and the
+	// sandbox pass outbound.AllowLoopback().
+	Outbound *outbound.Policy
 }
 
 // Request is one connect call.

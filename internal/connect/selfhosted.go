@@ -5,11 +5,15 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net/http"
 	"strings"
+	"sync"
+	"time"
 	"unicode/utf8"
 
 	"github.com/tailgate-dev/tailgate/internal/grants"
 	"github.com/tailgate-dev/tailgate/internal/headscale"
+	"github.com/tailgate-dev/tailgate/internal/outbound"
 	"github.com/tailgate-dev/tailgate/internal/store"
 	"github.com/tailgate-dev/tailgate/internal/tsapi"
 )
@@ -101,9 +105,37 @@ func checkToken(c Control, tok string) error {
 // adminClient is the control plane to connect or disconnect with.
 func (s *Service) adminClient(c Control, token string) tsapi.ControlPlane {
 	if c.selfHosted() {
-		return headscale.New(c.URL, token)
+		hc := headscale.New(c.URL, token)
+		hc.HTTPClient = s.outboundClient()
+		return hc
 	}
 	return s.apiClient(token)
+}
+
+// outboundPolicy is the policy for calls to a URL an org admin chose.
+func (s *Service) outboundPolicy() *outbound.Policy {
+	if s.Outbound != nil {
+		return s.Outbound
+	}
+	return defaultOutbound
+}
+
+var defaultOutbound = &outbound.Policy{}
+
+// outboundClients keeps one http.Client per policy, so connections to a
+// control are reused across a connect's calls.
+var outboundClients sync.Map // *outbound.Policy → *http.Client
+
+// outboundTimeout bounds one call to a self-hosted control.
+const outboundTimeout = 30 * time.Second
+
+func (s *Service) outboundClient() *http.Client {
+	p := s.outboundPolicy()
+	if hc, ok := outboundClients.Load(p); ok {
+		return hc.(*http.Client)
+	}
+	hc, _ := outboundClients.LoadOrStore(p, p.Client(outboundTimeout))
+	return hc.(*http.Client)
 }
 
 // planTagOwners sets who owns the environment's tag where the control
@@ -124,11 +156,34 @@ func planTagOwners(ctx context.Context, cp tsapi.ControlPlane, plan *grants.Plan
 }
 
 // mintingClient is the control plane the stored credential works with.
+//
+// A self-hosted control's nodes join with tsnet, which dials the control
+// URL with its own dialer, out of the outbound policy's reach. So the URL
+// is checked here, before a key is handed out for it: a name that now
+// resolves to a refused address (DNS changed since connect) mints nothing.
+// Rebinding between this check and tsnet's own lookup remains possible;
+// what tsnet sends there is the Noise handshake of a joining node, not a
+// credential-bearing HTTP request, and nothing it hears is shown.
 func (s *Service) mintingClient(ctx context.Context, conn store.Connection, secret string) tsapi.ControlPlane {
 	if c := ControlOf(conn); c.selfHosted() {
-		return headscale.NewMinting(c.URL, conn.OAuthClientID, secret, []string{conn.Tag})
+		hc := headscale.NewMinting(c.URL, conn.OAuthClientID, secret, []string{conn.Tag})
+		if err := s.outboundPolicy().CheckURL(ctx, c.URL); err != nil {
+			return refusedControl{hc, err}
+		}
+		return hc
 	}
 	return s.oauthClient(ctx, conn.OAuthClientID, secret)
+}
+
+// refusedControl is a minting client whose control URL the outbound
+// policy refuses: it mints nothing.
+type refusedControl struct {
+	*headscale.Client
+	err error
+}
+
+func (r refusedControl) CreateAuthKey(context.Context, tsapi.AuthKeyRequest) (tsapi.AuthKey, error) {
+	return tsapi.AuthKey{}, fmt.Errorf("mint auth key: control URL: %w", r.err)
 }
 
 // controlURL is where a connection's nodes join.
@@ -150,9 +205,18 @@ func joinTags(conn store.Connection) []string {
 
 // rewordFor makes an *Error's sentence name headscale instead of
 // Tailscale when the control is headscale.
+//
+// It also turns a call the outbound policy refused into bad_input that
+// names the address and why, whatever step made it.
 func rewordFor(c Control, err *error) {
 	var e *Error
 	if !c.selfHosted() || !errors.As(*err, &e) {
+		return
+	}
+	var refused *outbound.RefusedError
+	if errors.As(e.Err, &refused) {
+		e.Code = "bad_input"
+		e.Message = "control.url: " + refused.Error()
 		return
 	}
 	e.Message = strings.ReplaceAll(e.Message, "Tailscale API access token", "headscale API key")

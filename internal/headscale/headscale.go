@@ -38,6 +38,16 @@
 // headscale refuses autogroup:admin as a tag owner: TagOwners says whom to
 // name instead (see connect's self-hosted support).
 //
+// # A URL the tenant chose
+//
+// The server URL comes from an org admin, so whatever answers there is
+// untrusted. The client never follows a redirect (a 3xx is an error that
+// says so), and never repeats what the server answered in an error: errors
+// say what failed in tailgate's words, with the HTTP status. Which
+// addresses it may reach is the HTTPClient's business: connect passes one
+// built by package outbound, which refuses metadata, link-local and
+// (unless the operator allows them) loopback and private addresses.
+//
 // # Usage
 //
 //	admin := headscale.New("https://hs.example.com", apiKey)
@@ -64,6 +74,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/tailgate-dev/tailgate/internal/outbound"
 	"github.com/tailgate-dev/tailgate/internal/tsapi"
 )
 
@@ -81,7 +92,9 @@ type Client struct {
 	keyID, key string
 	keyTags    []string
 
-	// HTTPClient is used for every call; http.DefaultClient when nil.
+	// HTTPClient is used for every call; when nil, a client without an
+	// address policy that does not follow redirects. Whatever it is, a
+	// redirect answer is reported, never followed.
 	HTTPClient *http.Client
 	// CredentialLifetime is the lifetime of the pre-auth key
 	// CreateOAuthClient makes; CredentialLifetime when zero.
@@ -133,12 +146,30 @@ func (c *Client) writeLock() *sync.Mutex {
 	return m.(*sync.Mutex)
 }
 
-func (c *Client) httpClient() *http.Client {
-	if c.HTTPClient != nil {
-		return c.HTTPClient
-	}
-	return http.DefaultClient
+// noRedirects is the client of a Client without an HTTPClient.
+var noRedirects = &http.Client{
+	Timeout:       time.Minute,
+	CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
 }
+
+func (c *Client) httpClient() *http.Client {
+	hc := c.HTTPClient
+	if hc == nil {
+		return noRedirects
+	}
+	if hc.CheckRedirect == nil {
+		// Go's default follows redirects and keeps Authorization on a
+		// same-host one; ours follows none.
+		cp := *hc
+		cp.CheckRedirect = noRedirects.CheckRedirect
+		return &cp
+	}
+	return hc
+}
+
+// errNoPolicy is headscale's answer to reading the policy of a server in
+// database mode that has none yet.
+var errNoPolicy = errors.New("headscale has no policy yet")
 
 // do calls the API. out may be nil. A non-2xx answer is an *tsapi.APIError
 // (or whatever wrap turns it into); no answer is a *tsapi.CallError.
@@ -166,19 +197,31 @@ func (c *Client) do(ctx context.Context, op, method, path string, in, out any) e
 	}
 	resp, err := c.httpClient().Do(req)
 	if err != nil {
+		var refused *outbound.RefusedError
+		if errors.As(err, &refused) {
+			return fmt.Errorf("%s: %w", op, refused)
+		}
 		return callError(op, c.redact(err.Error()), ctx.Err())
 	}
 	defer resp.Body.Close()
+	if resp.StatusCode/100 == 3 {
+		return &tsapi.APIError{Op: op, Status: resp.StatusCode,
+			Message: "the control URL answered with a redirect, which tailgate does not follow; give headscale's server_url exactly"}
+	}
 	b, err := io.ReadAll(io.LimitReader(resp.Body, 8<<20))
 	if err != nil {
 		return callError(op, c.redact(err.Error()), ctx.Err())
 	}
 	if resp.StatusCode/100 != 2 {
-		return &tsapi.APIError{Op: op, Status: resp.StatusCode, Message: c.redact(errorMessage(resp.StatusCode, b))}
+		if op == "read policy" && resp.StatusCode == http.StatusInternalServerError && strings.Contains(upstreamMessage(b), "not found") {
+			return errNoPolicy
+		}
+		return &tsapi.APIError{Op: op, Status: resp.StatusCode, Message: statusMessage(resp.StatusCode)}
 	}
 	if out != nil {
 		if err := json.Unmarshal(b, out); err != nil {
-			return fmt.Errorf("%s: decode answer: %w", op, err)
+			// json's error may quote the answer; say what it means instead.
+			return fmt.Errorf("%s: the answer is not headscale's JSON; is the control URL headscale's server_url?", op)
 		}
 	}
 	return nil
@@ -194,18 +237,31 @@ func callError(op, msg string, ctxErr error) error {
 	return fmt.Errorf("%s: no answer from headscale: %s", op, msg)
 }
 
-// errorMessage extracts grpc-gateway's {"code","message"} or the text.
-func errorMessage(status int, b []byte) string {
+// upstreamMessage is grpc-gateway's {"code","message"} message, for
+// recognising an answer; it is never repeated to anyone.
+func upstreamMessage(b []byte) string {
 	var e struct {
 		Message string `json:"message"`
 	}
-	if json.Unmarshal(b, &e) == nil && e.Message != "" {
-		return e.Message
+	_ = json.Unmarshal(b, &e)
+	return e.Message
+}
+
+// statusMessage says what a failed answer means, in tailgate's words: the
+// server at the URL is the tenant's choice and its body may be anything,
+// so it is not repeated.
+func statusMessage(status int) string {
+	switch status {
+	case http.StatusUnauthorized:
+		return "headscale refused the API key"
+	case http.StatusForbidden:
+		return "headscale refused the call with this credential"
+	case http.StatusNotFound:
+		return "the control URL has no such headscale API endpoint; is it headscale's server_url?"
+	case http.StatusBadRequest:
+		return "headscale refused the request as malformed"
 	}
-	if s := strings.TrimSpace(string(b)); s != "" && len(s) < 500 {
-		return s
-	}
-	return http.StatusText(status)
+	return "headscale answered with an error" // APIError adds the status
 }
 
 var secretish = regexp.MustCompile(`(hskey-[A-Za-z0-9_-]+|tskey-[A-Za-z0-9_-]+)`)
@@ -236,8 +292,7 @@ type policyBody struct {
 func (c *Client) Policy(ctx context.Context) (tsapi.Policy, error) {
 	var p policyBody
 	if err := c.do(ctx, "read policy", http.MethodGet, "/policy", nil, &p); err != nil {
-		var ae *tsapi.APIError
-		if errors.As(err, &ae) && ae.Status == http.StatusInternalServerError && strings.Contains(ae.Message, "not found") {
+		if errors.Is(err, errNoPolicy) {
 			// A fresh server in database mode has no policy yet: start
 			// from an empty one.
 			return tsapi.Policy{HuJSON: []byte("{}\n"), ETag: etag("")}, nil
@@ -251,8 +306,7 @@ func (c *Client) Policy(ctx context.Context) (tsapi.Policy, error) {
 func (c *Client) currentPolicy(ctx context.Context) (string, error) {
 	var p policyBody
 	err := c.do(ctx, "read policy", http.MethodGet, "/policy", nil, &p)
-	var ae *tsapi.APIError
-	if errors.As(err, &ae) && ae.Status == http.StatusInternalServerError && strings.Contains(ae.Message, "not found") {
+	if errors.Is(err, errNoPolicy) {
 		return "", nil
 	}
 	return p.Policy, err
@@ -294,12 +348,14 @@ func (c *Client) SetPolicy(ctx context.Context, hujson []byte, ifMatchETag strin
 	return nil
 }
 
-// policyError turns headscale's refusal of a policy (400, or 500 with its
-// parser's sentence) into a *tsapi.PolicyInvalidError.
+// policyError turns headscale's refusal of a policy (400, or 500 from its
+// parser) into a *tsapi.PolicyInvalidError. headscale's own sentence is
+// not repeated (see statusMessage); `headscale policy check` shows it.
 func policyError(err error) error {
 	var ae *tsapi.APIError
 	if errors.As(err, &ae) && (ae.Status == http.StatusBadRequest || ae.Status == http.StatusInternalServerError) {
-		return &tsapi.PolicyInvalidError{Message: ae.Message}
+		return &tsapi.PolicyInvalidError{Message: fmt.Sprintf(
+			"headscale refused the edited policy (HTTP %d); run `headscale policy check` on it to see why", ae.Status)}
 	}
 	return err
 }
