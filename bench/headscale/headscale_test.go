@@ -24,6 +24,7 @@ import (
 
 	"github.com/tailgate-dev/tailgate/internal/connect"
 	"github.com/tailgate-dev/tailgate/internal/hstest"
+	"github.com/tailgate-dev/tailgate/internal/outbound"
 	"github.com/tailgate-dev/tailgate/internal/run"
 	"github.com/tailgate-dev/tailgate/internal/sandbox"
 	"github.com/tailgate-dev/tailgate/internal/store"
@@ -131,7 +132,7 @@ func BenchmarkRunStartToFirstByte(b *testing.B) {
 	if err := hs.Admin().ApproveRoutes(ctx, id, []netip.Prefix{hstest.RouterSubnet}); err != nil {
 		b.Fatal(err)
 	}
-	onHS := newTailgate(b, &connect.Service{ControlURL: hs.URL}, connect.Request{
+	onHS := newTailgate(b, &connect.Service{ControlURL: hs.URL, Outbound: outbound.AllowLoopback()}, connect.Request{
 		APIToken: hs.APIKey, Targets: []string{app.String()},
 		Control: connect.Control{Type: connect.ControlHeadscale, URL: hs.URL},
 	})
@@ -174,7 +175,7 @@ func BenchmarkWarmOnHeadscale(b *testing.B) {
 	if err := hs.Admin().ApproveRoutes(ctx, id, []netip.Prefix{hstest.RouterSubnet}); err != nil {
 		b.Fatal(err)
 	}
-	tg := newTailgate(b, &connect.Service{ControlURL: hs.URL}, connect.Request{
+	tg := newTailgate(b, &connect.Service{ControlURL: hs.URL, Outbound: outbound.AllowLoopback()}, connect.Request{
 		APIToken: hs.APIKey, Targets: []string{app.String()},
 		Control: connect.Control{Type: connect.ControlHeadscale, URL: hs.URL},
 	})

@@ -28,6 +28,7 @@ import (
 
 	"github.com/tailgate-dev/tailgate/internal/connect"
 	"github.com/tailgate-dev/tailgate/internal/hstest"
+	"github.com/tailgate-dev/tailgate/internal/outbound"
 	"github.com/tailgate-dev/tailgate/internal/run"
 	"github.com/tailgate-dev/tailgate/internal/store"
 	"github.com/tailgate-dev/tailgate/internal/tailnet"
@@ -100,7 +101,7 @@ func newFixture(t testing.TB) *fixture {
 	}
 	// ControlURL is where run.Manager joins its nodes (it reads the
 	// Service's); verify joins the connection's own control URL.
-	svc := &connect.Service{Store: st, Vault: kr, ControlURL: hs.URL}
+	svc := &connect.Service{Store: st, Vault: kr, ControlURL: hs.URL, Outbound: outbound.AllowLoopback()}
 	f := &fixture{hs: hs, svc: svc, st: st, org: org.ID, dir: dir,
 		m: &run.Manager{Connect: svc, Store: st, Logger: slog.New(slog.DiscardHandler)}}
 	t.Cleanup(func() { f.m.Close(); st.Close() })
