@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"path"
 	"slices"
 	"strings"
 	"sync"
@@ -74,10 +75,54 @@ func New(opts Options) http.Handler {
 	for _, rt := range s.routes() {
 		mux.Handle(rt.pattern, s.dispatch(rt))
 	}
+	// Every other path needs a token too: without one it answers 401, so
+	// probing paths tells nothing about which exist.
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		if _, err := s.authenticate(r); err != nil {
+			s.writeError(w, r, err)
+			return
+		}
 		s.writeError(w, r, apiErr(CodeNotFound, "no such endpoint: %s (see /v1/openapi.json)", pathForMessage(r.URL.Path)))
 	})
-	return s.accessLog(s.recoverPanics(mux))
+	return s.accessLog(s.recoverPanics(s.canonicalPaths(mux)))
+}
+
+// canonicalPaths answers a path that is not in canonical form ("//",
+// "/./", "/../", or none at all) itself, in JSON and after
+// authentication, instead of letting http.ServeMux redirect it with an
+// HTML 307 before any token is checked. It does not serve the cleaned
+// path: a client that sends one path and reaches another is a bug to
+// show, not to hide.
+func (s *server) canonicalPaths(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		p := r.URL.Path
+		if p != "" && p == cleanPath(p) {
+			next.ServeHTTP(w, r)
+			return
+		}
+		if _, err := s.authenticate(r); err != nil {
+			s.writeError(w, r, err)
+			return
+		}
+		s.writeError(w, r, apiErr(CodeNotFound, "no such endpoint: %s is not a canonical path (no empty, \".\" or \"..\" segments); did you mean %s?",
+			pathForMessage(p), pathForMessage(cleanPath(p))))
+	})
+}
+
+// cleanPath is the canonical form http.ServeMux redirects to: rooted,
+// no empty, "." or ".." segments, a trailing slash kept.
+func cleanPath(p string) string {
+	if p == "" {
+		return "/"
+	}
+	if p[0] != '/' {
+		p = "/" + p
+	}
+	np := path.Clean(p)
+	if p[len(p)-1] == '/' && np != "/" {
+		np += "/"
+	}
+	return np
 }
 
 // access says who may call an endpoint.

@@ -4,9 +4,11 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"mime"
 	"net/http"
+	"reflect"
 	"regexp"
 	"strings"
 	"unicode/utf8"
@@ -55,7 +57,123 @@ func decodeBody(w http.ResponseWriter, r *http.Request, dst any) error {
 	if _, err := dec.Token(); err != io.EOF {
 		return apiErr(CodeInvalidJSON, "the request body has data after the JSON object")
 	}
+	return checkKeys(data, reflect.TypeOf(dst))
+}
+
+// checkKeys refuses what encoding/json accepts silently: a key twice in
+// one object (the last would win: {"name":"a","name":"b"} is "b"), and a
+// key that names a field only when case is ignored ({"NAME":"a"}). Both
+// let two readers of one body disagree on what it says, so a body with
+// either is refused. data is known to be valid JSON that decodes into t.
+func checkKeys(data []byte, t reflect.Type) error {
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.UseNumber()
+	return walkKeys(dec, t)
+}
+
+// walkKeys reads one JSON value from dec, checking the keys of every
+// object in it against t, the Go type it decodes into (nil: unknown).
+func walkKeys(dec *json.Decoder, t reflect.Type) error {
+	tok, err := dec.Token()
+	if err != nil {
+		return apiErr(CodeInvalidJSON, "the request body is not a valid JSON object")
+	}
+	for t != nil && t.Kind() == reflect.Pointer {
+		t = t.Elem()
+	}
+	switch tok {
+	case json.Delim('['):
+		var elem reflect.Type
+		if t != nil && (t.Kind() == reflect.Slice || t.Kind() == reflect.Array) {
+			elem = t.Elem()
+		}
+		for dec.More() {
+			if err := walkKeys(dec, elem); err != nil {
+				return err
+			}
+		}
+		_, _ = dec.Token() // ']'
+	case json.Delim('{'):
+		var fields map[string]reflect.Type
+		var elem reflect.Type
+		if t != nil && t.Kind() == reflect.Struct {
+			fields = jsonFields(t)
+		} else if t != nil && t.Kind() == reflect.Map {
+			elem = t.Elem()
+		}
+		seen := make(map[string]bool)
+		for dec.More() {
+			tok, err := dec.Token()
+			key, ok := tok.(string)
+			if err != nil || !ok {
+				return apiErr(CodeInvalidJSON, "the request body is not a valid JSON object")
+			}
+			if seen[key] {
+				return apiErr(CodeInvalidJSON, "%s appears more than once; send each field once", fieldForMessage(key))
+			}
+			seen[key] = true
+			ft := elem
+			if fields != nil {
+				var known bool
+				if ft, known = fields[key]; !known {
+					for name := range fields {
+						if strings.EqualFold(name, key) {
+							return apiErr(CodeInvalidJSON, "%s is not a field; field names are case-sensitive (%q)", fieldForMessage(key), name)
+						}
+					}
+				}
+			}
+			if err := walkKeys(dec, ft); err != nil {
+				return err
+			}
+		}
+		_, _ = dec.Token() // '}'
+	}
 	return nil
+}
+
+// jsonFields maps the JSON names of a struct's fields, promoted fields of
+// embedded structs included, to their types.
+func jsonFields(t reflect.Type) map[string]reflect.Type {
+	out := make(map[string]reflect.Type)
+	for f := range t.Fields() {
+		tag := f.Tag.Get("json")
+		if tag == "-" {
+			continue
+		}
+		name, _, _ := strings.Cut(tag, ",")
+		ft := f.Type
+		if f.Anonymous && name == "" {
+			for ft.Kind() == reflect.Pointer {
+				ft = ft.Elem()
+			}
+			if ft.Kind() == reflect.Struct {
+				for n, typ := range jsonFields(ft) {
+					if _, ok := out[n]; !ok {
+						out[n] = typ
+					}
+				}
+				continue
+			}
+		}
+		if !f.IsExported() {
+			continue
+		}
+		if name == "" {
+			name = f.Name
+		}
+		out[name] = ft
+	}
+	return out
+}
+
+// fieldForMessage names a field in an error: quoted when it is short and
+// plain enough to be a typo, never when it could be a pasted secret.
+func fieldForMessage(name string) string {
+	if quotableField.MatchString(name) && !credentialPattern.MatchString(name) {
+		return fmt.Sprintf("field %q", name)
+	}
+	return "a field (its name is not repeated here)"
 }
 
 // jsonError describes a decoding failure without quoting the input.
