@@ -69,8 +69,14 @@ func (c *compiler) hostBackend(host string) (Backend, error) {
 		Rewrite: func(pr *httputil.ProxyRequest) {
 			pr.SetURL(target)
 			pr.Out.Host = pr.In.Host // keep the caller's Host, as agentgateway does
-			// Rewrite drops client-sent X-Forwarded-* headers: a backend
-			// never trusts a forwarded address the caller made up.
+			// ReverseProxy drops Forwarded and X-Forwarded-* before
+			// Rewrite; the inbound values are already the gateway's own
+			// (setForwarding), so they are put back as they are.
+			for _, k := range forwardingHeaders {
+				if v, ok := pr.In.Header[k]; ok {
+					pr.Out.Header[k] = v
+				}
+			}
 		},
 		Transport: c.deps.transport,
 		// 0: buffered writes for ordinary responses; ReverseProxy still
@@ -78,11 +84,20 @@ func (c *compiler) hostBackend(host string) (Backend, error) {
 		// (streamed) responses, which is what SSE and MCP need.
 		FlushInterval: 0,
 		ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
+			ri := infoFrom(r.Context())
+			// A request body that could not be read (malformed chunking,
+			// a client that stalled) is the client's fault, not the
+			// backend's: 400 or 408, never 502.
+			if status, reason, ok := ri.bodyFault(); ok {
+				ri.denyReason = reason
+				http.Error(w, http.StatusText(status), status)
+				return
+			}
 			status := http.StatusBadGateway
 			if errors.Is(err, context.DeadlineExceeded) {
 				status = http.StatusGatewayTimeout
 			}
-			if ri := infoFrom(r.Context()); ri != nil {
+			if ri != nil {
 				ri.upstreamErr = err
 			}
 			http.Error(w, http.StatusText(status), status)

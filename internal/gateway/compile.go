@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/netip"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -19,6 +20,7 @@ import (
 
 	"github.com/tailgate-dev/tailgate/internal/gateway/config"
 	"github.com/tailgate-dev/tailgate/internal/gateway/mcp"
+	"github.com/tailgate-dev/tailgate/internal/gateway/pathnorm"
 	"github.com/tailgate-dev/tailgate/internal/gateway/policy"
 	"github.com/tailgate-dev/tailgate/internal/gateway/rules"
 )
@@ -58,6 +60,11 @@ type bindTable struct {
 	tailnet   bool
 	https     bool
 	listeners []*listenerTable
+	// trusted are the peers whose forwarding headers are believed
+	// (forwarded.go); bodyTimeout bounds a request body, 0 for none
+	// (bodyguard.go).
+	trusted     []netip.Prefix
+	bodyTimeout time.Duration
 }
 
 type listenerTable struct {
@@ -84,6 +91,8 @@ type routeTable struct {
 	totalWeight    int
 	requestTimeout time.Duration
 	backendTimeout time.Duration
+	// paths is the route's opt-out from path refusals (requestpath.go).
+	paths pathnorm.Options
 }
 
 type weightedBackend struct {
@@ -192,6 +201,7 @@ func compile(name string, data []byte, f *config.File, deps compileDeps) (*snaps
 	for bi, b := range f.Binds {
 		bp := fmt.Sprintf("binds[%d]", bi)
 		bt := &bindTable{port: b.Port, tailnet: b.Tailnet}
+		c.bindOptions(b, bt, bp)
 		for li, l := range b.Listeners {
 			lp := fmt.Sprintf("%s.listeners[%d]", bp, li)
 			lt := c.listener(l, lp, bi, li)
@@ -351,7 +361,7 @@ func (c *compiler) route(r config.Route, path, listener string, ri int) *routeTa
 	if name == "" {
 		name = fmt.Sprintf("route%d", ri)
 	}
-	rt := &routeTable{name: name, key: listener + "/" + name}
+	rt := &routeTable{name: name, key: listener + "/" + name, paths: pathOptions(r)}
 	for _, h := range r.Hostnames {
 		rt.hostnames = append(rt.hostnames, strings.ToLower(h))
 	}

@@ -66,6 +66,7 @@ type requestInfo struct {
 	denyPolicy  string
 	denyReason  string
 	upstreamErr error
+	body        *bodyGuard   // nil for a request without a body
 	vars        *requestVars // CEL variables, for backends with rules (MCP)
 }
 
@@ -204,7 +205,9 @@ func (bt *bindTable) pickListener(host string) *listenerTable {
 	return nil
 }
 
-func (lt *listenerTable) pickRoute(r *http.Request, host string) *routeTable {
+// pickRoute is the most specific route matching r, whose path routes
+// choose by is path (normalized and decoded, see routeRequest).
+func (lt *listenerTable) pickRoute(r *http.Request, host, path string) *routeTable {
 	for _, e := range lt.routes {
 		if len(e.route.hostnames) > 0 {
 			ok := false
@@ -218,18 +221,20 @@ func (lt *listenerTable) pickRoute(r *http.Request, host string) *routeTable {
 				continue
 			}
 		}
-		if e.m.matches(r) {
+		if e.m.matches(r, path) {
 			return e.route
 		}
 	}
 	return nil
 }
 
-func (m *matcher) matches(r *http.Request) bool {
-	p := r.URL.Path
+func (m *matcher) matches(r *http.Request, p string) bool {
 	switch m.pathKind {
 	case 3:
-		if p != m.path {
+		// An exact path also matches with one trailing slash: most
+		// backends serve /x/ as /x, so the exact route's policies must
+		// apply to both (agentgateway matches /x only).
+		if p != m.path && (p != m.path+"/" || strings.HasSuffix(m.path, "/")) {
 			return false
 		}
 	case 2:
@@ -296,7 +301,6 @@ type statusWriter struct {
 	status int
 	bytes  int64
 	after  *policy.HeaderModifier
-	cors   bool
 }
 
 func (w *statusWriter) WriteHeader(code int) {
@@ -363,6 +367,11 @@ func (g *Gateway) handler(bs *bindServer) http.Handler {
 			http.Error(sw, "bind is shutting down", http.StatusServiceUnavailable)
 			return
 		}
+		// Before any policy reads a header: hop-by-hop headers the client
+		// named go, and forwarding headers follow the bind's trust policy.
+		stripConnectionHeaders(r.Header)
+		setForwarding(r, ri.caller.Address.Addr(), bt.trusted)
+		ri.body = guardBody(w, r, bt.bodyTimeout)
 		host := requestHost(r)
 		lt := bt.pickListener(host)
 		if lt == nil {
@@ -371,10 +380,8 @@ func (g *Gateway) handler(bs *bindServer) http.Handler {
 			return
 		}
 		ri.listener = lt.name
-		rt := lt.pickRoute(r, host)
-		if rt == nil {
-			ri.denyReason = "no route"
-			http.Error(sw, "route not found", http.StatusNotFound)
+		rt, r2 := g.routeRequest(sw, r, ri, lt, host)
+		if r = r2; rt == nil {
 			return
 		}
 		ri.route = rt.key
