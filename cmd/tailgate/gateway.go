@@ -7,6 +7,7 @@ import (
 	"log/slog"
 
 	"github.com/tailgate-dev/tailgate/internal/gateway"
+	"github.com/tailgate-dev/tailgate/internal/gateway/config"
 )
 
 func init() {
@@ -25,6 +26,7 @@ func runGateway(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	admin := fs.String("admin", "", "admin `address` for /metrics, /healthz/ready and /config_dump (default: the config's adminAddr, else 127.0.0.1:15000; \"off\" disables)")
 	bindHost := fs.String("bind-host", "", "`host` to bind ports on (default: all interfaces, like agentgateway)")
 	logFormat := fs.String("log-format", "text", "log format on stderr: text or json")
+	maxConfigBytes := fs.Int64("max-config-bytes", config.DefaultMaxBytes, "largest config `size` in bytes that is loaded or reloaded; a larger file is refused unread")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -33,6 +35,9 @@ func runGateway(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	}
 	if fs.NArg() > 0 {
 		return usageError{fmt.Sprintf("unexpected arguments: %v", fs.Args())}
+	}
+	if *maxConfigBytes <= 0 {
+		return usageError{fmt.Sprintf("--max-config-bytes must be positive, not %d", *maxConfigBytes)}
 	}
 	var h slog.Handler
 	switch *logFormat {
@@ -44,8 +49,14 @@ func runGateway(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		return usageError{fmt.Sprintf("-log-format must be text or json, not %q", *logFormat)}
 	}
 	if *validateOnly {
-		if err := gateway.Validate(*file); err != nil {
+		warnings, err := gateway.Check(*file, gateway.CheckOptions{MaxConfigBytes: *maxConfigBytes})
+		if err != nil {
 			return err
+		}
+		// Warnings go to stderr and do not fail the check: the config is
+		// valid, and scripts that read stdout still see "ok".
+		for _, w := range warnings {
+			fmt.Fprintf(stderr, "warning: %s\n", w)
 		}
 		fmt.Fprintf(stdout, "%s: ok\n", *file)
 		return nil
@@ -56,5 +67,7 @@ func runGateway(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		AdminAddr:  *admin,
 		BindHost:   *bindHost,
 		AccessLog:  stderr,
+
+		MaxConfigBytes: *maxConfigBytes,
 	})
 }

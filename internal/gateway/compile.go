@@ -40,6 +40,9 @@ type snapshot struct {
 	network   *rules.Set
 	binds     map[int]*bindTable
 	logFormat string
+	// warnings are load-time notes (rules that may deny more than meant);
+	// logged when the snapshot is compiled, printed by --validate-only.
+	warnings []string
 	// mcp are the snapshot's MCP backends: they own stdio processes, so
 	// a snapshot that is replaced or never served is closed.
 	mcp []*mcp.Backend
@@ -147,6 +150,7 @@ type compiler struct {
 	dir      string // relative paths in the config are relative to it
 	deps     compileDeps
 	errs     []error
+	warns    []string
 	backends map[string]Backend
 	mcp      []*mcp.Backend
 }
@@ -158,6 +162,8 @@ type compileDeps struct {
 	mcpMetrics *mcp.Metrics
 	log        *slog.Logger
 	accessLog  func() *slog.Logger
+	// maxConfigBytes bounds the config file read (0: config's default).
+	maxConfigBytes int64
 }
 
 func (c *compiler) fail(p config.Pos, path string, err error) {
@@ -221,6 +227,12 @@ func compile(name string, data []byte, f *config.File, deps compileDeps) (*snaps
 		s.close()
 		return nil, errors.Join(c.errs...)
 	}
+	s.warnings = c.warns
+	if deps.log != nil {
+		for _, w := range c.warns {
+			deps.log.Warn("config warning", "file", name, "warning", w)
+		}
+	}
 	return s, nil
 }
 
@@ -248,6 +260,7 @@ func (c *compiler) ruleSet(phase rules.Phase, rs *config.RuleSet, path string) *
 		c.errs = append(c.errs, err)
 		return nil
 	}
+	c.warns = append(c.warns, set.Warnings()...)
 	return set
 }
 

@@ -97,6 +97,9 @@ type Options struct {
 	// ReloadInterval is how often the config file is checked for changes;
 	// 0 means every second, negative disables watching.
 	ReloadInterval time.Duration
+	// MaxConfigBytes is the largest config file loaded or reloaded; 0
+	// means config.DefaultMaxBytes (4 MiB).
+	MaxConfigBytes int64
 }
 
 // Validate loads and compiles the config file at path without serving it.
@@ -131,11 +134,14 @@ func defaultDeps() compileDeps {
 }
 
 func load(path string, deps compileDeps) (*snapshot, error) {
-	data, err := os.ReadFile(path)
+	data, err := config.ReadFile(path, deps.maxConfigBytes)
+	if errors.Is(err, config.ErrLimit) {
+		return nil, err
+	}
 	if err != nil {
 		return nil, fmt.Errorf("read gateway config: %w", err)
 	}
-	f, err := config.Parse(path, data)
+	f, err := config.ParseWith(path, data, config.Limits{MaxBytes: deps.maxConfigBytes})
 	if err != nil {
 		return nil, err
 	}
@@ -189,6 +195,7 @@ func New(opts Options) (*Gateway, error) {
 	g.metrics = newMetrics()
 	g.deps.mcpMetrics = mcp.NewMetrics(g.metrics.reg)
 	g.deps.log = opts.Logger
+	g.deps.maxConfigBytes = opts.MaxConfigBytes
 	g.deps.accessLog = func() *slog.Logger { return g.access.Load() }
 	s, err := load(opts.ConfigPath, g.deps)
 	if err != nil {
@@ -362,10 +369,12 @@ func (g *Gateway) watch() {
 			return
 		case <-t.C:
 		}
-		data, err := os.ReadFile(g.opts.ConfigPath)
-		if err != nil {
+		data, err := config.ReadFile(g.opts.ConfigPath, g.deps.maxConfigBytes)
+		if err != nil && !errors.Is(err, config.ErrLimit) {
 			continue // mid-replace; the next tick sees the new file
 		}
+		// A file over the size limit is not read, so it hashes as empty:
+		// Reload refuses it and logs why, once, not on every tick.
 		h := sha256.Sum256(data)
 		if h == last {
 			continue

@@ -118,7 +118,7 @@ jwtAuth:
 authorization:
   rules:
   - 'jwt.sub == "alice" || !has(jwt.sub)'
-  - deny: '"banned" in jwt.groups'`, mode, jwks), "")
+  - deny: '"banned" in default(jwt.groups, [])'`, mode, jwks), "")
 }
 
 func TestJWTStrictRejectsEveryBadTokenWithItsReason(t *testing.T) {
