@@ -58,7 +58,7 @@ func appHandler(w http.ResponseWriter, r *http.Request) {
 	})
 }
 
-func newEnv(t *testing.T, mutate ...func(*egress.Options)) *env {
+func newEnv(t testing.TB, mutate ...func(*egress.Options)) *env {
 	t.Helper()
 	e := &env{tailnet: egresstest.New()}
 	e.app = httptest.NewServer(http.HandlerFunc(appHandler))
