@@ -15,10 +15,9 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"github.com/tailgate-dev/tailgate/internal/api"
 	"github.com/tailgate-dev/tailgate/internal/connect"
 	"github.com/tailgate-dev/tailgate/internal/flow"
-	"github.com/tailgate-dev/tailgate/internal/run"
+	tgrun "github.com/tailgate-dev/tailgate/internal/run"
 	"github.com/tailgate-dev/tailgate/internal/sandbox"
 	"github.com/tailgate-dev/tailgate/internal/store"
 	"github.com/tailgate-dev/tailgate/internal/vault"
@@ -101,14 +100,20 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	if err != nil {
 		return err
 	}
-	svc := &connect.Service{Store: st, Vault: keyring, APIBaseURL: sb.APIURL(), ControlURL: sb.ControlURL(), Logger: log}
-	runs := &run.Manager{Connect: svc, Store: st, Logger: log, Lease: -1}
-	defer runs.Close()
+	runnerToken, _, err := st.CreateAPIToken(ctx, org.ID, "demo runner", store.RoleRunner)
+	if err != nil {
+		return err
+	}
+	// The same API as tailgate serve: runs, flows, heartbeats and tokens
+	// work against it, from this process or another terminal.
+	stk := startStack(ctx, stackConfig{Store: st, Vault: keyring, APIBaseURL: sb.APIURL(), ControlURL: sb.ControlURL(), Logger: log})
+	defer stk.Close()
+	runs := stk.Runs
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return err
 	}
-	srv := &http.Server{Handler: api.New(api.Options{Store: st, PrivateNetwork: svc, Logger: log}), ReadHeaderTimeout: 10 * time.Second}
+	srv := &http.Server{Handler: stk.Handler, ReadHeaderTimeout: 10 * time.Second}
 	go srv.Serve(ln)
 	defer srv.Close()
 	server := "http://" + ln.Addr().String()
@@ -140,7 +145,7 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 
 	// 5. Run.
 	say("\n== 5. Run: a session joins the tailnet behind its own loopback proxy ==")
-	info, err := runs.Start(ctx, org.ID, demoEnv, run.Options{})
+	info, err := runs.Start(ctx, org.ID, demoEnv, tgrun.Options{})
 	if err != nil {
 		return fmt.Errorf("start run: %w", err)
 	}
@@ -159,14 +164,63 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		say("\nrun %s ended: %s; its node left the tailnet.", ended.ID, ended.EndReason)
 		return nil
 	}
+	// The walk-through's run stays open while the demo serves: keep its
+	// lease as a client would.
+	go keepDemoRun(ctx, runs, org.ID, info.ID)
+	flowFile := filepath.Join(dir, "smoke.yaml")
+	if err := os.WriteFile(flowFile, []byte(demoFlowYAML), 0o644); err != nil {
+		return err
+	}
+	tg := demoCommandName()
 	say("\nThe run stays open. Try it yourself (only the targets are reachable, and only through the tailnet):")
 	say("  curl -x %s http://%s/", info.ProxyURL, sandbox.DemoAppName)
 	say("  curl -x %s http://example.com/", info.ProxyURL)
-	say("API: TAILGATE_SERVER=%s TAILGATE_TOKEN=<printed below> tailgate env status %s", server, demoEnv)
-	say("admin token for this demo: %s", adminToken)
+	say("\nThe API serves everything tailgate serve does. In another terminal, from this directory:")
+	say("  export TAILGATE_SERVER=%s TAILGATE_TOKEN=%s", server, runnerToken)
+	say("  %s run --env %s -- curl -s http://%s/", tg, demoEnv, sandbox.DemoAppName)
+	say("  %s flow run %s --env %s", tg, flowFile, demoEnv)
+	say("  %s env status %s   # admin calls need the admin token: TAILGATE_TOKEN=%s", tg, demoEnv, adminToken)
 	say("\nThe sandbox keeps running; press Ctrl-C to stop.")
 	<-ctx.Done()
 	return nil
+}
+
+// demoFlowYAML is the flow the demo offers to run with tailgate flow run.
+var demoFlowYAML = fmt.Sprintf(`name: demo smoke
+steps:
+  - goto: http://%s/
+  - expect_text: %q
+  - screenshot: app.png
+`, sandbox.DemoAppName, sandbox.DemoAppText)
+
+// keepDemoRun sends the walk-through run's heartbeats until ctx ends.
+func keepDemoRun(ctx context.Context, runs *tgrun.Manager, orgID, id string) {
+	t := time.NewTicker(tgrun.DefaultLease / 3)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			if _, err := runs.Heartbeat(ctx, orgID, id); err != nil {
+				return
+			}
+		}
+	}
+}
+
+// demoCommandName is how the user started this binary, for the commands
+// the demo prints: "go run ./cmd/tailgate" when started by go run (its
+// binary is in a temporary build directory), else the binary's name.
+func demoCommandName() string {
+	exe := os.Args[0]
+	if strings.Contains(exe, "go-build") {
+		return "go run ./cmd/tailgate"
+	}
+	if exe == "" {
+		return "tailgate"
+	}
+	return exe
 }
 
 // demoFetch GETs rawURL through the run's proxy and summarises the answer.
@@ -199,12 +253,7 @@ func demoBrowser(ctx context.Context, chromium, proxyURL, dir string, stdout io.
 		fmt.Fprintf(stdout, "  browser: skipped (%s not installed; apt-get install chromium)\n", chromium)
 		return nil
 	}
-	f, err := flow.Parse([]byte(fmt.Sprintf(`name: demo
-steps:
-  - goto: http://%s/
-  - expect_text: %q
-  - screenshot: app.png
-`, sandbox.DemoAppName, sandbox.DemoAppText)))
+	f, err := flow.Parse([]byte(demoFlowYAML))
 	if err != nil {
 		return err
 	}

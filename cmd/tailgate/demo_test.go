@@ -6,12 +6,14 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
+	"os"
 	"strconv"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/tailgate-dev/tailgate/internal/flow"
 	"github.com/tailgate-dev/tailgate/internal/sandbox"
 	"github.com/tailgate-dev/tailgate/internal/tailnet"
 )
@@ -35,6 +37,25 @@ func TestDemoServesPrivateAppAndStopsOnSIGTERM(t *testing.T) {
 	} {
 		if !strings.Contains(out, want) {
 			t.Errorf("walk-through lacks %q:\n%s", want, out)
+		}
+	}
+
+	// The lines the demo prints for another terminal work as printed:
+	// its API starts runs and flows like tailgate serve's.
+	export := strings.Fields(strings.TrimPrefix(strings.TrimSpace(lineWith(out, "export TAILGATE_SERVER=")), "export "))
+	_, runArgs, ok := strings.Cut(lineWith(out, " run --env "+demoEnv+" -- "), "tailgate run ")
+	if !ok || len(export) != 2 {
+		t.Fatalf("no copyable export and run lines:\n%s", out)
+	}
+	rp := startTailgate(t, export, append([]string{"run"}, strings.Fields(runArgs)...)...)
+	if code := rp.wait(t, 2*time.Minute); code != 0 || !strings.Contains(rp.output(), sandbox.DemoAppText) {
+		t.Errorf("the demo's run line (%s) exited %d:\n%s", runArgs, code, rp.output())
+	}
+	if _, err := os.Stat(flow.DefaultChromiumPath); err == nil {
+		_, flowArgs, _ := strings.Cut(lineWith(out, " flow run "), "tailgate flow run ")
+		fp := startTailgate(t, export, append([]string{"flow", "run", "--out", t.TempDir()}, strings.Fields(flowArgs)...)...)
+		if code := fp.wait(t, 2*time.Minute); code != 0 || !strings.Contains(fp.output(), `Flow "demo smoke" passed`) {
+			t.Errorf("the demo's flow line (%s) exited %d:\n%s", flowArgs, code, fp.output())
 		}
 	}
 
@@ -75,4 +96,14 @@ func TestDemoServesPrivateAppAndStopsOnSIGTERM(t *testing.T) {
 	if !strings.Contains(p.output(), "Stopped.") {
 		t.Errorf("demo did not report a clean stop:\n%s", p.output())
 	}
+}
+
+// lineWith returns the first line of out containing substr, or "".
+func lineWith(out, substr string) string {
+	for _, l := range strings.Split(out, "\n") {
+		if strings.Contains(l, substr) {
+			return l
+		}
+	}
+	return ""
 }

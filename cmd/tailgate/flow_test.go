@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"testing"
 
@@ -55,6 +56,21 @@ steps:
 			t.Errorf("the page from %s has resolved address %q, want %s (requests: %+v)", host, resolved[host], sandbox.DemoAppIP, rep.Requests)
 		}
 	}
+	// Everything the run's proxy saw is explained: the pages' requests, or
+	// the browser's own, refused undialled. As root on Linux (CI) the
+	// browser ran in the jail.
+	if len(rep.Unattributed) != 0 {
+		t.Errorf("unattributed proxy requests: %+v", rep.Unattributed)
+	}
+	for _, b := range rep.Background {
+		if b.Source != flow.SourceBackground || b.Reason == "" || b.Host == sandbox.DemoAppName {
+			t.Errorf("background entry %+v", b)
+		}
+	}
+	if runtime.GOOS == "linux" && os.Geteuid() == 0 && !rep.Jail.On {
+		t.Errorf("the flow's browser ran outside the jail: %+v", rep.Jail)
+	}
+	wantAll(t, "flow summary", output, "jail: ")
 	for _, shot := range []string{"by-name.png", "by-ip.png"} {
 		b, err := os.ReadFile(filepath.Join(out, shot))
 		if err != nil || !bytes.HasPrefix(b, []byte("\x89PNG\r\n\x1a\n")) || len(b) < 1000 {

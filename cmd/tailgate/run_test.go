@@ -5,8 +5,10 @@ import (
 	"encoding/json"
 	"io"
 	"net/http"
+	"os"
 	"path/filepath"
 	"regexp"
+	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -165,6 +167,60 @@ func TestRunsThroughTheServeBinary(t *testing.T) {
 		}
 		if strings.Contains(out, rs.runner) {
 			t.Error("the tailgate token reached the command")
+		}
+	})
+
+	t.Run("in the jail only the proxy is reachable and no name resolves", func(t *testing.T) {
+		if runtime.GOOS != "linux" || os.Geteuid() != 0 {
+			t.Skip("skipping: the jail is tested as root on Linux (CI); elsewhere auto may run without it")
+		}
+		// getent asks the host's resolver; curl --socks5 resolves the name
+		// itself before asking the proxy; --socks5-hostname and -x hand the
+		// name to the proxy, which resolves it through the tailnet.
+		app := "http://" + sandbox.DemoAppName + "/"
+		script := `P=${TAILGATE_PROXY_URL#http://}
+getent hosts example.com; echo "getent=$?"
+getent hosts ` + sandbox.DemoAppName + `; echo "getent-app=$?"
+curl -sS --max-time 5 --socks5 "$P" ` + app + ` 2>&1 >/dev/null | sed 's/^/socks5-error: /'; curl -s --max-time 5 --socks5 "$P" ` + app + ` >/dev/null; echo "socks5=$?"
+curl -s --max-time 5 --socks5-hostname "$P" ` + app + `; echo "socks5h=$?"
+curl -s --max-time 5 -x "$TAILGATE_PROXY_URL" ` + app + ` >/dev/null; echo "proxy=$?"
+curl -s --max-time 5 --noproxy '*' http://192.0.2.1/ >/dev/null; echo "direct=$?"`
+		code, out := finishRun(t, rs.tailgate(t, nil, "run", "--env", "web", "--jail", "required", "--", "sh", "-c", script))
+		if code != 0 {
+			t.Fatalf("exit %d:\n%s", code, out)
+		}
+		for _, want := range []string{
+			"jail on (own network namespace",
+			"getent=2", "getent-app=2", // not found: no resolver at all
+			// curl --socks5 resolves the name itself, finds no resolver
+			// and gives up (6, or 97 in newer curl).
+			"socks5-error: curl: (", "Could not resolve host",
+			"socks5h=0", sandbox.DemoAppText,
+			"proxy=0",
+			"direct=7", // curl: could not connect: no route
+		} {
+			if !strings.Contains(out, want) {
+				t.Errorf("jailed command output lacks %q:\n%s", want, out)
+			}
+		}
+		if strings.Contains(out, "socks5=0") {
+			t.Errorf("curl --socks5 resolved the name outside the tailnet:\n%s", out)
+		}
+		// The locally resolving attempt never reached the proxy: nothing
+		// was refused, because nothing was asked.
+		if strings.Contains(out, "tailgate: refused") {
+			t.Errorf("the proxy saw a request it refused:\n%s", out)
+		}
+	})
+
+	t.Run("--jail=off runs the command in the host's namespace and says so", func(t *testing.T) {
+		code, out := finishRun(t, rs.tailgate(t, nil, "run", "--env", "web", "--jail", "off", "--", "curl", "-s", "http://"+sandbox.DemoAppName+"/"))
+		if code != 0 || !strings.Contains(out, "jail off (--jail=off)") || !strings.Contains(out, sandbox.DemoAppText) {
+			t.Errorf("exit %d:\n%s", code, out)
+		}
+		code, out = finishRun(t, rs.tailgate(t, nil, "run", "--env", "web", "--jail", "strict", "--", "true"))
+		if code != 2 || !strings.Contains(out, "want auto, required or off") {
+			t.Errorf("--jail strict: exit %d:\n%s", code, out)
 		}
 	})
 

@@ -13,8 +13,6 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/tailgate-dev/tailgate/internal/api"
-	"github.com/tailgate-dev/tailgate/internal/connect"
 	tgrun "github.com/tailgate-dev/tailgate/internal/run"
 	"github.com/tailgate-dev/tailgate/internal/store"
 	"github.com/tailgate-dev/tailgate/internal/vault"
@@ -107,23 +105,11 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return err
 	}
 
-	svc := &connect.Service{Store: st, Vault: keyring, APIBaseURL: *tsAPI, ControlURL: *controlURL, Logger: log}
-	runs := &tgrun.Manager{Connect: svc, Store: st, Logger: log, MaxLifetime: *runMaxLifetime, Lease: *runLease}
-	// Every run ends, on shutdown too: each leaves the tailnet rather than
-	// wait for the control server to expire its ephemeral node.
-	defer runs.Close()
-	sweepCtx, stopSweep := context.WithCancel(context.WithoutCancel(ctx))
-	defer stopSweep()
-	// The sweeper ends runs past their lifetime or whose client stopped
-	// sending heartbeats (killed, say), and on start marks runs a previous
-	// process left open as ended.
-	go runs.Sweep(sweepCtx, 5*time.Second)
-	if *verifyEvery > 0 {
-		sched := &connect.Scheduler{Service: svc, List: st.ConnectedEnvironments, Every: *verifyEvery}
-		go sched.Run(sweepCtx)
-	}
+	stk := startStack(ctx, stackConfig{Store: st, Vault: keyring, APIBaseURL: *tsAPI, ControlURL: *controlURL, Logger: log,
+		RunMaxLifetime: *runMaxLifetime, RunLease: *runLease, VerifyEvery: *verifyEvery})
+	defer stk.Close()
 	srv := &http.Server{
-		Handler:           api.New(api.Options{Store: st, PrivateNetwork: svc, Runs: runs, RunLease: *runLease, Logger: log}),
+		Handler:           stk.Handler,
 		ReadHeaderTimeout: 10 * time.Second,
 		ReadTimeout:       30 * time.Second,
 		// Connect and verify talk to Tailscale and join the tailnet; the
@@ -161,11 +147,11 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if err := <-served; err != nil && !errors.Is(err, http.ErrServerClosed) {
 		return fmt.Errorf("serve: %w", err)
 	}
-	stopSweep()
-	if n := runs.Open(); n > 0 {
+	stk.StopBackground()
+	if n := stk.Runs.Open(); n > 0 {
 		log.Info("ending open runs", "runs", n)
 	}
-	runs.Close()
+	stk.Close()
 	log.Info("stopped")
 	return nil
 }

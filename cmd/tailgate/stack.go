@@ -1,0 +1,68 @@
+package main
+
+import (
+	"context"
+	"log/slog"
+	"net/http"
+	"time"
+
+	"github.com/tailgate-dev/tailgate/internal/api"
+	"github.com/tailgate-dev/tailgate/internal/connect"
+	tgrun "github.com/tailgate-dev/tailgate/internal/run"
+	"github.com/tailgate-dev/tailgate/internal/store"
+	"github.com/tailgate-dev/tailgate/internal/vault"
+)
+
+// stackConfig is what the tailgate API needs around it, from serve's flags
+// or from the demo's sandbox.
+type stackConfig struct {
+	Store          *store.Store
+	Vault          *vault.Keyring
+	APIBaseURL     string // Tailscale API (or the sandbox's stand-in)
+	ControlURL     string // "" is Tailscale's
+	Logger         *slog.Logger
+	RunMaxLifetime time.Duration // 0: the run manager's default
+	RunLease       time.Duration
+	VerifyEvery    time.Duration // 0: no scheduled verification
+}
+
+// stack is the whole tailgate API as serve runs it: connect, verify and
+// disconnect; runs with their lease sweeper; scheduled verification; and
+// the REST handler over them. demo runs the same stack, so everything the
+// demo prints works against it.
+type stack struct {
+	Connect *connect.Service
+	Runs    *tgrun.Manager
+	Handler http.Handler
+	stop    context.CancelFunc
+}
+
+// startStack builds the services and starts their background work, which
+// runs until Close.
+func startStack(ctx context.Context, cfg stackConfig) *stack {
+	svc := &connect.Service{Store: cfg.Store, Vault: cfg.Vault, APIBaseURL: cfg.APIBaseURL, ControlURL: cfg.ControlURL, Logger: cfg.Logger}
+	runs := &tgrun.Manager{Connect: svc, Store: cfg.Store, Logger: cfg.Logger, MaxLifetime: cfg.RunMaxLifetime, Lease: cfg.RunLease}
+	bg, stop := context.WithCancel(context.WithoutCancel(ctx))
+	// The sweeper ends runs past their lifetime or whose client stopped
+	// sending heartbeats (killed, say), and on start marks runs a previous
+	// process left open as ended.
+	go runs.Sweep(bg, 5*time.Second)
+	if cfg.VerifyEvery > 0 {
+		sched := &connect.Scheduler{Service: svc, List: cfg.Store.ConnectedEnvironments, Every: cfg.VerifyEvery}
+		go sched.Run(bg)
+	}
+	h := api.New(api.Options{Store: cfg.Store, PrivateNetwork: svc, Runs: runs, RunLease: cfg.RunLease, Logger: cfg.Logger})
+	return &stack{Connect: svc, Runs: runs, Handler: h, stop: stop}
+}
+
+// StopBackground stops the sweeper and the verification schedule; open
+// runs stay open until Close.
+func (s *stack) StopBackground() { s.stop() }
+
+// Close stops the background work and ends every open run: each leaves
+// the tailnet rather than wait for the control server to expire its
+// ephemeral node.
+func (s *stack) Close() {
+	s.stop()
+	s.Runs.Close()
+}
