@@ -246,7 +246,7 @@ func TestNativeValues(t *testing.T) {
 }
 
 func FuzzCompile(f *testing.F) {
-	for _, s := range []string{`cidr("100.64.0.0/10").containsIP(source.address)`, `"tag:ci" in source.tailscale.tags`, `request.headers["a"].split(",")`, `[1,2].map(x, x*2)`, `ip("::1")`, `{"a": jwt.sub}`} {
+	for _, s := range []string{`cidr("100.64.0.0/10").containsIP(source.address)`, `"tag:ci" in source.tailscale.tags`, `request.headers["a"].split(",")`, `[1,2].map(x, x*2)`, `ip("::1")`, `{"a": jwt.sub}`, `default(jwt.role, "") == "admin"`, `"a" in default(jwt.groups, [])`} {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, src string) {
