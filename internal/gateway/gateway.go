@@ -16,6 +16,10 @@
 //   - remote JWKS are refetched on an unknown key id (rate limited);
 //   - a reload compiles the whole new file before anything switches; a bad
 //     file leaves the running config untouched and says why.
+//   - request paths are normalized once before routing and forwarded
+//     normalized (package pathnorm), so a route's policies cover every
+//     spelling of its paths; client forwarding headers follow one trust
+//     policy; request bodies have a read timeout.
 //   - MCP backends (`backends[].mcp`, package mcp) federate stdio, streamable
 //     HTTP and SSE MCP servers behind one endpoint, with names that stay
 //     stable when a target is added, mcpAuthorization that filters lists
@@ -39,8 +43,11 @@
 //
 // # Order of policies on a request
 //
-// networkAuthorization (per connection, before TLS and HTTP) → listener
-// selection by Host → route selection (Gateway API precedence) → for the
+// networkAuthorization (per connection, before TLS and HTTP) → headers
+// named in Connection removed, forwarding headers set by the bind's trust
+// policy → listener selection by Host → path normalization (400 for a
+// refused path, requestpath.go) → route selection on the normalized path
+// (Gateway API precedence) → for the
 // listener's policies and then the route's: localRateLimit (429) → cors
 // (answers preflights) → jwtAuth (401) → extAuthz (the service's answer)
 // → authorization (403) → requestHeaderModifier → backend, under the
