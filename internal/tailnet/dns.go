@@ -9,10 +9,9 @@ import (
 	"time"
 
 	"github.com/miekg/dns"
-	"tailscale.com/ipn"
+	"tailscale.com/ipn/ipnstate"
 	"tailscale.com/tailcfg"
 	"tailscale.com/types/dnstype"
-	"tailscale.com/types/netmap"
 )
 
 // ErrNameNotInTailnet means the tailnet's DNS has no address for a name:
@@ -33,8 +32,9 @@ func (e *NameError) Unwrap() error { return e.Err }
 // addresses. An IP literal is returned as is.
 //
 // MagicDNS names (the node's peers) and the tailnet's extra records are
-// answered from the node's netmap. Names inside a split-DNS zone are sent,
-// over TCP through the tailnet (DialTCP), to that zone's resolvers.
+// answered from what the node was told (its status and DNS config).
+// Names inside a split-DNS zone are sent, over TCP through the tailnet
+// (DialTCP), to that zone's resolvers.
 // Nothing else resolves: not the host resolver, and not the tailnet's
 // global nameservers.
 //
@@ -50,7 +50,7 @@ func (n *Node) LookupNetIP(ctx context.Context, host string) ([]netip.Addr, erro
 	if _, ok := dns.IsDomainName(fqdn); !ok || fqdn == "." {
 		return nil, &NameError{Name: host, Err: errors.New("not a valid DNS name")}
 	}
-	nm, err := n.netmap(ctx)
+	view, err := n.dnsView(ctx)
 	if err != nil {
 		return nil, &NameError{Name: host, Err: err}
 	}
@@ -59,10 +59,10 @@ func (n *Node) LookupNetIP(ctx context.Context, host string) ([]netip.Addr, erro
 		// name, as it does on any Tailscale client.
 		fqdn = fqdn + n.magicDNSSuffix + "."
 	}
-	if addrs := localAnswer(nm, fqdn); len(addrs) > 0 {
+	if addrs := view.localAnswer(fqdn); len(addrs) > 0 {
 		return addrs, nil
 	}
-	resolvers := splitDNSResolvers(&nm.DNS, fqdn)
+	resolvers := splitDNSResolvers(view.dns, fqdn)
 	if len(resolvers) == 0 {
 		return nil, &NameError{Name: host, Err: ErrNameNotInTailnet}
 	}
@@ -85,46 +85,51 @@ func (n *Node) LookupNetIP(ctx context.Context, host string) ([]netip.Addr, erro
 	return addrs, nil
 }
 
-// netmap is the node's current network map.
-func (n *Node) netmap(ctx context.Context) (*netmap.NetworkMap, error) {
-	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-	defer cancel()
-	w, err := n.lc.WatchIPNBus(ctx, ipn.NotifyInitialNetMap)
-	if err != nil {
-		return nil, fmt.Errorf("read netmap: %w", err)
-	}
-	defer w.Close()
-	for {
-		note, err := w.Next()
-		if err != nil {
-			return nil, fmt.Errorf("read netmap: %w", err)
-		}
-		if note.NetMap != nil {
-			return note.NetMap, nil
-		}
-	}
+// dnsView is what the node knows about names in its tailnet: its own and
+// its peers' MagicDNS names and addresses, and the tailnet's DNS
+// configuration (extra records, split-DNS routes).
+//
+// It is read through the LocalAPI (Status and DNSConfig) rather than from
+// ipn.Notify.NetMap, which tailscale.com deprecates (only Windows still
+// sends it after the first message) and will remove.
+type dnsView struct {
+	status *ipnstate.Status
+	dns    *tailcfg.DNSConfig
 }
 
-// localAnswer answers fqdn from the netmap: a device's MagicDNS name or
-// one of the tailnet's extra records.
-func localAnswer(nm *netmap.NetworkMap, fqdn string) []netip.Addr {
+// dnsView reads the node's current view; it fails until the node has a
+// network map.
+func (n *Node) dnsView(ctx context.Context) (dnsView, error) {
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	st, err := n.lc.Status(ctx)
+	if err != nil {
+		return dnsView{}, fmt.Errorf("read tailnet status: %w", err)
+	}
+	cfg, err := n.lc.DNSConfig(ctx)
+	if err != nil {
+		return dnsView{}, fmt.Errorf("read tailnet DNS config: %w", err)
+	}
+	if cfg == nil {
+		cfg = new(tailcfg.DNSConfig)
+	}
+	return dnsView{status: st, dns: cfg}, nil
+}
+
+// localAnswer answers fqdn from the view: a device's MagicDNS name or one
+// of the tailnet's extra records.
+func (v dnsView) localAnswer(fqdn string) []netip.Addr {
 	var out []netip.Addr
-	nodeAddrs := func(nv tailcfg.NodeView) {
-		if strings.EqualFold(dns.Fqdn(nv.Name()), fqdn) {
-			for _, p := range nv.Addresses().All() {
-				if p.IsSingleIP() {
-					out = append(out, p.Addr())
-				}
-			}
+	nodeAddrs := func(ps *ipnstate.PeerStatus) {
+		if ps != nil && ps.DNSName != "" && strings.EqualFold(dns.Fqdn(ps.DNSName), fqdn) {
+			out = append(out, ps.TailscaleIPs...)
 		}
 	}
-	if nm.SelfNode.Valid() {
-		nodeAddrs(nm.SelfNode)
+	nodeAddrs(v.status.Self)
+	for _, ps := range v.status.Peer {
+		nodeAddrs(ps)
 	}
-	for _, p := range nm.Peers {
-		nodeAddrs(p)
-	}
-	for _, r := range nm.DNS.ExtraRecords {
+	for _, r := range v.dns.ExtraRecords {
 		if strings.EqualFold(dns.Fqdn(r.Name), fqdn) {
 			if ip, err := netip.ParseAddr(r.Value); err == nil {
 				out = append(out, ip)
