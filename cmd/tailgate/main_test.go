@@ -34,7 +34,13 @@ type subprocess struct {
 
 func startTailgate(t *testing.T, env []string, args ...string) *subprocess {
 	t.Helper()
-	cmd := exec.Command(os.Args[0], args...)
+	return startProcess(t, exec.Command(os.Args[0], args...), env)
+}
+
+// startProcess starts cmd, which runs this test binary as tailgate
+// (perhaps through a wrapper such as ip netns exec), with env added.
+func startProcess(t *testing.T, cmd *exec.Cmd, env []string) *subprocess {
+	t.Helper()
 	cmd.Env = append(os.Environ(), "TAILGATE_TEST_MAIN=1")
 	cmd.Env = append(cmd.Env, env...)
 	out, err := cmd.StdoutPipe()

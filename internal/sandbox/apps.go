@@ -113,9 +113,14 @@ var demoPage = template.Must(template.New("demo").Parse(`<!doctype html>
 `))
 
 // DemoApp is the private demo web app: a page naming the server, with a
-// small form so browser flows can fill and click.
+// small form so browser flows can fill and click, and the leak probe at
+// ProbePath.
 func DemoApp(name string) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == ProbePath {
+			serveProbe(w, r)
+			return
+		}
 		w.Header().Set("Content-Type", "text/html; charset=utf-8")
 		demoPage.Execute(w, struct{ Name, Query string }{name, r.URL.Query().Get("q")})
 	})
