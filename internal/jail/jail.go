@@ -87,6 +87,10 @@ func (s Status) String() string {
 
 var warnOnce sync.Once
 
+// checkAvailable says why a jail is impossible here, or nil. A variable,
+// so the package's tests can play a system without namespaces.
+var checkAvailable = available
+
 // New prepares a jail: in ModeAuto and ModeRequired it checks that
 // namespaces work here and starts the outside half of each forward. The
 // caller wraps its command with [Jail.Wrap] and calls Close once the
@@ -106,7 +110,7 @@ func New(opts Options) (*Jail, error) {
 			return nil, fmt.Errorf("jail: %s is not a loopback address; only a local proxy can be served into the jail", ap)
 		}
 	}
-	if err := available(); err != nil {
+	if err := checkAvailable(); err != nil {
 		if mode == ModeRequired {
 			return nil, fmt.Errorf("%w: %v (use --jail=auto to run without it)", ErrUnavailable, err)
 		}
