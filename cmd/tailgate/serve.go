@@ -13,6 +13,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/tailgate-dev/tailgate/internal/outbound"
 	tgrun "github.com/tailgate-dev/tailgate/internal/run"
 	"github.com/tailgate-dev/tailgate/internal/store"
 	"github.com/tailgate-dev/tailgate/internal/vault"
@@ -57,6 +58,8 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	runLease := fs.Duration("run-lease", durationEnv("TAILGATE_RUN_LEASE", tgrun.DefaultLease, &envErr), "a run whose client sends no heartbeat for this long is ended by the sweeper (env TAILGATE_RUN_LEASE)")
 	verifyEvery := fs.Duration("verify-every", durationEnv("TAILGATE_VERIFY_EVERY", time.Hour, &envErr), "re-verify each connected environment this often; 0 turns scheduled verification off (env TAILGATE_VERIFY_EVERY)")
 	logFormat := fs.String("log-format", envOr("TAILGATE_LOG_FORMAT", "text"), "log format on stderr: text or json (env TAILGATE_LOG_FORMAT)")
+	outAllow := fs.String("outbound-allow", envOr("TAILGATE_OUTBOUND_ALLOW", ""), "comma-separated `CIDRs` that calls to a tenant's URL (a self-hosted control) may reach although loopback or private, e.g. 127.0.0.0/8 (env TAILGATE_OUTBOUND_ALLOW)")
+	outDeny := fs.String("outbound-deny", envOr("TAILGATE_OUTBOUND_DENY", ""), "comma-separated `CIDRs` that calls to a tenant's URL may never reach; the longer prefix wins over --outbound-allow (env TAILGATE_OUTBOUND_DENY)")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -75,6 +78,15 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if *verifyEvery < 0 {
 		return usageError{"--verify-every must be 0 (off) or positive, e.g. 1h"}
 	}
+	allow, err := outbound.ParsePrefixes(*outAllow)
+	if err != nil {
+		return usageError{"--outbound-allow: " + err.Error()}
+	}
+	deny, err := outbound.ParsePrefixes(*outDeny)
+	if err != nil {
+		return usageError{"--outbound-deny: " + err.Error()}
+	}
+	policy := &outbound.Policy{Allow: allow, Deny: deny}
 	var handler slog.Handler
 	switch *logFormat {
 	case "text":
@@ -87,7 +99,6 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	log := slog.New(handler)
 
 	var keyring *vault.Keyring
-	var err error
 	if *keyEnv != "" {
 		keyring, err = vault.KeyringFromEnv(*keyEnv)
 	} else {
@@ -106,7 +117,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	}
 
 	stk := startStack(ctx, stackConfig{Store: st, Vault: keyring, APIBaseURL: *tsAPI, ControlURL: *controlURL, Logger: log,
-		RunMaxLifetime: *runMaxLifetime, RunLease: *runLease, VerifyEvery: *verifyEvery})
+		RunMaxLifetime: *runMaxLifetime, RunLease: *runLease, VerifyEvery: *verifyEvery, Outbound: policy})
 	defer stk.Close()
 	srv := &http.Server{
 		Handler:           stk.Handler,
@@ -123,7 +134,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return fmt.Errorf("listen on %s: %w", *listen, err)
 	}
 	log.Info("tailgate serving", "addr", ln.Addr().String(), "db", *dbPath, "tailscale_api", *tsAPI, "control_url", *controlURL, "vault_key", keyring.ActiveKeyID(),
-		"run_max_lifetime", runMaxLifetime.String(), "run_lease", runLease.String())
+		"run_max_lifetime", runMaxLifetime.String(), "run_lease", runLease.String(), "outbound_allow", *outAllow, "outbound_deny", *outDeny)
 	fmt.Fprintf(stdout, "tailgate API listening on http://%s\n", ln.Addr())
 
 	served := make(chan error, 1)

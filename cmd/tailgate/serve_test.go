@@ -106,6 +106,8 @@ func TestServeAndTokenRefuseMisuse(t *testing.T) {
 	}{
 		{[]string{"serve", "--log-format", "xml", "--db", filepath.Join(dir, "a.db")}, "--log-format must be text or json"},
 		{[]string{"serve", "extra"}, "serve takes no arguments"},
+		{[]string{"serve", "--outbound-allow", "127.0.0.0/8,localhost", "--db", filepath.Join(dir, "b.db")}, `--outbound-allow: "localhost" is not a CIDR`},
+		{[]string{"serve", "--outbound-deny", "10.0.0.0/33", "--db", filepath.Join(dir, "c.db")}, "--outbound-deny:"},
 		{[]string{"token", "create", "--db", filepath.Join(dir, "missing.db"), "--role", "runner", "--name", "ci"}, "missing.db"},
 		{[]string{"token", "create", "--role", "owner", "--name", "ci"}, "--role must be admin or runner"},
 		{[]string{"token"}, "usage: tailgate token create"},

@@ -8,6 +8,7 @@ import (
 
 	"github.com/tailgate-dev/tailgate/internal/api"
 	"github.com/tailgate-dev/tailgate/internal/connect"
+	"github.com/tailgate-dev/tailgate/internal/outbound"
 	tgrun "github.com/tailgate-dev/tailgate/internal/run"
 	"github.com/tailgate-dev/tailgate/internal/store"
 	"github.com/tailgate-dev/tailgate/internal/vault"
@@ -24,6 +25,9 @@ type stackConfig struct {
 	RunMaxLifetime time.Duration // 0: the run manager's default
 	RunLease       time.Duration
 	VerifyEvery    time.Duration // 0: no scheduled verification
+	// Outbound is where calls to a tenant's URL (a self-hosted control)
+	// may go; nil refuses loopback and private addresses (package outbound).
+	Outbound *outbound.Policy
 }
 
 // stack is the whole tailgate API as serve runs it: connect, verify and
@@ -40,7 +44,7 @@ type stack struct {
 // startStack builds the services and starts their background work, which
 // runs until Close.
 func startStack(ctx context.Context, cfg stackConfig) *stack {
-	svc := &connect.Service{Store: cfg.Store, Vault: cfg.Vault, APIBaseURL: cfg.APIBaseURL, ControlURL: cfg.ControlURL, Logger: cfg.Logger}
+	svc := &connect.Service{Store: cfg.Store, Vault: cfg.Vault, APIBaseURL: cfg.APIBaseURL, ControlURL: cfg.ControlURL, Logger: cfg.Logger, Outbound: cfg.Outbound}
 	runs := &tgrun.Manager{Connect: svc, Store: cfg.Store, Logger: cfg.Logger, MaxLifetime: cfg.RunMaxLifetime, Lease: cfg.RunLease}
 	bg, stop := context.WithCancel(context.WithoutCancel(ctx))
 	// The sweeper ends runs past their lifetime or whose client stopped
