@@ -17,6 +17,7 @@ import (
 
 	"github.com/tailgate-dev/tailgate/internal/connect"
 	"github.com/tailgate-dev/tailgate/internal/flow"
+	"github.com/tailgate-dev/tailgate/internal/outbound"
 	tgrun "github.com/tailgate-dev/tailgate/internal/run"
 	"github.com/tailgate-dev/tailgate/internal/sandbox"
 	"github.com/tailgate-dev/tailgate/internal/store"
@@ -106,7 +107,8 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	}
 	// The same API as tailgate serve: runs, flows, heartbeats and tokens
 	// work against it, from this process or another terminal.
-	stk := startStack(ctx, stackConfig{Store: st, Vault: keyring, APIBaseURL: sb.APIURL(), ControlURL: sb.ControlURL(), Logger: log})
+	stk := startStack(ctx, stackConfig{Store: st, Vault: keyring, APIBaseURL: sb.APIURL(), ControlURL: sb.ControlURL(), Logger: log,
+		Outbound: outbound.AllowLoopback()}) // a self-hosted control tried with the demo runs on this host
 	defer stk.Close()
 	runs := stk.Runs
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
