@@ -128,7 +128,7 @@ func countingServer(t *testing.T, addr string, h http.HandlerFunc) (*httptest.Se
 func TestARefusedAddressIsNeverConnectedTo(t *testing.T) {
 	srv, conns := countingServer(t, "", func(w http.ResponseWriter, r *http.Request) {})
 	var def Policy
-	_, err := def.Client(5*time.Second).Get(srv.URL)
+	_, err := def.Client(5 * time.Second).Get(srv.URL)
 	var re *RefusedError
 	if !errors.As(err, &re) || re.Addr != netip.MustParseAddr("127.0.0.1") {
 		t.Fatalf("Get loopback with the default policy: %v, want a RefusedError", err)
