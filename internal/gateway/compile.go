@@ -18,11 +18,11 @@ import (
 	"strings"
 	"time"
 
+	"github.com/tailgate-dev/tailgate/internal/gateway/cel"
 	"github.com/tailgate-dev/tailgate/internal/gateway/config"
+	"github.com/tailgate-dev/tailgate/internal/gateway/httppolicy"
 	"github.com/tailgate-dev/tailgate/internal/gateway/mcp"
 	"github.com/tailgate-dev/tailgate/internal/gateway/pathnorm"
-	"github.com/tailgate-dev/tailgate/internal/gateway/policy"
-	"github.com/tailgate-dev/tailgate/internal/gateway/rules"
 )
 
 // jwksRefetchInterval is the least time between JWKS refetches caused by
@@ -37,7 +37,7 @@ type snapshot struct {
 	source    []byte // the file as read, for the config dump
 	hash      [32]byte
 	loadedAt  time.Time
-	network   *rules.Set
+	network   *cel.Set
 	binds     map[int]*bindTable
 	logFormat string
 	// warnings are load-time notes (rules that may deny more than meant);
@@ -105,13 +105,13 @@ type weightedBackend struct {
 
 // chain is the policies of one listener or route, in the order they run.
 type chain struct {
-	rateLimit  *policy.RateLimit
-	cors       *policy.CORS
-	jwt        *policy.JWTAuth
-	extAuthz   *policy.ExtAuthz
-	authz      *rules.Set
-	reqHeader  *policy.HeaderModifier
-	respHeader *policy.HeaderModifier
+	rateLimit  *httppolicy.RateLimit
+	cors       *httppolicy.CORS
+	jwt        *httppolicy.JWTAuth
+	extAuthz   *httppolicy.ExtAuthz
+	authz      *cel.Set
+	reqHeader  *httppolicy.HeaderModifier
+	respHeader *httppolicy.HeaderModifier
 }
 
 func (c *chain) empty() bool {
@@ -202,7 +202,7 @@ func compile(name string, data []byte, f *config.File, deps compileDeps) (*snaps
 		s.logFormat = f.Config.Logging.Format
 	}
 	if fp := f.FrontendPolicies; fp != nil && fp.NetworkAuthorization != nil {
-		s.network = c.ruleSet(rules.Network, fp.NetworkAuthorization, "frontendPolicies.networkAuthorization")
+		s.network = c.ruleSet(cel.Network, fp.NetworkAuthorization, "frontendPolicies.networkAuthorization")
 	}
 	for bi, b := range f.Binds {
 		bp := fmt.Sprintf("binds[%d]", bi)
@@ -246,16 +246,16 @@ func hostRank(h string) int {
 	return 2
 }
 
-func (c *compiler) ruleSet(phase rules.Phase, rs *config.RuleSet, path string) *rules.Set {
-	var specs []rules.Spec
+func (c *compiler) ruleSet(phase cel.Phase, rs *config.RuleSet, path string) *cel.Set {
+	var specs []cel.Spec
 	for i, r := range rs.Rules {
-		specs = append(specs, rules.Spec{
-			Kind:  rules.Kind(r.Kind),
+		specs = append(specs, cel.Spec{
+			Kind:  cel.Kind(r.Kind),
 			Expr:  r.Expr,
 			Where: fmt.Sprintf("%s:%d: %s.rules[%d]", c.file, r.Pos.Line, path, i),
 		})
 	}
-	set, err := rules.CompileSet(phase, specs)
+	set, err := cel.CompileSet(phase, specs)
 	if err != nil {
 		c.errs = append(c.errs, err)
 		return nil
@@ -425,7 +425,7 @@ func (c *compiler) mcpBackend(m *config.MCPBackend, pol *config.RoutePolicies, p
 		Log:        c.deps.log,
 		AccessLog:  c.deps.accessLog,
 		HTTPClient: &http.Client{Transport: c.deps.transport},
-		Vars: func(r *http.Request) rules.Vars {
+		Vars: func(r *http.Request) cel.Vars {
 			if ri := infoFrom(r.Context()); ri != nil && ri.vars != nil {
 				return ri.vars.get()
 			}
@@ -447,7 +447,7 @@ func (c *compiler) mcpBackend(m *config.MCPBackend, pol *config.RoutePolicies, p
 		},
 	}
 	if pol != nil && pol.MCPAuthorization != nil {
-		opts.Authorization = c.ruleSet(rules.MCP, pol.MCPAuthorization, path[:max(0, strings.LastIndex(path, ".backends["))]+".policies.mcpAuthorization")
+		opts.Authorization = c.ruleSet(cel.MCP, pol.MCPAuthorization, path[:max(0, strings.LastIndex(path, ".backends["))]+".policies.mcpAuthorization")
 	}
 	for i, t := range m.Targets {
 		tp := fmt.Sprintf("%s.targets[%d]", path, i)
@@ -509,16 +509,16 @@ func remoteURL(r *config.MCPRemote, defPath string) (string, error) {
 func (c *compiler) chain(path string, j *config.JWTAuth, ea *config.ExtAuthz, authz *config.RuleSet, cors *config.CORS, rl *config.LocalRateLimit, reqH, respH *config.HeaderModifier, _ *config.Timeout) *chain {
 	ch := &chain{}
 	if rl != nil {
-		var specs []policy.BucketSpec
+		var specs []httppolicy.BucketSpec
 		for _, b := range rl.Buckets {
 			d, _ := time.ParseDuration(b.FillInterval)
-			specs = append(specs, policy.BucketSpec{MaxTokens: b.MaxTokens, TokensPerFill: b.TokensPerFill, FillInterval: d})
+			specs = append(specs, httppolicy.BucketSpec{MaxTokens: b.MaxTokens, TokensPerFill: b.TokensPerFill, FillInterval: d})
 		}
-		ch.rateLimit = policy.NewRateLimit(specs)
+		ch.rateLimit = httppolicy.NewRateLimit(specs)
 	}
 	if cors != nil {
 		ma, _ := time.ParseDuration(cors.MaxAge)
-		ch.cors = &policy.CORS{AllowCredentials: cors.AllowCredentials, AllowHeaders: cors.AllowHeaders, AllowMethods: cors.AllowMethods, AllowOrigins: cors.AllowOrigins, ExposeHeaders: cors.ExposeHeaders, MaxAge: ma}
+		ch.cors = &httppolicy.CORS{AllowCredentials: cors.AllowCredentials, AllowHeaders: cors.AllowHeaders, AllowMethods: cors.AllowMethods, AllowOrigins: cors.AllowOrigins, ExposeHeaders: cors.ExposeHeaders, MaxAge: ma}
 	}
 	if j != nil {
 		ch.jwt = c.jwt(j, path+".jwtAuth")
@@ -527,48 +527,48 @@ func (c *compiler) chain(path string, j *config.JWTAuth, ea *config.ExtAuthz, au
 		ch.extAuthz = c.extAuthz(ea, path+".extAuthz")
 	}
 	if authz != nil {
-		ch.authz = c.ruleSet(rules.Request, authz, path+".authorization")
+		ch.authz = c.ruleSet(cel.Request, authz, path+".authorization")
 	}
 	if reqH != nil {
-		ch.reqHeader = &policy.HeaderModifier{Add: reqH.Add, Set: reqH.Set, Remove: reqH.Remove}
+		ch.reqHeader = &httppolicy.HeaderModifier{Add: reqH.Add, Set: reqH.Set, Remove: reqH.Remove}
 	}
 	if respH != nil {
-		ch.respHeader = &policy.HeaderModifier{Add: respH.Add, Set: respH.Set, Remove: respH.Remove}
+		ch.respHeader = &httppolicy.HeaderModifier{Add: respH.Add, Set: respH.Set, Remove: respH.Remove}
 	}
 	return ch
 }
 
-func (c *compiler) jwt(j *config.JWTAuth, path string) *policy.JWTAuth {
-	var specs []policy.JWTProviderSpec
+func (c *compiler) jwt(j *config.JWTAuth, path string) *httppolicy.JWTAuth {
+	var specs []httppolicy.JWTProviderSpec
 	for i, p := range j.Providers {
 		pp := fmt.Sprintf("%s.providers[%d]", path, i)
 		if len(j.Providers) == 1 && j.Issuer != "" {
 			pp = path
 		}
-		var ks *policy.JWKS
+		var ks *httppolicy.JWKS
 		var err error
 		switch src := p.JWKS; {
 		case src == nil:
 			continue
 		case src.URL != "":
-			ks = policy.NewJWKSURL(src.URL, c.deps.client)
+			ks = httppolicy.NewJWKSURL(src.URL, c.deps.client)
 			ks.RefetchInterval = jwksRefetchInterval
 		case src.File != "":
-			ks, err = policy.NewJWKSFile(c.rel(src.File))
+			ks, err = httppolicy.NewJWKSFile(c.rel(src.File))
 		default:
-			ks, err = policy.NewJWKSInline(src.Inline)
+			ks, err = httppolicy.NewJWKSInline(src.Inline)
 		}
 		if err != nil {
 			c.fail(p.JWKS.Pos, pp+".jwks", err)
 			continue
 		}
-		spec := policy.JWTProviderSpec{Issuer: p.Issuer, Audiences: p.Audiences, Algorithms: p.Algorithms, JWKS: ks}
+		spec := httppolicy.JWTProviderSpec{Issuer: p.Issuer, Audiences: p.Audiences, Algorithms: p.Algorithms, JWKS: ks}
 		if p.JWTValidationOptions != nil && p.JWTValidationOptions.RequiredClaims != nil {
 			spec.RequiredClaims = p.JWTValidationOptions.RequiredClaims
 		}
 		specs = append(specs, spec)
 	}
-	ja, err := policy.NewJWTAuth(policy.JWTMode(j.Mode), specs)
+	ja, err := httppolicy.NewJWTAuth(httppolicy.JWTMode(j.Mode), specs)
 	if err != nil {
 		c.fail(j.Pos, path, err)
 		return nil
@@ -576,12 +576,12 @@ func (c *compiler) jwt(j *config.JWTAuth, path string) *policy.JWTAuth {
 	return ja
 }
 
-func (c *compiler) extAuthz(e *config.ExtAuthz, path string) *policy.ExtAuthz {
+func (c *compiler) extAuthz(e *config.ExtAuthz, path string) *httppolicy.ExtAuthz {
 	base := e.Host
 	if !strings.Contains(base, "://") {
 		base = "http://" + base
 	}
-	out := &policy.ExtAuthz{
+	out := &httppolicy.ExtAuthz{
 		BaseURL:               strings.TrimSuffix(base, "/"),
 		IncludeRequestHeaders: e.IncludeRequestHeaders,
 		Client:                c.deps.client,
@@ -594,26 +594,26 @@ func (c *compiler) extAuthz(e *config.ExtAuthz, path string) *policy.ExtAuthz {
 		return out
 	}
 	out.IncludeResponseHeaders = h.IncludeResponseHeaders
-	expr := func(phase rules.Phase, where, src string) *rules.Expression {
-		x, err := rules.Compile(phase, fmt.Sprintf("%s:%d: %s", c.file, h.Pos.Line, where), src)
+	expr := func(phase cel.Phase, where, src string) *cel.Expression {
+		x, err := cel.Compile(phase, fmt.Sprintf("%s:%d: %s", c.file, h.Pos.Line, where), src)
 		if err != nil {
 			c.errs = append(c.errs, err)
 		}
 		return x
 	}
 	if h.Path != "" {
-		out.Path = expr(rules.Request, path+".protocol.http.path", h.Path)
+		out.Path = expr(cel.Request, path+".protocol.http.path", h.Path)
 	}
 	if len(h.AddRequestHeaders) > 0 {
-		out.AddRequestHeaders = map[string]*rules.Expression{}
+		out.AddRequestHeaders = map[string]*cel.Expression{}
 		for k, v := range h.AddRequestHeaders {
-			out.AddRequestHeaders[k] = expr(rules.Request, path+".protocol.http.addRequestHeaders."+k, v)
+			out.AddRequestHeaders[k] = expr(cel.Request, path+".protocol.http.addRequestHeaders."+k, v)
 		}
 	}
 	if len(h.Metadata) > 0 {
-		out.Metadata = map[string]*rules.Expression{}
+		out.Metadata = map[string]*cel.Expression{}
 		for k, v := range h.Metadata {
-			out.Metadata[k] = expr(rules.AuthzResponse, path+".protocol.http.metadata."+k, v)
+			out.Metadata[k] = expr(cel.AuthzResponse, path+".protocol.http.metadata."+k, v)
 		}
 	}
 	return out

@@ -16,8 +16,8 @@ import (
 	"sync"
 	"time"
 
-	"github.com/tailgate-dev/tailgate/internal/gateway/policy"
-	"github.com/tailgate-dev/tailgate/internal/gateway/rules"
+	"github.com/tailgate-dev/tailgate/internal/gateway/cel"
+	"github.com/tailgate-dev/tailgate/internal/gateway/httppolicy"
 )
 
 // Caller is what the gateway knows about who sent a request. Backends
@@ -152,7 +152,7 @@ func (c *authConn) authorize() {
 	if s.network == nil {
 		return
 	}
-	v := s.network.Decide(rules.Vars{"source": source})
+	v := s.network.Decide(cel.Vars{"source": source})
 	if v.Allowed {
 		return
 	}
@@ -300,7 +300,7 @@ type statusWriter struct {
 	http.ResponseWriter
 	status int
 	bytes  int64
-	after  *policy.HeaderModifier
+	after  *httppolicy.HeaderModifier
 }
 
 func (w *statusWriter) WriteHeader(code int) {
@@ -433,7 +433,7 @@ type requestVars struct {
 	r      *http.Request
 	ci     *connInfo
 	host   string
-	vars   rules.Vars
+	vars   cel.Vars
 	jwt    map[string]any
 	extMD  map[string]any
 	cached bool
@@ -443,7 +443,7 @@ func newRequestVars(r *http.Request, ci *connInfo, host string) *requestVars {
 	return &requestVars{r: r, ci: ci, host: host, jwt: map[string]any{}, extMD: map[string]any{}}
 }
 
-func (rv *requestVars) get() rules.Vars {
+func (rv *requestVars) get() cel.Vars {
 	if rv.cached {
 		rv.vars["jwt"], rv.vars["extauthz"] = rv.jwt, rv.extMD
 		return rv.vars
@@ -457,7 +457,7 @@ func (rv *requestVars) get() rules.Vars {
 	if rv.ci != nil {
 		source = rv.ci.source
 	}
-	rv.vars = rules.Vars{
+	rv.vars = cel.Vars{
 		"source": source,
 		"request": map[string]any{
 			"method":       r.Method,
@@ -467,7 +467,7 @@ func (rv *requestVars) get() rules.Vars {
 			"path":         r.URL.Path,
 			"pathAndQuery": r.URL.RequestURI(),
 			"version":      r.Proto,
-			"headers":      policy.FlatHeaders(r.Header),
+			"headers":      httppolicy.FlatHeaders(r.Header),
 		},
 		"jwt":      rv.jwt,
 		"extauthz": rv.extMD,
@@ -502,7 +502,7 @@ func (g *Gateway) applyChain(ch *chain, w *statusWriter, r *http.Request, ri *re
 				rv.jwt[k] = v
 			}
 			ri.caller.Claims = rv.jwt
-		} else if out.Reason != "" && out.Reason != policy.ReasonMissing {
+		} else if out.Reason != "" && out.Reason != httppolicy.ReasonMissing {
 			ri.denyReason = "jwt ignored: " + out.Reason // permissive mode: logged, not refused
 		}
 	}

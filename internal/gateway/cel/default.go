@@ -1,9 +1,9 @@
-package rules
+package cel
 
 import (
 	"strings"
 
-	"github.com/google/cel-go/cel"
+	celgo "github.com/google/cel-go/cel"
 	"github.com/google/cel-go/common/types"
 	"github.com/google/cel-go/common/types/ref"
 )
@@ -17,12 +17,12 @@ import (
 //
 // The overload is non-strict so that it receives the error value of its
 // first argument instead of the evaluation stopping there.
-func defaultFunction() cel.EnvOption {
-	t := cel.TypeParamType("T")
-	return cel.Function("default",
-		cel.Overload("default_T_T", []*cel.Type{t, t}, t,
-			cel.OverloadIsNonStrict(),
-			cel.BinaryBinding(func(v, fallback ref.Val) ref.Val {
+func defaultFunction() celgo.EnvOption {
+	t := celgo.TypeParamType("T")
+	return celgo.Function("default",
+		celgo.Overload("default_T_T", []*celgo.Type{t, t}, t,
+			celgo.OverloadIsNonStrict(),
+			celgo.BinaryBinding(func(v, fallback ref.Val) ref.Val {
 				if types.IsUnknown(v) || (types.IsError(v) && isMissing(v)) {
 					return fallback
 				}

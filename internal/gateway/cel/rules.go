@@ -1,5 +1,6 @@
-// Package rules compiles and evaluates the gateway's CEL rules:
-// networkAuthorization, authorization and the CEL values of extAuthz.
+// Package cel is the gateway's CEL: it compiles and evaluates the rules
+// of networkAuthorization, authorization and mcpAuthorization, and the
+// CEL values of extAuthz. (Only this package imports cel-go, as celgo.)
 //
 // # Phases
 //
@@ -48,14 +49,14 @@
 // which mirrors k8s.io/apiserver's library without its dependencies):
 // ip(), isIP(), cidr(), isCIDR(), cidr(...).containsIP(str|ip),
 // containsCIDR, prefixLength, masked, ip(...).family(), isLoopback()...
-package rules
+package cel
 
 import (
 	"errors"
 	"fmt"
 	"strings"
 
-	"github.com/google/cel-go/cel"
+	celgo "github.com/google/cel-go/cel"
 	"github.com/google/cel-go/common/ast"
 	"github.com/google/cel-go/common/types"
 	"github.com/google/cel-go/common/types/ref"
@@ -130,18 +131,18 @@ func phaseVariables(p Phase) []string {
 // its phase lacks gets a message that says which phase it belongs to.
 var allVariables = []string{"source", "request", "jwt", "extauthz", "response", "mcp"}
 
-var envs [4]*cel.Env
+var envs [4]*celgo.Env
 
 func init() {
 	for p := Network; p <= MCP; p++ {
-		opts := []cel.EnvOption{
+		opts := []celgo.EnvOption{
 			ext.Strings(), ext.Math(), ext.Encoders(), ext.Network(),
-			cel.CrossTypeNumericComparisons(true), defaultFunction(),
+			celgo.CrossTypeNumericComparisons(true), defaultFunction(),
 		}
 		for _, v := range phaseVariables(p) {
-			opts = append(opts, cel.Variable(v, cel.MapType(cel.StringType, cel.DynType)))
+			opts = append(opts, celgo.Variable(v, celgo.MapType(celgo.StringType, celgo.DynType)))
 		}
-		env, err := cel.NewEnv(opts...)
+		env, err := celgo.NewEnv(opts...)
 		if err != nil {
 			panic(fmt.Sprintf("rules: build CEL env for %s phase: %v", p, err))
 		}
@@ -155,7 +156,7 @@ type Expression struct {
 	// "binds[0].listeners[0].routes[1].policies.authorization.rules[2] (line 31)".
 	Where  string
 	Source string
-	prog   cel.Program
+	prog   celgo.Program
 	// absent are the reads of values that may be absent, unguarded by
 	// has() or default() (see mayBeAbsent).
 	absent []string
@@ -194,7 +195,7 @@ func Compile(phase Phase, where, src string) (*Expression, error) {
 	}
 	// A cost limit keeps one bad rule (a huge comprehension) from stalling
 	// the gateway; real rules cost a few hundred units.
-	prog, err := env.Program(checked, cel.EvalOptions(cel.OptOptimize), cel.CostLimit(1_000_000))
+	prog, err := env.Program(checked, celgo.EvalOptions(celgo.OptOptimize), celgo.CostLimit(1_000_000))
 	if err != nil {
 		return nil, &CompileError{Where: where, Expr: src, Err: err}
 	}

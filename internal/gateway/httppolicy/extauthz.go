@@ -1,4 +1,4 @@
-package policy
+package httppolicy
 
 import (
 	"context"
@@ -8,7 +8,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/tailgate-dev/tailgate/internal/gateway/rules"
+	"github.com/tailgate-dev/tailgate/internal/gateway/cel"
 )
 
 // ExtAuthz asks an HTTP authorization service about each request. A 2xx
@@ -21,11 +21,11 @@ type ExtAuthz struct {
 	BaseURL string
 	// Path computes the request path (CEL, request phase); nil means the
 	// original path and query.
-	Path *rules.Expression
+	Path *cel.Expression
 	// AddRequestHeaders are CEL values sent as extra headers.
-	AddRequestHeaders map[string]*rules.Expression
+	AddRequestHeaders map[string]*cel.Expression
 	// Metadata are CEL values (AuthzResponse phase) exposed as extauthz.*.
-	Metadata map[string]*rules.Expression
+	Metadata map[string]*cel.Expression
 	// IncludeRequestHeaders are copied from the request; empty means only
 	// Authorization, as agentgateway does for HTTP.
 	IncludeRequestHeaders []string
@@ -57,7 +57,7 @@ type ExtAuthzOutcome struct {
 }
 
 // Check calls the service. vars are the request-phase variables.
-func (e *ExtAuthz) Check(ctx context.Context, r *http.Request, vars rules.Vars) ExtAuthzOutcome {
+func (e *ExtAuthz) Check(ctx context.Context, r *http.Request, vars cel.Vars) ExtAuthzOutcome {
 	path := r.URL.RequestURI()
 	if e.Path != nil {
 		p, err := e.Path.EvalString(vars)
@@ -114,7 +114,7 @@ func (e *ExtAuthz) Check(ctx context.Context, r *http.Request, vars rules.Vars) 
 	}
 	out := ExtAuthzOutcome{Allowed: true, Reason: "allowed"}
 	if len(e.Metadata) > 0 {
-		rv := rules.Vars{}
+		rv := cel.Vars{}
 		for k, v := range vars {
 			rv[k] = v
 		}

@@ -9,7 +9,7 @@
 //
 // Policies decide; they do not write responses. The gateway turns an
 // outcome into a status, a log line and a metric, in one place.
-package policy
+package httppolicy
 
 import (
 	"context"

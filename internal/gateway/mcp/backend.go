@@ -16,7 +16,7 @@ import (
 	"github.com/modelcontextprotocol/go-sdk/jsonrpc"
 	sdk "github.com/modelcontextprotocol/go-sdk/mcp"
 
-	"github.com/tailgate-dev/tailgate/internal/gateway/rules"
+	"github.com/tailgate-dev/tailgate/internal/gateway/cel"
 )
 
 // PrefixMode is how target names prefix tool and prompt names.
@@ -46,10 +46,10 @@ type Options struct {
 	// Stateless serves without Mcp-Session-Id sessions.
 	Stateless bool
 	// Authorization is the route's mcpAuthorization (MCP phase); nil allows all.
-	Authorization *rules.Set
+	Authorization *cel.Set
 	// Vars returns the caller's CEL variables (source, request, jwt,
 	// extauthz) for an HTTP request; nil means none.
-	Vars func(*http.Request) rules.Vars
+	Vars func(*http.Request) cel.Vars
 	// Principal names the caller for session binding: a session may only
 	// be used by the caller that opened it. nil means the remote address
 	// host.
@@ -89,7 +89,7 @@ type Backend struct {
 
 	// callers holds the CEL variables of requests being served, keyed by
 	// a random token the backend puts in a request header it controls.
-	callers sync.Map // token → rules.Vars
+	callers sync.Map // token → cel.Vars
 	// principals binds Mcp-Session-Id to the caller that created it.
 	principals sync.Map // session id → principal
 }
@@ -187,7 +187,7 @@ func (b *Backend) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	tok := newToken()
-	var vars rules.Vars
+	var vars cel.Vars
 	if b.opts.Vars != nil {
 		vars = b.opts.Vars(r)
 	}
@@ -330,11 +330,11 @@ func (b *Backend) call(ctx context.Context, ss *sdk.ServerSession, i int, fn fun
 }
 
 // varsFor returns the caller's variables for an MCP request.
-func (b *Backend) varsFor(req sdk.Request) rules.Vars {
-	out := rules.Vars{}
+func (b *Backend) varsFor(req sdk.Request) cel.Vars {
+	out := cel.Vars{}
 	if ex := req.GetExtra(); ex != nil && ex.Header != nil {
 		if v, ok := b.callers.Load(ex.Header.Get(callerHeader)); ok && v != nil {
-			for k, x := range v.(rules.Vars) {
+			for k, x := range v.(cel.Vars) {
 				out[k] = x
 			}
 		}
@@ -348,11 +348,11 @@ func (b *Backend) varsFor(req sdk.Request) rules.Vars {
 }
 
 // decide applies mcpAuthorization to one tool, prompt or resource.
-func (b *Backend) decide(base rules.Vars, method, kind string, item map[string]any) rules.Verdict {
+func (b *Backend) decide(base cel.Vars, method, kind string, item map[string]any) cel.Verdict {
 	if b.opts.Authorization == nil {
-		return rules.Verdict{Allowed: true, Reason: "no rules"}
+		return cel.Verdict{Allowed: true, Reason: "no rules"}
 	}
-	vars := make(rules.Vars, len(base)+1)
+	vars := make(cel.Vars, len(base)+1)
 	for k, v := range base {
 		vars[k] = v
 	}
@@ -368,7 +368,7 @@ func (b *Backend) access(msg string, attrs ...any) {
 	}
 }
 
-func deniedError(kind, name, target string, v rules.Verdict) error {
+func deniedError(kind, name, target string, v cel.Verdict) error {
 	msg := fmt.Sprintf("%s %q on target %q denied by mcpAuthorization (%s)", kind, name, target, v.Reason)
 	return &jsonrpc.Error{Code: CodeDenied, Message: msg}
 }

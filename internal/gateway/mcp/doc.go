@@ -39,7 +39,7 @@
 //
 // # mcpAuthorization
 //
-// Rules (package rules, MCP phase) see the caller's source.*, request.*,
+// Rules (package gateway/cel, MCP phase) see the caller's source.*, request.*,
 // jwt.* and extauthz.*, plus mcp.method and one of mcp.tool, mcp.prompt or
 // mcp.resource ({name, target}, resources also {uri}); names are the
 // target's own (unprefixed). A tool, prompt or resource the rules deny is

@@ -12,7 +12,7 @@ import (
 	"github.com/modelcontextprotocol/go-sdk/jsonrpc"
 	sdk "github.com/modelcontextprotocol/go-sdk/mcp"
 
-	"github.com/tailgate-dev/tailgate/internal/gateway/rules"
+	"github.com/tailgate-dev/tailgate/internal/gateway/cel"
 )
 
 // prefixed reports whether exposed names carry the target's name.
@@ -148,7 +148,7 @@ func (b *Backend) claim(kind string, names [][]string, ok []bool) map[string]int
 	return own
 }
 
-func (b *Backend) listTools(ctx context.Context, ss *sdk.ServerSession, vars rules.Vars) (*sdk.ListToolsResult, error) {
+func (b *Backend) listTools(ctx context.Context, ss *sdk.ServerSession, vars cel.Vars) (*sdk.ListToolsResult, error) {
 	per, ok, err := collect(ctx, b, ss, nil, func(cs *sdk.ClientSession) iter.Seq2[*sdk.Tool, error] { return cs.Tools(ctx, nil) })
 	if err != nil {
 		return nil, err
@@ -159,7 +159,7 @@ func (b *Backend) listTools(ctx context.Context, ss *sdk.ServerSession, vars rul
 	return &sdk.ListToolsResult{Tools: tools}, nil
 }
 
-func (b *Backend) listPrompts(ctx context.Context, ss *sdk.ServerSession, vars rules.Vars) (*sdk.ListPromptsResult, error) {
+func (b *Backend) listPrompts(ctx context.Context, ss *sdk.ServerSession, vars cel.Vars) (*sdk.ListPromptsResult, error) {
 	hasPrompts := func(cs *sdk.ClientSession) bool {
 		ir := cs.InitializeResult()
 		return ir == nil || ir.Capabilities == nil || ir.Capabilities.Prompts != nil
@@ -178,7 +178,7 @@ func (b *Backend) listPrompts(ctx context.Context, ss *sdk.ServerSession, vars r
 // names are not prefixed, the first target to list a name owns it; items
 // the caller may not see are left out (mcpAuthorization); the rest appear
 // under their exposed names.
-func merge[T any](b *Backend, kind, method string, per [][]T, ok []bool, vars rules.Vars, name func(T) string, rename func(T, string) T) []T {
+func merge[T any](b *Backend, kind, method string, per [][]T, ok []bool, vars cel.Vars, name func(T) string, rename func(T, string) T) []T {
 	var own map[string]int
 	if !b.prefixed() && len(b.targets) > 1 {
 		names := make([][]string, len(per))
@@ -232,7 +232,7 @@ func hasResources(cs *sdk.ClientSession) bool {
 	return ir == nil || ir.Capabilities == nil || ir.Capabilities.Resources != nil
 }
 
-func (b *Backend) listResources(ctx context.Context, ss *sdk.ServerSession, vars rules.Vars) (*sdk.ListResourcesResult, error) {
+func (b *Backend) listResources(ctx context.Context, ss *sdk.ServerSession, vars cel.Vars) (*sdk.ListResourcesResult, error) {
 	per, _, err := collect(ctx, b, ss, hasResources, func(cs *sdk.ClientSession) iter.Seq2[*sdk.Resource, error] { return cs.Resources(ctx, nil) })
 	if err != nil {
 		return nil, err
@@ -260,7 +260,7 @@ func (b *Backend) listResources(ctx context.Context, ss *sdk.ServerSession, vars
 	return res, nil
 }
 
-func (b *Backend) listTemplates(ctx context.Context, ss *sdk.ServerSession, vars rules.Vars) (*sdk.ListResourceTemplatesResult, error) {
+func (b *Backend) listTemplates(ctx context.Context, ss *sdk.ServerSession, vars cel.Vars) (*sdk.ListResourceTemplatesResult, error) {
 	per, _, err := collect(ctx, b, ss, hasResources, func(cs *sdk.ClientSession) iter.Seq2[*sdk.ResourceTemplate, error] {
 		return cs.ResourceTemplates(ctx, nil)
 	})
@@ -474,7 +474,7 @@ func upstreamError(target string, err error) error {
 	return &jsonrpc.Error{Code: jsonrpc.CodeInternalError, Message: fmt.Sprintf("mcp target %q: %v", target, err)}
 }
 
-func callerAttrs(vars rules.Vars) []any {
+func callerAttrs(vars cel.Vars) []any {
 	var out []any
 	if src, ok := vars["source"].(map[string]any); ok {
 		if a, ok := src["address"]; ok {
