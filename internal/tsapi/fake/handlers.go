@@ -51,7 +51,7 @@ func (s *Server) setPolicy(w http.ResponseWriter, r *http.Request, c caller) {
 		return
 	}
 	if _, perr := parsePolicy(body); perr != nil {
-		writePolicyError(w, http.StatusBadRequest, perr)
+		writePolicyError(w, perr.status(), perr)
 		return
 	}
 	ifMatch := strings.Trim(strings.TrimSpace(r.Header.Get("If-Match")), `"`)
@@ -85,7 +85,13 @@ func (s *Server) validatePolicy(w http.ResponseWriter, r *http.Request, c caller
 		_, perr = parsePolicy(body)
 	}
 	if perr != nil {
-		writePolicyError(w, http.StatusOK, perr)
+		// An invalid policy is a 200 with a message; a server error
+		// (which Tailscale answers for some policies) stays one.
+		status := http.StatusOK
+		if perr.status() >= 500 {
+			status = perr.status()
+		}
+		writePolicyError(w, status, perr)
 		return
 	}
 	w.WriteHeader(http.StatusOK)
@@ -175,10 +181,11 @@ func (s *Server) createKey(w http.ResponseWriter, r *http.Request, c caller) {
 	}
 }
 
-// currentTagOwnersLocked returns the parsed current policy, or an empty one
-// if a seeded policy does not parse.
+// currentPolicyLocked returns the current policy decoded but not
+// validated (tag ownership does not depend on, say, a failing test), or an
+// empty one if a seeded policy does not even parse.
 func (s *Server) currentPolicyLocked() *policyDoc {
-	doc, perr := parsePolicy(s.policyLocked())
+	doc, perr := decodePolicy(s.policyLocked())
 	if perr != nil {
 		return &policyDoc{}
 	}
