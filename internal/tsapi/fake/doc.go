@@ -20,12 +20,27 @@
 //	DELETE /api/v2/device/{id}
 //	POST /api/v2/oauth/token              client_credentials → 1-hour bearer token
 //
-// The policy checks are the ones tailgate depends on, not Tailscale's full
-// parser: HuJSON syntax, known top-level sections, every tag used in
-// src/dst/via defined in tagOwners, no "0.0.0.0/0" or "::/0" destinations,
-// ports only in a grant's "ip" (never in "dst"), no DNS names as hosts, and
-// policy "tests" evaluated against grants and acls (a failure rejects a
-// write with 400 and makes validate answer a message).
+// The policy checks follow Tailscale's own verdicts, in its words where
+// they are known: HuJSON syntax, known top-level sections, tags defined in
+// tagOwners, ports only in a grant's "ip", no DNS names as hosts, no
+// "0.0.0.0/0" or "::/0" destinations, autogroup:self only as a destination
+// and only for user sources, no autogroup:danger-all destination, no app
+// grants to autogroup:internet, app capability names of the form
+// {domain}/{path} (outside tailscale.com but for the few it grants), "ip"
+// entries ("icmp" alone and port 0 are refused), nodeAttrs targets and IP
+// pools, ssh rules (action, users, checkPeriod, acceptEnv, destinations
+// and which sources may reach them), and "tests" and "sshTests" evaluated
+// against the grants, acls and ssh rules: a failure rejects a write with
+// 400 "test(s) failed" and per-source details, and makes validate answer
+// that message. Empty src/dst arrays and user:*@domain selectors are
+// accepted, as they are by Tailscale.
+//
+// Where a message is Tailscale's, the code says so ("captured": recorded
+// from Tailscale's SaaS by headscale's compatibility data in
+// github.com/juanfont/headscale, hscontrol/policy/v2/testdata). Tests are
+// evaluated by name (tags, users, groups, hosts, CIDRs); an IP address is
+// not linked to the device that holds it, and user:*@domain accepts any
+// domain, as the fake has no notion of the tailnet's own domains.
 //
 // Credentials look like real ones (tskey-api-, tskey-client-, tskey-auth-
 // followed by "<id>-<secret>"); only their hashes are kept and they are
