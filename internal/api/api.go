@@ -173,6 +173,9 @@ func (s *server) routes() []route {
 		{"/v1/environments/{env}/runs", map[string]endpoint{
 			http.MethodPost: {anyRole, s.startRun},
 		}},
+		{"/v1/runs", map[string]endpoint{
+			http.MethodGet: {anyRole, s.listRuns},
+		}},
 		{"/v1/runs/{id}", map[string]endpoint{
 			http.MethodGet:    {anyRole, s.getRun},
 			http.MethodDelete: {anyRole, s.endRun},
@@ -182,6 +185,10 @@ func (s *server) routes() []route {
 		}},
 		{"/v1/tokens", map[string]endpoint{
 			http.MethodPost: {adminOnly, s.createToken},
+			http.MethodGet:  {adminOnly, s.listTokens},
+		}},
+		{"/v1/tokens/{id}", map[string]endpoint{
+			http.MethodDelete: {adminOnly, s.revokeToken},
 		}},
 	}
 }
