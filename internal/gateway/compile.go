@@ -74,8 +74,8 @@ type listenerTable struct {
 	name     string
 	hostname string // "" any, "*.example.com" wildcard, or exact
 	cert     *tls.Certificate
-	chain    *chain
-	routes   []routeEntry // sorted, most specific first
+	policies *httppolicy.Set // run before the route's
+	routes   []routeEntry    // sorted, most specific first
 }
 
 // routeEntry is one match of one route; a route with three matches has
@@ -89,10 +89,10 @@ type routeTable struct {
 	name           string
 	key            string // "<listener>/<route>" for logs and metrics
 	hostnames      []string
-	chain          *chain
+	policies       *httppolicy.Set
 	backends       []weightedBackend
 	totalWeight    int
-	requestTimeout time.Duration
+	requestTimeout time.Duration // policies' timeout: 0 for none
 	backendTimeout time.Duration
 	// paths is the route's opt-out from path refusals (requestpath.go).
 	paths pathnorm.Options
@@ -101,21 +101,6 @@ type routeTable struct {
 type weightedBackend struct {
 	Backend
 	weight int
-}
-
-// chain is the policies of one listener or route, in the order they run.
-type chain struct {
-	rateLimit  *httppolicy.RateLimit
-	cors       *httppolicy.CORS
-	jwt        *httppolicy.JWTAuth
-	extAuthz   *httppolicy.ExtAuthz
-	authz      *cel.Set
-	reqHeader  *httppolicy.HeaderModifier
-	respHeader *httppolicy.HeaderModifier
-}
-
-func (c *chain) empty() bool {
-	return c == nil || (c.rateLimit == nil && c.cors == nil && c.jwt == nil && c.extAuthz == nil && c.authz == nil && c.reqHeader == nil && c.respHeader == nil)
 }
 
 type matcher struct {
@@ -166,7 +151,11 @@ type compileDeps struct {
 	maxConfigBytes int64
 }
 
-func (c *compiler) fail(p config.Pos, path string, err error) {
+// The compiler is httppolicy.Compiler: policies report to it.
+var _ httppolicy.Compiler = (*compiler)(nil)
+
+// Fail reports a problem at p in the file; path is its YAML path.
+func (c *compiler) Fail(p config.Pos, path string, err error) {
 	if p.Line > 0 {
 		c.errs = append(c.errs, fmt.Errorf("%s:%d:%d: %s: %w", c.file, p.Line, p.Column, path, err))
 	} else {
@@ -174,11 +163,11 @@ func (c *compiler) fail(p config.Pos, path string, err error) {
 	}
 }
 
-// rel resolves a relative path in the config against the config file's
+// Rel resolves a relative path in the config against the config file's
 // directory, so the gateway finds its files wherever it is started from;
 // if nothing is there, the path is used as given (relative to the working
 // directory, as agentgateway reads it).
-func (c *compiler) rel(p string) string {
+func (c *compiler) Rel(p string) string {
 	if p == "" || filepath.IsAbs(p) {
 		return p
 	}
@@ -187,6 +176,21 @@ func (c *compiler) rel(p string) string {
 	}
 	return p
 }
+
+// Expression compiles one CEL value; its error names file, line and path.
+func (c *compiler) Expression(phase cel.Phase, p config.Pos, path, src string) *cel.Expression {
+	x, err := cel.Compile(phase, fmt.Sprintf("%s:%d: %s", c.file, p.Line, path), src)
+	if err != nil {
+		c.errs = append(c.errs, err)
+	}
+	return x
+}
+
+// HTTPClient is for JWKS URLs and extAuthz.
+func (c *compiler) HTTPClient() *http.Client { return c.deps.client }
+
+// JWKSRefetchInterval is jwksRefetchInterval.
+func (c *compiler) JWKSRefetchInterval() time.Duration { return jwksRefetchInterval }
 
 func fileExists(p string) bool {
 	_, err := os.Stat(p)
@@ -202,7 +206,7 @@ func compile(name string, data []byte, f *config.File, deps compileDeps) (*snaps
 		s.logFormat = f.Config.Logging.Format
 	}
 	if fp := f.FrontendPolicies; fp != nil && fp.NetworkAuthorization != nil {
-		s.network = c.ruleSet(cel.Network, fp.NetworkAuthorization, "frontendPolicies.networkAuthorization")
+		s.network = c.Rules(cel.Network, fp.NetworkAuthorization, "frontendPolicies.networkAuthorization")
 	}
 	for bi, b := range f.Binds {
 		bp := fmt.Sprintf("binds[%d]", bi)
@@ -246,7 +250,9 @@ func hostRank(h string) int {
 	return 2
 }
 
-func (c *compiler) ruleSet(phase cel.Phase, rs *config.RuleSet, path string) *cel.Set {
+// Rules compiles a rule set in phase; its warnings are kept for the
+// snapshot.
+func (c *compiler) Rules(phase cel.Phase, rs *config.RuleSet, path string) *cel.Set {
 	var specs []cel.Spec
 	for i, r := range rs.Rules {
 		specs = append(specs, cel.Spec{
@@ -271,15 +277,15 @@ func (c *compiler) listener(l config.Listener, path string, bi, li int) *listene
 	}
 	lt := &listenerTable{name: name, hostname: strings.ToLower(l.Hostname)}
 	if l.TLS != nil {
-		cert, err := tls.LoadX509KeyPair(c.rel(l.TLS.Cert), c.rel(l.TLS.Key))
+		cert, err := tls.LoadX509KeyPair(c.Rel(l.TLS.Cert), c.Rel(l.TLS.Key))
 		if err != nil {
-			c.fail(l.TLS.Pos, path+".tls", fmt.Errorf("load certificate: %w", err))
+			c.Fail(l.TLS.Pos, path+".tls", fmt.Errorf("load certificate: %w", err))
 		} else {
 			lt.cert = &cert
 		}
 	}
 	if p := l.Policies; p != nil {
-		lt.chain = c.chain(path+".policies", p.JWTAuth, p.ExtAuthz, p.Authorization, p.CORS, nil, nil, nil, nil)
+		lt.policies = httppolicy.Compile(&config.RoutePolicies{GatewayPolicies: *p}, path+".policies", c)
 	}
 	for ri, r := range l.Routes {
 		rp := fmt.Sprintf("%s.routes[%d]", path, ri)
@@ -338,7 +344,7 @@ func (c *compiler) matcher(m config.Match, path string) (matcher, bool) {
 		case p.Regex != nil:
 			re, err := regexp.Compile("^(?:" + *p.Regex + ")$")
 			if err != nil {
-				c.fail(p.Pos, path+".path.regex", fmt.Errorf("invalid regular expression: %w", err))
+				c.Fail(p.Pos, path+".path.regex", fmt.Errorf("invalid regular expression: %w", err))
 				ok = false
 			}
 			mt.pathKind, mt.path, mt.pathRe = 1, *p.Regex, re
@@ -354,7 +360,7 @@ func (c *compiler) matcher(m config.Match, path string) (matcher, bool) {
 			if v.Value.Regex != nil {
 				re, err := regexp.Compile("^(?:" + *v.Value.Regex + ")$")
 				if err != nil {
-					c.fail(v.Value.Pos, fmt.Sprintf("%s.%s[%d].value.regex", path, what, i), fmt.Errorf("invalid regular expression: %w", err))
+					c.Fail(v.Value.Pos, fmt.Sprintf("%s.%s[%d].value.regex", path, what, i), fmt.Errorf("invalid regular expression: %w", err))
 					ok = false
 					continue
 				}
@@ -379,11 +385,8 @@ func (c *compiler) route(r config.Route, path, listener string, ri int) *routeTa
 		rt.hostnames = append(rt.hostnames, strings.ToLower(h))
 	}
 	if p := r.Policies; p != nil {
-		rt.chain = c.chain(path+".policies", p.JWTAuth, p.ExtAuthz, p.Authorization, p.CORS, p.LocalRateLimit, p.RequestHeaderModifier, p.ResponseHeaderModifier, p.Timeout)
-		if t := p.Timeout; t != nil {
-			rt.requestTimeout, _ = time.ParseDuration(t.RequestTimeout)
-			rt.backendTimeout, _ = time.ParseDuration(t.BackendRequestTimeout)
-		}
+		rt.policies = httppolicy.Compile(p, path+".policies", c)
+		rt.requestTimeout, rt.backendTimeout = rt.policies.RequestTimeout, rt.policies.BackendTimeout
 	}
 	for bi, b := range r.Backends {
 		bp := fmt.Sprintf("%s.backends[%d]", path, bi)
@@ -399,7 +402,7 @@ func (c *compiler) route(r config.Route, path, listener string, ri int) *routeTa
 			be, err = c.hostBackend(b.Host)
 		}
 		if err != nil {
-			c.fail(b.Pos, bp+".host", err)
+			c.Fail(b.Pos, bp+".host", err)
 			continue
 		}
 		if w > 0 {
@@ -408,7 +411,7 @@ func (c *compiler) route(r config.Route, path, listener string, ri int) *routeTa
 		}
 	}
 	if len(r.Backends) > 0 && rt.totalWeight == 0 && len(c.errs) == 0 {
-		c.fail(r.Pos, path+".backends", errors.New("every backend has weight 0"))
+		c.Fail(r.Pos, path+".backends", errors.New("every backend has weight 0"))
 	}
 	return rt
 }
@@ -447,7 +450,7 @@ func (c *compiler) mcpBackend(m *config.MCPBackend, pol *config.RoutePolicies, p
 		},
 	}
 	if pol != nil && pol.MCPAuthorization != nil {
-		opts.Authorization = c.ruleSet(cel.MCP, pol.MCPAuthorization, path[:max(0, strings.LastIndex(path, ".backends["))]+".policies.mcpAuthorization")
+		opts.Authorization = c.Rules(cel.MCP, pol.MCPAuthorization, path[:max(0, strings.LastIndex(path, ".backends["))]+".policies.mcpAuthorization")
 	}
 	for i, t := range m.Targets {
 		tp := fmt.Sprintf("%s.targets[%d]", path, i)
@@ -459,14 +462,14 @@ func (c *compiler) mcpBackend(m *config.MCPBackend, pol *config.RoutePolicies, p
 		case t.MCP != nil:
 			u, err := remoteURL(t.MCP, "/mcp")
 			if err != nil {
-				c.fail(t.MCP.Pos, tp+".mcp", err)
+				c.Fail(t.MCP.Pos, tp+".mcp", err)
 				continue
 			}
 			mt.HTTP = u
 		case t.SSE != nil:
 			u, err := remoteURL(t.SSE, "/sse")
 			if err != nil {
-				c.fail(t.SSE.Pos, tp+".sse", err)
+				c.Fail(t.SSE.Pos, tp+".sse", err)
 				continue
 			}
 			mt.SSE = u
@@ -504,117 +507,4 @@ func remoteURL(r *config.MCPRemote, defPath string) (string, error) {
 		u.Path = defPath
 	}
 	return u.String(), nil
-}
-
-func (c *compiler) chain(path string, j *config.JWTAuth, ea *config.ExtAuthz, authz *config.RuleSet, cors *config.CORS, rl *config.LocalRateLimit, reqH, respH *config.HeaderModifier, _ *config.Timeout) *chain {
-	ch := &chain{}
-	if rl != nil {
-		var specs []httppolicy.BucketSpec
-		for _, b := range rl.Buckets {
-			d, _ := time.ParseDuration(b.FillInterval)
-			specs = append(specs, httppolicy.BucketSpec{MaxTokens: b.MaxTokens, TokensPerFill: b.TokensPerFill, FillInterval: d})
-		}
-		ch.rateLimit = httppolicy.NewRateLimit(specs)
-	}
-	if cors != nil {
-		ma, _ := time.ParseDuration(cors.MaxAge)
-		ch.cors = &httppolicy.CORS{AllowCredentials: cors.AllowCredentials, AllowHeaders: cors.AllowHeaders, AllowMethods: cors.AllowMethods, AllowOrigins: cors.AllowOrigins, ExposeHeaders: cors.ExposeHeaders, MaxAge: ma}
-	}
-	if j != nil {
-		ch.jwt = c.jwt(j, path+".jwtAuth")
-	}
-	if ea != nil {
-		ch.extAuthz = c.extAuthz(ea, path+".extAuthz")
-	}
-	if authz != nil {
-		ch.authz = c.ruleSet(cel.Request, authz, path+".authorization")
-	}
-	if reqH != nil {
-		ch.reqHeader = &httppolicy.HeaderModifier{Add: reqH.Add, Set: reqH.Set, Remove: reqH.Remove}
-	}
-	if respH != nil {
-		ch.respHeader = &httppolicy.HeaderModifier{Add: respH.Add, Set: respH.Set, Remove: respH.Remove}
-	}
-	return ch
-}
-
-func (c *compiler) jwt(j *config.JWTAuth, path string) *httppolicy.JWTAuth {
-	var specs []httppolicy.JWTProviderSpec
-	for i, p := range j.Providers {
-		pp := fmt.Sprintf("%s.providers[%d]", path, i)
-		if len(j.Providers) == 1 && j.Issuer != "" {
-			pp = path
-		}
-		var ks *httppolicy.JWKS
-		var err error
-		switch src := p.JWKS; {
-		case src == nil:
-			continue
-		case src.URL != "":
-			ks = httppolicy.NewJWKSURL(src.URL, c.deps.client)
-			ks.RefetchInterval = jwksRefetchInterval
-		case src.File != "":
-			ks, err = httppolicy.NewJWKSFile(c.rel(src.File))
-		default:
-			ks, err = httppolicy.NewJWKSInline(src.Inline)
-		}
-		if err != nil {
-			c.fail(p.JWKS.Pos, pp+".jwks", err)
-			continue
-		}
-		spec := httppolicy.JWTProviderSpec{Issuer: p.Issuer, Audiences: p.Audiences, Algorithms: p.Algorithms, JWKS: ks}
-		if p.JWTValidationOptions != nil && p.JWTValidationOptions.RequiredClaims != nil {
-			spec.RequiredClaims = p.JWTValidationOptions.RequiredClaims
-		}
-		specs = append(specs, spec)
-	}
-	ja, err := httppolicy.NewJWTAuth(httppolicy.JWTMode(j.Mode), specs)
-	if err != nil {
-		c.fail(j.Pos, path, err)
-		return nil
-	}
-	return ja
-}
-
-func (c *compiler) extAuthz(e *config.ExtAuthz, path string) *httppolicy.ExtAuthz {
-	base := e.Host
-	if !strings.Contains(base, "://") {
-		base = "http://" + base
-	}
-	out := &httppolicy.ExtAuthz{
-		BaseURL:               strings.TrimSuffix(base, "/"),
-		IncludeRequestHeaders: e.IncludeRequestHeaders,
-		Client:                c.deps.client,
-	}
-	if f := e.FailureMode; f != nil {
-		out.FailOpen, out.DenyStatus = f.Allow, f.DenyWithStatus
-	}
-	h := e.Protocol.HTTP
-	if h == nil {
-		return out
-	}
-	out.IncludeResponseHeaders = h.IncludeResponseHeaders
-	expr := func(phase cel.Phase, where, src string) *cel.Expression {
-		x, err := cel.Compile(phase, fmt.Sprintf("%s:%d: %s", c.file, h.Pos.Line, where), src)
-		if err != nil {
-			c.errs = append(c.errs, err)
-		}
-		return x
-	}
-	if h.Path != "" {
-		out.Path = expr(cel.Request, path+".protocol.http.path", h.Path)
-	}
-	if len(h.AddRequestHeaders) > 0 {
-		out.AddRequestHeaders = map[string]*cel.Expression{}
-		for k, v := range h.AddRequestHeaders {
-			out.AddRequestHeaders[k] = expr(cel.Request, path+".protocol.http.addRequestHeaders."+k, v)
-		}
-	}
-	if len(h.Metadata) > 0 {
-		out.Metadata = map[string]*cel.Expression{}
-		for k, v := range h.Metadata {
-			out.Metadata[k] = expr(cel.AuthzResponse, path+".protocol.http.metadata."+k, v)
-		}
-	}
-	return out
 }

@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"net/netip"
 	"strings"
-	"time"
 
 	"github.com/tailgate-dev/tailgate/internal/gateway/config"
 	"github.com/tailgate-dev/tailgate/internal/gateway/pathnorm"
@@ -15,17 +14,13 @@ import (
 // take (bodyReadTimeout).
 func (c *compiler) bindOptions(b config.Bind, bt *bindTable, path string) {
 	bt.bodyTimeout = defaultBodyReadTimeout
-	if s := b.BodyReadTimeout; s != "" {
-		d, err := time.ParseDuration(s)
-		if err != nil || d < 0 {
-			c.fail(b.Pos, path+".bodyReadTimeout", fmt.Errorf("want a duration like 30s (0s turns it off), got %q", s))
-		}
-		bt.bodyTimeout = d
+	if b.BodyReadTimeout.Raw != "" {
+		bt.bodyTimeout = b.BodyReadTimeout.D // parsed and checked by config
 	}
 	for i, s := range b.TrustedProxies {
 		p, err := parseTrusted(s)
 		if err != nil {
-			c.fail(b.Pos, fmt.Sprintf("%s.trustedProxies[%d]", path, i), err)
+			c.Fail(b.Pos, fmt.Sprintf("%s.trustedProxies[%d]", path, i), err)
 			continue
 		}
 		bt.trusted = append(bt.trusted, p)

@@ -6,6 +6,7 @@ import (
 	"net/url"
 	"strings"
 
+	"github.com/tailgate-dev/tailgate/internal/gateway/httppolicy"
 	"github.com/tailgate-dev/tailgate/internal/gateway/pathnorm"
 )
 
@@ -65,7 +66,7 @@ func (g *Gateway) refusePath(w http.ResponseWriter, ri *requestInfo, err error) 
 	if errors.As(err, &pe) {
 		reason = pe.Reason
 	}
-	g.deny(w, ri, "pathNormalization", reason, http.StatusBadRequest, "invalid request path: "+reason)
+	httppolicy.Deny(w, &exchange{g: g, ri: ri}, "pathNormalization", reason, http.StatusBadRequest, "invalid request path: "+reason)
 }
 
 // targetPath is the escaped path of the request target exactly as the

@@ -391,10 +391,10 @@ func (g *Gateway) handler(bs *bindServer) http.Handler {
 			defer cancel()
 			r = r.WithContext(ctx)
 		}
-		vars := newRequestVars(r, ci, host)
-		ri.vars = vars
-		for _, ch := range []*chain{lt.chain, rt.chain} {
-			if !g.applyChain(ch, sw, r, ri, vars) {
+		ri.vars = newRequestVars(r, ci, host)
+		if !lt.policies.Empty() || !rt.policies.Empty() {
+			x := &exchange{g: g, ri: ri, sw: sw}
+			if !lt.policies.Run(sw, r, x) || !rt.policies.Run(sw, r, x) {
 				return
 			}
 		}
@@ -476,83 +476,41 @@ func (rv *requestVars) get() cel.Vars {
 	return rv.vars
 }
 
-// applyChain runs one listener's or route's policies. It returns false
-// when it has answered the request (denied it, or a CORS preflight).
-func (g *Gateway) applyChain(ch *chain, w *statusWriter, r *http.Request, ri *requestInfo, rv *requestVars) bool {
-	if ch.empty() {
-		return true
-	}
-	if ch.rateLimit != nil && !ch.rateLimit.Allow() {
-		g.deny(w, ri, "localRateLimit", "rate limited", http.StatusTooManyRequests, "rate limit exceeded")
-		return false
-	}
-	if ch.cors != nil && ch.cors.Handle(w, r) {
-		ri.denyReason = "cors preflight"
-		return false
-	}
-	if ch.jwt != nil {
-		out := ch.jwt.Check(r.Context(), r)
-		if out.Reject {
-			w.Header().Set("WWW-Authenticate", `Bearer error="invalid_token"`)
-			g.deny(w, ri, "jwtAuth", out.Reason, http.StatusUnauthorized, "authentication failed")
-			return false
-		}
-		if out.Claims != nil {
-			for k, v := range out.Claims {
-				rv.jwt[k] = v
-			}
-			ri.caller.Claims = rv.jwt
-		} else if out.Reason != "" && out.Reason != httppolicy.ReasonMissing {
-			ri.denyReason = "jwt ignored: " + out.Reason // permissive mode: logged, not refused
-		}
-	}
-	if ch.extAuthz != nil {
-		out := ch.extAuthz.Check(r.Context(), r, rv.get())
-		if !out.Allowed {
-			for k, vs := range out.Header {
-				w.Header()[k] = vs
-			}
-			ri.denyPolicy, ri.denyReason = "extAuthz", out.Reason
-			g.metrics.denial("extAuthz", metricReason(out.Reason))
-			w.WriteHeader(out.Status)
-			w.Write(out.Body)
-			return false
-		}
-		for k, v := range out.Metadata {
-			rv.extMD[k] = v
-		}
-		ri.caller.ExtAuthz = rv.extMD
-		for k, vs := range out.UpstreamHeader {
-			r.Header[k] = vs
-		}
-	}
-	if ch.authz != nil {
-		v := ch.authz.Decide(rv.get())
-		if !v.Allowed {
-			reason := v.Reason
-			if v.Rule != "" {
-				reason += " (" + v.Rule + ")"
-			}
-			g.deny(w, ri, "authorization", reason, http.StatusForbidden, "forbidden")
-			return false
-		}
-	}
-	if ch.reqHeader != nil {
-		ch.reqHeader.Apply(r.Header, &r.Host)
-	}
-	if ch.respHeader != nil {
-		w.after = ch.respHeader
-	}
-	return true
+// exchange is a request as its policies see it (httppolicy.Exchange).
+type exchange struct {
+	g  *Gateway
+	ri *requestInfo
+	sw *statusWriter
 }
 
-// deny is the single place a policy refusal becomes a response, a
-// metric and (through finish) an access-log line.
-func (g *Gateway) deny(w http.ResponseWriter, ri *requestInfo, pol, reason string, status int, body string) {
-	ri.denyPolicy, ri.denyReason = pol, reason
-	g.metrics.denial(pol, metricReason(reason))
-	http.Error(w, body, status)
+func (x *exchange) Vars() cel.Vars { return x.ri.vars.get() }
+
+// Refuse is the single place a refusal becomes a metric and (through
+// finish) an access-log line; httppolicy.Deny adds the response.
+func (x *exchange) Refuse(policy, reason string) {
+	x.ri.denyPolicy, x.ri.denyReason = policy, reason
+	x.g.metrics.denial(policy, metricReason(reason))
 }
+
+func (x *exchange) Note(reason string) { x.ri.denyReason = reason }
+
+func (x *exchange) Authenticated(claims map[string]any) {
+	rv := x.ri.vars
+	for k, v := range claims {
+		rv.jwt[k] = v
+	}
+	x.ri.caller.Claims = rv.jwt
+}
+
+func (x *exchange) Authorized(metadata map[string]any) {
+	rv := x.ri.vars
+	for k, v := range metadata {
+		rv.extMD[k] = v
+	}
+	x.ri.caller.ExtAuthz = rv.extMD
+}
+
+func (x *exchange) ModifyResponse(m *httppolicy.HeaderModifier) { x.sw.after = m }
 
 // metricReason keeps label values bounded: details after ":" or "(" (an
 // attacker's alg name, a rule's location) stay in the log only.

@@ -41,6 +41,7 @@ func (d *decoder) checkSemantics(f *File) {
 			d.failAt(b.Pos, bp+".port", "port %d is already used by %s", b.Port, prev)
 		}
 		ports[b.Port] = bp
+		d.checkBodyReadTimeout(b, bp+".bodyReadTimeout")
 		if b.Tailnet && f.Tailnet == nil {
 			d.failAt(b.Pos, bp+".tailnet", "a tailnet bind needs a top-level tailnet: block")
 		}
@@ -65,7 +66,7 @@ func (d *decoder) checkSemantics(f *File) {
 				d.failAt(l.Pos, lp+".protocol", "expected HTTP or HTTPS, got %q", l.Protocol)
 			}
 			if l.Policies != nil {
-				d.checkGatewayPolicies(l.Policies, lp+".policies")
+				d.checkPolicies(l.Policies, lp+".policies")
 			}
 			for ri := range l.Routes {
 				d.checkRoute(&l.Routes[ri], fmt.Sprintf("%s.routes[%d]", lp, ri))
@@ -78,6 +79,21 @@ func (d *decoder) checkSemantics(f *File) {
 			}
 		}
 	}
+}
+
+// checkBodyReadTimeout parses bind.bodyReadTimeout: unlike the policies'
+// durations it may be 0s, which turns the bound off.
+func (d *decoder) checkBodyReadTimeout(b *Bind, path string) {
+	s := b.BodyReadTimeout.Raw
+	if s == "" {
+		return
+	}
+	dur, err := time.ParseDuration(s)
+	if err != nil || dur < 0 {
+		d.failAt(b.Pos, path, "want a duration like 30s (0s turns it off), got %q", s)
+		return
+	}
+	b.BodyReadTimeout.D = dur
 }
 
 func (d *decoder) checkTailnet(t *Tailnet) {
@@ -94,7 +110,9 @@ func (d *decoder) checkTailnet(t *Tailnet) {
 	}
 }
 
-func (d *decoder) checkGatewayPolicies(p *GatewayPolicies, path string) {
+// checkPolicies checks a listener's policies, and the same keys of a
+// route's (checkRoute adds the route's own).
+func (d *decoder) checkPolicies(p *GatewayPolicies, path string) {
 	if p.JWTAuth != nil {
 		d.checkJWT(p.JWTAuth, path+".jwtAuth")
 	}
@@ -102,7 +120,7 @@ func (d *decoder) checkGatewayPolicies(p *GatewayPolicies, path string) {
 		d.checkExtAuthz(p.ExtAuthz, path+".extAuthz")
 	}
 	if p.CORS != nil {
-		d.checkDuration(p.CORS.Pos, path+".cors.maxAge", p.CORS.MaxAge, true)
+		d.checkDuration(p.CORS.Pos, path+".cors.maxAge", &p.CORS.MaxAge, true)
 	}
 }
 
@@ -131,23 +149,16 @@ func (d *decoder) checkRoute(r *Route, path string) {
 	if p == nil {
 		return
 	}
-	if p.JWTAuth != nil {
-		d.checkJWT(p.JWTAuth, path+".policies.jwtAuth")
-	}
-	if p.ExtAuthz != nil {
-		d.checkExtAuthz(p.ExtAuthz, path+".policies.extAuthz")
-	}
-	if p.CORS != nil {
-		d.checkDuration(p.CORS.Pos, path+".policies.cors.maxAge", p.CORS.MaxAge, true)
-	}
+	d.checkPolicies(&p.GatewayPolicies, path+".policies")
 	if t := p.Timeout; t != nil {
-		d.checkDuration(t.Pos, path+".policies.timeout.requestTimeout", t.RequestTimeout, true)
-		d.checkDuration(t.Pos, path+".policies.timeout.backendRequestTimeout", t.BackendRequestTimeout, true)
+		d.checkDuration(t.Pos, path+".policies.timeout.requestTimeout", &t.RequestTimeout, true)
+		d.checkDuration(t.Pos, path+".policies.timeout.backendRequestTimeout", &t.BackendRequestTimeout, true)
 	}
 	if rl := p.LocalRateLimit; rl != nil {
-		for i, b := range rl.Buckets {
+		for i := range rl.Buckets {
+			b := &rl.Buckets[i]
 			bp := fmt.Sprintf("%s.policies.localRateLimit[%d]", path, i)
-			d.checkDuration(b.Pos, bp+".fillInterval", b.FillInterval, false)
+			d.checkDuration(b.Pos, bp+".fillInterval", &b.FillInterval, false)
 			if b.Type != "" && b.Type != "requests" {
 				if b.Type == "tokens" {
 					d.failAt(b.Pos, bp+".type", "type tokens (LLM token budgets) is not supported by tailgate yet")
@@ -162,16 +173,22 @@ func (d *decoder) checkRoute(r *Route, path string) {
 	}
 }
 
-func (d *decoder) checkDuration(p Pos, path, s string, optional bool) {
+// checkDuration parses a positive duration into v.D, the only place a
+// policy's duration is parsed.
+func (d *decoder) checkDuration(p Pos, path string, v *Duration, optional bool) {
+	s := v.Raw
 	if s == "" {
 		if !optional {
 			d.failAt(p, path, "a duration is required, e.g. 1s")
 		}
 		return
 	}
-	if dur, err := time.ParseDuration(s); err != nil || dur <= 0 {
+	dur, err := time.ParseDuration(s)
+	if err != nil || dur <= 0 {
 		d.failAt(p, path, "expected a positive duration like 500ms, 10s or 1m, got %q", s)
+		return
 	}
+	v.D = dur
 }
 
 var knownAlgs = map[string]bool{

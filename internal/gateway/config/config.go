@@ -159,7 +159,7 @@ type Bind struct {
 	TrustedProxies []string `yaml:"trustedProxies"`
 	// BodyReadTimeout (tailgate extension) bounds how long a request body
 	// may take to arrive (a Go duration; default 30s, "0s" turns it off).
-	BodyReadTimeout string `yaml:"bodyReadTimeout"`
+	BodyReadTimeout Duration `yaml:"bodyReadTimeout"`
 
 	TunnelProtocol Unsupported `yaml:"tunnelProtocol"`
 	Mode           Unsupported `yaml:"mode"`
@@ -197,7 +197,9 @@ type TLS struct {
 }
 
 // GatewayPolicies are listener-level policies; they run before the
-// route's own.
+// route's own. A route accepts every one of them too (RoutePolicies
+// embeds GatewayPolicies), so a policy both levels have is declared once,
+// here.
 type GatewayPolicies struct {
 	JWTAuth       *JWTAuth  `yaml:"jwtAuth"`
 	Authorization *RuleSet  `yaml:"authorization"`
@@ -300,15 +302,13 @@ func (m *PathMatch) decodeNode(d *decoder, n *yaml.Node, path string) {
 }
 
 // RoutePolicies is agentgateway's FilterOrPolicy for the keys tailgate
-// implements.
+// implements: the listener's keys (GatewayPolicies) and the route's own.
 type RoutePolicies struct {
+	GatewayPolicies `yaml:",inline"`
+
 	RequestHeaderModifier  *HeaderModifier `yaml:"requestHeaderModifier"`
 	ResponseHeaderModifier *HeaderModifier `yaml:"responseHeaderModifier"`
-	CORS                   *CORS           `yaml:"cors"`
-	Authorization          *RuleSet        `yaml:"authorization"`
 	LocalRateLimit         *LocalRateLimit `yaml:"localRateLimit"`
-	JWTAuth                *JWTAuth        `yaml:"jwtAuth"`
-	ExtAuthz               *ExtAuthz       `yaml:"extAuthz"`
 	Timeout                *Timeout        `yaml:"timeout"`
 
 	RequestRedirect Unsupported `yaml:"requestRedirect"`
@@ -328,11 +328,6 @@ type RoutePolicies struct {
 	BackendTunnel     Unsupported `yaml:"backendTunnel"`
 	BackendAuth       Unsupported `yaml:"backendAuth"`
 	RemoteRateLimit   Unsupported `yaml:"remoteRateLimit"`
-	OIDC              Unsupported `yaml:"oidc"`
-	BasicAuth         Unsupported `yaml:"basicAuth"`
-	APIKey            Unsupported `yaml:"apiKey"`
-	ExtProc           Unsupported `yaml:"extProc"`
-	Transformations   Unsupported `yaml:"transformations"`
 	CSRF              Unsupported `yaml:"csrf"`
 	Buffer            Unsupported `yaml:"buffer"`
 	Retry             Unsupported `yaml:"retry"`
@@ -543,7 +538,7 @@ type CORS struct {
 	AllowMethods     []string `yaml:"allowMethods"`
 	AllowOrigins     []string `yaml:"allowOrigins"`
 	ExposeHeaders    []string `yaml:"exposeHeaders"`
-	MaxAge           string   `yaml:"maxAge"`
+	MaxAge           Duration `yaml:"maxAge"`
 }
 
 // LocalRateLimit is a list of token buckets, all of which must have a
@@ -555,11 +550,11 @@ type LocalRateLimit struct {
 
 // RateLimitSpec is one token bucket.
 type RateLimitSpec struct {
-	Pos           Pos    `yaml:"-"`
-	MaxTokens     int64  `yaml:"maxTokens"`
-	TokensPerFill int64  `yaml:"tokensPerFill"`
-	FillInterval  string `yaml:"fillInterval,required"`
-	Type          string `yaml:"type"` // requests (default); tokens is for LLM backends
+	Pos           Pos      `yaml:"-"`
+	MaxTokens     int64    `yaml:"maxTokens"`
+	TokensPerFill int64    `yaml:"tokensPerFill"`
+	FillInterval  Duration `yaml:"fillInterval,required"`
+	Type          string   `yaml:"type"` // requests (default); tokens is for LLM backends
 }
 
 func (l *LocalRateLimit) decodeNode(d *decoder, n *yaml.Node, path string) {
@@ -577,11 +572,11 @@ func (l *LocalRateLimit) decodeNode(d *decoder, n *yaml.Node, path string) {
 	d.decode(n, reflectValue(&l.Buckets), path)
 }
 
-// Timeout bounds a request (Go duration strings, e.g. "10s").
+// Timeout bounds a request (Go durations, e.g. "10s").
 type Timeout struct {
-	Pos                   Pos    `yaml:"-"`
-	RequestTimeout        string `yaml:"requestTimeout"`
-	BackendRequestTimeout string `yaml:"backendRequestTimeout"`
+	Pos                   Pos      `yaml:"-"`
+	RequestTimeout        Duration `yaml:"requestTimeout"`
+	BackendRequestTimeout Duration `yaml:"backendRequestTimeout"`
 }
 
 // HeaderModifier adds, sets and removes headers.

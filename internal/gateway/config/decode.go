@@ -7,6 +7,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"time"
 
 	"gopkg.in/yaml.v3"
 )
@@ -22,6 +23,16 @@ type Pos struct {
 // tailgate does not implement yet. Its presence is a load error distinct
 // from "unknown key": the file is not wrong, tailgate is incomplete.
 type Unsupported struct{}
+
+// Duration is a Go duration in the file ("500ms", "10s", "1m"). Load
+// parses it once, when it checks the file: a value that does not parse
+// is a load error, so later stages read D and never parse again.
+type Duration struct {
+	// Raw is the text as written; "" when the key is absent.
+	Raw string
+	// D is the parsed duration (0 when Raw is "").
+	D time.Duration
+}
 
 // Error is one problem in a config file: where it is and what is wrong.
 type Error struct {
@@ -93,6 +104,7 @@ func (d *decoder) fail(n *yaml.Node, path, format string, args ...any) {
 var (
 	posType         = reflect.TypeOf(Pos{})
 	unsupportedType = reflect.TypeOf(Unsupported{})
+	durationType    = reflect.TypeOf(Duration{})
 	decoderType     = reflect.TypeOf((*nodeDecoder)(nil)).Elem()
 )
 
@@ -139,6 +151,10 @@ func kindName(n *yaml.Node) string {
 func (d *decoder) decode(n *yaml.Node, v reflect.Value, path string) {
 	n = resolve(n)
 	if n == nil {
+		return
+	}
+	if v.Type() == durationType {
+		d.decode(n, v.Field(0), path) // Raw; parsed once, in check.go
 		return
 	}
 	if v.CanAddr() && v.Addr().Type().Implements(decoderType) {
@@ -236,10 +252,13 @@ func (d *decoder) decode(n *yaml.Node, v reflect.Value, path string) {
 }
 
 type fieldInfo struct {
-	index    int
+	index    []int
 	required bool
 }
 
+// structFields maps t's YAML keys to its fields. An embedded struct tagged
+// `yaml:",inline"` lends its keys to t (RoutePolicies has every key of
+// GatewayPolicies).
 func structFields(t reflect.Type) (map[string]fieldInfo, []string) {
 	fields := map[string]fieldInfo{}
 	var required []string
@@ -250,7 +269,15 @@ func structFields(t reflect.Type) (map[string]fieldInfo, []string) {
 			continue
 		}
 		name, opts, _ := strings.Cut(tag, ",")
-		fi := fieldInfo{index: i, required: opts == "required"}
+		if name == "" && opts == "inline" && f.Anonymous && f.Type.Kind() == reflect.Struct {
+			inner, req := structFields(f.Type)
+			for k, fi := range inner {
+				fields[k] = fieldInfo{index: append([]int{i}, fi.index...), required: fi.required}
+			}
+			required = append(required, req...)
+			continue
+		}
+		fi := fieldInfo{index: []int{i}, required: opts == "required"}
 		fields[name] = fi
 		if fi.required {
 			required = append(required, name)
@@ -292,7 +319,7 @@ func (d *decoder) decodeStruct(n *yaml.Node, v reflect.Value, path string) {
 			d.fail(k, kp, "unknown key%s", suggest(key, fields))
 			continue
 		}
-		fv := v.Field(fi.index)
+		fv := v.FieldByIndex(fi.index)
 		if fv.Type() == unsupportedType {
 			if !isNull(resolve(n.Content[i+1])) {
 				d.fail(k, kp, "not supported by tailgate yet")

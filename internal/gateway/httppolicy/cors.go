@@ -5,6 +5,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/tailgate-dev/tailgate/internal/gateway/config"
 )
 
 // CORS answers preflight requests and adds CORS headers to responses for
@@ -73,4 +75,20 @@ func (c *CORS) Handle(w http.ResponseWriter, r *http.Request) bool {
 		h.Set("Access-Control-Expose-Headers", strings.Join(c.ExposeHeaders, ", "))
 	}
 	return false
+}
+
+var cors = module("cors", CrossOrigin,
+	func(p *config.RoutePolicies) *config.CORS { return p.CORS },
+	func(c *config.CORS, _ string, _ Compiler) Policy {
+		return &CORS{AllowCredentials: c.AllowCredentials, AllowHeaders: c.AllowHeaders, AllowMethods: c.AllowMethods,
+			AllowOrigins: c.AllowOrigins, ExposeHeaders: c.ExposeHeaders, MaxAge: c.MaxAge.D}
+	})
+
+// Run answers a preflight, or decorates the response and lets r through.
+func (c *CORS) Run(w http.ResponseWriter, r *http.Request, x Exchange) bool {
+	if c.Handle(w, r) {
+		x.Note("cors preflight")
+		return false
+	}
+	return true
 }

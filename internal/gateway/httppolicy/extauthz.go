@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/tailgate-dev/tailgate/internal/gateway/cel"
+	"github.com/tailgate-dev/tailgate/internal/gateway/config"
 )
 
 // ExtAuthz asks an HTTP authorization service about each request. A 2xx
@@ -163,4 +164,68 @@ func flatHeaders(h http.Header) map[string]string {
 		out[strings.ToLower(k)] = strings.Join(vs, ",")
 	}
 	return out
+}
+
+var extAuthz = module("extAuthz", ExternalAuthorization,
+	func(p *config.RoutePolicies) *config.ExtAuthz { return p.ExtAuthz },
+	compileExtAuthz)
+
+// compileExtAuthz compiles the CEL values of the HTTP protocol: path and
+// addRequestHeaders in the request phase, metadata in the AuthzResponse
+// phase.
+func compileExtAuthz(e *config.ExtAuthz, path string, c Compiler) Policy {
+	base := e.Host
+	if !strings.Contains(base, "://") {
+		base = "http://" + base
+	}
+	out := &ExtAuthz{
+		BaseURL:               strings.TrimSuffix(base, "/"),
+		IncludeRequestHeaders: e.IncludeRequestHeaders,
+		Client:                c.HTTPClient(),
+	}
+	if f := e.FailureMode; f != nil {
+		out.FailOpen, out.DenyStatus = f.Allow, f.DenyWithStatus
+	}
+	h := e.Protocol.HTTP
+	if h == nil {
+		return out
+	}
+	out.IncludeResponseHeaders = h.IncludeResponseHeaders
+	if h.Path != "" {
+		out.Path = c.Expression(cel.Request, h.Pos, path+".protocol.http.path", h.Path)
+	}
+	if len(h.AddRequestHeaders) > 0 {
+		out.AddRequestHeaders = map[string]*cel.Expression{}
+		for k, v := range h.AddRequestHeaders {
+			out.AddRequestHeaders[k] = c.Expression(cel.Request, h.Pos, path+".protocol.http.addRequestHeaders."+k, v)
+		}
+	}
+	if len(h.Metadata) > 0 {
+		out.Metadata = map[string]*cel.Expression{}
+		for k, v := range h.Metadata {
+			out.Metadata[k] = c.Expression(cel.AuthzResponse, h.Pos, path+".protocol.http.metadata."+k, v)
+		}
+	}
+	return out
+}
+
+// Run asks the service. A refusal is returned to the client as the
+// service gave it; an allowing answer's metadata becomes extauthz.* and
+// its included headers go to the backend.
+func (e *ExtAuthz) Run(w http.ResponseWriter, r *http.Request, x Exchange) bool {
+	out := e.Check(r.Context(), r, x.Vars())
+	if !out.Allowed {
+		for k, vs := range out.Header {
+			w.Header()[k] = vs
+		}
+		x.Refuse("extAuthz", out.Reason)
+		w.WriteHeader(out.Status)
+		w.Write(out.Body)
+		return false
+	}
+	x.Authorized(out.Metadata)
+	for k, vs := range out.UpstreamHeader {
+		r.Header[k] = vs
+	}
+	return true
 }

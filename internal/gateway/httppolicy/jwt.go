@@ -1,14 +1,3 @@
-// Package policy implements the gateway's request policies, each as a
-// value compiled once from config and safe for concurrent use:
-//
-//   - JWTAuth: bearer-token validation (go-jose), modes strict / optional /
-//     permissive, JWKS from inline JSON, a file or a URL, refetched on an
-//     unknown key id at most once per RefetchInterval;
-//   - ExtAuthz: the HTTP form of external authorization;
-//   - CORS, RateLimit (token buckets), HeaderModifier.
-//
-// Policies decide; they do not write responses. The gateway turns an
-// outcome into a status, a log line and a metric, in one place.
 package httppolicy
 
 import (
@@ -27,6 +16,8 @@ import (
 
 	jose "github.com/go-jose/go-jose/v4"
 	"github.com/go-jose/go-jose/v4/jwt"
+
+	"github.com/tailgate-dev/tailgate/internal/gateway/config"
 )
 
 // JWTMode says what happens to requests without a valid token.
@@ -434,4 +425,65 @@ func (k *JWKS) find(kid, alg string) *jose.JSONWebKey {
 		return key
 	}
 	return nil
+}
+
+var jwtAuth = module("jwtAuth", Authentication,
+	func(p *config.RoutePolicies) *config.JWTAuth { return p.JWTAuth },
+	compileJWTAuth)
+
+// compileJWTAuth reads each provider's JWKS (a URL is fetched on first
+// use). config has folded the single-provider form into Providers.
+func compileJWTAuth(j *config.JWTAuth, path string, c Compiler) Policy {
+	var specs []JWTProviderSpec
+	for i, p := range j.Providers {
+		pp := fmt.Sprintf("%s.providers[%d]", path, i)
+		if len(j.Providers) == 1 && j.Issuer != "" {
+			pp = path
+		}
+		var ks *JWKS
+		var err error
+		switch src := p.JWKS; {
+		case src == nil:
+			continue
+		case src.URL != "":
+			ks = NewJWKSURL(src.URL, c.HTTPClient())
+			ks.RefetchInterval = c.JWKSRefetchInterval()
+		case src.File != "":
+			ks, err = NewJWKSFile(c.Rel(src.File))
+		default:
+			ks, err = NewJWKSInline(src.Inline)
+		}
+		if err != nil {
+			c.Fail(p.JWKS.Pos, pp+".jwks", err)
+			continue
+		}
+		spec := JWTProviderSpec{Issuer: p.Issuer, Audiences: p.Audiences, Algorithms: p.Algorithms, JWKS: ks}
+		if p.JWTValidationOptions != nil && p.JWTValidationOptions.RequiredClaims != nil {
+			spec.RequiredClaims = p.JWTValidationOptions.RequiredClaims
+		}
+		specs = append(specs, spec)
+	}
+	ja, err := NewJWTAuth(JWTMode(j.Mode), specs)
+	if err != nil {
+		c.Fail(j.Pos, path, err)
+		return nil
+	}
+	return ja
+}
+
+// Run refuses r with 401 when the mode requires a valid token it lacks,
+// and hands a valid token's claims to the exchange.
+func (j *JWTAuth) Run(w http.ResponseWriter, r *http.Request, x Exchange) bool {
+	out := j.Check(r.Context(), r)
+	if out.Reject {
+		w.Header().Set("WWW-Authenticate", `Bearer error="invalid_token"`)
+		Deny(w, x, "jwtAuth", out.Reason, http.StatusUnauthorized, "authentication failed")
+		return false
+	}
+	if out.Claims != nil {
+		x.Authenticated(out.Claims)
+	} else if out.Reason != "" && out.Reason != ReasonMissing {
+		x.Note("jwt ignored: " + out.Reason) // permissive mode: logged, not refused
+	}
+	return true
 }

@@ -1,8 +1,11 @@
 package httppolicy
 
 import (
+	"net/http"
 	"sync"
 	"time"
+
+	"github.com/tailgate-dev/tailgate/internal/gateway/config"
 )
 
 // RateLimit is a set of token buckets; a request needs a token from each.
@@ -64,6 +67,25 @@ func (rl *RateLimit) allowAt(now time.Time) bool {
 	}
 	for _, b := range rl.buckets {
 		b.tokens--
+	}
+	return true
+}
+
+var localRateLimit = module("localRateLimit", RateLimiting,
+	func(p *config.RoutePolicies) *config.LocalRateLimit { return p.LocalRateLimit },
+	func(rl *config.LocalRateLimit, _ string, _ Compiler) Policy {
+		specs := make([]BucketSpec, 0, len(rl.Buckets))
+		for _, b := range rl.Buckets {
+			specs = append(specs, BucketSpec{MaxTokens: b.MaxTokens, TokensPerFill: b.TokensPerFill, FillInterval: b.FillInterval.D})
+		}
+		return NewRateLimit(specs)
+	})
+
+// Run refuses r with 429 when a bucket is empty.
+func (rl *RateLimit) Run(w http.ResponseWriter, _ *http.Request, x Exchange) bool {
+	if !rl.Allow() {
+		Deny(w, x, "localRateLimit", "rate limited", http.StatusTooManyRequests, "rate limit exceeded")
+		return false
 	}
 	return true
 }

@@ -1,0 +1,42 @@
+// Package httppolicy is the policies a listener or a route applies to
+// each HTTP request: the keys of a `policies:` block (agentgateway's
+// FilterOrPolicy). It is not the tailnet policy file (that is
+// internal/grants), nor the connection-level networkAuthorization or the
+// per-tool mcpAuthorization (rule sets of package gateway/cel, run by the
+// gateway and by gateway/mcp).
+//
+// # Modules
+//
+// Each policy key is a Module, registered with one line in modules
+// (set.go): it takes its own block out of the decoded config, compiles it
+// once (durations already parsed by config, CEL programs compiled, JWKS
+// files read) into a Policy, and declares the Phase it runs in. Compile
+// builds a listener's or a route's Set: its policies in phase order.
+// Problems go to the Compiler with their YAML path and line, so one load
+// reports all of them; nothing is parsed or compiled on the request path.
+//
+//	rate limit → cors → jwtAuth → extAuthz → authorization → request headers → response headers
+//
+// A listener's Set runs before its route's. timeout is a module too, but
+// it bounds the route (Set.RequestTimeout, Set.BackendTimeout) instead of
+// running in the chain.
+//
+// The policies themselves:
+//
+//   - JWTAuth: bearer-token validation (go-jose), modes strict / optional /
+//     permissive, JWKS from inline JSON, a file or a URL, refetched on an
+//     unknown key id at most once per RefetchInterval;
+//   - ExtAuthz: the HTTP form of external authorization;
+//   - Authorization: a request-phase rule set (gateway/cel);
+//   - CORS, RateLimit (token buckets), HeaderModifier.
+//
+// # Adding a policy
+//
+// Declare its YAML shape in gateway/config (a field of GatewayPolicies
+// for both levels, or of RoutePolicies for routes only, with its checks in
+// config/check.go), then write one file here with the policy, its Run
+// and its Module, and add the Module to modules.
+//
+// Policies decide; the gateway's Exchange turns a refusal into an
+// access-log line and a metric, in one place (Deny, Exchange.Refuse).
+package httppolicy
