@@ -26,10 +26,16 @@
 //     and refuses calls, and supervised stdio processes that never outlive
 //     the config that started them.
 //
-// The shape follows Caddy: config (package config: YAML → structs) →
-// compile (CEL programs, route tables, policies, backends: a snapshot) →
-// serve (the current snapshot behind an atomic pointer; requests load it
-// once and never see a half-applied config).
+// The shape follows Caddy: config (package config: YAML → structs, every
+// duration and enum checked once) → compile (route tables, backends, and
+// each listener's and route's policies compiled by their httppolicy
+// modules: a snapshot) → serve (the current snapshot behind an atomic
+// pointer; requests load it once and never see a half-applied config).
+//
+// Subpackages: config (the file), cel (CEL phases, expressions and rule
+// sets: networkAuthorization, authorization, mcpAuthorization, extAuthz
+// values), httppolicy (the policies of a `policies:` block, one module a
+// key, run in phase order), pathnorm (request paths), mcp (MCP backends).
 //
 // # Usage
 //
@@ -48,9 +54,10 @@
 // policy → listener selection by Host → path normalization (400 for a
 // refused path, requestpath.go) → route selection on the normalized path
 // (Gateway API precedence) → for the
-// listener's policies and then the route's: localRateLimit (429) → cors
-// (answers preflights) → jwtAuth (401) → extAuthz (the service's answer)
-// → authorization (403) → requestHeaderModifier → backend, under the
+// listener's policies and then the route's, in httppolicy's phase order:
+// localRateLimit (429) → cors (answers preflights) → jwtAuth (401) →
+// extAuthz (the service's answer) → authorization (403) →
+// requestHeaderModifier → responseHeaderModifier → backend, under the
 // route's timeout (504). An MCP backend then applies the route's
 // mcpAuthorization to each tool, prompt and resource (package mcp).
 //

@@ -149,13 +149,13 @@ func (b *Backend) claim(kind string, names [][]string, ok []bool) map[string]int
 }
 
 func (b *Backend) listTools(ctx context.Context, ss *sdk.ServerSession, vars cel.Vars) (*sdk.ListToolsResult, error) {
-	per, ok, err := collect(ctx, b, ss, nil, func(cs *sdk.ClientSession) iter.Seq2[*sdk.Tool, error] { return cs.Tools(ctx, nil) })
+	tools, err := listNamed(ctx, b, ss, vars, "tool", "tools/list", nil,
+		func(cs *sdk.ClientSession) iter.Seq2[*sdk.Tool, error] { return cs.Tools(ctx, nil) },
+		func(t *sdk.Tool) string { return t.Name },
+		func(t *sdk.Tool, name string) *sdk.Tool { c := *t; c.Name = name; return &c })
 	if err != nil {
 		return nil, err
 	}
-	tools := merge(b, "tool", "tools/list", per, ok, vars,
-		func(t *sdk.Tool) string { return t.Name },
-		func(t *sdk.Tool, name string) *sdk.Tool { c := *t; c.Name = name; return &c })
 	return &sdk.ListToolsResult{Tools: tools}, nil
 }
 
@@ -164,14 +164,26 @@ func (b *Backend) listPrompts(ctx context.Context, ss *sdk.ServerSession, vars c
 		ir := cs.InitializeResult()
 		return ir == nil || ir.Capabilities == nil || ir.Capabilities.Prompts != nil
 	}
-	per, ok, err := collect(ctx, b, ss, hasPrompts, func(cs *sdk.ClientSession) iter.Seq2[*sdk.Prompt, error] { return cs.Prompts(ctx, nil) })
+	prompts, err := listNamed(ctx, b, ss, vars, "prompt", "prompts/list", hasPrompts,
+		func(cs *sdk.ClientSession) iter.Seq2[*sdk.Prompt, error] { return cs.Prompts(ctx, nil) },
+		func(p *sdk.Prompt) string { return p.Name },
+		func(p *sdk.Prompt, name string) *sdk.Prompt { c := *p; c.Name = name; return &c })
 	if err != nil {
 		return nil, err
 	}
-	prompts := merge(b, "prompt", "prompts/list", per, ok, vars,
-		func(p *sdk.Prompt) string { return p.Name },
-		func(p *sdk.Prompt, name string) *sdk.Prompt { c := *p; c.Name = name; return &c })
 	return &sdk.ListPromptsResult{Prompts: prompts}, nil
+}
+
+// listNamed lists the items whose names the gateway federates (tools,
+// prompts) from every target (collect) and merges them (merge).
+func listNamed[T any](ctx context.Context, b *Backend, ss *sdk.ServerSession, vars cel.Vars, kind, method string,
+	has func(*sdk.ClientSession) bool, list func(*sdk.ClientSession) iter.Seq2[T, error],
+	name func(T) string, rename func(T, string) T) ([]T, error) {
+	per, ok, err := collect(ctx, b, ss, has, list)
+	if err != nil {
+		return nil, err
+	}
+	return merge(b, kind, method, per, ok, vars, name, rename), nil
 }
 
 // merge federates the items (tools or prompts) each target listed: where
@@ -237,7 +249,7 @@ func (b *Backend) listResources(ctx context.Context, ss *sdk.ServerSession, vars
 	if err != nil {
 		return nil, err
 	}
-	res := &sdk.ListResourcesResult{Resources: []*sdk.Resource{}}
+	res := &sdk.ListResourcesResult{}
 	b.mu.Lock()
 	for i, rs := range per {
 		for _, r := range rs {
@@ -247,16 +259,7 @@ func (b *Backend) listResources(ctx context.Context, ss *sdk.ServerSession, vars
 		}
 	}
 	b.mu.Unlock()
-	for i, rs := range per {
-		for _, r := range rs {
-			if vars != nil {
-				if v := b.decide(vars, "resources/list", "resource", map[string]any{"name": r.Name, "uri": r.URI, "target": b.targets[i].Name}); !v.Allowed {
-					continue
-				}
-			}
-			res.Resources = append(res.Resources, r)
-		}
-	}
+	res.Resources = visibleResources(b, "resources/list", per, vars, func(r *sdk.Resource) (string, string) { return r.Name, r.URI })
 	return res, nil
 }
 
@@ -267,18 +270,27 @@ func (b *Backend) listTemplates(ctx context.Context, ss *sdk.ServerSession, vars
 	if err != nil {
 		return nil, err
 	}
-	res := &sdk.ListResourceTemplatesResult{ResourceTemplates: []*sdk.ResourceTemplate{}}
-	for i, rs := range per {
-		for _, r := range rs {
+	return &sdk.ListResourceTemplatesResult{ResourceTemplates: visibleResources(b, "resources/templates/list", per, vars,
+		func(r *sdk.ResourceTemplate) (string, string) { return r.Name, r.URITemplate })}, nil
+}
+
+// visibleResources are the resources (or templates) every target listed,
+// in target order, less those mcpAuthorization hides from the caller
+// (vars nil: no caller, keep all); attrs gives an item's name and URI.
+func visibleResources[T any](b *Backend, method string, per [][]T, vars cel.Vars, attrs func(T) (name, uri string)) []T {
+	out := []T{}
+	for i, items := range per {
+		for _, it := range items {
 			if vars != nil {
-				if v := b.decide(vars, "resources/templates/list", "resource", map[string]any{"name": r.Name, "uri": r.URITemplate, "target": b.targets[i].Name}); !v.Allowed {
+				name, uri := attrs(it)
+				if v := b.decide(vars, method, "resource", map[string]any{"name": name, "uri": uri, "target": b.targets[i].Name}); !v.Allowed {
 					continue
 				}
 			}
-			res.ResourceTemplates = append(res.ResourceTemplates, r)
+			out = append(out, it)
 		}
 	}
-	return res, nil
+	return out
 }
 
 // resourceOwner finds the target serving a URI: from the last listing, or
