@@ -44,13 +44,11 @@ networkAuthorization:
 }
 
 func TestNetworkAuthorizationAdmitsMatchingClient(t *testing.T) {
-	be := echoBackend(t)
-	port := freePort(t)
-	g := startGateway(t, simpleConfig(port, hostOf(be), "", `
+	g := startBehindEcho(t, "", `
 networkAuthorization:
   rules:
   - 'cidr("127.0.0.0/8").containsIP(source.address)'
-  - deny: 'source.port == 0'`), port)
+  - deny: 'source.port == 0'`)
 	code, body, hdr := get(t, g.url("/hello?x=1"))
 	if code != 200 || !strings.HasPrefix(body, "GET /hello?x=1") || hdr.Get("X-Backend") != "echo" {
 		t.Fatalf("got %d %q", code, body)

@@ -228,3 +228,13 @@ func writeFile(t *testing.T, path string, data []byte) {
 		t.Fatal(err)
 	}
 }
+
+// startBehindEcho starts a gateway whose one route has policies (and
+// frontendPolicies frontend; either may be "") in front of an echo
+// backend.
+func startBehindEcho(t *testing.T, policies, frontend string) *testGateway {
+	t.Helper()
+	be := echoBackend(t)
+	port := freePort(t)
+	return startGateway(t, simpleConfig(port, hostOf(be), policies, frontend), port)
+}

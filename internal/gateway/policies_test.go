@@ -113,16 +113,14 @@ func TestExtAuthzServiceDown(t *testing.T) {
 }
 
 func TestCORS(t *testing.T) {
-	be := echoBackend(t)
-	port := freePort(t)
-	g := startGateway(t, simpleConfig(port, hostOf(be), `
+	g := startBehindEcho(t, `
 cors:
   allowOrigins: ["https://app.example.com", "https://*.dev.example.com"]
   allowMethods: [GET, POST]
   allowHeaders: [authorization]
   exposeHeaders: [x-backend]
   allowCredentials: true
-  maxAge: 10m`, ""), port)
+  maxAge: 10m`, "")
 	req, _ := http.NewRequest(http.MethodOptions, g.url("/api"), nil)
 	req.Header.Set("Origin", "https://app.example.com")
 	req.Header.Set("Access-Control-Request-Method", "POST")
@@ -143,13 +141,11 @@ cors:
 }
 
 func TestLocalRateLimit(t *testing.T) {
-	be := echoBackend(t)
-	port := freePort(t)
-	g := startGateway(t, simpleConfig(port, hostOf(be), `
+	g := startBehindEcho(t, `
 localRateLimit:
 - maxTokens: 3
   tokensPerFill: 1
-  fillInterval: 1h`, ""), port)
+  fillInterval: 1h`, "")
 	var codes []int
 	for i := 0; i < 5; i++ {
 		c, _, _ := get(t, g.url("/"))
@@ -192,15 +188,13 @@ responseHeaderModifier:
 }
 
 func TestAuthorizationRulesSeeRequest(t *testing.T) {
-	be := echoBackend(t)
-	port := freePort(t)
-	g := startGateway(t, simpleConfig(port, hostOf(be), `
+	g := startBehindEcho(t, `
 authorization:
   rules:
   - 'request.path.startsWith("/public")'
   - 'request.headers["x-team"] == "platform"'
   - deny: 'request.method == "DELETE"'
-  - require: 'cidr("127.0.0.0/8").containsIP(source.address)'`, ""), port)
+  - require: 'cidr("127.0.0.0/8").containsIP(source.address)'`, "")
 	for _, tc := range []struct {
 		method, path string
 		hdr          []string
