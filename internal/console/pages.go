@@ -396,7 +396,7 @@ func (c *Console) disconnect(w http.ResponseWriter, r *http.Request, s *session)
 	err := c.call(r.Context(), s.token, http.MethodDelete, apiEnvPath(name)+"/private-network", body, nil)
 	clear(body)
 	if err != nil {
-		if ae := asAPIError(err); ae != nil && ae.Status != http.StatusNotFound {
+		if ae := asAPIError(err); ae != nil && ae.Status != http.StatusNotFound && !ae.Forbidden() && ae.Status != http.StatusUnauthorized {
 			var env environment
 			if c.call(r.Context(), s.token, http.MethodGet, apiEnvPath(name), nil, &env) == nil {
 				c.render(w, r, ae.Status, "disconnect", s, disconnectView{Env: env, Error: ae.Message})
