@@ -182,6 +182,7 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	say("  %s run --env %s -- curl -s http://%s/", tg, demoEnv, sandbox.DemoAppName)
 	say("  %s flow run %s --env %s", tg, flowFile, demoEnv)
 	say("  %s env status %s   # admin calls need the admin token: TAILGATE_TOKEN=%s", tg, demoEnv, adminToken)
+	say("\nWeb console: %s/console/ (sign in with the admin token above, or the runner token)", server)
 	say("\nThe sandbox keeps running; press Ctrl-C to stop.")
 	<-ctx.Done()
 	return nil

@@ -136,6 +136,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	log.Info("tailgate serving", "addr", ln.Addr().String(), "db", *dbPath, "tailscale_api", *tsAPI, "control_url", *controlURL, "vault_key", keyring.ActiveKeyID(),
 		"run_max_lifetime", runMaxLifetime.String(), "run_lease", runLease.String(), "outbound_allow", *outAllow, "outbound_deny", *outDeny)
 	fmt.Fprintf(stdout, "tailgate API listening on http://%s\n", ln.Addr())
+	fmt.Fprintf(stdout, "web console on http://%s/console/ (sign in with an API token)\n", ln.Addr())
 
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(ln) }()

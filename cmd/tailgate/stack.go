@@ -8,6 +8,7 @@ import (
 
 	"github.com/tailgate-dev/tailgate/internal/api"
 	"github.com/tailgate-dev/tailgate/internal/connect"
+	"github.com/tailgate-dev/tailgate/internal/console"
 	"github.com/tailgate-dev/tailgate/internal/outbound"
 	tgrun "github.com/tailgate-dev/tailgate/internal/run"
 	"github.com/tailgate-dev/tailgate/internal/store"
@@ -56,6 +57,9 @@ func startStack(ctx context.Context, cfg stackConfig) *stack {
 		go sched.Run(bg)
 	}
 	h := api.New(api.Options{Store: cfg.Store, PrivateNetwork: svc, Runs: runs, RunLease: cfg.RunLease, Logger: cfg.Logger})
+	// The web console answers "/" and "/console/..."; it calls the API in
+	// process with the signed-in person's token.
+	h = console.Wrap(h, console.Options{Logger: cfg.Logger})
 	return &stack{Connect: svc, Runs: runs, Handler: h, stop: stop}
 }
 
