@@ -27,6 +27,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tailgate-dev/tailgate/internal/target"
+
 	"github.com/tailgate-dev/tailgate/internal/egress"
 	"github.com/tailgate-dev/tailgate/internal/egress/egresstest"
 	"github.com/tailgate-dev/tailgate/internal/jail"
@@ -110,7 +112,7 @@ func newJailBench(b *testing.B) *jailBench {
 	tn.AddName("web.internal.example", netip.MustParseAddr("100.64.0.10"))
 	tn.Route(netip.MustParseAddrPort("100.64.0.10:80"), web.Listener.Addr().String())
 	p, err := egress.New(egress.Options{
-		Targets:  []egress.Target{{Host: "sink.internal.example", Port: 9}, {Host: "web.internal.example", Port: 80}},
+		Targets:  []target.Target{{Host: "sink.internal.example", Port: 9}, {Host: "web.internal.example", Port: 80}},
 		Resolver: tn,
 		Dialer:   tn,
 	})

@@ -19,6 +19,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tailgate-dev/tailgate/internal/target"
+
 	"github.com/tailgate-dev/tailgate/internal/egress"
 	"github.com/tailgate-dev/tailgate/internal/egress/egresstest"
 )
@@ -81,7 +83,7 @@ func benchThroughput(b *testing.B, idle time.Duration) {
 	tn.AddName("sink.internal.example", netip.MustParseAddr("100.64.0.9"))
 	tn.Route(netip.MustParseAddrPort("100.64.0.9:9"), to)
 	p, err := egress.New(egress.Options{
-		Targets:     []egress.Target{{Host: "sink.internal.example", Port: 9}},
+		Targets:     []target.Target{{Host: "sink.internal.example", Port: 9}},
 		Resolver:    tn,
 		Dialer:      tn,
 		IdleTimeout: idle,

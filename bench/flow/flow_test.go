@@ -19,6 +19,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tailgate-dev/tailgate/internal/target"
+
 	"github.com/tailgate-dev/tailgate/internal/egress"
 	"github.com/tailgate-dev/tailgate/internal/egress/egresstest"
 	"github.com/tailgate-dev/tailgate/internal/flow"
@@ -35,7 +37,7 @@ func BenchmarkFlowJail(b *testing.B) {
 	tn := egresstest.New()
 	tn.AddName(sandbox.DemoAppName, sandbox.DemoAppIP)
 	tn.Route(netip.AddrPortFrom(sandbox.DemoAppIP, 80), app.Listener.Addr().String())
-	p, err := egress.New(egress.Options{Targets: []egress.Target{{Host: sandbox.DemoAppName, Port: 80}}, Resolver: tn, Dialer: tn})
+	p, err := egress.New(egress.Options{Targets: []target.Target{{Host: sandbox.DemoAppName, Port: 80}}, Resolver: tn, Dialer: tn})
 	if err != nil {
 		b.Fatal(err)
 	}

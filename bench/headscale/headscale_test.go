@@ -22,7 +22,10 @@ import (
 	"testing"
 	"time"
 
+	"tailscale.com/tailcfg"
+
 	"github.com/tailgate-dev/tailgate/internal/connect"
+	"github.com/tailgate-dev/tailgate/internal/controlplane"
 	"github.com/tailgate-dev/tailgate/internal/hstest"
 	"github.com/tailgate-dev/tailgate/internal/outbound"
 	"github.com/tailgate-dev/tailgate/internal/run"
@@ -30,7 +33,6 @@ import (
 	"github.com/tailgate-dev/tailgate/internal/store"
 	"github.com/tailgate-dev/tailgate/internal/tailnet"
 	"github.com/tailgate-dev/tailgate/internal/vault"
-	"tailscale.com/tailcfg"
 )
 
 func percentile(ds []time.Duration, p float64) time.Duration {
@@ -134,7 +136,7 @@ func BenchmarkRunStartToFirstByte(b *testing.B) {
 	}
 	onHS := newTailgate(b, &connect.Service{ControlURL: hs.URL, Outbound: outbound.AllowLoopback()}, connect.Request{
 		APIToken: hs.APIKey, Targets: []string{app.String()},
-		Control: connect.Control{Type: connect.ControlHeadscale, URL: hs.URL},
+		Control: controlplane.Control{Type: controlplane.Headscale, URL: hs.URL},
 	})
 
 	sb, err := sandbox.Start(ctx, sandbox.Options{})
@@ -177,7 +179,7 @@ func BenchmarkWarmOnHeadscale(b *testing.B) {
 	}
 	tg := newTailgate(b, &connect.Service{ControlURL: hs.URL, Outbound: outbound.AllowLoopback()}, connect.Request{
 		APIToken: hs.APIKey, Targets: []string{app.String()},
-		Control: connect.Control{Type: connect.ControlHeadscale, URL: hs.URL},
+		Control: controlplane.Control{Type: controlplane.Headscale, URL: hs.URL},
 	})
 	svc := tg.m.Connect
 	cred, err := svc.OpenCredential(ctx, tg.org, "bench")
@@ -187,13 +189,12 @@ func BenchmarkWarmOnHeadscale(b *testing.B) {
 	measure := func(retry bool) []time.Duration {
 		var lat []time.Duration
 		for range 30 {
-			key, err := svc.MintKey(ctx, cred, "bench")
+			key, err := cred.MintKey(ctx, "bench")
 			if err != nil {
 				b.Fatal(err)
 			}
 			start := time.Now()
-			n, err := tailnet.Join(ctx, tailnet.JoinOptions{ControlURL: cred.ControlURL, AuthKey: key.Key,
-				Hostname: connect.NodeName("bench", "bench"), Tags: cred.JoinTags, AcceptRoutes: true})
+			n, err := tailnet.Join(ctx, cred.JoinOptions(key, "bench"))
 			if err != nil {
 				b.Fatal(err)
 			}

@@ -21,6 +21,7 @@ import (
 
 	"github.com/tailgate-dev/tailgate/internal/api"
 	"github.com/tailgate-dev/tailgate/internal/connect"
+	"github.com/tailgate-dev/tailgate/internal/controlplane"
 )
 
 func init() {
@@ -160,7 +161,7 @@ func runEnv(ctx context.Context, args []string, stdin io.Reader, stdout, stderr 
 		var res connect.Result
 		req := api.ConnectRequest{APIToken: tok, Targets: targets}
 		if controlURL != nil && *controlURL != "" {
-			req.Control = &connect.Control{Type: connect.ControlHeadscale, URL: *controlURL}
+			req.Control = &controlplane.Control{Type: controlplane.Headscale, URL: *controlURL}
 		}
 		raw, err := c.do(ctx, "PUT", envPath(pos[0]), req, &res)
 		if err != nil {

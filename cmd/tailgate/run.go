@@ -16,6 +16,8 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/tailgate-dev/tailgate/internal/errcode"
+
 	"github.com/tailgate-dev/tailgate/internal/api"
 	"github.com/tailgate-dev/tailgate/internal/jail"
 )
@@ -197,7 +199,7 @@ func keepAlive(c *apiClient, r api.Run, stderr io.Writer) *heartbeats {
 				failing = false
 			case ctx.Err() != nil:
 				return
-			case errors.As(err, &se) && se.e.Code == api.CodeRunEnded:
+			case errors.As(err, &se) && se.e.Code == errcode.RunEnded:
 				fmt.Fprintf(stderr, "tailgate: %s; the command's proxy is closed\n", se.e.Message)
 				return
 			case !failing:

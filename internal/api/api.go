@@ -13,10 +13,13 @@ import (
 	"sync"
 	"time"
 
+	"github.com/tailgate-dev/tailgate/internal/errcode"
+
+	"gopkg.in/yaml.v3"
+
 	apidoc "github.com/tailgate-dev/tailgate/api"
 	"github.com/tailgate-dev/tailgate/internal/connect"
 	"github.com/tailgate-dev/tailgate/internal/store"
-	"gopkg.in/yaml.v3"
 )
 
 // PrivateNetwork runs the three moments of private network access for the
@@ -82,7 +85,7 @@ func New(opts Options) http.Handler {
 			s.writeError(w, r, err)
 			return
 		}
-		s.writeError(w, r, apiErr(CodeNotFound, "no such endpoint: %s (see /v1/openapi.json)", pathForMessage(r.URL.Path)))
+		s.writeError(w, r, apiErr(errcode.NotFound, "no such endpoint: %s (see /v1/openapi.json)", pathForMessage(r.URL.Path)))
 	})
 	return s.accessLog(s.recoverPanics(s.canonicalPaths(mux)))
 }
@@ -104,7 +107,7 @@ func (s *server) canonicalPaths(next http.Handler) http.Handler {
 			s.writeError(w, r, err)
 			return
 		}
-		s.writeError(w, r, apiErr(CodeNotFound, "no such endpoint: %s is not a canonical path (no empty, \".\" or \"..\" segments); did you mean %s?",
+		s.writeError(w, r, apiErr(errcode.NotFound, "no such endpoint: %s is not a canonical path (no empty, \".\" or \"..\" segments); did you mean %s?",
 			pathForMessage(p), pathForMessage(cleanPath(p))))
 	})
 }
@@ -224,13 +227,13 @@ func (s *server) dispatch(rt route) http.Handler {
 		}
 		ep, ok := rt.methods[method]
 		if !ok {
-			e := apiErr(CodeMethodNotAllowed, "%s is not allowed here; allowed: %s", r.Method, allowHeader)
+			e := apiErr(errcode.MethodNotAllowed, "%s is not allowed here; allowed: %s", r.Method, allowHeader)
 			e.allow = allowHeader
 			s.writeError(w, r, e)
 			return
 		}
 		if ep.access == adminOnly && p.Role != store.RoleAdmin {
-			s.writeError(w, r, apiErr(CodeForbidden, "this needs a token with role admin; this token's role is %s", p.Role))
+			s.writeError(w, r, apiErr(errcode.Forbidden, "this needs a token with role admin; this token's role is %s", p.Role))
 			return
 		}
 		if err := ep.handle(w, r, p); err != nil {
@@ -244,16 +247,16 @@ func (s *server) dispatch(rt route) http.Handler {
 func (s *server) authenticate(r *http.Request) (store.Principal, error) {
 	h := r.Header.Get("Authorization")
 	if h == "" {
-		return store.Principal{}, apiErr(CodeUnauthenticated, "missing Authorization header; send a tailgate API token as \"Authorization: Bearer tg_...\"")
+		return store.Principal{}, apiErr(errcode.Unauthenticated, "missing Authorization header; send a tailgate API token as \"Authorization: Bearer tg_...\"")
 	}
 	scheme, token, ok := strings.Cut(h, " ")
 	if !ok || !strings.EqualFold(scheme, "Bearer") || strings.TrimSpace(token) == "" {
-		return store.Principal{}, apiErr(CodeUnauthenticated, "the Authorization header must be \"Bearer tg_...\"")
+		return store.Principal{}, apiErr(errcode.Unauthenticated, "the Authorization header must be \"Bearer tg_...\"")
 	}
 	p, err := s.store.Authenticate(r.Context(), strings.TrimSpace(token))
 	if err != nil {
 		if errors.Is(err, store.ErrUnauthenticated) {
-			return store.Principal{}, apiErr(CodeUnauthenticated, "the tailgate API token is unknown or revoked")
+			return store.Principal{}, apiErr(errcode.Unauthenticated, "the tailgate API token is unknown or revoked")
 		}
 		return store.Principal{}, fmt.Errorf("authenticate: %w", err)
 	}

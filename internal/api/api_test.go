@@ -18,6 +18,8 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/tailgate-dev/tailgate/internal/errcode"
+
 	"github.com/tailgate-dev/tailgate/internal/connect"
 	"github.com/tailgate-dev/tailgate/internal/grants"
 	"github.com/tailgate-dev/tailgate/internal/store"
@@ -276,7 +278,7 @@ func TestMissingOrBadTokenIs401WithChallenge(t *testing.T) {
 	for what, tok := range cases {
 		for _, ep := range eps {
 			a := h.do(ep.method, ep.path, tok, ep.body)
-			if a.status != 401 || a.err().Code != CodeUnauthenticated {
+			if a.status != 401 || a.err().Code != errcode.Unauthenticated {
 				t.Errorf("%s: %s %s = %d %s, want 401 unauthenticated", what, ep.method, ep.path, a.status, a.body)
 			}
 			challenge := a.header.Get("WWW-Authenticate")
@@ -318,7 +320,7 @@ func TestRunnerCannotChangeAnything(t *testing.T) {
 		{"POST", "/v1/tokens", map[string]string{"name": "mine", "role": "admin"}},
 	} {
 		a := h.do(ep.method, ep.path, h.runnerA, ep.body)
-		if a.status != 403 || a.err().Code != CodeForbidden || !strings.Contains(a.err().Message, "admin") {
+		if a.status != 403 || a.err().Code != errcode.Forbidden || !strings.Contains(a.err().Message, "admin") {
 			t.Errorf("runner %s %s = %d %s, want 403 naming the admin role", ep.method, ep.path, a.status, a.body)
 		}
 	}
@@ -346,7 +348,7 @@ func TestOtherOrgsEnvironmentIsNotFoundEverywhere(t *testing.T) {
 	c0, _, _ := h.net.calls()
 	for _, ep := range envEndpoints("staging") {
 		a := h.do(ep.method, ep.path, h.adminB, ep.body)
-		if a.status != 404 || a.err().Code != CodeNotFound {
+		if a.status != 404 || a.err().Code != errcode.NotFound {
 			t.Errorf("org B %s %s = %d %s, want 404", ep.method, ep.path, a.status, a.body)
 		}
 	}
@@ -378,12 +380,12 @@ func TestCreateListGetDeleteEnvironment(t *testing.T) {
 		t.Errorf("Location = %q", loc)
 	}
 	a = h.do("POST", "/v1/environments", h.adminA, map[string]string{"name": "staging"})
-	if a.status != 409 || a.err().Code != CodeEnvironmentExists {
+	if a.status != 409 || a.err().Code != errcode.EnvironmentExists {
 		t.Errorf("duplicate create = %d %s, want 409 environment_exists", a.status, a.body)
 	}
 	for _, bad := range []string{"", "Staging", "has space", "under_score", strings.Repeat("a", 41), "tag:x", "ünï"} {
 		a := h.do("POST", "/v1/environments", h.adminA, map[string]string{"name": bad})
-		if a.status != 400 || a.err().Code != CodeBadInput || !strings.Contains(a.err().Message, "environment name") {
+		if a.status != 400 || a.err().Code != errcode.BadInput || !strings.Contains(a.err().Message, "environment name") {
 			t.Errorf("create %q = %d %s, want 400 naming the environment name", bad, a.status, a.body)
 		}
 	}
@@ -413,7 +415,7 @@ func TestDeletingAConnectedEnvironmentIsAConflict(t *testing.T) {
 		t.Fatal(err)
 	}
 	a := h.do("DELETE", "/v1/environments/staging", h.adminA, nil)
-	if a.status != 409 || a.err().Code != CodeEnvironmentConnected || !strings.Contains(a.err().Message, "disconnect") {
+	if a.status != 409 || a.err().Code != errcode.EnvironmentConnected || !strings.Contains(a.err().Message, "disconnect") {
 		t.Fatalf("delete connected = %d %s, want 409 saying to disconnect first", a.status, a.body)
 	}
 	if _, err := h.st.GetConnection(ctx, h.orgA, env.ID); err != nil {
@@ -444,7 +446,7 @@ func TestConnectPassesTheTokenAndTargetsOnly(t *testing.T) {
 		t.Errorf("disconnect answer: %s", a.body)
 	}
 	a = h.do("POST", "/v1/environments/staging/private-network/verify", h.adminA, nil)
-	if a.status != 409 || a.err().Code != CodeNotConnected {
+	if a.status != 409 || a.err().Code != errcode.NotConnected {
 		t.Errorf("verify after disconnect = %d %s, want 409 not_connected", a.status, a.body)
 	}
 	if logs := h.logs.String(); strings.Contains(logs, "SECRETSECRET") {
@@ -457,23 +459,23 @@ func TestConnectErrorsMapToStableCodes(t *testing.T) {
 	cases := []struct {
 		err        *connect.Error
 		status     int
-		code       string
+		code       errcode.Code
 		hasFrag    bool
 		rolledBack bool
 	}{
-		{&connect.Error{Step: connect.StepInput, Code: "bad_input", Message: `target "app" has no port`}, 400, CodeBadInput, false, false},
-		{&connect.Error{Step: connect.StepDevices, Code: "unauthorized", Message: "Tailscale refused the API token"}, 422, CodeTailscaleUnauthorized, false, false},
-		{&connect.Error{Step: connect.StepWritePolicy, Code: "forbidden", Message: "the API token lacks permission"}, 422, CodeTailscaleForbidden, false, false},
-		{&connect.Error{Step: connect.StepInput, Code: "not_found", Message: "no such environment"}, 404, CodeNotFound, false, false},
-		{&connect.Error{Code: "not_connected", Message: "not connected"}, 409, CodeNotConnected, false, false},
-		{&connect.Error{Step: connect.StepWritePolicy, Code: "policy_conflict", Message: "kept changing"}, 409, CodePolicyConflict, false, false},
-		{&connect.Error{Step: connect.StepSettings, Code: "policy_managed_externally", Message: "paste this", Fragment: "// tailgate:staging\n\"grants\": []"}, 409, CodePolicyManagedExternally, true, false},
-		{&connect.Error{Step: connect.StepValidate, Code: "policy_invalid", Message: "bad policy"}, 422, CodePolicyInvalid, false, false},
-		{&connect.Error{Step: connect.StepCreateClient, Code: "tailnet_lock", Message: "tailnet lock"}, 409, CodeTailnetLock, false, false},
-		{&connect.Error{Step: connect.StepCreateClient, Code: "upstream", Message: "Tailscale answered 500", RolledBack: []string{"policy restored"}}, 502, CodeUpstream, false, true},
-		{&connect.Error{Step: connect.StepStore, Code: "internal", Message: "disk full", RolledBack: []string{"policy restored", "OAuth client revoked"}}, 500, CodeInternal, false, true},
+		{&connect.Error{Step: connect.StepInput, Code: "bad_input", Message: `target "app" has no port`}, 400, errcode.BadInput, false, false},
+		{&connect.Error{Step: connect.StepDevices, Code: errcode.TailscaleUnauthorized, Message: "Tailscale refused the API token"}, 422, errcode.TailscaleUnauthorized, false, false},
+		{&connect.Error{Step: connect.StepWritePolicy, Code: errcode.TailscaleForbidden, Message: "the API token lacks permission"}, 422, errcode.TailscaleForbidden, false, false},
+		{&connect.Error{Step: connect.StepInput, Code: "not_found", Message: "no such environment"}, 404, errcode.NotFound, false, false},
+		{&connect.Error{Code: "not_connected", Message: "not connected"}, 409, errcode.NotConnected, false, false},
+		{&connect.Error{Step: connect.StepWritePolicy, Code: "policy_conflict", Message: "kept changing"}, 409, errcode.PolicyConflict, false, false},
+		{&connect.Error{Step: connect.StepSettings, Code: "policy_managed_externally", Message: "paste this", Fragment: "// tailgate:staging\n\"grants\": []"}, 409, errcode.PolicyManagedExternally, true, false},
+		{&connect.Error{Step: connect.StepValidate, Code: "policy_invalid", Message: "bad policy"}, 422, errcode.PolicyInvalid, false, false},
+		{&connect.Error{Step: connect.StepCreateClient, Code: "tailnet_lock", Message: "tailnet lock"}, 409, errcode.TailnetLock, false, false},
+		{&connect.Error{Step: connect.StepCreateClient, Code: "upstream", Message: "Tailscale answered 500", RolledBack: []string{"policy restored"}}, 502, errcode.Upstream, false, true},
+		{&connect.Error{Step: connect.StepStore, Code: "internal", Message: "disk full", RolledBack: []string{"policy restored", "OAuth client revoked"}}, 500, errcode.Internal, false, true},
 		// A message that (wrongly) carries the token must not leak it.
-		{&connect.Error{Step: connect.StepDevices, Code: "unauthorized", Message: "token " + tok + " refused"}, 422, CodeTailscaleUnauthorized, false, false},
+		{&connect.Error{Step: connect.StepDevices, Code: errcode.TailscaleUnauthorized, Message: "token " + tok + " refused"}, 422, errcode.TailscaleUnauthorized, false, false},
 	}
 	for _, c := range cases {
 		h := newHarness(t)
@@ -506,26 +508,26 @@ func TestRequestBodiesAreCheckedStrictly(t *testing.T) {
 		body        any
 		contentType string
 		status      int
-		code        string
+		code        errcode.Code
 		mention     string // the message must contain this
 	}{
-		{"no content type", `{"api_token":"` + secret + `","targets":["a:1"]}`, "", 415, CodeUnsupportedMediaType, "application/json"},
-		{"form content type", `api_token=` + secret, "application/x-www-form-urlencoded", 415, CodeUnsupportedMediaType, "application/json"},
-		{"latin-1 charset", `{"api_token":"x","targets":["a:1"]}`, "application/json; charset=iso-8859-1", 415, CodeUnsupportedMediaType, "UTF-8"},
-		{"too large", `{"api_token":"x","targets":["` + strings.Repeat("a", MaxBodyBytes) + `:1"]}`, "", 413, CodeBodyTooLarge, "64 KiB"},
-		{"unknown field", `{"api_token":"x","targets":["a:1"],"target":["b:2"]}`, "", 400, CodeInvalidJSON, `unknown field "target"`},
-		{"secret-shaped unknown field", `{"` + secret + `":1}`, "", 400, CodeInvalidJSON, "unknown field"},
-		{"not UTF-8", []byte("{\"api_token\":\"x\",\"targets\":[\"caf\xe9:80\"]}"), "", 400, CodeInvalidJSON, "UTF-8"},
-		{"syntax error after the token", `{"api_token":"` + secret + `", targets: []}`, "", 400, CodeInvalidJSON, "not valid JSON"},
-		{"truncated", `{"api_token":"` + secret, "", 400, CodeInvalidJSON, "not valid JSON"},
-		{"trailing data", `{"api_token":"` + secret + `","targets":["a:1"]} {}`, "", 400, CodeInvalidJSON, "after the JSON object"},
-		{"array body", `["` + secret + `"]`, "", 400, CodeInvalidJSON, "JSON object"},
-		{"wrong type", `{"api_token":"` + secret + `","targets":"a:1"}`, "", 400, CodeInvalidJSON, `"targets" must be an array`},
-		{"empty body", ``, "", 400, CodeInvalidJSON, "empty"},
-		{"no token", `{"targets":["a:1"]}`, "", 400, CodeBadInput, "api_token is required"},
-		{"token with a newline", `{"api_token":"tskey-api-x\nInjected: 1","targets":["a:1"]}`, "", 400, CodeBadInput, "api_token is malformed"},
-		{"empty targets", `{"api_token":"` + secret + `","targets":[]}`, "", 400, CodeBadInput, "targets is empty"},
-		{"no targets", `{"api_token":"` + secret + `"}`, "", 400, CodeBadInput, "targets is empty"},
+		{"no content type", `{"api_token":"` + secret + `","targets":["a:1"]}`, "", 415, errcode.UnsupportedMediaType, "application/json"},
+		{"form content type", `api_token=` + secret, "application/x-www-form-urlencoded", 415, errcode.UnsupportedMediaType, "application/json"},
+		{"latin-1 charset", `{"api_token":"x","targets":["a:1"]}`, "application/json; charset=iso-8859-1", 415, errcode.UnsupportedMediaType, "UTF-8"},
+		{"too large", `{"api_token":"x","targets":["` + strings.Repeat("a", MaxBodyBytes) + `:1"]}`, "", 413, errcode.BodyTooLarge, "64 KiB"},
+		{"unknown field", `{"api_token":"x","targets":["a:1"],"target":["b:2"]}`, "", 400, errcode.InvalidJSON, `unknown field "target"`},
+		{"secret-shaped unknown field", `{"` + secret + `":1}`, "", 400, errcode.InvalidJSON, "unknown field"},
+		{"not UTF-8", []byte("{\"api_token\":\"x\",\"targets\":[\"caf\xe9:80\"]}"), "", 400, errcode.InvalidJSON, "UTF-8"},
+		{"syntax error after the token", `{"api_token":"` + secret + `", targets: []}`, "", 400, errcode.InvalidJSON, "not valid JSON"},
+		{"truncated", `{"api_token":"` + secret, "", 400, errcode.InvalidJSON, "not valid JSON"},
+		{"trailing data", `{"api_token":"` + secret + `","targets":["a:1"]} {}`, "", 400, errcode.InvalidJSON, "after the JSON object"},
+		{"array body", `["` + secret + `"]`, "", 400, errcode.InvalidJSON, "JSON object"},
+		{"wrong type", `{"api_token":"` + secret + `","targets":"a:1"}`, "", 400, errcode.InvalidJSON, `"targets" must be an array`},
+		{"empty body", ``, "", 400, errcode.InvalidJSON, "empty"},
+		{"no token", `{"targets":["a:1"]}`, "", 400, errcode.BadInput, "api_token is required"},
+		{"token with a newline", `{"api_token":"tskey-api-x\nInjected: 1","targets":["a:1"]}`, "", 400, errcode.BadInput, "api_token is malformed"},
+		{"empty targets", `{"api_token":"` + secret + `","targets":[]}`, "", 400, errcode.BadInput, "targets is empty"},
+		{"no targets", `{"api_token":"` + secret + `"}`, "", 400, errcode.BadInput, "targets is empty"},
 	}
 	for _, c := range cases {
 		ct := "application/json"
@@ -589,7 +591,7 @@ func TestCreateTokenShowsItOnce(t *testing.T) {
 	h.mustStatus(h.do("POST", "/v1/environments", tok.Token, map[string]string{"name": "x"}), 403, "new runner token writes")
 	for _, bad := range []map[string]string{{"name": "x", "role": "owner"}, {"name": "", "role": "admin"}, {"name": "x"}} {
 		a := h.do("POST", "/v1/tokens", h.adminA, bad)
-		if a.status != 400 || a.err().Code != CodeBadInput {
+		if a.status != 400 || a.err().Code != errcode.BadInput {
 			t.Errorf("create token %v = %d %s, want 400", bad, a.status, a.body)
 		}
 	}
@@ -601,11 +603,11 @@ func TestCreateTokenShowsItOnce(t *testing.T) {
 func TestUnknownPathsAndMethodsAnswerJSON(t *testing.T) {
 	h := newHarness(t)
 	a := h.do("GET", "/v1/nope", h.adminA, nil)
-	if a.status != 404 || a.err().Code != CodeNotFound {
+	if a.status != 404 || a.err().Code != errcode.NotFound {
 		t.Errorf("unknown path = %d %s", a.status, a.body)
 	}
 	a = h.do("PATCH", "/v1/environments", h.adminA, nil)
-	if a.status != 405 || a.err().Code != CodeMethodNotAllowed || a.header.Get("Allow") != "GET, HEAD, POST" {
+	if a.status != 405 || a.err().Code != errcode.MethodNotAllowed || a.header.Get("Allow") != "GET, HEAD, POST" {
 		t.Errorf("PATCH = %d %s Allow=%q", a.status, a.body, a.header.Get("Allow"))
 	}
 }
@@ -656,8 +658,8 @@ func TestOpenAPIDocumentsEveryRouteAndErrorCode(t *testing.T) {
 		documented = append(documented, fmt.Sprint(c))
 	}
 	var codes []string
-	for c := range Codes {
-		codes = append(codes, c)
+	for c := range errcode.Status {
+		codes = append(codes, string(c))
 	}
 	slices.Sort(documented)
 	slices.Sort(codes)
@@ -767,7 +769,7 @@ func TestDuplicateAndCaseFoldedKeysAreRefused(t *testing.T) {
 			a = h.do("PUT", c.path, h.adminA, c.body)
 		}
 		e := a.err()
-		if a.status != 400 || e.Code != CodeInvalidJSON || !strings.Contains(e.Message, c.mention) {
+		if a.status != 400 || e.Code != errcode.InvalidJSON || !strings.Contains(e.Message, c.mention) {
 			t.Errorf("%s: %d %s, want 400 invalid_json mentioning %q", c.name, a.status, a.body, c.mention)
 		}
 		if strings.Contains(string(a.body), "DONOTECHO") {
@@ -819,11 +821,11 @@ func TestPathOdditiesAnswerJSONAfterAuthentication(t *testing.T) {
 	}
 	for _, p := range append(odd, "tailgate:443") {
 		a := raw(p, "")
-		if a.status != 401 || !strings.HasPrefix(a.header.Get("Content-Type"), "application/json") || a.err().Code != CodeUnauthenticated {
+		if a.status != 401 || !strings.HasPrefix(a.header.Get("Content-Type"), "application/json") || a.err().Code != errcode.Unauthenticated {
 			t.Errorf("GET %s without a token = %d %s %s, want 401 JSON", p, a.status, a.header.Get("Content-Type"), a.body)
 		}
 		a = raw(p, h.adminA)
-		if a.status != 404 || !strings.HasPrefix(a.header.Get("Content-Type"), "application/json") || a.err().Code != CodeNotFound || a.header.Get("Location") != "" {
+		if a.status != 404 || !strings.HasPrefix(a.header.Get("Content-Type"), "application/json") || a.err().Code != errcode.NotFound || a.header.Get("Location") != "" {
 			t.Errorf("GET %s = %d %s Location=%q, want 404 JSON, no redirect", p, a.status, a.body, a.header.Get("Location"))
 		}
 	}

@@ -12,6 +12,10 @@ import (
 	"regexp"
 	"strings"
 	"unicode/utf8"
+
+	redactpkg "github.com/tailgate-dev/tailgate/internal/redact"
+
+	"github.com/tailgate-dev/tailgate/internal/errcode"
 )
 
 // MaxBodyBytes is the largest request body the API reads. The biggest
@@ -26,28 +30,28 @@ const MaxBodyBytes = 64 << 10
 func decodeBody(w http.ResponseWriter, r *http.Request, dst any) error {
 	ct := r.Header.Get("Content-Type")
 	if ct == "" {
-		return apiErr(CodeUnsupportedMediaType, "send the request body as JSON with Content-Type: application/json")
+		return apiErr(errcode.UnsupportedMediaType, "send the request body as JSON with Content-Type: application/json")
 	}
 	mt, params, err := mime.ParseMediaType(ct)
 	if err != nil || mt != "application/json" {
-		return apiErr(CodeUnsupportedMediaType, "the request body must be application/json")
+		return apiErr(errcode.UnsupportedMediaType, "the request body must be application/json")
 	}
 	if cs, ok := params["charset"]; ok && !strings.EqualFold(cs, "utf-8") {
-		return apiErr(CodeUnsupportedMediaType, "the request body must be UTF-8 JSON")
+		return apiErr(errcode.UnsupportedMediaType, "the request body must be UTF-8 JSON")
 	}
 	data, err := io.ReadAll(http.MaxBytesReader(w, r.Body, MaxBodyBytes))
 	var tooLarge *http.MaxBytesError
 	if errors.As(err, &tooLarge) {
-		return apiErr(CodeBodyTooLarge, "the request body is larger than %d KiB", MaxBodyBytes>>10)
+		return apiErr(errcode.BodyTooLarge, "the request body is larger than %d KiB", MaxBodyBytes>>10)
 	}
 	if err != nil {
-		return apiErr(CodeInvalidJSON, "could not read the request body")
+		return apiErr(errcode.InvalidJSON, "could not read the request body")
 	}
 	if len(bytes.TrimSpace(data)) == 0 {
-		return apiErr(CodeInvalidJSON, "the request body is empty; send a JSON object")
+		return apiErr(errcode.InvalidJSON, "the request body is empty; send a JSON object")
 	}
 	if !utf8.Valid(data) {
-		return apiErr(CodeInvalidJSON, "the request body is not valid UTF-8")
+		return apiErr(errcode.InvalidJSON, "the request body is not valid UTF-8")
 	}
 	dec := json.NewDecoder(bytes.NewReader(data))
 	dec.DisallowUnknownFields()
@@ -55,7 +59,7 @@ func decodeBody(w http.ResponseWriter, r *http.Request, dst any) error {
 		return jsonError(err)
 	}
 	if _, err := dec.Token(); err != io.EOF {
-		return apiErr(CodeInvalidJSON, "the request body has data after the JSON object")
+		return apiErr(errcode.InvalidJSON, "the request body has data after the JSON object")
 	}
 	return checkKeys(data, reflect.TypeOf(dst))
 }
@@ -76,7 +80,7 @@ func checkKeys(data []byte, t reflect.Type) error {
 func walkKeys(dec *json.Decoder, t reflect.Type) error {
 	tok, err := dec.Token()
 	if err != nil {
-		return apiErr(CodeInvalidJSON, "the request body is not a valid JSON object")
+		return apiErr(errcode.InvalidJSON, "the request body is not a valid JSON object")
 	}
 	for t != nil && t.Kind() == reflect.Pointer {
 		t = t.Elem()
@@ -106,10 +110,10 @@ func walkKeys(dec *json.Decoder, t reflect.Type) error {
 			tok, err := dec.Token()
 			key, ok := tok.(string)
 			if err != nil || !ok {
-				return apiErr(CodeInvalidJSON, "the request body is not a valid JSON object")
+				return apiErr(errcode.InvalidJSON, "the request body is not a valid JSON object")
 			}
 			if seen[key] {
-				return apiErr(CodeInvalidJSON, "%s appears more than once; send each field once", fieldForMessage(key))
+				return apiErr(errcode.InvalidJSON, "%s appears more than once; send each field once", fieldForMessage(key))
 			}
 			seen[key] = true
 			ft := elem
@@ -118,7 +122,7 @@ func walkKeys(dec *json.Decoder, t reflect.Type) error {
 				if ft, known = fields[key]; !known {
 					for name := range fields {
 						if strings.EqualFold(name, key) {
-							return apiErr(CodeInvalidJSON, "%s is not a field; field names are case-sensitive (%q)", fieldForMessage(key), name)
+							return apiErr(errcode.InvalidJSON, "%s is not a field; field names are case-sensitive (%q)", fieldForMessage(key), name)
 						}
 					}
 				}
@@ -170,7 +174,7 @@ func jsonFields(t reflect.Type) map[string]reflect.Type {
 // fieldForMessage names a field in an error: quoted when it is short and
 // plain enough to be a typo, never when it could be a pasted secret.
 func fieldForMessage(name string) string {
-	if quotableField.MatchString(name) && !credentialPattern.MatchString(name) {
+	if quotableField.MatchString(name) && !redactpkg.HasCredential(name) {
 		return fmt.Sprintf("field %q", name)
 	}
 	return "a field (its name is not repeated here)"
@@ -182,23 +186,23 @@ func jsonError(err error) *Error {
 	var typ *json.UnmarshalTypeError
 	switch {
 	case errors.As(err, &syn):
-		return apiErr(CodeInvalidJSON, "the request body is not valid JSON (at byte %d)", syn.Offset)
+		return apiErr(errcode.InvalidJSON, "the request body is not valid JSON (at byte %d)", syn.Offset)
 	case errors.Is(err, io.ErrUnexpectedEOF):
-		return apiErr(CodeInvalidJSON, "the request body is not valid JSON (it ends early)")
+		return apiErr(errcode.InvalidJSON, "the request body is not valid JSON (it ends early)")
 	case errors.As(err, &typ):
 		if typ.Field == "" {
-			return apiErr(CodeInvalidJSON, "the request body must be a JSON object")
+			return apiErr(errcode.InvalidJSON, "the request body must be a JSON object")
 		}
-		return apiErr(CodeInvalidJSON, "field %q must be %s, not a JSON %s", typ.Field, jsonKind(typ.Type.Kind().String()), typ.Value)
+		return apiErr(errcode.InvalidJSON, "field %q must be %s, not a JSON %s", typ.Field, jsonKind(typ.Type.Kind().String()), typ.Value)
 	}
 	if name, ok := strings.CutPrefix(err.Error(), "json: unknown field "); ok {
 		name = strings.Trim(name, `"`)
-		if quotableField.MatchString(name) && !credentialPattern.MatchString(name) {
-			return apiErr(CodeInvalidJSON, "unknown field %q", name)
+		if quotableField.MatchString(name) && !redactpkg.HasCredential(name) {
+			return apiErr(errcode.InvalidJSON, "unknown field %q", name)
 		}
-		return apiErr(CodeInvalidJSON, "the request body has an unknown field (its name is not repeated here)")
+		return apiErr(errcode.InvalidJSON, "the request body has an unknown field (its name is not repeated here)")
 	}
-	return apiErr(CodeInvalidJSON, "the request body is not a valid JSON object")
+	return apiErr(errcode.InvalidJSON, "the request body is not a valid JSON object")
 }
 
 // quotableField is a field name short and plain enough to be a typo of

@@ -44,7 +44,7 @@
 //	{"error": {"code": "policy_managed_externally", "message": "...",
 //	           "step": "write policy", "fragment": "...", "rolled_back": ["..."]}}
 //
-// code is stable and machine-readable (see [Codes]); message is a sentence
+// code is stable and machine-readable (see [errcode.Status]); message is a sentence
 // a person can act on. Failures of the Tailscale API token are 422
 // (tailscale_unauthorized, tailscale_forbidden), never 401: a 401 would
 // say that the tailgate token failed.

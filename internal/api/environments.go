@@ -8,6 +8,11 @@ import (
 	"time"
 	"unicode/utf8"
 
+	redactpkg "github.com/tailgate-dev/tailgate/internal/redact"
+
+	"github.com/tailgate-dev/tailgate/internal/controlplane"
+	"github.com/tailgate-dev/tailgate/internal/errcode"
+
 	"github.com/tailgate-dev/tailgate/internal/connect"
 	"github.com/tailgate-dev/tailgate/internal/grants"
 	"github.com/tailgate-dev/tailgate/internal/store"
@@ -43,7 +48,7 @@ type ConnectRequest struct {
 	// Control is the control server of a self-hosted tailnet, e.g.
 	// {"type": "headscale", "url": "https://hs.example.com"}; then
 	// APIToken is a headscale API key. Absent means Tailscale.
-	Control *connect.Control `json:"control,omitempty"`
+	Control *controlplane.Control `json:"control,omitempty"`
 }
 
 // DisconnectRequest is the body of DELETE .../private-network.
@@ -76,16 +81,16 @@ func (s *server) orgEnv(r *http.Request, p store.Principal) (store.Environment, 
 
 func checkEnvName(name string) error {
 	if name == "" {
-		return apiErr(CodeBadInput, "environment name is required")
+		return apiErr(errcode.BadInput, "environment name is required")
 	}
 	if !grants.ValidEnvName(name) {
 		shown := name
-		if len(shown) > 50 || !utf8.ValidString(shown) || credentialPattern.MatchString(shown) {
+		if len(shown) > 50 || !utf8.ValidString(shown) || redactpkg.HasCredential(shown) {
 			shown = "given"
 		} else {
 			shown = `"` + shown + `"`
 		}
-		return apiErr(CodeBadInput, "environment name %s is invalid: use 1-40 lower-case letters, digits and hyphens (it becomes part of the Tailscale tag tag:tailgate-<name>)", shown)
+		return apiErr(errcode.BadInput, "environment name %s is invalid: use 1-40 lower-case letters, digits and hyphens (it becomes part of the Tailscale tag tag:tailgate-<name>)", shown)
 	}
 	return nil
 }
@@ -100,7 +105,7 @@ func (s *server) createEnvironment(w http.ResponseWriter, r *http.Request, p sto
 	}
 	env, err := s.store.CreateEnvironment(r.Context(), p.OrgID, req.Name)
 	if errors.Is(err, store.ErrConflict) {
-		return apiErr(CodeEnvironmentExists, "environment %q already exists", req.Name)
+		return apiErr(errcode.EnvironmentExists, "environment %q already exists", req.Name)
 	}
 	if err != nil {
 		return err
@@ -149,7 +154,7 @@ func (s *server) deleteEnvironment(w http.ResponseWriter, r *http.Request, p sto
 	name := env.Name
 	err = s.store.DeleteEnvironment(r.Context(), p.OrgID, env.ID)
 	if errors.Is(err, store.ErrConflict) {
-		return apiErr(CodeEnvironmentConnected, "environment %q is still connected to a tailnet; disconnect it first (DELETE /v1/environments/%s/private-network), so its policy entries and OAuth client are removed", name, name)
+		return apiErr(errcode.EnvironmentConnected, "environment %q is still connected to a tailnet; disconnect it first (DELETE /v1/environments/%s/private-network), so its policy entries and OAuth client are removed", name, name)
 	}
 	if err != nil {
 		return notFound(err, name)
@@ -174,7 +179,7 @@ func (s *server) connect(w http.ResponseWriter, r *http.Request, p store.Princip
 		return err
 	}
 	if len(req.Targets) == 0 {
-		return apiErr(CodeBadInput, `targets is empty: give at least one "host:port" the environment must reach`)
+		return apiErr(errcode.BadInput, `targets is empty: give at least one "host:port" the environment must reach`)
 	}
 	ctx, cancel := s.operationContext(r)
 	defer cancel()
@@ -260,10 +265,10 @@ func (s *server) operationContext(r *http.Request) (context.Context, context.Can
 // sent anywhere. Whether Tailscale accepts it is for Tailscale to say.
 func checkAPIToken(tok string) error {
 	if tok == "" {
-		return apiErr(CodeBadInput, "api_token is required: a one-time Tailscale API access token (tskey-api-...)")
+		return apiErr(errcode.BadInput, "api_token is required: a one-time Tailscale API access token (tskey-api-...)")
 	}
 	if len(tok) > 512 || strings.IndexFunc(tok, func(c rune) bool { return c <= ' ' || c > '~' }) >= 0 {
-		return apiErr(CodeBadInput, "api_token is malformed: a Tailscale API access token (tskey-api-...) is one line of printable ASCII without spaces")
+		return apiErr(errcode.BadInput, "api_token is malformed: a Tailscale API access token (tskey-api-...) is one line of printable ASCII without spaces")
 	}
 	return nil
 }
@@ -271,11 +276,11 @@ func checkAPIToken(tok string) error {
 // notFound words a missing environment for the answer; other errors pass.
 func notFound(err error, name string) error {
 	if errors.Is(err, store.ErrNotFound) {
-		return &Error{Code: CodeNotFound, Message: "environment \"" + name + "\" not found", cause: err}
+		return &Error{Code: errcode.NotFound, Message: "environment \"" + name + "\" not found", cause: err}
 	}
 	var ce *connect.Error
 	if errors.As(err, &ce) && ce.Code == "not_found" {
-		return &Error{Code: CodeNotFound, Message: "environment \"" + name + "\" not found", cause: err}
+		return &Error{Code: errcode.NotFound, Message: "environment \"" + name + "\" not found", cause: err}
 	}
 	return err
 }

@@ -7,74 +7,19 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
-	"regexp"
-	"strings"
+
+	"github.com/tailgate-dev/tailgate/internal/errcode"
+
+	redactpkg "github.com/tailgate-dev/tailgate/internal/redact"
 
 	"github.com/tailgate-dev/tailgate/internal/connect"
 	"github.com/tailgate-dev/tailgate/internal/store"
 )
 
-// Codes are the stable error codes of the API, with the HTTP status each
-// is answered with. Clients switch on the code; the OpenAPI document lists
-// the same set (a test keeps them in step).
-var Codes = map[string]int{
-	CodeUnauthenticated:         http.StatusUnauthorized,
-	CodeForbidden:               http.StatusForbidden,
-	CodeNotFound:                http.StatusNotFound,
-	CodeMethodNotAllowed:        http.StatusMethodNotAllowed,
-	CodeInvalidJSON:             http.StatusBadRequest,
-	CodeBadInput:                http.StatusBadRequest,
-	CodeBodyTooLarge:            http.StatusRequestEntityTooLarge,
-	CodeUnsupportedMediaType:    http.StatusUnsupportedMediaType,
-	CodeEnvironmentExists:       http.StatusConflict,
-	CodeEnvironmentConnected:    http.StatusConflict,
-	CodeNotConnected:            http.StatusConflict,
-	CodePolicyConflict:          http.StatusConflict,
-	CodePolicyManagedExternally: http.StatusConflict,
-	CodeTailnetLock:             http.StatusConflict,
-	CodeRunEnded:                http.StatusConflict,
-	CodeCredentialRevoked:       http.StatusConflict,
-	CodeJoinFailed:              http.StatusBadGateway,
-	CodeRunsUnavailable:         http.StatusServiceUnavailable,
-	CodeTailscaleUnauthorized:   http.StatusUnprocessableEntity,
-	CodeTailscaleForbidden:      http.StatusUnprocessableEntity,
-	CodePolicyInvalid:           http.StatusUnprocessableEntity,
-	CodeUpstream:                http.StatusBadGateway,
-	CodeInternal:                http.StatusInternalServerError,
-}
-
-// The error codes. Their meaning is documented in api/openapi.yaml
-// (components.schemas.Error).
-const (
-	CodeUnauthenticated         = "unauthenticated"
-	CodeForbidden               = "forbidden"
-	CodeNotFound                = "not_found"
-	CodeMethodNotAllowed        = "method_not_allowed"
-	CodeInvalidJSON             = "invalid_json"
-	CodeBadInput                = "bad_input"
-	CodeBodyTooLarge            = "body_too_large"
-	CodeUnsupportedMediaType    = "unsupported_media_type"
-	CodeEnvironmentExists       = "environment_exists"
-	CodeEnvironmentConnected    = "environment_connected"
-	CodeNotConnected            = "not_connected"
-	CodePolicyConflict          = "policy_conflict"
-	CodePolicyManagedExternally = "policy_managed_externally"
-	CodeTailnetLock             = "tailnet_lock"
-	CodeRunEnded                = "run_ended"
-	CodeCredentialRevoked       = "credential_revoked"
-	CodeJoinFailed              = "join_failed"
-	CodeRunsUnavailable         = "runs_unavailable"
-	CodeTailscaleUnauthorized   = "tailscale_unauthorized"
-	CodeTailscaleForbidden      = "tailscale_forbidden"
-	CodePolicyInvalid           = "policy_invalid"
-	CodeUpstream                = "upstream"
-	CodeInternal                = "internal"
-)
-
 // Error is the body of every error answer, under the key "error".
 type Error struct {
-	Code    string `json:"code"`
-	Message string `json:"message"`
+	Code    errcode.Code `json:"code"`
+	Message string       `json:"message"`
 	// Step is the step of connect or disconnect that failed.
 	Step string `json:"step,omitempty"`
 	// Fragment is the HuJSON a customer whose policy is managed from Git
@@ -83,20 +28,20 @@ type Error struct {
 	// RolledBack lists what was undone after a failed connect.
 	RolledBack []string `json:"rolled_back,omitempty"`
 
-	status int    // HTTP status; from Codes when zero
+	status int    // HTTP status; from errcode.Status when zero
 	allow  string // the Allow header of a 405
 	cause  error  // logged for 5xx, never sent
 }
 
-func (e *Error) Error() string { return e.Code + ": " + e.Message }
+func (e *Error) Error() string { return string(e.Code) + ": " + e.Message }
 
 // ErrorBody is the JSON document of an error answer.
 type ErrorBody struct {
 	Error *Error `json:"error"`
 }
 
-// apiErr builds an error answer with a code from Codes.
-func apiErr(code, format string, args ...any) *Error {
+// apiErr builds an error answer with a code from package errcode.
+func apiErr(code errcode.Code, format string, args ...any) *Error {
 	return &Error{Code: code, Message: fmt.Sprintf(format, args...)}
 }
 
@@ -115,16 +60,17 @@ func classify(err error) *Error {
 	}
 	switch {
 	case errors.Is(err, store.ErrNotFound):
-		return &Error{Code: CodeNotFound, Message: "no such environment", cause: err}
+		return &Error{Code: errcode.NotFound, Message: "no such environment", cause: err}
 	case errors.Is(err, context.DeadlineExceeded):
-		return &Error{Code: CodeUpstream, Message: "the operation timed out; try again", status: http.StatusGatewayTimeout, cause: err}
+		return &Error{Code: errcode.Upstream, Message: "the operation timed out; try again", status: http.StatusGatewayTimeout, cause: err}
 	}
-	return &Error{Code: CodeInternal, Message: "internal error; the server log has the details", cause: err}
+	return &Error{Code: errcode.Internal, Message: "internal error; the server log has the details", cause: err}
 }
 
-// fromConnect maps connect's codes onto the API's. The Tailscale token's
-// unauthorized/forbidden become 422 with their own codes, because a 401 or
-// 403 here would say the tailgate token failed.
+// fromConnect words connect's error for the answer. connect uses the
+// registry's codes (package errcode): a control plane refusing the admin's
+// one-time token is tailscale_unauthorized or tailscale_forbidden (422),
+// because a 401 or 403 here would say the tailgate token failed.
 func fromConnect(ce *connect.Error) *Error {
 	e := &Error{
 		Message:    ce.Message,
@@ -133,29 +79,10 @@ func fromConnect(ce *connect.Error) *Error {
 		RolledBack: ce.RolledBack,
 		cause:      ce,
 	}
-	switch ce.Code {
-	case "bad_input":
-		e.Code = CodeBadInput
-	case "unauthorized":
-		e.Code = CodeTailscaleUnauthorized
-	case "forbidden":
-		e.Code = CodeTailscaleForbidden
-	case "not_found":
-		e.Code = CodeNotFound
-	case "not_connected":
-		e.Code = CodeNotConnected
-	case "policy_conflict":
-		e.Code = CodePolicyConflict
-	case "policy_managed_externally":
-		e.Code = CodePolicyManagedExternally
-	case "policy_invalid":
-		e.Code = CodePolicyInvalid
-	case "tailnet_lock":
-		e.Code = CodeTailnetLock
-	case "upstream":
-		e.Code = CodeUpstream
-	default: // "internal" and anything new
-		e.Code = CodeInternal
+	// connect speaks the registry's codes; anything unknown is internal.
+	e.Code = ce.Code
+	if _, ok := errcode.Status[e.Code]; !ok {
+		e.Code = errcode.Internal
 	}
 	if e.Message == "" {
 		e.Message = ce.Error()
@@ -169,7 +96,7 @@ func (s *server) writeError(w http.ResponseWriter, r *http.Request, err error, s
 	e := classify(err)
 	status := e.status
 	if status == 0 {
-		status = Codes[e.Code]
+		status = errcode.Status[e.Code]
 	}
 	if status == 0 {
 		status = http.StatusInternalServerError
@@ -186,7 +113,7 @@ func (s *server) writeError(w http.ResponseWriter, r *http.Request, err error, s
 	if status >= 500 && e.cause != nil {
 		s.log.LogAttrs(r.Context(), slog.LevelError, "request failed",
 			slog.String("method", r.Method), slog.String("path", r.URL.Path),
-			slog.String("code", e.Code), slog.String("error", redact(e.cause.Error(), secrets...)))
+			slog.String("code", string(e.Code)), slog.String("error", redact(e.cause.Error(), secrets...)))
 	}
 	if status == http.StatusUnauthorized {
 		// RFC 6750: a request without credentials gets the bare challenge,
@@ -215,18 +142,7 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 	_ = enc.Encode(v)
 }
 
-// credentialPattern matches anything shaped like a Tailscale credential
-// (API token, OAuth client secret, auth key) or a tailgate API token.
-var credentialPattern = regexp.MustCompile(`tskey-[a-z]+-[A-Za-z0-9_-]{4,}|tg_[a-z2-7]{16,}`)
-
-// redact is the single secret-redaction helper: it removes the given
-// secrets verbatim and anything shaped like a credential from s. Every
-// text the API sends in an error or writes to a log passes through it.
-func redact(s string, secrets ...string) string {
-	for _, sec := range secrets {
-		if len(sec) >= 4 {
-			s = strings.ReplaceAll(s, sec, "[redacted]")
-		}
-	}
-	return credentialPattern.ReplaceAllString(s, "[redacted]")
-}
+// redact removes the given secrets and anything shaped like a credential
+// from s (package redact). Every text the API sends in an error or writes
+// to a log passes through it.
+func redact(s string, secrets ...string) string { return redactpkg.Secrets(s, secrets...) }

@@ -8,6 +8,8 @@ import (
 	"regexp"
 	"time"
 
+	"github.com/tailgate-dev/tailgate/internal/errcode"
+
 	"github.com/tailgate-dev/tailgate/internal/connect"
 	"github.com/tailgate-dev/tailgate/internal/run"
 	"github.com/tailgate-dev/tailgate/internal/store"
@@ -57,7 +59,7 @@ var runID = regexp.MustCompile(`^run_[a-z2-7]{1,64}$`)
 
 func (s *server) runsAvailable() error {
 	if s.runs == nil {
-		return apiErr(CodeRunsUnavailable, "this server does not start runs (it was started without a run manager)")
+		return apiErr(errcode.RunsUnavailable, "this server does not start runs (it was started without a run manager)")
 	}
 	return nil
 }
@@ -81,7 +83,7 @@ func (s *server) startRun(w http.ResponseWriter, r *http.Request, p store.Princi
 		}
 	}
 	if req.LifetimeSeconds < 0 || req.LifetimeSeconds > maxLifetimeSeconds {
-		return apiErr(CodeBadInput, "lifetime_seconds must be between 1 and %d (or absent for the server's maximum lifetime)", maxLifetimeSeconds)
+		return apiErr(errcode.BadInput, "lifetime_seconds must be between 1 and %d (or absent for the server's maximum lifetime)", maxLifetimeSeconds)
 	}
 	// Joining the tailnet must not stop halfway because the client hung
 	// up: a half-joined node is worse than a run nobody heartbeats, which
@@ -126,7 +128,7 @@ func (s *server) heartbeatRun(w http.ResponseWriter, r *http.Request, p store.Pr
 		if reason == "" {
 			reason = "no reason recorded"
 		}
-		return apiErr(CodeRunEnded, "run %s has ended (%s); start a new run", info.ID, reason)
+		return apiErr(errcode.RunEnded, "run %s has ended (%s); start a new run", info.ID, reason)
 	}
 	writeJSON(w, http.StatusOK, s.runAnswer(info))
 	return nil
@@ -192,7 +194,7 @@ func (s *server) lookupRun(r *http.Request, p store.Principal) (run.Info, error)
 func runIDParam(r *http.Request) (string, error) {
 	id := r.PathValue("id")
 	if !runID.MatchString(id) {
-		return "", apiErr(CodeNotFound, "run not found: run ids look like run_abcdefghijklmnop")
+		return "", apiErr(errcode.NotFound, "run not found: run ids look like run_abcdefghijklmnop")
 	}
 	return id, nil
 }
@@ -204,12 +206,10 @@ func runError(err error, env, id string) error {
 	if errors.As(err, &re) {
 		e := &Error{Message: re.Message, cause: err}
 		switch re.Code {
-		case "not_found":
-			e.Code, e.Message = CodeNotFound, fmt.Sprintf("run %s not found", id)
-		case "join_failed":
-			e.Code = CodeJoinFailed
+		case errcode.NotFound:
+			e.Code, e.Message = errcode.NotFound, fmt.Sprintf("run %s not found", id)
 		default:
-			e.Code = CodeInternal
+			e.Code = errcode.Internal
 			e.Message = "the run could not start; the server log has the details"
 		}
 		return e
@@ -217,12 +217,14 @@ func runError(err error, env, id string) error {
 	var ce *connect.Error
 	if errors.As(err, &ce) {
 		switch ce.Code {
-		case "not_found":
+		case errcode.NotFound:
 			return notFound(err, env)
-		case "not_connected":
-			return &Error{Code: CodeNotConnected, Message: fmt.Sprintf("environment %q has no private network connected, so a run has no tailnet to join; an admin connects it first (tailgate env connect %s --target HOST:PORT)", env, env), cause: err}
-		case "credential_revoked":
-			return &Error{Code: CodeCredentialRevoked, Message: ce.Message, Step: string(ce.Step), cause: err}
+		case errcode.JoinFailed:
+			return &Error{Code: errcode.JoinFailed, Message: ce.Message, Step: string(ce.Step), cause: err}
+		case errcode.NotConnected:
+			return &Error{Code: errcode.NotConnected, Message: fmt.Sprintf("environment %q has no private network connected, so a run has no tailnet to join; an admin connects it first (tailgate env connect %s --target HOST:PORT)", env, env), cause: err}
+		case errcode.CredentialRevoked:
+			return &Error{Code: errcode.CredentialRevoked, Message: ce.Message, Step: string(ce.Step), cause: err}
 		}
 	}
 	return err

@@ -17,6 +17,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tailgate-dev/tailgate/internal/errcode"
+
 	"github.com/tailgate-dev/tailgate/internal/connect"
 	"github.com/tailgate-dev/tailgate/internal/egress"
 	"github.com/tailgate-dev/tailgate/internal/run"
@@ -182,7 +184,7 @@ func TestRunnerStartsKeepsAliveAndEndsARun(t *testing.T) {
 	}
 	a = h.do("POST", "/v1/runs/"+info.ID+"/heartbeat", h.runnerA, nil)
 	h.mustStatus(a, 409, "heartbeat of an ended run")
-	if e := a.err(); e.Code != CodeRunEnded || !strings.Contains(e.Message, EndReasonClient) {
+	if e := a.err(); e.Code != errcode.RunEnded || !strings.Contains(e.Message, EndReasonClient) {
 		t.Errorf("heartbeat of an ended run: %+v", e)
 	}
 	h.mustStatus(h.do("DELETE", "/v1/runs/"+info.ID, h.runnerA, nil), 200, "end twice")
@@ -196,20 +198,21 @@ func TestRunsRefuseBadInputClearly(t *testing.T) {
 		what, method, path, token string
 		body                      any
 		status                    int
-		code, says                string
+		code                      errcode.Code
+		says                      string
 	}{
-		{"unknown environment", "POST", "/v1/environments/nope/runs", h.runnerA, nil, 404, CodeNotFound, `environment "nope" not found`},
-		{"disconnected environment", "POST", "/v1/environments/idle/runs", h.runnerA, nil, 409, CodeNotConnected, "tailgate env connect idle"},
-		{"invalid environment name", "POST", "/v1/environments/Bad_Name/runs", h.runnerA, nil, 400, CodeBadInput, "invalid"},
-		{"negative lifetime", "POST", "/v1/environments/staging/runs", h.runnerA, map[string]any{"lifetime_seconds": -5}, 400, CodeBadInput, "lifetime_seconds"},
-		{"huge lifetime", "POST", "/v1/environments/staging/runs", h.runnerA, map[string]any{"lifetime_seconds": int64(1) << 62}, 400, CodeBadInput, "lifetime_seconds"},
-		{"unknown field", "POST", "/v1/environments/staging/runs", h.runnerA, map[string]any{"lifetime": 5}, 400, CodeInvalidJSON, `unknown field "lifetime"`},
-		{"no token", "POST", "/v1/environments/staging/runs", "", nil, 401, CodeUnauthenticated, "Authorization"},
-		{"revoked token", "POST", "/v1/environments/staging/runs", h.revokedA, nil, 401, CodeUnauthenticated, "revoked"},
-		{"another org's environment", "POST", "/v1/environments/staging/runs", h.adminB, nil, 404, CodeNotFound, `environment "staging" not found`},
-		{"unknown run", "GET", "/v1/runs/run_nosuchrun", h.runnerA, nil, 404, CodeNotFound, "run run_nosuchrun not found"},
-		{"malformed run id", "GET", "/v1/runs/RUN-1", h.runnerA, nil, 404, CodeNotFound, "run ids look like"},
-		{"wrong method", "PUT", "/v1/runs/run_x", h.runnerA, nil, 405, CodeMethodNotAllowed, "DELETE, GET"},
+		{"unknown environment", "POST", "/v1/environments/nope/runs", h.runnerA, nil, 404, errcode.NotFound, `environment "nope" not found`},
+		{"disconnected environment", "POST", "/v1/environments/idle/runs", h.runnerA, nil, 409, errcode.NotConnected, "tailgate env connect idle"},
+		{"invalid environment name", "POST", "/v1/environments/Bad_Name/runs", h.runnerA, nil, 400, errcode.BadInput, "invalid"},
+		{"negative lifetime", "POST", "/v1/environments/staging/runs", h.runnerA, map[string]any{"lifetime_seconds": -5}, 400, errcode.BadInput, "lifetime_seconds"},
+		{"huge lifetime", "POST", "/v1/environments/staging/runs", h.runnerA, map[string]any{"lifetime_seconds": int64(1) << 62}, 400, errcode.BadInput, "lifetime_seconds"},
+		{"unknown field", "POST", "/v1/environments/staging/runs", h.runnerA, map[string]any{"lifetime": 5}, 400, errcode.InvalidJSON, `unknown field "lifetime"`},
+		{"no token", "POST", "/v1/environments/staging/runs", "", nil, 401, errcode.Unauthenticated, "Authorization"},
+		{"revoked token", "POST", "/v1/environments/staging/runs", h.revokedA, nil, 401, errcode.Unauthenticated, "revoked"},
+		{"another org's environment", "POST", "/v1/environments/staging/runs", h.adminB, nil, 404, errcode.NotFound, `environment "staging" not found`},
+		{"unknown run", "GET", "/v1/runs/run_nosuchrun", h.runnerA, nil, 404, errcode.NotFound, "run run_nosuchrun not found"},
+		{"malformed run id", "GET", "/v1/runs/RUN-1", h.runnerA, nil, 404, errcode.NotFound, "run ids look like"},
+		{"wrong method", "PUT", "/v1/runs/run_x", h.runnerA, nil, 405, errcode.MethodNotAllowed, "DELETE, GET"},
 	} {
 		a := h.do(tc.method, tc.path, tc.token, tc.body)
 		e := a.err()
@@ -227,7 +230,7 @@ func TestRunsRefuseBadInputClearly(t *testing.T) {
 		{"GET", "/v1/runs/" + info.ID}, {"POST", "/v1/runs/" + info.ID + "/heartbeat"}, {"DELETE", "/v1/runs/" + info.ID},
 	} {
 		a := h.do(m.method, m.path, h.adminB, nil)
-		if a.status != 404 || a.err().Code != CodeNotFound {
+		if a.status != 404 || a.err().Code != errcode.NotFound {
 			t.Errorf("%s %s by another org: %d %s", m.method, m.path, a.status, a.body)
 		}
 	}
@@ -245,7 +248,7 @@ func TestAnExpiredRunIsEndedWhenFound(t *testing.T) {
 	fr.mu.Unlock()
 
 	a := h.do("POST", "/v1/runs/"+info.ID+"/heartbeat", h.runnerA, nil)
-	if a.status != 409 || a.err().Code != CodeRunEnded || !strings.Contains(a.err().Message, "maximum lifetime") {
+	if a.status != 409 || a.err().Code != errcode.RunEnded || !strings.Contains(a.err().Message, "maximum lifetime") {
 		t.Errorf("heartbeat of an expired run: %d %s", a.status, a.body)
 	}
 	got := decodeRun(t, h.do("GET", "/v1/runs/"+info.ID, h.runnerA, nil))
@@ -258,7 +261,7 @@ func TestRunEndpointsWithoutARunManagerSayWhy(t *testing.T) {
 	h := newHarness(t)
 	h.createEnv(h.adminA, "staging")
 	a := h.do("POST", "/v1/environments/staging/runs", h.runnerA, nil)
-	if a.status != 503 || a.err().Code != CodeRunsUnavailable {
+	if a.status != 503 || a.err().Code != errcode.RunsUnavailable {
 		t.Errorf("start without a run manager: %d %s", a.status, a.body)
 	}
 }
@@ -337,7 +340,7 @@ func TestRunThroughTheAPIReachesThePrivateAppAndLeavesTheTailnet(t *testing.T) {
 	t.Cleanup(func() { svc.Disconnect(ctx, e.org, "web", tok) })
 
 	a := e.do("POST", "/v1/environments/idle/runs", e.runner, nil)
-	if a.status != 409 || a.err().Code != CodeNotConnected {
+	if a.status != 409 || a.err().Code != errcode.NotConnected {
 		t.Errorf("run of a disconnected environment: %d %s", a.status, a.body)
 	}
 
@@ -386,7 +389,7 @@ func TestRunThroughTheAPIReachesThePrivateAppAndLeavesTheTailnet(t *testing.T) {
 		t.Errorf("ended run's events lack the private fetch (%v) or the refusal (%v): %s", private, public, a.body)
 	}
 	a = e.do("POST", "/v1/runs/"+info.ID+"/heartbeat", e.runner, nil)
-	if a.status != 409 || a.err().Code != CodeRunEnded {
+	if a.status != 409 || a.err().Code != errcode.RunEnded {
 		t.Errorf("heartbeat after end: %d %s", a.status, a.body)
 	}
 

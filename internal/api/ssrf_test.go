@@ -10,6 +10,8 @@ import (
 	"sync/atomic"
 	"testing"
 
+	"github.com/tailgate-dev/tailgate/internal/errcode"
+
 	"github.com/tailgate-dev/tailgate/internal/connect"
 	"github.com/tailgate-dev/tailgate/internal/outbound"
 	"github.com/tailgate-dev/tailgate/internal/store"
@@ -63,12 +65,12 @@ func TestConnectNeverEchoesWhatASelfHostedControlURLAnswered(t *testing.T) {
 	for _, c := range []struct {
 		url    string
 		status int
-		code   string
+		code   errcode.Code
 	}{
-		{upstream.URL, 502, CodeUpstream},
-		{upstream.URL + "/redirect", 502, CodeUpstream},
-		{"http://169.254.169.254", 400, CodeBadInput},
-		{"http://[fd00:ec2::254]", 400, CodeBadInput},
+		{upstream.URL, 502, errcode.Upstream},
+		{upstream.URL + "/redirect", 502, errcode.Upstream},
+		{"http://169.254.169.254", 400, errcode.BadInput},
+		{"http://[fd00:ec2::254]", 400, errcode.BadInput},
 	} {
 		a := call(t, srv.URL, "PUT", "/v1/environments/staging/private-network", admin, map[string]any{
 			"api_token": apiKey, "targets": []string{"app:80"},

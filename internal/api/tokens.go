@@ -6,6 +6,8 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/tailgate-dev/tailgate/internal/errcode"
+
 	"github.com/tailgate-dev/tailgate/internal/store"
 )
 
@@ -32,10 +34,10 @@ func (s *server) createToken(w http.ResponseWriter, r *http.Request, p store.Pri
 	}
 	name := strings.TrimSpace(req.Name)
 	if name == "" || utf8.RuneCountInString(name) > 100 {
-		return apiErr(CodeBadInput, "name is required: 1-100 characters saying what the token is for (e.g. \"ci\")")
+		return apiErr(errcode.BadInput, "name is required: 1-100 characters saying what the token is for (e.g. \"ci\")")
 	}
 	if !store.Role(req.Role).Valid() {
-		return apiErr(CodeBadInput, "role must be %q or %q", store.RoleAdmin, store.RoleRunner)
+		return apiErr(errcode.BadInput, "role must be %q or %q", store.RoleAdmin, store.RoleRunner)
 	}
 	secret, tok, err := s.store.CreateAPIToken(r.Context(), p.OrgID, name, store.Role(req.Role))
 	if err != nil {

@@ -44,6 +44,12 @@ import (
 	"net/netip"
 	"time"
 
+	"github.com/tailgate-dev/tailgate/internal/errcode"
+
+	"github.com/tailgate-dev/tailgate/internal/controlplane"
+
+	"github.com/tailgate-dev/tailgate/internal/target"
+
 	"github.com/tailgate-dev/tailgate/internal/grants"
 	"github.com/tailgate-dev/tailgate/internal/outbound"
 	"github.com/tailgate-dev/tailgate/internal/store"
@@ -100,7 +106,7 @@ type Request struct {
 	// Control is the control server to connect on; the zero value is
 	// the Service's (Tailscale). For headscale, APIToken is a headscale
 	// API key, used for this call only, like a Tailscale API token.
-	Control Control
+	Control controlplane.Control
 }
 
 // Result is what connect did: safe to show to the admin as is.
@@ -150,10 +156,8 @@ const (
 // sentence a person can act on. It never holds a secret.
 type Error struct {
 	Step Step
-	// Code is machine-readable: bad_input, unauthorized, forbidden,
-	// not_found, not_connected, policy_invalid, policy_conflict,
-	// policy_managed_externally, tailnet_lock, upstream, internal.
-	Code string
+	// Code is machine-readable, from the one registry (package errcode).
+	Code errcode.Code
 	// Message is for people.
 	Message string
 	// Fragment is the HuJSON to paste when the policy is managed from Git.
@@ -173,36 +177,52 @@ func (e *Error) Error() string {
 
 func (e *Error) Unwrap() error { return e.Err }
 
-// stepError classifies err from step into an *Error.
-func stepError(step Step, err error) *Error {
-	e := &Error{Step: step, Err: err, Code: "upstream", Message: err.Error()}
-	var te *grants.TargetError
+// stepErrors classify step failures into *Error, naming the control plane
+// in its own words.
+type stepErrors struct{ words controlplane.Words }
+
+// errorsFor is stepErrors in p's words.
+func errorsFor(p controlplane.Provider) stepErrors { return stepErrors{p.Words()} }
+
+// stepError classifies err from step, for steps that talk to no control
+// plane (or the server's own Tailscale).
+func stepError(step Step, err error) *Error { return stepErrors{}.at(step, err) }
+
+// at classifies err from step into an *Error.
+func (se stepErrors) at(step Step, err error) *Error {
+	w := se.words
+	if w.Product == "" {
+		w = controlplane.Words{Product: "Tailscale", AdminCredential: "Tailscale API access token"}
+	}
+	e := &Error{Step: step, Err: err, Code: errcode.Upstream, Message: err.Error()}
+	var te *target.Error
 	var ee *grants.EnvError
 	var pe *tsapi.PolicyInvalidError
 	switch {
 	case errors.As(err, &te), errors.As(err, &ee):
-		e.Code = "bad_input"
+		e.Code = errcode.BadInput
 	case errors.Is(err, tsapi.ErrUnauthorized):
-		e.Code = "unauthorized"
-		e.Message = "Tailscale refused the API token (malformed, expired or revoked); create a new one-time API access token"
+		e.Code = errcode.TailscaleUnauthorized
+		e.Message = fmt.Sprintf("%s refused the API token (malformed, expired or revoked); create a new one-time %s", w.Product, w.AdminCredential)
 	case errors.Is(err, tsapi.ErrForbidden):
-		e.Code = "forbidden"
+		e.Code = errcode.TailscaleForbidden
 		e.Message = "the API token lacks permission for this step (it needs to read devices and write the policy file); use a token from an admin"
 	case errors.As(err, &pe):
-		e.Code = "policy_invalid"
-		e.Message = "Tailscale rejected the edited policy: " + pe.Error()
+		e.Code = errcode.PolicyInvalid
+		e.Message = w.Product + " rejected the edited policy: " + pe.Error()
 	case errors.Is(err, tsapi.ErrPreconditionFailed):
-		e.Code = "policy_conflict"
+		e.Code = errcode.PolicyConflict
 		e.Message = "the policy file kept changing while tailgate edited it; try again"
 	case errors.Is(err, store.ErrNotFound):
-		e.Code = "not_found"
+		e.Code = errcode.NotFound
 	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
-		e.Code = "upstream"
-		e.Message = "timed out talking to the Tailscale API"
+		e.Code = errcode.Upstream
+		e.Message = "timed out talking to the " + w.Product + " API"
 	}
-	if step == StepPlan && e.Code == "upstream" {
-		e.Code = "bad_input"
+	if step == StepPlan && e.Code == errcode.Upstream {
+		e.Code = errcode.BadInput
 	}
+	refusedOutbound(e)
 	return e
 }
 
@@ -218,18 +238,4 @@ func (s *Service) now() time.Time {
 		return s.Now()
 	}
 	return time.Now()
-}
-
-func (s *Service) apiClient(token string) tsapi.ControlPlane {
-	if s.NewAPIClient != nil {
-		return s.NewAPIClient(token)
-	}
-	return tsapi.NewWithAPIToken(s.APIBaseURL, token)
-}
-
-func (s *Service) oauthClient(ctx context.Context, id, secret string) tsapi.ControlPlane {
-	if s.NewOAuthClient != nil {
-		return s.NewOAuthClient(ctx, id, secret)
-	}
-	return tsapi.NewWithOAuth(ctx, s.APIBaseURL, id, secret, []string{"auth_keys"})
 }

@@ -9,7 +9,10 @@ import (
 	"math/rand/v2"
 	"strings"
 	"time"
-	"unicode/utf8"
+
+	"github.com/tailgate-dev/tailgate/internal/errcode"
+
+	"github.com/tailgate-dev/tailgate/internal/target"
 
 	"github.com/tailgate-dev/tailgate/internal/grants"
 	"github.com/tailgate-dev/tailgate/internal/store"
@@ -23,52 +26,58 @@ const maxPolicyAttempts = 25
 
 // Connect writes the environment's grants, mints its credential and stores
 // it sealed. Connecting again replaces the grants and the credential.
-func (s *Service) Connect(ctx context.Context, req Request) (_ Result, err error) {
-	defer rewordFor(req.Control, &err)
+func (s *Service) Connect(ctx context.Context, req Request) (Result, error) {
 	log := s.logger().With("org", req.OrgID, "env", req.Env)
-	if err := checkToken(req.Control, req.APIToken); err != nil {
+	p, err := s.provider(req.Control)
+	if err != nil {
 		return Result{}, err
 	}
-	targets, err := grants.ParseTargets(req.Targets)
+	if err := p.CheckAdminCredential(req.APIToken); err != nil {
+		return Result{}, inputError(err)
+	}
+	se := errorsFor(p)
+	targets, err := target.ParseList(req.Targets)
 	if err != nil {
-		return Result{}, stepError(StepInput, err)
+		return Result{}, se.at(StepInput, err)
 	}
 	env, err := s.Store.GetEnvironment(ctx, req.OrgID, req.Env)
 	if err != nil {
-		return Result{}, stepError(StepInput, err)
+		return Result{}, se.at(StepInput, err)
 	}
 	var old *store.Connection
 	if c, err := s.Store.GetConnection(ctx, req.OrgID, env.ID); err == nil {
 		old = &c
 	} else if !errors.Is(err, store.ErrNotFound) {
-		return Result{}, stepError(StepInput, err)
+		return Result{}, se.at(StepInput, err)
 	}
 
-	cp := s.adminClient(req.Control, req.APIToken)
+	cp := p.AdminClient(req.APIToken)
 	settings, err := cp.Settings(ctx)
 	if err != nil {
-		return Result{}, stepError(StepSettings, err)
+		return Result{}, se.at(StepSettings, err)
 	}
 	if settings.TailnetLock {
-		return Result{}, &Error{Step: StepSettings, Code: "tailnet_lock",
+		return Result{}, &Error{Step: StepSettings, Code: errcode.TailnetLock,
 			Message: "Tailnet Lock is enabled: auth keys minted by an OAuth client need signing, so tailgate's nodes could not join; sign tailgate's keys or disable Tailnet Lock"}
 	}
 	devices, err := cp.Devices(ctx)
 	if err != nil {
-		return Result{}, stepError(StepDevices, err)
+		return Result{}, se.at(StepDevices, err)
 	}
 	plan, err := grants.NewPlan(env.Name, targets, tailnetView(devices))
 	if err != nil {
-		return Result{}, stepError(StepPlan, err)
+		return Result{}, se.at(StepPlan, err)
 	}
-	if err := planTagOwners(ctx, cp, &plan); err != nil {
-		return Result{}, stepError(StepPlan, err)
+	if owners, err := p.TagOwners(ctx, cp); err != nil {
+		return Result{}, se.at(StepPlan, err)
+	} else if owners != nil {
+		plan.TagOwners = owners
 	}
 
-	written, err := s.editPolicy(ctx, cp, settings, func(p []byte) ([]byte, error) { return grants.Apply(p, plan) })
+	written, err := s.editPolicy(ctx, se, cp, settings, func(p []byte) ([]byte, error) { return grants.Apply(p, plan) })
 	if err != nil {
 		var e *Error
-		if errors.As(err, &e) && e.Code == "policy_managed_externally" {
+		if errors.As(err, &e) && e.Code == errcode.PolicyManagedExternally {
 			e.Fragment = grants.Fragment(plan)
 			e.Message = "the policy file is managed from Git (aclsExternallyManagedOn), so tailgate does not write it; add the fragment to your policy, let it deploy, then connect again"
 		}
@@ -93,13 +102,13 @@ func (s *Service) Connect(ctx context.Context, req Request) (_ Result, err error
 				if err != nil || old == nil {
 					return p, err
 				}
-				var prev grants.Plan
-				if json.Unmarshal(old.Detail, &prev) != nil || prev.Tag == "" {
+				prev, ok := planOf(old.Detail)
+				if !ok {
 					return p, nil
 				}
 				return grants.Apply(p, prev)
 			}
-			if _, err := s.editPolicy(context.WithoutCancel(ctx), cp, settings, restore); err != nil {
+			if _, err := s.editPolicy(context.WithoutCancel(ctx), se, cp, settings, restore); err != nil {
 				log.Error("rollback: policy", "err", err)
 				return ""
 			}
@@ -109,7 +118,7 @@ func (s *Service) Connect(ctx context.Context, req Request) (_ Result, err error
 
 	client, err := cp.CreateOAuthClient(ctx, []string{"auth_keys"}, []string{plan.Tag}, clientDescription(env.Name))
 	if err != nil {
-		return Result{}, rollback(stepError(StepCreateClient, err))
+		return Result{}, rollback(se.at(StepCreateClient, err))
 	}
 	undo = append(undo, func() string {
 		if err := cp.DeleteKey(context.WithoutCancel(ctx), client.ID); err != nil && !errors.Is(err, tsapi.ErrNotFound) {
@@ -121,23 +130,24 @@ func (s *Service) Connect(ctx context.Context, req Request) (_ Result, err error
 
 	sealed, err := s.Vault.Seal([]byte(client.Secret), env.ID, vault.PurposeOAuthClientSecret)
 	if err != nil {
-		return Result{}, rollback(stepError(StepSeal, err))
+		return Result{}, rollback(se.at(StepSeal, err))
 	}
-	detail := detailFor(plan, req.Control)
+	detail, _ := json.Marshal(plan)
 	conn := store.Connection{
 		EnvID:         env.ID,
 		State:         store.StateConnected,
 		Tag:           plan.Tag,
 		CIDRs:         plan.CIDRs,
 		Warnings:      plan.Warnings,
-		Targets:       targetStrings(targets),
+		Targets:       targets,
+		Control:       p.Control(),
 		Detail:        detail,
 		OAuthClientID: client.ID,
 		Secret:        sealed,
 	}
 	if _, err := s.Store.PutConnection(ctx, req.OrgID, conn); err != nil {
-		e := stepError(StepStore, err)
-		e.Code, e.Message = "internal", "could not store the credential: "+err.Error()
+		e := se.at(StepStore, err)
+		e.Code, e.Message = errcode.Internal, "could not store the credential: "+err.Error()
 		return Result{}, rollback(e)
 	}
 	// The new credential is stored; the previous one is no longer needed.
@@ -153,9 +163,7 @@ func (s *Service) Connect(ctx context.Context, req Request) (_ Result, err error
 // Disconnect removes the environment's policy entries, revokes its OAuth
 // client and deletes its stored credential. It needs an API token: the
 // stored credential can only mint auth keys.
-func (s *Service) Disconnect(ctx context.Context, orgID, envName, apiToken string) (err error) {
-	var control Control
-	defer func() { rewordFor(control, &err) }()
+func (s *Service) Disconnect(ctx context.Context, orgID, envName, apiToken string) error {
 	log := s.logger().With("org", orgID, "env", envName)
 	env, err := s.Store.GetEnvironment(ctx, orgID, envName)
 	if err != nil {
@@ -163,24 +171,28 @@ func (s *Service) Disconnect(ctx context.Context, orgID, envName, apiToken strin
 	}
 	conn, err := s.Store.GetConnection(ctx, orgID, env.ID)
 	if errors.Is(err, store.ErrNotFound) {
-		return &Error{Step: StepInput, Code: "not_connected", Message: fmt.Sprintf("environment %q has no private network connected", envName), Err: err}
+		return &Error{Step: StepInput, Code: errcode.NotConnected, Message: fmt.Sprintf("environment %q has no private network connected", envName), Err: err}
 	}
 	if err != nil {
 		return stepError(StepInput, err)
 	}
-	control = ControlOf(conn)
-	if err := checkToken(control, apiToken); err != nil {
+	p, err := s.provider(conn.Control)
+	if err != nil {
 		return err
 	}
-	cp := s.adminClient(control, apiToken)
+	if err := p.CheckAdminCredential(apiToken); err != nil {
+		return inputError(err)
+	}
+	se := errorsFor(p)
+	cp := p.AdminClient(apiToken)
 	settings, err := cp.Settings(ctx)
 	if err != nil {
-		return stepError(StepSettings, err)
+		return se.at(StepSettings, err)
 	}
-	_, policyErr := s.editPolicy(ctx, cp, settings, func(p []byte) ([]byte, error) { return grants.Remove(p, env.Name) })
+	_, policyErr := s.editPolicy(ctx, se, cp, settings, func(p []byte) ([]byte, error) { return grants.Remove(p, env.Name) })
 	var pe *Error
 	if policyErr != nil {
-		if !errors.As(policyErr, &pe) || pe.Code != "policy_managed_externally" {
+		if !errors.As(policyErr, &pe) || pe.Code != errcode.PolicyManagedExternally {
 			return policyErr
 		}
 		// Git-managed policy: still revoke and forget the credential, and
@@ -188,11 +200,11 @@ func (s *Service) Disconnect(ctx context.Context, orgID, envName, apiToken strin
 		pe.Message = fmt.Sprintf("the policy file is managed from Git; delete the entries marked %q from it by hand (the credential was revoked)", grants.Marker(env.Name))
 	}
 	if err := cp.DeleteKey(ctx, conn.OAuthClientID); err != nil && !errors.Is(err, tsapi.ErrNotFound) {
-		return stepError(StepRevokeClient, err)
+		return se.at(StepRevokeClient, err)
 	}
 	if err := s.Store.DeleteConnection(ctx, orgID, env.ID); err != nil {
-		e := stepError(StepStore, err)
-		e.Code = "internal"
+		e := se.at(StepStore, err)
+		e.Code = errcode.Internal
 		return e
 	}
 	log.Info("disconnected", "oauth_client", conn.OAuthClientID)
@@ -204,17 +216,17 @@ func (s *Service) Disconnect(ctx context.Context, orgID, envName, apiToken strin
 
 // editPolicy runs read → edit → validate → write with If-Match, starting
 // again from the newer policy on every 412. It reports whether it wrote.
-func (s *Service) editPolicy(ctx context.Context, cp tsapi.ControlPlane, settings tsapi.Settings, edit func([]byte) ([]byte, error)) (bool, error) {
+func (s *Service) editPolicy(ctx context.Context, se stepErrors, cp tsapi.ControlPlane, settings tsapi.Settings, edit func([]byte) ([]byte, error)) (bool, error) {
 	for attempt := 1; ; attempt++ {
 		pol, err := cp.Policy(ctx)
 		if err != nil {
-			return false, stepError(StepReadPolicy, err)
+			return false, se.at(StepReadPolicy, err)
 		}
 		next, err := edit(pol.HuJSON)
 		if err != nil {
-			e := stepError(StepEditPolicy, err)
+			e := se.at(StepEditPolicy, err)
 			if grants.IsPolicyError(err) {
-				e.Code = "policy_invalid"
+				e.Code = errcode.PolicyInvalid
 				e.Message = "the tailnet policy file could not be edited: " + err.Error()
 			}
 			return false, e
@@ -223,47 +235,26 @@ func (s *Service) editPolicy(ctx context.Context, cp tsapi.ControlPlane, setting
 			return false, nil
 		}
 		if settings.ACLsExternallyManaged {
-			return false, &Error{Step: StepWritePolicy, Code: "policy_managed_externally", Message: "the policy file is managed from Git"}
+			return false, &Error{Step: StepWritePolicy, Code: errcode.PolicyManagedExternally, Message: "the policy file is managed from Git"}
 		}
 		if err := cp.ValidatePolicy(ctx, next); err != nil {
-			return false, stepError(StepValidate, err)
+			return false, se.at(StepValidate, err)
 		}
 		err = cp.SetPolicy(ctx, next, pol.ETag)
 		if err == nil {
 			return true, nil
 		}
 		if !errors.Is(err, tsapi.ErrPreconditionFailed) || attempt >= maxPolicyAttempts {
-			return false, stepError(StepWritePolicy, err)
+			return false, se.at(StepWritePolicy, err)
 		}
 		// Someone else wrote in between; back off a little so concurrent
 		// writers do not collide in lockstep.
 		select {
 		case <-time.After(time.Duration(rand.IntN(20*attempt)+5) * time.Millisecond):
 		case <-ctx.Done():
-			return false, stepError(StepWritePolicy, ctx.Err())
+			return false, se.at(StepWritePolicy, ctx.Err())
 		}
 	}
-}
-
-// checkAPIToken rejects what cannot be a Tailscale API access token before
-// any network call. The message never repeats the token.
-func checkAPIToken(tok string) error {
-	bad := func(msg string) error {
-		return &Error{Step: StepInput, Code: "bad_input", Message: "api_token: " + msg}
-	}
-	switch {
-	case tok == "":
-		return bad("missing; create a one-time API access token in the Tailscale admin console")
-	case !utf8.ValidString(tok) || strings.ContainsFunc(tok, func(r rune) bool { return r <= ' ' || r > '~' }):
-		return bad("contains characters no Tailscale token has")
-	case len(tok) > 256:
-		return bad("too long to be a Tailscale API access token")
-	case strings.HasPrefix(tok, "tskey-client-"), strings.HasPrefix(tok, "tskey-auth-"):
-		return bad("this is an OAuth client secret or an auth key; tailgate needs an API access token (tskey-api-...)")
-	case !strings.HasPrefix(tok, "tskey-api-"):
-		return bad("does not look like a Tailscale API access token (tskey-api-...)")
-	}
-	return nil
 }
 
 func clientDescription(env string) string {
@@ -272,14 +263,6 @@ func clientDescription(env string) string {
 		d = d[:50]
 	}
 	return d
-}
-
-func targetStrings(ts []grants.Target) []string {
-	out := make([]string, len(ts))
-	for i, t := range ts {
-		out[i] = t.String()
-	}
-	return out
 }
 
 // tailnetView converts the API's devices for planning.

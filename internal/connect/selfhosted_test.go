@@ -1,64 +1,41 @@
 package connect
 
 import (
-	"encoding/json"
-	"errors"
-	"strings"
+	"context"
+	"slices"
 	"testing"
 
-	"github.com/tailgate-dev/tailgate/internal/grants"
+	"github.com/tailgate-dev/tailgate/internal/controlplane"
+	"github.com/tailgate-dev/tailgate/internal/outbound"
 	"github.com/tailgate-dev/tailgate/internal/store"
+	"github.com/tailgate-dev/tailgate/internal/tsapi"
 )
 
-func TestSelfHostedControlIsRememberedWithThePlan(t *testing.T) {
-	plan := grants.Plan{Env: "staging", Tag: "tag:tailgate-staging"}
-	hs := Control{Type: ControlHeadscale, URL: "https://hs.example.com"}
-	conn := store.Connection{Detail: detailFor(plan, hs)}
-	if got := ControlOf(conn); got != hs {
-		t.Fatalf("ControlOf = %+v, want %+v", got, hs)
-	}
-	// The plan reads back as before: rollback and reconnect unmarshal it.
-	var back grants.Plan
-	if err := json.Unmarshal(conn.Detail, &back); err != nil || back.Tag != plan.Tag {
-		t.Fatalf("plan from detail: %+v, %v", back, err)
-	}
-	// A Tailscale connection's detail is unchanged from before.
-	ts := store.Connection{Detail: detailFor(plan, Control{})}
-	if strings.Contains(string(ts.Detail), "control") || ControlOf(ts) != (Control{}) {
-		t.Fatalf("tailscale detail: %s", ts.Detail)
-	}
-	s := &Service{ControlURL: "https://controlplane.tailscale.com"}
-	if s.controlURL(conn) != hs.URL || s.controlURL(ts) != s.ControlURL {
-		t.Fatal("nodes would join the wrong control server")
-	}
-}
+// TestNodesJoinTheConnectionsControl: a connection made on headscale
+// joins its nodes there, advertising no tags (the key carries them); one
+// made on the server's Tailscale joins the server's control, advertising
+// the environment's tag.
+func TestNodesJoinTheConnectionsControl(t *testing.T) {
+	ctx := context.Background()
+	s := &Service{ControlURL: "https://controlplane.tailscale.com", Outbound: outbound.AllowLoopback(),
+		NewOAuthClient: func(context.Context, string, string) tsapi.ControlPlane { return nil }}
+	env := store.Environment{Name: "staging"}
+	key := tsapi.AuthKey{Key: "k"}
 
-func TestSelfHostedCredentialsAreCheckedBeforeUse(t *testing.T) {
-	hs := Control{Type: ControlHeadscale, URL: "http://127.0.0.1:8080"}
-	for name, c := range map[string]struct {
-		control Control
-		token   string
-	}{
-		"empty key":           {hs, ""},
-		"key with a space":    {hs, "hskey-api-a b"},
-		"Tailscale key":       {hs, "tskey-api-abc"},
-		"no URL":              {Control{Type: ControlHeadscale}, "hskey-api-abc"},
-		"URL with password":   {Control{Type: ControlHeadscale, URL: "https://u:secretpw@hs.example.com"}, "hskey-api-abc"},
-		"unknown type":        {Control{Type: "netbird", URL: "https://x"}, "hskey-api-abc"},
-		"URL for tailscale":   {Control{URL: "https://x"}, "tskey-api-abc"},
-		"headscale key on TS": {Control{}, "hskey-api-abc"},
-	} {
-		err := checkToken(c.control, c.token)
-		var e *Error
-		if !errors.As(err, &e) || e.Code != "bad_input" {
-			t.Errorf("%s: got %v, want bad_input", name, err)
-			continue
-		}
-		if strings.Contains(e.Error(), "secretpw") || (c.token != "" && strings.Contains(e.Error(), c.token)) {
-			t.Errorf("%s: error repeats a secret: %v", name, e)
-		}
+	hs := store.Connection{Tag: "tag:tailgate-staging", Control: controlplane.Control{Type: controlplane.Headscale, URL: "http://127.0.0.1:8080"}}
+	cred, err := s.credential(ctx, env, hs, "hskey-auth-x")
+	if err != nil {
+		t.Fatal(err)
 	}
-	if err := checkToken(hs, "hskey-api-abcdef-0123456789"); err != nil {
-		t.Errorf("valid headscale key refused: %v", err)
+	if o := cred.JoinOptions(key, "run"); o.ControlURL != hs.Control.URL || len(o.Tags) != 0 || !o.AcceptRoutes {
+		t.Errorf("headscale join options %+v", o)
+	}
+
+	ts := store.Connection{Tag: "tag:tailgate-staging", Control: controlplane.Control{Type: controlplane.Tailscale}}
+	if cred, err = s.credential(ctx, env, ts, "secret"); err != nil {
+		t.Fatal(err)
+	}
+	if o := cred.JoinOptions(key, "run"); o.ControlURL != s.ControlURL || !slices.Equal(o.Tags, []string{"tag:tailgate-staging"}) {
+		t.Errorf("tailscale join options %+v", o)
 	}
 }

@@ -13,7 +13,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/tailgate-dev/tailgate/internal/grants"
+	"github.com/tailgate-dev/tailgate/internal/errcode"
+
+	"github.com/tailgate-dev/tailgate/internal/controlplane"
 	"github.com/tailgate-dev/tailgate/internal/outbound"
 	"github.com/tailgate-dev/tailgate/internal/store"
 )
@@ -81,7 +83,7 @@ func connectTo(t *testing.T, policy *outbound.Policy, url string) (*Error, strin
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	_, err := s.Connect(ctx, Request{OrgID: "org", Env: "staging", APIToken: "hskey-api-SECRETKEY-0123456789",
-		Targets: []string{"app:80"}, Control: Control{Type: ControlHeadscale, URL: url}})
+		Targets: []string{"app:80"}, Control: controlplane.Control{Type: controlplane.Headscale, URL: url}})
 	var e *Error
 	if !errors.As(err, &e) {
 		t.Fatalf("connect %s: %v, want a *connect.Error", url, err)
@@ -154,7 +156,7 @@ func TestSelfHostedControlURLIsNoWayIntoTheServersNetwork(t *testing.T) {
 	// Loopback is refused unless the operator allows it, before dialling.
 	before := len(main.requests())
 	e, _ := connectTo(t, nil, mainSrv.URL)
-	if e.Code != "bad_input" || !strings.Contains(e.Message, "loopback") || !strings.Contains(e.Message, "--outbound-allow") {
+	if e.Code != errcode.BadInput || !strings.Contains(e.Message, "loopback") || !strings.Contains(e.Message, "--outbound-allow") {
 		t.Errorf("loopback with the default policy: %s %q", e.Code, e.Message)
 	}
 	if n := len(main.requests()) - before; n != 0 {
@@ -165,7 +167,7 @@ func TestSelfHostedControlURLIsNoWayIntoTheServersNetwork(t *testing.T) {
 	// once, without a connection attempt that would have to time out.
 	start := time.Now()
 	e, _ = connectTo(t, lo, "http://169.254.169.254/latest/meta-data")
-	if e.Code != "bad_input" || !strings.Contains(e.Message, "169.254.169.254") {
+	if e.Code != errcode.BadInput || !strings.Contains(e.Message, "169.254.169.254") {
 		t.Errorf("metadata: %s %q", e.Code, e.Message)
 	}
 	if d := time.Since(start); d > 2*time.Second {
@@ -184,16 +186,25 @@ func errText(err error) string {
 // verify join with tsnet, which dials the control itself, so the URL is
 // checked before a key is handed out.
 func TestMintingRefusesAControlURLThatNowResolvesToARefusedAddress(t *testing.T) {
+	ctx := context.Background()
+	env := store.Environment{Name: "staging"}
 	conn := store.Connection{Tag: "tag:tailgate-staging", OAuthClientID: "1",
-		Detail: detailFor(grants.Plan{Env: "staging", Tag: "tag:tailgate-staging"}, Control{Type: ControlHeadscale, URL: "http://169.254.169.254"})}
+		Control: controlplane.Control{Type: controlplane.Headscale, URL: "http://169.254.169.254"}}
 	s := &Service{Outbound: outbound.AllowLoopback()}
-	_, err := s.MintKey(context.Background(), Credential{Conn: conn, Minting: s.mintingClient(context.Background(), conn, "hskey-auth-x")}, "verify")
+	cred, err := s.credential(ctx, env, conn, "hskey-auth-x")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = cred.MintKey(ctx, "verify")
 	var e *Error
-	if !errors.As(err, &e) || e.Code != "bad_input" || !strings.Contains(e.Message, "link-local") {
+	if !errors.As(err, &e) || e.Code != errcode.BadInput || !strings.Contains(e.Message, "link-local") {
 		t.Fatalf("mint for a metadata control: %v", err)
 	}
-	conn.Detail = detailFor(grants.Plan{Env: "staging", Tag: "tag:tailgate-staging"}, Control{Type: ControlHeadscale, URL: "http://127.0.0.1:1"})
-	if _, err := s.MintKey(context.Background(), Credential{Conn: conn, Minting: s.mintingClient(context.Background(), conn, "hskey-auth-x")}, "verify"); err != nil {
+	conn.Control.URL = "http://127.0.0.1:1"
+	if cred, err = s.credential(ctx, env, conn, "hskey-auth-x"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cred.MintKey(ctx, "verify"); err != nil {
 		t.Fatalf("mint for an allowed loopback control: %v", err)
 	}
 }

@@ -92,7 +92,9 @@ func (s *Service) Status(ctx context.Context, orgID, envName string) (Status, er
 	st.Tag = c.Tag
 	st.CIDRs = nonNil(c.CIDRs)
 	st.Warnings = nonNil(c.Warnings)
-	st.Targets = nonNil(c.Targets)
+	for _, t := range c.Targets {
+		st.Targets = append(st.Targets, t.String())
+	}
 	st.OAuthClientID = c.OAuthClientID
 	at := c.CreatedAt
 	st.ConnectedAt = &at

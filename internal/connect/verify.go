@@ -3,10 +3,8 @@ package connect
 import (
 	"bufio"
 	"context"
-	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -17,97 +15,25 @@ import (
 	"strings"
 	"time"
 
-	"github.com/tailgate-dev/tailgate/internal/grants"
+	"github.com/tailgate-dev/tailgate/internal/target"
+
 	"github.com/tailgate-dev/tailgate/internal/store"
 	"github.com/tailgate-dev/tailgate/internal/tailnet"
-	"github.com/tailgate-dev/tailgate/internal/tsapi"
-	"github.com/tailgate-dev/tailgate/internal/vault"
 )
 
 // Verdicts a target can get; each comes with a hint.
 const (
-	VerdictReachable     = "reachable"
-	VerdictNameNotFound  = "name not found in the tailnet's DNS"
-	VerdictNotRouted     = "route not approved"
-	VerdictRefused       = "connection refused"
-	VerdictTimeout       = "timeout"
-	VerdictTLSMismatch   = "TLS name mismatch"
-	VerdictTLSExpired    = "TLS certificate expired"
-	VerdictTLSFailed     = "TLS handshake failed"
-	VerdictNoHTTP        = "reachable (TCP); no HTTP response"
-	stepTimeout          = 8 * time.Second
-	defaultAuthKeyExpiry = 5 * time.Minute
+	VerdictReachable    = "reachable"
+	VerdictNameNotFound = "name not found in the tailnet's DNS"
+	VerdictNotRouted    = "route not approved"
+	VerdictRefused      = "connection refused"
+	VerdictTimeout      = "timeout"
+	VerdictTLSMismatch  = "TLS name mismatch"
+	VerdictTLSExpired   = "TLS certificate expired"
+	VerdictTLSFailed    = "TLS handshake failed"
+	VerdictNoHTTP       = "reachable (TCP); no HTTP response"
+	stepTimeout         = 8 * time.Second
 )
-
-// Credential is an environment's usable credential for one operation:
-// a control-plane client minting keys with the environment's tag.
-type Credential struct {
-	Env     store.Environment
-	Conn    store.Connection
-	Minting tsapi.ControlPlane
-	// ControlURL is where nodes using this credential join: the
-	// connection's headscale, or the Service's ControlURL.
-	ControlURL string
-	// JoinTags are the tags a joining node advertises: the environment's
-	// tag on Tailscale; none on headscale, which refuses advertised tags
-	// from nodes joining with a pre-auth key and gives them the key's.
-	JoinTags []string
-}
-
-// OpenCredential decrypts the environment's stored credential and returns
-// a client that mints auth keys with it. The secret stays inside.
-func (s *Service) OpenCredential(ctx context.Context, orgID, envName string) (Credential, error) {
-	env, err := s.Store.GetEnvironment(ctx, orgID, envName)
-	if err != nil {
-		return Credential{}, stepError(StepInput, err)
-	}
-	conn, err := s.Store.GetConnection(ctx, orgID, env.ID)
-	if errors.Is(err, store.ErrNotFound) {
-		return Credential{}, &Error{Step: StepInput, Code: "not_connected", Err: err,
-			Message: fmt.Sprintf("environment %q has no private network connected; connect it first", envName)}
-	}
-	if err != nil {
-		return Credential{}, stepError(StepInput, err)
-	}
-	secret, err := s.Vault.Open(conn.Secret, env.ID, vault.PurposeOAuthClientSecret)
-	if err != nil {
-		return Credential{}, &Error{Step: StepSeal, Code: "internal", Err: err,
-			Message: "the stored credential cannot be decrypted with the configured key; was the key file replaced?"}
-	}
-	return Credential{Env: env, Conn: conn, Minting: s.mintingClient(ctx, conn, string(secret)),
-		ControlURL: s.controlURL(conn), JoinTags: joinTags(conn)}, nil
-}
-
-// MintKey mints a single-use, ephemeral, pre-authorized auth key with the
-// environment's tag, expiring soon.
-func (s *Service) MintKey(ctx context.Context, cred Credential, purpose string) (_ tsapi.AuthKey, err error) {
-	defer rewordFor(ControlOf(cred.Conn), &err)
-	exp := s.KeyExpiry
-	if exp == 0 {
-		exp = defaultAuthKeyExpiry
-	}
-	key, err := cred.Minting.CreateAuthKey(ctx, tsapi.AuthKeyRequest{
-		Ephemeral: true, Preauthorized: true, Reusable: false,
-		Tags: []string{cred.Conn.Tag}, Expiry: exp,
-		Description: clientDescription("tailgate " + purpose),
-	})
-	if err != nil {
-		e := stepError("mint auth key", err)
-		if e.Code == "unauthorized" || e.Code == "forbidden" {
-			e.Code = "credential_revoked"
-			e.Message = "the environment's stored credential was refused by Tailscale (revoked or lost its permissions); connect the environment again"
-		}
-		return tsapi.AuthKey{}, e
-	}
-	return key, nil
-}
-
-// NodeName is a unique hostname for a node tailgate joins for env.
-func NodeName(kind, env string) string {
-	b := make([]byte, 3)
-	rand.Read(b)
-	return fmt.Sprintf("tailgate-%s-%s-%s", kind, env, hex.EncodeToString(b))
-}
 
 // Verify joins the tailnet with a fresh ephemeral node and checks every
 // target of the environment. The result is stored and returned; an error
@@ -118,30 +44,14 @@ func (s *Service) Verify(ctx context.Context, orgID, envName string) (Verificati
 		return Verification{}, err
 	}
 	log := s.logger().With("org", orgID, "env", envName)
-	key, err := s.MintKey(ctx, cred, "verify "+envName)
+	node, err := cred.Join(ctx, "verify")
 	if err != nil {
 		return Verification{}, err
 	}
-	hostname := NodeName("verify", envName)
-	node, err := tailnet.Join(ctx, tailnet.JoinOptions{
-		ControlURL:   cred.ControlURL,
-		AuthKey:      key.Key,
-		Hostname:     hostname,
-		Tags:         cred.JoinTags,
-		AcceptRoutes: true,
-	})
-	if err != nil {
-		return Verification{}, &Error{Step: "join tailnet", Code: "upstream", Err: err,
-			Message: "the verification node could not join the tailnet: " + redactKey(err.Error(), key.Key)}
-	}
-	defer s.leave(node, cred, log)
+	defer cred.Leave(node, log)
 
-	v := Verification{At: s.now().UTC(), OK: true, Node: hostname, JoinMS: ms(node.JoinDuration()), Targets: []TargetResult{}}
-	for _, raw := range cred.Conn.Targets {
-		t, err := grants.ParseTarget(raw)
-		if err != nil {
-			continue
-		}
+	v := Verification{At: s.now().UTC(), OK: true, Node: node.Hostname(), JoinMS: ms(node.JoinDuration()), Targets: []TargetResult{}}
+	for _, t := range cred.Conn.Targets {
 		r := CheckTarget(ctx, node, t)
 		v.OK = v.OK && r.OK
 		v.Targets = append(v.Targets, r)
@@ -154,28 +64,6 @@ func (s *Service) Verify(ctx context.Context, orgID, envName string) (Verificati
 	return v, nil
 }
 
-// leave logs the node out; as a backstop it deletes the device through the
-// API, which works only if the credential may manage devices (the default
-// auth_keys-only credential may not; the node is ephemeral either way).
-func (s *Service) leave(node *tailnet.Node, cred Credential, log interface{ Debug(string, ...any) }) {
-	ip := node.IPv4()
-	node.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	devs, err := cred.Minting.Devices(ctx)
-	if err != nil {
-		log.Debug("backstop device delete unavailable", "err", err)
-		return
-	}
-	for _, d := range devs {
-		for _, a := range d.Addresses {
-			if a == ip {
-				cred.Minting.DeleteDevice(ctx, d.ID)
-			}
-		}
-	}
-}
-
 // Dialer is what a target check needs from a tailnet node.
 type Dialer interface {
 	LookupNetIP(ctx context.Context, host string) ([]netip.Addr, error)
@@ -186,7 +74,7 @@ type Dialer interface {
 
 // CheckTarget runs the dns → tcp → tls → http steps for one target through
 // the node, stopping at the first failing step.
-func CheckTarget(ctx context.Context, node Dialer, t grants.Target) TargetResult {
+func CheckTarget(ctx context.Context, node Dialer, t target.Target) TargetResult {
 	r := TargetResult{Target: t.String(), Steps: []StepResult{}}
 	fail := func(st StepResult) TargetResult {
 		r.Steps = append(r.Steps, st)
@@ -286,7 +174,7 @@ func dialStep(ctx context.Context, node Dialer, dst netip.AddrPort) (net.Conn, S
 	switch {
 	case errors.As(err, &nr):
 		st.Verdict = VerdictNotRouted
-		if grants.IsTailscaleIP(dst.Addr()) {
+		if target.IsTailscaleIP(dst.Addr()) {
 			st.Verdict = "device not reachable"
 			st.Hint = fmt.Sprintf("%s is not a device this node can see: check that the device is online and that the tailgate grant in the policy includes it", dst.Addr())
 		} else {
@@ -367,7 +255,7 @@ func notTLS(err error) bool {
 		strings.Contains(err.Error(), "connection reset")
 }
 
-func httpStep(ctx context.Context, c net.Conn, t grants.Target, isTLS bool) StepResult {
+func httpStep(ctx context.Context, c net.Conn, t target.Target, isTLS bool) StepResult {
 	start := time.Now()
 	st := StepResult{Name: "http"}
 	deadline := time.Now().Add(stepTimeout)
@@ -399,10 +287,3 @@ func httpStep(ctx context.Context, c net.Conn, t grants.Target, isTLS bool) Step
 }
 
 func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
-
-func redactKey(s, key string) string {
-	if key == "" {
-		return s
-	}
-	return strings.ReplaceAll(s, key, "[auth key]")
-}

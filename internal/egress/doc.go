@@ -36,7 +36,7 @@
 // # Usage
 //
 //	p, err := egress.New(egress.Options{
-//		Targets:  []egress.Target{{Host: "app.internal.example", Port: 443}},
+//		Targets:  []target.Target{{Host: "app.internal.example", Port: 443}},
 //		Resolver: node, // tailnet-only resolver
 //		Dialer:   node, // fail-closed tailnet dialer
 //		Logger:   logger,

@@ -12,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tailgate-dev/tailgate/internal/target"
+
 	"github.com/tailgate-dev/tailgate/internal/egress"
 )
 
@@ -76,7 +78,7 @@ func newFuzzProxy(f *testing.F) *fuzzProxy {
 	})
 	fp := &fuzzProxy{e: e, panics: pl, allowed: map[netip.AddrPort]bool{}, names: map[string]bool{}}
 	ctx := context.Background()
-	for _, t := range []egress.Target{
+	for _, t := range []target.Target{
 		{Host: "app.internal.example", Port: 80},
 		{Host: "secure.internal.example", Port: 443},
 		{Host: "ghost.internal.example", Port: 80},

@@ -13,6 +13,8 @@ import (
 	"strconv"
 	"sync"
 	"time"
+
+	"github.com/tailgate-dev/tailgate/internal/target"
 )
 
 // Resolver answers names from the tailnet only (MagicDNS, then split DNS
@@ -32,7 +34,7 @@ type Dialer interface {
 // the rest have defaults.
 type Options struct {
 	// Targets are the only (host, port) pairs a client may reach.
-	Targets []Target
+	Targets []target.Target
 	// Resolver resolves target names through the tailnet.
 	Resolver Resolver
 	// Dialer connects to resolved addresses through the tailnet.

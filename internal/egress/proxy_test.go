@@ -20,6 +20,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tailgate-dev/tailgate/internal/target"
+
 	"golang.org/x/net/proxy"
 
 	"github.com/tailgate-dev/tailgate/internal/egress"
@@ -81,7 +83,7 @@ func newEnv(t testing.TB, mutate ...func(*egress.Options)) *env {
 	tn.Route(netip.AddrPortFrom(otherAddr, 80), other.Listener.Addr().String())
 
 	opts := egress.Options{
-		Targets: []egress.Target{
+		Targets: []target.Target{
 			{Host: "app.internal.example", Port: 80},
 			{Host: "Secure.Internal.Example.", Port: 443},
 			{Host: "ghost.internal.example", Port: 80}, // not in the tailnet's DNS
@@ -580,7 +582,7 @@ func openTunnel(t *testing.T, e *env, hostport string) net.Conn {
 func TestProxyCloseTearsDownTunnels(t *testing.T) {
 	echo, ended := echoServer(t)
 	e := newEnv(t, func(o *egress.Options) {
-		o.Targets = append(o.Targets, egress.Target{Host: "echo.internal.example", Port: 7})
+		o.Targets = append(o.Targets, target.Target{Host: "echo.internal.example", Port: 7})
 	})
 	e.tailnet.AddName("echo.internal.example", netip.MustParseAddr("100.64.0.7"))
 	e.tailnet.Route(netip.MustParseAddrPort("100.64.0.7:7"), echo)
@@ -610,7 +612,7 @@ func TestProxyCloseTearsDownTunnels(t *testing.T) {
 func TestProxyIdleTunnelIsClosed(t *testing.T) {
 	echo, ended := echoServer(t)
 	e := newEnv(t, func(o *egress.Options) {
-		o.Targets = append(o.Targets, egress.Target{Host: "echo.internal.example", Port: 7})
+		o.Targets = append(o.Targets, target.Target{Host: "echo.internal.example", Port: 7})
 		o.IdleTimeout = 200 * time.Millisecond
 	})
 	e.tailnet.AddName("echo.internal.example", netip.MustParseAddr("100.64.0.7"))
@@ -627,11 +629,11 @@ func TestProxyIdleTunnelIsClosed(t *testing.T) {
 func TestNewRejectsBadOptions(t *testing.T) {
 	tn := egresstest.New()
 	cases := map[string]egress.Options{
-		"no resolver":    {Dialer: tn, Targets: []egress.Target{{Host: "a", Port: 1}}},
-		"no dialer":      {Resolver: tn, Targets: []egress.Target{{Host: "a", Port: 1}}},
-		"port zero":      {Resolver: tn, Dialer: tn, Targets: []egress.Target{{Host: "a", Port: 0}}},
-		"empty host":     {Resolver: tn, Dialer: tn, Targets: []egress.Target{{Host: "", Port: 80}}},
-		"host with junk": {Resolver: tn, Dialer: tn, Targets: []egress.Target{{Host: "a b/c", Port: 80}}},
+		"no resolver":    {Dialer: tn, Targets: []target.Target{{Host: "a", Port: 1}}},
+		"no dialer":      {Resolver: tn, Targets: []target.Target{{Host: "a", Port: 1}}},
+		"port zero":      {Resolver: tn, Dialer: tn, Targets: []target.Target{{Host: "a", Port: 0}}},
+		"empty host":     {Resolver: tn, Dialer: tn, Targets: []target.Target{{Host: "", Port: 80}}},
+		"host with junk": {Resolver: tn, Dialer: tn, Targets: []target.Target{{Host: "a b/c", Port: 80}}},
 	}
 	for name, o := range cases {
 		if _, err := egress.New(o); err == nil {
@@ -701,7 +703,7 @@ func TestProxyCloseEndsPendingDials(t *testing.T) {
 	tn.AddName("slow.internal.example", appAddr)
 	d := &stuckDialer{entered: make(chan struct{}, 1), ended: make(chan error, 1)}
 	p, err := egress.New(egress.Options{
-		Targets:  []egress.Target{{Host: "slow.internal.example", Port: 443}},
+		Targets:  []target.Target{{Host: "slow.internal.example", Port: 443}},
 		Resolver: tn,
 		Dialer:   d,
 	})

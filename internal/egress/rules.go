@@ -7,17 +7,9 @@ import (
 	"net/netip"
 	"strconv"
 	"strings"
+
+	"github.com/tailgate-dev/tailgate/internal/target"
 )
-
-// Target is one (host, port) of the environment that a run may reach.
-// Host is a DNS name (MagicDNS short name or FQDN, split-DNS name) or an IP
-// literal; IPv6 literals may be written with or without brackets.
-type Target struct {
-	Host string `json:"host"`
-	Port uint16 `json:"port"`
-}
-
-func (t Target) String() string { return net.JoinHostPort(t.Host, strconv.Itoa(int(t.Port))) }
 
 // targetRules is the compiled form of the environment's targets: normalized
 // names and parsed IP literals, so a request is checked without parsing.
@@ -26,7 +18,7 @@ type targetRules struct {
 	ips   map[netip.Addr][]uint16 // unmapped
 }
 
-func compileTargets(targets []Target) (targetRules, error) {
+func compileTargets(targets []target.Target) (targetRules, error) {
 	r := targetRules{names: map[string][]uint16{}, ips: map[netip.Addr][]uint16{}}
 	for _, t := range targets {
 		if t.Port == 0 {

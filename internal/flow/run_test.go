@@ -16,6 +16,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tailgate-dev/tailgate/internal/target"
+
 	"github.com/tailgate-dev/tailgate/internal/egress"
 	"github.com/tailgate-dev/tailgate/internal/egress/egresstest"
 	"github.com/tailgate-dev/tailgate/internal/flow"
@@ -54,7 +56,7 @@ func newBrowserRun(t *testing.T) *browserRun {
 	tn.AddName("app.internal.example", netip.MustParseAddr("100.64.0.5"))
 	tn.Route(netip.MustParseAddrPort("100.64.0.5:80"), app.Listener.Addr().String())
 	p, err := egress.New(egress.Options{
-		Targets:  []egress.Target{{Host: "app.internal.example", Port: 80}},
+		Targets:  []target.Target{{Host: "app.internal.example", Port: 80}},
 		Resolver: tn,
 		Dialer:   tn,
 	})

@@ -9,9 +9,9 @@
 // no network access (the caller fetches devices and the policy file; this
 // package never talks to Tailscale):
 //
-//  1. [ParseTargets] checks what the admin typed and classifies each target
+//  1. [target.ParseList] checks what the admin typed and classifies each target
 //     as a Tailscale IP, another (private) IP, a device name, or a DNS name.
-//     Bad input comes back as a [*TargetError] naming the target and the
+//     Bad input comes back as a [*target.Error] naming the target and the
 //     problem, ready for a 400 answer.
 //
 //  2. [NewPlan] maps the targets onto the tailnet ([TailnetView]: devices,
@@ -49,8 +49,8 @@
 //
 // # Usage
 //
-//	targets, err := grants.ParseTargets([]string{"staging-box:443", "10.1.2.3:8443"})
-//	if err != nil { /* 400: err is a *grants.TargetError */ }
+//	targets, err := target.ParseList([]string{"staging-box:443", "10.1.2.3:8443"})
+//	if err != nil { /* 400: err is a *target.Error */ }
 //	plan, err := grants.NewPlan("staging", targets, view) // view built from the API's devices
 //	if err != nil { /* 400/409: unresolvable device, no approved routes, ... */ }
 //	newPolicy, err := grants.Apply(oldPolicy, plan)    // then validate and write with If-Match

@@ -4,11 +4,13 @@ import (
 	"fmt"
 	"net/netip"
 
+	"github.com/tailgate-dev/tailgate/internal/target"
+
 	"github.com/tailgate-dev/tailgate/internal/grants"
 )
 
 func ExampleNewPlan() {
-	targets, err := grants.ParseTargets([]string{"staging-box:443", "10.20.0.15:8443", "staging.internal.example.com:443"})
+	targets, err := target.ParseList([]string{"staging-box:443", "10.20.0.15:8443", "staging.internal.example.com:443"})
 	if err != nil {
 		fmt.Println(err)
 		return
@@ -41,17 +43,8 @@ func ExampleNewPlan() {
 	// warning: staging.internal.example.com:443: a Tailscale policy cannot name a DNS host, so tailgate grants every approved subnet route (10.20.0.0/16), which is broader than this hostname; give an IP or device name for the narrowest grant
 }
 
-func ExampleParseTargets() {
-	_, err := grants.ParseTargets([]string{"staging-box:443", "0.0.0.0/0"})
-	if te, ok := err.(*grants.TargetError); ok {
-		fmt.Printf("400: target %q: %s\n", te.Target, te.Problem)
-	}
-	// Output:
-	// 400: target "0.0.0.0/0": is an address range (CIDR); tailgate grants single hosts, so give one host:port
-}
-
 func ExampleFragment() {
-	targets, _ := grants.ParseTargets([]string{"100.64.0.5:443"})
+	targets, _ := target.ParseList([]string{"100.64.0.5:443"})
 	plan, _ := grants.NewPlan("staging", targets, grants.TailnetView{})
 	fmt.Print(grants.Fragment(plan))
 	// Output:

@@ -7,6 +7,8 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+
+	"github.com/tailgate-dev/tailgate/internal/target"
 )
 
 // TailnetView is what planning needs to know about a tailnet. It is a plain
@@ -71,9 +73,9 @@ type Grant struct {
 
 // PlannedTarget is one target and what it was granted.
 type PlannedTarget struct {
-	// Target is the target as parsed, except that Kind is final: a dotted
-	// name under the MagicDNS suffix is KindDeviceName here.
-	Target
+	// target.Target is the target as parsed, except that target.Kind is final: a dotted
+	// name under the MagicDNS suffix is target.KindDeviceName here.
+	target.Target
 	// DeviceID is the device a device-name target resolved to.
 	DeviceID string
 	Dst      []netip.Prefix
@@ -117,16 +119,16 @@ func (e *EnvError) Error() string {
 //
 // Every grant's source is the environment's tag and its ip is "tcp:<port>".
 // A target the tailnet cannot serve (unknown device, a DNS name with no
-// approved route) is a *TargetError naming it; a bad env is an *EnvError.
-func NewPlan(env string, targets []Target, tn TailnetView) (Plan, error) {
+// approved route) is a *target.Error naming it; a bad env is an *EnvError.
+func NewPlan(env string, targets []target.Target, tn TailnetView) (Plan, error) {
 	if !ValidEnvName(env) {
 		return Plan{}, &EnvError{Env: env}
 	}
 	if len(targets) == 0 {
-		return Plan{}, &TargetError{Problem: "no targets given; name at least one host:port"}
+		return Plan{}, &target.Error{Problem: "no targets given; name at least one host:port"}
 	}
-	if len(targets) > MaxTargets {
-		return Plan{}, &TargetError{Problem: fmt.Sprintf("%d targets given; an environment may have at most %d", len(targets), MaxTargets)}
+	if len(targets) > target.MaxPerEnvironment {
+		return Plan{}, &target.Error{Problem: fmt.Sprintf("%d targets given; an environment may have at most %d", len(targets), target.MaxPerEnvironment)}
 	}
 	suffix := strings.ToLower(strings.Trim(tn.MagicDNSSuffix, "."))
 
@@ -140,7 +142,7 @@ func NewPlan(env string, targets []Target, tn TailnetView) (Plan, error) {
 		for _, d := range pt.Dst {
 			if d.Bits() == 0 {
 				// A default route would be "everything": never grant it.
-				return Plan{}, targetErr(t.String(), "would be granted %s, which is every address; refusing", d)
+				return Plan{}, target.NewError(t.String(), "would be granted %s, which is every address; refusing", d)
 			}
 		}
 		byPort[t.Port] = append(byPort[t.Port], pt.Dst...)
@@ -168,21 +170,21 @@ func NewPlan(env string, targets []Target, tn TailnetView) (Plan, error) {
 	return p, nil
 }
 
-func planTarget(t Target, tn TailnetView, suffix string) (PlannedTarget, error) {
+func planTarget(t target.Target, tn TailnetView, suffix string) (PlannedTarget, error) {
 	pt := PlannedTarget{Target: t}
-	if t.Kind == KindDNSName && (suffix != "" && strings.HasSuffix(t.Host, "."+suffix) ||
+	if t.Kind == target.KindDNSName && (suffix != "" && strings.HasSuffix(t.Host, "."+suffix) ||
 		suffix == "" && strings.HasSuffix(t.Host, ".ts.net")) {
 		// Under the MagicDNS suffix (or, if the suffix is unknown, any
 		// ts.net name): a device, matched by its full name.
-		pt.Kind = KindDeviceName
+		pt.Kind = target.KindDeviceName
 	}
 	switch pt.Kind {
-	case KindTailscaleIP:
+	case target.KindTailscaleIP:
 		pt.Dst = []netip.Prefix{hostPrefix(t.Addr)}
 		if findDeviceByAddr(tn, t.Addr) == nil {
 			pt.Warning = fmt.Sprintf("%s: no device in the tailnet has the address %s right now; the grant is written, but verification will fail until one does", t, t.Addr)
 		}
-	case KindDeviceName:
+	case target.KindDeviceName:
 		d, err := findDeviceByName(tn, t, suffix)
 		if err != nil {
 			return pt, err
@@ -194,10 +196,10 @@ func planTarget(t Target, tn TailnetView, suffix string) (PlannedTarget, error) 
 			}
 		}
 		if len(pt.Dst) == 0 {
-			return pt, targetErr(t.String(), "device %s has no Tailscale addresses yet; wait until it has joined the tailnet", displayName(d))
+			return pt, target.NewError(t.String(), "device %s has no Tailscale addresses yet; wait until it has joined the tailnet", displayName(d))
 		}
 		pt.Dst = sortPrefixes(pt.Dst)
-	case KindPrivateIP:
+	case target.KindPrivateIP:
 		pt.Dst = []netip.Prefix{hostPrefix(t.Addr)}
 		if dev, _ := routeCovering(tn, t.Addr, true); dev == nil {
 			if adv, route := routeCovering(tn, t.Addr, false); adv != nil {
@@ -206,13 +208,13 @@ func planTarget(t Target, tn TailnetView, suffix string) (PlannedTarget, error) 
 				pt.Warning = fmt.Sprintf("%s: no approved subnet route covers %s; advertise and approve a route to it from a subnet router, or the target stays unreachable", t, t.Addr)
 			}
 		}
-	case KindDNSName:
+	case target.KindDNSName:
 		if strings.HasSuffix(t.Host, ".ts.net") {
-			return pt, targetErr(t.String(), "is a MagicDNS name of another tailnet (this tailnet's names end in %q)", suffix)
+			return pt, target.NewError(t.String(), "is a MagicDNS name of another tailnet (this tailnet's names end in %q)", suffix)
 		}
 		routes := approvedRoutes(tn)
 		if len(routes) == 0 {
-			return pt, targetErr(t.String(), "is a DNS name, and a policy can only grant it through approved subnet routes, but this tailnet has none; give the host's IP or device name instead, or approve a subnet route to it")
+			return pt, target.NewError(t.String(), "is a DNS name, and a policy can only grant it through approved subnet routes, but this tailnet has none; give the host's IP or device name instead, or approve a subnet route to it")
 		}
 		pt.Dst = routes
 		strs := make([]string, len(routes))
@@ -221,7 +223,7 @@ func planTarget(t Target, tn TailnetView, suffix string) (PlannedTarget, error) 
 		}
 		pt.Warning = fmt.Sprintf("%s: a Tailscale policy cannot name a DNS host, so tailgate grants every approved subnet route (%s), which is broader than this hostname; give an IP or device name for the narrowest grant", t, strings.Join(strs, ", "))
 	default:
-		return pt, targetErr(t.String(), "has no kind; parse it with ParseTarget")
+		return pt, target.NewError(t.String(), "has no kind; parse it with target.Parse")
 	}
 	return pt, nil
 }
@@ -242,7 +244,7 @@ func findDeviceByAddr(tn TailnetView, a netip.Addr) *Device {
 // match a device's Name exactly; a single label matches the first label of
 // a device's Name, or failing that its Hostname. More than one match is an
 // error, since granting the wrong machine is worse than asking.
-func findDeviceByName(tn TailnetView, t Target, suffix string) (*Device, error) {
+func findDeviceByName(tn TailnetView, t target.Target, suffix string) (*Device, error) {
 	norm := func(s string) string { return strings.ToLower(strings.TrimSuffix(s, ".")) }
 	var matches []*Device
 	collect := func(match func(d *Device) bool) {
@@ -266,13 +268,13 @@ func findDeviceByName(tn TailnetView, t Target, suffix string) (*Device, error) 
 	switch len(matches) {
 	case 0:
 		if strings.Contains(t.Host, ".") {
-			return nil, targetErr(t.String(), "no device named %q in the tailnet; check the name in the admin console's Machines page", t.Host)
+			return nil, target.NewError(t.String(), "no device named %q in the tailnet; check the name in the admin console's Machines page", t.Host)
 		}
 		looked := ""
 		if suffix != "" {
 			looked = fmt.Sprintf(" (looked for %s.%s)", t.Host, suffix)
 		}
-		return nil, targetErr(t.String(), "no device named %q in the tailnet%s; check the name in the admin console's Machines page, or if it is an internal DNS name, give it in full (e.g. %s.corp.example.com)", t.Host, looked, t.Host)
+		return nil, target.NewError(t.String(), "no device named %q in the tailnet%s; check the name in the admin console's Machines page, or if it is an internal DNS name, give it in full (e.g. %s.corp.example.com)", t.Host, looked, t.Host)
 	case 1:
 		return matches[0], nil
 	}
@@ -280,7 +282,7 @@ func findDeviceByName(tn TailnetView, t Target, suffix string) (*Device, error) 
 	for i, d := range matches {
 		names[i] = displayName(d)
 	}
-	return nil, targetErr(t.String(), "matches %d devices (%s); give the full MagicDNS name", len(matches), strings.Join(names, ", "))
+	return nil, target.NewError(t.String(), "matches %d devices (%s); give the full MagicDNS name", len(matches), strings.Join(names, ", "))
 }
 
 // routeCovering finds a device with a subnet route containing a; approved
@@ -348,4 +350,12 @@ func sortPrefixes(ps []netip.Prefix) []netip.Prefix {
 		return a.Bits() - b.Bits()
 	})
 	return slices.Compact(out)
+}
+
+// shorten cuts s for echoing in an error.
+func shorten(s string) string {
+	if len(s) > 20 {
+		return s[:20] + "…"
+	}
+	return s
 }

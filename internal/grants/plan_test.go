@@ -6,6 +6,8 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+
+	"github.com/tailgate-dev/tailgate/internal/target"
 )
 
 // testTailnet is a small tailnet: two app servers, a subnet router with one
@@ -43,9 +45,9 @@ func testTailnet() TailnetView {
 	}
 }
 
-func mustTargets(t *testing.T, ss ...string) []Target {
+func mustTargets(t *testing.T, ss ...string) []target.Target {
 	t.Helper()
-	ts, err := ParseTargets(ss)
+	ts, err := target.ParseList(ss)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -56,21 +58,21 @@ func TestPlanGrantsEachTargetKindNarrowly(t *testing.T) {
 	tests := []struct {
 		name        string
 		target      string
-		wantKind    Kind
+		wantKind    target.Kind
 		wantDst     []string
 		wantWarning string // substring; "" means no warning
 	}{
-		{"tailscale ip", "100.64.0.5:443", KindTailscaleIP, []string{"100.64.0.5"}, ""},
-		{"tailscale ipv6", "[fd7a:115c:a1e0::5]:443", KindTailscaleIP, []string{"fd7a:115c:a1e0::5"}, ""},
-		{"tailscale ip of no device", "100.64.9.9:443", KindTailscaleIP, []string{"100.64.9.9"}, "no device in the tailnet has the address"},
-		{"device name", "staging-box:443", KindDeviceName, []string{"100.64.0.5", "fd7a:115c:a1e0::5"}, ""},
-		{"device magicdns fqdn", "staging-box.tail1234.ts.net:443", KindDeviceName, []string{"100.64.0.5", "fd7a:115c:a1e0::5"}, ""},
-		{"device by hostname when name differs", "app:8080", KindDeviceName, []string{"100.64.0.6"}, ""},
-		{"device by first label of name", "app-2:8080", KindDeviceName, []string{"100.64.0.6"}, ""},
-		{"private ip behind approved route", "10.20.0.15:443", KindPrivateIP, []string{"10.20.0.15"}, ""},
-		{"private ip, route advertised not approved", "192.0.2.10:443", KindPrivateIP, []string{"192.0.2.10"}, "advertised by router.tail1234.ts.net but not approved"},
-		{"private ip, no route at all", "172.16.5.5:443", KindPrivateIP, []string{"172.16.5.5"}, "no approved subnet route covers 172.16.5.5"},
-		{"internal dns name", "staging.internal.example.com:443", KindDNSName, []string{"10.20.0.0/16", "198.51.100.0/24"}, "10.20.0.0/16, 198.51.100.0/24"},
+		{"tailscale ip", "100.64.0.5:443", target.KindTailscaleIP, []string{"100.64.0.5"}, ""},
+		{"tailscale ipv6", "[fd7a:115c:a1e0::5]:443", target.KindTailscaleIP, []string{"fd7a:115c:a1e0::5"}, ""},
+		{"tailscale ip of no device", "100.64.9.9:443", target.KindTailscaleIP, []string{"100.64.9.9"}, "no device in the tailnet has the address"},
+		{"device name", "staging-box:443", target.KindDeviceName, []string{"100.64.0.5", "fd7a:115c:a1e0::5"}, ""},
+		{"device magicdns fqdn", "staging-box.tail1234.ts.net:443", target.KindDeviceName, []string{"100.64.0.5", "fd7a:115c:a1e0::5"}, ""},
+		{"device by hostname when name differs", "app:8080", target.KindDeviceName, []string{"100.64.0.6"}, ""},
+		{"device by first label of name", "app-2:8080", target.KindDeviceName, []string{"100.64.0.6"}, ""},
+		{"private ip behind approved route", "10.20.0.15:443", target.KindPrivateIP, []string{"10.20.0.15"}, ""},
+		{"private ip, route advertised not approved", "192.0.2.10:443", target.KindPrivateIP, []string{"192.0.2.10"}, "advertised by router.tail1234.ts.net but not approved"},
+		{"private ip, no route at all", "172.16.5.5:443", target.KindPrivateIP, []string{"172.16.5.5"}, "no approved subnet route covers 172.16.5.5"},
+		{"internal dns name", "staging.internal.example.com:443", target.KindDNSName, []string{"10.20.0.0/16", "198.51.100.0/24"}, "10.20.0.0/16, 198.51.100.0/24"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -161,9 +163,9 @@ func TestPlanRefusesWhatTheTailnetCannotServe(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			_, err := NewPlan(tt.env, mustTargets(t, tt.targets...), tt.tailnet)
-			var te *TargetError
+			var te *target.Error
 			if !errors.As(err, &te) {
-				t.Fatalf("err = %v, want *TargetError", err)
+				t.Fatalf("err = %v, want *target.Error", err)
 			}
 			if te.Target != tt.wantTarget || !strings.Contains(te.Problem, tt.wantProblem) {
 				t.Errorf("got {%q, %q}, want %q / %q", te.Target, te.Problem, tt.wantTarget, tt.wantProblem)
@@ -179,7 +181,7 @@ func TestPlanFindsMagicDNSNameWithoutSuffix(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if p.Targets[0].Kind != KindDeviceName || p.Targets[0].DeviceID != "n1" {
+	if p.Targets[0].Kind != target.KindDeviceName || p.Targets[0].DeviceID != "n1" {
 		t.Errorf("planned %+v, want device n1", p.Targets[0])
 	}
 }
@@ -241,7 +243,7 @@ func TestPlanGroupsByPortDeterministically(t *testing.T) {
 	}
 
 	// Shuffled input, same plan grants: the policy diff does not churn.
-	rev := append([]Target(nil), targets...)
+	rev := append([]target.Target(nil), targets...)
 	for i, j := 0, len(rev)-1; i < j; i, j = i+1, j-1 {
 		rev[i], rev[j] = rev[j], rev[i]
 	}

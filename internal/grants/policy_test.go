@@ -11,6 +11,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/tailgate-dev/tailgate/internal/target"
+
 	"github.com/tailscale/hujson"
 )
 
@@ -30,7 +32,7 @@ func testPlan(t testing.TB, env string, targets ...string) Plan {
 	if len(targets) == 0 {
 		targets = []string{"staging-box:443", "10.20.0.15:8443", "staging.internal.example.com:443"}
 	}
-	ts, err := ParseTargets(targets)
+	ts, err := target.ParseList(targets)
 	if err != nil {
 		t.Fatal(err)
 	}

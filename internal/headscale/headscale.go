@@ -68,11 +68,12 @@ import (
 	"net/http"
 	"net/netip"
 	"net/url"
-	"regexp"
 	"slices"
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/tailgate-dev/tailgate/internal/redact"
 
 	"github.com/tailgate-dev/tailgate/internal/outbound"
 	"github.com/tailgate-dev/tailgate/internal/tsapi"
@@ -264,18 +265,9 @@ func statusMessage(status int) string {
 	return "headscale answered with an error" // APIError adds the status
 }
 
-var secretish = regexp.MustCompile(`(hskey-[A-Za-z0-9_-]+|tskey-[A-Za-z0-9_-]+)`)
-
 // redact removes the credentials this client holds, and anything shaped
-// like a headscale or Tailscale key, from a message.
-func (c *Client) redact(s string) string {
-	for _, secret := range []string{c.apiKey, c.key} {
-		if len(secret) >= 8 {
-			s = strings.ReplaceAll(s, secret, "[redacted]")
-		}
-	}
-	return secretish.ReplaceAllString(s, "[redacted]")
-}
+// like a credential, from a message.
+func (c *Client) redact(s string) string { return redact.Secrets(s, c.apiKey, c.key) }
 
 // etag is the synthetic version of a policy text.
 func etag(policy string) string {

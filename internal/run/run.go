@@ -40,9 +40,12 @@ import (
 	"sync"
 	"time"
 
+	"github.com/tailgate-dev/tailgate/internal/errcode"
+
+	"github.com/tailgate-dev/tailgate/internal/target"
+
 	"github.com/tailgate-dev/tailgate/internal/connect"
 	"github.com/tailgate-dev/tailgate/internal/egress"
-	"github.com/tailgate-dev/tailgate/internal/grants"
 	"github.com/tailgate-dev/tailgate/internal/store"
 	"github.com/tailgate-dev/tailgate/internal/tailnet"
 )
@@ -62,9 +65,11 @@ const (
 
 // Manager starts, tracks and ends runs. Set its fields before use.
 type Manager struct {
-	Connect *connect.Service
-	Store   *store.Store
-	Logger  *slog.Logger
+	// Connect opens environments' credentials (a *connect.Service).
+	Connect CredentialOpener
+	// Store records runs (a *store.Store).
+	Store  Store
+	Logger *slog.Logger
 	// MaxLifetime caps every run; DefaultMaxLifetime when zero.
 	MaxLifetime time.Duration
 	// Lease is how long a run lives without a heartbeat; DefaultLease when
@@ -73,6 +78,21 @@ type Manager struct {
 
 	mu   sync.Mutex
 	runs map[string]*session
+}
+
+// CredentialOpener opens an environment's stored credential, with which a
+// run's node joins the tailnet.
+type CredentialOpener interface {
+	OpenCredential(ctx context.Context, orgID, env string) (connect.Credential, error)
+}
+
+// Store is what the manager records of runs.
+type Store interface {
+	CreateRun(ctx context.Context, orgID string, r store.Run) (store.Run, error)
+	UpdateRun(ctx context.Context, orgID, id, state, node, nodeID, proxyAddr string) error
+	GetRun(ctx context.Context, orgID, id string) (store.Run, error)
+	EndRun(ctx context.Context, orgID, id, reason string) error
+	OpenRuns(ctx context.Context) ([]store.Run, error)
 }
 
 // Options for one run.
@@ -140,7 +160,7 @@ func (m *Manager) lease() time.Duration {
 
 // Error is a run that could not start or be found, with a stable code.
 type Error struct {
-	Code    string // not_found, not_connected, credential_revoked, join_failed, internal
+	Code    errcode.Code // from the one registry (package errcode)
 	Message string
 	Err     error
 }
@@ -156,10 +176,7 @@ func (m *Manager) Start(ctx context.Context, orgID, env string, opts Options) (I
 	if err != nil {
 		return Info{}, err
 	}
-	targets, err := egressTargets(cred.Conn.Targets)
-	if err != nil {
-		return Info{}, &Error{Code: "internal", Message: "stored targets are invalid: " + err.Error(), Err: err}
-	}
+	targets := cred.Conn.Targets
 	lifetime := m.maxLifetime()
 	if opts.Lifetime > 0 && opts.Lifetime < lifetime {
 		lifetime = opts.Lifetime
@@ -167,28 +184,18 @@ func (m *Manager) Start(ctx context.Context, orgID, env string, opts Options) (I
 	start := time.Now()
 	rec, err := m.Store.CreateRun(ctx, orgID, store.Run{EnvID: cred.Env.ID, ExpiresAt: start.Add(lifetime)})
 	if err != nil {
-		return Info{}, &Error{Code: "internal", Message: "record run: " + err.Error(), Err: err}
+		return Info{}, &Error{Code: errcode.Internal, Message: "record run: " + err.Error(), Err: err}
 	}
 	fail := func(e error) (Info, error) {
 		m.Store.EndRun(context.WithoutCancel(ctx), orgID, rec.ID, "failed to start: "+e.Error())
 		log.Warn("run failed to start", "run", rec.ID, "err", e)
 		return Info{}, e
 	}
-	key, err := m.Connect.MintKey(ctx, cred, "run "+env)
+	node, err := cred.Join(ctx, "run")
 	if err != nil {
 		return fail(err)
 	}
-	hostname := connect.NodeName("run", env)
-	node, err := tailnet.Join(ctx, tailnet.JoinOptions{
-		ControlURL:   cred.ControlURL,
-		AuthKey:      key.Key,
-		Hostname:     hostname,
-		Tags:         cred.JoinTags,
-		AcceptRoutes: true,
-	})
-	if err != nil {
-		return fail(&Error{Code: "join_failed", Message: "the run's node could not join the tailnet; check that the environment's private network status still shows connected, then retry", Err: err})
-	}
+	hostname := node.Hostname()
 	path := tailnetPath{node}
 	s := &session{orgID: orgID, node: node}
 	s.info = Info{ID: rec.ID, Env: env, Node: hostname, NodeIP: node.IPv4().String(), StartedAt: rec.StartedAt, ExpiresAt: rec.ExpiresAt, JoinMS: ms(node.JoinDuration())}
@@ -200,12 +207,12 @@ func (m *Manager) Start(ctx context.Context, orgID, env string, opts Options) (I
 	proxy, err := egress.New(egress.Options{Targets: targets, Resolver: path, Dialer: path, Logger: log.With("run", rec.ID)})
 	if err != nil {
 		node.Close()
-		return fail(&Error{Code: "internal", Message: "start proxy: " + err.Error(), Err: err})
+		return fail(&Error{Code: errcode.Internal, Message: "start proxy: " + err.Error(), Err: err})
 	}
 	addr, err := proxy.Start()
 	if err != nil {
 		node.Close()
-		return fail(&Error{Code: "internal", Message: "start proxy: " + err.Error(), Err: err})
+		return fail(&Error{Code: errcode.Internal, Message: "start proxy: " + err.Error(), Err: err})
 	}
 	s.proxy = proxy
 	s.info.ProxyAddr = addr.String()
@@ -214,7 +221,7 @@ func (m *Manager) Start(ctx context.Context, orgID, env string, opts Options) (I
 	s.leaseTo = time.Now().Add(m.lease())
 	if err := m.Store.UpdateRun(ctx, orgID, rec.ID, StateReady, hostname, "", s.info.ProxyAddr); err != nil {
 		m.stop(s)
-		return fail(&Error{Code: "internal", Message: "record run: " + err.Error(), Err: err})
+		return fail(&Error{Code: errcode.Internal, Message: "record run: " + err.Error(), Err: err})
 	}
 	m.mu.Lock()
 	if m.runs == nil {
@@ -238,10 +245,10 @@ func (m *Manager) Get(ctx context.Context, orgID, id string) (Info, error) {
 	}
 	r, err := m.Store.GetRun(ctx, orgID, id)
 	if errors.Is(err, store.ErrNotFound) {
-		return Info{}, &Error{Code: "not_found", Message: fmt.Sprintf("no run %q", id), Err: err}
+		return Info{}, &Error{Code: errcode.NotFound, Message: fmt.Sprintf("no run %q", id), Err: err}
 	}
 	if err != nil {
-		return Info{}, &Error{Code: "internal", Message: err.Error(), Err: err}
+		return Info{}, &Error{Code: errcode.Internal, Message: err.Error(), Err: err}
 	}
 	info := Info{ID: r.ID, State: r.State, Node: r.NodeHostname, StartedAt: r.StartedAt, ExpiresAt: r.ExpiresAt, EndReason: r.EndReason}
 	if !r.EndedAt.IsZero() {
@@ -380,22 +387,10 @@ func (m *Manager) Open() int {
 	return len(m.runs)
 }
 
-func egressTargets(raw []string) ([]egress.Target, error) {
-	ts, err := grants.ParseTargets(raw)
-	if err != nil {
-		return nil, err
-	}
-	out := make([]egress.Target, len(ts))
-	for i, t := range ts {
-		out[i] = egress.Target{Host: t.Host, Port: t.Port}
-	}
-	return out, nil
-}
-
 // warm makes the node's first real connection to each target fast: the
 // node warms the path to the peer serving the target (tailnet.WarmPath),
 // then a TCP probe opens it end to end.
-func warm(ctx context.Context, node *tailnet.Node, targets []egress.Target) []WarmResult {
+func warm(ctx context.Context, node *tailnet.Node, targets []target.Target) []WarmResult {
 	ctx, cancel := context.WithTimeout(ctx, warmTimeout)
 	defer cancel()
 	res := make([]WarmResult, len(targets))
@@ -414,7 +409,7 @@ func warm(ctx context.Context, node *tailnet.Node, targets []egress.Target) []Wa
 	return res
 }
 
-func warmOne(ctx context.Context, node *tailnet.Node, t egress.Target) error {
+func warmOne(ctx context.Context, node *tailnet.Node, t target.Target) error {
 	addrs, err := node.LookupNetIP(ctx, t.Host)
 	if err != nil {
 		return err

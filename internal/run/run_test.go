@@ -15,6 +15,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tailgate-dev/tailgate/internal/errcode"
+
 	"github.com/tailgate-dev/tailgate/internal/connect"
 	"github.com/tailgate-dev/tailgate/internal/egress"
 	"github.com/tailgate-dev/tailgate/internal/sandbox"
@@ -182,11 +184,11 @@ func TestRunOfDisconnectedOrUnknownEnvironmentFails(t *testing.T) {
 	ctx := ctxT(t)
 	_, err := f.m.Start(ctx, f.org, "idle", Options{})
 	var ce *connect.Error
-	if !errors.As(err, &ce) || ce.Code != "not_connected" {
+	if !errors.As(err, &ce) || ce.Code != errcode.NotConnected {
 		t.Errorf("run of a disconnected environment: %v, want not_connected", err)
 	}
 	_, err = f.m.Start(ctx, f.org, "nope", Options{})
-	if !errors.As(err, &ce) || ce.Code != "not_found" {
+	if !errors.As(err, &ce) || ce.Code != errcode.NotFound {
 		t.Errorf("run of an unknown environment: %v, want not_found", err)
 	}
 	if _, err := f.m.Get(ctx, "other-org", "run_x"); err == nil {

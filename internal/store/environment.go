@@ -9,6 +9,9 @@ import (
 	"net/netip"
 	"time"
 
+	"github.com/tailgate-dev/tailgate/internal/controlplane"
+	"github.com/tailgate-dev/tailgate/internal/target"
+
 	"github.com/tailgate-dev/tailgate/internal/vault"
 )
 
@@ -138,10 +141,14 @@ type Connection struct {
 	// CIDRs are the granted destinations, shown to the admin.
 	CIDRs    []netip.Prefix
 	Warnings []string
-	// Targets are the environment's targets as host:port.
-	Targets []string
-	// Detail is opaque JSON the connect package keeps alongside (e.g. the
-	// planned targets); stored and returned as is. Must not hold secrets.
+	// Targets are the environment's targets, parsed once when the
+	// connection is loaded (stored as host:port).
+	Targets []target.Target
+	// Control is the control plane the connection was made on; the zero
+	// value is the server's own Tailscale.
+	Control controlplane.Control
+	// Detail is opaque JSON the connect package keeps alongside (the
+	// grant plan); stored and returned as is. Must not hold secrets.
 	Detail json.RawMessage
 	// OAuthClientID is the Tailscale OAuth client's id (not secret).
 	OAuthClientID string
@@ -167,7 +174,11 @@ func (s *Store) PutConnection(ctx context.Context, orgID string, c Connection) (
 	}
 	cidrs, _ := json.Marshal(nonNil(c.CIDRs))
 	warnings, _ := json.Marshal(nonNil(c.Warnings))
-	targets, _ := json.Marshal(nonNil(c.Targets))
+	targets, _ := json.Marshal(targetStrings(c.Targets))
+	control := c.Control
+	if control.Type == controlplane.Tailscale {
+		control.Type = "" // the server's own, as in rows from before 0002
+	}
 	detail := []byte("null")
 	if len(c.Detail) > 0 {
 		if !json.Valid(c.Detail) {
@@ -178,15 +189,16 @@ func (s *Store) PutConnection(ctx context.Context, orgID string, c Connection) (
 	now := s.now().Truncate(time.Millisecond)
 	err := s.tx(ctx, func(tx *sql.Tx) error {
 		res, err := tx.ExecContext(ctx, `INSERT INTO connections (env_id, org_id, state, tag, cidrs, warnings, targets, detail,
-				oauth_client_id, secret_key_id, secret_nonce, secret_ciphertext, created_at, updated_at)
-			SELECT id, org_id, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ? FROM environments WHERE id = ? AND org_id = ?
+				control_type, control_url, oauth_client_id, secret_key_id, secret_nonce, secret_ciphertext, created_at, updated_at)
+			SELECT id, org_id, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ? FROM environments WHERE id = ? AND org_id = ?
 			ON CONFLICT (env_id) DO UPDATE SET state = excluded.state, tag = excluded.tag, cidrs = excluded.cidrs,
 				warnings = excluded.warnings, targets = excluded.targets, detail = excluded.detail,
+				control_type = excluded.control_type, control_url = excluded.control_url,
 				oauth_client_id = excluded.oauth_client_id, secret_key_id = excluded.secret_key_id,
 				secret_nonce = excluded.secret_nonce, secret_ciphertext = excluded.secret_ciphertext,
 				updated_at = excluded.updated_at`,
 			string(c.State), c.Tag, string(cidrs), string(warnings), string(targets), string(detail),
-			c.OAuthClientID, c.Secret.KeyID, c.Secret.Nonce, c.Secret.Ciphertext, ms(now), ms(now), c.EnvID, orgID)
+			string(control.Type), control.URL, c.OAuthClientID, c.Secret.KeyID, c.Secret.Nonce, c.Secret.Ciphertext, ms(now), ms(now), c.EnvID, orgID)
 		if err != nil {
 			return fmt.Errorf("store: put connection: %w", err)
 		}
@@ -205,12 +217,12 @@ func (s *Store) PutConnection(ctx context.Context, orgID string, c Connection) (
 // ErrNotFound if it is not connected (or not orgID's).
 func (s *Store) GetConnection(ctx context.Context, orgID, envID string) (Connection, error) {
 	var c Connection
-	var state, cidrs, warnings, targets, detail string
+	var state, cidrs, warnings, targets, detail, controlType string
 	var created, updated int64
-	err := s.db.QueryRowContext(ctx, `SELECT env_id, state, tag, cidrs, warnings, targets, detail, oauth_client_id,
-			secret_key_id, secret_nonce, secret_ciphertext, created_at, updated_at
+	err := s.db.QueryRowContext(ctx, `SELECT env_id, state, tag, cidrs, warnings, targets, detail, control_type, control_url,
+			oauth_client_id, secret_key_id, secret_nonce, secret_ciphertext, created_at, updated_at
 		FROM connections WHERE env_id = ? AND org_id = ?`, envID, orgID).Scan(
-		&c.EnvID, &state, &c.Tag, &cidrs, &warnings, &targets, &detail, &c.OAuthClientID,
+		&c.EnvID, &state, &c.Tag, &cidrs, &warnings, &targets, &detail, &controlType, &c.Control.URL, &c.OAuthClientID,
 		&c.Secret.KeyID, &c.Secret.Nonce, &c.Secret.Ciphertext, &created, &updated)
 	if errors.Is(err, sql.ErrNoRows) {
 		return Connection{}, fmt.Errorf("store: connection: %w", ErrNotFound)
@@ -219,9 +231,16 @@ func (s *Store) GetConnection(ctx context.Context, orgID, envID string) (Connect
 		return Connection{}, fmt.Errorf("store: get connection: %w", err)
 	}
 	c.State, c.CreatedAt, c.UpdatedAt = ConnectionState(state), fromMS(created), fromMS(updated)
+	c.Control = controlplane.Control{Type: controlplane.Kind(controlType), URL: c.Control.URL}.Canonical()
+	var raw []string
 	if err := errors.Join(json.Unmarshal([]byte(cidrs), &c.CIDRs), json.Unmarshal([]byte(warnings), &c.Warnings),
-		json.Unmarshal([]byte(targets), &c.Targets)); err != nil {
+		json.Unmarshal([]byte(targets), &raw)); err != nil {
 		return Connection{}, fmt.Errorf("store: get connection %s: stored JSON: %w", envID, err)
+	}
+	if len(raw) == 0 {
+		c.Targets = []target.Target{}
+	} else if c.Targets, err = target.ParseList(raw); err != nil {
+		return Connection{}, fmt.Errorf("store: get connection %s: stored targets: %w", envID, err)
 	}
 	if detail != "null" {
 		c.Detail = json.RawMessage(detail)
@@ -289,6 +308,16 @@ func (s *Store) ConnectedEnvironments(ctx context.Context) ([]ConnectedEnvironme
 		out = append(out, ce)
 	}
 	return out, rows.Err()
+}
+
+// targetStrings is how targets are stored: host:port, as the admin gave them
+// once normalised.
+func targetStrings(ts []target.Target) []string {
+	out := make([]string, len(ts))
+	for i, t := range ts {
+		out[i] = t.String()
+	}
+	return out
 }
 
 func nonNil[T any](s []T) []T {

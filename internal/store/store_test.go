@@ -15,6 +15,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tailgate-dev/tailgate/internal/controlplane"
+	"github.com/tailgate-dev/tailgate/internal/target"
+
 	"github.com/tailgate-dev/tailgate/internal/vault"
 )
 
@@ -54,11 +57,20 @@ func testConnection(envID string) Connection {
 		Tag:           "tag:tailgate-staging",
 		CIDRs:         []netip.Prefix{netip.MustParsePrefix("10.20.0.0/16"), netip.MustParsePrefix("100.64.0.5/32")},
 		Warnings:      []string{"staging.internal.example.com:443: broader than this hostname"},
-		Targets:       []string{"staging.internal.example.com:443", "staging-box:443"},
+		Targets:       mustTargets("staging.internal.example.com:443", "staging-box:443"),
+		Control:       controlplane.Control{Type: controlplane.Headscale, URL: "https://hs.example.com"},
 		Detail:        json.RawMessage(`{"plan":1}`),
 		OAuthClientID: "kABC123CNTRL",
 		Secret:        vault.Sealed{KeyID: "0011223344556677", Nonce: bytes.Repeat([]byte{1}, 12), Ciphertext: []byte("sealed-bytes-not-a-secret")},
 	}
+}
+
+func mustTargets(raw ...string) []target.Target {
+	ts, err := target.ParseList(raw)
+	if err != nil {
+		panic(err)
+	}
+	return ts
 }
 
 func TestMigrationsApplyOnceAndReopenCleanly(t *testing.T) {
@@ -304,7 +316,7 @@ func TestEnvironmentLifecycle(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !reflect.DeepEqual(got.CIDRs, c.CIDRs) || !reflect.DeepEqual(got.Warnings, c.Warnings) || !reflect.DeepEqual(got.Targets, c.Targets) ||
+	if !reflect.DeepEqual(got.CIDRs, c.CIDRs) || !reflect.DeepEqual(got.Warnings, c.Warnings) || !reflect.DeepEqual(got.Targets, c.Targets) || got.Control != c.Control ||
 		!reflect.DeepEqual(got.Secret, c.Secret) || got.OAuthClientID != c.OAuthClientID || string(got.Detail) != string(c.Detail) || got.State != StateConnected {
 		t.Errorf("PutConnection round trip:\n got %+v\nwant %+v", got, c)
 	}

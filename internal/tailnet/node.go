@@ -81,12 +81,13 @@ type JoinOptions struct {
 
 // Node is one joined tailnet node.
 type Node struct {
-	srv    *tsnet.Server
-	lc     *local.Client
-	tmpDir string
-	ip4    netip.Addr
-	ip6    netip.Addr
-	joined time.Duration
+	hostname string
+	srv      *tsnet.Server
+	lc       *local.Client
+	tmpDir   string
+	ip4      netip.Addr
+	ip6      netip.Addr
+	joined   time.Duration
 	// magicDNSSuffix is the tailnet's MagicDNS domain, without dots at
 	// either end ("tail1234.ts.net").
 	magicDNSSuffix string
@@ -99,7 +100,7 @@ func Join(ctx context.Context, opts JoinOptions) (*Node, error) {
 		return nil, errors.New("tailnet: join: hostname is required")
 	}
 	start := time.Now()
-	n := &Node{}
+	n := &Node{hostname: opts.Hostname}
 	dir := opts.Dir
 	if dir == "" {
 		d, err := os.MkdirTemp("", "tailgate-node-")
@@ -203,6 +204,9 @@ func (n *Node) IPv6() netip.Addr { return n.ip6 }
 
 // JoinDuration is how long Join took, up to home DERP connected.
 func (n *Node) JoinDuration() time.Duration { return n.joined }
+
+// Hostname is the node's name in the tailnet.
+func (n *Node) Hostname() string { return n.hostname }
 
 // Close leaves the tailnet. For an ephemeral node tsnet logs out, which
 // removes the node from the tailnet at once; callers that must be sure

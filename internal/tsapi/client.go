@@ -10,9 +10,10 @@ import (
 	"net/http"
 	"net/netip"
 	"net/url"
-	"regexp"
 	"slices"
 	"time"
+
+	redactpkg "github.com/tailgate-dev/tailgate/internal/redact"
 
 	"golang.org/x/oauth2"
 	tailscale "tailscale.com/client/tailscale/v2"
@@ -446,12 +447,6 @@ func contextCause(err error) error {
 	return nil
 }
 
-// credentialPattern matches Tailscale credentials: tskey-<kind>-<id>-<secret>
-// and anything else starting with tskey-.
-var credentialPattern = regexp.MustCompile(`tskey-[A-Za-z0-9_\-]+`)
-
 // redact is the one place that removes credentials from text that leaves
 // this package (error messages from the API or the transport).
-func redact(s string) string {
-	return credentialPattern.ReplaceAllString(s, "tskey-[redacted]")
-}
+func redact(s string) string { return redactpkg.Secrets(s) }

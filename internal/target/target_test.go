@@ -1,4 +1,4 @@
-package grants
+package target
 
 import (
 	"errors"
@@ -35,12 +35,12 @@ func TestParseTargetAcceptsEachKind(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.in, func(t *testing.T) {
-			got, err := ParseTarget(tt.in)
+			got, err := Parse(tt.in)
 			if err != nil {
-				t.Fatalf("ParseTarget(%q) = %v", tt.in, err)
+				t.Fatalf("Parse(%q) = %v", tt.in, err)
 			}
 			if got.Host != tt.wantHost || got.Port != tt.wantPort || got.Kind != tt.wantKind {
-				t.Errorf("ParseTarget(%q) = %+v, want host %q port %d kind %v", tt.in, got, tt.wantHost, tt.wantPort, tt.wantKind)
+				t.Errorf("Parse(%q) = %+v, want host %q port %d kind %v", tt.in, got, tt.wantHost, tt.wantPort, tt.wantKind)
 			}
 			if tt.wantStr != "" && got.String() != tt.wantStr {
 				t.Errorf("String() = %q, want %q", got.String(), tt.wantStr)
@@ -108,10 +108,10 @@ func TestParseTargetRefusesBadInputWithReason(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(fmt.Sprintf("%q", tt.in), func(t *testing.T) {
-			_, err := ParseTarget(tt.in)
-			var te *TargetError
+			_, err := Parse(tt.in)
+			var te *Error
 			if !errors.As(err, &te) {
-				t.Fatalf("ParseTarget(%q) error = %v, want *TargetError", tt.in, err)
+				t.Fatalf("Parse(%q) error = %v, want *Error", tt.in, err)
 			}
 			if !strings.Contains(te.Problem, tt.wantProblem) {
 				t.Errorf("problem = %q, want it to mention %q", te.Problem, tt.wantProblem)
@@ -130,7 +130,7 @@ func TestParseTargetRefusesBadInputWithReason(t *testing.T) {
 }
 
 func TestParseTargetsChecksTheList(t *testing.T) {
-	many := make([]string, MaxTargets+1)
+	many := make([]string, MaxPerEnvironment+1)
 	for i := range many {
 		many[i] = fmt.Sprintf("10.1.2.%d:443", i+1)
 	}
@@ -149,10 +149,10 @@ func TestParseTargetsChecksTheList(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			_, err := ParseTargets(tt.in)
-			var te *TargetError
+			_, err := ParseList(tt.in)
+			var te *Error
 			if !errors.As(err, &te) {
-				t.Fatalf("ParseTargets error = %v, want *TargetError", err)
+				t.Fatalf("ParseList error = %v, want *Error", err)
 			}
 			if te.Target != tt.wantTarget || !strings.Contains(te.Problem, tt.wantProblem) {
 				t.Errorf("got {%q, %q}, want target %q problem containing %q", te.Target, te.Problem, tt.wantTarget, tt.wantProblem)
@@ -160,13 +160,13 @@ func TestParseTargetsChecksTheList(t *testing.T) {
 		})
 	}
 
-	ok := many[:MaxTargets]
-	got, err := ParseTargets(ok)
-	if err != nil || len(got) != MaxTargets {
-		t.Fatalf("ParseTargets(%d targets) = %d, %v; want all accepted", MaxTargets, len(got), err)
+	ok := many[:MaxPerEnvironment]
+	got, err := ParseList(ok)
+	if err != nil || len(got) != MaxPerEnvironment {
+		t.Fatalf("ParseList(%d targets) = %d, %v; want all accepted", MaxPerEnvironment, len(got), err)
 	}
 	// Same host on two ports is two targets, not a duplicate.
-	if _, err := ParseTargets([]string{"staging-box:443", "staging-box:80"}); err != nil {
+	if _, err := ParseList([]string{"staging-box:443", "staging-box:80"}); err != nil {
 		t.Errorf("same host, two ports: %v", err)
 	}
 }

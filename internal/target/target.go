@@ -1,4 +1,9 @@
-package grants
+// Package target parses what an environment must reach: one host:port,
+// checked and normalised, and classified by the kind of host it names (a
+// Tailscale IP, a private IP, a device name or a DNS name). Every package
+// that deals with targets (grant planning, the run proxy, verification,
+// storage) uses this one type.
+package target
 
 import (
 	"fmt"
@@ -10,10 +15,10 @@ import (
 	"unicode/utf8"
 )
 
-// MaxTargets is how many targets one environment may have. It keeps the
+// MaxPerEnvironment is how many targets one environment may have. It keeps the
 // policy entries (and the verification run) small; an environment needing
 // more is better split in two.
-const MaxTargets = 64
+const MaxPerEnvironment = 64
 
 // DNS limits (RFC 1035) applied to target names.
 const (
@@ -62,7 +67,7 @@ func (k Kind) String() string {
 }
 
 // Target is one host:port an environment must reach, checked and
-// normalised. Construct it with [ParseTarget] or [ParseTargets].
+// normalised. Construct it with [Parse] or [ParseList].
 type Target struct {
 	// Host is the host part, normalised: an IP in canonical form (without
 	// brackets), or a lower-case name without a trailing dot.
@@ -82,23 +87,25 @@ func (t Target) String() string {
 	return net.JoinHostPort(t.Host, strconv.Itoa(int(t.Port)))
 }
 
-// TargetError says what is wrong with one target (or with the list, when
+// Error says what is wrong with one target (or with the list, when
 // Target is empty). Problem is a sentence a person can act on; Target is
 // the input as given, shortened and made valid UTF-8 so it can be echoed
 // in a 400 answer.
-type TargetError struct {
+type Error struct {
 	Target  string
 	Problem string
 }
 
-func (e *TargetError) Error() string {
+func (e *Error) Error() string {
 	if e.Target == "" {
 		return "targets: " + e.Problem
 	}
 	return fmt.Sprintf("target %q: %s", e.Target, e.Problem)
 }
 
-func targetErr(raw, problem string, args ...any) *TargetError {
+// NewError is a target error for raw: the input shortened and made valid
+// UTF-8 so it can be echoed, and a problem a person can act on.
+func NewError(raw, problem string, args ...any) *Error {
 	echo := strings.ToValidUTF8(raw, "\uFFFD")
 	if len(echo) > maxEchoLen {
 		cut := maxEchoLen
@@ -107,7 +114,7 @@ func targetErr(raw, problem string, args ...any) *TargetError {
 		}
 		echo = echo[:cut] + "…"
 	}
-	return &TargetError{Target: echo, Problem: fmt.Sprintf(problem, args...)}
+	return &Error{Target: echo, Problem: fmt.Sprintf(problem, args...)}
 }
 
 // Tailscale's address ranges: every node's addresses are in these.
@@ -122,30 +129,30 @@ func IsTailscaleIP(a netip.Addr) bool {
 	return tailscaleV4.Contains(a) || tailscaleV6.Contains(a)
 }
 
-// ParseTargets parses a whole target list: every entry with [ParseTarget],
-// then the list itself (not empty, at most [MaxTargets], no duplicates
+// ParseList parses a whole target list: every entry with [Parse],
+// then the list itself (not empty, at most [MaxPerEnvironment], no duplicates
 // after normalisation, so "Staging-Box:443" and "staging-box:443" are one
-// target). The first problem found is returned as a *TargetError.
-func ParseTargets(raw []string) ([]Target, error) {
+// target). The first problem found is returned as a *Error.
+func ParseList(raw []string) ([]Target, error) {
 	if len(raw) == 0 {
-		return nil, &TargetError{Problem: "no targets given; name at least one host:port, e.g. staging.internal.example.com:443"}
+		return nil, &Error{Problem: "no targets given; name at least one host:port, e.g. staging.internal.example.com:443"}
 	}
-	if len(raw) > MaxTargets {
-		return nil, &TargetError{Problem: fmt.Sprintf("%d targets given; an environment may have at most %d", len(raw), MaxTargets)}
+	if len(raw) > MaxPerEnvironment {
+		return nil, &Error{Problem: fmt.Sprintf("%d targets given; an environment may have at most %d", len(raw), MaxPerEnvironment)}
 	}
 	out := make([]Target, 0, len(raw))
 	seen := make(map[string]string, len(raw))
 	for _, s := range raw {
-		t, err := ParseTarget(s)
+		t, err := Parse(s)
 		if err != nil {
 			return nil, err
 		}
 		key := t.String()
 		if first, dup := seen[key]; dup {
 			if first == s {
-				return nil, targetErr(s, "listed twice")
+				return nil, NewError(s, "listed twice")
 			}
-			return nil, targetErr(s, "is the same target as %q", first)
+			return nil, NewError(s, "is the same target as %q", first)
 		}
 		seen[key] = s
 		out = append(out, t)
@@ -153,71 +160,71 @@ func ParseTargets(raw []string) ([]Target, error) {
 	return out, nil
 }
 
-// ParseTarget parses one "host:port" target. The host is an IPv4 address,
+// Parse parses one "host:port" target. The host is an IPv4 address,
 // a bracketed IPv6 address ("[fd7a:115c:a1e0::1]:443"), a device name
 // ("staging-box") or a DNS name ("staging.internal.example.com"). Ranges,
 // wildcards, URLs and addresses that cannot be a host on a tailnet
 // (unspecified, loopback, multicast, link-local) are refused.
-func ParseTarget(s string) (Target, error) {
+func Parse(s string) (Target, error) {
 	if !utf8.ValidString(s) {
-		return Target{}, targetErr(s, "is not valid UTF-8")
+		return Target{}, NewError(s, "is not valid UTF-8")
 	}
 	for _, r := range s {
 		if unicode.IsControl(r) || r == '\u2028' || r == '\u2029' {
-			return Target{}, targetErr(s, "contains a control character (%U)", r)
+			return Target{}, NewError(s, "contains a control character (%U)", r)
 		}
 	}
 	if strings.TrimSpace(s) != s {
-		return Target{}, targetErr(s, "has leading or trailing spaces")
+		return Target{}, NewError(s, "has leading or trailing spaces")
 	}
 	if s == "" {
-		return Target{}, targetErr(s, "is empty; give host:port, e.g. staging.internal.example.com:443")
+		return Target{}, NewError(s, "is empty; give host:port, e.g. staging.internal.example.com:443")
 	}
 	if i := strings.Index(s, "://"); i >= 0 {
-		return Target{}, targetErr(s, "is a URL; give host:port instead, e.g. staging.internal.example.com:443")
+		return Target{}, NewError(s, "is a URL; give host:port instead, e.g. staging.internal.example.com:443")
 	}
 	if strings.ContainsAny(s, "/") {
-		return Target{}, targetErr(s, "is an address range (CIDR); tailgate grants single hosts, so give one host:port")
+		return Target{}, NewError(s, "is an address range (CIDR); tailgate grants single hosts, so give one host:port")
 	}
 	if strings.ContainsAny(s, "*?") {
-		return Target{}, targetErr(s, "contains a wildcard; tailgate grants single hosts, so give one host:port")
+		return Target{}, NewError(s, "contains a wildcard; tailgate grants single hosts, so give one host:port")
 	}
 	if len(s) > maxNameLen+len("[]:65535") {
-		return Target{}, targetErr(s, "is too long (%d bytes); a host name has at most %d characters", len(s), maxNameLen)
+		return Target{}, NewError(s, "is too long (%d bytes); a host name has at most %d characters", len(s), maxNameLen)
 	}
 
 	host, portStr, err := net.SplitHostPort(s)
 	if err != nil {
 		switch {
 		case strings.Count(s, ":") > 1 && !strings.HasPrefix(s, "["):
-			return Target{}, targetErr(s, "IPv6 addresses need brackets around them, e.g. [fd7a:115c:a1e0::1]:443")
+			return Target{}, NewError(s, "IPv6 addresses need brackets around them, e.g. [fd7a:115c:a1e0::1]:443")
 		case !strings.Contains(strings.TrimPrefix(s, "["), ":") || strings.HasSuffix(s, "]"):
-			return Target{}, targetErr(s, "has no port; give host:port, e.g. %s:443", strings.Trim(s, "[]"))
+			return Target{}, NewError(s, "has no port; give host:port, e.g. %s:443", strings.Trim(s, "[]"))
 		default:
-			return Target{}, targetErr(s, "is not host:port (%v)", unwrapAddrErr(err))
+			return Target{}, NewError(s, "is not host:port (%v)", unwrapAddrErr(err))
 		}
 	}
 	if portStr == "" {
-		return Target{}, targetErr(s, "has no port; give host:port, e.g. %s:443", host)
+		return Target{}, NewError(s, "has no port; give host:port, e.g. %s:443", host)
 	}
 	port, err := parsePort(portStr)
 	if err != nil {
-		return Target{}, targetErr(s, "%v", err)
+		return Target{}, NewError(s, "%v", err)
 	}
 	if host == "" {
-		return Target{}, targetErr(s, "has no host before the port")
+		return Target{}, NewError(s, "has no host before the port")
 	}
 
 	if strings.Contains(host, "%") {
-		return Target{}, targetErr(s, "has an IPv6 zone (%%...); zones are local to one machine and cannot be granted")
+		return Target{}, NewError(s, "has an IPv6 zone (%%...); zones are local to one machine and cannot be granted")
 	}
 	if addr, err := netip.ParseAddr(host); err == nil {
 		addr = addr.Unmap()
 		if p := addrProblem(addr); p != "" {
-			return Target{}, targetErr(s, "%s", p)
+			return Target{}, NewError(s, "%s", p)
 		}
 		if addr.Is6() && !strings.HasPrefix(s, "[") {
-			return Target{}, targetErr(s, "IPv6 addresses need brackets around them, e.g. [fd7a:115c:a1e0::1]:443")
+			return Target{}, NewError(s, "IPv6 addresses need brackets around them, e.g. [fd7a:115c:a1e0::1]:443")
 		}
 		kind := KindPrivateIP
 		if IsTailscaleIP(addr) {
@@ -226,15 +233,15 @@ func ParseTarget(s string) (Target, error) {
 		return Target{Host: addr.String(), Port: port, Kind: kind, Addr: addr}, nil
 	}
 	if strings.HasPrefix(s, "[") {
-		return Target{}, targetErr(s, "brackets are only for IPv6 addresses, and %q is not one", host)
+		return Target{}, NewError(s, "brackets are only for IPv6 addresses, and %q is not one", host)
 	}
 	if looksLikeIPv4(host) {
-		return Target{}, targetErr(s, "%q is not a valid IPv4 address", host)
+		return Target{}, NewError(s, "%q is not a valid IPv4 address", host)
 	}
 
 	name, problem := normaliseName(host)
 	if problem != "" {
-		return Target{}, targetErr(s, "%s", problem)
+		return Target{}, NewError(s, "%s", problem)
 	}
 	kind := KindDNSName
 	if !strings.Contains(name, ".") {
