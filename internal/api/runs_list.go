@@ -6,6 +6,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/tailgate-dev/tailgate/internal/errcode"
+
 	"github.com/tailgate-dev/tailgate/internal/store"
 )
 
@@ -45,7 +47,7 @@ func (s *server) listRuns(w http.ResponseWriter, r *http.Request, p store.Princi
 		}
 		envs = slices.DeleteFunc(envs, func(e store.Environment) bool { return e.Name != only })
 		if len(envs) == 0 {
-			return apiErr(CodeNotFound, "environment %q not found", only)
+			return apiErr(errcode.NotFound, "environment %q not found", only)
 		}
 	}
 	out := RunList{Runs: []RunSummary{}}

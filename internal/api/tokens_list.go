@@ -6,6 +6,8 @@ import (
 	"regexp"
 	"time"
 
+	"github.com/tailgate-dev/tailgate/internal/errcode"
+
 	"github.com/tailgate-dev/tailgate/internal/store"
 )
 
@@ -56,11 +58,11 @@ func (s *server) listTokens(w http.ResponseWriter, r *http.Request, p store.Prin
 func (s *server) revokeToken(w http.ResponseWriter, r *http.Request, p store.Principal) error {
 	id := r.PathValue("id")
 	if !tokenID.MatchString(id) {
-		return apiErr(CodeNotFound, "token not found: token ids look like tok_abcdefghijklmnop")
+		return apiErr(errcode.NotFound, "token not found: token ids look like tok_abcdefghijklmnop")
 	}
 	err := s.store.RevokeAPIToken(r.Context(), p.OrgID, id)
 	if errors.Is(err, store.ErrNotFound) {
-		return apiErr(CodeNotFound, "token %s not found", id)
+		return apiErr(errcode.NotFound, "token %s not found", id)
 	}
 	if err != nil {
 		return err
