@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
@@ -10,6 +11,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"tailscale.com/tailcfg"
 
 	"github.com/tailgate-dev/tailgate/internal/gateway/config"
 	"github.com/tailgate-dev/tailgate/internal/tailnet"
@@ -24,6 +27,14 @@ type TailscaleIdentity struct {
 	User string
 	// Tags are the node's ACL tags, e.g. ["tag:ci"].
 	Tags []string
+	// Caps are the application capabilities the tailnet policy grants the
+	// caller on this gateway (WhoIs CapMap: grants whose dst is the
+	// gateway, with an "app" block), by capability name. Each value is
+	// the list of JSON objects the matching grants carry, decoded:
+	// `"app": {"example.com/cap/mcp": [{"tools": ["echo"]}]}` is
+	// Caps["example.com/cap/mcp"] == []any{map[string]any{"tools": []any{"echo"}}}.
+	// A capability without values is an empty list. Never nil.
+	Caps map[string][]any
 }
 
 func (t *TailscaleIdentity) vars() map[string]any {
@@ -31,7 +42,28 @@ func (t *TailscaleIdentity) vars() map[string]any {
 	if tags == nil {
 		tags = []string{}
 	}
-	return map[string]any{"node": t.Node, "user": t.User, "tags": tags}
+	caps := t.Caps
+	if caps == nil {
+		caps = map[string][]any{}
+	}
+	return map[string]any{"node": t.Node, "user": t.User, "tags": tags, "caps": caps}
+}
+
+// capsOf decodes WhoIs's CapMap. A value that is not JSON (control never
+// sends one) is left out of its list rather than failing the caller.
+func capsOf(cm tailcfg.PeerCapMap) map[string][]any {
+	caps := make(map[string][]any, len(cm))
+	for name, raws := range cm {
+		vals := make([]any, 0, len(raws))
+		for _, raw := range raws {
+			var v any
+			if err := json.Unmarshal([]byte(raw), &v); err == nil {
+				vals = append(vals, v)
+			}
+		}
+		caps[string(name)] = vals
+	}
+	return caps
 }
 
 // tailnetNode is the gateway's embedded tsnet node and its WhoIs cache.
@@ -48,10 +80,10 @@ type whoisEntry struct {
 	expires time.Time
 }
 
-// whoisTTL bounds how long a peer's identity is reused. Tags and owners
-// change rarely; a minute keeps WhoIs off the per-connection path without
-// trusting a stale answer for long.
-const whoisTTL = time.Minute
+// whoisTTL bounds how long a peer's identity is reused. Tags, owners and
+// grants change rarely; a minute keeps WhoIs off the per-connection path
+// without trusting a stale answer for long. A variable for tests.
+var whoisTTL = time.Minute
 
 func readAuthKey(ref *config.SecretRef) (string, error) {
 	if ref == nil {
@@ -114,7 +146,7 @@ func (t *tailnetNode) whois(ctx context.Context, addr netip.AddrPort) (*Tailscal
 	if res.Node == nil {
 		return nil, errors.New("whois: no node")
 	}
-	id := &TailscaleIdentity{Node: strings.SplitN(res.Node.Name, ".", 2)[0], Tags: res.Node.Tags}
+	id := &TailscaleIdentity{Node: strings.SplitN(res.Node.Name, ".", 2)[0], Tags: res.Node.Tags, Caps: capsOf(res.CapMap)}
 	if res.UserProfile != nil {
 		id.User = res.UserProfile.LoginName
 	}

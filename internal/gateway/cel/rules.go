@@ -105,7 +105,7 @@ var (
 		"address": true, "port": true, "rawAddress": true, "rawPort": true,
 		"tailscale": true,
 	}
-	tailscaleFields = map[string]bool{"node": true, "user": true, "tags": true}
+	tailscaleFields = map[string]bool{"node": true, "user": true, "tags": true, "caps": true}
 	requestFields   = map[string]bool{
 		"method": true, "uri": true, "host": true, "scheme": true, "path": true,
 		"pathAndQuery": true, "version": true, "headers": true,
