@@ -21,16 +21,16 @@ import (
 
 	"github.com/tailgate-dev/tailgate/internal/target"
 
+	"github.com/tailgate-dev/tailgate/internal/browser"
 	"github.com/tailgate-dev/tailgate/internal/egress"
 	"github.com/tailgate-dev/tailgate/internal/egress/egresstest"
-	"github.com/tailgate-dev/tailgate/internal/flow"
 	"github.com/tailgate-dev/tailgate/internal/jail"
 	"github.com/tailgate-dev/tailgate/internal/sandbox"
 )
 
 func BenchmarkFlowJail(b *testing.B) {
-	if _, err := os.Stat(flow.DefaultChromiumPath); err != nil {
-		b.Skipf("skipping: no Chromium at %s", flow.DefaultChromiumPath)
+	if _, err := os.Stat(browser.DefaultChromiumPath); err != nil {
+		b.Skipf("skipping: no Chromium at %s", browser.DefaultChromiumPath)
 	}
 	app := httptest.NewServer(sandbox.DemoApp(sandbox.DemoAppName))
 	b.Cleanup(app.Close)
@@ -46,7 +46,7 @@ func BenchmarkFlowJail(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	f, err := flow.Parse([]byte("name: bench\nsteps:\n  - goto: http://" + sandbox.DemoAppName + "/\n  - expect_text: \"" + sandbox.DemoAppText + "\"\n  - screenshot: shot.png\n"))
+	f, err := browser.Parse([]byte("name: bench\nsteps:\n  - goto: http://" + sandbox.DemoAppName + "/\n  - expect_text: \"" + sandbox.DemoAppText + "\"\n  - screenshot: shot.png\n"))
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -63,7 +63,7 @@ func BenchmarkFlowJail(b *testing.B) {
 		times := map[jail.Mode][]time.Duration{}
 		for range n {
 			for _, mode := range []jail.Mode{jail.ModeOff, jail.ModeRequired} {
-				rep, err := flow.Run(context.Background(), f, flow.Options{ProxyURL: "http://" + addr.String(), OutDir: b.TempDir(), Jail: mode})
+				rep, err := browser.Run(context.Background(), f, browser.Options{ProxyURL: "http://" + addr.String(), OutDir: b.TempDir(), Jail: mode})
 				if err != nil {
 					b.Fatalf("flow (jail %s): %v", mode, err)
 				}

@@ -15,8 +15,8 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/tailgate-dev/tailgate/internal/browser"
 	"github.com/tailgate-dev/tailgate/internal/connect"
-	"github.com/tailgate-dev/tailgate/internal/flow"
 	"github.com/tailgate-dev/tailgate/internal/outbound"
 	tgrun "github.com/tailgate-dev/tailgate/internal/run"
 	"github.com/tailgate-dev/tailgate/internal/sandbox"
@@ -39,7 +39,7 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	fs := newFlagSet("demo", stderr)
 	once := fs.Bool("once", false, "exit after the walk-through instead of serving until interrupted")
 	verbose := fs.Bool("v", false, "print the sandbox's tailnet logs and tailgate's logs")
-	browser := fs.String("chromium", flow.DefaultChromiumPath, "Chromium `path` for the browser step (skipped when missing)")
+	browser := fs.String("chromium", browser.DefaultChromiumPath, "Chromium `path` for the browser step (skipped when missing)")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -256,12 +256,12 @@ func demoBrowser(ctx context.Context, chromium, proxyURL, dir string, stdout io.
 		fmt.Fprintf(stdout, "  browser: skipped (%s not installed; apt-get install chromium)\n", chromium)
 		return nil
 	}
-	f, err := flow.Parse([]byte(demoFlowYAML))
+	f, err := browser.Parse([]byte(demoFlowYAML))
 	if err != nil {
 		return err
 	}
 	out := filepath.Join(dir, "flow")
-	rep, err := flow.Run(ctx, f, flow.Options{ProxyURL: proxyURL, OutDir: out, ChromiumPath: chromium, StepTimeout: 30 * time.Second})
+	rep, err := browser.Run(ctx, f, browser.Options{ProxyURL: proxyURL, OutDir: out, ChromiumPath: chromium, StepTimeout: 30 * time.Second})
 	if err != nil {
 		return err
 	}

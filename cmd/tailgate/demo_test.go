@@ -13,7 +13,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/tailgate-dev/tailgate/internal/flow"
+	"github.com/tailgate-dev/tailgate/internal/browser"
 	"github.com/tailgate-dev/tailgate/internal/sandbox"
 	"github.com/tailgate-dev/tailgate/internal/tailnet"
 )
@@ -51,7 +51,7 @@ func TestDemoServesPrivateAppAndStopsOnSIGTERM(t *testing.T) {
 	if code := rp.wait(t, 2*time.Minute); code != 0 || !strings.Contains(rp.output(), sandbox.DemoAppText) {
 		t.Errorf("the demo's run line (%s) exited %d:\n%s", runArgs, code, rp.output())
 	}
-	if _, err := os.Stat(flow.DefaultChromiumPath); err == nil {
+	if _, err := os.Stat(browser.DefaultChromiumPath); err == nil {
 		_, flowArgs, _ := strings.Cut(lineWith(out, " flow run "), "tailgate flow run ")
 		fp := startTailgate(t, export, append([]string{"flow", "run", "--out", t.TempDir()}, strings.Fields(flowArgs)...)...)
 		if code := fp.wait(t, 2*time.Minute); code != 0 || !strings.Contains(fp.output(), `Flow "demo smoke" passed`) {

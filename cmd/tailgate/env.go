@@ -17,6 +17,8 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/tailgate-dev/tailgate/internal/probe"
+
 	"golang.org/x/term"
 
 	"github.com/tailgate-dev/tailgate/internal/api"
@@ -467,7 +469,7 @@ func printVerification(w io.Writer, v connect.Verification) {
 	}
 }
 
-func stepCell(t connect.TargetResult, name string) string {
+func stepCell(t probe.Result, name string) string {
 	for _, s := range t.Steps {
 		if s.Name != name {
 			continue

@@ -13,6 +13,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tailgate-dev/tailgate/internal/probe"
+
 	"github.com/tailgate-dev/tailgate/internal/api"
 	"github.com/tailgate-dev/tailgate/internal/connect"
 	"github.com/tailgate-dev/tailgate/internal/sandbox"
@@ -186,7 +188,7 @@ func TestEnvCLIExitsNonZeroWithTheServersMessage(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "verification failed") {
 		t.Errorf("verify with a closed port: %v", err)
 	}
-	wantAll(t, "failing verify", out, sandbox.DemoAppIP.String()+":81", "FAIL", connect.VerdictRefused, "1 of 2 targets failed")
+	wantAll(t, "failing verify", out, sandbox.DemoAppIP.String()+":81", "FAIL", probe.VerdictRefused, "1 of 2 targets failed")
 	c.mustEnv(t, tok, "disconnect", "staging")
 
 	t.Setenv("TAILGATE_TOKEN", "tg_aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa")

@@ -15,8 +15,8 @@ import (
 	"time"
 
 	"github.com/tailgate-dev/tailgate/internal/api"
+	"github.com/tailgate-dev/tailgate/internal/browser"
 	"github.com/tailgate-dev/tailgate/internal/egress"
-	"github.com/tailgate-dev/tailgate/internal/flow"
 	"github.com/tailgate-dev/tailgate/internal/jail"
 )
 
@@ -68,7 +68,7 @@ func runFlow(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	env := fs.String("env", "", "environment `NAME` to run against")
 	out := fs.String("out", "", "output `DIR` for screenshots and report.json (default: tailgate-flow-<run id>)")
 	server := fs.String("server", envOr("TAILGATE_SERVER", "http://127.0.0.1:8080"), "tailgate server `URL` (env TAILGATE_SERVER)")
-	chromium := fs.String("chromium", envOr("TAILGATE_CHROMIUM", flow.DefaultChromiumPath), "Chromium `binary` (env TAILGATE_CHROMIUM)")
+	chromium := fs.String("chromium", envOr("TAILGATE_CHROMIUM", browser.DefaultChromiumPath), "Chromium `binary` (env TAILGATE_CHROMIUM)")
 	stepTimeout := fs.Duration("step-timeout", 30*time.Second, "how long each step may take")
 	jailFlag := fs.String("jail", envOr("TAILGATE_JAIL", "auto"), "run Chromium in its own network namespace: `auto`, required or off (env TAILGATE_JAIL)")
 	pos, err := parseInterleaved(fs, args[1:])
@@ -86,7 +86,7 @@ func runFlow(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		return usageError{err.Error()}
 	}
 	// A flow that does not parse is refused before a run is started.
-	f, err := flow.Load(pos[0])
+	f, err := browser.Load(pos[0])
 	if err != nil {
 		return err
 	}
@@ -106,7 +106,7 @@ func runFlow(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	}
 
 	hb := keepAlive(c, r, stderr)
-	rep, flowErr := flow.Run(ctx, f, flow.Options{
+	rep, flowErr := browser.Run(ctx, f, browser.Options{
 		ProxyURL: r.ProxyURL, OutDir: dir, ChromiumPath: *chromium, StepTimeout: *stepTimeout, Jail: jailMode,
 		Logger: slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn})),
 	})
@@ -132,7 +132,7 @@ func runFlow(ctx context.Context, args []string, stdout, stderr io.Writer) error
 // report, each request merged with what the run's proxy saw of it, and
 // the run itself.
 type FlowReport struct {
-	flow.Report
+	browser.Report
 	// Requests shadows the browser's list with the merged one.
 	Requests []FlowRequest `json:"requests"`
 	Run      FlowRun       `json:"run"`
@@ -143,7 +143,7 @@ type FlowReport struct {
 
 // FlowRequest is one browser request with the proxy's view of it.
 type FlowRequest struct {
-	flow.Request
+	browser.Request
 	// Resolved is the tailnet address the proxy dialled for the host.
 	Resolved string `json:"resolved,omitempty"`
 	// RefusalReason and RefusalText say why the proxy refused the host
@@ -166,7 +166,7 @@ type FlowRun struct {
 // host and port: one CONNECT tunnel carries many requests, so the match
 // is per destination, not per request. A refused destination gives its
 // reason to every request that did not get an answer.
-func mergeReport(rep flow.Report, r api.Run) FlowReport {
+func mergeReport(rep browser.Report, r api.Run) FlowReport {
 	type dest struct {
 		resolved           string
 		reason, reasonText string
@@ -195,7 +195,7 @@ func mergeReport(rep flow.Report, r api.Run) FlowReport {
 	if out.ProxyEvents == nil {
 		out.ProxyEvents = []egress.Event{}
 	}
-	out.Attribution = flow.Attribute(rep.Requests, r.Events)
+	out.Attribution = browser.Attribute(rep.Requests, r.Events)
 	for _, q := range rep.Requests {
 		m := FlowRequest{Request: q}
 		host := strings.TrimSuffix(strings.ToLower(strings.Trim(q.Host, "[]")), ".")

@@ -10,8 +10,8 @@ import (
 	"testing"
 
 	"github.com/tailgate-dev/tailgate/internal/api"
+	"github.com/tailgate-dev/tailgate/internal/browser"
 	"github.com/tailgate-dev/tailgate/internal/egress"
-	"github.com/tailgate-dev/tailgate/internal/flow"
 	"github.com/tailgate-dev/tailgate/internal/sandbox"
 )
 
@@ -20,8 +20,8 @@ import (
 // text expected on both, screenshots of both; then a flow that goes to a
 // public host fails with the proxy's reason in its report.
 func testFlowThroughARun(t *testing.T, rs *runServer) {
-	if _, err := os.Stat(flow.DefaultChromiumPath); err != nil {
-		t.Skipf("no Chromium at %s", flow.DefaultChromiumPath)
+	if _, err := os.Stat(browser.DefaultChromiumPath); err != nil {
+		t.Skipf("no Chromium at %s", browser.DefaultChromiumPath)
 	}
 	dir := t.TempDir()
 	flowFile := filepath.Join(dir, "smoke.yaml")
@@ -63,7 +63,7 @@ steps:
 		t.Errorf("unattributed proxy requests: %+v", rep.Unattributed)
 	}
 	for _, b := range rep.Background {
-		if b.Source != flow.SourceBackground || b.Reason == "" || b.Host == sandbox.DemoAppName {
+		if b.Source != browser.SourceBackground || b.Reason == "" || b.Host == sandbox.DemoAppName {
 			t.Errorf("background entry %+v", b)
 		}
 	}
@@ -110,8 +110,8 @@ func readFlowReport(t *testing.T, path string) FlowReport {
 }
 
 func TestMergeReportGivesRequestsTheProxysView(t *testing.T) {
-	var rep flow.Report
-	rep.Requests = []flow.Request{
+	var rep browser.Report
+	rep.Requests = []browser.Request{
 		{URL: "http://app.internal.example/", Host: "app.internal.example", Port: 80, Status: 200, Type: "Document"},
 		{URL: "https://example.com/", Host: "example.com", Port: 443, Failure: "net::ERR_TUNNEL_CONNECTION_FAILED"},
 		{URL: "http://unseen.example/", Host: "unseen.example", Port: 80, Status: 200},

@@ -12,7 +12,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/tailgate-dev/tailgate/internal/flow"
+	"github.com/tailgate-dev/tailgate/internal/browser"
 	"github.com/tailgate-dev/tailgate/internal/netnstest"
 	"github.com/tailgate-dev/tailgate/internal/sandbox"
 )
@@ -89,8 +89,8 @@ steps:
   - expect_text: %q
   - screenshot: probe.png
 `, sandbox.DemoAppName, sandbox.ProbePath, apiPort, sandbox.ProbeDone)), 0o644)
-	if _, err := os.Stat(flow.DefaultChromiumPath); err != nil {
-		t.Errorf("no Chromium at %s: the browser half of the proof did not run (CI installs it)", flow.DefaultChromiumPath)
+	if _, err := os.Stat(browser.DefaultChromiumPath); err != nil {
+		t.Errorf("no Chromium at %s: the browser half of the proof did not run (CI installs it)", browser.DefaultChromiumPath)
 	} else {
 		for _, mode := range []string{"off", "required"} {
 			outDir := filepath.Join(dir, "jail-"+mode)

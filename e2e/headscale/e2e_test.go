@@ -26,6 +26,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tailgate-dev/tailgate/internal/probe"
+
 	"github.com/tailgate-dev/tailgate/internal/connect"
 	"github.com/tailgate-dev/tailgate/internal/controlplane"
 	"github.com/tailgate-dev/tailgate/internal/hstest"
@@ -316,9 +318,9 @@ func TestHeadscaleEndToEnd(t *testing.T) {
 			t.Fatal(err)
 		}
 		want := map[string]string{
-			app1080.String():  connect.VerdictReachable,
-			closed.String():   connect.VerdictRefused,
-			unrouted.String(): connect.VerdictNotRouted,
+			app1080.String():  probe.VerdictReachable,
+			closed.String():   probe.VerdictRefused,
+			unrouted.String(): probe.VerdictNotRouted,
 		}
 		if len(v.Targets) != len(want) {
 			t.Fatalf("verify checked %d targets: %+v", len(v.Targets), v.Targets)
@@ -339,7 +341,7 @@ func TestHeadscaleEndToEnd(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if !v.OK || len(v.Targets) != 1 || v.Targets[0].Verdict != connect.VerdictReachable {
+		if !v.OK || len(v.Targets) != 1 || v.Targets[0].Verdict != probe.VerdictReachable {
 			t.Fatalf("verify internal: %+v", v.Targets)
 		}
 		info := f.startRun(t, ctx, "internal")

@@ -18,6 +18,8 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/tailgate-dev/tailgate/internal/probe"
+
 	"github.com/tailgate-dev/tailgate/internal/errcode"
 
 	"github.com/tailgate-dev/tailgate/internal/connect"
@@ -70,7 +72,7 @@ func (f *fakeNetwork) Verify(ctx context.Context, orgID, env string) (connect.Ve
 	if !f.connected[orgID+"/"+env] {
 		return connect.Verification{}, &connect.Error{Code: "not_connected", Message: "environment is not connected"}
 	}
-	return connect.Verification{OK: true, Targets: []connect.TargetResult{{Target: "app:80", OK: true, Verdict: "reachable"}}}, nil
+	return connect.Verification{OK: true, Targets: []probe.Result{{Target: "app:80", OK: true, Verdict: "reachable"}}}, nil
 }
 
 func (f *fakeNetwork) Disconnect(ctx context.Context, orgID, env, apiToken string) error {
@@ -708,9 +710,9 @@ func TestOpenAPISchemasMatchTheJSONTheServerWrites(t *testing.T) {
 		"TargetSummary":            connect.TargetSummary{},
 		"Status":                   connect.Status{},
 		"Verification":             connect.Verification{},
-		"TargetResult":             connect.TargetResult{},
-		"StepResult":               connect.StepResult{},
-		"TLSInfo":                  connect.TLSInfo{},
+		"TargetResult":             probe.Result{},
+		"StepResult":               probe.Step{},
+		"TLSInfo":                  probe.TLSInfo{},
 		"Grant":                    grants.Grant{},
 		"Environment":              Environment{},
 		"EnvironmentList":          EnvironmentList{},

@@ -1,241 +1,304 @@
-// Package connect runs the three moments of private network access for one
-// environment: connect, verify and disconnect.
-//
-// # Overview
-//
-// Connect takes an org admin's one-time Tailscale API token and the
-// environment's targets, and leaves behind exactly three things:
-//
-//   - a least-privilege grant in the customer's tailnet policy, for the tag
-//     tag:tailgate-<env>, edited as HuJSON so the customer's file is kept
-//     byte for byte (package grants);
-//   - an OAuth client with scope auth_keys and that tag only, the
-//     environment's durable credential;
-//   - the client's secret, sealed with AES-256-GCM (package vault) and
-//     stored (package store). No answer ever contains it.
-//
-// The API token lives only in the request: it is never stored, logged or
-// echoed in an error. A failure after the policy write rolls everything
-// back, and the error says which [Step] failed and why.
-//
-// Verify opens the sealed secret, mints a single-use, ephemeral,
-// pre-authorized auth key that expires in minutes, joins the tailnet as an
-// ephemeral node (package tailnet), and checks every target step by step:
-// DNS through the tailnet, TCP through the tailnet only, TLS and HTTP. Each
-// step has a verdict and a hint a person can act on.
-//
-// Disconnect takes the API token again (the stored credential may only
-// mint keys), removes exactly the environment's policy entries, revokes the
-// OAuth client and deletes the stored secret.
-//
-// # Usage
-//
-//	svc := &connect.Service{Store: st, Vault: keyring, APIBaseURL: apiURL, ControlURL: controlURL}
-//	res, err := svc.Connect(ctx, connect.Request{OrgID: org, Env: "staging", APIToken: tok, Targets: targets})
-//	ver, err := svc.Verify(ctx, org, "staging")
-//	err = svc.Disconnect(ctx, org, "staging", tok)
 package connect
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
-	"log/slog"
-	"net/netip"
+	"math/rand/v2"
+	"strings"
 	"time"
 
 	"github.com/tailgate-dev/tailgate/internal/errcode"
 
-	"github.com/tailgate-dev/tailgate/internal/controlplane"
-
 	"github.com/tailgate-dev/tailgate/internal/target"
 
 	"github.com/tailgate-dev/tailgate/internal/grants"
-	"github.com/tailgate-dev/tailgate/internal/outbound"
 	"github.com/tailgate-dev/tailgate/internal/store"
 	"github.com/tailgate-dev/tailgate/internal/tsapi"
 	"github.com/tailgate-dev/tailgate/internal/vault"
 )
 
-// Store is what connect keeps: the subset of *store.Store it uses, so
-// tests can make a step fail.
-type Store interface {
-	GetEnvironment(ctx context.Context, orgID, name string) (store.Environment, error)
-	GetConnection(ctx context.Context, orgID, envID string) (store.Connection, error)
-	PutConnection(ctx context.Context, orgID string, c store.Connection) (store.Connection, error)
-	DeleteConnection(ctx context.Context, orgID, envID string) error
-	AddVerification(ctx context.Context, orgID string, v store.Verification) (store.Verification, error)
-	LatestVerification(ctx context.Context, orgID, envID string) (store.Verification, error)
-}
+// maxPolicyAttempts bounds the read–edit–write loop: each 412 means
+// someone else wrote the policy in between, and we start again from theirs.
+const maxPolicyAttempts = 25
 
-// Service connects, verifies and disconnects environments. Its fields are
-// set once before use.
-type Service struct {
-	Store Store
-	Vault *vault.Keyring
-	// APIBaseURL is the Tailscale API ("" = https://api.tailscale.com), or
-	// the sandbox's stand-in.
-	APIBaseURL string
-	// ControlURL is the coordination server verify and run nodes join
-	// ("" = Tailscale's).
-	ControlURL string
-	// Logger receives structured logs; never a secret.
-	Logger *slog.Logger
-	// NewAPIClient and NewOAuthClient build control-plane clients; nil
-	// means tsapi's Tailscale implementation. Tests use them to inject
-	// failures, self-hosted control servers to plug in.
-	NewAPIClient   func(apiToken string) tsapi.ControlPlane
-	NewOAuthClient func(ctx context.Context, clientID, secret string) tsapi.ControlPlane
-	// Now is the clock; time.Now when nil.
-	Now func() time.Time
-	// KeyExpiry is how long verify's auth keys live; 5 minutes when zero.
-	KeyExpiry time.Duration
-	// Outbound decides which addresses a self-hosted control URL, chosen
-	// by an org admin, may reach; nil refuses link-local, metadata,
-	// loopback and private addresses (package outbound). Tests and the
-	// sandbox pass outbound.AllowLoopback().
-	Outbound *outbound.Policy
-}
-
-// Request is one connect call.
-type Request struct {
-	OrgID    string
-	Env      string
-	APIToken string
-	Targets  []string
-	// Control is the control server to connect on; the zero value is
-	// the Service's (Tailscale). For headscale, APIToken is a headscale
-	// API key, used for this call only, like a Tailscale API token.
-	Control controlplane.Control
-}
-
-// Result is what connect did: safe to show to the admin as is.
-type Result struct {
-	Env      string          `json:"environment"`
-	State    string          `json:"state"`
-	Tag      string          `json:"tag"`
-	CIDRs    []netip.Prefix  `json:"granted_cidrs"`
-	Grants   []grants.Grant  `json:"grants"`
-	Targets  []TargetSummary `json:"targets"`
-	Warnings []string        `json:"warnings"`
-	// PolicyWritten is false when the policy already held exactly these
-	// grants (nothing to write).
-	PolicyWritten bool `json:"policy_written"`
-	// OAuthClientID names the stored credential (never its secret).
-	OAuthClientID string `json:"oauth_client_id"`
-}
-
-// TargetSummary is one planned target.
-type TargetSummary struct {
-	Target  string   `json:"target"`
-	Kind    string   `json:"kind"`
-	Granted []string `json:"granted"`
-	Warning string   `json:"warning,omitempty"`
-}
-
-// Step names a step of connect or disconnect, for errors.
-type Step string
-
-// The steps of connect and disconnect, in order.
-const (
-	StepInput        Step = "input"
-	StepSettings     Step = "read tailnet settings"
-	StepDevices      Step = "list devices"
-	StepPlan         Step = "plan grants"
-	StepReadPolicy   Step = "read policy"
-	StepEditPolicy   Step = "edit policy"
-	StepValidate     Step = "validate policy"
-	StepWritePolicy  Step = "write policy"
-	StepCreateClient Step = "create OAuth client"
-	StepSeal         Step = "encrypt credential"
-	StepStore        Step = "store credential"
-	StepRevokeClient Step = "revoke OAuth client"
-)
-
-// Error is a failed step, with a stable code for API answers and a
-// sentence a person can act on. It never holds a secret.
-type Error struct {
-	Step Step
-	// Code is machine-readable, from the one registry (package errcode).
-	Code errcode.Code
-	// Message is for people.
-	Message string
-	// Fragment is the HuJSON to paste when the policy is managed from Git.
-	Fragment string
-	// RolledBack lists what was undone after the failure.
-	RolledBack []string
-	Err        error
-}
-
-func (e *Error) Error() string {
-	msg := fmt.Sprintf("%s: %s", e.Step, e.Message)
-	if len(e.RolledBack) > 0 {
-		msg += fmt.Sprintf(" (rolled back: %v)", e.RolledBack)
+// Connect writes the environment's grants, mints its credential and stores
+// it sealed. Connecting again replaces the grants and the credential.
+func (s *Service) Connect(ctx context.Context, req Request) (Result, error) {
+	log := s.logger().With("org", req.OrgID, "env", req.Env)
+	p, err := s.provider(req.Control)
+	if err != nil {
+		return Result{}, err
 	}
-	return msg
+	if err := p.CheckAdminCredential(req.APIToken); err != nil {
+		return Result{}, inputError(err)
+	}
+	se := errorsFor(p)
+	targets, err := target.ParseList(req.Targets)
+	if err != nil {
+		return Result{}, se.at(StepInput, err)
+	}
+	env, err := s.Store.GetEnvironment(ctx, req.OrgID, req.Env)
+	if err != nil {
+		return Result{}, se.at(StepInput, err)
+	}
+	var old *store.Connection
+	if c, err := s.Store.GetConnection(ctx, req.OrgID, env.ID); err == nil {
+		old = &c
+	} else if !errors.Is(err, store.ErrNotFound) {
+		return Result{}, se.at(StepInput, err)
+	}
+
+	cp := p.AdminClient(req.APIToken)
+	settings, err := cp.Settings(ctx)
+	if err != nil {
+		return Result{}, se.at(StepSettings, err)
+	}
+	if settings.TailnetLock {
+		return Result{}, &Error{Step: StepSettings, Code: errcode.TailnetLock,
+			Message: "Tailnet Lock is enabled: auth keys minted by an OAuth client need signing, so tailgate's nodes could not join; sign tailgate's keys or disable Tailnet Lock"}
+	}
+	devices, err := cp.Devices(ctx)
+	if err != nil {
+		return Result{}, se.at(StepDevices, err)
+	}
+	plan, err := grants.NewPlan(env.Name, targets, tailnetView(devices))
+	if err != nil {
+		return Result{}, se.at(StepPlan, err)
+	}
+	if owners, err := p.TagOwners(ctx, cp); err != nil {
+		return Result{}, se.at(StepPlan, err)
+	} else if owners != nil {
+		plan.TagOwners = owners
+	}
+
+	written, err := s.editPolicy(ctx, se, cp, settings, func(p []byte) ([]byte, error) { return grants.Apply(p, plan) })
+	if err != nil {
+		var e *Error
+		if errors.As(err, &e) && e.Code == errcode.PolicyManagedExternally {
+			e.Fragment = grants.Fragment(plan)
+			e.Message = "the policy file is managed from Git (aclsExternallyManagedOn), so tailgate does not write it; add the fragment to your policy, let it deploy, then connect again"
+		}
+		return Result{}, err
+	}
+	var undo []func() string
+	rollback := func(e *Error) *Error {
+		for i := len(undo) - 1; i >= 0; i-- {
+			if what := undo[i](); what != "" {
+				e.RolledBack = append(e.RolledBack, what)
+			}
+		}
+		log.Warn("connect failed", "step", e.Step, "code", e.Code, "rolled_back", e.RolledBack)
+		return e
+	}
+	if written {
+		undo = append(undo, func() string {
+			// Put back what the policy had for this environment: nothing,
+			// or the previous connection's grants.
+			restore := func(p []byte) ([]byte, error) {
+				p, err := grants.Remove(p, env.Name)
+				if err != nil || old == nil {
+					return p, err
+				}
+				prev, ok := planOf(old.Detail)
+				if !ok {
+					return p, nil
+				}
+				return grants.Apply(p, prev)
+			}
+			if _, err := s.editPolicy(context.WithoutCancel(ctx), se, cp, settings, restore); err != nil {
+				log.Error("rollback: policy", "err", err)
+				return ""
+			}
+			return "policy"
+		})
+	}
+
+	client, err := cp.CreateOAuthClient(ctx, []string{"auth_keys"}, []string{plan.Tag}, clientDescription(env.Name))
+	if err != nil {
+		return Result{}, rollback(se.at(StepCreateClient, err))
+	}
+	undo = append(undo, func() string {
+		if err := cp.DeleteKey(context.WithoutCancel(ctx), client.ID); err != nil && !errors.Is(err, tsapi.ErrNotFound) {
+			log.Error("rollback: revoke OAuth client", "client", client.ID, "err", err)
+			return ""
+		}
+		return "OAuth client " + client.ID
+	})
+
+	sealed, err := s.Vault.Seal([]byte(client.Secret), env.ID, vault.PurposeOAuthClientSecret)
+	if err != nil {
+		return Result{}, rollback(se.at(StepSeal, err))
+	}
+	detail, _ := json.Marshal(plan)
+	conn := store.Connection{
+		EnvID:         env.ID,
+		State:         store.StateConnected,
+		Tag:           plan.Tag,
+		CIDRs:         plan.CIDRs,
+		Warnings:      plan.Warnings,
+		Targets:       targets,
+		Control:       p.Control(),
+		Detail:        detail,
+		OAuthClientID: client.ID,
+		Secret:        sealed,
+	}
+	if _, err := s.Store.PutConnection(ctx, req.OrgID, conn); err != nil {
+		e := se.at(StepStore, err)
+		e.Code, e.Message = errcode.Internal, "could not store the credential: "+err.Error()
+		return Result{}, rollback(e)
+	}
+	// The new credential is stored; the previous one is no longer needed.
+	if old != nil && old.OAuthClientID != "" && old.OAuthClientID != client.ID {
+		if err := cp.DeleteKey(ctx, old.OAuthClientID); err != nil && !errors.Is(err, tsapi.ErrNotFound) {
+			log.Warn("revoke previous OAuth client", "client", old.OAuthClientID, "err", err)
+		}
+	}
+	log.Info("connected", "tag", plan.Tag, "cidrs", len(plan.CIDRs), "policy_written", written, "oauth_client", client.ID)
+	return resultFor(env.Name, plan, written, client.ID), nil
 }
 
-func (e *Error) Unwrap() error { return e.Err }
-
-// stepErrors classify step failures into *Error, naming the control plane
-// in its own words.
-type stepErrors struct{ words controlplane.Words }
-
-// errorsFor is stepErrors in p's words.
-func errorsFor(p controlplane.Provider) stepErrors { return stepErrors{p.Words()} }
-
-// stepError classifies err from step, for steps that talk to no control
-// plane (or the server's own Tailscale).
-func stepError(step Step, err error) *Error { return stepErrors{}.at(step, err) }
-
-// at classifies err from step into an *Error.
-func (se stepErrors) at(step Step, err error) *Error {
-	w := se.words
-	if w.Product == "" {
-		w = controlplane.Words{Product: "Tailscale", AdminCredential: "Tailscale API access token"}
+// Disconnect removes the environment's policy entries, revokes its OAuth
+// client and deletes its stored credential. It needs an API token: the
+// stored credential can only mint auth keys.
+func (s *Service) Disconnect(ctx context.Context, orgID, envName, apiToken string) error {
+	log := s.logger().With("org", orgID, "env", envName)
+	env, err := s.Store.GetEnvironment(ctx, orgID, envName)
+	if err != nil {
+		return stepError(StepInput, err)
 	}
-	e := &Error{Step: step, Err: err, Code: errcode.Upstream, Message: err.Error()}
-	var te *target.Error
-	var ee *grants.EnvError
-	var pe *tsapi.PolicyInvalidError
-	switch {
-	case errors.As(err, &te), errors.As(err, &ee):
-		e.Code = errcode.BadInput
-	case errors.Is(err, tsapi.ErrUnauthorized):
-		e.Code = errcode.TailscaleUnauthorized
-		e.Message = fmt.Sprintf("%s refused the API token (malformed, expired or revoked); create a new one-time %s", w.Product, w.AdminCredential)
-	case errors.Is(err, tsapi.ErrForbidden):
-		e.Code = errcode.TailscaleForbidden
-		e.Message = "the API token lacks permission for this step (it needs to read devices and write the policy file); use a token from an admin"
-	case errors.As(err, &pe):
-		e.Code = errcode.PolicyInvalid
-		e.Message = w.Product + " rejected the edited policy: " + pe.Error()
-	case errors.Is(err, tsapi.ErrPreconditionFailed):
-		e.Code = errcode.PolicyConflict
-		e.Message = "the policy file kept changing while tailgate edited it; try again"
-	case errors.Is(err, store.ErrNotFound):
-		e.Code = errcode.NotFound
-	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
-		e.Code = errcode.Upstream
-		e.Message = "timed out talking to the " + w.Product + " API"
+	conn, err := s.Store.GetConnection(ctx, orgID, env.ID)
+	if errors.Is(err, store.ErrNotFound) {
+		return &Error{Step: StepInput, Code: errcode.NotConnected, Message: fmt.Sprintf("environment %q has no private network connected", envName), Err: err}
 	}
-	if step == StepPlan && e.Code == errcode.Upstream {
-		e.Code = errcode.BadInput
+	if err != nil {
+		return stepError(StepInput, err)
 	}
-	refusedOutbound(e)
-	return e
+	p, err := s.provider(conn.Control)
+	if err != nil {
+		return err
+	}
+	if err := p.CheckAdminCredential(apiToken); err != nil {
+		return inputError(err)
+	}
+	se := errorsFor(p)
+	cp := p.AdminClient(apiToken)
+	settings, err := cp.Settings(ctx)
+	if err != nil {
+		return se.at(StepSettings, err)
+	}
+	_, policyErr := s.editPolicy(ctx, se, cp, settings, func(p []byte) ([]byte, error) { return grants.Remove(p, env.Name) })
+	var pe *Error
+	if policyErr != nil {
+		if !errors.As(policyErr, &pe) || pe.Code != errcode.PolicyManagedExternally {
+			return policyErr
+		}
+		// Git-managed policy: still revoke and forget the credential, and
+		// tell the admin which entries to delete by hand.
+		pe.Message = fmt.Sprintf("the policy file is managed from Git; delete the entries marked %q from it by hand (the credential was revoked)", grants.Marker(env.Name))
+	}
+	if err := cp.DeleteKey(ctx, conn.OAuthClientID); err != nil && !errors.Is(err, tsapi.ErrNotFound) {
+		return se.at(StepRevokeClient, err)
+	}
+	if err := s.Store.DeleteConnection(ctx, orgID, env.ID); err != nil {
+		e := se.at(StepStore, err)
+		e.Code = errcode.Internal
+		return e
+	}
+	log.Info("disconnected", "oauth_client", conn.OAuthClientID)
+	if pe != nil {
+		return pe
+	}
+	return nil
 }
 
-func (s *Service) logger() *slog.Logger {
-	if s.Logger != nil {
-		return s.Logger
+// editPolicy runs read → edit → validate → write with If-Match, starting
+// again from the newer policy on every 412. It reports whether it wrote.
+func (s *Service) editPolicy(ctx context.Context, se stepErrors, cp tsapi.ControlPlane, settings tsapi.Settings, edit func([]byte) ([]byte, error)) (bool, error) {
+	for attempt := 1; ; attempt++ {
+		pol, err := cp.Policy(ctx)
+		if err != nil {
+			return false, se.at(StepReadPolicy, err)
+		}
+		next, err := edit(pol.HuJSON)
+		if err != nil {
+			e := se.at(StepEditPolicy, err)
+			if grants.IsPolicyError(err) {
+				e.Code = errcode.PolicyInvalid
+				e.Message = "the tailnet policy file could not be edited: " + err.Error()
+			}
+			return false, e
+		}
+		if bytes.Equal(next, pol.HuJSON) {
+			return false, nil
+		}
+		if settings.ACLsExternallyManaged {
+			return false, &Error{Step: StepWritePolicy, Code: errcode.PolicyManagedExternally, Message: "the policy file is managed from Git"}
+		}
+		if err := cp.ValidatePolicy(ctx, next); err != nil {
+			return false, se.at(StepValidate, err)
+		}
+		err = cp.SetPolicy(ctx, next, pol.ETag)
+		if err == nil {
+			return true, nil
+		}
+		if !errors.Is(err, tsapi.ErrPreconditionFailed) || attempt >= maxPolicyAttempts {
+			return false, se.at(StepWritePolicy, err)
+		}
+		// Someone else wrote in between; back off a little so concurrent
+		// writers do not collide in lockstep.
+		select {
+		case <-time.After(time.Duration(rand.IntN(20*attempt)+5) * time.Millisecond):
+		case <-ctx.Done():
+			return false, se.at(StepWritePolicy, ctx.Err())
+		}
 	}
-	return slog.New(slog.DiscardHandler)
 }
 
-func (s *Service) now() time.Time {
-	if s.Now != nil {
-		return s.Now()
+func clientDescription(env string) string {
+	d := "tailgate " + env
+	if len(d) > 50 {
+		d = d[:50]
 	}
-	return time.Now()
+	return d
+}
+
+// tailnetView converts the API's devices for planning.
+func tailnetView(devs []tsapi.Device) grants.TailnetView {
+	v := grants.TailnetView{}
+	suffixes := map[string]int{}
+	for _, d := range devs {
+		v.Devices = append(v.Devices, grants.Device{
+			ID: d.ID, Name: d.Name, Hostname: d.Hostname, Addresses: d.Addresses, Tags: d.Tags,
+			EnabledRoutes: d.EnabledRoutes, AdvertisedRoutes: d.AdvertisedRoutes,
+		})
+		if _, suffix, ok := strings.Cut(strings.TrimSuffix(d.Name, "."), "."); ok {
+			suffixes[suffix]++
+		}
+	}
+	// Every device's MagicDNS name ends in the tailnet's suffix.
+	best := 0
+	for s, n := range suffixes {
+		if n > best || n == best && s < v.MagicDNSSuffix {
+			v.MagicDNSSuffix, best = s, n
+		}
+	}
+	return v
+}
+
+func resultFor(env string, plan grants.Plan, written bool, clientID string) Result {
+	r := Result{
+		Env: env, State: StateConnected, Tag: plan.Tag, CIDRs: nonNil(plan.CIDRs), Grants: nonNil(plan.Grants),
+		Warnings: nonNil(plan.Warnings), PolicyWritten: written, OAuthClientID: clientID, Targets: []TargetSummary{},
+	}
+	for _, t := range plan.Targets {
+		ts := TargetSummary{Target: t.Target.String(), Kind: fmt.Sprint(t.Kind), Warning: t.Warning, Granted: []string{}}
+		for _, p := range t.Dst {
+			ts.Granted = append(ts.Granted, p.String())
+		}
+		r.Targets = append(r.Targets, ts)
+	}
+	return r
 }

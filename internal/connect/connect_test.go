@@ -15,6 +15,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tailgate-dev/tailgate/internal/probe"
+
 	"github.com/tailgate-dev/tailgate/internal/errcode"
 
 	"github.com/tailgate-dev/tailgate/internal/connect"
@@ -169,20 +171,20 @@ func TestConnectVerifyDisconnect(t *testing.T) {
 		t.Fatalf("Verify: %v", err)
 	}
 	want := map[string]string{
-		sandbox.DemoAppName + ":80":            connect.VerdictReachable,
-		sandbox.DemoAppName + ":443":           connect.VerdictReachable,
-		sandbox.DemoAppIP.String() + ":443":    connect.VerdictTLSMismatch, // the certificate names the host, not the IP
-		sandbox.DeviceName + ":80":             connect.VerdictReachable,
-		sandbox.MismatchAppName + ":443":       connect.VerdictTLSMismatch,
-		sandbox.LegacyAppIP.String() + ":80":   connect.VerdictNotRouted,
-		sandbox.DemoAppIP.String() + ":81":     connect.VerdictRefused,
-		"nope." + sandbox.InternalZone + ":80": connect.VerdictNameNotFound,
+		sandbox.DemoAppName + ":80":            probe.VerdictReachable,
+		sandbox.DemoAppName + ":443":           probe.VerdictReachable,
+		sandbox.DemoAppIP.String() + ":443":    probe.VerdictTLSMismatch, // the certificate names the host, not the IP
+		sandbox.DeviceName + ":80":             probe.VerdictReachable,
+		sandbox.MismatchAppName + ":443":       probe.VerdictTLSMismatch,
+		sandbox.LegacyAppIP.String() + ":80":   probe.VerdictNotRouted,
+		sandbox.DemoAppIP.String() + ":81":     probe.VerdictRefused,
+		"nope." + sandbox.InternalZone + ":80": probe.VerdictNameNotFound,
 	}
 	for _, r := range ver.Targets {
 		if w, ok := want[r.Target]; !ok || r.Verdict != w {
 			t.Errorf("verify %s: verdict %q (hint %q), want %q", r.Target, r.Verdict, r.Hint, w)
 		}
-		if r.Verdict != connect.VerdictReachable && r.Hint == "" {
+		if r.Verdict != probe.VerdictReachable && r.Hint == "" {
 			t.Errorf("verify %s: no hint for %q", r.Target, r.Verdict)
 		}
 		delete(want, r.Target)

@@ -7,6 +7,8 @@ import (
 	"net/netip"
 	"time"
 
+	"github.com/tailgate-dev/tailgate/internal/probe"
+
 	"github.com/tailgate-dev/tailgate/internal/store"
 )
 
@@ -38,39 +40,7 @@ type Verification struct {
 	OK      bool           `json:"ok"`
 	Node    string         `json:"node"`
 	JoinMS  float64        `json:"join_ms"`
-	Targets []TargetResult `json:"targets"`
-}
-
-// TargetResult is the verdict for one target and the steps behind it.
-type TargetResult struct {
-	Target  string       `json:"target"`
-	OK      bool         `json:"ok"`
-	Verdict string       `json:"verdict"`
-	Hint    string       `json:"hint,omitempty"`
-	Steps   []StepResult `json:"steps"`
-}
-
-// StepResult is one step of checking a target: dns, tcp, tls or http.
-type StepResult struct {
-	Name       string   `json:"name"`
-	OK         bool     `json:"ok"`
-	Verdict    string   `json:"verdict"`
-	Detail     string   `json:"detail,omitempty"`
-	Hint       string   `json:"hint,omitempty"`
-	DurationMS float64  `json:"duration_ms"`
-	Addresses  []string `json:"addresses,omitempty"`
-	TLS        *TLSInfo `json:"tls,omitempty"`
-	HTTPStatus int      `json:"http_status,omitempty"`
-}
-
-// TLSInfo describes the certificate a target presented.
-type TLSInfo struct {
-	SNI        string    `json:"sni"`
-	Names      []string  `json:"names"`
-	Issuer     string    `json:"issuer"`
-	NotAfter   time.Time `json:"not_after"`
-	SelfSigned bool      `json:"self_signed"`
-	NameMatch  bool      `json:"name_match"`
+	Targets []probe.Result `json:"targets"`
 }
 
 // Status reports an environment's private network. An environment that

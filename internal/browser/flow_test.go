@@ -1,4 +1,4 @@
-package flow_test
+package browser_test
 
 import (
 	"os"
@@ -6,11 +6,11 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/tailgate-dev/tailgate/internal/flow"
+	"github.com/tailgate-dev/tailgate/internal/browser"
 )
 
 func TestParseReadsAllStepKinds(t *testing.T) {
-	f, err := flow.Parse([]byte(`name: staging smoke
+	f, err := browser.Parse([]byte(`name: staging smoke
 steps:
   - goto: http://app.internal.example/
   - expect_text: "Hello from the private app"
@@ -21,12 +21,12 @@ steps:
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := []flow.Step{
-		{Kind: flow.StepGoto, URL: "http://app.internal.example/", Line: 3},
-		{Kind: flow.StepExpectText, Text: "Hello from the private app", Line: 4},
-		{Kind: flow.StepFill, Selector: "#q", Value: "hi", Line: 5},
-		{Kind: flow.StepClick, Selector: "#go", Line: 6},
-		{Kind: flow.StepScreenshot, File: filepath.Join("shots", "home.png"), Line: 7},
+	want := []browser.Step{
+		{Kind: browser.StepGoto, URL: "http://app.internal.example/", Line: 3},
+		{Kind: browser.StepExpectText, Text: "Hello from the private app", Line: 4},
+		{Kind: browser.StepFill, Selector: "#q", Value: "hi", Line: 5},
+		{Kind: browser.StepClick, Selector: "#go", Line: 6},
+		{Kind: browser.StepScreenshot, File: filepath.Join("shots", "home.png"), Line: 7},
 	}
 	if f.Name != "staging smoke" || len(f.Steps) != len(want) {
 		t.Fatalf("flow = %+v", f)
@@ -58,7 +58,7 @@ func TestParseRejectsBadFlowsWithLineNumbers(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			_, err := flow.Parse([]byte(tc.yaml))
+			_, err := browser.Parse([]byte(tc.yaml))
 			if err == nil || !strings.Contains(err.Error(), tc.want) {
 				t.Fatalf("Parse error %v; want it to contain %q", err, tc.want)
 			}
@@ -69,11 +69,11 @@ func TestParseRejectsBadFlowsWithLineNumbers(t *testing.T) {
 func TestLoadNamesFileAndLine(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "smoke.yaml")
 	os.WriteFile(path, []byte("steps:\n  - goto: http://a/\n  - clik: '#b'\n"), 0o644)
-	_, err := flow.Load(path)
+	_, err := browser.Load(path)
 	if err == nil || !strings.HasPrefix(err.Error(), path+":3: ") {
 		t.Fatalf("Load error %v; want it to start with %s:3:", err, path)
 	}
-	if _, err := flow.Load(filepath.Join(t.TempDir(), "missing.yaml")); err == nil {
+	if _, err := browser.Load(filepath.Join(t.TempDir(), "missing.yaml")); err == nil {
 		t.Fatal("Load of a missing file succeeded")
 	}
 }

@@ -1,4 +1,4 @@
-package flow_test
+package browser_test
 
 import (
 	"context"
@@ -18,9 +18,9 @@ import (
 
 	"github.com/tailgate-dev/tailgate/internal/target"
 
+	"github.com/tailgate-dev/tailgate/internal/browser"
 	"github.com/tailgate-dev/tailgate/internal/egress"
 	"github.com/tailgate-dev/tailgate/internal/egress/egresstest"
-	"github.com/tailgate-dev/tailgate/internal/flow"
 )
 
 // privateApp is the customer's app: a page with a small search form.
@@ -42,13 +42,13 @@ func privateApp() http.Handler {
 type browserRun struct {
 	proxy   *egress.Proxy
 	tailnet *egresstest.Tailnet
-	opts    flow.Options
+	opts    browser.Options
 }
 
 func newBrowserRun(t *testing.T) *browserRun {
 	t.Helper()
-	if _, err := os.Stat(flow.DefaultChromiumPath); err != nil {
-		t.Skipf("skipping browser test: %s is missing (install Debian's chromium package; CI does)", flow.DefaultChromiumPath)
+	if _, err := os.Stat(browser.DefaultChromiumPath); err != nil {
+		t.Skipf("skipping browser test: %s is missing (install Debian's chromium package; CI does)", browser.DefaultChromiumPath)
 	}
 	app := httptest.NewServer(privateApp())
 	t.Cleanup(app.Close)
@@ -68,7 +68,7 @@ func newBrowserRun(t *testing.T) *browserRun {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { p.Close() })
-	return &browserRun{proxy: p, tailnet: tn, opts: flow.Options{
+	return &browserRun{proxy: p, tailnet: tn, opts: browser.Options{
 		ProxyURL:    "http://" + addr.String(),
 		OutDir:      t.TempDir(),
 		StepTimeout: 20 * time.Second,
@@ -82,7 +82,7 @@ func newBrowserRun(t *testing.T) *browserRun {
 // or dialled. Whatever Chromium's version adds, nothing may reach out
 // unexplained. Where the jail is possible (Linux as root: CI), Chromium
 // ran in it.
-func checkAttributed(t *testing.T, b *browserRun, rep flow.Report) {
+func checkAttributed(t *testing.T, b *browserRun, rep browser.Report) {
 	t.Helper()
 	t.Logf("jail: %s; browser background: %+v", rep.Jail, rep.Background)
 	if len(rep.Unattributed) != 0 {
@@ -107,7 +107,7 @@ func checkAttributed(t *testing.T, b *browserRun, rep flow.Report) {
 	}
 	n := 0
 	for _, bg := range rep.Background {
-		if bg.Source != flow.SourceBackground || bg.Reason == "" {
+		if bg.Source != browser.SourceBackground || bg.Reason == "" {
 			t.Errorf("background entry %+v", bg)
 		}
 		n += bg.Count
@@ -123,20 +123,20 @@ func checkAttributed(t *testing.T, b *browserRun, rep flow.Report) {
 	}
 }
 
-func mustParse(t *testing.T, y string) flow.Flow {
+func mustParse(t *testing.T, y string) browser.Flow {
 	t.Helper()
-	f, err := flow.Parse([]byte(y))
+	f, err := browser.Parse([]byte(y))
 	if err != nil {
 		t.Fatal(err)
 	}
 	return f
 }
 
-func runFlow(t *testing.T, b *browserRun, f flow.Flow) (flow.Report, error) {
+func runFlow(t *testing.T, b *browserRun, f browser.Flow) (browser.Report, error) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	return flow.Run(ctx, f, b.opts)
+	return browser.Run(ctx, f, b.opts)
 }
 
 func TestFlowRunsInChromiumThroughTheProxy(t *testing.T) {
@@ -196,7 +196,7 @@ steps:
 	}
 
 	// Per-request diagnostics from Chromium.
-	var doc *flow.Request
+	var doc *browser.Request
 	for i, r := range rep.Requests {
 		if r.Host == "app.internal.example" && r.Type == "Document" && strings.HasSuffix(r.URL, "/search") {
 			doc = &rep.Requests[i]
@@ -211,7 +211,7 @@ steps:
 	if err != nil {
 		t.Fatal(err)
 	}
-	var onDisk flow.Report
+	var onDisk browser.Report
 	if err := json.Unmarshal(raw, &onDisk); err != nil || onDisk.Status != "passed" || len(onDisk.Requests) == 0 {
 		t.Errorf("report.json = %s (%v)", raw, err)
 	}
@@ -297,7 +297,7 @@ steps:
 func TestRunRejectsProxyThatIsNotLoopbackIP(t *testing.T) {
 	f := mustParse(t, "steps:\n  - goto: http://app.internal.example/\n")
 	for _, p := range []string{"", "http://localhost:3128", "http://192.0.2.1:3128", "ftp://127.0.0.1:21", "127.0.0.1:3128"} {
-		_, err := flow.Run(context.Background(), f, flow.Options{ProxyURL: p, OutDir: t.TempDir()})
+		_, err := browser.Run(context.Background(), f, browser.Options{ProxyURL: p, OutDir: t.TempDir()})
 		if err == nil || !strings.Contains(err.Error(), "proxy URL") {
 			t.Errorf("ProxyURL %q: err %v; want a proxy URL error", p, err)
 		}
@@ -307,7 +307,7 @@ func TestRunRejectsProxyThatIsNotLoopbackIP(t *testing.T) {
 func TestRunReportsMissingChromium(t *testing.T) {
 	f := mustParse(t, "steps:\n  - goto: http://app.internal.example/\n")
 	out := t.TempDir()
-	rep, err := flow.Run(context.Background(), f, flow.Options{
+	rep, err := browser.Run(context.Background(), f, browser.Options{
 		ProxyURL:     "http://127.0.0.1:9",
 		OutDir:       out,
 		ChromiumPath: filepath.Join(t.TempDir(), "no-such-chromium"),

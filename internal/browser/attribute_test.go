@@ -1,4 +1,4 @@
-package flow_test
+package browser_test
 
 import (
 	"encoding/json"
@@ -6,12 +6,12 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/tailgate-dev/tailgate/internal/browser"
 	"github.com/tailgate-dev/tailgate/internal/egress"
-	"github.com/tailgate-dev/tailgate/internal/flow"
 )
 
 func TestAttributeSortsProxyEventsByCause(t *testing.T) {
-	requests := []flow.Request{
+	requests := []browser.Request{
 		{Host: "App.Internal.Example.", Port: 80},
 		{Host: "example.com", Port: 443}, // a page asked: refused, but the page's
 		{Host: "[fd7a:115c:a1e0::1]", Port: 8080},
@@ -31,7 +31,7 @@ func TestAttributeSortsProxyEventsByCause(t *testing.T) {
 		{Host: "app.internal.example", Port: 443, Protocol: egress.ProtocolConnect, Resolved: netip.MustParseAddr("100.64.0.5")},
 		{Host: "app.internal.example", Port: 8443, Protocol: egress.ProtocolConnect, Resolved: netip.MustParseAddr("100.64.0.5"), Refused: true, Reason: egress.ReasonDialFailed},
 	}
-	a := flow.Attribute(requests, events)
+	a := browser.Attribute(requests, events)
 	if len(a.Background) != 2 {
 		t.Fatalf("background %+v; want update.googleapis.com on 443 and on 80", a.Background)
 	}
@@ -50,7 +50,7 @@ func TestAttributeSortsProxyEventsByCause(t *testing.T) {
 	}
 
 	// Nothing seen: empty lists, not null, so a report says "none".
-	b, _ = json.Marshal(flow.Attribute(nil, nil))
+	b, _ = json.Marshal(browser.Attribute(nil, nil))
 	if string(b) != `{"browser_background":[],"unattributed":[]}` {
 		t.Errorf("empty attribution JSON %s", b)
 	}

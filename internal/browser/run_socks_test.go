@@ -1,4 +1,4 @@
-package flow_test
+package browser_test
 
 import (
 	"slices"

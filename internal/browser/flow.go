@@ -1,4 +1,4 @@
-// Package flow runs browser flows — a short list of steps such as "go to
+// Package browser runs browser flows — a short list of steps such as "go to
 // this page, expect this text, fill this field, click, take a screenshot" —
 // in headless Chromium, through a run's egress proxy.
 //
@@ -38,7 +38,7 @@
 // sign-in, spell-check dictionaries) are disabled by switches and by the
 // preferences seeded into a fresh profile directory, removed afterwards.
 // A test checks that a whole flow makes no request but its own. The package never imports tsnet: the proxy is the boundary.
-package flow
+package browser
 
 import (
 	"bytes"
