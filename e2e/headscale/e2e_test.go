@@ -26,6 +26,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tailgate-dev/tailgate/internal/errcode"
 	"github.com/tailgate-dev/tailgate/internal/probe"
 
 	"github.com/tailgate-dev/tailgate/internal/connect"
@@ -472,7 +473,7 @@ func TestBadSelfHostedConnectWritesNothing(t *testing.T) {
 			t.Errorf("%s: got %v, want a connect.Error", name, err)
 			continue
 		}
-		if name == "wrong API key" && (ce.Code != "unauthorized" || !strings.Contains(ce.Message, "headscale refused")) {
+		if name == "wrong API key" && (ce.Code != errcode.TailscaleUnauthorized || !strings.Contains(ce.Message, "headscale refused")) {
 			t.Errorf("wrong API key: %s %q", ce.Code, ce.Message)
 		}
 		if strings.Contains(ce.Error(), f.hs.APIKey) || strings.Contains(ce.Error(), "hskey-api-wrong") {
