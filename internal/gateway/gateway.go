@@ -208,6 +208,7 @@ func New(opts Options) (*Gateway, error) {
 	g := &Gateway{opts: opts, log: opts.Logger, deps: defaultDeps(), servers: map[int]*bindServer{}, stopWait: make(chan struct{})}
 	g.metrics = newMetrics()
 	g.deps.mcpMetrics = mcp.NewMetrics(g.metrics.reg)
+	g.deps.mcpSessions = mcp.NewSessionStore()
 	g.deps.log = opts.Logger
 	g.deps.maxConfigBytes = opts.MaxConfigBytes
 	g.deps.accessLog = func() *slog.Logger { return g.access.Load() }
@@ -387,8 +388,15 @@ func (g *Gateway) watch() {
 		if err != nil && !errors.Is(err, config.ErrLimit) {
 			continue // mid-replace; the next tick sees the new file
 		}
-		// A file over the size limit is not read, so it hashes as empty:
-		// Reload refuses it and logs why, once, not on every tick.
+		// A file over the size limit is not read; it hashes by its size, so
+		// Reload refuses it and logs why once, not on every tick, and not
+		// confused with an empty file (a writer truncates before writing).
+		if errors.Is(err, config.ErrLimit) {
+			data = []byte("\x00over the size limit")
+			if st, serr := os.Stat(g.opts.ConfigPath); serr == nil {
+				data = fmt.Appendf(data, ":%d", st.Size())
+			}
+		}
 		h := sha256.Sum256(data)
 		if h == last {
 			continue
