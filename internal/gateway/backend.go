@@ -2,14 +2,18 @@ package gateway
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"net/http/httputil"
 	"net/url"
 	"strings"
 	"time"
+
+	"github.com/tailgate-dev/tailgate/internal/gateway/httppolicy"
 )
 
 // Backend is where a route sends a request once every policy passed:
@@ -45,8 +49,17 @@ func newTransport() *http.Transport {
 	}
 }
 
-func (c *compiler) hostBackend(host string) (Backend, error) {
-	if b, ok := c.backends[host]; ok {
+// hostBackend is the backend for host under a route's policies (pol may
+// be nil): backendTLS makes it speak TLS with that config, retry resends
+// failed requests. Backends with the same host and settings are shared.
+func (c *compiler) hostBackend(host string, pol *httppolicy.Set) (Backend, error) {
+	var tlsCfg *tls.Config
+	var retry *httppolicy.RetrySpec
+	if pol != nil {
+		tlsCfg, retry = pol.BackendTLS, pol.Retry
+	}
+	cacheKey := fmt.Sprintf("%s|%p|%p", host, tlsCfg, retry)
+	if b, ok := c.backends[cacheKey]; ok {
 		return b, nil
 	}
 	raw := host
@@ -64,11 +77,26 @@ func (c *compiler) hostBackend(host string) (Backend, error) {
 		return nil, fmt.Errorf("invalid backend host %q: a port is required", host)
 	}
 	target := &url.URL{Scheme: u.Scheme, Host: u.Host}
+	var transport http.RoundTripper = c.deps.transport
+	if tlsCfg != nil {
+		target.Scheme = "https"
+		if base, ok := c.deps.transport.(*http.Transport); ok {
+			t := base.Clone()
+			t.TLSClientConfig = tlsCfg
+			transport = t
+		}
+	}
+	if retry != nil {
+		transport = &retryTransport{next: transport, spec: retry}
+	}
 	b := &hostBackend{name: u.Host}
 	b.proxy = &httputil.ReverseProxy{
 		Rewrite: func(pr *httputil.ProxyRequest) {
 			pr.SetURL(target)
 			pr.Out.Host = pr.In.Host // keep the caller's Host, as agentgateway does
+			if ri := infoFrom(pr.In.Context()); ri != nil && ri.backendHost {
+				pr.Out.Host = target.Host // urlRewrite authority: auto
+			}
 			// ReverseProxy drops Forwarded and X-Forwarded-* before
 			// Rewrite; the inbound values are already the gateway's own
 			// (setForwarding), so they are put back as they are.
@@ -78,7 +106,7 @@ func (c *compiler) hostBackend(host string) (Backend, error) {
 				}
 			}
 		},
-		Transport: c.deps.transport,
+		Transport: transport,
 		// 0: buffered writes for ordinary responses; ReverseProxy still
 		// flushes every write of text/event-stream and unknown-length
 		// (streamed) responses, which is what SSE and MCP need.
@@ -103,6 +131,50 @@ func (c *compiler) hostBackend(host string) (Backend, error) {
 			http.Error(w, http.StatusText(status), status)
 		},
 	}
-	c.backends[host] = b
+	c.backends[cacheKey] = b
 	return b, nil
+}
+
+// retryTransport resends a request whose answer has one of the retry
+// codes, or that failed before an answer, when its body can be replayed
+// (none, or GetBody set). The last answer is returned as it is.
+type retryTransport struct {
+	next http.RoundTripper
+	spec *httppolicy.RetrySpec
+}
+
+func (t *retryTransport) RoundTrip(req *http.Request) (*http.Response, error) {
+	resp, err := t.next.RoundTrip(req)
+	for attempt := 0; attempt < t.spec.Attempts; attempt++ {
+		if err == nil && !t.spec.Codes[resp.StatusCode] {
+			return resp, nil
+		}
+		if req.Body != nil && req.Body != http.NoBody && req.GetBody == nil {
+			return resp, err
+		}
+		if req.Context().Err() != nil {
+			return resp, err
+		}
+		if t.spec.Backoff > 0 {
+			select {
+			case <-time.After(t.spec.Backoff):
+			case <-req.Context().Done():
+				return resp, err
+			}
+		}
+		next := req.Clone(req.Context())
+		if req.GetBody != nil {
+			body, gerr := req.GetBody()
+			if gerr != nil {
+				return resp, err
+			}
+			next.Body = body
+		}
+		if resp != nil {
+			io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
+			resp.Body.Close()
+		}
+		resp, err = t.next.RoundTrip(next)
+	}
+	return resp, err
 }

@@ -43,6 +43,11 @@ type snapshot struct {
 	// warnings are load-time notes (rules that may deny more than meant);
 	// logged when the snapshot is compiled, printed by --validate-only.
 	warnings []string
+	// accessLog shapes access-log lines (frontendPolicies.accessLog);
+	// nil logs every request with the built-in fields.
+	accessLog *accessLogSpec
+	// http is frontendPolicies.http; applied when a bind starts.
+	http config.FrontendHTTP
 	// mcp are the snapshot's MCP backends: they own stdio processes, so
 	// a snapshot that is replaced or never served is closed.
 	mcp []*mcp.Backend
@@ -145,8 +150,10 @@ type compileDeps struct {
 	client    *http.Client // for JWKS URLs and extAuthz
 	// mcpMetrics and the loggers are the Gateway's; nil in Validate.
 	mcpMetrics *mcp.Metrics
-	log        *slog.Logger
-	accessLog  func() *slog.Logger
+	// mcpSessions keeps MCP client sessions across reloads (nil in Validate).
+	mcpSessions *mcp.SessionStore
+	log         *slog.Logger
+	accessLog   func() *slog.Logger
 	// maxConfigBytes bounds the config file read (0: config's default).
 	maxConfigBytes int64
 }
@@ -207,6 +214,12 @@ func compile(name string, data []byte, f *config.File, deps compileDeps) (*snaps
 	}
 	if fp := f.FrontendPolicies; fp != nil && fp.NetworkAuthorization != nil {
 		s.network = c.Rules(cel.Network, fp.NetworkAuthorization, "frontendPolicies.networkAuthorization")
+	}
+	if fp := f.FrontendPolicies; fp != nil && fp.AccessLog != nil {
+		s.accessLog = c.accessLog(fp.AccessLog)
+	}
+	if fp := f.FrontendPolicies; fp != nil && fp.HTTP != nil {
+		s.http = *fp.HTTP
 	}
 	for bi, b := range f.Binds {
 		bp := fmt.Sprintf("binds[%d]", bi)
@@ -376,6 +389,9 @@ func (c *compiler) matcher(m config.Match, path string) (matcher, bool) {
 }
 
 func (c *compiler) route(r config.Route, path, listener string, ri int) *routeTable {
+	if r.YAMLPath != "" {
+		path = r.YAMLPath // the top-level mcp: block
+	}
 	name := r.Name
 	if name == "" {
 		name = fmt.Sprintf("route%d", ri)
@@ -397,9 +413,13 @@ func (c *compiler) route(r config.Route, path, listener string, ri int) *routeTa
 		var be Backend
 		var err error
 		if b.MCP != nil {
-			be, err = c.mcpBackend(b.MCP, r.Policies, bp+".mcp", rt.key)
+			mp := bp + ".mcp"
+			if r.YAMLPath != "" {
+				mp = r.YAMLPath
+			}
+			be, err = c.mcpBackend(b.MCP, r.Policies, mp, rt.key)
 		} else {
-			be, err = c.hostBackend(b.Host)
+			be, err = c.hostBackend(b.Host, rt.policies)
 		}
 		if err != nil {
 			c.Fail(b.Pos, bp+".host", err)
@@ -425,6 +445,7 @@ func (c *compiler) mcpBackend(m *config.MCPBackend, pol *config.RoutePolicies, p
 		FailOpen:   m.FailureMode == "failOpen",
 		Stateless:  m.StatefulMode == "stateless",
 		Metrics:    c.deps.mcpMetrics,
+		Sessions:   c.deps.mcpSessions,
 		Log:        c.deps.log,
 		AccessLog:  c.deps.accessLog,
 		HTTPClient: &http.Client{Transport: c.deps.transport},
@@ -450,7 +471,11 @@ func (c *compiler) mcpBackend(m *config.MCPBackend, pol *config.RoutePolicies, p
 		},
 	}
 	if pol != nil && pol.MCPAuthorization != nil {
-		opts.Authorization = c.Rules(cel.MCP, pol.MCPAuthorization, path[:max(0, strings.LastIndex(path, ".backends["))]+".policies.mcpAuthorization")
+		pp := path
+		if i := strings.LastIndex(path, ".backends["); i >= 0 {
+			pp = path[:i]
+		}
+		opts.Authorization = c.Rules(cel.MCP, pol.MCPAuthorization, pp+".policies.mcpAuthorization")
 	}
 	for i, t := range m.Targets {
 		tp := fmt.Sprintf("%s.targets[%d]", path, i)

@@ -39,7 +39,13 @@ func (g *Gateway) routeRequest(w http.ResponseWriter, r *http.Request, ri *reque
 	u.Path, _ = url.PathUnescape(res.Path) // cannot fail: Normalize checked every escape
 	r.URL = &u
 	match, _ := url.PathUnescape(res.Match)
-	rt := lt.pickRoute(r, host, match)
+	var rt *routeTable
+	if e := lt.pickEntry(r, host, match); e != nil {
+		rt = e.route
+		if e.m.pathKind == 2 {
+			ri.prefix = e.m.path
+		}
+	}
 	switch {
 	case rt == nil && strictErr != nil:
 		g.refusePath(w, ri, strictErr)

@@ -68,6 +68,13 @@ type requestInfo struct {
 	upstreamErr error
 	body        *bodyGuard   // nil for a request without a body
 	vars        *requestVars // CEL variables, for backends with rules (MCP)
+	// prefix is the pathPrefix of the match that chose the route ("" for
+	// exact and regex matches); backendHost asks the backend to send its
+	// own host:port as Host (urlRewrite authority: auto).
+	prefix      string
+	backendHost bool
+	// bearer is the token the caller authenticated with.
+	bearer string
 }
 
 func infoFrom(ctx context.Context) *requestInfo {
@@ -208,6 +215,15 @@ func (bt *bindTable) pickListener(host string) *listenerTable {
 // pickRoute is the most specific route matching r, whose path routes
 // choose by is path (normalized and decoded, see routeRequest).
 func (lt *listenerTable) pickRoute(r *http.Request, host, path string) *routeTable {
+	e := lt.pickEntry(r, host, path)
+	if e == nil {
+		return nil
+	}
+	return e.route
+}
+
+// pickEntry is the most specific route match for r (pickRoute).
+func (lt *listenerTable) pickEntry(r *http.Request, host, path string) *routeEntry {
 	for _, e := range lt.routes {
 		if len(e.route.hostnames) > 0 {
 			ok := false
@@ -222,7 +238,7 @@ func (lt *listenerTable) pickRoute(r *http.Request, host, path string) *routeTab
 			}
 		}
 		if e.m.matches(r, path) {
-			return e.route
+			return &e
 		}
 	}
 	return nil
@@ -290,6 +306,9 @@ func (g *Gateway) serve(bs *bindServer) {
 			return ctx
 		},
 	}
+	if d := g.snap.Load().http.HTTP1IdleTimeout.D; d > 0 {
+		bs.srv.IdleTimeout = d // frontendPolicies.http, at bind start
+	}
 	g.servers[bs.port] = bs
 	go bs.srv.Serve(gl)
 }
@@ -352,6 +371,9 @@ func (g *Gateway) handler(bs *bindServer) http.Handler {
 		if ac != nil && ac.info != nil {
 			ci = ac.info
 			ri.caller.Address, ri.caller.Tailscale = ci.src, ci.ident
+		}
+		if h := r.Header.Get("Authorization"); len(h) > 7 && strings.EqualFold(h[:7], "bearer ") {
+			ri.bearer = strings.TrimSpace(h[7:])
 		}
 		sw := &statusWriter{ResponseWriter: w}
 		r = r.WithContext(context.WithValue(r.Context(), requestKey, ri))
@@ -512,6 +534,17 @@ func (x *exchange) Authorized(metadata map[string]any) {
 
 func (x *exchange) ModifyResponse(m *httppolicy.HeaderModifier) { x.sw.after = m }
 
+func (x *exchange) PathPrefix() string { return x.ri.prefix }
+
+func (x *exchange) UseBackendHost() { x.ri.backendHost = true }
+
+func (x *exchange) BearerToken() string {
+	if x.ri.caller.Claims == nil {
+		return "" // only a token a policy validated is passed on
+	}
+	return x.ri.bearer
+}
+
 // metricReason keeps label values bounded: details after ":" or "(" (an
 // attacker's alg name, a rule's location) stay in the log only.
 func metricReason(reason string) string {
@@ -553,6 +586,10 @@ func (g *Gateway) finish(bind string, r *http.Request, w *statusWriter, ri *requ
 	}
 	if ri.upstreamErr != nil {
 		attrs = append(attrs, "error", ri.upstreamErr.Error())
+	}
+	attrs, ok := g.snap.Load().accessLog.shape(attrs, func() cel.Vars { return logVars(r, ri, w) })
+	if !ok {
+		return
 	}
 	g.access.Load().Info("request", attrs...)
 }

@@ -73,6 +73,8 @@ const (
 	Request
 	AuthzResponse
 	MCP
+	// Log is after the response: the access log's filter and fields.
+	Log
 )
 
 func (p Phase) String() string {
@@ -85,6 +87,8 @@ func (p Phase) String() string {
 		return "extAuthz response"
 	case MCP:
 		return "mcpAuthorization"
+	case Log:
+		return "access log"
 	}
 	return "unknown"
 }
@@ -112,6 +116,7 @@ var (
 	}
 	responseFields = map[string]bool{"code": true, "headers": true}
 	mcpFields      = map[string]bool{"method": true, "tool": true, "prompt": true, "resource": true}
+	backendFields  = map[string]bool{"name": true, "type": true}
 )
 
 func phaseVariables(p Phase) []string {
@@ -122,6 +127,8 @@ func phaseVariables(p Phase) []string {
 		return []string{"source", "request", "jwt", "extauthz"}
 	case MCP:
 		return []string{"source", "request", "jwt", "extauthz", "mcp"}
+	case Log:
+		return []string{"source", "request", "jwt", "extauthz", "response", "backend"}
 	default:
 		return []string{"source", "request", "jwt", "extauthz", "response"}
 	}
@@ -129,15 +136,15 @@ func phaseVariables(p Phase) []string {
 
 // allVariables are every variable any phase has; an expression naming one
 // its phase lacks gets a message that says which phase it belongs to.
-var allVariables = []string{"source", "request", "jwt", "extauthz", "response", "mcp"}
+var allVariables = []string{"source", "request", "jwt", "extauthz", "response", "mcp", "backend"}
 
-var envs [4]*celgo.Env
+var envs [Log + 1]*celgo.Env
 
 func init() {
-	for p := Network; p <= MCP; p++ {
+	for p := Network; p <= Log; p++ {
 		opts := []celgo.EnvOption{
 			ext.Strings(), ext.Math(), ext.Encoders(), ext.Network(),
-			celgo.CrossTypeNumericComparisons(true), defaultFunction(),
+			celgo.CrossTypeNumericComparisons(true), defaultFunction(), library(),
 		}
 		for _, v := range phaseVariables(p) {
 			opts = append(opts, celgo.Variable(v, celgo.MapType(celgo.StringType, celgo.DynType)))
@@ -281,6 +288,8 @@ func fieldsOf(ident string) map[string]bool {
 		return responseFields
 	case "mcp":
 		return mcpFields
+	case "backend":
+		return backendFields
 	}
 	return nil
 }

@@ -30,6 +30,10 @@ func (d *decoder) checkSemantics(f *File) {
 	if t := f.Tailnet; t != nil {
 		d.checkTailnet(t)
 	}
+	d.checkFrontend(f)
+	if m := f.MCP; m != nil {
+		d.addSimpleMCP(f, m)
+	}
 	ports := map[int]string{}
 	for bi := range f.Binds {
 		b := &f.Binds[bi]
@@ -130,8 +134,11 @@ func (d *decoder) checkRoute(r *Route, path string) {
 			d.failAt(m.Pos, fmt.Sprintf("%s.matches[%d].method", path, mi), "methods are upper case, got %q", m.Method)
 		}
 	}
-	if len(r.Backends) == 0 {
-		d.failAt(r.Pos, path+".backends", "a route needs at least one backend")
+	if r.YAMLPath != "" {
+		path = r.YAMLPath
+	}
+	if len(r.Backends) == 0 && !answersItself(r.Policies) {
+		d.failAt(r.Pos, path+".backends", "a route needs at least one backend (or a directResponse or requestRedirect policy)")
 	}
 	for bi := range r.Backends {
 		b := &r.Backends[bi]
@@ -139,6 +146,8 @@ func (d *decoder) checkRoute(r *Route, path string) {
 		switch {
 		case b.Host != "" && b.MCP != nil:
 			d.failAt(b.Pos, bp, "set one of host or mcp, not both")
+		case b.MCP != nil && r.YAMLPath != "":
+			d.checkMCP(b.MCP, r.YAMLPath)
 		case b.MCP != nil:
 			d.checkMCP(b.MCP, bp+".mcp")
 		case b.Host == "" && !d.hasErrorUnder(bp):
@@ -154,6 +163,7 @@ func (d *decoder) checkRoute(r *Route, path string) {
 		d.checkDuration(t.Pos, path+".policies.timeout.requestTimeout", &t.RequestTimeout, true)
 		d.checkDuration(t.Pos, path+".policies.timeout.backendRequestTimeout", &t.BackendRequestTimeout, true)
 	}
+	d.checkTraffic(p, path+".policies")
 	if rl := p.LocalRateLimit; rl != nil {
 		for i := range rl.Buckets {
 			b := &rl.Buckets[i]

@@ -59,8 +59,11 @@ type File struct {
 	Routes      Unsupported `yaml:"routes"`
 	TCPRoutes   Unsupported `yaml:"tcpRoutes"`
 	LLM         Unsupported `yaml:"llm"`
-	MCP         Unsupported `yaml:"mcp"`
-	UI          Unsupported `yaml:"ui"`
+	// MCP is agentgateway's simplified form: one MCP backend served on
+	// its own port (default 3000). Load turns it into a bind (listener
+	// "mcp", route "default") appended to Binds.
+	MCP *SimpleMCP  `yaml:"mcp"`
+	UI  Unsupported `yaml:"ui"`
 }
 
 // Settings is agentgateway's top-level `config:` block. Only the admin
@@ -226,6 +229,9 @@ type Route struct {
 	// PathNormalization (tailgate extension) lets this route receive path
 	// characters the gateway refuses by default.
 	PathNormalization *PathNormalization `yaml:"pathNormalization"`
+	// YAMLPath, when set, is where the route was written (the top-level
+	// mcp: block); error messages use it instead of binds[...].routes[...].
+	YAMLPath string `yaml:"-"`
 }
 
 // PathNormalization is a route's opt-out from refusing some paths. Each
@@ -311,27 +317,28 @@ type RoutePolicies struct {
 	LocalRateLimit         *LocalRateLimit `yaml:"localRateLimit"`
 	Timeout                *Timeout        `yaml:"timeout"`
 
-	RequestRedirect Unsupported `yaml:"requestRedirect"`
-	URLRewrite      Unsupported `yaml:"urlRewrite"`
-	RequestMirror   Unsupported `yaml:"requestMirror"`
-	DirectResponse  Unsupported `yaml:"directResponse"`
+	RequestRedirect *RequestRedirect `yaml:"requestRedirect"`
+	URLRewrite      *URLRewrite      `yaml:"urlRewrite"`
+	RequestMirror   *RequestMirror   `yaml:"requestMirror"`
+	DirectResponse  *DirectResponse  `yaml:"directResponse"`
+	Delay           *Delay           `yaml:"delay"`
+	Retry           *Retry           `yaml:"retry"`
+	BackendTLS      *BackendTLS      `yaml:"backendTLS"`
+	BackendAuth     *BackendAuth     `yaml:"backendAuth"`
+	// MCPAuthentication is MCP's OAuth resource-server role (RFC 9728).
+	MCPAuthentication *MCPAuthentication `yaml:"mcpAuthentication"`
 	// MCPAuthorization decides which MCP tools, prompts and resources a
 	// caller may see and use (rules over mcp.*, jwt.*, source.*); it
 	// applies to the route's MCP backends.
 	MCPAuthorization *RuleSet `yaml:"mcpAuthorization"`
 
-	MCPGuardrails     Unsupported `yaml:"mcpGuardrails"`
-	MCPAuthentication Unsupported `yaml:"mcpAuthentication"`
-	A2A               Unsupported `yaml:"a2a"`
-	AI                Unsupported `yaml:"ai"`
-	BackendTLS        Unsupported `yaml:"backendTLS"`
-	BackendTunnel     Unsupported `yaml:"backendTunnel"`
-	BackendAuth       Unsupported `yaml:"backendAuth"`
-	RemoteRateLimit   Unsupported `yaml:"remoteRateLimit"`
-	CSRF              Unsupported `yaml:"csrf"`
-	Buffer            Unsupported `yaml:"buffer"`
-	Retry             Unsupported `yaml:"retry"`
-	Delay             Unsupported `yaml:"delay"`
+	MCPGuardrails   Unsupported `yaml:"mcpGuardrails"`
+	A2A             Unsupported `yaml:"a2a"`
+	AI              Unsupported `yaml:"ai"`
+	BackendTunnel   Unsupported `yaml:"backendTunnel"`
+	RemoteRateLimit Unsupported `yaml:"remoteRateLimit"`
+	CSRF            Unsupported `yaml:"csrf"`
+	Buffer          Unsupported `yaml:"buffer"`
 }
 
 // Backend is one upstream of a route. Exactly one kind must be set:
@@ -356,16 +363,17 @@ type Backend struct {
 // FrontendPolicies apply to all traffic, before routing.
 type FrontendPolicies struct {
 	NetworkAuthorization *RuleSet `yaml:"networkAuthorization"`
+	// AccessLog shapes the access log; Logging is its older name.
+	AccessLog *AccessLog    `yaml:"accessLog"`
+	Logging   *AccessLog    `yaml:"logging"`
+	HTTP      *FrontendHTTP `yaml:"http"`
 
-	HTTP            Unsupported `yaml:"http"`
 	TLS             Unsupported `yaml:"tls"`
 	TCP             Unsupported `yaml:"tcp"`
 	NetworkExtAuthz Unsupported `yaml:"networkExtAuthz"`
 	Proxy           Unsupported `yaml:"proxy"`
 	ProxyProtocol   Unsupported `yaml:"proxyProtocol"`
 	Connect         Unsupported `yaml:"connect"`
-	AccessLog       Unsupported `yaml:"accessLog"`
-	Logging         Unsupported `yaml:"logging"`
 	Tracing         Unsupported `yaml:"tracing"`
 }
 
@@ -642,6 +650,17 @@ func parse(name string, data []byte, lim Limits) (*File, error) {
 		return nil, d.errs
 	}
 	return f, nil
+}
+
+// SimpleMCP is the top-level `mcp:` block: an MCP backend (its keys
+// inline) with the route's policies, on Port.
+type SimpleMCP struct {
+	Pos        Pos `yaml:"-"`
+	Port       int `yaml:"port"`
+	MCPBackend `yaml:",inline"`
+	Policies   *RoutePolicies `yaml:"policies"`
+
+	Gateways Unsupported `yaml:"gateways"`
 }
 
 // MCPBackend is `backends[].mcp`: MCP servers (targets) federated behind

@@ -1,6 +1,7 @@
 package httppolicy
 
 import (
+	"crypto/tls"
 	"net/http"
 	"sort"
 	"time"
@@ -20,6 +21,15 @@ var modules = []Module{
 	requestHeaderModifier,
 	responseHeaderModifier,
 	timeout,
+	directResponse,
+	requestRedirect,
+	urlRewrite,
+	requestMirror,
+	delay,
+	retry,
+	backendTLS,
+	backendAuth,
+	mcpAuthentication,
 }
 
 // inPhaseOrder is modules sorted by Phase, once.
@@ -41,12 +51,21 @@ const (
 	Authentication
 	// ExternalAuthorization asks a service; sets extauthz.* (extAuthz).
 	ExternalAuthorization
+	// MCPAuthentication serves protected-resource metadata and refuses
+	// MCP callers without a valid token (mcpAuthentication); it runs
+	// with the other authentication, before any rule.
 	// Authorization decides with rules over everything above.
 	Authorization
+	// Respond answers the request without a backend (directResponse,
+	// requestRedirect).
+	Respond
 	// RequestRewrite changes the request sent to the backend.
 	RequestRewrite
 	// ResponseRewrite changes the response's headers.
 	ResponseRewrite
+	// Forward is last before the backend: mirror the request as it will
+	// be sent, inject delays (requestMirror, delay).
+	Forward
 	// RouteSetting is a policy that configures its route instead of
 	// running on requests (timeout).
 	RouteSetting
@@ -79,6 +98,15 @@ type Exchange interface {
 	// ModifyResponse applies m to the response's headers when they are
 	// written.
 	ModifyResponse(m *HeaderModifier)
+	// PathPrefix is the pathPrefix of the route match that chose the
+	// request, "" for other matches (urlRewrite and requestRedirect
+	// replace it).
+	PathPrefix() string
+	// UseBackendHost sends the backend's host:port as Host instead of
+	// the caller's (urlRewrite authority: auto).
+	UseBackendHost()
+	// BearerToken is the token the caller authenticated with, if any.
+	BearerToken() string
 }
 
 // Deny refuses the request with status and a short text body.
@@ -141,6 +169,11 @@ type Set struct {
 	// BackendTimeout the backend's part; 0 for none (timeout).
 	RequestTimeout time.Duration
 	BackendTimeout time.Duration
+	// Retry resends failed backend requests (retry); nil for none.
+	Retry *RetrySpec
+	// BackendTLS is the TLS the route's host backends are reached with
+	// (backendTLS); nil for the backend URL's own scheme.
+	BackendTLS *tls.Config
 }
 
 // Compile compiles a policies block; path is its YAML path. A listener's
