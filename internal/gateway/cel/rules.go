@@ -114,7 +114,7 @@ var (
 		"method": true, "uri": true, "host": true, "scheme": true, "path": true,
 		"pathAndQuery": true, "version": true, "headers": true,
 	}
-	responseFields = map[string]bool{"code": true, "headers": true}
+	responseFields = map[string]bool{"code": true, "headers": true, "body": true}
 	mcpFields      = map[string]bool{"method": true, "tool": true, "prompt": true, "resource": true}
 	backendFields  = map[string]bool{"name": true, "type": true}
 )

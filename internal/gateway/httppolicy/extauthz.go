@@ -2,8 +2,10 @@ package httppolicy
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"strings"
 	"time"
@@ -94,7 +96,16 @@ func (e *ExtAuthz) Check(ctx context.Context, r *http.Request, vars cel.Vars) Ex
 		if err != nil {
 			return e.unavailable(fmt.Errorf("header %s expression: %w", name, err))
 		}
-		req.Header.Set(name, v)
+		switch name {
+		case ":authority":
+			req.Host = v
+		case ":method":
+			req.Method = v
+		case ":path":
+			return e.unavailable(errors.New("set the path with protocol.http.path"))
+		default:
+			req.Header.Set(name, v)
+		}
 	}
 	client := e.Client
 	if client == nil {
@@ -119,7 +130,7 @@ func (e *ExtAuthz) Check(ctx context.Context, r *http.Request, vars cel.Vars) Ex
 		for k, v := range vars {
 			rv[k] = v
 		}
-		rv["response"] = map[string]any{"code": int64(resp.StatusCode), "headers": flatHeaders(resp.Header)}
+		rv["response"] = map[string]any{"code": int64(resp.StatusCode), "headers": flatHeaders(resp.Header), "body": string(body)}
 		out.Metadata = map[string]any{}
 		for k, x := range e.Metadata {
 			v, err := x.Native(rv)
@@ -175,13 +186,25 @@ var extAuthz = module("extAuthz", ExternalAuthorization,
 // phase.
 func compileExtAuthz(e *config.ExtAuthz, path string, c Compiler) Policy {
 	base := e.Host
-	if !strings.Contains(base, "://") {
+	client := c.HTTPClient()
+	if sock, ok := strings.CutPrefix(base, "unix:"); ok {
+		// A Unix socket (agentgateway's Tailscale example asks tailscaled's
+		// LocalAPI this way): every call dials the socket.
+		sock = c.Rel(sock)
+		base = "http://local"
+		client = &http.Client{Transport: &http.Transport{
+			Proxy: nil,
+			DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+				return (&net.Dialer{}).DialContext(ctx, "unix", sock)
+			},
+		}}
+	} else if !strings.Contains(base, "://") {
 		base = "http://" + base
 	}
 	out := &ExtAuthz{
 		BaseURL:               strings.TrimSuffix(base, "/"),
 		IncludeRequestHeaders: e.IncludeRequestHeaders,
-		Client:                c.HTTPClient(),
+		Client:                client,
 	}
 	if f := e.FailureMode; f != nil {
 		out.FailOpen, out.DenyStatus = f.Allow, f.DenyWithStatus
