@@ -15,11 +15,16 @@
 // Problems go to the Compiler with their YAML path and line, so one load
 // reports all of them; nothing is parsed or compiled on the request path.
 //
-//	rate limit → cors → jwtAuth → extAuthz → authorization → request headers → response headers
+//	rate limit → cors → jwtAuth, mcpAuthentication → extAuthz → authorization
+//	→ directResponse, requestRedirect → request headers, urlRewrite, backendAuth
+//	→ response headers → requestMirror, delay
 //
-// A listener's Set runs before its route's. timeout is a module too, but
-// it bounds the route (Set.RequestTimeout, Set.BackendTimeout) instead of
-// running in the chain.
+// A listener's Set runs before its route's. timeout, retry and backendTLS
+// are modules too, but they configure the route (Set.RequestTimeout,
+// Set.BackendTimeout, Set.Retry, Set.BackendTLS) instead of running in
+// the chain. traffic.go, backend.go and mcpauthn.go follow agentgateway's
+// semantics (crates/agentgateway/src/http/filters.rs, delay.rs,
+// mcp/auth.rs).
 //
 // The policies themselves:
 //
