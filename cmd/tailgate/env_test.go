@@ -13,13 +13,13 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tailgate-dev/tailgate/internal/tailgatetest"
+
 	"github.com/tailgate-dev/tailgate/internal/probe"
 
 	"github.com/tailgate-dev/tailgate/internal/api"
 	"github.com/tailgate-dev/tailgate/internal/connect"
 	"github.com/tailgate-dev/tailgate/internal/sandbox"
-	"github.com/tailgate-dev/tailgate/internal/store"
-	"github.com/tailgate-dev/tailgate/internal/vault"
 )
 
 // cliServer is a tailgate API in this process over a sandbox tailnet, for
@@ -40,21 +40,10 @@ func newCLIServer(t *testing.T) *cliServer {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { sb.Close() })
-	dir := t.TempDir()
-	st, err := store.Open(ctx, filepath.Join(dir, "tailgate.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { st.Close() })
-	kr, err := vault.LoadOrCreateKeyFile(filepath.Join(dir, "tailgate.key"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	org, _ := st.CreateOrg(ctx, "default")
-	admin, _, _ := st.CreateAPIToken(ctx, org.ID, "admin", store.RoleAdmin)
-	svc := &connect.Service{Store: st, Vault: kr, APIBaseURL: sb.APIURL(), ControlURL: sb.ControlURL()}
-	srv := httptest.NewServer(api.New(api.Options{Store: st, PrivateNetwork: svc}))
+	ts := tailgatetest.New(t, sb)
+	srv := httptest.NewServer(api.New(api.Options{Store: ts.Store, PrivateNetwork: ts.Connect}))
 	t.Cleanup(srv.Close)
+	admin, dir := ts.Admin, ts.Dir
 	return &cliServer{sb: sb, url: srv.URL, admin: admin, dir: dir}
 }
 

@@ -18,6 +18,8 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/tailgate-dev/tailgate/internal/tailgatetest"
+
 	"github.com/tailgate-dev/tailgate/internal/probe"
 
 	"github.com/tailgate-dev/tailgate/internal/errcode"
@@ -98,30 +100,13 @@ type harness struct {
 	st       *store.Store
 	net      *fakeNetwork
 	srv      *httptest.Server
-	logs     *syncBuffer
+	logs     *tailgatetest.SyncBuffer
 	orgA     string
 	orgB     string
 	adminA   string
 	runnerA  string
 	adminB   string
 	revokedA string
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 func newHarness(t testing.TB) *harness {
@@ -132,7 +117,7 @@ func newHarness(t testing.TB) *harness {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { st.Close() })
-	h := &harness{t: t, st: st, net: &fakeNetwork{st: st, connected: map[string]bool{}}, logs: &syncBuffer{}}
+	h := &harness{t: t, st: st, net: &fakeNetwork{st: st, connected: map[string]bool{}}, logs: &tailgatetest.SyncBuffer{}}
 	a, _ := st.CreateOrg(ctx, "Acme")
 	b, _ := st.CreateOrg(ctx, "Bravo")
 	h.orgA, h.orgB = a.ID, b.ID

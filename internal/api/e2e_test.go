@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -16,6 +15,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/tailgate-dev/tailgate/internal/tailgatetest"
 
 	redactpkg "github.com/tailgate-dev/tailgate/internal/redact"
 
@@ -27,7 +28,6 @@ import (
 	"github.com/tailgate-dev/tailgate/internal/store"
 	"github.com/tailgate-dev/tailgate/internal/tsapi"
 	"github.com/tailgate-dev/tailgate/internal/tsapi/fake"
-	"github.com/tailgate-dev/tailgate/internal/vault"
 )
 
 // The end-to-end tests run the API over the real connect.Service against
@@ -40,70 +40,32 @@ func TestMain(m *testing.M) { sandboxtest.Main(m) }
 // against the sandbox, with everything it logs and every OAuth client
 // secret Tailscale handed it kept for secret scans.
 type e2e struct {
+	*tailgatetest.Stack
 	t       testing.TB
 	sb      *sandbox.Sandbox
 	st      *store.Store
 	dir     string
 	url     string
-	logs    *syncBuffer
+	logs    *tailgatetest.SyncBuffer
 	org     string
 	admin   string
 	runner  string
 	otherAd string // an admin of another org
 
 	mu        sync.Mutex
-	secrets   []string // OAuth client secrets
 	responses [][]byte // every answer, headers and body
 }
 
 func newE2E(t testing.TB) *e2e {
 	t.Helper()
-	ctx := context.Background()
-	e := &e2e{t: t, sb: sandboxtest.Shared(t), dir: t.TempDir(), logs: &syncBuffer{}}
-	st, err := store.Open(ctx, filepath.Join(e.dir, "tailgate.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	e.st = st
-	t.Cleanup(func() { st.Close() })
-	kr, err := vault.LoadOrCreateKeyFile(filepath.Join(e.dir, "tailgate.key"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	org, _ := st.CreateOrg(ctx, "acme")
-	other, _ := st.CreateOrg(ctx, "other")
-	e.org = org.ID
-	e.admin, _, _ = st.CreateAPIToken(ctx, org.ID, "admin", store.RoleAdmin)
-	e.runner, _, _ = st.CreateAPIToken(ctx, org.ID, "ci", store.RoleRunner)
-	e.otherAd, _, _ = st.CreateAPIToken(ctx, other.ID, "admin", store.RoleAdmin)
-	log := slog.New(slog.NewJSONHandler(e.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	svc := &connect.Service{
-		Store: st, Vault: kr, APIBaseURL: e.sb.APIURL(), ControlURL: e.sb.ControlURL(), Logger: log,
-		NewAPIClient: func(tok string) tsapi.ControlPlane {
-			return &secretCatcher{ControlPlane: tsapi.NewWithAPIToken(e.sb.APIURL(), tok), e: e}
-		},
-	}
-	srv := httptest.NewServer(New(Options{Store: st, PrivateNetwork: svc, Logger: log}))
+	s := tailgatetest.New(t, sandboxtest.Shared(t))
+	s.CatchSecrets()
+	e := &e2e{Stack: s, t: t, sb: s.Sandbox, st: s.Store, dir: s.Dir, logs: s.Logs,
+		org: s.Org, admin: s.Admin, runner: s.Runner, otherAd: s.OtherAdmin}
+	srv := httptest.NewServer(New(Options{Store: s.Store, PrivateNetwork: s.Connect, Logger: s.Logger()}))
 	t.Cleanup(srv.Close)
 	e.url = srv.URL
 	return e
-}
-
-// secretCatcher keeps the OAuth client secrets connect is handed, so the
-// test can look for them where they must not be.
-type secretCatcher struct {
-	tsapi.ControlPlane
-	e *e2e
-}
-
-func (c *secretCatcher) CreateOAuthClient(ctx context.Context, scopes, tags []string, desc string) (tsapi.OAuthClient, error) {
-	oc, err := c.ControlPlane.CreateOAuthClient(ctx, scopes, tags, desc)
-	if err == nil {
-		c.e.mu.Lock()
-		c.e.secrets = append(c.e.secrets, oc.Secret)
-		c.e.mu.Unlock()
-	}
-	return oc, err
 }
 
 func (e *e2e) do(method, path, token string, body any, contentType ...string) answer {
@@ -175,9 +137,7 @@ func TestSecretsAppearInNoAnswerLogOrDatabaseByte(t *testing.T) {
 
 	// Scan while connected: the sealed secret is in the database, only as
 	// ciphertext.
-	e.mu.Lock()
-	secrets := append([]string{apiToken}, e.secrets...)
-	e.mu.Unlock()
+	secrets := append([]string{apiToken}, e.Secrets()...)
 	if len(secrets) < 2 {
 		t.Fatalf("no OAuth client secret was captured; the scan would prove nothing")
 	}

@@ -2,20 +2,15 @@ package api
 
 import (
 	"context"
-	"log/slog"
 	"net/http"
 	"net/http/httptest"
-	"path/filepath"
 	"strings"
 	"sync/atomic"
 	"testing"
 
-	"github.com/tailgate-dev/tailgate/internal/errcode"
+	"github.com/tailgate-dev/tailgate/internal/tailgatetest"
 
-	"github.com/tailgate-dev/tailgate/internal/connect"
-	"github.com/tailgate-dev/tailgate/internal/outbound"
-	"github.com/tailgate-dev/tailgate/internal/store"
-	"github.com/tailgate-dev/tailgate/internal/vault"
+	"github.com/tailgate-dev/tailgate/internal/errcode"
 )
 
 // TestConnectNeverEchoesWhatASelfHostedControlURLAnswered drives issue
@@ -41,24 +36,12 @@ func TestConnectNeverEchoesWhatASelfHostedControlURLAnswered(t *testing.T) {
 	t.Cleanup(upstream.Close)
 
 	ctx := context.Background()
-	dir := t.TempDir()
-	st, err := store.Open(ctx, filepath.Join(dir, "tailgate.db"))
-	if err != nil {
+	stk := tailgatetest.New(t, nil)
+	st, admin, logs := stk.Store, stk.Admin, stk.Logs
+	if _, err := st.CreateEnvironment(ctx, stk.Org, "staging"); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { st.Close() })
-	kr, err := vault.LoadOrCreateKeyFile(filepath.Join(dir, "tailgate.key"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	org, _ := st.CreateOrg(ctx, "acme")
-	admin, _, _ := st.CreateAPIToken(ctx, org.ID, "admin", store.RoleAdmin)
-	if _, err := st.CreateEnvironment(ctx, org.ID, "staging"); err != nil {
-		t.Fatal(err)
-	}
-	logs := &syncBuffer{}
-	log := slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	svc := &connect.Service{Store: st, Vault: kr, Logger: log, Outbound: outbound.AllowLoopback()}
+	svc, log := stk.Connect, stk.Logger()
 	srv := httptest.NewServer(New(Options{Store: st, PrivateNetwork: svc, Logger: log}))
 	t.Cleanup(srv.Close)
 

@@ -5,15 +5,15 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"log/slog"
 	"net/netip"
 	"os"
-	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/tailgate-dev/tailgate/internal/tailgatetest"
 
 	"github.com/tailgate-dev/tailgate/internal/probe"
 
@@ -24,9 +24,7 @@ import (
 	"github.com/tailgate-dev/tailgate/internal/sandbox"
 	"github.com/tailgate-dev/tailgate/internal/sandbox/sandboxtest"
 	"github.com/tailgate-dev/tailgate/internal/store"
-	"github.com/tailgate-dev/tailgate/internal/tsapi"
 	"github.com/tailgate-dev/tailgate/internal/tsapi/fake"
-	"github.com/tailgate-dev/tailgate/internal/vault"
 )
 
 func TestMain(m *testing.M) { sandboxtest.Main(m) }
@@ -34,70 +32,20 @@ func TestMain(m *testing.M) { sandboxtest.Main(m) }
 // harness is a tailgate service against a sandbox tailnet, with its logs
 // and every OAuth client secret it was handed captured for secret scans.
 type harness struct {
-	sb      *sandbox.Sandbox
-	svc     *connect.Service
-	st      *store.Store
-	dbPath  string
-	org     string
-	logs    *bytes.Buffer
-	mu      sync.Mutex
-	secrets []string
+	*tailgatetest.Stack
+	sb     *sandbox.Sandbox
+	svc    *connect.Service
+	st     *store.Store
+	dbPath string
+	org    string
+	logs   *tailgatetest.SyncBuffer
 }
 
 func newHarness(t *testing.T, sb *sandbox.Sandbox) *harness {
 	t.Helper()
-	ctx := context.Background()
-	dir := t.TempDir()
-	h := &harness{sb: sb, dbPath: filepath.Join(dir, "tailgate.db"), logs: new(bytes.Buffer)}
-	st, err := store.Open(ctx, h.dbPath)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { st.Close() })
-	kr, err := vault.LoadOrCreateKeyFile(filepath.Join(dir, "tailgate.key"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	org, err := st.CreateOrg(ctx, "acme")
-	if err != nil {
-		t.Fatal(err)
-	}
-	h.st, h.org = st, org.ID
-	h.svc = &connect.Service{
-		Store: st, Vault: kr, APIBaseURL: sb.APIURL(), ControlURL: sb.ControlURL(),
-		Logger: slog.New(slog.NewTextHandler(&lockedWriter{w: h.logs}, &slog.HandlerOptions{Level: slog.LevelDebug})),
-		NewAPIClient: func(tok string) tsapi.ControlPlane {
-			return &capturing{ControlPlane: tsapi.NewWithAPIToken(sb.APIURL(), tok), h: h}
-		},
-	}
-	return h
-}
-
-type lockedWriter struct {
-	mu sync.Mutex
-	w  *bytes.Buffer
-}
-
-func (l *lockedWriter) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.w.Write(p)
-}
-
-// capturing records OAuth client secrets so tests can look for them.
-type capturing struct {
-	tsapi.ControlPlane
-	h *harness
-}
-
-func (c *capturing) CreateOAuthClient(ctx context.Context, scopes, tags []string, desc string) (tsapi.OAuthClient, error) {
-	oc, err := c.ControlPlane.CreateOAuthClient(ctx, scopes, tags, desc)
-	if err == nil {
-		c.h.mu.Lock()
-		c.h.secrets = append(c.h.secrets, oc.Secret)
-		c.h.mu.Unlock()
-	}
-	return oc, err
+	s := tailgatetest.New(t, sb)
+	s.CatchSecrets()
+	return &harness{Stack: s, sb: sb, svc: s.Connect, st: s.Store, dbPath: s.DBPath, org: s.Org, logs: s.Logs}
 }
 
 func (h *harness) env(t *testing.T, name string) {
@@ -107,11 +55,7 @@ func (h *harness) env(t *testing.T, name string) {
 	}
 }
 
-func ctxT(t *testing.T) context.Context {
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	t.Cleanup(cancel)
-	return ctx
-}
+func ctxT(t *testing.T) context.Context { return tailgatetest.Ctx(t, 2*time.Minute) }
 
 func liveClients(f *fake.Server, tag string) []fake.KeyInfo {
 	var out []fake.KeyInfo
@@ -229,9 +173,7 @@ func TestConnectVerifyDisconnect(t *testing.T) {
 // are in no log line and nowhere in the SQLite files.
 func (h *harness) assertNoSecrets(t *testing.T, token string) {
 	t.Helper()
-	h.mu.Lock()
-	secrets := append([]string{token}, h.secrets...)
-	h.mu.Unlock()
+	secrets := append([]string{token}, h.Secrets()...)
 	if len(secrets) < 2 {
 		t.Fatal("no OAuth client secret captured; the scan would prove nothing")
 	}

@@ -1,24 +1,21 @@
 package console
 
 import (
-	"context"
 	"io"
 	"net/http"
 	"net/http/cookiejar"
 	"net/http/httptest"
 	"net/url"
-	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
 
+	"github.com/tailgate-dev/tailgate/internal/tailgatetest"
+
 	"github.com/tailgate-dev/tailgate/internal/api"
-	"github.com/tailgate-dev/tailgate/internal/connect"
 	tgrun "github.com/tailgate-dev/tailgate/internal/run"
 	"github.com/tailgate-dev/tailgate/internal/sandbox"
 	"github.com/tailgate-dev/tailgate/internal/sandbox/sandboxtest"
-	"github.com/tailgate-dev/tailgate/internal/store"
-	"github.com/tailgate-dev/tailgate/internal/vault"
 )
 
 func TestMain(m *testing.M) { sandboxtest.Main(m) }
@@ -36,25 +33,9 @@ type stack struct {
 
 func newStack(t *testing.T, tls bool) *stack {
 	t.Helper()
-	ctx := context.Background()
-	dir := t.TempDir()
-	st, err := store.Open(ctx, filepath.Join(dir, "tailgate.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { st.Close() })
-	kr, err := vault.LoadOrCreateKeyFile(filepath.Join(dir, "tailgate.key"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	s := &stack{sb: sandboxtest.Shared(t)}
-	org, _ := st.CreateOrg(ctx, "acme")
-	other, _ := st.CreateOrg(ctx, "other")
-	s.org = org.ID
-	s.admin, _, _ = st.CreateAPIToken(ctx, org.ID, "admin", store.RoleAdmin)
-	s.runner, _, _ = st.CreateAPIToken(ctx, org.ID, "ci", store.RoleRunner)
-	s.other, _, _ = st.CreateAPIToken(ctx, other.ID, "admin", store.RoleAdmin)
-	svc := &connect.Service{Store: st, Vault: kr, APIBaseURL: s.sb.APIURL(), ControlURL: s.sb.ControlURL()}
+	ts := tailgatetest.New(t, sandboxtest.Shared(t))
+	st, svc := ts.Store, ts.Connect
+	s := &stack{sb: ts.Sandbox, org: ts.Org, admin: ts.Admin, runner: ts.Runner, other: ts.OtherAdmin}
 	runs := &tgrun.Manager{Connect: svc, Store: st}
 	t.Cleanup(runs.Close)
 	h := Wrap(api.New(api.Options{Store: st, PrivateNetwork: svc, Runs: runs}), Options{})

@@ -8,12 +8,13 @@ import (
 	"net"
 	"net/http"
 	"net/url"
-	"path/filepath"
 	"slices"
 	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/tailgate-dev/tailgate/internal/tailgatetest"
 
 	"github.com/tailgate-dev/tailgate/internal/errcode"
 
@@ -22,7 +23,6 @@ import (
 	"github.com/tailgate-dev/tailgate/internal/sandbox"
 	"github.com/tailgate-dev/tailgate/internal/sandbox/sandboxtest"
 	"github.com/tailgate-dev/tailgate/internal/store"
-	"github.com/tailgate-dev/tailgate/internal/vault"
 )
 
 func TestMain(m *testing.M) { sandboxtest.Main(m) }
@@ -41,43 +41,27 @@ func newFixture(t testing.TB, envs map[string][]string) *fixture {
 	t.Helper()
 	sb := sandboxtest.Shared(t)
 	ctx := context.Background()
-	dir := t.TempDir()
-	st, err := store.Open(ctx, filepath.Join(dir, "tailgate.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	kr, err := vault.LoadOrCreateKeyFile(filepath.Join(dir, "tailgate.key"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	org, err := st.CreateOrg(ctx, "acme")
-	if err != nil {
-		t.Fatal(err)
-	}
-	svc := &connect.Service{Store: st, Vault: kr, APIBaseURL: sb.APIURL(), ControlURL: sb.ControlURL()}
-	f := &fixture{sb: sb, svc: svc, st: st, org: org.ID, m: &Manager{Connect: svc, Store: st, Logger: slog.New(slog.DiscardHandler)}}
-	t.Cleanup(func() { f.m.Close(); st.Close() })
+	ts := tailgatetest.New(t, sb)
+	st, svc, org := ts.Store, ts.Connect, ts.Org
+	f := &fixture{sb: sb, svc: svc, st: st, org: org, m: &Manager{Connect: svc, Store: st, Logger: slog.New(slog.DiscardHandler)}}
+	t.Cleanup(f.m.Close)
 	token := sb.NewAPIToken()
 	for name, targets := range envs {
-		if _, err := st.CreateEnvironment(ctx, org.ID, name); err != nil {
+		if _, err := st.CreateEnvironment(ctx, org, name); err != nil {
 			t.Fatal(err)
 		}
 		if len(targets) == 0 {
 			continue
 		}
-		if _, err := svc.Connect(ctx, connect.Request{OrgID: org.ID, Env: name, APIToken: token, Targets: targets}); err != nil {
+		if _, err := svc.Connect(ctx, connect.Request{OrgID: org, Env: name, APIToken: token, Targets: targets}); err != nil {
 			t.Fatalf("connect %s: %v", name, err)
 		}
-		t.Cleanup(func() { svc.Disconnect(context.Background(), org.ID, name, token) })
+		t.Cleanup(func() { svc.Disconnect(context.Background(), org, name, token) })
 	}
 	return f
 }
 
-func ctxT(t testing.TB) context.Context {
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	t.Cleanup(cancel)
-	return ctx
-}
+func ctxT(t testing.TB) context.Context { return tailgatetest.Ctx(t, 2*time.Minute) }
 
 func proxyClient(info Info) *http.Client {
 	u, _ := url.Parse(info.ProxyURL)

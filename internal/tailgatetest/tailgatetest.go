@@ -1,0 +1,194 @@
+// Package tailgatetest builds tailgate's server side for tests, the way
+// tailgate serve builds it: a SQLite store and a vault key in a temporary
+// directory, an org "acme" with an admin and a runner token, another org
+// with an admin (for tenancy checks), and the connect service against a
+// sandbox tailnet, logging into a buffer tests can scan for secrets.
+//
+// It stops short of the run manager and the API handler, which tests in
+// packages run and api build themselves in one line (those packages'
+// internal tests could not import a package that imports them).
+package tailgatetest
+
+import (
+	"bytes"
+	"context"
+	"log/slog"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/tailgate-dev/tailgate/internal/connect"
+	"github.com/tailgate-dev/tailgate/internal/outbound"
+	"github.com/tailgate-dev/tailgate/internal/sandbox"
+	"github.com/tailgate-dev/tailgate/internal/store"
+	"github.com/tailgate-dev/tailgate/internal/tsapi"
+	"github.com/tailgate-dev/tailgate/internal/vault"
+)
+
+// Stack is one tailgate server's state and services.
+type Stack struct {
+	// Sandbox is the tailnet the services connect to.
+	Sandbox *sandbox.Sandbox
+	// Dir holds the database and the vault key.
+	Dir    string
+	DBPath string
+	Store  *store.Store
+	Vault  *vault.Keyring
+	// Connect connects, verifies and disconnects on the sandbox. Tests may
+	// set its hooks (NewAPIClient, say) before use.
+	Connect *connect.Service
+	// Logs is everything the services logged, as JSON lines.
+	Logs *SyncBuffer
+	// Org is org "acme"; Admin and Runner its tokens.
+	Org           string
+	Admin, Runner string
+	// OtherOrg is a second org; OtherAdmin its admin token.
+	OtherOrg, OtherAdmin string
+
+	mu      sync.Mutex
+	secrets []string
+}
+
+// New builds a Stack on sb (a shared sandbox, typically
+// sandboxtest.Shared(t)). Everything is closed when the test ends.
+func New(t testing.TB, sb *sandbox.Sandbox) *Stack {
+	t.Helper()
+	ctx := context.Background()
+	s := &Stack{Sandbox: sb, Dir: t.TempDir(), Logs: &SyncBuffer{}}
+	s.DBPath = filepath.Join(s.Dir, "tailgate.db")
+	st, err := store.Open(ctx, s.DBPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	kr, err := vault.LoadOrCreateKeyFile(filepath.Join(s.Dir, "tailgate.key"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.Store, s.Vault = st, kr
+	org, err := st.CreateOrg(ctx, "acme")
+	if err != nil {
+		t.Fatal(err)
+	}
+	other, err := st.CreateOrg(ctx, "other")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.Org, s.OtherOrg = org.ID, other.ID
+	for _, tok := range []struct {
+		dst       *string
+		org, name string
+		role      store.Role
+	}{
+		{&s.Admin, org.ID, "admin", store.RoleAdmin},
+		{&s.Runner, org.ID, "ci", store.RoleRunner},
+		{&s.OtherAdmin, other.ID, "admin", store.RoleAdmin},
+	} {
+		if *tok.dst, _, err = st.CreateAPIToken(ctx, tok.org, tok.name, tok.role); err != nil {
+			t.Fatal(err)
+		}
+	}
+	s.Connect = &connect.Service{
+		Store: st, Vault: kr, Logger: s.Logger(),
+		Outbound: outbound.AllowLoopback(),
+	}
+	if sb != nil {
+		s.Connect.APIBaseURL, s.Connect.ControlURL = sb.APIURL(), sb.ControlURL()
+	}
+	return s
+}
+
+// Logger logs into Logs, at debug level, as JSON.
+func (s *Stack) Logger() *slog.Logger {
+	return slog.New(slog.NewJSONHandler(s.Logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+}
+
+// Env creates environment name in Org.
+func (s *Stack) Env(t testing.TB, name string) store.Environment {
+	t.Helper()
+	e, err := s.Store.CreateEnvironment(context.Background(), s.Org, name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return e
+}
+
+// ConnectEnv creates environment name and connects it to targets with a
+// fresh sandbox API token; it is disconnected when the test ends.
+func (s *Stack) ConnectEnv(t testing.TB, name string, targets ...string) connect.Result {
+	t.Helper()
+	s.Env(t, name)
+	token := s.Sandbox.NewAPIToken()
+	res, err := s.Connect.Connect(Ctx(t, 2*time.Minute), connect.Request{OrgID: s.Org, Env: name, APIToken: token, Targets: targets})
+	if err != nil {
+		t.Fatalf("connect %s: %v", name, err)
+	}
+	t.Cleanup(func() { s.Connect.Disconnect(context.Background(), s.Org, name, token) })
+	return res
+}
+
+// Ctx is a context that ends after d or with the test.
+func Ctx(t testing.TB, d time.Duration) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), d)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+// SyncBuffer is a bytes.Buffer safe for concurrent writers (loggers,
+// subprocess output) and readers.
+type SyncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *SyncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+// String is everything written so far.
+func (s *SyncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// Bytes is a copy of everything written so far.
+func (s *SyncBuffer) Bytes() []byte {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return bytes.Clone(s.b.Bytes())
+}
+
+// CatchSecrets makes the connect service record every OAuth client secret
+// the control plane hands it, so a test can look for them where they must
+// never appear (answers, logs, database bytes).
+func (s *Stack) CatchSecrets() {
+	s.Connect.NewAPIClient = func(tok string) tsapi.ControlPlane {
+		return &secretCatcher{ControlPlane: tsapi.NewWithAPIToken(s.Connect.APIBaseURL, tok), s: s}
+	}
+}
+
+// Secrets are the OAuth client secrets caught so far.
+func (s *Stack) Secrets() []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]string(nil), s.secrets...)
+}
+
+type secretCatcher struct {
+	tsapi.ControlPlane
+	s *Stack
+}
+
+func (c *secretCatcher) CreateOAuthClient(ctx context.Context, scopes, tags []string, desc string) (tsapi.OAuthClient, error) {
+	oc, err := c.ControlPlane.CreateOAuthClient(ctx, scopes, tags, desc)
+	if err == nil {
+		c.s.mu.Lock()
+		c.s.secrets = append(c.s.secrets, oc.Secret)
+		c.s.mu.Unlock()
+	}
+	return oc, err
+}
