@@ -147,7 +147,7 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 
 	// 5. Run.
 	say("\n== 5. Run: a session joins the tailnet behind its own loopback proxy ==")
-	info, err := runs.Start(ctx, org.ID, demoEnv, tgrun.Options{})
+	info, err := runs.Start(ctx, org.ID, demoEnv, tgrun.Options{NoLease: true})
 	if err != nil {
 		return fmt.Errorf("start run: %w", err)
 	}
@@ -166,9 +166,6 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		say("\nrun %s ended: %s; its node left the tailnet.", ended.ID, ended.EndReason)
 		return nil
 	}
-	// The walk-through's run stays open while the demo serves: keep its
-	// lease as a client would.
-	go keepDemoRun(ctx, runs, org.ID, info.ID)
 	flowFile := filepath.Join(dir, "smoke.yaml")
 	if err := os.WriteFile(flowFile, []byte(demoFlowYAML), 0o644); err != nil {
 		return err
@@ -195,22 +192,6 @@ steps:
   - expect_text: %q
   - screenshot: app.png
 `, sandbox.DemoAppName, sandbox.DemoAppText)
-
-// keepDemoRun sends the walk-through run's heartbeats until ctx ends.
-func keepDemoRun(ctx context.Context, runs *tgrun.Manager, orgID, id string) {
-	t := time.NewTicker(tgrun.DefaultLease / 3)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-			if _, err := runs.Heartbeat(ctx, orgID, id); err != nil {
-				return
-			}
-		}
-	}
-}
 
 // demoCommandName is how the user started this binary, for the commands
 // the demo prints: "go run ./cmd/tailgate" when started by go run (its

@@ -7,6 +7,8 @@ import (
 	"net/netip"
 	"time"
 
+	"github.com/tailgate-dev/tailgate/internal/controlplane"
+
 	"github.com/tailgate-dev/tailgate/internal/probe"
 
 	"github.com/tailgate-dev/tailgate/internal/store"
@@ -23,15 +25,18 @@ const (
 // Status is an environment's private network as the admin sees it. It
 // never holds a secret.
 type Status struct {
-	Env              string         `json:"environment"`
-	State            string         `json:"state"`
-	Tag              string         `json:"tag,omitempty"`
-	CIDRs            []netip.Prefix `json:"granted_cidrs"`
-	Warnings         []string       `json:"warnings"`
-	Targets          []string       `json:"targets"`
-	OAuthClientID    string         `json:"oauth_client_id,omitempty"`
-	ConnectedAt      *time.Time     `json:"connected_at,omitempty"`
-	LastVerification *Verification  `json:"last_verification,omitempty"`
+	Env           string         `json:"environment"`
+	State         string         `json:"state"`
+	Tag           string         `json:"tag,omitempty"`
+	CIDRs         []netip.Prefix `json:"granted_cidrs"`
+	Warnings      []string       `json:"warnings"`
+	Targets       []string       `json:"targets"`
+	OAuthClientID string         `json:"oauth_client_id,omitempty"`
+	// Control is the self-hosted control plane the tailnet runs on; absent
+	// for the server's own Tailscale.
+	Control          *controlplane.Control `json:"control,omitempty"`
+	ConnectedAt      *time.Time            `json:"connected_at,omitempty"`
+	LastVerification *Verification         `json:"last_verification,omitempty"`
 }
 
 // Verification is one verify run: a verdict per target.
@@ -66,6 +71,10 @@ func (s *Service) Status(ctx context.Context, orgID, envName string) (Status, er
 		st.Targets = append(st.Targets, t.String())
 	}
 	st.OAuthClientID = c.OAuthClientID
+	if c.Control.Type != controlplane.Tailscale {
+		ctl := c.Control
+		st.Control = &ctl
+	}
 	at := c.CreatedAt
 	st.ConnectedAt = &at
 	if v, err := s.Store.LatestVerification(ctx, orgID, env.ID); err == nil {

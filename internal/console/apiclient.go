@@ -6,15 +6,13 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
-	"time"
 )
 
 // The console reads and writes only through the REST API, in process:
 // each call is an http.Request with the session's bearer token served by
 // the API's own handler, so the API's authentication, roles and org
-// boundaries decide every answer. The types below are the API's JSON as
-// the console shows it (decoded here rather than imported, so the
-// services under the API can change without the console noticing).
+// boundaries decide every answer. Answers decode into the API's own
+// types: they are its contract.
 
 // apiError is an API error answer: its status and its error object.
 type apiError struct {
@@ -30,156 +28,6 @@ func (e *apiError) Error() string { return fmt.Sprintf("%d %s: %s", e.Status, e.
 
 // Forbidden is a 403: the token's role may not do this.
 func (e *apiError) Forbidden() bool { return e.Status == http.StatusForbidden }
-
-type environment struct {
-	Name           string     `json:"name"`
-	CreatedAt      time.Time  `json:"created_at"`
-	State          string     `json:"state"`
-	PrivateNetwork *netStatus `json:"private_network,omitempty"`
-}
-
-type environmentList struct {
-	Environments []environment `json:"environments"`
-}
-
-type control struct {
-	Type string `json:"type,omitempty"`
-	URL  string `json:"url,omitempty"`
-}
-
-type netStatus struct {
-	Env              string        `json:"environment"`
-	State            string        `json:"state"`
-	Tag              string        `json:"tag,omitempty"`
-	CIDRs            []string      `json:"granted_cidrs"`
-	Warnings         []string      `json:"warnings"`
-	Targets          []string      `json:"targets"`
-	ConnectedAt      *time.Time    `json:"connected_at,omitempty"`
-	LastVerification *verification `json:"last_verification,omitempty"`
-	Control          *control      `json:"control,omitempty"`
-}
-
-type verification struct {
-	At      time.Time      `json:"at"`
-	OK      bool           `json:"ok"`
-	Node    string         `json:"node"`
-	JoinMS  float64        `json:"join_ms"`
-	Targets []targetResult `json:"targets"`
-}
-
-type targetResult struct {
-	Target  string       `json:"target"`
-	OK      bool         `json:"ok"`
-	Verdict string       `json:"verdict"`
-	Hint    string       `json:"hint,omitempty"`
-	Steps   []stepResult `json:"steps"`
-}
-
-type stepResult struct {
-	Name       string   `json:"name"`
-	OK         bool     `json:"ok"`
-	Verdict    string   `json:"verdict"`
-	Detail     string   `json:"detail,omitempty"`
-	Hint       string   `json:"hint,omitempty"`
-	DurationMS float64  `json:"duration_ms"`
-	Addresses  []string `json:"addresses,omitempty"`
-	HTTPStatus int      `json:"http_status,omitempty"`
-}
-
-// Step returns the named step (dns, tcp, tls, http), if it ran.
-func (t targetResult) Step(name string) *stepResult {
-	for i := range t.Steps {
-		if t.Steps[i].Name == name {
-			return &t.Steps[i]
-		}
-	}
-	return nil
-}
-
-type connectResult struct {
-	Env      string          `json:"environment"`
-	State    string          `json:"state"`
-	Tag      string          `json:"tag"`
-	CIDRs    []string        `json:"granted_cidrs"`
-	Targets  []targetSummary `json:"targets"`
-	Warnings []string        `json:"warnings"`
-}
-
-type targetSummary struct {
-	Target  string   `json:"target"`
-	Kind    string   `json:"kind"`
-	Granted []string `json:"granted"`
-	Warning string   `json:"warning,omitempty"`
-}
-
-type runSummary struct {
-	ID        string     `json:"id"`
-	Env       string     `json:"environment"`
-	State     string     `json:"state"`
-	Node      string     `json:"node,omitempty"`
-	StartedAt time.Time  `json:"started_at"`
-	ExpiresAt time.Time  `json:"expires_at"`
-	EndedAt   *time.Time `json:"ended_at,omitempty"`
-	EndReason string     `json:"end_reason,omitempty"`
-}
-
-type runList struct {
-	Runs []runSummary `json:"runs"`
-}
-
-type runDetail struct {
-	runSummary
-	ProxyURL string        `json:"proxy_url,omitempty"`
-	NodeIP   string        `json:"node_ip,omitempty"`
-	JoinMS   float64       `json:"join_ms,omitempty"`
-	WarmMS   float64       `json:"warm_ms,omitempty"`
-	Warm     []warmResult  `json:"warm,omitempty"`
-	Events   []egressEvent `json:"events,omitempty"`
-}
-
-type warmResult struct {
-	Target string  `json:"target"`
-	OK     bool    `json:"ok"`
-	MS     float64 `json:"ms"`
-	Error  string  `json:"error,omitempty"`
-}
-
-type egressEvent struct {
-	Time       time.Time `json:"time"`
-	Protocol   string    `json:"protocol"`
-	Host       string    `json:"host"`
-	Port       uint16    `json:"port"`
-	Resolved   string    `json:"resolved,omitempty"`
-	Method     string    `json:"method,omitempty"`
-	Status     int       `json:"status,omitempty"`
-	BytesUp    int64     `json:"bytes_up"`
-	BytesDown  int64     `json:"bytes_down"`
-	DurationNS int64     `json:"duration_ns"`
-	Refused    bool      `json:"refused"`
-	Reason     string    `json:"reason,omitempty"`
-	ReasonText string    `json:"reason_text,omitempty"`
-	Error      string    `json:"error,omitempty"`
-}
-
-type tokenInfo struct {
-	ID        string     `json:"id"`
-	Name      string     `json:"name"`
-	Role      string     `json:"role"`
-	CreatedAt time.Time  `json:"created_at"`
-	RevokedAt *time.Time `json:"revoked_at,omitempty"`
-	Current   bool       `json:"current,omitempty"`
-}
-
-type tokenList struct {
-	Tokens []tokenInfo `json:"tokens"`
-}
-
-type createdToken struct {
-	ID    string `json:"id"`
-	Name  string `json:"name"`
-	Role  string `json:"role"`
-	Token string `json:"token"`
-}
 
 // call sends one request to the API as the holder of token and decodes a
 // 2xx answer into out (which may be nil). Any other answer is an

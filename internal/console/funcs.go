@@ -12,7 +12,7 @@ var funcs = template.FuncMap{
 	"ago":        ago,
 	"bytes":      humanBytes,
 	"ms":         func(v float64) string { return fmt.Sprintf("%.0f ms", v) },
-	"nsDuration": func(ns int64) string { return time.Duration(ns).Round(time.Millisecond).String() },
+	"duration":   func(d time.Duration) string { return d.Round(time.Millisecond).String() },
 	"iso":        func(t time.Time) string { return t.UTC().Format(time.RFC3339) },
 	"list":       func(s ...string) []string { return s },
 	"deref":      func(t *time.Time) time.Time { return *t },

@@ -12,6 +12,10 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/tailgate-dev/tailgate/internal/api"
+	"github.com/tailgate-dev/tailgate/internal/connect"
+	"github.com/tailgate-dev/tailgate/internal/controlplane"
 )
 
 // page is what every template gets.
@@ -187,7 +191,7 @@ func (c *Console) signIn(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	role, name := "runner", ""
-	var toks tokenList
+	var toks api.TokenList
 	if err := c.call(r.Context(), token, http.MethodGet, "/v1/tokens", nil, &toks); err == nil {
 		role = "admin"
 		for _, t := range toks.Tokens {
@@ -211,21 +215,21 @@ func (c *Console) signOut(w http.ResponseWriter, r *http.Request, s *session) {
 
 // environmentRow is one line of the environments list.
 type environmentRow struct {
-	environment
+	api.Environment
 	LastVerified *time.Time
 	LastOK       bool
 }
 
 func (c *Console) environmentsPage(w http.ResponseWriter, r *http.Request, s *session) {
-	var list environmentList
+	var list api.EnvironmentList
 	if err := c.call(r.Context(), s.token, http.MethodGet, "/v1/environments", nil, &list); err != nil {
 		c.apiFailure(w, r, s, err)
 		return
 	}
 	rows := make([]environmentRow, 0, len(list.Environments))
 	for _, e := range list.Environments {
-		row := environmentRow{environment: e}
-		var st netStatus
+		row := environmentRow{Environment: e}
+		var st connect.Status
 		if e.State != "disconnected" && c.call(r.Context(), s.token, http.MethodGet, apiEnvPath(e.Name)+"/private-network", nil, &st) == nil && st.LastVerification != nil {
 			at := st.LastVerification.At
 			row.LastVerified, row.LastOK = &at, st.LastVerification.OK
@@ -237,7 +241,7 @@ func (c *Console) environmentsPage(w http.ResponseWriter, r *http.Request, s *se
 
 func (c *Console) createEnvironment(w http.ResponseWriter, r *http.Request, s *session) {
 	name := strings.TrimSpace(r.PostFormValue("name"))
-	var env environment
+	var env api.Environment
 	if err := c.call(r.Context(), s.token, http.MethodPost, "/v1/environments", map[string]string{"name": name}, &env); err != nil {
 		c.flashError(s, "", err, nil)
 		seeOther(w, r, Prefix)
@@ -249,18 +253,18 @@ func (c *Console) createEnvironment(w http.ResponseWriter, r *http.Request, s *s
 
 // environmentView is the environment page.
 type environmentView struct {
-	Env    environment
-	Status netStatus
+	Env    api.Environment
+	Status connect.Status
 	// Breadth are the warnings that a DNS name was granted as every
 	// approved subnet route; Other are the rest.
 	Breadth, Other []string
-	Connect        *connectResult
+	Connect        *connect.Result
 	Form           connectForm
 }
 
 func (c *Console) environmentPage(w http.ResponseWriter, r *http.Request, s *session) {
 	name := r.PathValue("env")
-	var env environment
+	var env api.Environment
 	if err := c.call(r.Context(), s.token, http.MethodGet, apiEnvPath(name), nil, &env); err != nil {
 		c.apiFailure(w, r, s, err)
 		return
@@ -274,7 +278,7 @@ func (c *Console) environmentPage(w http.ResponseWriter, r *http.Request, s *ses
 		}
 	}
 	warnings := v.Status.Warnings
-	// The page renders the flash itself (it is about this environment).
+	// The page renders the flash itself (it is about this api.Environment).
 	f := s.takeFlash()
 	if f != nil && f.Env != "" && f.Env != env.Name {
 		f = nil
@@ -296,11 +300,11 @@ func (c *Console) environmentPage(w http.ResponseWriter, r *http.Request, s *ses
 // splitWarnings puts first the warnings that an internal DNS name was
 // granted as every approved subnet route: the connect result says which
 // targets are DNS names; a stored status has only the sentences.
-func splitWarnings(warnings []string, res *connectResult) (breadth, other []string) {
+func splitWarnings(warnings []string, res *connect.Result) (breadth, other []string) {
 	for _, w := range warnings {
 		isBreadth := strings.Contains(w, "broader than")
 		if res != nil {
-			isBreadth = slices.ContainsFunc(res.Targets, func(t targetSummary) bool { return t.Kind == "dns-name" && t.Warning == w })
+			isBreadth = slices.ContainsFunc(res.Targets, func(t connect.TargetSummary) bool { return t.Kind == "dns-name" && t.Warning == w })
 		}
 		if isBreadth {
 			breadth = append(breadth, w)
@@ -328,11 +332,11 @@ func (c *Console) connect(w http.ResponseWriter, r *http.Request, s *session) {
 	form := connectForm{Targets: r.PostFormValue("targets"), Control: r.PostFormValue("control"), ControlURL: strings.TrimSpace(r.PostFormValue("control_url"))}
 	body := map[string]any{"api_token": strings.TrimSpace(r.PostFormValue("api_token")), "targets": targetsFromForm(form.Targets)}
 	if form.Control == "headscale" {
-		body["control"] = control{Type: "headscale", URL: form.ControlURL}
+		body["control"] = controlplane.Control{Type: controlplane.Headscale, URL: form.ControlURL}
 	} else {
 		form.Control = "tailscale"
 	}
-	var res connectResult
+	var res connect.Result
 	err := c.call(r.Context(), s.token, http.MethodPut, apiEnvPath(name)+"/private-network", body, &res)
 	clear(body) // the API token is used for this request only
 	if err != nil {
@@ -346,7 +350,7 @@ func (c *Console) connect(w http.ResponseWriter, r *http.Request, s *session) {
 
 func (c *Console) verify(w http.ResponseWriter, r *http.Request, s *session) {
 	name := r.PathValue("env")
-	var v verification
+	var v connect.Verification
 	if err := c.call(r.Context(), s.token, http.MethodPost, apiEnvPath(name)+"/private-network/verify", nil, &v); err != nil {
 		c.flashError(s, name, err, nil)
 		seeOther(w, r, envPath(name)+"#verification")
@@ -368,12 +372,12 @@ func (c *Console) verify(w http.ResponseWriter, r *http.Request, s *session) {
 
 // disconnectView is the disconnect confirmation.
 type disconnectView struct {
-	Env   environment
+	Env   api.Environment
 	Error string
 }
 
 func (c *Console) disconnectPage(w http.ResponseWriter, r *http.Request, s *session) {
-	var env environment
+	var env api.Environment
 	if err := c.call(r.Context(), s.token, http.MethodGet, apiEnvPath(r.PathValue("env")), nil, &env); err != nil {
 		c.apiFailure(w, r, s, err)
 		return
@@ -384,7 +388,7 @@ func (c *Console) disconnectPage(w http.ResponseWriter, r *http.Request, s *sess
 func (c *Console) disconnect(w http.ResponseWriter, r *http.Request, s *session) {
 	name := r.PathValue("env")
 	if r.PostFormValue("confirm") != "yes" {
-		var env environment
+		var env api.Environment
 		if err := c.call(r.Context(), s.token, http.MethodGet, apiEnvPath(name), nil, &env); err != nil {
 			c.apiFailure(w, r, s, err)
 			return
@@ -397,7 +401,7 @@ func (c *Console) disconnect(w http.ResponseWriter, r *http.Request, s *session)
 	clear(body)
 	if err != nil {
 		if ae := asAPIError(err); ae != nil && ae.Status != http.StatusNotFound && !ae.Forbidden() && ae.Status != http.StatusUnauthorized {
-			var env environment
+			var env api.Environment
 			if c.call(r.Context(), s.token, http.MethodGet, apiEnvPath(name), nil, &env) == nil {
 				c.render(w, r, ae.Status, "disconnect", s, disconnectView{Env: env, Error: ae.Message})
 				return
@@ -424,7 +428,7 @@ func (c *Console) deleteEnvironment(w http.ResponseWriter, r *http.Request, s *s
 // ---- runs
 
 func (c *Console) runsPage(w http.ResponseWriter, r *http.Request, s *session) {
-	var list runList
+	var list api.RunList
 	if err := c.call(r.Context(), s.token, http.MethodGet, "/v1/runs", nil, &list); err != nil {
 		c.apiFailure(w, r, s, err)
 		return
@@ -434,14 +438,14 @@ func (c *Console) runsPage(w http.ResponseWriter, r *http.Request, s *session) {
 
 // runView is one run's page.
 type runView struct {
-	Run      runDetail
+	Run      api.Run
 	Refused  int
 	BytesIn  int64
 	BytesOut int64
 }
 
 func (c *Console) runPage(w http.ResponseWriter, r *http.Request, s *session) {
-	var run runDetail
+	var run api.Run
 	if err := c.call(r.Context(), s.token, http.MethodGet, "/v1/runs/"+url.PathEscape(r.PathValue("id")), nil, &run); err != nil {
 		c.apiFailure(w, r, s, err)
 		return
@@ -470,7 +474,7 @@ func (c *Console) endRun(w http.ResponseWriter, r *http.Request, s *session) {
 // ---- tokens
 
 func (c *Console) tokensPage(w http.ResponseWriter, r *http.Request, s *session) {
-	var list tokenList
+	var list api.TokenList
 	if err := c.call(r.Context(), s.token, http.MethodGet, "/v1/tokens", nil, &list); err != nil {
 		c.apiFailure(w, r, s, err)
 		return
@@ -479,7 +483,7 @@ func (c *Console) tokensPage(w http.ResponseWriter, r *http.Request, s *session)
 }
 
 func (c *Console) createToken(w http.ResponseWriter, r *http.Request, s *session) {
-	var tok createdToken
+	var tok api.CreatedToken
 	body := map[string]string{"name": strings.TrimSpace(r.PostFormValue("name")), "role": "runner"}
 	if err := c.call(r.Context(), s.token, http.MethodPost, "/v1/tokens", body, &tok); err != nil {
 		if ae := asAPIError(err); ae != nil && ae.Forbidden() {

@@ -7,6 +7,9 @@ import (
 	"net/http"
 	"sync"
 	"time"
+
+	"github.com/tailgate-dev/tailgate/internal/api"
+	"github.com/tailgate-dev/tailgate/internal/connect"
 )
 
 // sessionCookie names the session; signInCookie carries the sign-in
@@ -35,14 +38,14 @@ type session struct {
 
 // flash is what a POST leaves for the page it redirects to: shown once.
 type flash struct {
-	Env     string // the environment it is about, if any
+	Env     string // the api.Environment it is about, if any
 	Notice  string
 	Error   *apiError
-	Connect *connectResult
+	Connect *connect.Result
 	// Form keeps what a failed connect was given (never the API token),
 	// so the person need not type the targets again.
 	Form    *connectForm
-	Created *createdToken
+	Created *api.CreatedToken
 }
 
 // connectForm is the connect form's values, without the API token.

@@ -49,6 +49,16 @@ type Result struct {
 	Steps   []Step `json:"steps"`
 }
 
+// Step returns the named step (dns, tcp, tls, http), if it ran.
+func (r Result) Step(name string) *Step {
+	for i := range r.Steps {
+		if r.Steps[i].Name == name {
+			return &r.Steps[i]
+		}
+	}
+	return nil
+}
+
 // Step is one step of checking a target: dns, tcp, tls or http.
 type Step struct {
 	Name       string   `json:"name"`

@@ -99,6 +99,9 @@ type Store interface {
 type Options struct {
 	// Lifetime is the run's maximum lifetime, capped by the Manager's.
 	Lifetime time.Duration
+	// NoLease exempts the run from heartbeats: it lives until ended or
+	// past its lifetime. For a run the server itself holds (the demo's).
+	NoLease bool
 }
 
 // Info describes a run; it holds no secret.
@@ -134,6 +137,7 @@ type session struct {
 	node    *tailnet.Node
 	proxy   *egress.Proxy
 	leaseTo time.Time
+	noLease bool
 	once    sync.Once
 }
 
@@ -218,7 +222,7 @@ func (m *Manager) Start(ctx context.Context, orgID, env string, opts Options) (I
 	s.info.ProxyAddr = addr.String()
 	s.info.ProxyURL = "http://" + addr.String()
 	s.info.State = StateReady
-	s.leaseTo = time.Now().Add(m.lease())
+	s.leaseTo, s.noLease = time.Now().Add(m.lease()), opts.NoLease
 	if err := m.Store.UpdateRun(ctx, orgID, rec.ID, StateReady, hostname, "", s.info.ProxyAddr); err != nil {
 		m.stop(s)
 		return fail(&Error{Code: errcode.Internal, Message: "record run: " + err.Error(), Err: err})
@@ -333,7 +337,7 @@ func (m *Manager) SweepOnce(ctx context.Context) {
 		switch {
 		case now.After(s.info.ExpiresAt):
 			ended = append(ended, due{s.orgID, id, "maximum lifetime reached"})
-		case m.lease() > 0 && now.After(s.leaseTo):
+		case m.lease() > 0 && !s.noLease && now.After(s.leaseTo):
 			ended = append(ended, due{s.orgID, id, "lease expired: no heartbeat from the client"})
 		}
 	}

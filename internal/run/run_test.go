@@ -196,6 +196,10 @@ func TestSweeperEndsExpiredAndAbandonedRuns(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	held, err := f.m.Start(ctx, f.org, "sweep", Options{NoLease: true})
+	if err != nil {
+		t.Fatal(err)
+	}
 	// kept's client keeps sending heartbeats; abandoned's was killed.
 	for range 5 {
 		time.Sleep(100 * time.Millisecond)
@@ -216,6 +220,10 @@ func TestSweeperEndsExpiredAndAbandonedRuns(t *testing.T) {
 	}
 	if got, _ := f.m.Get(ctx, f.org, kept.ID); got.State != StateReady {
 		t.Errorf("run with heartbeats was ended: %+v", got)
+	}
+	// A run without a lease needs no heartbeat; it ends when told.
+	if got, _ := f.m.Get(ctx, f.org, held.ID); got.State != StateReady {
+		t.Errorf("run without a lease was ended: %+v", got)
 	}
 }
 
