@@ -63,10 +63,20 @@ type Options struct {
 	HTTPClient *http.Client
 	// MaxMessageBytes bounds one request body; default 4 MiB.
 	MaxMessageBytes int64
+	// Sessions keeps client sessions across config reloads: a Backend
+	// built with the same Sessions and Name as a running one takes over
+	// its sessions (and its SSE event store) when the running one is
+	// closed. nil: sessions end with the Backend.
+	Sessions *SessionStore
 }
 
 // Backend serves one MCP endpoint federating its targets. It implements
 // the gateway's Backend interface (Name and http.Handler).
+//
+// The client-facing half (the MCP server, its sessions and event store)
+// lives in a frontend that a Backend built for the same route with the
+// same SessionStore takes over on reload; the target-facing half
+// (upstreams, processes) belongs to the Backend and ends with it.
 type Backend struct {
 	name       string
 	opts       Options
@@ -74,28 +84,24 @@ type Backend struct {
 	metrics    *Metrics
 	log        *slog.Logger
 	httpClient *http.Client
-	client     *sdk.Client
-	server     *sdk.Server
-	streamable http.Handler
-	sse        http.Handler
+	front      *frontend
 
 	mu       sync.Mutex
-	shared   map[string]*upstream            // reused targets, by name
+	shared   map[string]*upstream            // shared targets, by name
 	sessions map[*sdk.ServerSession]*session // per-session targets
 	owners   map[string]int                  // never mode: exposed name → target index
-	resOwner map[string]int                  // resource URI → target index
+	resOwner map[string]int                  // resource URI → target index (unprefixed modes)
+	subs     map[string]int                  // shared targets: "target\x00uri" → sessions subscribed
 	closed   bool
 	wg       sync.WaitGroup
 
-	// callers holds the CEL variables of requests being served, keyed by
-	// a random token the backend puts in a request header it controls.
-	callers sync.Map // token → cel.Vars
-	// principals binds Mcp-Session-Id to the caller that created it.
-	principals sync.Map // session id → principal
+	// progress maps the progress tokens the gateway sent to targets back
+	// to the client's token, session and request.
+	progress sync.Map // gateway token → *progressRoute
 }
 
-// session is the per-MCP-session state: its own processes for targets
-// that are not reused.
+// session is the per-MCP-session state of one Backend: its own
+// connections to the targets that are not shared.
 type session struct {
 	ups map[string]*upstream
 }
@@ -139,31 +145,26 @@ func New(opts Options) (*Backend, error) {
 		sessions:   map[*sdk.ServerSession]*session{},
 		owners:     map[string]int{},
 		resOwner:   map[string]int{},
+		subs:       map[string]int{},
 	}
-	b.client = sdk.NewClient(&sdk.Implementation{Name: "tailgate-gateway", Version: "1"}, nil)
 	for _, t := range opts.Targets {
-		if t.Stdio == nil || !t.Stdio.PerSession {
-			b.shared[t.Name] = newUpstream(b, t, true)
+		if !b.perSession(t) {
+			b.shared[t.Name] = newUpstream(b, t, nil)
 		}
 	}
-	b.server = sdk.NewServer(&sdk.Implementation{Name: "tailgate-gateway", Title: "tailgate MCP gateway", Version: "1"}, &sdk.ServerOptions{
-		Capabilities: &sdk.ServerCapabilities{
-			Tools:     &sdk.ToolCapabilities{},
-			Prompts:   &sdk.PromptCapabilities{},
-			Resources: &sdk.ResourceCapabilities{},
-		},
-	})
-	b.server.AddReceivingMiddleware(b.middleware)
-	getServer := func(*http.Request) *sdk.Server { return b.server }
-	b.streamable = sdk.NewStreamableHTTPHandler(getServer, &sdk.StreamableHTTPOptions{
-		Stateless:           opts.Stateless,
-		MaxRequestBodyBytes: opts.MaxMessageBytes,
-		// The gateway's own listener policies decide who may connect;
-		// the Host check would refuse tailnet names on a loopback bind.
-		DisableLocalhostProtection: true,
-	})
-	b.sse = sdk.NewSSEHandler(getServer, nil)
+	b.front = opts.Sessions.attach(b)
 	return b, nil
+}
+
+// perSession reports whether each MCP session gets its own connection to
+// t. Remote targets do (so what a target sends a session reaches that
+// session only), unless the backend is stateless; stdio targets do with
+// reuse: false.
+func (b *Backend) perSession(t Target) bool {
+	if t.Stdio != nil {
+		return t.Stdio.PerSession
+	}
+	return !b.opts.Stateless
 }
 
 // Name is the backend's label in logs and metrics.
@@ -179,9 +180,15 @@ func (b *Backend) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "MCP backend is shutting down", http.StatusServiceUnavailable)
 		return
 	}
+	f := b.front
+	f.takeOver(b)
+	if err := checkRebinding(r); err != nil {
+		http.Error(w, err.Error(), http.StatusForbidden)
+		return
+	}
 	principal := b.principal(r)
 	if id := r.Header.Get("Mcp-Session-Id"); id != "" {
-		if p, ok := b.principals.Load(id); ok && p.(string) != principal {
+		if p, ok := f.principals.Load(id); ok && p.(string) != principal {
 			http.Error(w, "this MCP session belongs to another caller", http.StatusForbidden)
 			return
 		}
@@ -191,23 +198,23 @@ func (b *Backend) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if b.opts.Vars != nil {
 		vars = b.opts.Vars(r)
 	}
-	b.callers.Store(tok, vars)
-	defer b.callers.Delete(tok)
+	f.callers.Store(tok, vars)
+	defer f.callers.Delete(tok)
 	r.Header.Set(callerHeader, tok)
 	if r.Body != nil {
 		r.Body = http.MaxBytesReader(w, r.Body, b.opts.MaxMessageBytes)
 	}
 	if strings.HasSuffix(r.URL.Path, "/sse") || (r.URL.Query().Get("sessionid") != "" && r.Method == http.MethodPost) {
-		b.sse.ServeHTTP(w, r)
+		f.sse.ServeHTTP(w, r)
 		return
 	}
 	sw := &sessionWriter{ResponseWriter: w}
-	b.streamable.ServeHTTP(sw, r)
+	f.streamable.ServeHTTP(sw, r)
 	if id := sw.Header().Get("Mcp-Session-Id"); id != "" && r.Header.Get("Mcp-Session-Id") == "" {
-		b.principals.Store(id, principal)
+		f.principals.Store(id, principal)
 	}
 	if r.Method == http.MethodDelete {
-		b.principals.Delete(r.Header.Get("Mcp-Session-Id"))
+		f.principals.Delete(r.Header.Get("Mcp-Session-Id"))
 	}
 }
 
@@ -239,7 +246,10 @@ func newToken() string {
 }
 
 // Close stops every target (killing stdio process groups) and waits for
-// them. Requests after Close get 503.
+// them. Requests after Close get 503. The client sessions end too, unless
+// a Backend for the same route (same Name and SessionStore) has been
+// built since: it takes them over, and each session's targets reconnect
+// on its next request.
 func (b *Backend) Close() error {
 	b.mu.Lock()
 	if b.closed {
@@ -258,12 +268,7 @@ func (b *Backend) Close() error {
 		}
 	}
 	b.mu.Unlock()
-	// End the downstream sessions too: a replaced config keeps no client
-	// sessions (clients re-initialize against the new one), and their
-	// per-session processes stop with them.
-	for ss := range b.server.Sessions() {
-		ss.Close()
-	}
+	b.front.detach(b)
 	var wg sync.WaitGroup
 	for _, u := range ups {
 		wg.Add(1)
@@ -304,7 +309,7 @@ func (b *Backend) upstreamFor(ss *sdk.ServerSession, i int) (*upstream, error) {
 	}
 	u := s.ups[t.Name]
 	if u == nil {
-		u = newUpstream(b, t, false)
+		u = newUpstream(b, t, b.front.session(ss))
 		s.ups[t.Name] = u
 	}
 	return u, nil
@@ -321,7 +326,11 @@ func (b *Backend) call(ctx context.Context, ss *sdk.ServerSession, i int, fn fun
 	if err != nil {
 		return err
 	}
+	// While the call is out, what the target asks or tells (sampling,
+	// elicitation, logging) goes to this session, on this request's stream.
+	done := u.begin(ss, ctx)
 	err = fn(cs)
+	done()
 	var werr *jsonrpc.Error
 	if err != nil && !errors.As(err, &werr) && ctx.Err() == nil && u.t.Stdio == nil {
 		u.drop(cs)
@@ -333,7 +342,7 @@ func (b *Backend) call(ctx context.Context, ss *sdk.ServerSession, i int, fn fun
 func (b *Backend) varsFor(req sdk.Request) cel.Vars {
 	out := cel.Vars{}
 	if ex := req.GetExtra(); ex != nil && ex.Header != nil {
-		if v, ok := b.callers.Load(ex.Header.Get(callerHeader)); ok && v != nil {
+		if v, ok := b.front.callers.Load(ex.Header.Get(callerHeader)); ok && v != nil {
 			for k, x := range v.(cel.Vars) {
 				out[k] = x
 			}

@@ -259,7 +259,8 @@ func (b *Backend) listResources(ctx context.Context, ss *sdk.ServerSession, vars
 		}
 	}
 	b.mu.Unlock()
-	res.Resources = visibleResources(b, "resources/list", per, vars, func(r *sdk.Resource) (string, string) { return r.Name, r.URI })
+	res.Resources = visibleResources(b, "resources/list", per, vars, func(r *sdk.Resource) (string, string) { return r.Name, r.URI },
+		func(i int, r *sdk.Resource) *sdk.Resource { c := *r; c.URI = b.exposeURI(i, r.URI); return &c })
 	return res, nil
 }
 
@@ -271,13 +272,19 @@ func (b *Backend) listTemplates(ctx context.Context, ss *sdk.ServerSession, vars
 		return nil, err
 	}
 	return &sdk.ListResourceTemplatesResult{ResourceTemplates: visibleResources(b, "resources/templates/list", per, vars,
-		func(r *sdk.ResourceTemplate) (string, string) { return r.Name, r.URITemplate })}, nil
+		func(r *sdk.ResourceTemplate) (string, string) { return r.Name, r.URITemplate },
+		func(i int, r *sdk.ResourceTemplate) *sdk.ResourceTemplate {
+			c := *r
+			c.URITemplate = b.exposeURI(i, r.URITemplate)
+			return &c
+		})}, nil
 }
 
 // visibleResources are the resources (or templates) every target listed,
 // in target order, less those mcpAuthorization hides from the caller
-// (vars nil: no caller, keep all); attrs gives an item's name and URI.
-func visibleResources[T any](b *Backend, method string, per [][]T, vars cel.Vars, attrs func(T) (name, uri string)) []T {
+// (vars nil: no caller, keep all); attrs gives an item's name and URI,
+// expose renames it for the client.
+func visibleResources[T any](b *Backend, method string, per [][]T, vars cel.Vars, attrs func(T) (name, uri string), expose func(int, T) T) []T {
 	out := []T{}
 	for i, items := range per {
 		for _, it := range items {
@@ -287,30 +294,60 @@ func visibleResources[T any](b *Backend, method string, per [][]T, vars cel.Vars
 					continue
 				}
 			}
-			out = append(out, it)
+			out = append(out, expose(i, it))
 		}
 	}
 	return out
 }
 
-// resourceOwner finds the target serving a URI: from the last listing, or
+// URISeparator joins a target name and a resource URI where names are
+// prefixed: "everything+test://static-text" (a valid URI whose scheme is
+// "everything+test").
+const URISeparator = "+"
+
+// exposeURI is the URI clients see for target i's resource uri.
+func (b *Backend) exposeURI(i int, uri string) string {
+	if b.prefixed() && uri != "" {
+		return b.targets[i].Name + URISeparator + uri
+	}
+	return uri
+}
+
+// resolveURI finds the target of a prefixed URI (the longest target name
+// that prefixes it) and the target's own URI.
+func (b *Backend) resolveURI(uri string) (int, string, bool) {
+	best, orig := -1, ""
+	for i, t := range b.targets {
+		p := t.Name + URISeparator
+		if strings.HasPrefix(uri, p) && len(uri) > len(p) && (best < 0 || len(t.Name) > len(b.targets[best].Name)) {
+			best, orig = i, uri[len(p):]
+		}
+	}
+	return best, orig, best >= 0
+}
+
+// resourceOwner finds the target serving a URI and the target's own URI:
+// by prefix where URIs are prefixed; otherwise from the last listing, or
 // (templated and unlisted resources) the only target, or by listing.
-func (b *Backend) resourceOwner(ctx context.Context, ss *sdk.ServerSession, uri string) (int, bool) {
+func (b *Backend) resourceOwner(ctx context.Context, ss *sdk.ServerSession, uri string) (int, string, bool) {
+	if b.prefixed() {
+		return b.resolveURI(uri)
+	}
 	if len(b.targets) == 1 {
-		return 0, true
+		return 0, uri, true
 	}
 	b.mu.Lock()
 	i, ok := b.resOwner[uri]
 	b.mu.Unlock()
 	if ok {
-		return i, true
+		return i, uri, true
 	}
 	if _, err := b.listResources(ctx, ss, nil); err == nil {
 		b.mu.Lock()
 		i, ok = b.resOwner[uri]
 		b.mu.Unlock()
 	}
-	return i, ok
+	return i, uri, ok
 }
 
 func serverSession(req sdk.Request) *sdk.ServerSession {
@@ -318,58 +355,281 @@ func serverSession(req sdk.Request) *sdk.ServerSession {
 	return ss
 }
 
-// middleware answers the federated methods; everything else (initialize,
-// ping, logging, unknown methods → "method not found") is the SDK's.
-func (b *Backend) middleware(next sdk.MethodHandler) sdk.MethodHandler {
-	return func(ctx context.Context, method string, req sdk.Request) (sdk.Result, error) {
-		ss := serverSession(req)
-		switch method {
-		case "initialize":
-			res, err := next(ctx, method, req)
-			if err != nil {
-				return res, err
-			}
-			b.metrics.request(method, "", "")
-			// Start every target now, so failClosed fails the session
-			// at its start rather than on its first call.
-			if _, err := b.fanout(ctx, ss, func(int, *sdk.ClientSession) error { return nil }); err != nil {
-				return nil, err
-			}
-			return res, nil
-		case "tools/list":
-			b.metrics.request(method, "", "")
-			return b.listTools(ctx, ss, b.varsFor(req))
-		case "prompts/list":
-			b.metrics.request(method, "", "")
-			return b.listPrompts(ctx, ss, b.varsFor(req))
-		case "resources/list":
-			b.metrics.request(method, "", "")
-			return b.listResources(ctx, ss, b.varsFor(req))
-		case "resources/templates/list":
-			b.metrics.request(method, "", "")
-			return b.listTemplates(ctx, ss, b.varsFor(req))
-		case "tools/call":
-			r, _ := req.(*sdk.CallToolRequest)
-			if r == nil || r.Params == nil {
-				return nil, invalidParams("tools/call needs params")
-			}
-			return b.callTool(ctx, ss, req, r.Params)
-		case "prompts/get":
-			r, _ := req.(*sdk.GetPromptRequest)
-			if r == nil || r.Params == nil {
-				return nil, invalidParams("prompts/get needs params")
-			}
-			return b.getPrompt(ctx, ss, req, r.Params)
-		case "resources/read":
-			r, _ := req.(*sdk.ReadResourceRequest)
-			if r == nil || r.Params == nil {
-				return nil, invalidParams("resources/read needs params")
-			}
-			return b.readResource(ctx, ss, req, r.Params)
+// handle answers the federated methods; everything else (ping, unknown
+// methods → "method not found") is the SDK's.
+func (b *Backend) handle(ctx context.Context, method string, req sdk.Request, next sdk.MethodHandler) (sdk.Result, error) {
+	ss := serverSession(req)
+	switch method {
+	case "initialize":
+		res, err := next(ctx, method, req)
+		if err != nil {
+			return res, err
 		}
 		b.metrics.request(method, "", "")
+		// Start every target now, so failClosed fails the session
+		// at its start rather than on its first call.
+		if _, err := b.fanout(ctx, ss, func(int, *sdk.ClientSession) error { return nil }); err != nil {
+			return nil, err
+		}
+		return res, nil
+	case "tools/list":
+		b.metrics.request(method, "", "")
+		return b.listTools(ctx, ss, b.varsFor(req))
+	case "prompts/list":
+		b.metrics.request(method, "", "")
+		return b.listPrompts(ctx, ss, b.varsFor(req))
+	case "resources/list":
+		b.metrics.request(method, "", "")
+		return b.listResources(ctx, ss, b.varsFor(req))
+	case "resources/templates/list":
+		b.metrics.request(method, "", "")
+		return b.listTemplates(ctx, ss, b.varsFor(req))
+	case "tools/call":
+		r, _ := req.(*sdk.CallToolRequest)
+		if r == nil || r.Params == nil {
+			return nil, invalidParams("tools/call needs params")
+		}
+		return b.callTool(ctx, ss, req, r.Params)
+	case "prompts/get":
+		r, _ := req.(*sdk.GetPromptRequest)
+		if r == nil || r.Params == nil {
+			return nil, invalidParams("prompts/get needs params")
+		}
+		return b.getPrompt(ctx, ss, req, r.Params)
+	case "resources/read":
+		r, _ := req.(*sdk.ReadResourceRequest)
+		if r == nil || r.Params == nil {
+			return nil, invalidParams("resources/read needs params")
+		}
+		return b.readResource(ctx, ss, req, r.Params)
+	case "resources/subscribe", "resources/unsubscribe":
+		b.metrics.request(method, "", "")
+		var uri string
+		switch r := req.(type) {
+		case *sdk.SubscribeRequest:
+			if r.Params != nil {
+				uri = r.Params.URI
+			}
+		case *sdk.UnsubscribeRequest:
+			if r.Params != nil {
+				uri = r.Params.URI
+			}
+		}
+		if uri == "" {
+			return nil, invalidParams("%s needs a uri", method)
+		}
+		if err := b.subscribe(ctx, ss, req, uri, method == "resources/subscribe"); err != nil {
+			return nil, err
+		}
+		// The SDK answers (its handlers are no-ops: targets send updates).
 		return next(ctx, method, req)
+	case "completion/complete":
+		r, _ := req.(*sdk.CompleteRequest)
+		if r == nil || r.Params == nil || r.Params.Ref == nil {
+			return nil, invalidParams("completion/complete needs params with a ref")
+		}
+		b.metrics.request(method, "", "")
+		return b.complete(ctx, ss, req, r.Params)
+	case "logging/setLevel":
+		b.metrics.request(method, "", "")
+		res, err := next(ctx, method, req)
+		if err != nil {
+			return res, err
+		}
+		p, _ := req.GetParams().(*sdk.SetLoggingLevelParams)
+		if p == nil || ss == nil {
+			return res, nil
+		}
+		ds := b.front.session(ss)
+		ds.mu.Lock()
+		ds.level = p.Level
+		ds.mu.Unlock()
+		if _, err := b.fanout(ctx, ss, func(_ int, cs *sdk.ClientSession) error {
+			if !hasLogging(cs) {
+				return nil
+			}
+			return cs.SetLoggingLevel(ctx, p)
+		}); err != nil {
+			return nil, err
+		}
+		return res, nil
+	case "notifications/roots/list_changed":
+		res, err := next(ctx, method, req)
+		b.forEachUpstream(ss, func(cs *sdk.ClientSession) {
+			notifyTarget(context.WithoutCancel(ctx), cs, method, &sdk.RootsListChangedParams{})
+		})
+		return res, err
 	}
+	b.metrics.request(method, "", "")
+	return next(ctx, method, req)
+}
+
+// forEachUpstream runs fn on every connected target session ss uses.
+func (b *Backend) forEachUpstream(ss *sdk.ServerSession, fn func(*sdk.ClientSession)) {
+	b.mu.Lock()
+	var ups []*upstream
+	for _, u := range b.shared {
+		ups = append(ups, u)
+	}
+	if s := b.sessions[ss]; s != nil {
+		for _, u := range s.ups {
+			ups = append(ups, u)
+		}
+	}
+	b.mu.Unlock()
+	for _, u := range ups {
+		u.mu.Lock()
+		cs := u.cs
+		u.mu.Unlock()
+		if cs != nil {
+			fn(cs)
+		}
+	}
+}
+
+func hasLogging(cs *sdk.ClientSession) bool {
+	ir := cs.InitializeResult()
+	return ir == nil || ir.Capabilities == nil || ir.Capabilities.Logging != nil
+}
+
+// subscribe forwards resources/subscribe or unsubscribe to the target
+// owning the URI. A shared target is unsubscribed only when no session
+// is still subscribed.
+func (b *Backend) subscribe(ctx context.Context, ss *sdk.ServerSession, req sdk.Request, uri string, on bool) error {
+	method := "resources/unsubscribe"
+	if on {
+		method = "resources/subscribe"
+	}
+	i, orig, ok := b.resourceOwner(ctx, ss, uri)
+	if !ok {
+		return &jsonrpc.Error{Code: sdk.CodeResourceNotFound, Message: fmt.Sprintf("resource %q not found on any target", uri)}
+	}
+	target := b.targets[i].Name
+	vars := b.varsFor(req)
+	if v := b.decide(vars, method, "resource", map[string]any{"name": orig, "uri": orig, "target": target}); !v.Allowed {
+		b.metrics.denial("resource", target)
+		return deniedError("resource", orig, target, v)
+	}
+	ds := b.front.session(ss)
+	ds.mu.Lock()
+	was := ds.subs[uri]
+	if on {
+		ds.subs[uri] = true
+	} else {
+		delete(ds.subs, uri)
+	}
+	ds.mu.Unlock()
+	_, shared := b.shared[target]
+	forward := true
+	if shared {
+		key := target + "\x00" + orig
+		b.mu.Lock()
+		switch {
+		case on && !was:
+			b.subs[key]++
+		case !on && was:
+			b.subs[key]--
+			forward = b.subs[key] <= 0
+			if forward {
+				delete(b.subs, key)
+			}
+		}
+		b.mu.Unlock()
+	}
+	var err error
+	if forward {
+		err = b.call(ctx, ss, i, func(cs *sdk.ClientSession) error {
+			if on {
+				return cs.Subscribe(ctx, &sdk.SubscribeParams{Meta: metaOf(req), URI: orig})
+			}
+			return cs.Unsubscribe(ctx, &sdk.UnsubscribeParams{Meta: metaOf(req), URI: orig})
+		})
+	}
+	b.access("mcp", append([]any{"method", method, "target", target, "uri", orig, "ok", err == nil}, callerAttrs(vars)...)...)
+	if err != nil {
+		return upstreamError(target, err)
+	}
+	return nil
+}
+
+func metaOf(req sdk.Request) sdk.Meta {
+	if p := req.GetParams(); p != nil {
+		return p.GetMeta()
+	}
+	return nil
+}
+
+// complete forwards completion/complete to the target owning the prompt
+// or resource template it refers to, under the target's own name.
+func (b *Backend) complete(ctx context.Context, ss *sdk.ServerSession, req sdk.Request, p *sdk.CompleteParams) (sdk.Result, error) {
+	c := *p
+	ref := *p.Ref
+	c.Ref = &ref
+	var i int
+	var kind, name string
+	switch ref.Type {
+	case "ref/prompt":
+		var err error
+		if i, ref.Name, err = b.owner(ctx, ss, "prompt", p.Ref.Name); err != nil {
+			return nil, err
+		}
+		kind, name = "prompt", ref.Name
+	case "ref/resource":
+		var ok bool
+		if i, ref.URI, ok = b.templateOwner(ctx, ss, p.Ref.URI); !ok {
+			return nil, &jsonrpc.Error{Code: sdk.CodeResourceNotFound, Message: fmt.Sprintf("resource template %q not found on any target", p.Ref.URI)}
+		}
+		kind, name = "resource", ref.URI
+	default:
+		return nil, invalidParams("completion/complete: unknown ref type %q", ref.Type)
+	}
+	target := b.targets[i].Name
+	vars := b.varsFor(req)
+	item := map[string]any{"name": name, "target": target}
+	if kind == "resource" {
+		item["uri"] = name
+	}
+	if v := b.decide(vars, "completion/complete", kind, item); !v.Allowed {
+		b.metrics.denial(kind, target)
+		return nil, deniedError(kind, name, target, v)
+	}
+	var res *sdk.CompleteResult
+	meta, done := b.withProgress(ctx, ss, p.Meta)
+	defer done()
+	c.Meta = meta
+	err := b.call(ctx, ss, i, func(cs *sdk.ClientSession) error {
+		var err error
+		res, err = cs.Complete(ctx, &c)
+		return err
+	})
+	if err != nil {
+		return nil, upstreamError(target, err)
+	}
+	return res, nil
+}
+
+// templateOwner finds the target of a resource template URI: by prefix,
+// or with one target that one, or the first target listing it.
+func (b *Backend) templateOwner(ctx context.Context, ss *sdk.ServerSession, uri string) (int, string, bool) {
+	if b.prefixed() {
+		return b.resolveURI(uri)
+	}
+	if len(b.targets) == 1 {
+		return 0, uri, true
+	}
+	per, _, err := collect(ctx, b, ss, hasResources, func(cs *sdk.ClientSession) iter.Seq2[*sdk.ResourceTemplate, error] {
+		return cs.ResourceTemplates(ctx, nil)
+	})
+	if err == nil {
+		for i, ts := range per {
+			for _, t := range ts {
+				if t.URITemplate == uri {
+					return i, uri, true
+				}
+			}
+		}
+	}
+	return b.resourceOwner(ctx, ss, uri)
 }
 
 func (b *Backend) callTool(ctx context.Context, ss *sdk.ServerSession, req sdk.Request, p *sdk.CallToolParamsRaw) (sdk.Result, error) {
@@ -389,9 +649,11 @@ func (b *Backend) callTool(ctx context.Context, ss *sdk.ServerSession, req sdk.R
 		return nil, deniedError("tool", orig, target, v)
 	}
 	var res *sdk.CallToolResult
+	meta, done := b.withProgress(ctx, ss, p.Meta)
+	defer done()
 	err = b.call(ctx, ss, i, func(cs *sdk.ClientSession) error {
 		var err error
-		res, err = cs.CallTool(ctx, &sdk.CallToolParams{Meta: p.Meta, Name: orig, Arguments: rawArgs(p.Arguments)})
+		res, err = cs.CallTool(ctx, &sdk.CallToolParams{Meta: meta, Name: orig, Arguments: rawArgs(p.Arguments)})
 		return err
 	})
 	d := time.Since(start)
@@ -423,9 +685,12 @@ func (b *Backend) getPrompt(ctx context.Context, ss *sdk.ServerSession, req sdk.
 		return nil, deniedError("prompt", orig, target, v)
 	}
 	var res *sdk.GetPromptResult
+	meta, done := b.withProgress(ctx, ss, p.Meta)
+	defer done()
 	err = b.call(ctx, ss, i, func(cs *sdk.ClientSession) error {
 		c := *p
 		c.Name = orig
+		c.Meta = meta
 		var err error
 		res, err = cs.GetPrompt(ctx, &c)
 		return err
@@ -438,39 +703,59 @@ func (b *Backend) getPrompt(ctx context.Context, ss *sdk.ServerSession, req sdk.
 }
 
 func (b *Backend) readResource(ctx context.Context, ss *sdk.ServerSession, req sdk.Request, p *sdk.ReadResourceParams) (sdk.Result, error) {
-	i, ok := b.resourceOwner(ctx, ss, p.URI)
-	if !ok {
+	i, orig, ok := b.resourceOwner(ctx, ss, p.URI)
+	if !ok && !b.prefixed() {
 		// A templated resource nobody listed: the first target that can
 		// read it answers.
 		for j := range b.targets {
-			if res, err := b.readFrom(ctx, ss, req, j, p); err == nil {
+			if res, err := b.readFrom(ctx, ss, req, j, p.URI, p); err == nil {
 				return res, nil
 			}
 		}
+	}
+	if !ok {
 		b.metrics.request("resources/read", "", "")
 		return nil, &jsonrpc.Error{Code: sdk.CodeResourceNotFound, Message: fmt.Sprintf("resource %q not found on any target", p.URI)}
 	}
-	return b.readFrom(ctx, ss, req, i, p)
+	return b.readFrom(ctx, ss, req, i, orig, p)
 }
 
-func (b *Backend) readFrom(ctx context.Context, ss *sdk.ServerSession, req sdk.Request, i int, p *sdk.ReadResourceParams) (sdk.Result, error) {
+func (b *Backend) readFrom(ctx context.Context, ss *sdk.ServerSession, req sdk.Request, i int, orig string, p *sdk.ReadResourceParams) (sdk.Result, error) {
 	target := b.targets[i].Name
 	b.metrics.request("resources/read", target, "")
 	vars := b.varsFor(req)
-	if v := b.decide(vars, "resources/read", "resource", map[string]any{"name": p.URI, "uri": p.URI, "target": target}); !v.Allowed {
+	if v := b.decide(vars, "resources/read", "resource", map[string]any{"name": orig, "uri": orig, "target": target}); !v.Allowed {
 		b.metrics.denial("resource", target)
-		b.access("mcp", append([]any{"method", "resources/read", "target", target, "uri", p.URI, "verdict", "denied", "reason", v.Reason}, callerAttrs(vars)...)...)
-		return nil, deniedError("resource", p.URI, target, v)
+		b.access("mcp", append([]any{"method", "resources/read", "target", target, "uri", orig, "verdict", "denied", "reason", v.Reason}, callerAttrs(vars)...)...)
+		return nil, deniedError("resource", orig, target, v)
 	}
+	c := *p
+	c.URI = orig
+	meta, done := b.withProgress(ctx, ss, p.Meta)
+	defer done()
+	c.Meta = meta
 	var res *sdk.ReadResourceResult
 	err := b.call(ctx, ss, i, func(cs *sdk.ClientSession) error {
 		var err error
-		res, err = cs.ReadResource(ctx, p)
+		res, err = cs.ReadResource(ctx, &c)
 		return err
 	})
-	b.access("mcp", append([]any{"method", "resources/read", "target", target, "uri", p.URI, "ok", err == nil}, callerAttrs(vars)...)...)
+	b.access("mcp", append([]any{"method", "resources/read", "target", target, "uri", orig, "ok", err == nil}, callerAttrs(vars)...)...)
 	if err != nil {
 		return nil, upstreamError(target, err)
+	}
+	if b.prefixed() {
+		out := *res
+		out.Contents = make([]*sdk.ResourceContents, len(res.Contents))
+		for k, rc := range res.Contents {
+			if rc != nil {
+				x := *rc
+				x.URI = b.exposeURI(i, rc.URI)
+				rc = &x
+			}
+			out.Contents[k] = rc
+		}
+		res = &out
 	}
 	return res, nil
 }
@@ -502,4 +787,19 @@ func callerAttrs(vars cel.Vars) []any {
 		}
 	}
 	return out
+}
+
+// resourceOwnerKnown resolves a URI without asking any target: by prefix,
+// the only target, or the last listing.
+func (b *Backend) resourceOwnerKnown(uri string) (int, string, bool) {
+	if b.prefixed() {
+		return b.resolveURI(uri)
+	}
+	if len(b.targets) == 1 {
+		return 0, uri, true
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	i, ok := b.resOwner[uri]
+	return i, uri, ok
 }

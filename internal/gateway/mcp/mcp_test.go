@@ -86,8 +86,13 @@ func TestFederationPrefixModesAndStableNames(t *testing.T) {
 			if err != nil || len(rr.Resources) != 2 {
 				t.Fatalf("resources/list: %v %v", rr, err)
 			}
-			rd, err := cs.ReadResource(context.Background(), &sdk.ReadResourceParams{URI: "test://remote/readme"})
-			if err != nil || rd.Contents[0].Text != "readme of remote" {
+			// Resource URIs are prefixed like names: "<target>+<uri>".
+			uri := "test://remote/readme"
+			if tc.mode != "never" {
+				uri = "remote+" + uri
+			}
+			rd, err := cs.ReadResource(context.Background(), &sdk.ReadResourceParams{URI: uri})
+			if err != nil || rd.Contents[0].Text != "readme of remote" || rd.Contents[0].URI != uri {
 				t.Fatalf("resources/read routed wrong: %v %v", rd, err)
 			}
 			cs.Close()

@@ -72,7 +72,9 @@ type upstream struct {
 	t       Target
 	b       *Backend
 	shared  bool
-	done    chan struct{} // closed by close
+	ds      *clientSession // the client session it serves; nil when shared
+	calls   []*pendingCall // client requests out on it, oldest first (mu)
+	done    chan struct{}  // closed by close
 	wg      sync.WaitGroup
 	mu      sync.Mutex
 	cs      *sdk.ClientSession
@@ -86,8 +88,8 @@ type upstream struct {
 	closed  bool
 }
 
-func newUpstream(b *Backend, t Target, shared bool) *upstream {
-	return &upstream{t: t, b: b, shared: shared, done: make(chan struct{}), changed: make(chan struct{})}
+func newUpstream(b *Backend, t Target, ds *clientSession) *upstream {
+	return &upstream{t: t, b: b, shared: ds == nil, ds: ds, done: make(chan struct{}), changed: make(chan struct{})}
 }
 
 func backoff(n int) time.Duration {
@@ -285,13 +287,22 @@ func (u *upstream) connect() (*sdk.ClientSession, *exec.Cmd, error) {
 		proc = u.command()
 		tr = &sdk.CommandTransport{Command: proc, TerminateDuration: terminateGrace}
 	case u.t.HTTP != "":
-		tr = &sdk.StreamableClientTransport{Endpoint: u.t.HTTP, HTTPClient: u.b.httpClient, MaxRetries: -1, DisableStandaloneSSE: true}
+		// The standalone stream carries what the target says outside a
+		// request (list changes, resource updates); a shared connection
+		// has no one session to give it to but listens all the same.
+		tr = &sdk.StreamableClientTransport{Endpoint: u.t.HTTP, HTTPClient: u.b.httpClient}
 	default:
 		tr = &sdk.SSEClientTransport{Endpoint: u.t.SSE, HTTPClient: u.b.httpClient}
 	}
-	cs, err := u.b.client.Connect(ctx, tr, &sdk.ClientSessionOptions{ProtocolVersion: upstreamProtocolVersion})
+	cs, err := u.targetClient().Connect(ctx, tr, &sdk.ClientSessionOptions{ProtocolVersion: upstreamProtocolVersion})
+	if err == nil {
+		err = u.restore(ctx, cs)
+	}
 	if err != nil {
 		cancel()
+		if cs != nil {
+			cs.Close()
+		}
 		if proc != nil && proc.Process != nil {
 			syscall.Kill(-proc.Process.Pid, syscall.SIGKILL)
 			proc.Wait()
@@ -300,6 +311,39 @@ func (u *upstream) connect() (*sdk.ClientSession, *exec.Cmd, error) {
 	}
 	go func() { cs.Wait(); cancel() }()
 	return cs, proc, nil
+}
+
+// restore asks a new connection for what the client session it serves
+// asked before (after a reload or a target restart): its logging level
+// and its subscriptions to this target's resources. A target that
+// refuses is logged, not fatal.
+func (u *upstream) restore(ctx context.Context, cs *sdk.ClientSession) error {
+	if u.ds == nil {
+		return nil
+	}
+	u.ds.mu.Lock()
+	level := u.ds.level
+	var subs []string
+	for uri := range u.ds.subs {
+		subs = append(subs, uri)
+	}
+	u.ds.mu.Unlock()
+	if level != "" && hasLogging(cs) {
+		if err := cs.SetLoggingLevel(ctx, &sdk.SetLoggingLevelParams{Level: level}); err != nil {
+			u.b.log.Warn("mcp target refused the session's logging level", "target", u.t.Name, "error", err)
+		}
+	}
+	me := u.index()
+	for _, uri := range subs {
+		i, orig, ok := u.b.resourceOwnerKnown(uri)
+		if !ok || i != me {
+			continue
+		}
+		if err := cs.Subscribe(ctx, &sdk.SubscribeParams{URI: orig}); err != nil {
+			u.b.log.Warn("mcp target refused a resubscription", "target", u.t.Name, "uri", orig, "error", err)
+		}
+	}
+	return nil
 }
 
 // upstreamProtocolVersion is what the gateway asks targets for: the
