@@ -208,6 +208,7 @@ func New(opts Options) (*Gateway, error) {
 	g := &Gateway{opts: opts, log: opts.Logger, deps: defaultDeps(), servers: map[int]*bindServer{}, stopWait: make(chan struct{})}
 	g.metrics = newMetrics()
 	g.deps.mcpMetrics = mcp.NewMetrics(g.metrics.reg)
+	g.deps.mcpSessions = mcp.NewSessionStore()
 	g.deps.log = opts.Logger
 	g.deps.maxConfigBytes = opts.MaxConfigBytes
 	g.deps.accessLog = func() *slog.Logger { return g.access.Load() }
