@@ -14,10 +14,10 @@ import (
 	"strings"
 	"time"
 
-	"github.com/tailgate-dev/tailgate/internal/api"
 	"github.com/tailgate-dev/tailgate/internal/browser"
 	"github.com/tailgate-dev/tailgate/internal/egress"
 	"github.com/tailgate-dev/tailgate/internal/jail"
+	"github.com/tailgate-dev/tailgate/pkg/runner"
 )
 
 func init() {
@@ -45,8 +45,9 @@ warning; required refuses to. Requests the browser makes on its own
 (updates, sign-in) are refused by the proxy and listed as
 browser_background in the report.
 
-The run's proxy listens on the server's loopback: run this on the same host
-as tailgate serve. The tailgate API token comes from TAILGATE_TOKEN.`
+The run's node joins from this host (see tailgate run --help for where it
+lives on headscale, and --on-server). The tailgate API token comes from
+TAILGATE_TOKEN.`
 
 func runFlow(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if len(args) == 0 || args[0] == "help" || args[0] == "-h" || args[0] == "--help" {
@@ -70,6 +71,7 @@ func runFlow(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	server := fs.String("server", envOr("TAILGATE_SERVER", "http://127.0.0.1:8080"), "tailgate server `URL` (env TAILGATE_SERVER)")
 	chromium := fs.String("chromium", envOr("TAILGATE_CHROMIUM", browser.DefaultChromiumPath), "Chromium `binary` (env TAILGATE_CHROMIUM)")
 	stepTimeout := fs.Duration("step-timeout", 30*time.Second, "how long each step may take")
+	onServer := fs.Bool("on-server", false, "keep the run's node and proxy in the server (its loopback): only on the server's own host")
 	jailFlag := fs.String("jail", envOr("TAILGATE_JAIL", "auto"), "run Chromium in its own network namespace: `auto`, required or off (env TAILGATE_JAIL)")
 	pos, err := parseInterleaved(fs, args[1:])
 	if err != nil {
@@ -90,31 +92,29 @@ func runFlow(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	if err != nil {
 		return err
 	}
-	c, err := newAPIClient(*server)
+	c, err := newRunnerClient(*server, stderr)
 	if err != nil {
 		return err
 	}
-	r, err := startRun(ctx, c, *env, 0)
+	r, err := c.Start(ctx, *env, runner.Options{OnServer: *onServer})
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(stderr, "tailgate: run %s of %s ready: proxy %s (joined in %.0f ms, path warmed in %.0f ms)\n",
-		r.ID, r.Env, r.ProxyURL, r.JoinMS, r.WarmMS)
+	printReady(stderr, r)
 	dir := *out
 	if dir == "" {
 		dir = "tailgate-flow-" + r.ID
 	}
 
-	hb := keepAlive(c, r, stderr)
+	stopWatch := watchRun(r, stderr)
 	rep, flowErr := browser.Run(ctx, f, browser.Options{
 		ProxyURL: r.ProxyURL, OutDir: dir, ChromiumPath: *chromium, StepTimeout: *stepTimeout, Jail: jailMode,
 		Logger: slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn})),
 	})
-	hb.stop()
-	ended, endErr := endRun(ctx, c, r.ID)
+	stopWatch()
+	ended, endErr := r.End(ctx)
 	if endErr != nil {
 		fmt.Fprintf(stderr, "tailgate: ending run %s: %v (the server's sweeper ends it when its lease lapses)\n", r.ID, endErr)
-		ended = r
 	}
 	merged := mergeReport(rep, ended)
 	path := filepath.Join(dir, "report.json")
@@ -157,6 +157,7 @@ type FlowRun struct {
 	ID        string  `json:"id"`
 	Env       string  `json:"environment"`
 	Node      string  `json:"node"`
+	Placement string  `json:"placement"`
 	JoinMS    float64 `json:"join_ms"`
 	WarmMS    float64 `json:"warm_ms"`
 	EndReason string  `json:"end_reason,omitempty"`
@@ -166,7 +167,7 @@ type FlowRun struct {
 // host and port: one CONNECT tunnel carries many requests, so the match
 // is per destination, not per request. A refused destination gives its
 // reason to every request that did not get an answer.
-func mergeReport(rep browser.Report, r api.Run) FlowReport {
+func mergeReport(rep browser.Report, r runner.Report) FlowReport {
 	type dest struct {
 		resolved           string
 		reason, reasonText string
@@ -189,7 +190,7 @@ func mergeReport(rep browser.Report, r api.Run) FlowReport {
 	out := FlowReport{
 		Report:      rep,
 		Requests:    make([]FlowRequest, 0, len(rep.Requests)),
-		Run:         FlowRun{ID: r.ID, Env: r.Env, Node: r.Node, JoinMS: r.JoinMS, WarmMS: r.WarmMS, EndReason: r.EndReason},
+		Run:         FlowRun{ID: r.ID, Env: r.Env, Node: r.Node, Placement: r.Placement, JoinMS: r.JoinMS, WarmMS: r.WarmMS, EndReason: r.EndReason},
 		ProxyEvents: r.Events,
 	}
 	if out.ProxyEvents == nil {

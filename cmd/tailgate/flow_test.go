@@ -9,7 +9,8 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/tailgate-dev/tailgate/internal/api"
+	"github.com/tailgate-dev/tailgate/pkg/runner"
+
 	"github.com/tailgate-dev/tailgate/internal/browser"
 	"github.com/tailgate-dev/tailgate/internal/egress"
 	"github.com/tailgate-dev/tailgate/internal/sandbox"
@@ -139,8 +140,6 @@ func TestMergeReportGivesRequestsTheProxysView(t *testing.T) {
 	}
 }
 
-func runWithEvents(events ...egress.Event) api.Run {
-	var r api.Run
-	r.ID, r.Env, r.Events = "run_test", "web", events
-	return r
+func runWithEvents(events ...egress.Event) runner.Report {
+	return runner.Report{ID: "run_test", Env: "web", Events: events}
 }

@@ -14,12 +14,11 @@ import (
 	"strings"
 	"sync"
 	"syscall"
-	"time"
 
-	"github.com/tailgate-dev/tailgate/internal/errcode"
-
-	"github.com/tailgate-dev/tailgate/internal/api"
+	"github.com/tailgate-dev/tailgate/internal/egress"
 	"github.com/tailgate-dev/tailgate/internal/jail"
+	"github.com/tailgate-dev/tailgate/internal/run"
+	"github.com/tailgate-dev/tailgate/pkg/runner"
 )
 
 func init() {
@@ -30,7 +29,7 @@ func init() {
 	})
 }
 
-const runUsage = `usage: tailgate run --env NAME [--server URL] [--lifetime DURATION] [--jail auto|required|off] -- COMMAND [ARGS...]
+const runUsage = `usage: tailgate run --env NAME [--server URL] [--lifetime DURATION] [--jail auto|required|off] [--on-server] -- COMMAND [ARGS...]
 
 Starts a run of the environment on the tailgate server (its own ephemeral
 node on the environment's tailnet, behind a proxy that reaches only the
@@ -47,9 +46,14 @@ instead of reaching the host's network. No root is needed where the kernel
 allows user namespaces. auto runs without the jail, with a warning, where
 namespaces are unavailable; required refuses to.
 
-The run's proxy listens on the server's loopback: run this on the same host
-as tailgate serve. The tailgate API token comes from TAILGATE_TOKEN (it is
-not passed on to COMMAND).`
+The run's node joins the tailnet from this host, with a single-use key the
+server mints for this run only, and its proxy listens on this host's
+loopback: run it on any machine that reaches the server. On a headscale
+tailnet the node stays on the server (its stored key must not leave it)
+and the proxy is reached through the server's relay. --on-server keeps the
+node on the server on Tailscale too (on the server's own host only). The
+tailgate API token comes from TAILGATE_TOKEN (it is not passed on to
+COMMAND).`
 
 // proxyVars are the variables proxy-aware tools read; a run sets each to
 // its proxy, in both cases, and clears noProxyVars so nothing bypasses it.
@@ -68,6 +72,7 @@ func runRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	server := fs.String("server", envOr("TAILGATE_SERVER", "http://127.0.0.1:8080"), "tailgate server `URL` (env TAILGATE_SERVER)")
 	lifetime := fs.Duration("lifetime", 0, "end the run after this long at the latest (default: the server's maximum)")
 	jailFlag := fs.String("jail", envOr("TAILGATE_JAIL", "auto"), "run the command in its own network namespace: `auto`, required or off (env TAILGATE_JAIL)")
+	onServer := fs.Bool("on-server", false, "keep the run's node and proxy in the server (its loopback): only on the server's own host")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -91,20 +96,19 @@ func runRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
 	defer signal.Stop(sigs)
 
-	c, err := newAPIClient(*server)
+	c, err := newRunnerClient(*server, stderr)
 	if err != nil {
 		return err
 	}
-	r, err := startRun(ctx, c, *env, *lifetime)
+	r, err := c.Start(ctx, *env, runner.Options{Lifetime: *lifetime, OnServer: *onServer})
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(stderr, "tailgate: run %s of %s ready: proxy %s (joined in %.0f ms, path warmed in %.0f ms)\n",
-		r.ID, r.Env, r.ProxyURL, r.JoinMS, r.WarmMS)
+	printReady(stderr, r)
 
-	j, err := newRunJail(r, jailMode, stderr)
+	j, err := newRunJail(r.ProxyURL, jailMode, stderr)
 	if err != nil {
-		if _, endErr := endRun(ctx, c, r.ID); endErr != nil {
+		if _, endErr := r.End(ctx); endErr != nil {
 			fmt.Fprintf(stderr, "tailgate: ending run %s: %v\n", r.ID, endErr)
 		}
 		return err
@@ -112,15 +116,14 @@ func runRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	defer j.Close()
 	fmt.Fprintf(stderr, "tailgate: jail %s\n", j.Status())
 
-	hb := keepAlive(c, r, stderr)
-	code, runErr := runCommand(argv, r, j, sigs, stdout, stderr)
-	hb.stop()
-	ended, endErr := endRun(ctx, c, r.ID)
+	stopWatch := watchRun(r, stderr)
+	code, runErr := runCommand(argv, r.ProxyURL, r.ID, j, sigs, stdout, stderr)
+	stopWatch()
+	rep, endErr := r.End(ctx)
 	if endErr != nil {
 		fmt.Fprintf(stderr, "tailgate: ending run %s: %v (the server's sweeper ends it when its lease lapses)\n", r.ID, endErr)
-	} else {
-		printRefusals(stderr, ended)
 	}
+	printRefusals(stderr, rep.Events)
 	if runErr != nil {
 		return runErr
 	}
@@ -130,98 +133,66 @@ func runRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	return nil
 }
 
-// startRun asks the server for a run of env and returns it once ready.
-func startRun(ctx context.Context, c *apiClient, env string, lifetime time.Duration) (api.Run, error) {
-	var body any
-	if lifetime > 0 {
-		secs := int64((lifetime + time.Second - 1) / time.Second)
-		body = api.StartRunRequest{LifetimeSeconds: secs}
+// newRunnerClient is the runner library's client for --server, with the
+// token from TAILGATE_TOKEN.
+func newRunnerClient(server string, stderr io.Writer) (*runner.Client, error) {
+	c, err := newAPIClient(server)
+	if err != nil {
+		return nil, err
 	}
-	var r api.Run
-	if _, err := c.do(ctx, "POST", "/v1/environments/"+url.PathEscape(env)+"/runs", body, &r); err != nil {
-		return api.Run{}, fmt.Errorf("start a run of %s: %w", env, err)
-	}
-	if r.ProxyURL == "" {
-		return api.Run{}, fmt.Errorf("start a run of %s: the server's answer has no proxy URL", env)
-	}
-	return r, nil
+	return &runner.Client{Server: c.base, Token: c.token, HTTPClient: c.hc,
+		Logger: slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))}, nil
 }
 
-// endRun ends the run and returns it with its proxy events. It runs even
-// when ctx is cancelled (a signal): the run must not outlive the command.
-func endRun(ctx context.Context, c *apiClient, id string) (api.Run, error) {
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
-	defer cancel()
-	var r api.Run
-	_, err := c.do(ctx, "DELETE", "/v1/runs/"+url.PathEscape(id), nil, &r)
-	return r, err
+// printReady says the run is ready, where its proxy is and how long it
+// took.
+func printReady(w io.Writer, r *runner.Run) {
+	fmt.Fprintf(w, "tailgate: run %s of %s ready: proxy %s (joined in %.0f ms, path warmed in %.0f ms)\n",
+		r.ID, r.Env, r.ProxyURL, r.JoinMS, r.WarmMS)
+	fmt.Fprintf(w, "tailgate: node %s %s\n", r.Node, placementWords(r.Placement))
 }
 
-// heartbeats keeps a run's lease from lapsing while its client works.
-type heartbeats struct {
-	cancel context.CancelFunc
-	done   chan struct{}
-}
-
-func (h *heartbeats) stop() {
-	h.cancel()
-	<-h.done
-}
-
-// keepAlive sends a heartbeat every third of the run's lease (10 s if the
-// server did not say) until stopped. A run the server has ended is said
-// once on stderr, and the heartbeats stop: its proxy is gone.
-func keepAlive(c *apiClient, r api.Run, stderr io.Writer) *heartbeats {
-	every := 10 * time.Second
-	if r.LeaseSeconds > 0 {
-		every = time.Duration(r.LeaseSeconds * float64(time.Second) / 3)
+func placementWords(p string) string {
+	switch p {
+	case run.PlacementRunner:
+		return "joined the tailnet from this host"
+	case run.PlacementRelay:
+		return "is on the server (its control's key never leaves it); this host reaches the proxy through the server's relay"
 	}
-	every = max(every, 100*time.Millisecond)
-	ctx, cancel := context.WithCancel(context.Background())
-	h := &heartbeats{cancel: cancel, done: make(chan struct{})}
+	return "is on the server; its proxy is on the server's loopback"
+}
+
+// watchRun says once, on stderr, when the server ends the run while the
+// command runs (its lifetime, say): the command's proxy is then closed.
+func watchRun(r *runner.Run, stderr io.Writer) (stop func()) {
+	quit := make(chan struct{})
+	done := make(chan struct{})
 	go func() {
-		defer close(h.done)
-		t := time.NewTicker(every)
-		defer t.Stop()
-		failing := false
-		for {
-			select {
-			case <-ctx.Done():
-				return
-			case <-t.C:
+		defer close(done)
+		select {
+		case <-quit:
+		case <-r.Done():
+			msg := "the run has ended"
+			var ae *runner.APIError
+			if errors.As(r.Err(), &ae) {
+				msg = ae.Message
 			}
-			hctx, hcancel := context.WithTimeout(ctx, every)
-			_, err := c.do(hctx, "POST", "/v1/runs/"+url.PathEscape(r.ID)+"/heartbeat", nil, nil)
-			hcancel()
-			var se *serverError
-			switch {
-			case err == nil:
-				failing = false
-			case ctx.Err() != nil:
-				return
-			case errors.As(err, &se) && se.e.Code == errcode.RunEnded:
-				fmt.Fprintf(stderr, "tailgate: %s; the command's proxy is closed\n", se.e.Message)
-				return
-			case !failing:
-				// Say it once per outage, not every tick.
-				failing = true
-				fmt.Fprintf(stderr, "tailgate: heartbeat for run %s failed: %v (retrying)\n", r.ID, err)
-			}
+			fmt.Fprintf(stderr, "tailgate: %s; the command's proxy is closed\n", msg)
 		}
 	}()
-	return h
+	return func() { close(quit); <-done }
 }
 
 // runCommand runs argv with the run's proxy in its environment, passes
 // SIGINT and SIGTERM on to it, and returns its exit status (128+N when a
 // signal N killed it, as shells do).
-func runCommand(argv []string, r api.Run, j *jail.Jail, sigs <-chan os.Signal, stdout, stderr io.Writer) (int, error) {
+func runCommand(argv []string, proxyURL, runID string, j *jail.Jail, sigs <-chan os.Signal, stdout, stderr io.Writer) (int, error) {
 	cmd := exec.Command(argv[0], argv[1:]...)
 	if errors.Is(cmd.Err, exec.ErrNotFound) {
 		fmt.Fprintf(stderr, "tailgate run: %v\n", cmd.Err)
 		return 127, nil
 	}
-	cmd.Env = commandEnv(os.Environ(), r)
+	cmd.Env = commandEnv(os.Environ(), proxyURL, runID)
 	cmd.Stdin = os.Stdin
 	cmd.Stdout, cmd.Stderr = stdout, stderr
 	jail.KillWithParent(cmd)
@@ -264,14 +235,14 @@ func runCommand(argv []string, r api.Run, j *jail.Jail, sigs <-chan os.Signal, s
 
 // newRunJail prepares the command's jail: the run's proxy served into a
 // network namespace of its own, or no jail where mode allows that.
-func newRunJail(r api.Run, mode jail.Mode, stderr io.Writer) (*jail.Jail, error) {
-	u, err := url.Parse(r.ProxyURL)
+func newRunJail(proxyURL string, mode jail.Mode, stderr io.Writer) (*jail.Jail, error) {
+	u, err := url.Parse(proxyURL)
 	if err != nil {
-		return nil, fmt.Errorf("the run's proxy URL %q: %w", r.ProxyURL, err)
+		return nil, fmt.Errorf("the run's proxy URL %q: %w", proxyURL, err)
 	}
 	ap, err := netip.ParseAddrPort(u.Host)
 	if err != nil {
-		return nil, fmt.Errorf("the run's proxy URL %q is not an IP and port: %w", r.ProxyURL, err)
+		return nil, fmt.Errorf("the run's proxy URL %q is not an IP and port: %w", proxyURL, err)
 	}
 	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	return jail.New(jail.Options{Mode: mode, Forward: []netip.AddrPort{ap}, Logger: log})
@@ -280,7 +251,7 @@ func newRunJail(r api.Run, mode jail.Mode, stderr io.Writer) (*jail.Jail, error)
 // commandEnv is env with every proxy variable pointing at the run's proxy,
 // NO_PROXY gone (nothing may bypass the proxy), the tailgate API token
 // removed (the command does not need it) and the run named.
-func commandEnv(env []string, r api.Run) []string {
+func commandEnv(env []string, proxyURL, runID string) []string {
 	drop := map[string]bool{"TAILGATE_TOKEN": true}
 	for _, v := range append(append([]string{}, proxyVars...), noProxyVars...) {
 		drop[v] = true
@@ -294,17 +265,17 @@ func commandEnv(env []string, r api.Run) []string {
 		out = append(out, kv)
 	}
 	for _, v := range proxyVars {
-		out = append(out, v+"="+r.ProxyURL, strings.ToLower(v)+"="+r.ProxyURL)
+		out = append(out, v+"="+proxyURL, strings.ToLower(v)+"="+proxyURL)
 	}
-	return append(out, "TAILGATE_RUN_ID="+r.ID, "TAILGATE_PROXY_URL="+r.ProxyURL)
+	return append(out, "TAILGATE_RUN_ID="+runID, "TAILGATE_PROXY_URL="+proxyURL)
 }
 
 // printRefusals lists what the run's proxy refused, so a failing command
 // says why: a public host, a port that is not a target, a name the
 // tailnet does not resolve.
-func printRefusals(w io.Writer, r api.Run) {
+func printRefusals(w io.Writer, events []egress.Event) {
 	n := 0
-	for _, e := range r.Events {
+	for _, e := range events {
 		if !e.Refused {
 			continue
 		}

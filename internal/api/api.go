@@ -186,6 +186,9 @@ func (s *server) routes() []route {
 		{"/v1/runs/{id}/heartbeat", map[string]endpoint{
 			http.MethodPost: {anyRole, s.heartbeatRun},
 		}},
+		{"/v1/runs/{id}/relay", map[string]endpoint{
+			http.MethodGet: {anyRole, s.relayRun},
+		}},
 		{"/v1/tokens", map[string]endpoint{
 			http.MethodPost: {adminOnly, s.createToken},
 			http.MethodGet:  {adminOnly, s.listTokens},

@@ -23,6 +23,7 @@ type Runs interface {
 	Get(ctx context.Context, orgID, id string) (run.Info, error)
 	Heartbeat(ctx context.Context, orgID, id string) (run.Info, error)
 	End(ctx context.Context, orgID, id, reason string) (run.Info, error)
+	RelayAddr(ctx context.Context, orgID, id, token string) (string, error)
 }
 
 var _ Runs = (*run.Manager)(nil)
@@ -32,6 +33,12 @@ type StartRunRequest struct {
 	// LifetimeSeconds asks for a shorter run than the server's maximum
 	// lifetime; zero or absent means the maximum.
 	LifetimeSeconds int64 `json:"lifetime_seconds,omitempty"`
+	// Placement is where the run's node and proxy live: "server" (the
+	// default: the proxy listens on the server's loopback) or "runner"
+	// (the caller's host joins the tailnet with a single-use key in the
+	// answer's join; on a control that cannot mint one, the run stays on
+	// the server and the answer's relay reaches its proxy).
+	Placement string `json:"placement,omitempty"`
 }
 
 // Run is a run as the API shows it: the run manager's view plus the lease
@@ -90,7 +97,10 @@ func (s *server) startRun(w http.ResponseWriter, r *http.Request, p store.Princi
 	// the sweeper ends when its lease lapses.
 	ctx, cancel := s.operationContext(r)
 	defer cancel()
-	info, err := s.runs.Start(ctx, p.OrgID, name, run.Options{Lifetime: time.Duration(req.LifetimeSeconds) * time.Second})
+	if req.Placement != "" && req.Placement != run.PlacementServer && req.Placement != run.PlacementRunner {
+		return apiErr(errcode.BadInput, "placement must be server or runner")
+	}
+	info, err := s.runs.Start(ctx, p.OrgID, name, run.Options{Lifetime: time.Duration(req.LifetimeSeconds) * time.Second, Placement: req.Placement})
 	if err != nil {
 		return runError(err, name, "")
 	}

@@ -102,6 +102,10 @@ func (f *fakeRuns) Heartbeat(ctx context.Context, orgID, id string) (run.Info, e
 	return r.info, nil
 }
 
+func (f *fakeRuns) RelayAddr(context.Context, string, string, string) (string, error) {
+	return "", &run.Error{Code: errcode.NotFound, Message: "no relayed run"}
+}
+
 func (f *fakeRuns) End(ctx context.Context, orgID, id, reason string) (run.Info, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()

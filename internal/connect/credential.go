@@ -95,6 +95,10 @@ func (c Credential) MintKey(ctx context.Context, purpose string) (tsapi.AuthKey,
 	return key, nil
 }
 
+// SingleUseKeys reports whether a key minted here may be handed to a
+// runner's host (see controlplane.Provider).
+func (c Credential) SingleUseKeys() bool { return c.provider.SingleUseKeys() }
+
 // JoinOptions are how a node joins with key: at the control's join URL,
 // advertising the tags the control expects, accepting subnet routes.
 func (c Credential) JoinOptions(key tsapi.AuthKey, purpose string) tailnet.JoinOptions {

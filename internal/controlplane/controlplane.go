@@ -84,6 +84,11 @@ type Provider interface {
 	// MintingClient mints auth keys with the environment's stored
 	// credential (an OAuth client, or a headscale pre-auth key).
 	MintingClient(ctx context.Context, clientID, secret, tag string) tsapi.ControlPlane
+	// SingleUseKeys reports whether the stored credential mints a fresh
+	// single-use key per node (Tailscale's OAuth client) rather than being
+	// the key itself (headscale's reusable pre-auth key). Only a single-use
+	// key may leave the servers, for a runner's host to join with.
+	SingleUseKeys() bool
 	// JoinURL is where the environment's nodes join ("" is Tailscale's).
 	JoinURL() string
 	// JoinTags are the tags a joining node advertises.

@@ -67,6 +67,10 @@ func (p headscaleProvider) MintingClient(ctx context.Context, keyID, key, tag st
 	return hc
 }
 
+// SingleUseKeys: the stored pre-auth key is reusable; it never leaves the
+// servers.
+func (p headscaleProvider) SingleUseKeys() bool { return false }
+
 func (p headscaleProvider) JoinURL() string { return p.url }
 
 // JoinTags: headscale refuses tags advertised by a node joining with a

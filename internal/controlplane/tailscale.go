@@ -52,6 +52,8 @@ func (p tailscaleProvider) MintingClient(ctx context.Context, clientID, secret, 
 	return tsapi.NewWithOAuth(ctx, p.env.APIBaseURL, clientID, secret, []string{"auth_keys"})
 }
 
+func (p tailscaleProvider) SingleUseKeys() bool { return true }
+
 func (p tailscaleProvider) JoinURL() string { return p.env.ControlURL }
 
 // JoinTags: a node joining with an OAuth-minted key advertises the tag

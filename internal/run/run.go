@@ -102,6 +102,50 @@ type Options struct {
 	// NoLease exempts the run from heartbeats: it lives until ended or
 	// past its lifetime. For a run the server itself holds (the demo's).
 	NoLease bool
+	// Placement asks where the run's node and proxy live: PlacementServer
+	// (the default) or PlacementRunner, on the runner's host. A runner run
+	// on a control that cannot mint single-use keys (headscale) is placed
+	// on the server and reached through a relay (PlacementRelay).
+	Placement string
+}
+
+// Placements of a run.
+const (
+	// PlacementServer: the node and proxy live in this server; the proxy
+	// listens on its loopback.
+	PlacementServer = "server"
+	// PlacementRunner: the runner's host joins with a single-use key minted
+	// for this run (Info.Join) and runs the proxy itself.
+	PlacementRunner = "runner"
+	// PlacementRelay: the node and proxy live in this server, and the
+	// runner reaches the proxy through an authenticated relay (Info.Relay),
+	// because the control's stored credential is reusable and must never
+	// leave the servers.
+	PlacementRelay = "relay"
+)
+
+// JoinTicket is how a runner's host joins the tailnet for one run. It is
+// in the start answer only, to the principal that started the run; it is
+// never stored or logged.
+type JoinTicket struct {
+	ControlURL string    `json:"control_url,omitempty"`
+	AuthKey    string    `json:"auth_key"`
+	Hostname   string    `json:"hostname"`
+	Tags       []string  `json:"tags,omitempty"`
+	ExpiresAt  time.Time `json:"expires_at"`
+}
+
+// LogValue keeps the key out of logs.
+func (j JoinTicket) LogValue() slog.Value {
+	return slog.GroupValue(slog.String("hostname", j.Hostname), slog.String("auth_key", "[redacted]"))
+}
+
+// RelayTicket is how a runner reaches a relayed run's proxy: an upgraded
+// connection to Path with the token. Start answer only; only the token's
+// hash is kept.
+type RelayTicket struct {
+	Path  string `json:"path"`
+	Token string `json:"token"`
 }
 
 // Info describes a run; it holds no secret.
@@ -121,6 +165,14 @@ type Info struct {
 	WarmMS    float64        `json:"warm_ms,omitempty"`
 	Warm      []WarmResult   `json:"warm,omitempty"`
 	Events    []egress.Event `json:"events,omitempty"`
+	// Placement is where the node and proxy live (Placement*).
+	Placement string `json:"placement"`
+	// Targets are the environment's targets, host:port, for a runner that
+	// runs the proxy itself.
+	Targets []string `json:"targets,omitempty"`
+	// Join and Relay are set in the start answer of a runner run only.
+	Join  *JoinTicket  `json:"join,omitempty"`
+	Relay *RelayTicket `json:"relay,omitempty"`
 }
 
 // WarmResult is how warming the path to one target went.
@@ -138,7 +190,9 @@ type session struct {
 	proxy   *egress.Proxy
 	leaseTo time.Time
 	noLease bool
-	once    sync.Once
+	// relayHash is the SHA-256 of a relayed run's relay token.
+	relayHash []byte
+	once      sync.Once
 }
 
 func (m *Manager) logger() *slog.Logger {
@@ -172,21 +226,25 @@ type Error struct {
 func (e *Error) Error() string { return e.Message }
 func (e *Error) Unwrap() error { return e.Err }
 
-// Start joins a node for a new run of env and returns once its proxy
-// listens and the path to its targets is warm.
+// Start starts a run of env. On the server (the default), it returns once
+// the run's node has joined, the path to its targets is warm and its proxy
+// listens. On a runner, it returns the ticket the runner joins with.
 func (m *Manager) Start(ctx context.Context, orgID, env string, opts Options) (Info, error) {
 	log := m.logger().With("org", orgID, "env", env)
+	switch opts.Placement {
+	case "", PlacementServer, PlacementRunner:
+	default:
+		return Info{}, &Error{Code: errcode.BadInput, Message: fmt.Sprintf("placement %q: want server or runner", opts.Placement)}
+	}
 	cred, err := m.Connect.OpenCredential(ctx, orgID, env)
 	if err != nil {
 		return Info{}, err
 	}
-	targets := cred.Conn.Targets
 	lifetime := m.maxLifetime()
 	if opts.Lifetime > 0 && opts.Lifetime < lifetime {
 		lifetime = opts.Lifetime
 	}
-	start := time.Now()
-	rec, err := m.Store.CreateRun(ctx, orgID, store.Run{EnvID: cred.Env.ID, ExpiresAt: start.Add(lifetime)})
+	rec, err := m.Store.CreateRun(ctx, orgID, store.Run{EnvID: cred.Env.ID, ExpiresAt: time.Now().Add(lifetime)})
 	if err != nil {
 		return Info{}, &Error{Code: errcode.Internal, Message: "record run: " + err.Error(), Err: err}
 	}
@@ -195,35 +253,29 @@ func (m *Manager) Start(ctx context.Context, orgID, env string, opts Options) (I
 		log.Warn("run failed to start", "run", rec.ID, "err", e)
 		return Info{}, e
 	}
-	node, err := cred.Join(ctx, "run")
-	if err != nil {
-		return fail(err)
+	s := &session{orgID: orgID, noLease: opts.NoLease}
+	s.info = Info{ID: rec.ID, Env: env, StartedAt: rec.StartedAt, ExpiresAt: rec.ExpiresAt, Placement: PlacementServer}
+	for _, t := range cred.Conn.Targets {
+		s.info.Targets = append(s.info.Targets, t.String())
 	}
-	hostname := node.Hostname()
-	path := tailnetPath{node}
-	s := &session{orgID: orgID, node: node}
-	s.info = Info{ID: rec.ID, Env: env, Node: hostname, NodeIP: node.IPv4().String(), StartedAt: rec.StartedAt, ExpiresAt: rec.ExpiresAt, JoinMS: ms(node.JoinDuration())}
-
-	warmStart := time.Now()
-	s.info.Warm = warm(ctx, node, targets)
-	s.info.WarmMS = ms(time.Since(warmStart))
-
-	proxy, err := egress.New(egress.Options{Targets: targets, Resolver: path, Dialer: path, Logger: log.With("run", rec.ID)})
-	if err != nil {
-		node.Close()
-		return fail(&Error{Code: errcode.Internal, Message: "start proxy: " + err.Error(), Err: err})
+	var join *JoinTicket
+	var relay *RelayTicket
+	switch {
+	case opts.Placement == PlacementRunner && cred.SingleUseKeys():
+		if join, err = m.ticket(ctx, cred, s); err != nil {
+			return fail(err)
+		}
+	default:
+		if err := m.startHere(ctx, log, cred, s); err != nil {
+			return fail(err)
+		}
+		if opts.Placement == PlacementRunner {
+			relay = newRelay(s)
+		}
 	}
-	addr, err := proxy.Start()
-	if err != nil {
-		node.Close()
-		return fail(&Error{Code: errcode.Internal, Message: "start proxy: " + err.Error(), Err: err})
-	}
-	s.proxy = proxy
-	s.info.ProxyAddr = addr.String()
-	s.info.ProxyURL = "http://" + addr.String()
 	s.info.State = StateReady
-	s.leaseTo, s.noLease = time.Now().Add(m.lease()), opts.NoLease
-	if err := m.Store.UpdateRun(ctx, orgID, rec.ID, StateReady, hostname, "", s.info.ProxyAddr); err != nil {
+	s.leaseTo = time.Now().Add(m.lease())
+	if err := m.Store.UpdateRun(ctx, orgID, rec.ID, StateReady, s.info.Node, "", s.info.ProxyAddr); err != nil {
 		m.stop(s)
 		return fail(&Error{Code: errcode.Internal, Message: "record run: " + err.Error(), Err: err})
 	}
@@ -233,8 +285,44 @@ func (m *Manager) Start(ctx context.Context, orgID, env string, opts Options) (I
 	}
 	m.runs[rec.ID] = s
 	m.mu.Unlock()
-	log.Info("run ready", "run", rec.ID, "node", hostname, "proxy", s.info.ProxyAddr, "join_ms", s.info.JoinMS, "warm_ms", s.info.WarmMS)
-	return s.info, nil
+	log.Info("run ready", "run", rec.ID, "placement", s.info.Placement, "node", s.info.Node, "proxy", s.info.ProxyAddr,
+		"join_ms", s.info.JoinMS, "warm_ms", s.info.WarmMS)
+	info := s.info
+	info.Join, info.Relay = join, relay
+	return info, nil
+}
+
+// ticket mints the single-use key a runner's host joins with for s.
+func (m *Manager) ticket(ctx context.Context, cred connect.Credential, s *session) (*JoinTicket, error) {
+	key, err := cred.MintKey(ctx, "run")
+	if err != nil {
+		return nil, err
+	}
+	o := cred.JoinOptions(key, "run")
+	s.info.Placement, s.info.Node = PlacementRunner, o.Hostname
+	return &JoinTicket{ControlURL: o.ControlURL, AuthKey: key.Key, Hostname: o.Hostname, Tags: o.Tags, ExpiresAt: key.Expires}, nil
+}
+
+// startHere joins s's node in this process, warms its paths and starts its
+// proxy.
+func (m *Manager) startHere(ctx context.Context, log *slog.Logger, cred connect.Credential, s *session) error {
+	node, err := cred.Join(ctx, "run")
+	if err != nil {
+		return err
+	}
+	s.node = node
+	s.info.Node, s.info.NodeIP, s.info.JoinMS = node.Hostname(), node.IPv4().String(), ms(node.JoinDuration())
+	l, err := StartLocal(ctx, node, cred.Conn.Targets, log.With("run", s.info.ID))
+	if err != nil {
+		node.Close()
+		return err
+	}
+	proxy, addr := l.Proxy, l.Addr
+	s.info.Warm, s.info.WarmMS = l.Warm, l.WarmMS
+	s.proxy = proxy
+	s.info.ProxyAddr = addr.String()
+	s.info.ProxyURL = "http://" + addr.String()
+	return nil
 }
 
 // Get returns a run of orgID's, open or ended.
@@ -244,7 +332,7 @@ func (m *Manager) Get(ctx context.Context, orgID, id string) (Info, error) {
 	m.mu.Unlock()
 	if s != nil && s.orgID == orgID {
 		info := s.info
-		info.Events = s.proxy.Events()
+		info.Events = s.events()
 		return info, nil
 	}
 	r, err := m.Store.GetRun(ctx, orgID, id)
@@ -295,7 +383,7 @@ func (m *Manager) End(ctx context.Context, orgID, id, reason string) (Info, erro
 	}
 	m.logger().Info("run ended", "run", id, "env", s.info.Env, "reason", reason)
 	info := s.info
-	info.Events = s.proxy.Events()
+	info.Events = s.events()
 	now := time.Now().UTC()
 	info.State, info.EndedAt, info.EndReason = StateEnded, &now, reason
 	return info, nil
@@ -307,8 +395,19 @@ func (m *Manager) stop(s *session) {
 			s.proxy.Close()
 		}
 		// Logging out removes the ephemeral node from the tailnet at once.
-		s.node.Close()
+		// A runner's node is the runner's to close.
+		if s.node != nil {
+			s.node.Close()
+		}
 	})
+}
+
+// events are the proxy's events, when the proxy is this server's.
+func (s *session) events() []egress.Event {
+	if s.proxy == nil {
+		return nil
+	}
+	return s.proxy.Events()
 }
 
 // Sweep ends runs past their lifetime or lease every interval until ctx is
@@ -389,6 +488,33 @@ func (m *Manager) Open() int {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	return len(m.runs)
+}
+
+// Local is a run's node's proxy on the host the node joined from.
+type Local struct {
+	Proxy  *egress.Proxy
+	Addr   netip.AddrPort
+	Warm   []WarmResult
+	WarmMS float64
+}
+
+// StartLocal warms node's paths to targets and starts the run's proxy in
+// front of it, on this host's loopback. The run manager does it for runs
+// on the server; package runner for runs on a runner's host.
+func StartLocal(ctx context.Context, node *tailnet.Node, targets []target.Target, log *slog.Logger) (Local, error) {
+	start := time.Now()
+	l := Local{Warm: warm(ctx, node, targets)}
+	l.WarmMS = ms(time.Since(start))
+	path := tailnetPath{node}
+	proxy, err := egress.New(egress.Options{Targets: targets, Resolver: path, Dialer: path, Logger: log})
+	if err != nil {
+		return Local{}, &Error{Code: errcode.Internal, Message: "start proxy: " + err.Error(), Err: err}
+	}
+	if l.Addr, err = proxy.Start(); err != nil {
+		return Local{}, &Error{Code: errcode.Internal, Message: "start proxy: " + err.Error(), Err: err}
+	}
+	l.Proxy = proxy
+	return l, nil
 }
 
 // warm makes the node's first real connection to each target fast: the
