@@ -6,6 +6,8 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/tailgate-dev/tailgate/internal/pipe"
+
 	"github.com/tailgate-dev/tailgate/internal/errcode"
 	"github.com/tailgate-dev/tailgate/internal/store"
 )
@@ -53,19 +55,6 @@ func (s *server) relayRun(w http.ResponseWriter, r *http.Request, p store.Princi
 		b, _ := rw.Reader.Peek(n)
 		proxy.Write(b)
 	}
-	done := make(chan struct{}, 2)
-	cp := func(dst, src net.Conn) {
-		io.Copy(dst, src)
-		if c, ok := dst.(interface{ CloseWrite() error }); ok {
-			c.CloseWrite()
-		}
-		done <- struct{}{}
-	}
-	go cp(proxy, conn)
-	go cp(conn, proxy)
-	<-done
-	<-done
-	conn.Close()
-	proxy.Close()
+	pipe.Join(conn, proxy)
 	return nil
 }

@@ -11,6 +11,8 @@ import (
 	"strings"
 	"syscall"
 
+	"github.com/tailgate-dev/tailgate/internal/pipe"
+
 	"golang.org/x/sys/unix"
 )
 
@@ -136,7 +138,7 @@ func serveForward(ln net.Listener, sock string) {
 				in.Close()
 				return
 			}
-			pipe(in, out)
+			pipe.Join(in, out)
 		}()
 	}
 }

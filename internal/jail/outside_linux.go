@@ -3,7 +3,6 @@ package jail
 import (
 	"errors"
 	"fmt"
-	"io"
 	"net"
 	"net/netip"
 	"os"
@@ -14,6 +13,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/tailgate-dev/tailgate/internal/pipe"
 )
 
 // Environment variables the keeper reads; they never reach the command.
@@ -138,7 +139,7 @@ func (j *Jail) relay(ln net.Listener, target string) {
 			if !j.track(in, out) {
 				return
 			}
-			pipe(in, out)
+			pipe.Join(in, out)
 			j.untrack(in, out)
 		}()
 	}
@@ -165,27 +166,6 @@ func (j *Jail) untrack(cs ...net.Conn) {
 	for _, c := range cs {
 		delete(j.conns, c)
 	}
-}
-
-// pipe copies both ways until both directions are done, passing on each
-// half-close, then closes both.
-func pipe(a, b net.Conn) {
-	done := make(chan struct{}, 2)
-	cp := func(dst, src net.Conn) {
-		io.Copy(dst, src)
-		if cw, ok := dst.(interface{ CloseWrite() error }); ok {
-			cw.CloseWrite()
-		} else {
-			dst.Close()
-		}
-		done <- struct{}{}
-	}
-	go cp(a, b)
-	go cp(b, a)
-	<-done
-	<-done
-	a.Close()
-	b.Close()
 }
 
 // Wrap rewrites cmd to start inside the jail; with the jail off it leaves

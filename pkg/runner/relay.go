@@ -12,6 +12,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/tailgate-dev/tailgate/internal/pipe"
+
 	"github.com/tailgate-dev/tailgate/internal/api"
 	"github.com/tailgate-dev/tailgate/internal/run"
 )
@@ -55,7 +57,7 @@ func (r *Run) startRelay(t *run.RelayTicket) error {
 					return
 				}
 				rl.track(in, out)
-				pipe(in, out)
+				pipe.Join(in, out)
 				rl.untrack(in, out)
 			}()
 		}
@@ -144,22 +146,4 @@ func (rl *relay) close() {
 	}
 	rl.mu.Unlock()
 	rl.wg.Wait()
-}
-
-// pipe copies both ways, passing on half-closes, then closes both.
-func pipe(a, b net.Conn) {
-	done := make(chan struct{}, 2)
-	cp := func(dst, src net.Conn) {
-		io.Copy(dst, src)
-		if cw, ok := dst.(interface{ CloseWrite() error }); ok {
-			cw.CloseWrite()
-		}
-		done <- struct{}{}
-	}
-	go cp(a, b)
-	go cp(b, a)
-	<-done
-	<-done
-	a.Close()
-	b.Close()
 }
