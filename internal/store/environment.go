@@ -91,7 +91,17 @@ func (s *Store) getEnv(ctx context.Context, q string, args ...any) (Environment,
 // ErrConflict: disconnect first, so the policy entries and the OAuth client
 // are removed from the tailnet before their record is lost.
 func (s *Store) DeleteEnvironment(ctx context.Context, orgID, envID string) error {
-	return s.tx(ctx, func(tx *sql.Tx) error {
+	return s.tx(ctx, func(tx queries) error {
+		// Lock the environment first, so no connection can be put between
+		// the check and the delete (which would cascade to it).
+		var id string
+		err := tx.QueryRowContext(ctx, `SELECT id FROM environments WHERE id = ? AND org_id = ?`+s.engine.forUpdate(), envID, orgID).Scan(&id)
+		if errors.Is(err, sql.ErrNoRows) {
+			return fmt.Errorf("store: environment: %w", ErrNotFound)
+		}
+		if err != nil {
+			return fmt.Errorf("store: delete environment: %w", err)
+		}
 		var connected int
 		if err := tx.QueryRowContext(ctx, `SELECT COUNT(*) FROM connections WHERE env_id = ? AND org_id = ?`, envID, orgID).Scan(&connected); err != nil {
 			return fmt.Errorf("store: delete environment: %w", err)
@@ -187,7 +197,7 @@ func (s *Store) PutConnection(ctx context.Context, orgID string, c Connection) (
 		detail = c.Detail
 	}
 	now := s.now().Truncate(time.Millisecond)
-	err := s.tx(ctx, func(tx *sql.Tx) error {
+	err := s.tx(ctx, func(tx queries) error {
 		res, err := tx.ExecContext(ctx, `INSERT INTO connections (env_id, org_id, state, tag, cidrs, warnings, targets, detail,
 				control_type, control_url, oauth_client_id, secret_key_id, secret_nonce, secret_ciphertext, created_at, updated_at)
 			SELECT id, org_id, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ? FROM environments WHERE id = ? AND org_id = ?

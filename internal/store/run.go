@@ -40,17 +40,17 @@ func (s *Store) AddVerification(ctx context.Context, orgID string, v Verificatio
 	if v.OK {
 		state = StateVerified
 	}
-	err := s.tx(ctx, func(tx *sql.Tx) error {
-		res, err := tx.ExecContext(ctx, `INSERT INTO verifications (env_id, org_id, at, ok, results)
-			SELECT id, org_id, ?, ?, ? FROM environments WHERE id = ? AND org_id = ?`,
-			ms(v.At), v.OK, string(results), v.EnvID, orgID)
+	err := s.tx(ctx, func(tx queries) error {
+		err := tx.QueryRowContext(ctx, `INSERT INTO verifications (env_id, org_id, at, ok, results)
+			SELECT id, org_id, ?, ?, ? FROM environments WHERE id = ? AND org_id = ?
+			RETURNING id`,
+			ms(v.At), v.OK, string(results), v.EnvID, orgID).Scan(&v.ID)
+		if errors.Is(err, sql.ErrNoRows) {
+			return fmt.Errorf("store: environment: %w", ErrNotFound)
+		}
 		if err != nil {
 			return fmt.Errorf("store: add verification: %w", err)
 		}
-		if n, _ := res.RowsAffected(); n == 0 {
-			return fmt.Errorf("store: environment: %w", ErrNotFound)
-		}
-		v.ID, _ = res.LastInsertId()
 		_, err = tx.ExecContext(ctx, `UPDATE connections SET state = ?, updated_at = ? WHERE env_id = ? AND org_id = ?`,
 			string(state), ms(s.now()), v.EnvID, orgID)
 		return err

@@ -4,13 +4,23 @@
 //
 // # Overview
 //
-// The embedded default is one SQLite file (modernc.org/sqlite, pure Go, no
-// cgo) in WAL mode with foreign keys on and a busy timeout, so one process
-// can serve many concurrent requests. The schema is a numbered list of SQL
-// migrations embedded in the binary (migrations/NNNN_name.sql), each
-// applied once, in order, inside a transaction, and recorded in the
-// schema_version table; [Open] applies whatever is missing and refuses a
-// database written by a newer tailgate.
+// Two engines, one implementation over database/sql. The embedded default
+// is one SQLite file (modernc.org/sqlite, pure Go, no cgo) in WAL mode
+// with foreign keys on and a busy timeout, so one process can serve many
+// concurrent requests. A postgres:// URL selects PostgreSQL (pgx), which
+// several tailgate processes can share. The queries are written once with
+// ? placeholders and rebound to $1, $2... for PostgreSQL.
+//
+// The schema is a numbered list of SQL migrations embedded in the binary
+// (migrations/NNNN_name.sql, in SQLite's dialect or portable SQL), each
+// applied once, in order, and recorded in the schema_version table; a
+// migration whose SQL cannot be portable has a PostgreSQL variant of the
+// same name in migrations/postgres/. [Open] applies whatever is missing
+// and refuses a database written by a newer tailgate. On SQLite each
+// migration is a transaction of its own; on PostgreSQL all the missing
+// ones are one transaction holding an advisory lock, so processes that
+// start together on one database apply each migration exactly once (the
+// others wait, then find nothing to do).
 //
 // Tenancy: every method that touches an environment or what hangs off it
 // takes the caller's org id and puts it in the query's WHERE clause. Asking
@@ -26,7 +36,7 @@
 //
 // # Usage
 //
-//	st, err := store.Open(ctx, "/var/lib/tailgate/tailgate.db")
+//	st, err := store.Open(ctx, "/var/lib/tailgate/tailgate.db") // or "postgres://tailgate@db.internal/tailgate"
 //	defer st.Close()
 //	org, _ := st.CreateOrg(ctx, "Acme")
 //	token, _, _ := st.CreateAPIToken(ctx, org.ID, "ci", store.RoleAdmin) // show once
@@ -53,9 +63,6 @@ import (
 	"strconv"
 	"strings"
 	"time"
-
-	"modernc.org/sqlite"
-	sqlite3 "modernc.org/sqlite/lib"
 )
 
 var (
@@ -68,13 +75,15 @@ var (
 	ErrUnauthenticated = errors.New("unauthenticated")
 )
 
-//go:embed migrations/*.sql
+//go:embed migrations/*.sql migrations/postgres/*.sql
 var migrationFiles embed.FS
 
 // Store is the state database. It is safe for concurrent use.
 type Store struct {
-	db  *sql.DB
-	now func() time.Time
+	sqlDB  *sql.DB
+	db     queries // sqlDB, rebinding placeholders for the engine
+	engine engine
+	now    func() time.Time
 }
 
 // busyTimeout is how long a writer waits for another's transaction before
@@ -82,11 +91,48 @@ type Store struct {
 // bursts of concurrent writes.
 const busyTimeout = 10 * time.Second
 
-// Open opens (creating if needed, with mode 0600) the SQLite database at
-// path and brings its schema up to date. Opening an up-to-date database
-// changes nothing, so Open is safe to call on every start, also from
-// several processes at once.
-func Open(ctx context.Context, path string) (*Store, error) {
+// Open opens the database dsn names and brings its schema up to date.
+// dsn is either a PostgreSQL URL (postgres://user@host:port/db?..., as
+// pgx reads it, so PGPASSWORD and a pgpass file work too) or the path of
+// a SQLite file, created with mode 0600 if missing. Opening an up-to-date
+// database changes nothing, so Open is safe to call on every start, also
+// from several processes at once.
+func Open(ctx context.Context, dsn string) (*Store, error) {
+	if IsPostgres(dsn) {
+		return openPostgres(ctx, dsn)
+	}
+	return openSQLite(ctx, dsn)
+}
+
+// Connection pool of a PostgreSQL store. Each tailgate process keeps at
+// most this many connections: several replicas stay well inside
+// PostgreSQL's default max_connections (100).
+const (
+	pgMaxConns     = 16
+	pgConnIdleTime = 5 * time.Minute
+)
+
+func openPostgres(ctx context.Context, dsn string) (*Store, error) {
+	db, err := sql.Open("pgx", dsn)
+	if err != nil {
+		return nil, fmt.Errorf("store: open %s: %w", RedactDSN(dsn), err)
+	}
+	db.SetMaxOpenConns(pgMaxConns)
+	db.SetMaxIdleConns(pgMaxConns)
+	db.SetConnMaxIdleTime(pgConnIdleTime)
+	s := newStore(db, enginePostgres)
+	if err := s.migrate(ctx); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("store: migrate %s: %w", RedactDSN(dsn), err)
+	}
+	return s, nil
+}
+
+func newStore(db *sql.DB, e engine) *Store {
+	return &Store{sqlDB: db, db: queries{db, e}, engine: e, now: func() time.Time { return time.Now().UTC() }}
+}
+
+func openSQLite(ctx context.Context, path string) (*Store, error) {
 	if path == "" {
 		return nil, errors.New("store: empty database path")
 	}
@@ -115,7 +161,7 @@ func Open(ctx context.Context, path string) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("store: open %s: %w", path, err)
 	}
-	s := &Store{db: db, now: func() time.Time { return time.Now().UTC() }}
+	s := newStore(db, engineSQLite)
 	// Switching a new file to WAL, and the first migration, take locks
 	// that SQLite does not always wait for (it answers SQLITE_BUSY at
 	// once when waiting could deadlock), so when several processes start
@@ -141,19 +187,8 @@ func Open(ctx context.Context, path string) (*Store, error) {
 	return s, nil
 }
 
-// isBusy reports whether err is SQLite's "database is locked" (or a
-// related locking code).
-func isBusy(err error) bool {
-	var se *sqlite.Error
-	if errors.As(err, &se) {
-		code := se.Code() & 0xff
-		return code == sqlite3.SQLITE_BUSY || code == sqlite3.SQLITE_LOCKED
-	}
-	return false
-}
-
 // Close closes the database.
-func (s *Store) Close() error { return s.db.Close() }
+func (s *Store) Close() error { return s.sqlDB.Close() }
 
 type migration struct {
 	version int
@@ -161,25 +196,62 @@ type migration struct {
 	sql     string
 }
 
-func migrations() ([]migration, error) {
-	entries, err := fs.ReadDir(migrationFiles, "migrations")
+// migrations lists the schema's migrations for engine e, in order: the
+// shared files, each replaced by its variant in migrations/postgres/ on
+// PostgreSQL when there is one.
+func migrations(e engine) ([]migration, error) {
+	shared, err := readMigrations("migrations")
+	if err != nil {
+		return nil, err
+	}
+	variants, err := readMigrations("migrations/postgres")
+	if err != nil {
+		return nil, err
+	}
+	byName := map[string]migration{}
+	for _, m := range shared {
+		byName[m.name] = m
+	}
+	for _, v := range variants {
+		if _, ok := byName[v.name]; !ok {
+			return nil, fmt.Errorf("migrations/postgres/%s has no migrations/%s: a variant must replace a shared migration of the same name", v.name, v.name)
+		}
+		if e == enginePostgres {
+			byName[v.name] = v
+		}
+	}
+	out := make([]migration, 0, len(shared))
+	for _, m := range shared {
+		out = append(out, byName[m.name])
+	}
+	return out, nil
+}
+
+func readMigrations(dir string) ([]migration, error) {
+	entries, err := fs.ReadDir(migrationFiles, dir)
 	if err != nil {
 		return nil, err
 	}
 	var out []migration
 	for _, e := range entries {
+		if e.IsDir() {
+			continue
+		}
 		num, _, ok := strings.Cut(e.Name(), "_")
 		v, err := strconv.Atoi(num)
 		if !ok || err != nil || !strings.HasSuffix(e.Name(), ".sql") {
-			return nil, fmt.Errorf("migration file %q is not named NNNN_name.sql", e.Name())
+			return nil, fmt.Errorf("migration file %s/%s is not named NNNN_name.sql", dir, e.Name())
 		}
-		b, err := migrationFiles.ReadFile("migrations/" + e.Name())
+		b, err := migrationFiles.ReadFile(dir + "/" + e.Name())
 		if err != nil {
 			return nil, err
 		}
 		out = append(out, migration{version: v, name: e.Name(), sql: string(b)})
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].version < out[j].version })
+	if dir != "migrations" {
+		return out, nil // variants: a subset, checked against the shared list
+	}
 	for i, m := range out {
 		if m.version != i+1 {
 			return nil, fmt.Errorf("migrations must be numbered 1, 2, 3...; %s is number %d", m.name, i+1)
@@ -190,26 +262,48 @@ func migrations() ([]migration, error) {
 
 // SchemaVersion is the highest migration this binary knows.
 func SchemaVersion() int {
-	ms, err := migrations()
+	ms, err := migrations(engineSQLite)
 	if err != nil || len(ms) == 0 {
 		return 0
 	}
 	return ms[len(ms)-1].version
 }
 
+// migrationLock is the PostgreSQL advisory lock key that serialises
+// migrations across processes: "tailgate" in ASCII.
+const migrationLock int64 = 0x7461696c67617465
+
 func (s *Store) migrate(ctx context.Context) error {
-	ms, err := migrations()
+	ms, err := migrations(s.engine)
 	if err != nil {
 		return err
 	}
-	if _, err := s.db.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS schema_version (
+	if s.engine == enginePostgres {
+		// One transaction for all (PostgreSQL's DDL is transactional),
+		// holding the advisory lock until it commits or rolls back, also
+		// when this process dies: whoever comes second waits, then sees
+		// the schema up to date.
+		return s.tx(ctx, func(tx queries) error {
+			if _, err := tx.ExecContext(ctx, `SELECT pg_advisory_xact_lock(?)`, migrationLock); err != nil {
+				return fmt.Errorf("take the migration lock: %w", err)
+			}
+			return s.applyMigrations(ctx, tx, ms, func(f func(queries) error) error { return f(tx) })
+		})
+	}
+	return s.applyMigrations(ctx, s.db, ms, func(f func(queries) error) error { return s.tx(ctx, f) })
+}
+
+// applyMigrations applies the migrations q's database lacks, each through
+// inTx.
+func (s *Store) applyMigrations(ctx context.Context, q queries, ms []migration, inTx func(func(queries) error) error) error {
+	if _, err := q.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS schema_version (
 		version    INTEGER PRIMARY KEY,
 		name       TEXT NOT NULL,
-		applied_at INTEGER NOT NULL)`); err != nil {
+		applied_at BIGINT NOT NULL)`); err != nil {
 		return err
 	}
 	var have int
-	if err := s.db.QueryRowContext(ctx, `SELECT COALESCE(MAX(version), 0) FROM schema_version`).Scan(&have); err != nil {
+	if err := q.QueryRowContext(ctx, `SELECT COALESCE(MAX(version), 0) FROM schema_version`).Scan(&have); err != nil {
 		return err
 	}
 	if have > len(ms) {
@@ -219,7 +313,7 @@ func (s *Store) migrate(ctx context.Context) error {
 		if m.version <= have {
 			continue
 		}
-		err := s.tx(ctx, func(tx *sql.Tx) error {
+		err := inTx(func(tx queries) error {
 			// Another process may have applied it since we looked.
 			var n int
 			if err := tx.QueryRowContext(ctx, `SELECT COUNT(*) FROM schema_version WHERE version = ?`, m.version).Scan(&n); err != nil {
@@ -243,12 +337,12 @@ func (s *Store) migrate(ctx context.Context) error {
 }
 
 // tx runs f in a write transaction, committing if it returns nil.
-func (s *Store) tx(ctx context.Context, f func(*sql.Tx) error) error {
-	tx, err := s.db.BeginTx(ctx, nil)
+func (s *Store) tx(ctx context.Context, f func(queries) error) error {
+	tx, err := s.sqlDB.BeginTx(ctx, nil)
 	if err != nil {
 		return err
 	}
-	if err := f(tx); err != nil {
+	if err := f(queries{tx, s.engine}); err != nil {
 		tx.Rollback()
 		return err
 	}
@@ -269,15 +363,6 @@ func randomText(n int) string {
 		panic("store: crypto/rand failed: " + err.Error())
 	}
 	return b32.EncodeToString(b)
-}
-
-// isUnique reports whether err is a UNIQUE or PRIMARY KEY violation.
-func isUnique(err error) bool {
-	var se *sqlite.Error
-	if errors.As(err, &se) {
-		return se.Code() == sqlite3.SQLITE_CONSTRAINT_UNIQUE || se.Code() == sqlite3.SQLITE_CONSTRAINT_PRIMARYKEY
-	}
-	return false
 }
 
 func ms(t time.Time) int64 { return t.UTC().UnixMilli() }
