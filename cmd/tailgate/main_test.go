@@ -11,6 +11,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/tailgate-dev/tailgate/internal/pgtest"
 )
 
 // TestMain lets tests run the tailgate binary as a subprocess without a
@@ -20,7 +22,7 @@ func TestMain(m *testing.M) {
 		main()
 		return
 	}
-	os.Exit(m.Run())
+	os.Exit(pgtest.Main(m))
 }
 
 // subprocess is a running tailgate command whose output is collected.

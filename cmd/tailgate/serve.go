@@ -22,7 +22,7 @@ import (
 func init() {
 	register(command{
 		name:    "serve",
-		summary: "run the tailgate API server (SQLite state, vault key, REST API under /v1)",
+		summary: "run the tailgate API server (SQLite or PostgreSQL state, vault key, REST API under /v1)",
 		run:     runServe,
 	})
 }
@@ -37,6 +37,9 @@ const (
 	defaultControlURL   = "https://controlplane.tailscale.com"
 )
 
+// dbFlagUsage describes --db (serve, token create).
+const dbFlagUsage = "state database: a SQLite file `path`, or a PostgreSQL URL postgres://user@host:port/db?sslmode=... (password best in PGPASSWORD or a pgpass file) (env TAILGATE_DB)"
+
 // envOr returns the environment variable name, or def when it is unset.
 func envOr(name, def string) string {
 	if v, ok := os.LookupEnv(name); ok && v != "" {
@@ -47,7 +50,7 @@ func envOr(name, def string) string {
 
 func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := newFlagSet("serve", stderr)
-	dbPath := fs.String("db", envOr("TAILGATE_DB", defaultDB), "SQLite database `path` (env TAILGATE_DB)")
+	dbPath := fs.String("db", envOr("TAILGATE_DB", defaultDB), dbFlagUsage)
 	keyFile := fs.String("key-file", envOr("TAILGATE_KEY_FILE", defaultKeyFile), "vault key `file`, created with mode 0600 on first start (env TAILGATE_KEY_FILE)")
 	keyEnv := fs.String("key-env", envOr("TAILGATE_KEY_ENV", ""), "read the vault keys from this environment variable `NAME` instead of a key file (base64, comma separated, active first)")
 	listen := fs.String("listen", envOr("TAILGATE_LISTEN", defaultListen), "`address` to serve the API on (env TAILGATE_LISTEN)")
@@ -133,7 +136,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w", *listen, err)
 	}
-	log.Info("tailgate serving", "addr", ln.Addr().String(), "db", *dbPath, "tailscale_api", *tsAPI, "control_url", *controlURL, "vault_key", keyring.ActiveKeyID(),
+	log.Info("tailgate serving", "addr", ln.Addr().String(), "db", store.RedactDSN(*dbPath), "tailscale_api", *tsAPI, "control_url", *controlURL, "vault_key", keyring.ActiveKeyID(),
 		"run_max_lifetime", runMaxLifetime.String(), "run_lease", runLease.String(), "outbound_allow", *outAllow, "outbound_deny", *outDeny)
 	fmt.Fprintf(stdout, "tailgate API listening on http://%s\n", ln.Addr())
 	fmt.Fprintf(stdout, "web console on http://%s/console/ (sign in with an API token)\n", ln.Addr())
@@ -203,6 +206,10 @@ func bootstrap(ctx context.Context, st *store.Store, dbPath string, stdout io.Wr
 	fmt.Fprintf(stdout, "    %s\n\n", token)
 	fmt.Fprintln(stdout, "Save this token now: it is shown only once (tailgate keeps only its hash).")
 	fmt.Fprintln(stdout, "Use it as TAILGATE_TOKEN for \"tailgate env\", or as \"Authorization: Bearer <token>\".")
-	fmt.Fprintf(stdout, "More tokens: tailgate token create --db %s --org default --role runner --name ci\n\n", dbPath)
+	db := dbPath
+	if store.IsPostgres(dbPath) {
+		db = "'" + store.RedactDSN(dbPath) + "'"
+	}
+	fmt.Fprintf(stdout, "More tokens: tailgate token create --db %s --org default --role runner --name ci\n\n", db)
 	return nil
 }

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"io"
 	"net/http"
+	"net/url"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -13,14 +14,33 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tailgate-dev/tailgate/internal/pgtest"
 	"github.com/tailgate-dev/tailgate/internal/sandbox"
 )
 
 var tokenLine = regexp.MustCompile(`tg_[a-z2-7]{52}`)
 
 func TestServeFirstStartPrintsAnAdminTokenOnceAndStopsOnSIGTERM(t *testing.T) {
+	t.Run("sqlite", func(t *testing.T) {
+		testServeFirstStart(t, filepath.Join(t.TempDir(), "tailgate.db"))
+	})
+	t.Run("postgres", func(t *testing.T) {
+		// The test cluster trusts loopback, so any password will do: it
+		// must never be printed or logged.
+		u, err := url.Parse(pgtest.NewDatabase(t))
+		if err != nil {
+			t.Fatal(err)
+		}
+		u.User = url.UserPassword(pgtest.Role, dbPassword)
+		testServeFirstStart(t, u.String())
+	})
+}
+
+const dbPassword = "db-password-never-shown"
+
+func testServeFirstStart(t *testing.T, db string) {
 	dir := t.TempDir()
-	db, key := filepath.Join(dir, "tailgate.db"), filepath.Join(dir, "tailgate.key")
+	key := filepath.Join(dir, "tailgate.key")
 	args := []string{"serve", "--db", db, "--key-file", key, "--listen", "127.0.0.1:0", "--log-format", "json",
 		// Nothing here reaches Tailscale; the URLs only have to be valid.
 		"--tailscale-api", "http://127.0.0.1:9", "--control-url", "http://127.0.0.1:9"}
@@ -84,6 +104,9 @@ func TestServeFirstStartPrintsAnAdminTokenOnceAndStopsOnSIGTERM(t *testing.T) {
 	}
 	if strings.Count(p.output(), admin) != 1 {
 		t.Errorf("the admin token appears %d times in the output (once expected)", strings.Count(p.output(), admin))
+	}
+	if strings.Contains(p.output()+tc.output(), dbPassword) {
+		t.Errorf("the database password is in the output:\n%s", p.output())
 	}
 
 	// The second start finds the org and prints no token.

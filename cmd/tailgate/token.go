@@ -20,10 +20,10 @@ func init() {
 
 func runToken(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if len(args) == 0 || args[0] != "create" {
-		return usageError{"usage: tailgate token create --db PATH --org NAME --role admin|runner --name NAME"}
+		return usageError{"usage: tailgate token create --db PATH|URL --org NAME --role admin|runner --name NAME"}
 	}
 	fs := newFlagSet("token create", stderr)
-	dbPath := fs.String("db", envOr("TAILGATE_DB", defaultDB), "SQLite database `path` (env TAILGATE_DB)")
+	dbPath := fs.String("db", envOr("TAILGATE_DB", defaultDB), dbFlagUsage)
 	orgName := fs.String("org", "default", "the org, by `name` or id")
 	role := fs.String("role", "", "admin or runner")
 	name := fs.String("name", "", "what the token is for, e.g. ci")
@@ -39,7 +39,7 @@ func runToken(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if strings.TrimSpace(*name) == "" {
 		return usageError{"--name is required (what the token is for, e.g. ci)"}
 	}
-	if _, err := os.Stat(*dbPath); err != nil {
+	if _, err := os.Stat(*dbPath); err != nil && !store.IsPostgres(*dbPath) {
 		return fmt.Errorf("database %s: %w (run tailgate serve once, or pass --db)", *dbPath, err)
 	}
 	st, err := store.Open(ctx, *dbPath)
