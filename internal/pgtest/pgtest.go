@@ -108,7 +108,10 @@ func isExec(p string) bool {
 }
 
 // Start initialises and starts a cluster. Stop it with [Cluster.Stop].
-func Start(ctx context.Context) (*Cluster, error) {
+// settings ("name=value") override the server's configuration, which by
+// default trades durability for speed (fsync, synchronous_commit and
+// full_page_writes off); a benchmark wants them on.
+func Start(ctx context.Context, settings ...string) (*Cluster, error) {
 	bin, err := Bin()
 	if err != nil {
 		return nil, err
@@ -134,7 +137,7 @@ func Start(ctx context.Context) (*Cluster, error) {
 	// The free port is found by binding and letting go of it; another
 	// process may take it in between, so try a few.
 	for attempt := 0; ; attempt++ {
-		err = c.startServer(ctx, cred)
+		err = c.startServer(ctx, cred, settings)
 		if err == nil || attempt == 4 || ctx.Err() != nil {
 			break
 		}
@@ -181,7 +184,7 @@ func freePort() (int, error) {
 	return ln.Addr().(*net.TCPAddr).Port, nil
 }
 
-func (c *Cluster) startServer(ctx context.Context, cred *syscall.Credential) error {
+func (c *Cluster) startServer(ctx context.Context, cred *syscall.Credential, settings []string) error {
 	port, err := freePort()
 	if err != nil {
 		return err
@@ -193,12 +196,15 @@ func (c *Cluster) startServer(ctx context.Context, cred *syscall.Credential) err
 	defer logFile.Close()
 	// Durability is worthless in a throwaway cluster: no fsync, no full
 	// page writes. Small buffers: the machine is shared.
-	cmd := exec.Command(filepath.Join(c.bin, "postgres"), "-D", filepath.Join(c.Dir, "data"),
-		"-p", strconv.Itoa(port), "-k", c.Dir,
+	args := []string{"-D", filepath.Join(c.Dir, "data"), "-p", strconv.Itoa(port), "-k", c.Dir,
 		"-c", "listen_addresses=127.0.0.1",
 		"-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off",
 		"-c", "shared_buffers=32MB", "-c", "max_connections=200",
-		"-c", "logging_collector=off")
+		"-c", "logging_collector=off"}
+	for _, kv := range settings {
+		args = append(args, "-c", kv) // the last -c of a name wins
+	}
+	cmd := exec.Command(filepath.Join(c.bin, "postgres"), args...)
 	cmd.Dir = c.Dir
 	cmd.Stdout, cmd.Stderr = logFile, logFile
 	// If the test binary dies (a panic, go test's timeout) the server gets
