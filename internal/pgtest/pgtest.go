@@ -79,19 +79,23 @@ type Cluster struct {
 	seq   atomic.Int64
 }
 
-// Bin finds the directory of the PostgreSQL server binaries: on PATH, or
-// the newest /usr/lib/postgresql/VERSION/bin.
+// debianBinGlob is where Debian's postgresql package puts the server.
+var debianBinGlob = "/usr/lib/postgresql/*/bin"
+
+// Bin finds the directory of the PostgreSQL server binaries: the newest
+// /usr/lib/postgresql/VERSION/bin (Debian), else initdb and postgres on
+// PATH.
 func Bin() (string, error) {
-	if p, err := exec.LookPath("initdb"); err == nil {
-		if _, err := exec.LookPath("postgres"); err == nil {
-			return filepath.Dir(p), nil
-		}
-	}
-	dirs, _ := filepath.Glob("/usr/lib/postgresql/*/bin")
+	dirs, _ := filepath.Glob(debianBinGlob)
 	sort.Slice(dirs, func(i, j int) bool { return majorOf(dirs[i]) > majorOf(dirs[j]) })
 	for _, d := range dirs {
 		if isExec(filepath.Join(d, "initdb")) && isExec(filepath.Join(d, "postgres")) {
 			return d, nil
+		}
+	}
+	if p, err := exec.LookPath("initdb"); err == nil {
+		if q, err := exec.LookPath("postgres"); err == nil && filepath.Dir(p) == filepath.Dir(q) {
+			return filepath.Dir(p), nil
 		}
 	}
 	return "", ErrNotInstalled

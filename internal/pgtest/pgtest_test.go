@@ -3,7 +3,9 @@ package pgtest
 import (
 	"context"
 	"database/sql"
+	"errors"
 	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 )
@@ -48,5 +50,15 @@ func TestClusterListensOnlyOnLoopbackWithItsSocketInItsDirectory(t *testing.T) {
 	}
 	if !strings.HasPrefix(c.DataDir(), c.Dir) {
 		t.Errorf("data directory %s is outside %s", c.DataDir(), c.Dir)
+	}
+}
+
+func TestStartSaysWhatToInstallWithoutTheBinaries(t *testing.T) {
+	defer func(g string) { debianBinGlob = g }(debianBinGlob)
+	debianBinGlob = filepath.Join(t.TempDir(), "*", "bin")
+	t.Setenv("PATH", t.TempDir())
+	_, err := Start(context.Background())
+	if !errors.Is(err, ErrNotInstalled) || !strings.Contains(err.Error(), "apt-get install postgresql") {
+		t.Errorf("Start without binaries: %v", err)
 	}
 }
