@@ -71,7 +71,7 @@ func (s *Service) Status(ctx context.Context, orgID, envName string) (Status, er
 		st.Targets = append(st.Targets, t.String())
 	}
 	st.OAuthClientID = c.OAuthClientID
-	if c.Control.Type != controlplane.Tailscale {
+	if !c.Control.ServersOwn() {
 		ctl := c.Control
 		st.Control = &ctl
 	}

@@ -273,8 +273,9 @@ func (c *Console) environmentPage(w http.ResponseWriter, r *http.Request, s *ses
 	if env.PrivateNetwork != nil {
 		v.Status = *env.PrivateNetwork
 		v.Form.Targets = strings.Join(v.Status.Targets, "\n")
-		if ctl := v.Status.Control; ctl != nil && ctl.Type == "headscale" {
-			v.Form.Control, v.Form.ControlURL = "headscale", ctl.URL
+		// The status names a control only when it is not the server's own.
+		if ctl := v.Status.Control; ctl != nil {
+			v.Form.Control, v.Form.ControlURL = string(ctl.Type), ctl.URL
 		}
 	}
 	warnings := v.Status.Warnings

@@ -50,6 +50,10 @@ func (c Control) Canonical() Control {
 	return c
 }
 
+// ServersOwn reports whether c is the server's own control plane (the
+// zero value), which a connection need not record.
+func (c Control) ServersOwn() bool { return c.Canonical() == Control{Type: Tailscale} }
+
 // InputError is a Control or credential an admin gave that cannot be
 // used, in words the admin can act on. Field names the input.
 type InputError struct {

@@ -186,8 +186,8 @@ func (s *Store) PutConnection(ctx context.Context, orgID string, c Connection) (
 	warnings, _ := json.Marshal(nonNil(c.Warnings))
 	targets, _ := json.Marshal(targetStrings(c.Targets))
 	control := c.Control
-	if control.Type == controlplane.Tailscale {
-		control.Type = "" // the server's own, as in rows from before 0002
+	if control.ServersOwn() {
+		control = controlplane.Control{} // as in rows from before 0002
 	}
 	detail := []byte("null")
 	if len(c.Detail) > 0 {
