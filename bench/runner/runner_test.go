@@ -1,0 +1,84 @@
+// Package runner_bench measures a run's start to the first byte of the
+// private app through its proxy, with the node on the runner's host (the
+// runner library joins with the run's single-use key) and with the node
+// on the server, in the same run, on the sandbox tailnet:
+//
+//	go test -run '^$' -bench . -benchtime 1x ./bench/runner/
+//
+// BENCH_STARTS sets the starts per placement (default 20), alternating.
+package runner_bench
+
+import (
+	"context"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"os"
+	"slices"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/tailgate-dev/tailgate/internal/api"
+	"github.com/tailgate-dev/tailgate/internal/run"
+	"github.com/tailgate-dev/tailgate/internal/sandbox"
+	"github.com/tailgate-dev/tailgate/internal/sandbox/sandboxtest"
+	"github.com/tailgate-dev/tailgate/internal/tailgatetest"
+	"github.com/tailgate-dev/tailgate/pkg/runner"
+)
+
+func TestMain(m *testing.M) { sandboxtest.Main(m) }
+
+func firstByte(b *testing.B, proxyURL string) {
+	pu, _ := url.Parse(proxyURL)
+	c := &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{Proxy: http.ProxyURL(pu)}}
+	defer c.CloseIdleConnections()
+	resp, err := c.Get("http://" + sandbox.DemoAppName + "/")
+	if err != nil {
+		b.Fatal(err)
+	}
+	io.ReadFull(resp.Body, make([]byte, 1))
+	resp.Body.Close()
+}
+
+func BenchmarkStartToFirstByte(b *testing.B) {
+	s := tailgatetest.New(b, sandboxtest.Shared(b))
+	s.ConnectEnv(b, "web", sandbox.DemoAppName+":80")
+	m := &run.Manager{Connect: s.Connect, Store: s.Store}
+	b.Cleanup(m.Close)
+	srv := httptest.NewServer(api.New(api.Options{Store: s.Store, PrivateNetwork: s.Connect, Runs: m}))
+	b.Cleanup(srv.Close)
+	c := &runner.Client{Server: srv.URL, Token: s.Runner}
+	n := 20
+	if v, err := strconv.Atoi(os.Getenv("BENCH_STARTS")); err == nil && v > 0 {
+		n = v
+	}
+	ms := func(ds []time.Duration, q float64) float64 {
+		s := slices.Clone(ds)
+		slices.Sort(s)
+		return float64(s[int(float64(len(s)-1)*q)].Microseconds()) / 1000
+	}
+	for range b.N {
+		times := map[bool][]time.Duration{}
+		for range n {
+			for _, onServer := range []bool{false, true} {
+				ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+				start := time.Now()
+				r, err := c.Start(ctx, "web", runner.Options{OnServer: onServer})
+				if err != nil {
+					b.Fatal(err)
+				}
+				firstByte(b, r.ProxyURL)
+				times[onServer] = append(times[onServer], time.Since(start))
+				r.End(ctx)
+				cancel()
+			}
+		}
+		b.ReportMetric(ms(times[false], 0.5), "runner-p50-ms")
+		b.ReportMetric(ms(times[false], 0.95), "runner-p95-ms")
+		b.ReportMetric(ms(times[true], 0.5), "server-p50-ms")
+		b.ReportMetric(ms(times[true], 0.95), "server-p95-ms")
+		b.ReportMetric(ms(times[false], 0.5)/ms(times[true], 0.5), "runner/server-p50")
+	}
+}
