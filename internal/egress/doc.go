@@ -18,7 +18,7 @@
 //
 // Every request passes the same three rules, in order:
 //
-//  1. the (host, port) must be exactly one of the environment's [Target]s
+//  1. the (host, port) must be exactly one of the environment's targets ([target.Target])
 //     (hostnames case-insensitive, a trailing dot ignored; an IP-literal
 //     target matches only that IP);
 //  2. names are resolved with the [Resolver] only — the tailnet's MagicDNS and

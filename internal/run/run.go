@@ -14,6 +14,15 @@
 // through the tailnet and dials only through it. The run is ready only
 // then; its Info says how long warming took.
 //
+// Where the node lives is the run's placement. On the server (the
+// default) it is as above. On a runner's host ([PlacementRunner]), Start
+// only mints the key: the runner's host joins with the [JoinTicket] in the
+// start answer, and runs the proxy itself ([StartLocal], from package
+// runner). Where the control's stored key is reusable (headscale) and must
+// not leave the servers, a runner's run stays on the server and the runner
+// reaches its proxy through an authenticated relay ([PlacementRelay],
+// [Manager.RelayAddr]).
+//
 // A run ends when its owner ends it ([Manager.End]), when it reaches its
 // maximum lifetime, or when its lease lapses: a client that stops sending
 // heartbeats (killed with SIGKILL, say) loses its run at the next sweep.
