@@ -570,11 +570,7 @@ func warmOne(ctx context.Context, node *tailnet.Node, t target.Target) error {
 type tailnetPath struct{ n *tailnet.Node }
 
 func (p tailnetPath) LookupNetIP(ctx context.Context, host string) ([]netip.Addr, error) {
-	addrs, err := p.n.LookupNetIP(ctx, host)
-	if errors.Is(err, tailnet.ErrNameNotInTailnet) {
-		return nil, fmt.Errorf("%w: %v", egress.ErrNameNotInTailnet, err)
-	}
-	return addrs, err
+	return p.n.LookupNetIP(ctx, host) // its not-found error is egress's
 }
 
 func (p tailnetPath) DialContext(ctx context.Context, network string, addr netip.AddrPort) (net.Conn, error) {

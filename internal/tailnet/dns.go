@@ -8,6 +8,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/tailgate-dev/tailgate/internal/egress"
+
 	"github.com/miekg/dns"
 	"tailscale.com/ipn/ipnstate"
 	"tailscale.com/tailcfg"
@@ -16,7 +18,9 @@ import (
 
 // ErrNameNotInTailnet means the tailnet's DNS has no address for a name:
 // it is neither a MagicDNS name nor inside a split-DNS zone that answers.
-var ErrNameNotInTailnet = errors.New("name not found in the tailnet's DNS")
+// It is the run proxy's own error (one sentinel, one text), so a refusal
+// needs no translation between the two.
+var ErrNameNotInTailnet = egress.ErrNameNotInTailnet
 
 // NameError wraps ErrNameNotInTailnet (or another resolution failure)
 // with the name that failed.
