@@ -64,7 +64,7 @@ type server struct {
 	opTimeout time.Duration
 }
 
-// New returns the API as one handler: /v1/..., /healthz and 404/405 for
+// New returns the API as one handler: /v1/..., /healthz, /readyz and 404/405 for
 // everything else, all answered in JSON.
 func New(opts Options) http.Handler {
 	s := &server{store: opts.Store, pn: opts.PrivateNetwork, runs: opts.Runs, runLease: opts.RunLease, log: opts.Logger, opTimeout: opts.OperationTimeout}
@@ -153,6 +153,9 @@ func (s *server) routes() []route {
 	return []route{
 		{"/healthz", map[string]endpoint{
 			http.MethodGet: {public, s.healthz},
+		}},
+		{"/readyz", map[string]endpoint{
+			http.MethodGet: {public, s.readyz},
 		}},
 		{"/v1/openapi.json", map[string]endpoint{
 			http.MethodGet: {public, s.openAPI},

@@ -15,7 +15,8 @@
 // environments and their status, and start, keep alive and end runs. A call the
 // role may not make is 403. Tenancy is by org: every lookup is scoped to
 // the token's org, so another org's environment is 404, exactly as if it
-// did not exist. Only GET /v1/openapi.json and GET /healthz are public.
+// did not exist. Only GET /v1/openapi.json, GET /healthz and GET /readyz are
+// public.
 //
 // Endpoints (the OpenAPI document, api/openapi.yaml at the repository root,
 // is the reference; the server serves it at /v1/openapi.json):
@@ -35,6 +36,7 @@
 //	POST   /v1/tokens                                    create a token         admin
 //	GET    /v1/openapi.json                              this API, OpenAPI 3.0  public
 //	GET    /healthz                                      liveness               public
+//	GET    /readyz                                       readiness (database)   public
 //
 // # Errors
 //
