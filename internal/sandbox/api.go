@@ -23,7 +23,12 @@ type apiServer struct {
 
 func (s *Sandbox) startAPI() error {
 	f := fake.New(fake.Options{Tailnet: sandboxTailnet{s}, Logf: s.logf})
-	s.api = &apiServer{fake: f, http: httptest.NewServer(f)}
+	srv, err := s.listenHTTP(f)
+	if err != nil {
+		return fmt.Errorf("sandbox: API: %w", err)
+	}
+	srv.Start()
+	s.api = &apiServer{fake: f, http: srv}
 	return nil
 }
 

@@ -3,6 +3,7 @@ package sandbox
 import (
 	"crypto/tls"
 	"errors"
+	"fmt"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -15,7 +16,8 @@ import (
 	"tailscale.com/types/logger"
 )
 
-// Relay is a DERP server and a STUN responder on 127.0.0.1, the same pair
+// Relay is a DERP server and a STUN responder on one address (127.0.0.1
+// unless told otherwise), the same pair
 // tailscale.com's integration tests start, without importing the testing
 // package into the tailgate binary. The sandbox runs one; tests that run
 // another control server (headscale) use one too.
@@ -29,8 +31,19 @@ type Relay struct {
 
 // StartRelay starts a DERP server and a STUN responder on 127.0.0.1.
 func StartRelay(logf logger.Logf) (*Relay, error) {
+	return StartRelayOn(netip.AddrFrom4([4]byte{127, 0, 0, 1}), logf)
+}
+
+// StartRelayOn starts a DERP server and a STUN responder on addr, an IPv4
+// address of this host, each on a free port. Its DERP map names addr, so
+// nodes on other hosts (or network namespaces) that can reach addr can
+// use it.
+func StartRelayOn(addr netip.Addr, logf logger.Logf) (*Relay, error) {
+	if !addr.Is4() || addr.IsUnspecified() {
+		return nil, fmt.Errorf("relay address %v: want an IPv4 address of this host (not 0.0.0.0), which the DERP map can name", addr)
+	}
 	r := &Relay{derp: derpserver.New(key.NewNode(), logf), stunErr: make(chan struct{})}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	ln, err := net.Listen("tcp", netip.AddrPortFrom(addr, 0).String())
 	if err != nil {
 		return nil, err
 	}
@@ -42,7 +55,7 @@ func StartRelay(logf logger.Logf) (*Relay, error) {
 	r.https.Config.TLSNextProto = make(map[string]func(*http.Server, *tls.Conn, http.Handler))
 	r.https.StartTLS()
 
-	pc, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	pc, err := net.ListenUDP("udp4", net.UDPAddrFromAddrPort(netip.AddrPortFrom(addr, 0)))
 	if err != nil {
 		r.Close()
 		return nil, err
@@ -59,13 +72,13 @@ func StartRelay(logf logger.Logf) (*Relay, error) {
 				Nodes: []*tailcfg.DERPNode{{
 					Name:             "sandbox1",
 					RegionID:         1,
-					HostName:         "127.0.0.1",
-					IPv4:             "127.0.0.1",
+					HostName:         addr.String(),
+					IPv4:             addr.String(),
 					IPv6:             "none",
 					STUNPort:         pc.LocalAddr().(*net.UDPAddr).Port,
 					DERPPort:         ln.Addr().(*net.TCPAddr).Port,
 					InsecureForTests: true,
-					STUNTestIP:       "127.0.0.1",
+					STUNTestIP:       addr.String(),
 				}},
 			},
 		},
@@ -74,7 +87,7 @@ func StartRelay(logf logger.Logf) (*Relay, error) {
 }
 
 // serveSTUN answers binding requests with the sender's address, which is
-// all a node needs to learn its endpoint on loopback.
+// all a node needs to learn its endpoint on loopback or a LAN.
 func (r *Relay) serveSTUN() {
 	defer close(r.stunErr)
 	buf := make([]byte, 64<<10)

@@ -1,11 +1,15 @@
-// Package sandbox runs a whole tailnet inside one process, on loopback,
-// with no internet: the demo and the tests use it as a customer's tailnet.
+// Package sandbox runs a whole tailnet inside one process, on loopback
+// (or one address of the host), with no internet: the demo, tailgate
+// sandbox, tailgate serve --sandbox and the tests use it as a customer's
+// tailnet.
 //
 // # Overview
 //
 // A sandbox is Tailscale's own in-process coordination server
 // (tstest/integration/testcontrol), a DERP relay and a STUN responder on
-// 127.0.0.1, and a few tsnet nodes playing the customer's devices:
+// 127.0.0.1 (or [Options.Addr], so that nodes of other hosts and network
+// namespaces can join), and a few tsnet nodes playing the customer's
+// devices:
 //
 //   - a subnet router ("office-router", always the first node, 100.64.0.1)
 //     advertising [ApprovedSubnet] (approved) and [UnapprovedSubnet]
@@ -45,6 +49,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/netip"
@@ -106,11 +111,19 @@ type Options struct {
 	// Logf receives the control server's and nodes' verbose logs;
 	// discarded when nil.
 	Logf logger.Logf
+	// Addr is the IPv4 address the control server, the DERP relay, the
+	// STUN responder and the API stand-in listen on, each on a free port;
+	// the DERP map and every URL name it. The zero value is 127.0.0.1.
+	// Set it to an address of this host that other hosts or network
+	// namespaces reach for their nodes to join from there. It cannot be
+	// 0.0.0.0: nodes must be told one address to reach.
+	Addr netip.Addr
 }
 
 // Sandbox is a running in-process tailnet.
 type Sandbox struct {
 	logf    logger.Logf
+	addr    netip.Addr
 	relay   *Relay
 	control *testcontrol.Server
 	ctrlSrv *httptest.Server
@@ -141,18 +154,28 @@ func Start(ctx context.Context, opts Options) (_ *Sandbox, err error) {
 	if logf == nil {
 		logf = logger.Discard
 	}
-	// Nodes here only talk to loopback; binding sockets to the default
-	// route's interface (netns) would only get in the way.
+	addr := opts.Addr
+	if !addr.IsValid() {
+		addr = netip.AddrFrom4([4]byte{127, 0, 0, 1})
+	}
+	if !addr.Is4() || addr.IsUnspecified() {
+		return nil, fmt.Errorf("sandbox: listen address %v: want an IPv4 address of this host, not 0.0.0.0 or IPv6", addr)
+	}
+	// Nodes here only talk to the sandbox's address; binding sockets to
+	// the default route's interface (netns) would only get in the way.
 	netns.SetEnabled(false)
-	// Keep node-to-node WireGuard traffic on loopback: without this,
-	// nodes also offer the host's LAN addresses as endpoints, and a test
-	// machine's LAN may even sit inside the sandbox's documentation
-	// subnets. STUN on 127.0.0.1 still gives every node a loopback
-	// endpoint. This is process-wide, like the sandbox itself.
+	// Keep node-to-node WireGuard traffic on the sandbox's address:
+	// without this, nodes also offer the host's LAN addresses as
+	// endpoints, and a test machine's LAN may even sit inside the
+	// sandbox's documentation subnets. STUN on that address still gives
+	// every node an endpoint there (and nodes of other processes, which
+	// keep their local addresses, one on the path they reach it by).
+	// This is process-wide, like the sandbox itself.
 	envknob.Setenv("TS_DEBUG_OMIT_LOCAL_ADDRS", "true")
 
 	s := &Sandbox{
 		logf:      logf,
+		addr:      addr,
 		stop:      make(chan struct{}),
 		nodes:     map[key.NodePublic]*tailnet.Node{},
 		permanent: map[key.NodePublic]bool{},
@@ -167,7 +190,7 @@ func Start(ctx context.Context, opts Options) (_ *Sandbox, err error) {
 			s.Close()
 		}
 	}()
-	if s.relay, err = StartRelay(logf); err != nil {
+	if s.relay, err = StartRelayOn(addr, logf); err != nil {
 		return nil, fmt.Errorf("sandbox: DERP/STUN: %w", err)
 	}
 	s.control = &testcontrol.Server{
@@ -189,7 +212,9 @@ func Start(ctx context.Context, opts Options) (_ *Sandbox, err error) {
 		Logf:      logf,
 	}
 	s.control.HoldMapRequest = s.keepTags
-	s.ctrlSrv = httptest.NewUnstartedServer(s.control)
+	if s.ctrlSrv, err = s.listenHTTP(s.control); err != nil {
+		return nil, fmt.Errorf("sandbox: control: %w", err)
+	}
 	s.control.HTTPTestServer = s.ctrlSrv
 	s.ctrlSrv.Start()
 	s.bg.Go(s.watchLiveness)
@@ -205,6 +230,23 @@ func Start(ctx context.Context, opts Options) (_ *Sandbox, err error) {
 	}
 	return s, nil
 }
+
+// listenHTTP returns an unstarted HTTP server for h on the sandbox's
+// address, on a free port.
+func (s *Sandbox) listenHTTP(h http.Handler) (*httptest.Server, error) {
+	ln, err := net.Listen("tcp", netip.AddrPortFrom(s.addr, 0).String())
+	if err != nil {
+		return nil, err
+	}
+	srv := httptest.NewUnstartedServer(h)
+	srv.Listener.Close()
+	srv.Listener = ln
+	srv.Config.ErrorLog = logger.StdLogger(s.logf)
+	return srv, nil
+}
+
+// Addr is the address the sandbox's servers listen on (Options.Addr).
+func (s *Sandbox) Addr() netip.Addr { return s.addr }
 
 // ControlURL is the coordination server's URL, for tsnet's ControlURL.
 func (s *Sandbox) ControlURL() string { return s.ctrlSrv.URL }
