@@ -15,6 +15,7 @@ import (
 
 	"github.com/tailgate-dev/tailgate/internal/outbound"
 	tgrun "github.com/tailgate-dev/tailgate/internal/run"
+	"github.com/tailgate-dev/tailgate/internal/sandbox"
 	"github.com/tailgate-dev/tailgate/internal/store"
 	"github.com/tailgate-dev/tailgate/internal/vault"
 )
@@ -22,7 +23,7 @@ import (
 func init() {
 	register(command{
 		name:    "serve",
-		summary: "run the tailgate API server (SQLite or PostgreSQL state, vault key, REST API under /v1)",
+		summary: "run the tailgate API server (SQLite or PostgreSQL state, vault key, REST API under /v1); --sandbox on an embedded tailnet",
 		run:     runServe,
 	})
 }
@@ -62,6 +63,8 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	verifyEvery := fs.Duration("verify-every", durationEnv("TAILGATE_VERIFY_EVERY", time.Hour, &envErr), "re-verify each connected environment this often; 0 turns scheduled verification off (env TAILGATE_VERIFY_EVERY)")
 	logFormat := fs.String("log-format", envOr("TAILGATE_LOG_FORMAT", "text"), "log format on stderr: text or json (env TAILGATE_LOG_FORMAT)")
 	outAllow := fs.String("outbound-allow", envOr("TAILGATE_OUTBOUND_ALLOW", ""), "comma-separated `CIDRs` that calls to a tenant's URL (a self-hosted control) may reach although loopback or private, e.g. 127.0.0.0/8 (env TAILGATE_OUTBOUND_ALLOW)")
+	metricsListen := fs.String("metrics-listen", envOr("TAILGATE_METRICS_LISTEN", ""), "`address` to serve Prometheus /metrics on, apart from the API and without a token (e.g. 127.0.0.1:9090); off when empty (env TAILGATE_METRICS_LISTEN)")
+	withSandbox := fs.Bool("sandbox", false, "serve against an embedded sandbox tailnet in this process, to try every command offline (state in a temporary directory unless --db is given)")
 	outDeny := fs.String("outbound-deny", envOr("TAILGATE_OUTBOUND_DENY", ""), "comma-separated `CIDRs` that calls to a tenant's URL may never reach; the longer prefix wins over --outbound-allow (env TAILGATE_OUTBOUND_DENY)")
 	if err := parseFlags(fs, args); err != nil {
 		return err
@@ -101,6 +104,15 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	}
 	log := slog.New(handler)
 
+	var sb *sandbox.Sandbox
+	if *withSandbox {
+		var stopSandbox func()
+		sb, stopSandbox, err = startServeSandbox(ctx, fs, dbPath, keyFile, keyEnv, tsAPI, controlURL)
+		if err != nil {
+			return err
+		}
+		defer stopSandbox()
+	}
 	var keyring *vault.Keyring
 	if *keyEnv != "" {
 		keyring, err = vault.KeyringFromEnv(*keyEnv)
@@ -115,13 +127,27 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return err
 	}
 	defer st.Close()
-	if err := bootstrap(ctx, st, *dbPath, stdout); err != nil {
+	var sandboxAdmin string // --sandbox prints the first admin token with the sandbox's settings
+	if sb != nil {
+		sandboxAdmin, _, err = firstAdmin(ctx, st)
+	} else {
+		err = bootstrap(ctx, st, *dbPath, stdout)
+	}
+	if err != nil {
 		return err
 	}
 
 	stk := startStack(ctx, stackConfig{Store: st, Vault: keyring, APIBaseURL: *tsAPI, ControlURL: *controlURL, Logger: log,
 		RunMaxLifetime: *runMaxLifetime, RunLease: *runLease, VerifyEvery: *verifyEvery, Outbound: policy})
 	defer stk.Close()
+	var metricsAddr string
+	if *metricsListen != "" {
+		var stopMetrics func()
+		if metricsAddr, stopMetrics, err = serveMetricsHTTP(*metricsListen, stk.Metrics, log); err != nil {
+			return err
+		}
+		defer stopMetrics()
+	}
 	srv := &http.Server{
 		Handler:           stk.Handler,
 		ReadHeaderTimeout: 10 * time.Second,
@@ -138,8 +164,15 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	}
 	log.Info("tailgate serving", "addr", ln.Addr().String(), "db", store.RedactDSN(*dbPath), "tailscale_api", *tsAPI, "control_url", *controlURL, "vault_key", keyring.ActiveKeyID(),
 		"run_max_lifetime", runMaxLifetime.String(), "run_lease", runLease.String(), "outbound_allow", *outAllow, "outbound_deny", *outDeny)
+	if sb != nil {
+		writeServeSandbox(stdout, sb, "http://"+ln.Addr().String(), sandboxAdmin)
+	}
 	fmt.Fprintf(stdout, "tailgate API listening on http://%s\n", ln.Addr())
 	fmt.Fprintf(stdout, "web console on http://%s/console/ (sign in with an API token)\n", ln.Addr())
+	if metricsAddr != "" {
+		log.Info("serving metrics", "addr", metricsAddr)
+		fmt.Fprintf(stdout, "Prometheus metrics on http://%s/metrics\n", metricsAddr)
+	}
 
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(ln) }()
@@ -190,17 +223,9 @@ func durationEnv(name string, def time.Duration, errp *error) time.Duration {
 // bootstrap gives a new installation its first org and admin token, and
 // prints the token once: on first start, when the database has no org.
 func bootstrap(ctx context.Context, st *store.Store, dbPath string, stdout io.Writer) error {
-	orgs, err := st.ListOrgs(ctx)
-	if err != nil || len(orgs) > 0 {
+	token, org, err := firstAdmin(ctx, st)
+	if err != nil || token == "" {
 		return err
-	}
-	org, err := st.CreateOrg(ctx, "default")
-	if err != nil {
-		return fmt.Errorf("first start: %w", err)
-	}
-	token, _, err := st.CreateAPIToken(ctx, org.ID, "first admin", store.RoleAdmin)
-	if err != nil {
-		return fmt.Errorf("first start: %w", err)
 	}
 	fmt.Fprintf(stdout, "First start: created org %q (%s) and an admin API token for it:\n\n", org.Name, org.ID)
 	fmt.Fprintf(stdout, "    %s\n\n", token)
@@ -212,4 +237,22 @@ func bootstrap(ctx context.Context, st *store.Store, dbPath string, stdout io.Wr
 	}
 	fmt.Fprintf(stdout, "More tokens: tailgate token create --db %s --org default --role runner --name ci\n\n", db)
 	return nil
+}
+
+// firstAdmin creates org "default" and an admin token for it when the
+// database has no org, and returns the token ("" when there was an org).
+func firstAdmin(ctx context.Context, st *store.Store) (string, store.Org, error) {
+	orgs, err := st.ListOrgs(ctx)
+	if err != nil || len(orgs) > 0 {
+		return "", store.Org{}, err
+	}
+	org, err := st.CreateOrg(ctx, "default")
+	if err != nil {
+		return "", store.Org{}, fmt.Errorf("first start: %w", err)
+	}
+	token, _, err := st.CreateAPIToken(ctx, org.ID, "first admin", store.RoleAdmin)
+	if err != nil {
+		return "", store.Org{}, fmt.Errorf("first start: %w", err)
+	}
+	return token, org, nil
 }

@@ -39,6 +39,9 @@ type stack struct {
 	Connect *connect.Service
 	Runs    *tgrun.Manager
 	Handler http.Handler
+	// Metrics serves the stack's Prometheus metrics (metrics.go); serve
+	// mounts it on --metrics-listen, never on the API's address.
+	Metrics http.Handler
 	stop    context.CancelFunc
 }
 
@@ -46,7 +49,9 @@ type stack struct {
 // runs until Close.
 func startStack(ctx context.Context, cfg stackConfig) *stack {
 	svc := &connect.Service{Store: cfg.Store, Vault: cfg.Vault, APIBaseURL: cfg.APIBaseURL, ControlURL: cfg.ControlURL, Logger: cfg.Logger, Outbound: cfg.Outbound}
-	runs := &tgrun.Manager{Connect: svc, Store: cfg.Store, Logger: cfg.Logger, MaxLifetime: cfg.RunMaxLifetime, Lease: cfg.RunLease}
+	met := newServeMetrics()
+	runs := &tgrun.Manager{Connect: svc, Store: met.runStore(cfg.Store), Logger: cfg.Logger, MaxLifetime: cfg.RunMaxLifetime, Lease: cfg.RunLease}
+	met.countOpenRuns(runs)
 	bg, stop := context.WithCancel(context.WithoutCancel(ctx))
 	// The sweeper ends runs past their lifetime or whose client stopped
 	// sending heartbeats (killed, say), and on start marks runs a previous
@@ -56,11 +61,11 @@ func startStack(ctx context.Context, cfg stackConfig) *stack {
 		sched := &connect.Scheduler{Service: svc, List: cfg.Store.ConnectedEnvironments, Every: cfg.VerifyEvery}
 		go sched.Run(bg)
 	}
-	h := api.New(api.Options{Store: cfg.Store, PrivateNetwork: svc, Runs: runs, RunLease: cfg.RunLease, Logger: cfg.Logger})
+	h := api.New(api.Options{Store: cfg.Store, PrivateNetwork: met.network(svc), Runs: met.runs(runs), RunLease: cfg.RunLease, Logger: cfg.Logger})
 	// The web console answers "/" and "/console/..."; it calls the API in
 	// process with the signed-in person's token.
 	h = console.Wrap(h, console.Options{Logger: cfg.Logger})
-	return &stack{Connect: svc, Runs: runs, Handler: h, stop: stop}
+	return &stack{Connect: svc, Runs: runs, Handler: h, Metrics: met.Handler(), stop: stop}
 }
 
 // StopBackground stops the sweeper and the verification schedule; open
