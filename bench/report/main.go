@@ -1,0 +1,192 @@
+// Command report runs every Go benchmark under bench/ once and prints one
+// table: each figure beside the baseline it was measured against in the
+// same run, with the ratio. It is the one command behind README's
+// benchmark table:
+//
+//	go run ./bench/report            # everything (several minutes)
+//	go run ./bench/report -only jail,runner
+//
+// Each benchmark reports its own figures with b.ReportMetric; this command
+// only runs them and pairs the figures up. A benchmark that skips (a
+// missing tool, no headscale build) is listed as skipped, with why.
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"flag"
+	"fmt"
+	"os"
+	"os/exec"
+	"runtime"
+	"strconv"
+	"strings"
+	"text/tabwriter"
+	"time"
+)
+
+// suite is one benchmark run and how to read its figures.
+type suite struct {
+	name  string // for -only
+	pkg   string
+	bench string
+	env   []string
+	// rows pair a figure with its baseline (both metric units as the
+	// benchmark reports them); an empty baseline prints the figure alone.
+	rows []row
+}
+
+type row struct {
+	what, figure, baseline string
+	// lowerIsBetter says how to read the ratio.
+	lowerIsBetter bool
+}
+
+var suites = []suite{
+	{name: "egress", pkg: "./bench/egress/", bench: "ProxyThroughput/connect$", rows: []row{
+		{"run proxy throughput (MiB/s) vs direct", "proxy-MiB/s", "direct-MiB/s", false},
+	}},
+	{name: "jail", pkg: "./bench/egress/", bench: "Jail", rows: []row{
+		{"proxy throughput in the jail (MiB/s) vs outside", "jail-MiB/s", "outside-MiB/s", false},
+		{"command start → first byte p50 (ms), jail vs none", "jail-p50-ms", "outside-p50-ms", true},
+		{"command start → first byte p95 (ms), jail vs none", "jail-p95-ms", "outside-p95-ms", true},
+	}},
+	{name: "flow", pkg: "./bench/flow/", bench: ".", rows: []row{
+		{"Chromium flow (ms), jail vs none", "jail-ms", "off-ms", true},
+	}},
+	{name: "runner", pkg: "./bench/runner/", bench: ".", env: []string{"BENCH_STARTS=10"}, rows: []row{
+		{"run start → first byte p50 (ms), runner host vs server", "runner-p50-ms", "server-p50-ms", true},
+		{"run start → first byte p95 (ms), runner host vs server", "runner-p95-ms", "server-p95-ms", true},
+	}},
+	{name: "mcp", pkg: "./bench/mcp/", bench: ".", rows: nil}, // printed as reported
+	{name: "store", pkg: "./bench/store/", bench: ".", env: []string{"BENCH_OPS=200"}, rows: nil},
+	{name: "run", pkg: "./bench/run/", bench: ".", env: []string{"BENCH_RUNS=10"}, rows: nil},
+	{name: "sandbox", pkg: "./bench/sandbox/", bench: ".", env: []string{"BENCH_NODES=10"}, rows: nil},
+}
+
+func main() {
+	only := flag.String("only", "", "comma-separated suites to run (default all): "+names())
+	flag.Parse()
+	want := map[string]bool{}
+	for _, n := range strings.Split(*only, ",") {
+		if n = strings.TrimSpace(n); n != "" {
+			want[n] = true
+		}
+	}
+	host, _ := os.Hostname()
+	fmt.Printf("tailgate benchmarks, %s, %s/%s, %d CPUs, %s\n\n", time.Now().UTC().Format("2006-01-02 15:04 MST"), runtime.GOOS, runtime.GOARCH, runtime.NumCPU(), host)
+	tw := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "SUITE\tFIGURE\tVALUE\tBASELINE\tRATIO")
+	for _, s := range suites {
+		if len(want) > 0 && !want[s.name] {
+			continue
+		}
+		metrics, skipped, err := runSuite(s)
+		switch {
+		case err != nil:
+			fmt.Fprintf(tw, "%s\tfailed: %v\t\t\t\n", s.name, err)
+			continue
+		case skipped != "":
+			fmt.Fprintf(tw, "%s\tskipped: %s\t\t\t\n", s.name, skipped)
+			continue
+		}
+		if s.rows == nil {
+			for _, m := range metrics {
+				fmt.Fprintf(tw, "%s\t%s %s\t%s\t\t\n", s.name, m.bench, m.unit, trim(m.value))
+			}
+			continue
+		}
+		for _, r := range s.rows {
+			v, okV := find(metrics, r.figure)
+			b, okB := find(metrics, r.baseline)
+			if !okV {
+				fmt.Fprintf(tw, "%s\t%s\tmissing\t\t\n", s.name, r.what)
+				continue
+			}
+			ratio := ""
+			if okB && b != 0 {
+				ratio = fmt.Sprintf("%.2f×", v/b)
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", s.name, r.what, trim(v), trim(b), ratio)
+		}
+	}
+	tw.Flush()
+}
+
+func names() string {
+	var out []string
+	for _, s := range suites {
+		out = append(out, s.name)
+	}
+	return strings.Join(out, ",")
+}
+
+type metric struct {
+	bench, unit string
+	value       float64
+}
+
+// runSuite runs one go test -bench and reads every "value unit" pair of
+// its Benchmark lines.
+func runSuite(s suite) ([]metric, string, error) {
+	cmd := exec.Command("go", "test", "-run", "^$", "-bench", s.bench, "-benchtime", "1x", "-count", "1", s.pkg)
+	cmd.Env = append(os.Environ(), s.env...)
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	err := cmd.Run()
+	var ms []metric
+	var skipped string
+	sc := bufio.NewScanner(bytes.NewReader(out.Bytes()))
+	for sc.Scan() {
+		line := sc.Text()
+		if i := strings.Index(line, "skipping: "); i >= 0 && skipped == "" {
+			skipped = strings.TrimSpace(line[i+len("skipping: "):])
+		}
+		if !strings.HasPrefix(line, "Benchmark") {
+			continue
+		}
+		f := strings.Fields(line)
+		if len(f) < 3 {
+			continue
+		}
+		name := f[0]
+		for i := 2; i+1 < len(f); i += 2 {
+			v, perr := strconv.ParseFloat(f[i], 64)
+			if perr != nil {
+				continue
+			}
+			ms = append(ms, metric{bench: name, unit: f[i+1], value: v})
+		}
+	}
+	if err != nil && len(ms) == 0 {
+		tail := out.String()
+		if len(tail) > 300 {
+			tail = tail[len(tail)-300:]
+		}
+		return nil, "", fmt.Errorf("%v: %s", err, strings.ReplaceAll(strings.TrimSpace(tail), "\n", " | "))
+	}
+	if len(ms) > 0 {
+		skipped = ""
+	}
+	return ms, skipped, nil
+}
+
+func find(ms []metric, unit string) (float64, bool) {
+	for _, m := range ms {
+		if m.unit == unit {
+			return m.value, true
+		}
+	}
+	return 0, false
+}
+
+func trim(v float64) string {
+	switch {
+	case v == 0:
+		return ""
+	case v >= 100:
+		return strconv.FormatFloat(v, 'f', 0, 64)
+	default:
+		return strconv.FormatFloat(v, 'f', 2, 64)
+	}
+}
