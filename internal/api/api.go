@@ -19,6 +19,7 @@ import (
 
 	apidoc "github.com/tailgate-dev/tailgate/api"
 	"github.com/tailgate-dev/tailgate/internal/connect"
+	"github.com/tailgate-dev/tailgate/internal/issuer"
 	"github.com/tailgate-dev/tailgate/internal/store"
 )
 
@@ -52,6 +53,10 @@ type Options struct {
 	// RunLease is the run manager's lease, told to clients in every open
 	// run (lease_seconds) so they heartbeat in time. Zero: not told.
 	RunLease time.Duration
+	// Issuer, when set (serve --public-url), is served publicly: its OIDC
+	// discovery document and key set, under the public URL's path, which
+	// Tailscale fetches to check the ID tokens of federated identities.
+	Issuer *issuer.Issuer
 }
 
 // server is the API's state; handlers are its methods.
@@ -60,6 +65,7 @@ type server struct {
 	pn        PrivateNetwork
 	runs      Runs
 	runLease  time.Duration
+	issuer    *issuer.Issuer
 	log       *slog.Logger
 	opTimeout time.Duration
 }
@@ -67,7 +73,7 @@ type server struct {
 // New returns the API as one handler: /v1/..., /healthz, /readyz and 404/405 for
 // everything else, all answered in JSON.
 func New(opts Options) http.Handler {
-	s := &server{store: opts.Store, pn: opts.PrivateNetwork, runs: opts.Runs, runLease: opts.RunLease, log: opts.Logger, opTimeout: opts.OperationTimeout}
+	s := &server{store: opts.Store, pn: opts.PrivateNetwork, runs: opts.Runs, runLease: opts.RunLease, issuer: opts.Issuer, log: opts.Logger, opTimeout: opts.OperationTimeout}
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
 	}
@@ -150,7 +156,7 @@ type route struct {
 }
 
 func (s *server) routes() []route {
-	return []route{
+	return append(s.issuerRoutes(), []route{
 		{"/healthz", map[string]endpoint{
 			http.MethodGet: {public, s.healthz},
 		}},
@@ -199,6 +205,22 @@ func (s *server) routes() []route {
 		{"/v1/tokens/{id}", map[string]endpoint{
 			http.MethodDelete: {adminOnly, s.revokeToken},
 		}},
+	}...)
+}
+
+// issuerRoutes are the OIDC issuer's public documents, if tailgate is one.
+func (s *server) issuerRoutes() []route {
+	if s.issuer == nil {
+		return nil
+	}
+	h := s.issuer.Handler()
+	serve := endpoint{public, func(w http.ResponseWriter, r *http.Request, _ store.Principal) error {
+		h.ServeHTTP(w, r)
+		return nil
+	}}
+	return []route{
+		{s.issuer.Path() + issuer.DiscoveryPath, map[string]endpoint{http.MethodGet: serve}},
+		{s.issuer.Path() + issuer.JWKSPath, map[string]endpoint{http.MethodGet: serve}},
 	}
 }
 

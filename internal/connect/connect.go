@@ -12,6 +12,7 @@ import (
 
 	"github.com/tailgate-dev/tailgate/internal/errcode"
 
+	"github.com/tailgate-dev/tailgate/internal/controlplane"
 	"github.com/tailgate-dev/tailgate/internal/target"
 
 	"github.com/tailgate-dev/tailgate/internal/grants"
@@ -116,21 +117,23 @@ func (s *Service) Connect(ctx context.Context, req Request) (Result, error) {
 		})
 	}
 
-	client, err := cp.CreateOAuthClient(ctx, []string{"auth_keys"}, []string{plan.Tag}, clientDescription(env.Name))
-	if err != nil {
-		return Result{}, rollback(se.at(StepCreateClient, err))
+	cred, cerr := s.createCredential(ctx, se, cp, p, req.OrgID, env, plan.Tag)
+	if cerr != nil {
+		return Result{}, rollback(cerr)
 	}
 	undo = append(undo, func() string {
-		if err := cp.DeleteKey(context.WithoutCancel(ctx), client.ID); err != nil && !errors.Is(err, tsapi.ErrNotFound) {
-			log.Error("rollback: revoke OAuth client", "client", client.ID, "err", err)
+		if err := cp.DeleteKey(context.WithoutCancel(ctx), cred.ID); err != nil && !errors.Is(err, tsapi.ErrNotFound) {
+			log.Error("rollback: revoke credential", "credential", cred.Kind, "id", cred.ID, "err", err)
 			return ""
 		}
-		return "OAuth client " + client.ID
+		return credentialWords(cred.Kind) + " " + cred.ID
 	})
 
-	sealed, err := s.Vault.Seal([]byte(client.Secret), env.ID, vault.PurposeOAuthClientSecret)
-	if err != nil {
-		return Result{}, rollback(se.at(StepSeal, err))
+	var sealed vault.Sealed
+	if cred.Secret != "" {
+		if sealed, err = s.Vault.Seal([]byte(cred.Secret), env.ID, vault.PurposeOAuthClientSecret); err != nil {
+			return Result{}, rollback(se.at(StepSeal, err))
+		}
 	}
 	detail, _ := json.Marshal(plan)
 	conn := store.Connection{
@@ -142,7 +145,9 @@ func (s *Service) Connect(ctx context.Context, req Request) (Result, error) {
 		Targets:       targets,
 		Control:       p.Control(),
 		Detail:        detail,
-		OAuthClientID: client.ID,
+		Credential:    cred.Kind,
+		OAuthClientID: cred.ID,
+		Audience:      cred.Audience,
 		Secret:        sealed,
 	}
 	if _, err := s.Store.PutConnection(ctx, req.OrgID, conn); err != nil {
@@ -151,17 +156,73 @@ func (s *Service) Connect(ctx context.Context, req Request) (Result, error) {
 		return Result{}, rollback(e)
 	}
 	// The new credential is stored; the previous one is no longer needed.
-	if old != nil && old.OAuthClientID != "" && old.OAuthClientID != client.ID {
+	if old != nil && old.OAuthClientID != "" && old.OAuthClientID != cred.ID {
 		if err := cp.DeleteKey(ctx, old.OAuthClientID); err != nil && !errors.Is(err, tsapi.ErrNotFound) {
-			log.Warn("revoke previous OAuth client", "client", old.OAuthClientID, "err", err)
+			log.Warn("revoke previous credential", "credential", old.Credential, "id", old.OAuthClientID, "err", err)
 		}
 	}
-	log.Info("connected", "tag", plan.Tag, "cidrs", len(plan.CIDRs), "policy_written", written, "oauth_client", client.ID)
-	return resultFor(env.Name, plan, written, client.ID), nil
+	log.Info("connected", "tag", plan.Tag, "cidrs", len(plan.CIDRs), "policy_written", written, "credential", cred.Kind, "credential_id", cred.ID)
+	r := resultFor(env.Name, plan, written, cred.ID)
+	r.Credential = cred.Kind
+	return r, nil
 }
 
-// Disconnect removes the environment's policy entries, revokes its OAuth
-// client and deletes its stored credential. It needs an API token: the
+// newCredential is the credential connect just created; Secret is empty
+// for a federated identity.
+type newCredential struct {
+	Kind     controlplane.CredentialKind
+	ID       string
+	Secret   string
+	Audience string
+}
+
+// createCredential creates the environment's durable credential, the
+// strongest the control allows: a federated identity that trusts this
+// server's ID tokens when the server is an issuer and the control can
+// federate, else the control's credential with a secret (an OAuth client
+// with scope auth_keys and the tag, or a headscale pre-auth key).
+//
+// A control that can federate but refuses to is an error, not a reason
+// to fall back: an admin who configured a public URL asked for no stored
+// secret.
+func (s *Service) createCredential(ctx context.Context, se stepErrors, cp tsapi.ControlPlane, p controlplane.Provider, orgID string, env store.Environment, tag string) (newCredential, *Error) {
+	if s.Issuer != nil && p.CanFederate() {
+		fi, err := cp.CreateFederatedIdentity(ctx, tsapi.FederatedIdentityRequest{
+			Scopes: []string{"auth_keys"}, Tags: []string{tag},
+			Issuer: s.Issuer.IssuerURL(), Subject: Subject(orgID, env.Name),
+			Description: clientDescription(env.Name),
+		})
+		if err != nil {
+			e := se.at(StepCreateIdentity, err)
+			if e.Code == errcode.Upstream {
+				e.Message = fmt.Sprintf("%s could not create a federated identity for issuer %s: %s (tailgate stores no secret when it has a public URL; remove --public-url to keep an OAuth client instead)",
+					p.Words().Product, s.Issuer.IssuerURL(), e.Message)
+			}
+			return newCredential{}, e
+		}
+		return newCredential{Kind: controlplane.FederatedIdentity, ID: fi.ID, Audience: fi.Audience}, nil
+	}
+	client, err := cp.CreateOAuthClient(ctx, []string{"auth_keys"}, []string{tag}, clientDescription(env.Name))
+	if err != nil {
+		return newCredential{}, se.at(StepCreateClient, err)
+	}
+	return newCredential{Kind: p.Control().StoredCredential(), ID: client.ID, Secret: client.Secret}, nil
+}
+
+// credentialWords name a kind of credential in messages.
+func credentialWords(k controlplane.CredentialKind) string {
+	switch k {
+	case controlplane.FederatedIdentity:
+		return "federated identity"
+	case controlplane.PreAuthKey:
+		return "pre-auth key"
+	}
+	return "OAuth client"
+}
+
+// Disconnect removes the environment's policy entries, revokes its
+// credential (OAuth client, federated identity or pre-auth key) and
+// deletes what was stored of it. It needs an API token: the
 // stored credential can only mint auth keys.
 func (s *Service) Disconnect(ctx context.Context, orgID, envName, apiToken string) error {
 	log := s.logger().With("org", orgID, "env", envName)
@@ -207,7 +268,7 @@ func (s *Service) Disconnect(ctx context.Context, orgID, envName, apiToken strin
 		e.Code = errcode.Internal
 		return e
 	}
-	log.Info("disconnected", "oauth_client", conn.OAuthClientID)
+	log.Info("disconnected", "credential", conn.Credential, "credential_id", conn.OAuthClientID)
 	if pe != nil {
 		return pe
 	}

@@ -11,6 +11,7 @@ import (
 	"github.com/tailgate-dev/tailgate/internal/errcode"
 
 	"github.com/tailgate-dev/tailgate/internal/controlplane"
+	"github.com/tailgate-dev/tailgate/internal/issuer"
 	"github.com/tailgate-dev/tailgate/internal/redact"
 	"github.com/tailgate-dev/tailgate/internal/store"
 	"github.com/tailgate-dev/tailgate/internal/tailnet"
@@ -36,6 +37,7 @@ type Credential struct {
 	minting   tsapi.ControlPlane
 	keyExpiry time.Duration
 	errs      stepErrors
+	issuerURL string // for hints, when federated
 }
 
 // OpenCredential decrypts the environment's stored credential. The secret
@@ -53,17 +55,34 @@ func (s *Service) OpenCredential(ctx context.Context, orgID, envName string) (Cr
 	if err != nil {
 		return Credential{}, stepError(StepInput, err)
 	}
-	secret, err := s.Vault.Open(conn.Secret, env.ID, vault.PurposeOAuthClientSecret)
-	if err != nil {
-		return Credential{}, &Error{Step: StepSeal, Code: errcode.Internal, Err: err,
-			Message: "the stored credential cannot be decrypted with the configured key; was the key file replaced?"}
+	cred := controlplane.Credential{Kind: conn.Credential, ID: conn.OAuthClientID, Tag: conn.Tag}
+	if conn.Credential == controlplane.FederatedIdentity {
+		if s.Issuer == nil {
+			return Credential{}, &Error{Step: StepInput, Code: errcode.CredentialRevoked,
+				Message: fmt.Sprintf("environment %q was connected with a federated identity, but this server is not an OIDC issuer; start it with --public-url (the URL it had at connect), or connect the environment again", envName)}
+		}
+		iss, subject, audience := s.Issuer, Subject(orgID, env.Name), conn.Audience
+		cred.IDToken = func(ctx context.Context) (string, error) {
+			return iss.Sign(ctx, subject, audience, IDTokenLifetime)
+		}
+	} else {
+		secret, err := s.Vault.Open(conn.Secret, env.ID, vault.PurposeOAuthClientSecret)
+		if err != nil {
+			return Credential{}, &Error{Step: StepSeal, Code: errcode.Internal, Err: err,
+				Message: "the stored credential cannot be decrypted with the configured key; was the key file replaced?"}
+		}
+		cred.Secret = string(secret)
 	}
-	return s.credential(ctx, env, conn, string(secret))
+	return s.credential(ctx, env, conn, cred)
 }
 
-// credential is the connection's credential with its opened secret, on
-// the connection's control plane.
-func (s *Service) credential(ctx context.Context, env store.Environment, conn store.Connection, secret string) (Credential, error) {
+// IDTokenLifetime is how long an ID token verify or a run signs lives: it
+// is exchanged at once, for one key.
+const IDTokenLifetime = 5 * time.Minute
+
+// credential is the connection's opened credential, on the connection's
+// control plane.
+func (s *Service) credential(ctx context.Context, env store.Environment, conn store.Connection, cred controlplane.Credential) (Credential, error) {
 	p, err := s.provider(conn.Control)
 	if err != nil {
 		return Credential{}, err
@@ -72,8 +91,12 @@ func (s *Service) credential(ctx context.Context, env store.Environment, conn st
 	if exp == 0 {
 		exp = defaultAuthKeyExpiry
 	}
-	return Credential{Env: env, Conn: conn, provider: p, keyExpiry: exp, errs: errorsFor(p),
-		minting: p.MintingClient(ctx, conn.OAuthClientID, secret, conn.Tag)}, nil
+	c := Credential{Env: env, Conn: conn, provider: p, keyExpiry: exp, errs: errorsFor(p),
+		minting: p.MintingClient(ctx, cred)}
+	if s.Issuer != nil {
+		c.issuerURL = s.Issuer.IssuerURL()
+	}
+	return c, nil
 }
 
 // MintKey mints one auth key for a node of this environment. Join uses
@@ -89,10 +112,28 @@ func (c Credential) MintKey(ctx context.Context, purpose string) (tsapi.AuthKey,
 		if e.Code == errcode.TailscaleUnauthorized || e.Code == errcode.TailscaleForbidden {
 			e.Code = errcode.CredentialRevoked
 			e.Message = fmt.Sprintf("the environment's stored credential was refused by %s (revoked or lost its permissions); connect the environment again", c.provider.Words().Product)
+			if c.Conn.Credential == controlplane.FederatedIdentity {
+				e.Message = c.federationRefused(err)
+			}
 		}
 		return tsapi.AuthKey{}, e
 	}
 	return key, nil
+}
+
+// federationRefused says why the control refused the environment's
+// federated identity, in its words, and what to do.
+func (c Credential) federationRefused(err error) string {
+	reason := err.Error()
+	var ae *tsapi.APIError
+	if errors.As(err, &ae) {
+		reason = ae.Message
+	}
+	return fmt.Sprintf("%s refused tailgate's ID token for the environment's federated identity %s (%s). "+
+		"If the identity was deleted or changed in the %s admin console, connect the environment again; "+
+		"otherwise check that %s%s is reachable from %s and that this server's clock is right",
+		c.provider.Words().Product, c.Conn.OAuthClientID, reason, c.provider.Words().Product,
+		c.issuerURL, issuer.DiscoveryPath, c.provider.Words().Product)
 }
 
 // SingleUseKeys reports whether a key minted here may be handed to a

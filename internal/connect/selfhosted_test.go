@@ -23,7 +23,7 @@ func TestNodesJoinTheConnectionsControl(t *testing.T) {
 	key := tsapi.AuthKey{Key: "k"}
 
 	hs := store.Connection{Tag: "tag:tailgate-staging", Control: controlplane.Control{Type: controlplane.Headscale, URL: "http://127.0.0.1:8080"}}
-	cred, err := s.credential(ctx, env, hs, "hskey-auth-x")
+	cred, err := s.credential(ctx, env, hs, controlplane.Credential{Kind: controlplane.PreAuthKey, Secret: "hskey-auth-x", Tag: hs.Tag})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -32,7 +32,7 @@ func TestNodesJoinTheConnectionsControl(t *testing.T) {
 	}
 
 	ts := store.Connection{Tag: "tag:tailgate-staging", Control: controlplane.Control{Type: controlplane.Tailscale}}
-	if cred, err = s.credential(ctx, env, ts, "secret"); err != nil {
+	if cred, err = s.credential(ctx, env, ts, controlplane.Credential{Kind: controlplane.OAuthClient, Secret: "secret", Tag: ts.Tag}); err != nil {
 		t.Fatal(err)
 	}
 	if o := cred.JoinOptions(key, "run"); o.ControlURL != s.ControlURL || !slices.Equal(o.Tags, []string{"tag:tailgate-staging"}) {

@@ -95,7 +95,24 @@ type Service struct {
 	// loopback and private addresses (package outbound). Tests and the
 	// sandbox pass outbound.AllowLoopback().
 	Outbound *outbound.Policy
+	// Issuer, when set (tailgate serve --public-url), makes connect create
+	// a federated identity that trusts its ID tokens instead of an OAuth
+	// client, on controls that can federate (Tailscale): nothing secret is
+	// stored. *issuer.Issuer implements it. Nil keeps OAuth clients.
+	Issuer IDTokenIssuer
 }
+
+// IDTokenIssuer signs ID tokens for federated identities.
+type IDTokenIssuer interface {
+	// IssuerURL is the iss of its tokens, which federated identities trust.
+	IssuerURL() string
+	// Sign returns an ID token for subject and audience, expiring after ttl.
+	Sign(ctx context.Context, subject, audience string, ttl time.Duration) (string, error)
+}
+
+// Subject is the ID token subject of an environment's federated
+// identity: tailgate:<org id>:<env name>.
+func Subject(orgID, env string) string { return "tailgate:" + orgID + ":" + env }
 
 // Request is one connect call.
 type Request struct {
@@ -121,7 +138,13 @@ type Result struct {
 	// PolicyWritten is false when the policy already held exactly these
 	// grants (nothing to write).
 	PolicyWritten bool `json:"policy_written"`
-	// OAuthClientID names the stored credential (never its secret).
+	// Credential is the kind of credential connect keeps:
+	// federated_identity (nothing secret stored), oauth_client or
+	// preauth_key (a secret, sealed).
+	Credential controlplane.CredentialKind `json:"credential"`
+	// OAuthClientID names the credential (never a secret): the OAuth
+	// client's id, the federated identity's client id, or the pre-auth
+	// key's id.
 	OAuthClientID string `json:"oauth_client_id"`
 }
 
@@ -147,6 +170,8 @@ const (
 	StepValidate     Step = "validate policy"
 	StepWritePolicy  Step = "write policy"
 	StepCreateClient Step = "create OAuth client"
+	// StepCreateIdentity replaces StepCreateClient when connect federates.
+	StepCreateIdentity Step = "create federated identity"
 	StepSeal         Step = "encrypt credential"
 	StepStore        Step = "store credential"
 	StepRevokeClient Step = "revoke OAuth client"

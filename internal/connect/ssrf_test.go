@@ -191,7 +191,7 @@ func TestMintingRefusesAControlURLThatNowResolvesToARefusedAddress(t *testing.T)
 	conn := store.Connection{Tag: "tag:tailgate-staging", OAuthClientID: "1",
 		Control: controlplane.Control{Type: controlplane.Headscale, URL: "http://169.254.169.254"}}
 	s := &Service{Outbound: outbound.AllowLoopback()}
-	cred, err := s.credential(ctx, env, conn, "hskey-auth-x")
+	cred, err := s.credential(ctx, env, conn, controlplane.Credential{Kind: controlplane.PreAuthKey, ID: conn.OAuthClientID, Secret: "hskey-auth-x", Tag: conn.Tag})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -201,7 +201,7 @@ func TestMintingRefusesAControlURLThatNowResolvesToARefusedAddress(t *testing.T)
 		t.Fatalf("mint for a metadata control: %v", err)
 	}
 	conn.Control.URL = "http://127.0.0.1:1"
-	if cred, err = s.credential(ctx, env, conn, "hskey-auth-x"); err != nil {
+	if cred, err = s.credential(ctx, env, conn, controlplane.Credential{Kind: controlplane.PreAuthKey, ID: conn.OAuthClientID, Secret: "hskey-auth-x", Tag: conn.Tag}); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := cred.MintKey(ctx, "verify"); err != nil {

@@ -31,7 +31,10 @@ type Status struct {
 	CIDRs         []netip.Prefix `json:"granted_cidrs"`
 	Warnings      []string       `json:"warnings"`
 	Targets       []string       `json:"targets"`
-	OAuthClientID string         `json:"oauth_client_id,omitempty"`
+	// Credential is the kind of credential the connection keeps (see
+	// Result.Credential); OAuthClientID its id.
+	Credential    controlplane.CredentialKind `json:"credential,omitempty"`
+	OAuthClientID string                      `json:"oauth_client_id,omitempty"`
 	// Control is the self-hosted control plane the tailnet runs on; absent
 	// for the server's own Tailscale.
 	Control          *controlplane.Control `json:"control,omitempty"`
@@ -70,7 +73,7 @@ func (s *Service) Status(ctx context.Context, orgID, envName string) (Status, er
 	for _, t := range c.Targets {
 		st.Targets = append(st.Targets, t.String())
 	}
-	st.OAuthClientID = c.OAuthClientID
+	st.OAuthClientID, st.Credential = c.OAuthClientID, c.Credential
 	if !c.Control.ServersOwn() {
 		ctl := c.Control
 		st.Control = &ctl

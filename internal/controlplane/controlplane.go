@@ -54,6 +54,34 @@ func (c Control) Canonical() Control {
 // zero value), which a connection need not record.
 func (c Control) ServersOwn() bool { return c.Canonical() == Control{Type: Tailscale} }
 
+// CredentialKind is the kind of durable credential a connection keeps, as
+// connect results and status report it.
+type CredentialKind string
+
+// Credentials, strongest first (see docs/design.md).
+const (
+	// FederatedIdentity is a Tailscale federated identity: tailgate is
+	// the OIDC issuer and stores nothing secret; verify and runs exchange
+	// a five-minute ID token for an API token that mints keys.
+	FederatedIdentity CredentialKind = "federated_identity"
+	// OAuthClient is a Tailscale OAuth client with scope auth_keys and
+	// the environment's tag; its secret is sealed.
+	OAuthClient CredentialKind = "oauth_client"
+	// PreAuthKey is a headscale reusable, ephemeral, tagged pre-auth key,
+	// sealed; it never leaves the servers.
+	PreAuthKey CredentialKind = "preauth_key"
+)
+
+// StoredCredential is the credential with a secret that c's connections
+// keep when they do not federate: an OAuth client on Tailscale, a
+// pre-auth key on headscale.
+func (c Control) StoredCredential() CredentialKind {
+	if c.Canonical().Type == Headscale {
+		return PreAuthKey
+	}
+	return OAuthClient
+}
+
 // InputError is a Control or credential an admin gave that cannot be
 // used, in words the admin can act on. Field names the input.
 type InputError struct {
@@ -85,9 +113,12 @@ type Provider interface {
 	// AdminClient connects and disconnects with the admin's one-time
 	// credential.
 	AdminClient(token string) tsapi.ControlPlane
-	// MintingClient mints auth keys with the environment's stored
-	// credential (an OAuth client, or a headscale pre-auth key).
-	MintingClient(ctx context.Context, clientID, secret, tag string) tsapi.ControlPlane
+	// CanFederate reports whether connect may create a federated identity
+	// here instead of storing a credential with a secret.
+	CanFederate() bool
+	// MintingClient mints auth keys with the environment's credential (a
+	// federated identity, an OAuth client, or a headscale pre-auth key).
+	MintingClient(ctx context.Context, c Credential) tsapi.ControlPlane
 	// SingleUseKeys reports whether the stored credential mints a fresh
 	// single-use key per node (Tailscale's OAuth client) rather than being
 	// the key itself (headscale's reusable pre-auth key). Only a single-use
@@ -100,6 +131,21 @@ type Provider interface {
 	// TagOwners are who owns the environment's tag in the policy; nil
 	// keeps the planner's default (autogroup:admin).
 	TagOwners(ctx context.Context, admin tsapi.ControlPlane) ([]string, error)
+}
+
+// Credential is an environment's credential, opened for one operation:
+// what a minting client authenticates with.
+type Credential struct {
+	Kind CredentialKind
+	// ID is the OAuth client's, federated identity's or pre-auth key's id.
+	ID string
+	// Secret is the OAuth client secret or the pre-auth key; empty for a
+	// federated identity.
+	Secret string
+	// Tag is the environment's tag.
+	Tag string
+	// IDToken signs a fresh ID token for a federated identity.
+	IDToken func(ctx context.Context) (string, error)
 }
 
 // Env is the server's configuration that providers draw on.

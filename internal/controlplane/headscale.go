@@ -59,13 +59,16 @@ func (p headscaleProvider) AdminClient(token string) tsapi.ControlPlane {
 // Rebinding between this check and tsnet's own lookup remains possible;
 // what tsnet sends there is the Noise handshake of a joining node, not a
 // credential-bearing HTTP request, and nothing it hears is shown.
-func (p headscaleProvider) MintingClient(ctx context.Context, keyID, key, tag string) tsapi.ControlPlane {
-	hc := headscale.NewMinting(p.url, keyID, key, []string{tag})
+func (p headscaleProvider) MintingClient(ctx context.Context, c Credential) tsapi.ControlPlane {
+	hc := headscale.NewMinting(p.url, c.ID, c.Secret, []string{c.Tag})
 	if err := p.env.outboundPolicy().CheckURL(ctx, p.url); err != nil {
 		return refusedControl{hc, err}
 	}
 	return hc
 }
+
+// CanFederate: headscale has no workload identity federation.
+func (p headscaleProvider) CanFederate() bool { return false }
 
 // SingleUseKeys: the stored pre-auth key is reusable; it never leaves the
 // servers.

@@ -9,8 +9,9 @@ import (
 )
 
 // tailscaleProvider is the server's own Tailscale: connect with a one-time
-// API access token, store an OAuth client with scope auth_keys, mint
-// single-use keys with it, and join advertising the environment's tag.
+// API access token, keep a federated identity (or, without an issuer, an
+// OAuth client) with scope auth_keys, mint single-use keys with it, and
+// join advertising the environment's tag.
 type tailscaleProvider struct{ env *Env }
 
 func (p tailscaleProvider) Control() Control { return Control{Type: Tailscale} }
@@ -45,11 +46,19 @@ func (p tailscaleProvider) AdminClient(token string) tsapi.ControlPlane {
 	return tsapi.NewWithAPIToken(p.env.APIBaseURL, token)
 }
 
-func (p tailscaleProvider) MintingClient(ctx context.Context, clientID, secret, _ string) tsapi.ControlPlane {
-	if p.env.NewOAuthClient != nil {
-		return p.env.NewOAuthClient(ctx, clientID, secret)
+// CanFederate: Tailscale has federated identities.
+func (p tailscaleProvider) CanFederate() bool { return true }
+
+// MintingClient: a federated identity exchanges an ID token for an API
+// token; an OAuth client its secret.
+func (p tailscaleProvider) MintingClient(ctx context.Context, c Credential) tsapi.ControlPlane {
+	if c.Kind == FederatedIdentity {
+		return tsapi.NewWithFederation(p.env.APIBaseURL, c.ID, c.IDToken)
 	}
-	return tsapi.NewWithOAuth(ctx, p.env.APIBaseURL, clientID, secret, []string{"auth_keys"})
+	if p.env.NewOAuthClient != nil {
+		return p.env.NewOAuthClient(ctx, c.ID, c.Secret)
+	}
+	return tsapi.NewWithOAuth(ctx, p.env.APIBaseURL, c.ID, c.Secret, []string{"auth_keys"})
 }
 
 func (p tailscaleProvider) SingleUseKeys() bool { return true }

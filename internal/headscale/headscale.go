@@ -382,6 +382,12 @@ type createKeyRequest struct {
 	ACLTags    []string  `json:"aclTags"`
 }
 
+// CreateFederatedIdentity implements tsapi.ControlPlane: headscale has no
+// workload identity federation.
+func (c *Client) CreateFederatedIdentity(context.Context, tsapi.FederatedIdentityRequest) (tsapi.FederatedIdentity, error) {
+	return tsapi.FederatedIdentity{}, fmt.Errorf("create federated identity: headscale: %w", tsapi.ErrFederationUnsupported)
+}
+
 // CreateOAuthClient implements tsapi.ControlPlane the only way headscale
 // allows: a reusable, ephemeral pre-auth key with tags, expiring after
 // CredentialLifetime. scopes and description have no headscale equivalent

@@ -160,9 +160,19 @@ type Connection struct {
 	// Detail is opaque JSON the connect package keeps alongside (the
 	// grant plan); stored and returned as is. Must not hold secrets.
 	Detail json.RawMessage
-	// OAuthClientID is the Tailscale OAuth client's id (not secret).
+	// Credential is the kind of credential the connection keeps: an OAuth
+	// client, a federated identity or a pre-auth key. Empty when putting
+	// means the control's stored credential (Control.StoredCredential).
+	Credential controlplane.CredentialKind
+	// OAuthClientID is the credential's id (not secret): the OAuth
+	// client's, the federated identity's (its client id) or the pre-auth
+	// key's.
 	OAuthClientID string
-	// Secret is the OAuth client secret sealed by package vault. Never
+	// Audience is the "aud" a federated identity's ID tokens carry (not
+	// secret); empty for other credentials.
+	Audience string
+	// Secret is the OAuth client secret (or pre-auth key) sealed by
+	// package vault; empty for a federated identity, which has none. Never
 	// return it from an endpoint; it is left out of JSON so a Connection
 	// encoded by mistake does not carry it.
 	Secret    vault.Sealed `json:"-"`
@@ -179,8 +189,21 @@ func (s *Store) PutConnection(ctx context.Context, orgID string, c Connection) (
 	default:
 		return Connection{}, fmt.Errorf("store: put connection: unknown state %q", c.State)
 	}
-	if c.Tag == "" || c.OAuthClientID == "" || c.Secret.KeyID == "" || len(c.Secret.Nonce) == 0 || len(c.Secret.Ciphertext) == 0 {
+	if c.Credential == "" {
+		c.Credential = c.Control.StoredCredential()
+	}
+	if c.Credential == controlplane.FederatedIdentity {
+		if c.Tag == "" || c.OAuthClientID == "" || c.Audience == "" || c.Secret.KeyID != "" || len(c.Secret.Ciphertext) > 0 {
+			return Connection{}, errors.New("store: put connection: a federated identity needs a tag, a client id and an audience, and has no secret")
+		}
+	} else if c.Tag == "" || c.OAuthClientID == "" || c.Secret.KeyID == "" || len(c.Secret.Nonce) == 0 || len(c.Secret.Ciphertext) == 0 {
 		return Connection{}, errors.New("store: put connection: tag, OAuth client id and sealed secret are required")
+	}
+	if c.Secret.Nonce == nil {
+		c.Secret.Nonce = []byte{}
+	}
+	if c.Secret.Ciphertext == nil {
+		c.Secret.Ciphertext = []byte{}
 	}
 	cidrs, _ := json.Marshal(nonNil(c.CIDRs))
 	warnings, _ := json.Marshal(nonNil(c.Warnings))
@@ -199,16 +222,16 @@ func (s *Store) PutConnection(ctx context.Context, orgID string, c Connection) (
 	now := s.now().Truncate(time.Millisecond)
 	err := s.tx(ctx, func(tx queries) error {
 		res, err := tx.ExecContext(ctx, `INSERT INTO connections (env_id, org_id, state, tag, cidrs, warnings, targets, detail,
-				control_type, control_url, oauth_client_id, secret_key_id, secret_nonce, secret_ciphertext, created_at, updated_at)
-			SELECT id, org_id, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ? FROM environments WHERE id = ? AND org_id = ?
+				control_type, control_url, credential, oauth_client_id, audience, secret_key_id, secret_nonce, secret_ciphertext, created_at, updated_at)
+			SELECT id, org_id, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ? FROM environments WHERE id = ? AND org_id = ?
 			ON CONFLICT (env_id) DO UPDATE SET state = excluded.state, tag = excluded.tag, cidrs = excluded.cidrs,
 				warnings = excluded.warnings, targets = excluded.targets, detail = excluded.detail,
-				control_type = excluded.control_type, control_url = excluded.control_url,
-				oauth_client_id = excluded.oauth_client_id, secret_key_id = excluded.secret_key_id,
+				control_type = excluded.control_type, control_url = excluded.control_url, credential = excluded.credential,
+				oauth_client_id = excluded.oauth_client_id, audience = excluded.audience, secret_key_id = excluded.secret_key_id,
 				secret_nonce = excluded.secret_nonce, secret_ciphertext = excluded.secret_ciphertext,
 				updated_at = excluded.updated_at`,
 			string(c.State), c.Tag, string(cidrs), string(warnings), string(targets), string(detail),
-			string(control.Type), control.URL, c.OAuthClientID, c.Secret.KeyID, c.Secret.Nonce, c.Secret.Ciphertext, ms(now), ms(now), c.EnvID, orgID)
+			string(control.Type), control.URL, string(c.Credential), c.OAuthClientID, c.Audience, c.Secret.KeyID, c.Secret.Nonce, c.Secret.Ciphertext, ms(now), ms(now), c.EnvID, orgID)
 		if err != nil {
 			return fmt.Errorf("store: put connection: %w", err)
 		}
@@ -227,12 +250,12 @@ func (s *Store) PutConnection(ctx context.Context, orgID string, c Connection) (
 // ErrNotFound if it is not connected (or not orgID's).
 func (s *Store) GetConnection(ctx context.Context, orgID, envID string) (Connection, error) {
 	var c Connection
-	var state, cidrs, warnings, targets, detail, controlType string
+	var state, cidrs, warnings, targets, detail, controlType, credential string
 	var created, updated int64
 	err := s.db.QueryRowContext(ctx, `SELECT env_id, state, tag, cidrs, warnings, targets, detail, control_type, control_url,
-			oauth_client_id, secret_key_id, secret_nonce, secret_ciphertext, created_at, updated_at
+			credential, oauth_client_id, audience, secret_key_id, secret_nonce, secret_ciphertext, created_at, updated_at
 		FROM connections WHERE env_id = ? AND org_id = ?`, envID, orgID).Scan(
-		&c.EnvID, &state, &c.Tag, &cidrs, &warnings, &targets, &detail, &controlType, &c.Control.URL, &c.OAuthClientID,
+		&c.EnvID, &state, &c.Tag, &cidrs, &warnings, &targets, &detail, &controlType, &c.Control.URL, &credential, &c.OAuthClientID, &c.Audience,
 		&c.Secret.KeyID, &c.Secret.Nonce, &c.Secret.Ciphertext, &created, &updated)
 	if errors.Is(err, sql.ErrNoRows) {
 		return Connection{}, fmt.Errorf("store: connection: %w", ErrNotFound)
@@ -242,6 +265,10 @@ func (s *Store) GetConnection(ctx context.Context, orgID, envID string) (Connect
 	}
 	c.State, c.CreatedAt, c.UpdatedAt = ConnectionState(state), fromMS(created), fromMS(updated)
 	c.Control = controlplane.Control{Type: controlplane.Kind(controlType), URL: c.Control.URL}.Canonical()
+	c.Credential = controlplane.CredentialKind(credential)
+	if c.Credential == "" {
+		c.Credential = c.Control.StoredCredential() // rows from before 0003
+	}
 	var raw []string
 	if err := errors.Join(json.Unmarshal([]byte(cidrs), &c.CIDRs), json.Unmarshal([]byte(warnings), &c.Warnings),
 		json.Unmarshal([]byte(targets), &raw)); err != nil {

@@ -398,6 +398,17 @@ func (c *Client) fail(op string, ex *exchange, err error) error {
 		}
 		return &APIError{Op: op, Status: apiErr.Status, Message: redact(msg)}
 	}
+	// The ID token exchange of a federated identity was refused: say why,
+	// in the control plane's words (expired, audience, subject, unknown
+	// identity).
+	var xerr *exchangeError
+	if errors.As(err, &xerr) {
+		status := xerr.status
+		if status == http.StatusBadRequest {
+			status = http.StatusUnauthorized // invalid_grant: the token, not the request
+		}
+		return &APIError{Op: op + " (ID token exchange)", Status: status, Message: redact("federated identity refused the ID token: " + xerr.reason)}
+	}
 	// The OAuth exchange failed: wrong, unknown or revoked client
 	// credentials, or a scope the client does not have.
 	var rerr *oauth2.RetrieveError

@@ -31,6 +31,12 @@ type ControlPlane interface {
 	// CreateOAuthClient creates an OAuth client with the given scopes and
 	// tags. Its secret is returned once; store it encrypted or drop it.
 	CreateOAuthClient(ctx context.Context, scopes, tags []string, description string) (OAuthClient, error)
+	// CreateFederatedIdentity creates a federated identity (workload
+	// identity federation): a trust credential without a secret, which an
+	// ID token from req.Issuer with a matching subject and audience is
+	// exchanged for an API token with. A control plane that cannot
+	// federate answers ErrFederationUnsupported.
+	CreateFederatedIdentity(ctx context.Context, req FederatedIdentityRequest) (FederatedIdentity, error)
 	// CreateAuthKey mints an auth key for joining one device (or several,
 	// if Reusable).
 	CreateAuthKey(ctx context.Context, req AuthKeyRequest) (AuthKey, error)
@@ -98,6 +104,31 @@ func (c OAuthClient) GoString() string { return c.String() }
 // LogValue keeps the secret out of structured logs.
 func (c OAuthClient) LogValue() slog.Value { return slog.StringValue(c.String()) }
 
+// FederatedIdentityRequest describes a federated identity to create.
+type FederatedIdentityRequest struct {
+	Scopes []string
+	Tags   []string
+	// Issuer is the OIDC issuer URL whose ID tokens are trusted; the
+	// control plane finds its keys by OIDC discovery.
+	Issuer string
+	// Subject is the "sub" an ID token must carry.
+	Subject string
+	// Audience is the "aud" an ID token must carry; empty lets the
+	// control plane generate one (returned in FederatedIdentity).
+	Audience    string
+	Description string
+}
+
+// FederatedIdentity is a created federated identity. It has no secret:
+// ID is the client id an ID token is exchanged with, Audience the "aud"
+// the token must carry.
+type FederatedIdentity struct {
+	ID       string
+	Issuer   string
+	Subject  string
+	Audience string
+}
+
 // AuthKeyRequest describes an auth key to mint.
 type AuthKeyRequest struct {
 	Ephemeral     bool // the device is removed when it goes offline
@@ -142,6 +173,9 @@ var (
 	// ErrPreconditionFailed: the policy changed since it was read (HTTP
 	// 412); read it again, reapply the edit and retry.
 	ErrPreconditionFailed = errors.New("policy changed since it was read")
+	// ErrFederationUnsupported: the control plane has no federated
+	// identities (headscale); keep a stored credential instead.
+	ErrFederationUnsupported = errors.New("control plane cannot federate identities")
 )
 
 // APIError is a failed API call. Message is the control plane's own

@@ -63,6 +63,10 @@ const NonceSize = 12
 // client secret.
 const PurposeOAuthClientSecret = "oauth-client-secret"
 
+// PurposeSigningKey is the purpose of one of tailgate's OIDC signing keys
+// (package issuer); it is sealed for its key id instead of an environment.
+const PurposeSigningKey = "oidc-signing-key"
+
 var (
 	// ErrOpen means a sealed record did not open: it was sealed for another
 	// environment or purpose, or was changed. Deliberately unspecific.

@@ -139,6 +139,11 @@ type createKeyRequest struct {
 	Description   string   `json:"description"`
 	Scopes        []string `json:"scopes"`
 	Tags          []string `json:"tags"`
+	// A federated identity's trust.
+	Issuer           string            `json:"issuer"`
+	Subject          string            `json:"subject"`
+	Audience         string            `json:"audience"`
+	CustomClaimRules map[string]string `json:"customClaimRules"`
 }
 
 // maxAuthKeyExpiry is the longest auth key lifetime the API allows.
@@ -176,6 +181,15 @@ func (s *Server) createKey(w http.ResponseWriter, r *http.Request, c caller) {
 			return
 		}
 		s.createOAuthClient(w, c, &req)
+	case KeyTypeFederated:
+		if !hasScope(c.scopes(), "oauth_keys") {
+			writeError(w, http.StatusForbidden, `calling actor does not have enough permissions to perform this function: needs scope "oauth_keys"`)
+			return
+		}
+		if s.injected(w, "keys.create_federated") {
+			return
+		}
+		s.createFederatedIdentity(w, c, &req)
 	default:
 		writeError(w, http.StatusBadRequest, fmt.Sprintf("unsupported keyType %q", req.KeyType))
 	}

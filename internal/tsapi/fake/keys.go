@@ -44,11 +44,11 @@ var scopesNeedingTags = []string{"auth_keys", "devices:core"}
 // The lead uses it to check that nothing was left behind.
 type KeyInfo struct {
 	ID          string
-	Type        string // KeyTypeAPI, KeyTypeClient or KeyTypeAuth
+	Type        string // KeyTypeAPI, KeyTypeClient, KeyTypeFederated or KeyTypeAuth
 	Description string
 	Scopes      []string // API tokens and OAuth clients; nil means all
 	Tags        []string // OAuth clients and auth keys
-	ClientID    string   // for API tokens minted by an OAuth client
+	ClientID    string   // for API tokens minted by an OAuth client or federated identity
 	Ephemeral   bool     // auth keys
 	Reusable    bool     // auth keys
 	Preauth     bool     // auth keys
@@ -59,6 +59,11 @@ type KeyInfo struct {
 	Revoked bool
 	// Used is true for a single-use auth key that a device redeemed.
 	Used bool
+	// Issuer, Subject, Audience and CustomClaimRules are what a federated
+	// identity trusts: ID tokens from Issuer whose sub, aud and claims
+	// match.
+	Issuer, Subject, Audience string
+	CustomClaimRules          map[string]string
 }
 
 // key is a credential. Only the SHA-256 of its secret is kept, and secrets

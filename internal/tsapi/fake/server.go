@@ -24,6 +24,9 @@ type Options struct {
 	// Now is the clock for expiry; nil means time.Now. Tests move it forward
 	// to expire tokens and keys.
 	Now func() time.Time
+	// IssuerHTTP fetches federated identities' OIDC discovery documents
+	// and key sets; nil means a client with a 10-second timeout.
+	IssuerHTTP *http.Client
 }
 
 // TokenOptions describe an API access token minted by NewAPIToken.
@@ -52,6 +55,9 @@ type Server struct {
 	failures      map[string][]failure
 	externalLink  string
 	oauthTokenTTL time.Duration
+
+	issuerHTTP *http.Client
+	issuers    issuerCache
 }
 
 type failure struct {
@@ -63,9 +69,9 @@ type failure struct {
 var operations = []string{
 	"policy.get", "policy.set", "policy.validate",
 	"settings.get",
-	"keys.create_client", "keys.create_authkey", "keys.delete",
+	"keys.create_client", "keys.create_federated", "keys.create_authkey", "keys.delete",
 	"devices.list", "devices.routes", "devices.delete",
-	"oauth.token",
+	"oauth.token", "oauth.token_exchange",
 }
 
 // New returns a Server with the default policy and no credentials; mint
@@ -79,6 +85,10 @@ func New(opts Options) *Server {
 		failures:      map[string][]failure{},
 		externalLink:  "https://github.com/example/tailnet-policy",
 		oauthTokenTTL: time.Hour,
+		issuerHTTP:    opts.IssuerHTTP,
+	}
+	if s.issuerHTTP == nil {
+		s.issuerHTTP = &http.Client{Timeout: 10 * time.Second}
 	}
 	if s.tailnet == nil {
 		s.tailnet = new(MemTailnet)
@@ -101,6 +111,7 @@ func New(opts Options) *Server {
 	m.HandleFunc("POST /api/v2/device/{id}/routes", s.authed("devices.routes", "devices:routes", s.setRoutes))
 	m.HandleFunc("DELETE /api/v2/device/{id}", s.authed("devices.delete", "devices:core", s.deleteDevice))
 	m.HandleFunc("POST /api/v2/oauth/token", s.oauthToken)
+	m.HandleFunc("POST /api/v2/oauth/token-exchange", s.tokenExchange)
 	m.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, "not found")
 	})
@@ -165,7 +176,8 @@ func (s *Server) SetTailnetLock(on bool) {
 // once; calling it again queues another failure behind it. op is one of
 // "policy.get", "policy.set", "policy.validate", "settings.get",
 // "keys.create_client", "keys.create_authkey", "keys.delete",
-// "devices.list", "devices.routes", "devices.delete", "oauth.token".
+// "devices.list", "devices.routes", "devices.delete", "oauth.token",
+// "keys.create_federated", "oauth.token_exchange".
 // The failure applies after authentication succeeded.
 //
 // For "oauth.token" note that golang.org/x/oauth2 retries a failed
