@@ -172,9 +172,9 @@ const (
 	StepCreateClient Step = "create OAuth client"
 	// StepCreateIdentity replaces StepCreateClient when connect federates.
 	StepCreateIdentity Step = "create federated identity"
-	StepSeal         Step = "encrypt credential"
-	StepStore        Step = "store credential"
-	StepRevokeClient Step = "revoke OAuth client"
+	StepSeal           Step = "encrypt credential"
+	StepStore          Step = "store credential"
+	StepRevokeClient   Step = "revoke OAuth client"
 )
 
 // Error is a failed step, with a stable code for API answers and a

@@ -25,12 +25,12 @@ const (
 // Status is an environment's private network as the admin sees it. It
 // never holds a secret.
 type Status struct {
-	Env           string         `json:"environment"`
-	State         string         `json:"state"`
-	Tag           string         `json:"tag,omitempty"`
-	CIDRs         []netip.Prefix `json:"granted_cidrs"`
-	Warnings      []string       `json:"warnings"`
-	Targets       []string       `json:"targets"`
+	Env      string         `json:"environment"`
+	State    string         `json:"state"`
+	Tag      string         `json:"tag,omitempty"`
+	CIDRs    []netip.Prefix `json:"granted_cidrs"`
+	Warnings []string       `json:"warnings"`
+	Targets  []string       `json:"targets"`
 	// Credential is the kind of credential the connection keeps (see
 	// Result.Credential); OAuthClientID its id.
 	Credential    controlplane.CredentialKind `json:"credential,omitempty"`
