@@ -393,7 +393,14 @@ func printConnect(w io.Writer, r connect.Result) {
 	}
 	tw.Flush()
 	printWarnings(w, r.Warnings)
-	fmt.Fprintf(w, "\nOAuth client %s holds the credential (stored encrypted; never shown).\n", r.OAuthClientID)
+	switch r.Credential {
+	case controlplane.FederatedIdentity:
+		fmt.Fprintf(w, "\nFederated identity %s holds the credential: tailgate signs short-lived ID tokens for it and stores no secret.\n", r.OAuthClientID)
+	case controlplane.PreAuthKey:
+		fmt.Fprintf(w, "\nPre-auth key %s is the credential (stored encrypted; never shown; never leaves the server).\n", r.OAuthClientID)
+	default:
+		fmt.Fprintf(w, "\nOAuth client %s holds the credential (stored encrypted; never shown).\n", r.OAuthClientID)
+	}
 	fmt.Fprintf(w, "Next: tailgate env verify %s\n", r.Env)
 }
 
@@ -422,7 +429,7 @@ func printStatus(w io.Writer, st connect.Status) {
 		fmt.Fprintf(tw, "connected at:\t%s\n", st.ConnectedAt.Local().Format(time.DateTime))
 	}
 	fmt.Fprintf(tw, "targets:\t%s\n", strings.Join(st.Targets, ", "))
-	fmt.Fprintf(tw, "OAuth client:\t%s\n", st.OAuthClientID)
+	fmt.Fprintf(tw, "credential:\t%s %s\n", st.Credential, st.OAuthClientID)
 	tw.Flush()
 	fmt.Fprintln(w)
 	fmt.Fprintln(w, "Granted CIDRs:")

@@ -13,6 +13,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/tailgate-dev/tailgate/internal/issuer"
 	"github.com/tailgate-dev/tailgate/internal/outbound"
 	tgrun "github.com/tailgate-dev/tailgate/internal/run"
 	"github.com/tailgate-dev/tailgate/internal/sandbox"
@@ -66,6 +67,8 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	metricsListen := fs.String("metrics-listen", envOr("TAILGATE_METRICS_LISTEN", ""), "`address` to serve Prometheus /metrics on, apart from the API and without a token (e.g. 127.0.0.1:9090); off when empty (env TAILGATE_METRICS_LISTEN)")
 	withSandbox := fs.Bool("sandbox", false, "serve against an embedded sandbox tailnet in this process, to try every command offline (state in a temporary directory unless --db is given)")
 	outDeny := fs.String("outbound-deny", envOr("TAILGATE_OUTBOUND_DENY", ""), "comma-separated `CIDRs` that calls to a tenant's URL may never reach; the longer prefix wins over --outbound-allow (env TAILGATE_OUTBOUND_DENY)")
+	publicURL := fs.String("public-url", envOr("TAILGATE_PUBLIC_URL", ""), "tailgate's public https `URL`, as Tailscale reaches it: tailgate becomes an OIDC issuer there and connects environments with federated identities, storing no secret (env TAILGATE_PUBLIC_URL)")
+	keyRotation := fs.Duration("signing-key-rotation", durationEnv("TAILGATE_SIGNING_KEY_ROTATION", issuer.DefaultRotation, &envErr), "rotate the OIDC signing key this often (with --public-url); 0 never rotates (env TAILGATE_SIGNING_KEY_ROTATION)")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -83,6 +86,14 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	}
 	if *verifyEvery < 0 {
 		return usageError{"--verify-every must be 0 (off) or positive, e.g. 1h"}
+	}
+	if *publicURL != "" {
+		if err := issuer.CheckURL(*publicURL); err != nil {
+			return usageError{"--public-url: " + err.Error()}
+		}
+	}
+	if *keyRotation < 0 {
+		return usageError{"--signing-key-rotation must be 0 (never) or positive, e.g. 720h"}
 	}
 	allow, err := outbound.ParsePrefixes(*outAllow)
 	if err != nil {
@@ -138,7 +149,8 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	}
 
 	stk := startStack(ctx, stackConfig{Store: st, Vault: keyring, APIBaseURL: *tsAPI, ControlURL: *controlURL, Logger: log,
-		RunMaxLifetime: *runMaxLifetime, RunLease: *runLease, VerifyEvery: *verifyEvery, Outbound: policy})
+		RunMaxLifetime: *runMaxLifetime, RunLease: *runLease, VerifyEvery: *verifyEvery, Outbound: policy,
+		PublicURL: *publicURL, SigningKeyRotation: *keyRotation, SigningKeyPrepublish: issuer.DefaultPrepublish})
 	defer stk.Close()
 	var metricsAddr string
 	if *metricsListen != "" {
@@ -163,7 +175,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return fmt.Errorf("listen on %s: %w", *listen, err)
 	}
 	log.Info("tailgate serving", "addr", ln.Addr().String(), "db", store.RedactDSN(*dbPath), "tailscale_api", *tsAPI, "control_url", *controlURL, "vault_key", keyring.ActiveKeyID(),
-		"run_max_lifetime", runMaxLifetime.String(), "run_lease", runLease.String(), "outbound_allow", *outAllow, "outbound_deny", *outDeny)
+		"public_url", *publicURL, "run_max_lifetime", runMaxLifetime.String(), "run_lease", runLease.String(), "outbound_allow", *outAllow, "outbound_deny", *outDeny)
 	if sb != nil {
 		writeServeSandbox(stdout, sb, "http://"+ln.Addr().String(), sandboxAdmin)
 	}

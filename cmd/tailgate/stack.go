@@ -9,6 +9,7 @@ import (
 	"github.com/tailgate-dev/tailgate/internal/api"
 	"github.com/tailgate-dev/tailgate/internal/connect"
 	"github.com/tailgate-dev/tailgate/internal/console"
+	"github.com/tailgate-dev/tailgate/internal/issuer"
 	"github.com/tailgate-dev/tailgate/internal/outbound"
 	tgrun "github.com/tailgate-dev/tailgate/internal/run"
 	"github.com/tailgate-dev/tailgate/internal/store"
@@ -29,6 +30,15 @@ type stackConfig struct {
 	// Outbound is where calls to a tenant's URL (a self-hosted control)
 	// may go; nil refuses loopback and private addresses (package outbound).
 	Outbound *outbound.Policy
+	// PublicURL, when set, makes tailgate an OIDC issuer there: connect
+	// creates federated identities (no stored secret) on Tailscale.
+	PublicURL string
+	// SigningKeyRotation is how often the issuer's signing key rotates;
+	// 0 never rotates automatically.
+	SigningKeyRotation time.Duration
+	// SigningKeyPrepublish is how long a new signing key is published
+	// before it signs.
+	SigningKeyPrepublish time.Duration
 }
 
 // stack is the whole tailgate API as serve runs it: connect, verify and
@@ -49,6 +59,11 @@ type stack struct {
 // runs until Close.
 func startStack(ctx context.Context, cfg stackConfig) *stack {
 	svc := &connect.Service{Store: cfg.Store, Vault: cfg.Vault, APIBaseURL: cfg.APIBaseURL, ControlURL: cfg.ControlURL, Logger: cfg.Logger, Outbound: cfg.Outbound}
+	var iss *issuer.Issuer
+	if cfg.PublicURL != "" {
+		iss = &issuer.Issuer{URL: cfg.PublicURL, Keys: cfg.Store, Vault: cfg.Vault, Prepublish: cfg.SigningKeyPrepublish}
+		svc.Issuer = iss
+	}
 	met := newServeMetrics()
 	runs := &tgrun.Manager{Connect: svc, Store: met.runStore(cfg.Store), Logger: cfg.Logger, MaxLifetime: cfg.RunMaxLifetime, Lease: cfg.RunLease}
 	met.countOpenRuns(runs)
@@ -61,11 +76,32 @@ func startStack(ctx context.Context, cfg stackConfig) *stack {
 		sched := &connect.Scheduler{Service: svc, List: cfg.Store.ConnectedEnvironments, Every: cfg.VerifyEvery}
 		go sched.Run(bg)
 	}
-	h := api.New(api.Options{Store: cfg.Store, PrivateNetwork: met.network(svc), Runs: met.runs(runs), RunLease: cfg.RunLease, Logger: cfg.Logger})
+	if iss != nil && cfg.SigningKeyRotation > 0 {
+		go rotateSigningKeys(bg, iss, cfg.SigningKeyRotation, cfg.Logger)
+	}
+	h := api.New(api.Options{Store: cfg.Store, PrivateNetwork: met.network(svc), Runs: met.runs(runs), RunLease: cfg.RunLease, Logger: cfg.Logger, Issuer: iss})
 	// The web console answers "/" and "/console/..."; it calls the API in
 	// process with the signed-in person's token.
 	h = console.Wrap(h, console.Options{Logger: cfg.Logger})
 	return &stack{Connect: svc, Runs: runs, Handler: h, Metrics: met.Handler(), stop: stop}
+}
+
+// rotateSigningKeys rotates the issuer's signing key every `every`,
+// checking hourly (and at start) whether the newest key is that old.
+func rotateSigningKeys(ctx context.Context, iss *issuer.Issuer, every time.Duration, log *slog.Logger) {
+	check := min(time.Hour, every)
+	for {
+		if rotated, err := iss.RotateIfDue(ctx, every); err != nil {
+			log.Error("rotate OIDC signing key", "err", err)
+		} else if rotated {
+			log.Info("rotated OIDC signing key", "prepublish", iss.Prepublish.String())
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(check):
+		}
+	}
 }
 
 // StopBackground stops the sweeper and the verification schedule; open
