@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/tailgate-dev/tailgate/internal/errcode"
@@ -127,7 +128,7 @@ func (c Credential) federationRefused(err error) string {
 	reason := err.Error()
 	var ae *tsapi.APIError
 	if errors.As(err, &ae) {
-		reason = ae.Message
+		reason = strings.TrimPrefix(ae.Message, "federated identity refused the ID token: ")
 	}
 	return fmt.Sprintf("%s refused tailgate's ID token for the environment's federated identity %s (%s). "+
 		"If the identity was deleted or changed in the %s admin console, connect the environment again; "+

@@ -13,12 +13,14 @@ import (
 	"bytes"
 	"context"
 	"log/slog"
+	"net/http/httptest"
 	"path/filepath"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/tailgate-dev/tailgate/internal/connect"
+	"github.com/tailgate-dev/tailgate/internal/issuer"
 	"github.com/tailgate-dev/tailgate/internal/outbound"
 	"github.com/tailgate-dev/tailgate/internal/sandbox"
 	"github.com/tailgate-dev/tailgate/internal/store"
@@ -97,6 +99,27 @@ func New(t testing.TB, sb *sandbox.Sandbox) *Stack {
 		s.Connect.APIBaseURL, s.Connect.ControlURL = sb.APIURL(), sb.ControlURL()
 	}
 	return s
+}
+
+// Federate makes the stack's connect service an OIDC issuer at url, so
+// that connect creates federated identities on the sandbox. The caller
+// serves the issuer's documents there: the tailgate API built with
+// api.Options{Issuer: iss}, or FederateOnLoopback's own server.
+func (s *Stack) Federate(url string) *issuer.Issuer {
+	iss := &issuer.Issuer{URL: url, Keys: s.Store, Vault: s.Vault}
+	s.Connect.Issuer = iss
+	return iss
+}
+
+// FederateOnLoopback serves the issuer alone (the handler the API mounts)
+// on loopback and federates the stack with it, for tests below the API.
+func (s *Stack) FederateOnLoopback(t testing.TB) *issuer.Issuer {
+	srv := httptest.NewUnstartedServer(nil)
+	iss := s.Federate("http://" + srv.Listener.Addr().String())
+	srv.Config.Handler = iss.Handler()
+	srv.Start()
+	t.Cleanup(srv.Close)
+	return iss
 }
 
 // Logger logs into Logs, at debug level, as JSON.
