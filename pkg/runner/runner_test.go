@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/tailgate-dev/tailgate/internal/api"
+	"github.com/tailgate-dev/tailgate/internal/controlplane"
 	"github.com/tailgate-dev/tailgate/internal/errcode"
 	"github.com/tailgate-dev/tailgate/internal/run"
 	"github.com/tailgate-dev/tailgate/internal/sandbox"
@@ -215,5 +216,40 @@ func TestRunnerBadInput(t *testing.T) {
 	resp.Body.Close()
 	if resp.StatusCode != http.StatusNotFound {
 		t.Errorf("relay of a run that is not relayed: %s", resp.Status)
+	}
+}
+
+// TestFederatedRunJoinsFromTheRunnersHost: with tailgate as the OIDC
+// issuer (its own API), the server exchanges an ID token for the run's
+// single-use key; the runner's host joins with it as before.
+func TestFederatedRunJoinsFromTheRunnersHost(t *testing.T) {
+	s := &server{Stack: tailgatetest.New(t, sandboxtest.Shared(t))}
+	srv := httptest.NewUnstartedServer(nil)
+	s.url = "http://" + srv.Listener.Addr().String()
+	iss := s.Federate(s.url)
+	s.m = &run.Manager{Connect: s.Connect, Store: s.Store, Logger: s.Logger(), Lease: 2 * time.Second}
+	t.Cleanup(s.m.Close)
+	srv.Config.Handler = api.New(api.Options{Store: s.Store, PrivateNetwork: s.Connect, Runs: s.m, RunLease: 2 * time.Second, Logger: s.Logger(), Issuer: iss})
+	srv.Start()
+	t.Cleanup(srv.Close)
+	if res := s.ConnectEnv(t, "web", sandbox.DemoAppName+":80"); res.Credential != controlplane.FederatedIdentity {
+		t.Fatalf("connect kept %q", res.Credential)
+	}
+	ctx := tailgatetest.Ctx(t, 2*time.Minute)
+	r, err := s.client(s.Runner).Start(ctx, "web", runner.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.Placement != run.PlacementRunner {
+		t.Errorf("placement %q, want runner", r.Placement)
+	}
+	if code, body := get(t, r.ProxyURL, "http://"+sandbox.DemoAppName+"/"); code != 200 || !strings.Contains(body, sandbox.DemoAppText) {
+		t.Errorf("private app through the runner's proxy: %d %.80q", code, body)
+	}
+	if _, err := r.End(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if s.Sandbox.API().IssuerFetches(s.url) == 0 {
+		t.Error("the stand-in never fetched the issuer's keys from the API")
 	}
 }
