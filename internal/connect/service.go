@@ -9,16 +9,22 @@
 //   - a least-privilege grant in the customer's tailnet policy, for the tag
 //     tag:tailgate-<env>, edited as HuJSON so the customer's file is kept
 //     byte for byte (package grants);
-//   - an OAuth client with scope auth_keys and that tag only, the
-//     environment's durable credential;
-//   - the client's secret, sealed with AES-256-GCM (package vault) and
-//     stored (package store). No answer ever contains it.
+//   - the environment's durable credential, the strongest the control
+//     allows: a federated identity that trusts this server's ID tokens
+//     (Service.Issuer set, Tailscale; nothing secret is stored), else an
+//     OAuth client with scope auth_keys and that tag only (a pre-auth key
+//     on headscale);
+//   - its id, and a secret if it has one, sealed with AES-256-GCM
+//     (package vault) and stored (package store). No answer ever
+//     contains a secret.
 //
 // The API token lives only in the request: it is never stored, logged or
 // echoed in an error. A failure after the policy write rolls everything
 // back, and the error says which [Step] failed and why.
 //
-// Verify opens the sealed secret, mints a single-use, ephemeral,
+// Verify opens the credential (a federated identity exchanges a
+// five-minute ID token for an API token; an OAuth client its sealed
+// secret), mints a single-use, ephemeral,
 // pre-authorized auth key that expires in minutes, joins the tailnet as an
 // ephemeral node (package tailnet), and checks every target step by step:
 // DNS through the tailnet, TCP through the tailnet only, TLS and HTTP. Each
