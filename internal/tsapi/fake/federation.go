@@ -57,26 +57,7 @@ func (s *Server) createFederatedIdentity(w http.ResponseWriter, c caller, req *c
 		writeError(w, http.StatusBadRequest, "a federated identity needs a subject")
 		return
 	}
-	if len(req.Scopes) == 0 {
-		writeError(w, http.StatusBadRequest, "a federated identity needs at least one scope")
-		return
-	}
-	for _, sc := range req.Scopes {
-		if !knownScope(sc) {
-			writeError(w, http.StatusBadRequest, fmt.Sprintf("unknown scope %q", sc))
-			return
-		}
-		if !hasScope(c.scopes(), sc) {
-			writeError(w, http.StatusForbidden, fmt.Sprintf("cannot grant scope %q the caller does not have", sc))
-			return
-		}
-		if len(req.Tags) == 0 && (slices.Contains(scopesNeedingTags, sc) || sc == "all") {
-			writeError(w, http.StatusBadRequest, fmt.Sprintf("scope %q requires at least one tag", sc))
-			return
-		}
-	}
-	if len(req.Description) > maxDescription {
-		writeError(w, http.StatusBadRequest, fmt.Sprintf("description must be at most %d characters", maxDescription))
+	if !checkTrustCredential(w, c, req, "a federated identity") {
 		return
 	}
 	s.mu.Lock()
@@ -167,20 +148,7 @@ func (s *Server) tokenExchange(w http.ResponseWriter, r *http.Request) {
 		writeOAuthError(w, http.StatusUnauthorized, "invalid_client", fmt.Sprintf("federated identity %q not found (deleted or never created)", id))
 		return
 	}
-	tok, _ := s.addKeyLocked(KeyInfo{
-		Type:        KeyTypeAPI,
-		Scopes:      slices.Clone(ident.Scopes),
-		ClientID:    ident.ID,
-		Expires:     s.now().Add(s.oauthTokenTTL),
-		Description: "federated identity access token",
-	}, prefixAPI)
-	w.Header().Set("Cache-Control", "no-store")
-	writeJSON(w, http.StatusOK, map[string]any{
-		"access_token": tok,
-		"token_type":   "Bearer",
-		"expires_in":   int(s.oauthTokenTTL / time.Second),
-		"scope":        strings.Join(ident.Scopes, " "),
-	})
+	s.writeAccessTokenLocked(w, ident.ID, ident.Scopes, "federated identity access token")
 }
 
 // idClaims are the claims checked; Extra holds all of them for custom

@@ -284,32 +284,38 @@ func (s *Server) createAuthKey(w http.ResponseWriter, c caller, req *createKeyRe
 	writeJSON(w, http.StatusOK, resp)
 }
 
-func (s *Server) createOAuthClient(w http.ResponseWriter, c caller, req *createKeyRequest) {
+// checkTrustCredential checks what OAuth clients and federated identities
+// share: known scopes the caller has, at least one, a tag when a scope
+// creates tagged things, a short description. It answers the refusal.
+func checkTrustCredential(w http.ResponseWriter, c caller, req *createKeyRequest, what string) bool {
 	if len(req.Scopes) == 0 {
-		writeError(w, http.StatusBadRequest, "an OAuth client needs at least one scope")
-		return
+		writeError(w, http.StatusBadRequest, what+" needs at least one scope")
+		return false
 	}
 	for _, sc := range req.Scopes {
 		if !knownScope(sc) {
 			writeError(w, http.StatusBadRequest, fmt.Sprintf("unknown scope %q", sc))
-			return
+			return false
 		}
 		if !hasScope(c.scopes(), sc) {
 			writeError(w, http.StatusForbidden, fmt.Sprintf("cannot grant scope %q the caller does not have", sc))
-			return
+			return false
+		}
+		if len(req.Tags) == 0 && (slices.Contains(scopesNeedingTags, sc) || sc == "all") {
+			writeError(w, http.StatusBadRequest, fmt.Sprintf("scope %q requires at least one tag", sc))
+			return false
 		}
 	}
 	if len(req.Description) > maxDescription {
 		writeError(w, http.StatusBadRequest, fmt.Sprintf("description must be at most %d characters", maxDescription))
-		return
+		return false
 	}
-	if len(req.Tags) == 0 {
-		for _, sc := range req.Scopes {
-			if slices.Contains(scopesNeedingTags, sc) || sc == "all" {
-				writeError(w, http.StatusBadRequest, fmt.Sprintf("scope %q requires at least one tag", sc))
-				return
-			}
-		}
+	return true
+}
+
+func (s *Server) createOAuthClient(w http.ResponseWriter, c caller, req *createKeyRequest) {
+	if !checkTrustCredential(w, c, req, "an OAuth client") {
+		return
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()

@@ -451,12 +451,18 @@ func (s *Server) oauthToken(w http.ResponseWriter, r *http.Request) {
 		}
 		scopes = req
 	}
+	s.writeAccessTokenLocked(w, k.ID, scopes, "OAuth access token")
+}
+
+// writeAccessTokenLocked mints a 1-hour API token for a trust credential
+// (an OAuth client or a federated identity) and answers with it.
+func (s *Server) writeAccessTokenLocked(w http.ResponseWriter, clientID string, scopes []string, description string) {
 	tok, _ := s.addKeyLocked(KeyInfo{
 		Type:        KeyTypeAPI,
 		Scopes:      slices.Clone(scopes),
-		ClientID:    k.ID,
+		ClientID:    clientID,
 		Expires:     s.now().Add(s.oauthTokenTTL),
-		Description: "OAuth access token",
+		Description: description,
 	}, prefixAPI)
 	w.Header().Set("Cache-Control", "no-store")
 	writeJSON(w, http.StatusOK, map[string]any{
