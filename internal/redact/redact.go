@@ -14,8 +14,8 @@ const Mark = "[redacted]"
 // credential matches anything shaped like a credential tailgate handles:
 // Tailscale's (API token, OAuth client secret, auth key: tskey-...),
 // headscale's (API key, pre-auth key: hskey-...) and tailgate's own API
-// tokens (tg_...). A help text's "tskey-api-..." is not one.
-var credential = regexp.MustCompile(`(?:tskey|hskey)-[A-Za-z0-9]+-[A-Za-z0-9_-]{4,}|(?:tskey|hskey)-[A-Za-z0-9_]{16,}|tg_[a-z2-7]{16,}`)
+// tokens (tg_...) and webhook signing secrets (tgwhsec_...). A help text's "tskey-api-..." is not one.
+var credential = regexp.MustCompile(`(?:tskey|hskey)-[A-Za-z0-9]+-[A-Za-z0-9_-]{4,}|(?:tskey|hskey)-[A-Za-z0-9_]{16,}|tg_[a-z2-7]{16,}|tgwhsec_[a-z2-7]{16,}`)
 
 // Secrets returns s without the given secrets (verbatim, when at least 4
 // bytes long; shorter ones would erase ordinary words) and without
