@@ -18,6 +18,7 @@ import (
 	"gopkg.in/yaml.v3"
 
 	apidoc "github.com/tailgate-dev/tailgate/api"
+	"github.com/tailgate-dev/tailgate/internal/allowlist"
 	"github.com/tailgate-dev/tailgate/internal/connect"
 	"github.com/tailgate-dev/tailgate/internal/issuer"
 	"github.com/tailgate-dev/tailgate/internal/store"
@@ -57,6 +58,13 @@ type Options struct {
 	// discovery document and key set, under the public URL's path, which
 	// Tailscale fetches to check the ID tokens of federated identities.
 	Issuer *issuer.Issuer
+	// Allowlist publishes the Network Allowlist (/v1/network/...). Nil:
+	// those endpoints answer 503 allowlist_unavailable.
+	Allowlist *allowlist.Service
+	// AllowlistNeedsToken makes GET /v1/network/allowlist and its change
+	// feed need a token of any org, like every other endpoint; by default
+	// they are public (a firewall's automation has no tailgate token).
+	AllowlistNeedsToken bool
 }
 
 // server is the API's state; handlers are its methods.
@@ -68,12 +76,19 @@ type server struct {
 	issuer    *issuer.Issuer
 	log       *slog.Logger
 	opTimeout time.Duration
+	allowlist *allowlist.Service
+	// allowlistAccess is who may read the allowlist and its feed.
+	allowlistAccess access
 }
 
 // New returns the API as one handler: /v1/..., /healthz, /readyz and 404/405 for
 // everything else, all answered in JSON.
 func New(opts Options) http.Handler {
-	s := &server{store: opts.Store, pn: opts.PrivateNetwork, runs: opts.Runs, runLease: opts.RunLease, issuer: opts.Issuer, log: opts.Logger, opTimeout: opts.OperationTimeout}
+	s := &server{store: opts.Store, pn: opts.PrivateNetwork, runs: opts.Runs, runLease: opts.RunLease, issuer: opts.Issuer, log: opts.Logger, opTimeout: opts.OperationTimeout,
+		allowlist: opts.Allowlist, allowlistAccess: public}
+	if opts.AllowlistNeedsToken {
+		s.allowlistAccess = anyRole
+	}
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
 	}
@@ -204,6 +219,23 @@ func (s *server) routes() []route {
 		}},
 		{"/v1/tokens/{id}", map[string]endpoint{
 			http.MethodDelete: {adminOnly, s.revokeToken},
+		}},
+		{"/v1/network/allowlist", map[string]endpoint{
+			http.MethodGet: {s.allowlistAccess, s.getAllowlist},
+		}},
+		{"/v1/network/allowlist/changes", map[string]endpoint{
+			http.MethodGet: {s.allowlistAccess, s.allowlistChanges},
+		}},
+		{"/v1/network/allowlist/webhook", map[string]endpoint{
+			http.MethodPut:    {adminOnly, s.setWebhook},
+			http.MethodGet:    {adminOnly, s.getWebhook},
+			http.MethodDelete: {adminOnly, s.deleteWebhook},
+		}},
+		{"/v1/network/egress", map[string]endpoint{
+			http.MethodPost: {anyRole, s.reportEgress},
+		}},
+		{"/v1/network/egress/{ip}", map[string]endpoint{
+			http.MethodDelete: {anyRole, s.retireEgress},
 		}},
 	}...)
 }

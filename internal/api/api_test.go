@@ -18,6 +18,7 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/tailgate-dev/tailgate/internal/allowlist"
 	"github.com/tailgate-dev/tailgate/internal/tailgatetest"
 
 	"github.com/tailgate-dev/tailgate/internal/probe"
@@ -707,6 +708,14 @@ func TestOpenAPISchemasMatchTheJSONTheServerWrites(t *testing.T) {
 		"CreateTokenRequest":       CreateTokenRequest{},
 		"CreatedToken":             CreatedToken{},
 		"ErrorDetail":              Error{},
+		"Allowlist":                allowlist.List{},
+		"AllowlistEntry":           allowlist.Entry{},
+		"AllowlistChange":          allowlist.Change{},
+		"AllowlistChangePage":      allowlist.ChangePage{},
+		"ReportEgressRequest":      ReportEgressRequest{},
+		"ReportedEgress":           ReportedEgress{},
+		"SetWebhookRequest":        SetWebhookRequest{},
+		"Webhook":                  allowlist.Webhook{},
 	} {
 		s, ok := doc.Components.Schemas[schema]
 		if !ok {

@@ -53,6 +53,10 @@ const (
 	TailscaleForbidden Code = "tailscale_forbidden"
 	// PolicyInvalid: the control plane refused the edited policy, or the policy could not be edited.
 	PolicyInvalid Code = "policy_invalid"
+	// AllowlistUnavailable: this server does not publish a Network Allowlist.
+	AllowlistUnavailable Code = "allowlist_unavailable"
+	// EgressConfigured: the egress address comes from the server's configuration; change it there.
+	EgressConfigured Code = "egress_configured"
 	// Upstream: the control plane failed or timed out.
 	Upstream Code = "upstream"
 	// Internal: a server-side failure; the server log has the details.
@@ -82,6 +86,8 @@ var Status = map[Code]int{
 	TailscaleUnauthorized:   http.StatusUnprocessableEntity,
 	TailscaleForbidden:      http.StatusUnprocessableEntity,
 	PolicyInvalid:           http.StatusUnprocessableEntity,
+	AllowlistUnavailable:    http.StatusServiceUnavailable,
+	EgressConfigured:        http.StatusConflict,
 	Upstream:                http.StatusBadGateway,
 	Internal:                http.StatusInternalServerError,
 }
