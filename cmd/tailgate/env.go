@@ -260,14 +260,24 @@ type apiClient struct {
 }
 
 func newAPIClient(server string) (*apiClient, error) {
+	c, err := newOptionalTokenClient(server)
+	if err != nil {
+		return nil, err
+	}
+	if c.token == "" {
+		return nil, usageError{"set TAILGATE_TOKEN to a tailgate API token (tailgate serve prints one on first start; tailgate token create makes more)"}
+	}
+	return c, nil
+}
+
+// newOptionalTokenClient is newAPIClient for endpoints that may be public
+// (the Network Allowlist): TAILGATE_TOKEN is sent when set.
+func newOptionalTokenClient(server string) (*apiClient, error) {
 	u, err := url.Parse(server)
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 		return nil, usageError{fmt.Sprintf("--server must be an http(s) URL like http://127.0.0.1:8080, not %q", server)}
 	}
 	tok := strings.TrimSpace(os.Getenv("TAILGATE_TOKEN"))
-	if tok == "" {
-		return nil, usageError{"set TAILGATE_TOKEN to a tailgate API token (tailgate serve prints one on first start; tailgate token create makes more)"}
-	}
 	// Connect and verify may take a minute: they edit the policy, join the
 	// tailnet and check every target.
 	return &apiClient{base: strings.TrimRight(server, "/"), token: tok, hc: &http.Client{Timeout: 5 * time.Minute}}, nil
@@ -310,7 +320,9 @@ func (c *apiClient) do(ctx context.Context, method, path string, body, out any) 
 	if err != nil {
 		return nil, err
 	}
-	req.Header.Set("Authorization", "Bearer "+c.token)
+	if c.token != "" {
+		req.Header.Set("Authorization", "Bearer "+c.token)
+	}
 	req.Header.Set("Accept", "application/json")
 	if body != nil {
 		req.Header.Set("Content-Type", "application/json")

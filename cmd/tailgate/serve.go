@@ -69,6 +69,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	outDeny := fs.String("outbound-deny", envOr("TAILGATE_OUTBOUND_DENY", ""), "comma-separated `CIDRs` that calls to a tenant's URL may never reach; the longer prefix wins over --outbound-allow (env TAILGATE_OUTBOUND_DENY)")
 	publicURL := fs.String("public-url", envOr("TAILGATE_PUBLIC_URL", ""), "tailgate's public https `URL`, as Tailscale reaches it: tailgate becomes an OIDC issuer there and connects environments with federated identities, storing no secret (env TAILGATE_PUBLIC_URL)")
 	keyRotation := fs.Duration("signing-key-rotation", durationEnv("TAILGATE_SIGNING_KEY_ROTATION", issuer.DefaultRotation, &envErr), "rotate the OIDC signing key this often (with --public-url); 0 never rotates (env TAILGATE_SIGNING_KEY_ROTATION)")
+	egressFlags := addAllowlistFlags(fs, &envErr)
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -104,6 +105,10 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return usageError{"--outbound-deny: " + err.Error()}
 	}
 	policy := &outbound.Policy{Allow: allow, Deny: deny}
+	egress, err := egressFlags.parse()
+	if err != nil {
+		return err
+	}
 	var handler slog.Handler
 	switch *logFormat {
 	case "text":
@@ -148,9 +153,14 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return err
 	}
 
+	al, err := egress.service(ctx, st, keyring, policy, log)
+	if err != nil {
+		return err
+	}
 	stk := startStack(ctx, stackConfig{Store: st, Vault: keyring, APIBaseURL: *tsAPI, ControlURL: *controlURL, Logger: log,
 		RunMaxLifetime: *runMaxLifetime, RunLease: *runLease, VerifyEvery: *verifyEvery, Outbound: policy,
-		PublicURL: *publicURL, SigningKeyRotation: *keyRotation, SigningKeyPrepublish: issuer.DefaultPrepublish})
+		PublicURL: *publicURL, SigningKeyRotation: *keyRotation, SigningKeyPrepublish: issuer.DefaultPrepublish,
+		Allowlist: al, AllowlistNeedsToken: egress.needsToken})
 	defer stk.Close()
 	var metricsAddr string
 	if *metricsListen != "" {

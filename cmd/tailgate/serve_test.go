@@ -43,7 +43,9 @@ func testServeFirstStart(t *testing.T, db string) {
 	key := filepath.Join(dir, "tailgate.key")
 	args := []string{"serve", "--db", db, "--key-file", key, "--listen", "127.0.0.1:0", "--log-format", "json",
 		// Nothing here reaches Tailscale; the URLs only have to be valid.
-		"--tailscale-api", "http://127.0.0.1:9", "--control-url", "http://127.0.0.1:9"}
+		"--tailscale-api", "http://127.0.0.1:9", "--control-url", "http://127.0.0.1:9",
+		// The Network Allowlist, public: the first addresses are active at once.
+		"--egress-ips", "203.0.113.7,2001:db8::7"}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 
@@ -80,6 +82,12 @@ func testServeFirstStart(t *testing.T, db string) {
 	}
 	if code, body := get("/v1/environments", admin); code != 200 {
 		t.Errorf("list with the printed token: %d %s", code, body)
+	}
+	if code, body := get("/v1/network/allowlist", ""); code != 200 || !strings.Contains(body, `"ips": [
+    "203.0.113.7",
+    "2001:db8::7"
+  ]`) {
+		t.Errorf("allowlist without a token: %d %s", code, body)
 	}
 	if code, body := get("/v1/openapi.json", ""); code != 200 || !json.Valid([]byte(body)) {
 		t.Errorf("openapi.json: %d", code)

@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/tailgate-dev/tailgate/internal/allowlist"
 	"github.com/tailgate-dev/tailgate/internal/api"
 	"github.com/tailgate-dev/tailgate/internal/connect"
 	"github.com/tailgate-dev/tailgate/internal/console"
@@ -39,6 +40,10 @@ type stackConfig struct {
 	// SigningKeyPrepublish is how long a new signing key is published
 	// before it signs.
 	SigningKeyPrepublish time.Duration
+	// Allowlist publishes the Network Allowlist and delivers its
+	// webhooks; nil: its endpoints answer 503.
+	Allowlist           *allowlist.Service
+	AllowlistNeedsToken bool
 }
 
 // stack is the whole tailgate API as serve runs it: connect, verify and
@@ -79,7 +84,11 @@ func startStack(ctx context.Context, cfg stackConfig) *stack {
 	if iss != nil && cfg.SigningKeyRotation > 0 {
 		go rotateSigningKeys(bg, iss, cfg.SigningKeyRotation, cfg.Logger)
 	}
-	h := api.New(api.Options{Store: cfg.Store, PrivateNetwork: met.network(svc), Runs: met.runs(runs), RunLease: cfg.RunLease, Logger: cfg.Logger, Issuer: iss})
+	if cfg.Allowlist != nil {
+		go cfg.Allowlist.RunDeliveries(bg, 5*time.Second)
+	}
+	h := api.New(api.Options{Store: cfg.Store, PrivateNetwork: met.network(svc), Runs: met.runs(runs), RunLease: cfg.RunLease, Logger: cfg.Logger, Issuer: iss,
+		Allowlist: cfg.Allowlist, AllowlistNeedsToken: cfg.AllowlistNeedsToken})
 	// The web console answers "/" and "/console/..."; it calls the API in
 	// process with the signed-in person's token.
 	h = console.Wrap(h, console.Options{Logger: cfg.Logger})
