@@ -1,4 +1,4 @@
--- 0003, PostgreSQL variant of ../0003_egress_allowlist.sql: the same
+-- 0004, PostgreSQL variant of ../0003_egress_allowlist.sql: the same
 -- tables; times are BIGINT, bytes BYTEA and egress_changes.seq an identity
 -- column. The Network Allowlist. egress_ips is the platform's public egress
 -- addresses, one row per address ever listed; egress_changes is the change

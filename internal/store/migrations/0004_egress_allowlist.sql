@@ -1,4 +1,4 @@
--- 0003: the Network Allowlist. egress_ips is the platform's public egress
+-- 0004: the Network Allowlist. egress_ips is the platform's public egress
 -- addresses, one row per address ever listed; egress_changes is the change
 -- feed, one row per announced change, numbered in commit order (writers
 -- serialise, see Store.EditEgress); egress_webhooks is each org's optional
