@@ -26,6 +26,7 @@ func runGateway(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	admin := fs.String("admin", "", "admin `address` for /metrics, /healthz/ready and /config_dump (default: the config's adminAddr, else 127.0.0.1:15000; \"off\" disables)")
 	bindHost := fs.String("bind-host", "", "`host` to bind ports on (default: all interfaces, like agentgateway)")
 	logFormat := fs.String("log-format", "text", "log format on stderr: text or json")
+	pprofOn := fs.Bool("pprof", false, "also serve /debug/pprof/ on the admin address (profiles show request data: keep the admin address private)")
 	maxConfigBytes := fs.Int64("max-config-bytes", config.DefaultMaxBytes, "largest config `size` in bytes that is loaded or reloaded; a larger file is refused unread")
 	if err := parseFlags(fs, args); err != nil {
 		return err
@@ -67,6 +68,7 @@ func runGateway(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		AdminAddr:  *admin,
 		BindHost:   *bindHost,
 		AccessLog:  stderr,
+		Pprof:      *pprofOn,
 
 		MaxConfigBytes: *maxConfigBytes,
 	})

@@ -65,7 +65,8 @@
 //
 // The admin listener (Options.AdminAddr, else config.adminAddr, else
 // 127.0.0.1:15000) serves /metrics (Prometheus), /healthz/ready and
-// /config_dump (the loaded file with secrets redacted, and bind status).
+// /config_dump (the loaded file with secrets redacted, and bind status),
+// and /debug/pprof/ when Options.Pprof is set.
 // Each request produces one access-log line (text or JSON, per
 // config.logging.format) on Options.AccessLog.
 package gateway
@@ -114,6 +115,11 @@ type Options struct {
 	// MaxConfigBytes is the largest config file loaded or reloaded; 0
 	// means config.DefaultMaxBytes (4 MiB).
 	MaxConfigBytes int64
+	// Pprof serves net/http/pprof's /debug/pprof/ on the admin listener,
+	// for profiling under load. Off by default: a profile reveals request
+	// data in memory, so turn it on only where the admin address is
+	// private.
+	Pprof bool
 }
 
 // Validate loads and compiles the config file at path without serving it.

@@ -56,6 +56,7 @@ func main() {
 		admin := fs.String("admin", "127.0.0.1:0", "admin address")
 		accessLog := fs.String("access-log", "", "access log file (default stderr)")
 		cpuProfile := fs.String("cpuprofile", "", "write a CPU profile here")
+		pprofOn := fs.Bool("pprof", false, "serve /debug/pprof/ on the admin address")
 		fs.Parse(os.Args[2:])
 		if *cpuProfile != "" {
 			f, err := os.Create(*cpuProfile)
@@ -65,7 +66,7 @@ func main() {
 			pprof.StartCPUProfile(f)
 			defer pprof.StopCPUProfile()
 		}
-		opts := gateway.Options{ConfigPath: *cfg, AdminAddr: *admin, BindHost: "127.0.0.1", Logger: slog.New(slog.NewTextHandler(os.Stderr, nil))}
+		opts := gateway.Options{ConfigPath: *cfg, AdminAddr: *admin, BindHost: "127.0.0.1", Pprof: *pprofOn, Logger: slog.New(slog.NewTextHandler(os.Stderr, nil))}
 		if *accessLog != "" {
 			f, err := os.Create(*accessLog)
 			if err != nil {
