@@ -11,6 +11,7 @@ import (
 	"net/http/httputil"
 	"net/url"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/tailgate-dev/tailgate/internal/gateway/httppolicy"
@@ -106,7 +107,8 @@ func (c *compiler) hostBackend(host string, pol *httppolicy.Set) (Backend, error
 				}
 			}
 		},
-		Transport: transport,
+		Transport:  transport,
+		BufferPool: copyBuffers,
 		// 0: buffered writes for ordinary responses; ReverseProxy still
 		// flushes every write of text/event-stream and unknown-length
 		// (streamed) responses, which is what SSE and MCP need.
@@ -133,6 +135,28 @@ func (c *compiler) hostBackend(host string, pol *httppolicy.Set) (Backend, error
 	}
 	c.backends[cacheKey] = b
 	return b, nil
+}
+
+// copyBuffers are the 32 KiB buffers ReverseProxy copies response bodies
+// through: without a pool it allocates one per request, which was three
+// quarters of the bytes the gateway allocated under load.
+var copyBuffers httputil.BufferPool = &bufferPool{}
+
+type bufferPool struct{ p sync.Pool }
+
+func (bp *bufferPool) Get() []byte {
+	if b, ok := bp.p.Get().(*[]byte); ok {
+		return *b
+	}
+	return make([]byte, 32<<10)
+}
+
+func (bp *bufferPool) Put(b []byte) {
+	if cap(b) != 32<<10 {
+		return
+	}
+	b = b[:cap(b)]
+	bp.p.Put(&b)
 }
 
 // retryTransport resends a request whose answer has one of the retry
