@@ -1,7 +1,7 @@
 package gateway
 
 import (
-	"fmt"
+	"log/slog"
 	"net/http"
 
 	"github.com/tailgate-dev/tailgate/internal/gateway/cel"
@@ -66,9 +66,9 @@ func logVars(r *http.Request, ri *requestInfo, w *statusWriter) cel.Vars {
 	return vars
 }
 
-// shape applies the spec to one line's attributes (key, value pairs);
-// ok is false when the filter says not to log the request.
-func (a *accessLogSpec) shape(attrs []any, vars func() cel.Vars) ([]any, bool) {
+// shape applies the spec to one line's attributes; ok is false when the
+// filter says not to log the request.
+func (a *accessLogSpec) shape(attrs []slog.Attr, vars func() cel.Vars) ([]slog.Attr, bool) {
 	if a == nil {
 		return attrs, true
 	}
@@ -86,9 +86,9 @@ func (a *accessLogSpec) shape(attrs []any, vars func() cel.Vars) ([]any, bool) {
 	}
 	if len(a.remove) > 0 {
 		kept := attrs[:0]
-		for i := 0; i+1 < len(attrs); i += 2 {
-			if !a.remove[fmt.Sprint(attrs[i])] {
-				kept = append(kept, attrs[i], attrs[i+1])
+		for _, at := range attrs {
+			if !a.remove[at.Key] {
+				kept = append(kept, at)
 			}
 		}
 		attrs = kept
@@ -101,7 +101,7 @@ func (a *accessLogSpec) shape(attrs []any, vars func() cel.Vars) ([]any, bool) {
 		if err != nil || v == nil {
 			continue
 		}
-		attrs = append(attrs, f.name, v)
+		attrs = append(attrs, slog.Any(f.name, v))
 	}
 	return attrs, true
 }

@@ -59,14 +59,18 @@ func setForwarding(r *http.Request, peer netip.Addr, trusted []netip.Prefix) {
 	}
 	if !peer.IsValid() || !isTrusted(peer, trusted) {
 		for _, k := range forwardingHeaders {
-			h.Del(k)
+			delete(h, k) // canonical already
 		}
+		// One backing array for the four values; each header gets its
+		// own capped slice, so appending to one never touches another.
+		v := make([]string, 4)
+		v[0], v[1] = scheme, r.Host
+		h["X-Forwarded-Proto"], h["X-Forwarded-Host"] = v[0:1:1], v[1:2:2]
 		if peer.IsValid() {
-			h.Set("X-Forwarded-For", peer.String())
-			h.Set("X-Real-Ip", peer.String())
+			v[2] = peer.String()
+			v[3] = v[2]
+			h["X-Forwarded-For"], h["X-Real-Ip"] = v[2:3:3], v[3:4:4]
 		}
-		h.Set("X-Forwarded-Proto", scheme)
-		h.Set("X-Forwarded-Host", r.Host)
 		return
 	}
 	var hops []string

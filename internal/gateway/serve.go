@@ -27,7 +27,8 @@ type Caller struct {
 	Address netip.AddrPort
 	// Tailscale is set on tailnet binds when WhoIs answered.
 	Tailscale *TailscaleIdentity
-	// Claims are the verified JWT's claims, nil without one.
+	// Claims are the verified JWT's claims, nil without one. They may be
+	// shared with other requests that carried the same token: read only.
 	Claims map[string]any
 	// ExtAuthz is the metadata the authorization service returned.
 	ExtAuthz map[string]any
@@ -224,7 +225,8 @@ func (lt *listenerTable) pickRoute(r *http.Request, host, path string) *routeTab
 
 // pickEntry is the most specific route match for r (pickRoute).
 func (lt *listenerTable) pickEntry(r *http.Request, host, path string) *routeEntry {
-	for _, e := range lt.routes {
+	for i := range lt.routes {
+		e := &lt.routes[i]
 		if len(e.route.hostnames) > 0 {
 			ok := false
 			for _, h := range e.route.hostnames {
@@ -238,7 +240,7 @@ func (lt *listenerTable) pickEntry(r *http.Request, host, path string) *routeEnt
 			}
 		}
 		if e.m.matches(r, path) {
-			return &e
+			return e
 		}
 	}
 	return nil
@@ -366,7 +368,9 @@ func (g *Gateway) handler(bs *bindServer) http.Handler {
 		start := time.Now()
 		s := g.snap.Load()
 		ac, _ := r.Context().Value(connKey).(*authConn)
-		ri := &requestInfo{}
+		// One allocation for what the gateway keeps per request.
+		st := &requestState{}
+		ri := &st.ri
 		var ci *connInfo
 		if ac != nil && ac.info != nil {
 			ci = ac.info
@@ -375,7 +379,8 @@ func (g *Gateway) handler(bs *bindServer) http.Handler {
 		if h := r.Header.Get("Authorization"); len(h) > 7 && strings.EqualFold(h[:7], "bearer ") {
 			ri.bearer = strings.TrimSpace(h[7:])
 		}
-		sw := &statusWriter{ResponseWriter: w}
+		sw := &st.sw
+		sw.ResponseWriter = w
 		r = r.WithContext(context.WithValue(r.Context(), requestKey, ri))
 		defer func() {
 			if sw.status == 0 {
@@ -413,9 +418,11 @@ func (g *Gateway) handler(bs *bindServer) http.Handler {
 			defer cancel()
 			r = r.WithContext(ctx)
 		}
-		ri.vars = newRequestVars(r, ci, host)
+		st.rv = requestVars{r: r, ci: ci, host: host}
+		ri.vars = &st.rv
 		if !lt.policies.Empty() || !rt.policies.Empty() {
-			x := &exchange{g: g, ri: ri, sw: sw}
+			x := &st.x
+			*x = exchange{g: g, ri: ri, sw: sw}
 			if !lt.policies.Run(sw, r, x) || !rt.policies.Run(sw, r, x) {
 				return
 			}
@@ -449,6 +456,14 @@ func (rt *routeTable) pick() Backend {
 	return rt.backends[0].Backend
 }
 
+// requestState is what the gateway keeps per request, allocated once.
+type requestState struct {
+	ri requestInfo
+	sw statusWriter
+	x  exchange
+	rv requestVars
+}
+
 // requestVars builds CEL variables for a request once, on first use:
 // most requests on a route without rules never need them.
 type requestVars struct {
@@ -456,18 +471,32 @@ type requestVars struct {
 	ci     *connInfo
 	host   string
 	vars   cel.Vars
-	jwt    map[string]any
-	extMD  map[string]any
+	jwt    map[string]any // nil until a policy authenticates the caller
+	extMD  map[string]any // nil until extAuthz returns metadata
 	cached bool
+	// jwtShared: jwt is a verified token's cached claims, shared with
+	// other requests, so it is copied before anything is merged into it.
+	jwtShared bool
 }
 
+// noVars is the value of jwt.* and extauthz.* before a policy sets them.
+// CEL never writes to it; requestVars copies before merging.
+var noVars = map[string]any{}
+
 func newRequestVars(r *http.Request, ci *connInfo, host string) *requestVars {
-	return &requestVars{r: r, ci: ci, host: host, jwt: map[string]any{}, extMD: map[string]any{}}
+	return &requestVars{r: r, ci: ci, host: host}
+}
+
+func orNoVars(m map[string]any) map[string]any {
+	if m == nil {
+		return noVars
+	}
+	return m
 }
 
 func (rv *requestVars) get() cel.Vars {
 	if rv.cached {
-		rv.vars["jwt"], rv.vars["extauthz"] = rv.jwt, rv.extMD
+		rv.vars["jwt"], rv.vars["extauthz"] = orNoVars(rv.jwt), orNoVars(rv.extMD)
 		return rv.vars
 	}
 	r := rv.r
@@ -475,27 +504,49 @@ func (rv *requestVars) get() cel.Vars {
 	if r.TLS != nil {
 		scheme = "https"
 	}
-	source := map[string]any{}
+	source := noVars
 	if rv.ci != nil {
 		source = rv.ci.source
 	}
+	requestURI := r.URL.RequestURI()
 	rv.vars = cel.Vars{
 		"source": source,
 		"request": map[string]any{
 			"method":       r.Method,
-			"uri":          scheme + "://" + r.Host + r.URL.RequestURI(),
+			"uri":          scheme + "://" + r.Host + requestURI,
 			"host":         rv.host,
 			"scheme":       scheme,
 			"path":         r.URL.Path,
-			"pathAndQuery": r.URL.RequestURI(),
+			"pathAndQuery": requestURI,
 			"version":      r.Proto,
 			"headers":      httppolicy.FlatHeaders(r.Header),
 		},
-		"jwt":      rv.jwt,
-		"extauthz": rv.extMD,
+		"jwt":      orNoVars(rv.jwt),
+		"extauthz": orNoVars(rv.extMD),
 	}
 	rv.cached = true
 	return rv.vars
+}
+
+// addClaims merges a verified token's claims into jwt.*. The first token's
+// claims are used as they are (they are never written to); a second
+// merges into a copy.
+func (rv *requestVars) addClaims(claims map[string]any) map[string]any {
+	switch {
+	case rv.jwt == nil:
+		rv.jwt, rv.jwtShared = claims, true
+		return rv.jwt
+	case rv.jwtShared:
+		own := make(map[string]any, len(rv.jwt)+len(claims))
+		for k, v := range rv.jwt {
+			own[k] = v
+		}
+		rv.jwt, rv.jwtShared = own, false
+	}
+	for k, v := range claims {
+		rv.jwt[k] = v
+	}
+	return rv.jwt
 }
 
 // exchange is a request as its policies see it (httppolicy.Exchange).
@@ -517,15 +568,14 @@ func (x *exchange) Refuse(policy, reason string) {
 func (x *exchange) Note(reason string) { x.ri.denyReason = reason }
 
 func (x *exchange) Authenticated(claims map[string]any) {
-	rv := x.ri.vars
-	for k, v := range claims {
-		rv.jwt[k] = v
-	}
-	x.ri.caller.Claims = rv.jwt
+	x.ri.caller.Claims = x.ri.vars.addClaims(claims)
 }
 
 func (x *exchange) Authorized(metadata map[string]any) {
 	rv := x.ri.vars
+	if rv.extMD == nil {
+		rv.extMD = make(map[string]any, len(metadata))
+	}
 	for k, v := range metadata {
 		rv.extMD[k] = v
 	}
@@ -564,32 +614,35 @@ func identityAttrs(id *TailscaleIdentity) []any {
 func (g *Gateway) finish(bind string, r *http.Request, w *statusWriter, ri *requestInfo, start time.Time) {
 	dur := time.Since(start)
 	g.metrics.request(bind, ri.route, r.Method, w.status, dur)
-	attrs := make([]any, 0, 32)
+	// Typed attributes: slog boxes nothing and converts nothing.
+	attrs := make([]slog.Attr, 0, 24)
 	attrs = append(attrs,
-		"bind", bind, "listener", ri.listener, "route", ri.route,
-		"method", r.Method, "path", r.URL.Path, "status", w.status,
-		"duration_ms", strconv.FormatFloat(float64(dur.Microseconds())/1000, 'f', 3, 64),
-		"src", ri.caller.Address.String(),
+		slog.String("bind", bind), slog.String("listener", ri.listener), slog.String("route", ri.route),
+		slog.String("method", r.Method), slog.String("path", r.URL.Path), slog.Int("status", w.status),
+		slog.String("duration_ms", strconv.FormatFloat(float64(dur.Microseconds())/1000, 'f', 3, 64)),
+		slog.String("src", ri.caller.Address.String()),
 	)
-	attrs = append(attrs, identityAttrs(ri.caller.Tailscale)...)
+	if id := ri.caller.Tailscale; id != nil {
+		attrs = append(attrs, slog.String("tailscale.node", id.Node), slog.String("tailscale.user", id.User), slog.String("tailscale.tags", strings.Join(id.Tags, ",")))
+	}
 	if sub, ok := ri.caller.Claims["sub"].(string); ok {
-		attrs = append(attrs, "jwt.sub", sub)
+		attrs = append(attrs, slog.String("jwt.sub", sub))
 	}
 	if ri.backend != "" {
-		attrs = append(attrs, "backend", ri.backend)
+		attrs = append(attrs, slog.String("backend", ri.backend))
 	}
 	if ri.denyPolicy != "" {
-		attrs = append(attrs, "policy", ri.denyPolicy)
+		attrs = append(attrs, slog.String("policy", ri.denyPolicy))
 	}
 	if ri.denyReason != "" {
-		attrs = append(attrs, "reason", ri.denyReason)
+		attrs = append(attrs, slog.String("reason", ri.denyReason))
 	}
 	if ri.upstreamErr != nil {
-		attrs = append(attrs, "error", ri.upstreamErr.Error())
+		attrs = append(attrs, slog.String("error", ri.upstreamErr.Error()))
 	}
 	attrs, ok := g.snap.Load().accessLog.shape(attrs, func() cel.Vars { return logVars(r, ri, w) })
 	if !ok {
 		return
 	}
-	g.access.Load().Info("request", attrs...)
+	g.access.Load().LogAttrs(context.Background(), slog.LevelInfo, "request", attrs...)
 }

@@ -172,10 +172,32 @@ func FlatHeaders(h http.Header) map[string]string { return flatHeaders(h) }
 func flatHeaders(h http.Header) map[string]string {
 	out := make(map[string]string, len(h))
 	for k, vs := range h {
-		out[strings.ToLower(k)] = strings.Join(vs, ",")
+		lk, ok := lowerHeaderNames[k]
+		if !ok {
+			lk = strings.ToLower(k)
+		}
+		out[lk] = strings.Join(vs, ",")
 	}
 	return out
 }
+
+// lowerHeaderNames are common canonical header names in lower case, so
+// flatHeaders, which runs for every request a rule looks at, need not
+// allocate them.
+var lowerHeaderNames = func() map[string]string {
+	m := map[string]string{}
+	for _, k := range []string{
+		"Accept", "Accept-Encoding", "Accept-Language", "Authorization", "Cache-Control",
+		"Connection", "Content-Length", "Content-Type", "Cookie", "Date", "Forwarded", "Host",
+		"If-Modified-Since", "If-None-Match", "Last-Event-Id", "Mcp-Protocol-Version", "Mcp-Session-Id",
+		"Origin", "Pragma", "Referer", "Server", "Set-Cookie", "Traceparent", "Transfer-Encoding",
+		"Upgrade", "User-Agent", "Www-Authenticate", "X-Forwarded-For", "X-Forwarded-Host",
+		"X-Forwarded-Proto", "X-Real-Ip", "X-Request-Id",
+	} {
+		m[k] = strings.ToLower(k)
+	}
+	return m
+}()
 
 var extAuthz = module("extAuthz", ExternalAuthorization,
 	func(p *config.RoutePolicies) *config.ExtAuthz { return p.ExtAuthz },
