@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"strings"
 	"sync"
+	"sync/atomic"
 
 	"github.com/modelcontextprotocol/go-sdk/jsonrpc"
 	sdk "github.com/modelcontextprotocol/go-sdk/mcp"
@@ -86,13 +87,16 @@ type Backend struct {
 	httpClient *http.Client
 	front      *frontend
 
+	// shared are the shared targets by name, fixed by New: read without mu.
+	shared map[string]*upstream
+	// closed is set (under mu) by Close; requests read it without mu.
+	closed atomic.Bool
+
 	mu       sync.Mutex
-	shared   map[string]*upstream            // shared targets, by name
 	sessions map[*sdk.ServerSession]*session // per-session targets
 	owners   map[string]int                  // never mode: exposed name → target index
 	resOwner map[string]int                  // resource URI → target index (unprefixed modes)
 	subs     map[string]int                  // shared targets: "target\x00uri" → sessions subscribed
-	closed   bool
 	wg       sync.WaitGroup
 
 	// progress maps the progress tokens the gateway sent to targets back
@@ -173,10 +177,7 @@ func (b *Backend) Name() string { return b.name }
 // ServeHTTP serves MCP: streamable HTTP, or legacy SSE on a path ending
 // in /sse (and its message POSTs).
 func (b *Backend) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	b.mu.Lock()
-	closed := b.closed
-	b.mu.Unlock()
-	if closed {
+	if b.closed.Load() {
 		http.Error(w, "MCP backend is shutting down", http.StatusServiceUnavailable)
 		return
 	}
@@ -252,12 +253,12 @@ func newToken() string {
 // on its next request.
 func (b *Backend) Close() error {
 	b.mu.Lock()
-	if b.closed {
+	if b.closed.Load() {
 		b.mu.Unlock()
 		b.wg.Wait()
 		return nil
 	}
-	b.closed = true
+	b.closed.Store(true)
 	var ups []*upstream
 	for _, u := range b.shared {
 		ups = append(ups, u)
@@ -282,13 +283,18 @@ func (b *Backend) Close() error {
 // upstreamFor returns the connection to target i for an MCP session.
 func (b *Backend) upstreamFor(ss *sdk.ServerSession, i int) (*upstream, error) {
 	t := b.targets[i]
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	if b.closed {
+	// A shared target is found without the backend's lock: every call
+	// of every session goes through here.
+	if b.closed.Load() {
 		return nil, errClosed
 	}
 	if u, ok := b.shared[t.Name]; ok {
 		return u, nil
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.closed.Load() {
+		return nil, errClosed
 	}
 	s := b.sessions[ss]
 	if s == nil {

@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"sort"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -69,13 +70,16 @@ var (
 // and for stdio the process behind it. It (re)connects on demand and,
 // when shared, restarts a dead process by itself with backoff.
 type upstream struct {
-	t       Target
-	b       *Backend
-	shared  bool
-	ds      *clientSession // the client session it serves; nil when shared
-	calls   []*pendingCall // client requests out on it, oldest first (mu)
-	done    chan struct{}  // closed by close
-	wg      sync.WaitGroup
+	t      Target
+	b      *Backend
+	shared bool
+	ds     *clientSession // the client session it serves; nil when shared
+	calls  []*pendingCall // client requests out on it, oldest first (mu)
+	done   chan struct{}  // closed by close
+	wg     sync.WaitGroup
+	// live mirrors cs for session's fast path: a call on a connected
+	// target takes no lock.
+	live    atomic.Pointer[sdk.ClientSession]
 	mu      sync.Mutex
 	cs      *sdk.ClientSession
 	proc    *exec.Cmd
@@ -103,6 +107,14 @@ func backoff(n int) time.Duration {
 // session returns a live client session, connecting (or waiting for a
 // connect in progress) if there is none.
 func (u *upstream) session(ctx context.Context) (*sdk.ClientSession, error) {
+	if cs := u.live.Load(); cs != nil {
+		select {
+		case <-u.done:
+			return nil, errClosed
+		default:
+			return cs, nil
+		}
+	}
 	for {
 		u.mu.Lock()
 		if u.closed {
@@ -182,6 +194,7 @@ func (u *upstream) endConnect(cs *sdk.ClientSession, proc *exec.Cmd, err error) 
 		return nil
 	}
 	u.cs, u.proc, u.start, u.lastErr = cs, proc, time.Now(), nil
+	u.live.Store(cs)
 	u.wg.Add(1)
 	go u.watch(cs, proc)
 	return cs
@@ -200,6 +213,7 @@ func (u *upstream) watch(cs *sdk.ClientSession, proc *exec.Cmd) {
 		return
 	}
 	u.cs, u.proc = nil, nil
+	u.live.Store(nil)
 	if time.Since(u.start) > healthyAfter {
 		u.deaths = 0
 	}
@@ -231,6 +245,7 @@ func (u *upstream) drop(cs *sdk.ClientSession) {
 	u.mu.Lock()
 	if u.cs == cs {
 		u.cs = nil
+		u.live.Store(nil)
 	}
 	u.mu.Unlock()
 	cs.Close()
