@@ -4,9 +4,12 @@
 # Starts one backend (1 KiB body), nginx and Caddy (Debian packages) as
 # plain reverse proxies to it, and the tailgate gateway with
 # networkAuthorization + jwtAuth (strict, RS256, JWKS file) + an
-# authorization rule on the claims. Runs wrk against each (and against the
-# backend directly), prints requests/s, p99 latency and resident memory
-# (idle, and peak under load), and tailgate's ratios to each.
+# authorization rule on the claims, and a second tailgate gateway with the
+# same route and no policy at all (tg-bare). Runs wrk against each (and
+# against the backend directly), prints requests/s, p99 latency, the
+# process's CPU time per request (user + system, from /proc; steadier than
+# requests/s on a shared machine), resident memory (idle, and peak under
+# load), and tailgate's ratios to each.
 #
 # Needs: go, wrk, nginx, caddy (apt-get install -y wrk nginx caddy).
 # Knobs: DURATION (10s), CONNS (32), THREADS (2), BASE_PORT (18080).
@@ -17,7 +20,7 @@ DURATION=${DURATION:-10s}
 CONNS=${CONNS:-32}
 THREADS=${THREADS:-2}
 BASE=${BASE_PORT:-18080}
-BE=$BASE NGX=$((BASE + 1)) CADDY=$((BASE + 2)) TG=$((BASE + 3))
+BE=$BASE NGX=$((BASE + 1)) CADDY=$((BASE + 2)) TG=$((BASE + 3)) TGBARE=$((BASE + 4))
 
 for bin in go wrk nginx caddy; do
 	command -v "$bin" >/dev/null || { echo "missing $bin (apt-get install -y wrk nginx caddy)" >&2; exit 1; }
@@ -136,31 +139,57 @@ EOF
 TG_PID=$!
 PIDS+=("$TG_PID")
 
-for p in $BE $NGX $CADDY $TG; do wait_port "$p"; done
+# --- tailgate gateway, the same route without any policy
+cat >"$WORK/gateway-bare.yaml" <<EOF
+binds:
+- port: $TGBARE
+  listeners:
+  - name: default
+    protocol: HTTP
+    routes:
+    - name: app
+      backends:
+      - host: 127.0.0.1:$BE
+EOF
+"$WORK/gatewaybench" gateway -f "$WORK/gateway-bare.yaml" -access-log "$WORK/tailgate-bare-access.log" 2>"$WORK/tailgate-bare.log" &
+TGBARE_PID=$!
+PIDS+=("$TGBARE_PID")
+
+for p in $BE $NGX $CADDY $TG $TGBARE; do wait_port "$p"; done
 sleep 1
 
 # Sanity: every target answers 200, and tailgate refuses a request without a token.
-for p in $BE $NGX $CADDY $TG; do
+for p in $BE $NGX $CADDY $TG $TGBARE; do
 	code=$(curl -s -o /dev/null -w '%{http_code}' -H "Authorization: Bearer $TOKEN" "http://127.0.0.1:$p/")
 	[ "$code" = 200 ] || { echo "port $p answered $code" >&2; exit 1; }
 done
 code=$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$TG/")
 [ "$code" = 401 ] || { echo "tailgate without a token answered $code, want 401" >&2; exit 1; }
 
-declare -A RPS P99 IDLE PEAK
+cpu_ticks() { # user + system clock ticks of a process and its children
+	local total=0 p
+	for p in $1 $(pgrep -P "$1" 2>/dev/null || true); do
+		total=$((total + $(awk '{print $14 + $15}' "/proc/$p/stat" 2>/dev/null || echo 0)))
+	done
+	echo "$total"
+}
+
+declare -A RPS P99 IDLE PEAK CPU
 run() { # name port pid
-	local name=$1 port=$2 pid=$3 out peak=0 r
+	local name=$1 port=$2 pid=$3 out peak=0 r c0 c1
 	IDLE[$name]=$(rss_kb "$pid")
 	# warm-up, then the measured run with RSS sampled every 0.2 s
 	wrk -t"$THREADS" -c"$CONNS" -d2s -H "Authorization: Bearer $TOKEN" "http://127.0.0.1:$port/" >/dev/null
 	wrk -t"$THREADS" -c"$CONNS" -d"$DURATION" --latency -H "Authorization: Bearer $TOKEN" "http://127.0.0.1:$port/" >"$WORK/wrk-$name.txt" &
 	local wpid=$!
+	c0=$(cpu_ticks "$pid")
 	while kill -0 "$wpid" 2>/dev/null; do
 		r=$(rss_kb "$pid")
 		[ "$r" -gt "$peak" ] && peak=$r
 		sleep 0.2
 	done
 	wait "$wpid"
+	c1=$(cpu_ticks "$pid")
 	out=$(cat "$WORK/wrk-$name.txt")
 	if grep -q "Non-2xx" <<<"$out"; then
 		echo "$name: non-2xx responses during the run:" >&2
@@ -170,6 +199,8 @@ run() { # name port pid
 	RPS[$name]=$(awk '/^Requests\/sec:/ {print $2}' <<<"$out")
 	P99[$name]=$(awk '$1 == "99%" {print $2}' <<<"$out")
 	PEAK[$name]=$peak
+	CPU[$name]=$(awk -v c=$((c1 - c0)) -v hz="$(getconf CLK_TCK)" -v n="$(awk '/ requests in / {print $1}' <<<"$out")" \
+		'BEGIN { printf "%.1f", c * 1e6 / hz / n }')
 }
 
 to_ms() { # wrk latency like 1.23ms / 812.00us / 1.01s → ms
@@ -185,15 +216,17 @@ run direct "$BE" "$BE_PID"
 run nginx "$NGX" "$NGX_PID"
 run caddy "$CADDY" "$CADDY_PID"
 run tailgate "$TG" "$TG_PID"
+run tg-bare "$TGBARE" "$TGBARE_PID"
 
-printf '\n%-10s %12s %10s %12s %12s\n' target "req/s" "p99 ms" "RSS idle MB" "RSS load MB"
-for n in direct nginx caddy tailgate; do
-	printf '%-10s %12s %10s %12.1f %12.1f\n' "$n" "${RPS[$n]}" "$(to_ms "${P99[$n]}")" \
+printf '\n%-10s %12s %10s %12s %12s %12s\n' target "req/s" "p99 ms" "CPU µs/req" "RSS idle MB" "RSS load MB"
+for n in direct nginx caddy tailgate tg-bare; do
+	printf '%-10s %12s %10s %12s %12.1f %12.1f\n' "$n" "${RPS[$n]}" "$(to_ms "${P99[$n]}")" "${CPU[$n]}" \
 		"$(awk -v k="${IDLE[$n]}" 'BEGIN{print k/1024}')" "$(awk -v k="${PEAK[$n]}" 'BEGIN{print k/1024}')"
 done
 echo
 echo "tailgate (networkAuthorization + jwtAuth + authorization) relative to:"
-for n in direct nginx caddy; do
+for n in direct nginx caddy tg-bare; do
 	awk -v n="$n" -v tr="${RPS[tailgate]}" -v r="${RPS[$n]}" -v tp="$(to_ms "${P99[tailgate]}")" -v p="$(to_ms "${P99[$n]}")" \
-		'BEGIN { printf "  %-7s throughput %.2fx, p99 latency %.2fx\n", n, tr / r, tp / p }'
+		-v tc="${CPU[tailgate]}" -v c="${CPU[$n]}" \
+		'BEGIN { printf "  %-7s throughput %.2fx, p99 latency %.2fx, CPU per request %.2fx\n", n, tr / r, tp / p, tc / c }'
 done
