@@ -48,6 +48,9 @@ type snapshot struct {
 	accessLog *accessLogSpec
 	// http is frontendPolicies.http; applied when a bind starts.
 	http config.FrontendHTTP
+	// tracing exports request spans (config.tracing,
+	// frontendPolicies.tracing); nil traces nothing.
+	tracing *tracingSpec
 	// mcp are the snapshot's MCP backends: they own stdio processes, so
 	// a snapshot that is replaced or never served is closed.
 	mcp []*mcp.Backend
@@ -61,6 +64,7 @@ func (s *snapshot) close() {
 	for _, b := range s.mcp {
 		b.Close()
 	}
+	s.tracing.close()
 }
 
 type bindTable struct {
@@ -221,6 +225,7 @@ func compile(name string, data []byte, f *config.File, deps compileDeps) (*snaps
 	if fp := f.FrontendPolicies; fp != nil && fp.HTTP != nil {
 		s.http = *fp.HTTP
 	}
+	s.tracing = c.tracing(f)
 	for bi, b := range f.Binds {
 		bp := fmt.Sprintf("binds[%d]", bi)
 		bt := &bindTable{port: b.Port, tailnet: b.Tailnet}

@@ -42,8 +42,10 @@ func (g *Gateway) routeRequest(w http.ResponseWriter, r *http.Request, ri *reque
 	var rt *routeTable
 	if e := lt.pickEntry(r, host, match); e != nil {
 		rt = e.route
+		ri.pathMatch = e.m.path
 		if e.m.pathKind == 2 {
 			ri.prefix = e.m.path
+			ri.pathMatch = strings.TrimSuffix(e.m.path, "/") + "/*"
 		}
 	}
 	switch {

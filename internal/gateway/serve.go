@@ -76,6 +76,11 @@ type requestInfo struct {
 	backendHost bool
 	// bearer is the token the caller authenticated with.
 	bearer string
+	// pathMatch is the chosen match's path as a span name shows it
+	// ("/mcp/*", "/exact"); trace is the request's span, nil when the
+	// request is not traced.
+	pathMatch string
+	trace     *requestTrace
 }
 
 func infoFrom(ctx context.Context) *requestInfo {
@@ -381,6 +386,7 @@ func (g *Gateway) handler(bs *bindServer) http.Handler {
 		}
 		sw := &st.sw
 		sw.ResponseWriter = w
+		ri.trace = s.tracing.begin(r, ci, start)
 		r = r.WithContext(context.WithValue(r.Context(), requestKey, ri))
 		defer func() {
 			if sw.status == 0 {
@@ -640,6 +646,7 @@ func (g *Gateway) finish(bind string, r *http.Request, w *statusWriter, ri *requ
 	if ri.upstreamErr != nil {
 		attrs = append(attrs, slog.String("error", ri.upstreamErr.Error()))
 	}
+	ri.trace.end(r, ri, w, bind, dur)
 	attrs, ok := g.snap.Load().accessLog.shape(attrs, func() cel.Vars { return logVars(r, ri, w) })
 	if !ok {
 		return

@@ -31,6 +31,7 @@ func (d *decoder) checkSemantics(f *File) {
 		d.checkTailnet(t)
 	}
 	d.checkFrontend(f)
+	d.checkTracing(f)
 	if m := f.MCP; m != nil {
 		d.addSimpleMCP(f, m)
 	}

@@ -67,8 +67,8 @@ type File struct {
 }
 
 // Settings is agentgateway's top-level `config:` block. Only the admin
-// addresses and log format are honoured; they apply at start, not on
-// reload (as in agentgateway).
+// addresses, log format and tracing are honoured; the addresses apply at
+// start, not on reload (as in agentgateway).
 type Settings struct {
 	AdminAddr     string   `yaml:"adminAddr"`
 	StatsAddr     string   `yaml:"statsAddr"`
@@ -103,7 +103,7 @@ type Settings struct {
 	ConnectionTerminationDeadline    Unsupported `yaml:"connectionTerminationDeadline"`
 	ConnectionMinTerminationDeadline Unsupported `yaml:"connectionMinTerminationDeadline"`
 	WorkerThreads                    Unsupported `yaml:"workerThreads"`
-	Tracing                          Unsupported `yaml:"tracing"`
+	Tracing                          *Tracing    `yaml:"tracing"`
 	Metrics                          Unsupported `yaml:"metrics"`
 	Backend                          Unsupported `yaml:"backend"`
 	HBONE                            Unsupported `yaml:"hbone"`
@@ -374,7 +374,9 @@ type FrontendPolicies struct {
 	Proxy           Unsupported `yaml:"proxy"`
 	ProxyProtocol   Unsupported `yaml:"proxyProtocol"`
 	Connect         Unsupported `yaml:"connect"`
-	Tracing         Unsupported `yaml:"tracing"`
+	// Tracing exports a span per sampled request (OTLP), overriding
+	// config.tracing.
+	Tracing *FrontendTracing `yaml:"tracing"`
 }
 
 // RuleSet is `{rules: [...]}`, shared by networkAuthorization and
