@@ -23,7 +23,7 @@ func runGateway(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	file := fs.String("f", "", "agentgateway config `file` (YAML)")
 	fs.StringVar(file, "file", "", "same as -f")
 	validateOnly := fs.Bool("validate-only", false, "load and compile the config, report every problem, and exit")
-	admin := fs.String("admin", "", "admin `address` for /metrics, /healthz/ready and /config_dump (default: the config's adminAddr, else 127.0.0.1:15000; \"off\" disables)")
+	admin := fs.String("admin", "", "admin `address` for the admin page /ui, /metrics, /healthz/ready and /config_dump (default: the config's adminAddr, else 127.0.0.1:15000; \"off\" disables)")
 	bindHost := fs.String("bind-host", "", "`host` to bind ports on (default: all interfaces, like agentgateway)")
 	logFormat := fs.String("log-format", "text", "log format on stderr: text or json")
 	pprofOn := fs.Bool("pprof", false, "also serve /debug/pprof/ on the admin address (profiles show request data: keep the admin address private)")

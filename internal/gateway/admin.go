@@ -84,6 +84,7 @@ func (g *Gateway) startAdmin() error {
 	}
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", promhttp.HandlerFor(g.metrics.reg, promhttp.HandlerOpts{}))
+	g.adminPages(mux)
 	mux.HandleFunc("GET /healthz/ready", func(w http.ResponseWriter, r *http.Request) {
 		if !g.ready.Load() {
 			http.Error(w, "not ready", http.StatusServiceUnavailable)
@@ -153,27 +154,39 @@ type BindStatus struct {
 
 func (g *Gateway) serveConfigDump(w http.ResponseWriter, r *http.Request) {
 	s := g.snap.Load()
-	d := ConfigDump{File: g.opts.ConfigPath, LoadedAt: s.loadedAt, SHA256: fmt.Sprintf("%x", s.hash)}
+	d := ConfigDump{File: g.opts.ConfigPath, LoadedAt: s.loadedAt, SHA256: fmt.Sprintf("%x", s.hash),
+		Binds: g.bindStatus(), Config: s.redacted()}
+	w.Header().Set("Content-Type", "application/json")
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	enc.Encode(d)
+}
+
+// redacted is the snapshot's file as YAML decodes it, through Redact;
+// nil if it does not decode to a map.
+func (s *snapshot) redacted() map[string]any {
 	var raw any
-	if err := yaml.Unmarshal(s.source, &raw); err == nil {
-		if m, ok := Redact(raw).(map[string]any); ok {
-			d.Config = m
-		}
+	if err := yaml.Unmarshal(s.source, &raw); err != nil {
+		return nil
 	}
+	m, _ := Redact(raw).(map[string]any)
+	return m
+}
+
+// bindStatus lists the binds listening now, by name.
+func (g *Gateway) bindStatus() []BindStatus {
+	var out []BindStatus
 	g.mu.Lock()
 	for port, bs := range g.servers {
 		n := "host"
 		if bs.tailnet {
 			n = "tailnet"
 		}
-		d.Binds = append(d.Binds, BindStatus{Bind: fmt.Sprintf("bind/%d", port), Network: n, Addr: bs.ln.Addr().String()})
+		out = append(out, BindStatus{Bind: fmt.Sprintf("bind/%d", port), Network: n, Addr: bs.ln.Addr().String()})
 	}
 	g.mu.Unlock()
-	sort.Slice(d.Binds, func(i, j int) bool { return d.Binds[i].Bind < d.Binds[j].Bind })
-	w.Header().Set("Content-Type", "application/json")
-	enc := json.NewEncoder(w)
-	enc.SetIndent("", "  ")
-	enc.Encode(d)
+	sort.Slice(out, func(i, j int) bool { return out[i].Bind < out[j].Bind })
+	return out
 }
 
 // sensitiveHeaders carry credentials; their configured values (header
@@ -185,8 +198,9 @@ var sensitiveHeaders = map[string]bool{
 
 // Redact returns a copy of a decoded YAML value with secrets replaced by
 // "<redacted>": values of credential headers, keys that name a secret
-// (token, secret, password, authKey), inline JWKS private parts, and
-// userinfo or query strings in URLs. It is the gateway's one redaction
+// (token, secret, password, authKey, signingKey), backendAuth's static
+// key, inline JWKS with private or symmetric key material, and userinfo
+// or query strings in URLs. It is the gateway's one redaction
 // helper; use it for anything config-shaped that leaves the process.
 func Redact(v any) any {
 	return redact(v, "")
@@ -199,11 +213,11 @@ func redact(v any, key string) any {
 		out := make(map[string]any, len(t))
 		for k, val := range t {
 			// An MCP stdio target's env is where its API keys go, under
-			// any name (OPENAI_API_KEY, GH_PAT): every value is redacted.
-			if s, ok := val.(string); ok && (secretKey(k) || lk == "env") {
-				if s != "" {
-					val = "<redacted>"
-				}
+			// any name (OPENAI_API_KEY, GH_PAT): every value is redacted;
+			// so is backendAuth's inline key (backendTLS's key is a path).
+			if s, ok := val.(string); ok && s != "" && (lk == "env" || (lk == "backendauth" && k == "key")) {
+				out[k] = "<redacted>"
+				continue
 			}
 			out[k] = redact(val, k)
 		}
@@ -215,23 +229,32 @@ func redact(v any, key string) any {
 		}
 		return out
 	case string:
-		if sensitiveHeaders[lk] {
-			return "<redacted>"
-		}
-		if strings.Contains(t, "://") {
-			return redactURL(t)
-		}
-		if lk == "jwks" && strings.Contains(t, `"d"`) {
-			return "<redacted: inline key set with private key material>"
-		}
-		return t
+		return redactNamed(key, t)
 	}
 	return v
 }
 
+// redactNamed is Redact for one string value named key (a config key,
+// a header name): redacted when the name says it is a secret, with a
+// URL's userinfo and query removed, and inline private key sets hidden.
+func redactNamed(key, s string) string {
+	lk := strings.ToLower(key)
+	switch {
+	case s == "":
+		return s
+	case secretKey(lk) || sensitiveHeaders[lk]:
+		return "<redacted>"
+	case strings.Contains(s, "://"):
+		return redactURL(s)
+	case lk == "jwks" && (strings.Contains(s, `"d"`) || strings.Contains(s, `"k"`)):
+		return "<redacted: inline key set with private or symmetric key material>"
+	}
+	return s
+}
+
 func secretKey(k string) bool {
 	lk := strings.ToLower(k)
-	for _, s := range []string{"secret", "password", "token", "credential", "privatekey"} {
+	for _, s := range []string{"secret", "password", "token", "credential", "privatekey", "signingkey", "authkey", "apikey"} {
 		if strings.Contains(lk, s) {
 			return true
 		}

@@ -81,6 +81,7 @@ type bindTable struct {
 
 type listenerTable struct {
 	name     string
+	path     string // YAML path, for the admin page
 	hostname string // "" any, "*.example.com" wildcard, or exact
 	cert     *tls.Certificate
 	policies *httppolicy.Set // run before the route's
@@ -97,6 +98,7 @@ type routeEntry struct {
 type routeTable struct {
 	name           string
 	key            string // "<listener>/<route>" for logs and metrics
+	path           string // YAML path, for the admin page
 	hostnames      []string
 	policies       *httppolicy.Set
 	backends       []weightedBackend
@@ -293,7 +295,7 @@ func (c *compiler) listener(l config.Listener, path string, bi, li int) *listene
 	if name == "" {
 		name = fmt.Sprintf("bind%d-listener%d", bi, li)
 	}
-	lt := &listenerTable{name: name, hostname: strings.ToLower(l.Hostname)}
+	lt := &listenerTable{name: name, path: path, hostname: strings.ToLower(l.Hostname)}
 	if l.TLS != nil {
 		cert, err := tls.LoadX509KeyPair(c.Rel(l.TLS.Cert), c.Rel(l.TLS.Key))
 		if err != nil {
@@ -401,7 +403,7 @@ func (c *compiler) route(r config.Route, path, listener string, ri int) *routeTa
 	if name == "" {
 		name = fmt.Sprintf("route%d", ri)
 	}
-	rt := &routeTable{name: name, key: listener + "/" + name, paths: pathOptions(r)}
+	rt := &routeTable{name: name, key: listener + "/" + name, path: path, paths: pathOptions(r)}
 	for _, h := range r.Hostnames {
 		rt.hostnames = append(rt.hostnames, strings.ToLower(h))
 	}

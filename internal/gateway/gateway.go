@@ -64,9 +64,11 @@
 // # Operations
 //
 // The admin listener (Options.AdminAddr, else config.adminAddr, else
-// 127.0.0.1:15000) serves /metrics (Prometheus), /healthz/ready and
+// 127.0.0.1:15000) serves /metrics (Prometheus), /healthz/ready,
 // /config_dump (the loaded file with secrets redacted, and bind status),
-// and /debug/pprof/ when Options.Pprof is set.
+// a read-only admin page at /ui (adminpage.go: the redacted config,
+// routes and their policies, MCP targets' last-listed tools, request
+// counts), and /debug/pprof/ when Options.Pprof is set.
 // Each request produces one access-log line (text or JSON, per
 // config.logging.format) on Options.AccessLog.
 package gateway
@@ -100,8 +102,8 @@ type Options struct {
 	// Logger receives operational messages (start, reload, errors).
 	// nil means slog.Default().
 	Logger *slog.Logger
-	// AdminAddr is where /metrics, /healthz/ready and /config_dump are
-	// served. Empty means config.adminAddr, else 127.0.0.1:15000. Port 0
+	// AdminAddr is where /metrics, /healthz/ready, /config_dump and the
+	// admin page (/ui) are served. Empty means config.adminAddr, else 127.0.0.1:15000. Port 0
 	// picks a free port (see Gateway.AdminAddr); "off" disables it.
 	AdminAddr string
 	// BindHost is the host address binds listen on; empty means all

@@ -165,6 +165,8 @@ type routeSetting interface {
 // Set is the compiled policies of one listener or route.
 type Set struct {
 	run []Policy // in Phase order
+	// keys are the config keys of every policy in the set, in Phase order.
+	keys []string
 	// RequestTimeout bounds the whole request (policies and backend) and
 	// BackendTimeout the backend's part; 0 for none (timeout).
 	RequestTimeout time.Duration
@@ -185,6 +187,7 @@ func Compile(p *config.RoutePolicies, path string, c Compiler) *Set {
 		if pol == nil {
 			continue
 		}
+		s.keys = append(s.keys, m.Key)
 		if rs, ok := pol.(routeSetting); ok {
 			rs.configure(s)
 			continue
@@ -192,6 +195,16 @@ func Compile(p *config.RoutePolicies, path string, c Compiler) *Set {
 		s.run = append(s.run, pol)
 	}
 	return s
+}
+
+// Keys are the config keys of s's policies (those that run on requests
+// and those that configure the route, like timeout), in the order they
+// apply.
+func (s *Set) Keys() []string {
+	if s == nil {
+		return nil
+	}
+	return s.keys
 }
 
 // Empty reports whether s has no policy to run on requests.

@@ -102,6 +102,9 @@ type Backend struct {
 	// progress maps the progress tokens the gateway sent to targets back
 	// to the client's token, session and request.
 	progress sync.Map // gateway token → *progressRoute
+
+	// listings are the targets' latest tools/list answers (ToolListings).
+	listings toolListings
 }
 
 // session is the per-MCP-session state of one Backend: its own

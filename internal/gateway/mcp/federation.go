@@ -149,13 +149,14 @@ func (b *Backend) claim(kind string, names [][]string, ok []bool) map[string]int
 }
 
 func (b *Backend) listTools(ctx context.Context, ss *sdk.ServerSession, vars cel.Vars) (*sdk.ListToolsResult, error) {
-	tools, err := listNamed(ctx, b, ss, vars, "tool", "tools/list", nil,
-		func(cs *sdk.ClientSession) iter.Seq2[*sdk.Tool, error] { return cs.Tools(ctx, nil) },
-		func(t *sdk.Tool) string { return t.Name },
-		func(t *sdk.Tool, name string) *sdk.Tool { c := *t; c.Name = name; return &c })
+	per, ok, err := collect(ctx, b, ss, nil, func(cs *sdk.ClientSession) iter.Seq2[*sdk.Tool, error] { return cs.Tools(ctx, nil) })
 	if err != nil {
 		return nil, err
 	}
+	b.listings.record(b, per, ok)
+	tools := merge(b, "tool", "tools/list", per, ok, vars,
+		func(t *sdk.Tool) string { return t.Name },
+		func(t *sdk.Tool, name string) *sdk.Tool { c := *t; c.Name = name; return &c })
 	return &sdk.ListToolsResult{Tools: tools}, nil
 }
 

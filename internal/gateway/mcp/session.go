@@ -246,6 +246,10 @@ func checkRebinding(r *http.Request) error {
 	return nil
 }
 
+// CheckRebinding is checkRebinding for the gateway's own loopback pages
+// (the admin page): one DNS-rebinding rule for the whole gateway.
+func CheckRebinding(r *http.Request) error { return checkRebinding(r) }
+
 // isLoopback reports whether host (with an optional port) is localhost
 // or a loopback address.
 func isLoopback(host string) bool {
