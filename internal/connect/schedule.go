@@ -39,7 +39,7 @@ func (sc *Scheduler) Run(ctx context.Context) {
 // many it verified.
 func (sc *Scheduler) Once(ctx context.Context) int {
 	log := sc.Service.logger()
-	envs, err := sc.List(ctx)
+	envs, err := sc.Due(ctx)
 	if err != nil {
 		log.Error("scheduled verify: list environments", "err", err)
 		return 0
@@ -49,14 +49,37 @@ func (sc *Scheduler) Once(ctx context.Context) int {
 		if ctx.Err() != nil {
 			break
 		}
-		if sc.Service.now().Sub(e.UpdatedAt) < sc.Every {
-			continue
-		}
-		if _, err := sc.Service.Verify(ctx, e.OrgID, e.EnvName); err != nil {
-			log.Warn("scheduled verify failed", "org", e.OrgID, "env", e.EnvName, "err", err)
+		if err := sc.VerifyOne(ctx, e.OrgID, e.EnvName); err != nil {
 			continue
 		}
 		n++
 	}
 	return n
+}
+
+// Due lists the connected environments whose connection has not changed
+// (connect or verify) for Every: those due a verification.
+func (sc *Scheduler) Due(ctx context.Context) ([]store.ConnectedEnvironment, error) {
+	envs, err := sc.List(ctx)
+	if err != nil {
+		return nil, err
+	}
+	var due []store.ConnectedEnvironment
+	for _, e := range envs {
+		if sc.Service.now().Sub(e.UpdatedAt) >= sc.Every {
+			due = append(due, e)
+		}
+	}
+	return due, nil
+}
+
+// VerifyOne verifies one environment on the schedule's behalf. A
+// verification that ran is recorded, whatever its verdict; the error is
+// one that kept it from running.
+func (sc *Scheduler) VerifyOne(ctx context.Context, orgID, env string) error {
+	if _, err := sc.Service.Verify(ctx, orgID, env); err != nil {
+		sc.Service.logger().Warn("scheduled verify failed", "org", orgID, "env", env, "err", err)
+		return err
+	}
+	return nil
 }

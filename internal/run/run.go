@@ -26,14 +26,31 @@
 // A run ends when its owner ends it ([Manager.End]), when it reaches its
 // maximum lifetime, or when its lease lapses: a client that stops sending
 // heartbeats (killed with SIGKILL, say) loses its run at the next sweep.
-// Ending logs the node out, which removes it from the tailnet. Runs left
-// open by a crashed server are marked ended by the first sweep after
-// restart; their nodes are ephemeral and the control server removes them.
+// Ending logs the node out, which removes it from the tailnet.
+//
+// # Several replicas
+//
+// The store is the source of truth for every run: its placement, its
+// lifetime and its lease deadline are recorded, so any replica of tailgate
+// serve on the same database reads, heartbeats and ends any run. A run
+// whose node lives on the runner's host (PlacementRunner) belongs to no
+// process at all. A run whose node lives in a server process (placement
+// server or relay) is recorded with that process's [Manager.Replica] as
+// its holder; when another replica ends it, the holder notices at its
+// next [Manager.Reconcile] and stops the node. Each replica records that
+// it is alive at every Reconcile; runs held by a replica not seen for
+// ReplicaTimeout are orphans ([Manager.SweepOrphans]): their nodes were
+// ephemeral and died with it.
+//
+// Sweeping is store-wide ([Manager.SweepExpired], [Manager.SweepOrphans]):
+// one process (the embedded default, [Manager.Sweep]) or one replica at a
+// time (as jobs, package jobs) does it for all; Reconcile is every
+// process's own.
 //
 // # Usage
 //
 //	m := &run.Manager{Connect: svc, Store: st}
-//	go m.Sweep(ctx, 5*time.Second)
+//	go m.Sweep(ctx, 5*time.Second) // one process; replicas: go m.Watch(ctx, 2*time.Second) and jobs
 //	info, err := m.Start(ctx, orgID, "staging", run.Options{})
 //	// HTTP_PROXY=info.ProxyURL chromium ...
 //	m.End(ctx, orgID, info.ID, "done")
@@ -41,6 +58,8 @@ package run
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -63,7 +82,20 @@ import (
 const (
 	DefaultMaxLifetime = time.Hour
 	DefaultLease       = 30 * time.Second
-	warmTimeout        = 10 * time.Second
+	// DefaultReplicaTimeout: a replica unseen this long has stopped.
+	DefaultReplicaTimeout = 30 * time.Second
+	warmTimeout           = 10 * time.Second
+	// startAllowance is how long a run may take to start (join, warm)
+	// before its lease counts: the API bounds a start at 3 minutes.
+	startAllowance = 3 * time.Minute
+)
+
+// End reasons the manager records.
+const (
+	ReasonLifetime = "maximum lifetime reached"
+	ReasonLease    = "lease expired: no heartbeat from the client"
+	ReasonOrphaned = "orphaned: the server that held it stopped"
+	ReasonShutdown = "server shutting down"
 )
 
 // States a run goes through.
@@ -84,9 +116,18 @@ type Manager struct {
 	// Lease is how long a run lives without a heartbeat; DefaultLease when
 	// zero, negative to disable.
 	Lease time.Duration
+	// Replica names this process among the processes sharing the store:
+	// the runs whose node it holds are recorded as its. A random id when
+	// empty. Set it before the first run.
+	Replica string
+	// ReplicaTimeout is how long a replica may go unseen before the runs
+	// it held are orphans; DefaultReplicaTimeout when zero. Reconcile must
+	// run well within it (every few seconds).
+	ReplicaTimeout time.Duration
 
-	mu   sync.Mutex
-	runs map[string]*session
+	mu      sync.Mutex
+	runs    map[string]*session // the runs whose node this process holds
+	replica string
 }
 
 // CredentialOpener opens an environment's stored credential, with which a
@@ -101,7 +142,12 @@ type Store interface {
 	UpdateRun(ctx context.Context, orgID, id, state, node, nodeID, proxyAddr string) error
 	GetRun(ctx context.Context, orgID, id string) (store.Run, error)
 	EndRun(ctx context.Context, orgID, id, reason string) error
-	OpenRuns(ctx context.Context) ([]store.Run, error)
+	RenewRunLease(ctx context.Context, orgID, id string, until time.Time) error
+	DueRuns(ctx context.Context, now time.Time) ([]store.Run, error)
+	OrphanedRuns(ctx context.Context, seenSince time.Time) ([]store.Run, error)
+	RunsHeldBy(ctx context.Context, replica string) ([]store.Run, error)
+	TouchReplica(ctx context.Context, replica string) error
+	ForgetReplicas(ctx context.Context, before time.Time) (int, error)
 }
 
 // Options for one run.
@@ -193,12 +239,10 @@ type WarmResult struct {
 }
 
 type session struct {
-	info    Info
-	orgID   string
-	node    *tailnet.Node
-	proxy   *egress.Proxy
-	leaseTo time.Time
-	noLease bool
+	info  Info
+	orgID string
+	node  *tailnet.Node
+	proxy *egress.Proxy
 	// relayHash is the SHA-256 of a relayed run's relay token.
 	relayHash []byte
 	once      sync.Once
@@ -216,6 +260,29 @@ func (m *Manager) maxLifetime() time.Duration {
 		return m.MaxLifetime
 	}
 	return DefaultMaxLifetime
+}
+
+// ReplicaID is the id under which this process holds its runs' nodes:
+// Replica, or a random id chosen on first use.
+func (m *Manager) ReplicaID() string {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.replica == "" {
+		m.replica = m.Replica
+		if m.replica == "" {
+			b := make([]byte, 8)
+			rand.Read(b)
+			m.replica = "replica_" + hex.EncodeToString(b)
+		}
+	}
+	return m.replica
+}
+
+func (m *Manager) replicaTimeout() time.Duration {
+	if m.ReplicaTimeout > 0 {
+		return m.ReplicaTimeout
+	}
+	return DefaultReplicaTimeout
 }
 
 func (m *Manager) lease() time.Duration {
@@ -253,7 +320,26 @@ func (m *Manager) Start(ctx context.Context, orgID, env string, opts Options) (I
 	if opts.Lifetime > 0 && opts.Lifetime < lifetime {
 		lifetime = opts.Lifetime
 	}
-	rec, err := m.Store.CreateRun(ctx, orgID, store.Run{EnvID: cred.Env.ID, ExpiresAt: time.Now().Add(lifetime)})
+	// Where the node will live: a runner run on a control that cannot mint
+	// single-use keys stays on the server behind a relay.
+	placement := PlacementServer
+	if opts.Placement == PlacementRunner {
+		placement = PlacementRelay
+		if cred.SingleUseKeys() {
+			placement = PlacementRunner
+		}
+	}
+	rec := store.Run{EnvID: cred.Env.ID, ExpiresAt: time.Now().Add(lifetime), Placement: placement}
+	if placement != PlacementRunner {
+		rec.Holder = m.ReplicaID()
+	}
+	leased := m.lease() > 0 && !opts.NoLease
+	if leased {
+		// The lease counts once the run is ready; a start that never
+		// finishes (its server died) is swept after the allowance.
+		rec.LeaseUntil = time.Now().Add(startAllowance + m.lease())
+	}
+	rec, err = m.Store.CreateRun(ctx, orgID, rec)
 	if err != nil {
 		return Info{}, &Error{Code: errcode.Internal, Message: "record run: " + err.Error(), Err: err}
 	}
@@ -262,15 +348,15 @@ func (m *Manager) Start(ctx context.Context, orgID, env string, opts Options) (I
 		log.Warn("run failed to start", "run", rec.ID, "err", e)
 		return Info{}, e
 	}
-	s := &session{orgID: orgID, noLease: opts.NoLease}
+	s := &session{orgID: orgID}
 	s.info = Info{ID: rec.ID, Env: env, StartedAt: rec.StartedAt, ExpiresAt: rec.ExpiresAt, Placement: PlacementServer}
 	for _, t := range cred.Conn.Targets {
 		s.info.Targets = append(s.info.Targets, t.String())
 	}
 	var join *JoinTicket
 	var relay *RelayTicket
-	switch {
-	case opts.Placement == PlacementRunner && cred.SingleUseKeys():
+	switch placement {
+	case PlacementRunner:
 		if join, err = m.ticket(ctx, cred, s); err != nil {
 			return fail(err)
 		}
@@ -278,22 +364,30 @@ func (m *Manager) Start(ctx context.Context, orgID, env string, opts Options) (I
 		if err := m.startHere(ctx, log, cred, s); err != nil {
 			return fail(err)
 		}
-		if opts.Placement == PlacementRunner {
+		if placement == PlacementRelay {
 			relay = newRelay(s)
 		}
 	}
 	s.info.State = StateReady
-	s.leaseTo = time.Now().Add(m.lease())
-	if err := m.Store.UpdateRun(ctx, orgID, rec.ID, StateReady, s.info.Node, "", s.info.ProxyAddr); err != nil {
+	// A run ended meanwhile (by another replica) is not updated: ended.
+	err = m.Store.UpdateRun(ctx, orgID, rec.ID, StateReady, s.info.Node, "", s.info.ProxyAddr)
+	if err == nil && leased {
+		err = m.Store.RenewRunLease(ctx, orgID, rec.ID, time.Now().Add(m.lease()))
+	}
+	if err != nil {
 		m.stop(s)
 		return fail(&Error{Code: errcode.Internal, Message: "record run: " + err.Error(), Err: err})
 	}
-	m.mu.Lock()
-	if m.runs == nil {
-		m.runs = map[string]*session{}
+	// The store alone keeps a run whose node is on the runner's host; this
+	// process keeps what it must stop when the run ends.
+	if placement != PlacementRunner {
+		m.mu.Lock()
+		if m.runs == nil {
+			m.runs = map[string]*session{}
+		}
+		m.runs[rec.ID] = s
+		m.mu.Unlock()
 	}
-	m.runs[rec.ID] = s
-	m.mu.Unlock()
 	log.Info("run ready", "run", rec.ID, "placement", s.info.Placement, "node", s.info.Node, "proxy", s.info.ProxyAddr,
 		"join_ms", s.info.JoinMS, "warm_ms", s.info.WarmMS)
 	info := s.info
@@ -334,16 +428,10 @@ func (m *Manager) startHere(ctx context.Context, log *slog.Logger, cred connect.
 	return nil
 }
 
-// Get returns a run of orgID's, open or ended.
+// Get returns a run of orgID's, open or ended, as the store records it;
+// for a run whose node this process holds, with its proxy's events. A run
+// another replica ended is stopped here if this process still held it.
 func (m *Manager) Get(ctx context.Context, orgID, id string) (Info, error) {
-	m.mu.Lock()
-	s := m.runs[id]
-	m.mu.Unlock()
-	if s != nil && s.orgID == orgID {
-		info := s.info
-		info.Events = s.events()
-		return info, nil
-	}
 	r, err := m.Store.GetRun(ctx, orgID, id)
 	if errors.Is(err, store.ErrNotFound) {
 		return Info{}, &Error{Code: errcode.NotFound, Message: fmt.Sprintf("no run %q", id), Err: err}
@@ -351,29 +439,67 @@ func (m *Manager) Get(ctx context.Context, orgID, id string) (Info, error) {
 	if err != nil {
 		return Info{}, &Error{Code: errcode.Internal, Message: err.Error(), Err: err}
 	}
-	info := Info{ID: r.ID, State: r.State, Node: r.NodeHostname, StartedAt: r.StartedAt, ExpiresAt: r.ExpiresAt, EndReason: r.EndReason}
+	s := m.local(orgID, id)
+	if s == nil {
+		return recordInfo(r), nil
+	}
+	if !r.EndedAt.IsZero() {
+		m.release(s, r.EndReason)
+		info := recordInfo(r)
+		info.Events = s.events()
+		return info, nil
+	}
+	info := s.info
+	info.Events = s.events()
+	return info, nil
+}
+
+// recordInfo is a run as the store records it.
+func recordInfo(r store.Run) Info {
+	info := Info{ID: r.ID, Env: r.EnvName, State: r.State, Node: r.NodeHostname, StartedAt: r.StartedAt, ExpiresAt: r.ExpiresAt,
+		EndReason: r.EndReason, Placement: r.Placement}
 	if !r.EndedAt.IsZero() {
 		t := r.EndedAt
 		info.EndedAt, info.State = &t, StateEnded
 	}
-	return info, nil
+	return info
 }
 
-// Heartbeat extends an open run's lease.
-func (m *Manager) Heartbeat(ctx context.Context, orgID, id string) (Info, error) {
+// local is the session of a run whose node this process holds, or nil.
+func (m *Manager) local(orgID, id string) *session {
 	m.mu.Lock()
-	s := m.runs[id]
-	if s != nil && s.orgID == orgID {
-		s.leaseTo = time.Now().Add(m.lease())
+	defer m.mu.Unlock()
+	if s := m.runs[id]; s != nil && s.orgID == orgID {
+		return s
 	}
-	m.mu.Unlock()
-	if s == nil || s.orgID != orgID {
-		return m.Get(ctx, orgID, id)
-	}
-	return s.info, nil
+	return nil
 }
 
-// End ends an open run: its proxy closes and its node leaves the tailnet.
+// release stops a local run whose record has ended (elsewhere).
+func (m *Manager) release(s *session, reason string) {
+	m.mu.Lock()
+	held := m.runs[s.info.ID] == s
+	delete(m.runs, s.info.ID)
+	m.mu.Unlock()
+	m.stop(s)
+	if held {
+		m.logger().Info("run ended elsewhere; its node left the tailnet", "run", s.info.ID, "env", s.info.Env, "reason", reason)
+	}
+}
+
+// Heartbeat extends an open run's lease, on whichever replica it arrives.
+func (m *Manager) Heartbeat(ctx context.Context, orgID, id string) (Info, error) {
+	err := m.Store.RenewRunLease(ctx, orgID, id, time.Now().Add(m.lease()))
+	if err != nil && !errors.Is(err, store.ErrNotFound) {
+		return Info{}, &Error{Code: errcode.Internal, Message: err.Error(), Err: err}
+	}
+	// Renewed, or ended or unknown: Get says which.
+	return m.Get(ctx, orgID, id)
+}
+
+// End ends an open run: its proxy closes and its node leaves the tailnet
+// (at once when this process holds it; at the holder's next Reconcile
+// when another replica does; a runner's host logs its own node out).
 func (m *Manager) End(ctx context.Context, orgID, id, reason string) (Info, error) {
 	m.mu.Lock()
 	s := m.runs[id]
@@ -383,12 +509,26 @@ func (m *Manager) End(ctx context.Context, orgID, id, reason string) (Info, erro
 		s = nil
 	}
 	m.mu.Unlock()
-	if s == nil {
-		return m.Get(ctx, orgID, id)
+	if s != nil {
+		m.stop(s)
 	}
-	m.stop(s)
-	if err := m.Store.EndRun(context.WithoutCancel(ctx), orgID, id, reason); err != nil && !errors.Is(err, store.ErrNotFound) {
+	err := m.Store.EndRun(context.WithoutCancel(ctx), orgID, id, reason)
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		// Ended already (or never was): the record says how.
+		info, gerr := m.Get(ctx, orgID, id)
+		if s != nil && gerr == nil {
+			info.Events = s.events()
+		}
+		return info, gerr
+	case err != nil && s == nil:
+		return Info{}, &Error{Code: errcode.Internal, Message: "record run end: " + err.Error(), Err: err}
+	case err != nil:
 		m.logger().Error("record run end", "run", id, "err", err)
+	}
+	if s == nil {
+		m.logger().Info("run ended", "run", id, "reason", reason)
+		return m.Get(ctx, orgID, id)
 	}
 	m.logger().Info("run ended", "run", id, "env", s.info.Env, "reason", reason)
 	info := s.info
@@ -419,9 +559,13 @@ func (s *session) events() []egress.Event {
 	return s.proxy.Events()
 }
 
-// Sweep ends runs past their lifetime or lease every interval until ctx is
-// done, and marks runs that a previous server process left open as ended.
+// Sweep is the background work of a tailgate that is alone on its store
+// (SQLite): every interval until ctx is done it ends runs past their
+// lifetime or lease, ends orphans, and reconciles this process's runs.
+// Replicas sharing a store run [Manager.Watch] instead, and the sweeps as
+// jobs, once for all.
 func (m *Manager) Sweep(ctx context.Context, every time.Duration) {
+	m.Reconcile(ctx)
 	m.SweepOrphans(ctx)
 	t := time.NewTicker(every)
 	defer t.Stop()
@@ -431,49 +575,128 @@ func (m *Manager) Sweep(ctx context.Context, every time.Duration) {
 			return
 		case <-t.C:
 			m.SweepOnce(ctx)
+			m.SweepOrphans(ctx)
 		}
 	}
 }
 
-// SweepOnce ends every run past its lifetime or lease.
-func (m *Manager) SweepOnce(ctx context.Context) {
-	now := time.Now()
-	type due struct{ org, id, reason string }
-	var ended []due
-	m.mu.Lock()
-	for id, s := range m.runs {
-		switch {
-		case now.After(s.info.ExpiresAt):
-			ended = append(ended, due{s.orgID, id, "maximum lifetime reached"})
-		case m.lease() > 0 && !s.noLease && now.After(s.leaseTo):
-			ended = append(ended, due{s.orgID, id, "lease expired: no heartbeat from the client"})
+// Watch reconciles this process's runs with the store every interval
+// until ctx is done: each of several replicas runs it.
+func (m *Manager) Watch(ctx context.Context, every time.Duration) {
+	m.Reconcile(ctx)
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			m.Reconcile(ctx)
 		}
+	}
+}
+
+// SweepOnce ends every run past its lifetime or lease and reconciles this
+// process's runs.
+func (m *Manager) SweepOnce(ctx context.Context) {
+	m.SweepExpired(ctx)
+	m.Reconcile(ctx)
+}
+
+// SweepExpired ends every open run, of any org and held by any replica,
+// that is past its maximum lifetime or whose lease has lapsed, and returns
+// how many it ended.
+func (m *Manager) SweepExpired(ctx context.Context) (int, error) {
+	now := time.Now()
+	due, err := m.Store.DueRuns(ctx, now)
+	if err != nil {
+		m.logger().Error("sweep: list due runs", "err", err)
+		return 0, err
+	}
+	n := 0
+	for _, r := range due {
+		reason := ReasonLease
+		if !now.Before(r.ExpiresAt) {
+			reason = ReasonLifetime
+		}
+		// A heartbeat that lands between the listing and this end loses:
+		// its lease had lapsed already.
+		if _, err := m.End(ctx, r.OrgID, r.ID, reason); err != nil {
+			return n, err
+		}
+		n++
+	}
+	return n, nil
+}
+
+// SweepOrphans ends runs recorded as open whose node a replica held that
+// has not been seen for ReplicaTimeout: it died, and the ephemeral node
+// with it. It returns how many it ended.
+func (m *Manager) SweepOrphans(ctx context.Context) (int, error) {
+	stale := time.Now().Add(-m.replicaTimeout())
+	open, err := m.Store.OrphanedRuns(ctx, stale)
+	if err != nil {
+		m.logger().Error("sweep: list orphaned runs", "err", err)
+		return 0, err
+	}
+	n := 0
+	for _, r := range open {
+		if err := m.Store.EndRun(ctx, r.OrgID, r.ID, ReasonOrphaned); err != nil && !errors.Is(err, store.ErrNotFound) {
+			return n, err
+		}
+		m.logger().Info("run ended", "run", r.ID, "reason", ReasonOrphaned, "holder", r.Holder)
+		n++
+	}
+	// Replicas long gone are forgotten once they hold nothing.
+	if _, err := m.Store.ForgetReplicas(ctx, time.Now().Add(-24*time.Hour)); err != nil {
+		return n, err
+	}
+	return n, nil
+}
+
+// Reconcile records that this process is alive and stops the runs it
+// holds whose record has ended (another replica ended them, or swept
+// them). Every process sharing a store runs it every few seconds.
+func (m *Manager) Reconcile(ctx context.Context) error {
+	replica := m.ReplicaID()
+	if err := m.Store.TouchReplica(ctx, replica); err != nil {
+		m.logger().Error("reconcile: record this replica", "err", err)
+		return err
+	}
+	m.mu.Lock()
+	held := make([]*session, 0, len(m.runs))
+	for _, s := range m.runs {
+		held = append(held, s)
 	}
 	m.mu.Unlock()
-	for _, d := range ended {
-		m.End(ctx, d.org, d.id, d.reason)
+	if len(held) == 0 {
+		return nil
 	}
-}
-
-// SweepOrphans ends runs recorded as open that this process does not hold:
-// their server died. Their nodes were ephemeral and died with it.
-func (m *Manager) SweepOrphans(ctx context.Context) {
-	open, err := m.Store.OpenRuns(ctx)
+	// Read after the snapshot: a run in it that is not open now has ended.
+	open, err := m.Store.RunsHeldBy(ctx, replica)
 	if err != nil {
-		m.logger().Error("sweep: list open runs", "err", err)
-		return
+		m.logger().Error("reconcile: list this replica's runs", "err", err)
+		return err
 	}
+	still := make(map[string]bool, len(open))
 	for _, r := range open {
-		m.mu.Lock()
-		_, live := m.runs[r.ID]
-		m.mu.Unlock()
-		if !live {
-			m.Store.EndRun(ctx, r.OrgID, r.ID, "orphaned: the server that held it stopped")
+		still[r.ID] = true
+	}
+	for _, s := range held {
+		if !still[s.info.ID] {
+			reason := ""
+			if r, err := m.Store.GetRun(ctx, s.orgID, s.info.ID); err == nil {
+				reason = r.EndReason
+			}
+			m.release(s, reason)
 		}
 	}
+	return nil
 }
 
-// Close ends every open run.
+// Close ends every open run whose node this process holds. Runs on
+// runners' hosts are the store's: they stay open, their leases running,
+// for another replica (or this one, restarted) to keep.
 func (m *Manager) Close() {
 	m.mu.Lock()
 	var all []*session
@@ -486,13 +709,14 @@ func (m *Manager) Close() {
 	for _, s := range all {
 		wg.Go(func() {
 			m.stop(s)
-			m.Store.EndRun(context.Background(), s.orgID, s.info.ID, "server shutting down")
+			m.Store.EndRun(context.Background(), s.orgID, s.info.ID, ReasonShutdown)
 		})
 	}
 	wg.Wait()
 }
 
-// Open lists the open runs, for metrics and tests.
+// Open counts the open runs whose node this process holds, for metrics
+// and tests (a run on a runner's host is in the store only).
 func (m *Manager) Open() int {
 	m.mu.Lock()
 	defer m.mu.Unlock()

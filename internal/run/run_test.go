@@ -231,7 +231,8 @@ func TestSweeperClosesRunsLeftOpenByACrashedServer(t *testing.T) {
 	f := newFixture(t, map[string][]string{"crash": {sandbox.DemoAppIP.String() + ":80"}})
 	ctx := ctxT(t)
 	env, _ := f.st.GetEnvironment(ctx, f.org, "crash")
-	r, err := f.st.CreateRun(ctx, f.org, store.Run{EnvID: env.ID, ExpiresAt: time.Now().Add(time.Hour)})
+	// Held by a replica (a server process) that is not seen any more.
+	r, err := f.st.CreateRun(ctx, f.org, store.Run{EnvID: env.ID, ExpiresAt: time.Now().Add(time.Hour), Holder: "replica_crashed"})
 	if err != nil {
 		t.Fatal(err)
 	}

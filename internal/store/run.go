@@ -95,6 +95,18 @@ type Run struct {
 	ExpiresAt    time.Time
 	EndedAt      time.Time // zero while the run is open
 	EndReason    string
+	// Placement is where the run's node lives (the run package's words:
+	// "server", "runner", "relay"); "server" when empty.
+	Placement string
+	// Holder is the replica whose process holds the run's node and proxy
+	// (see TouchReplica), or "" when no tailgate process does (a node on
+	// the runner's host).
+	Holder string
+	// LeaseUntil is when the run ends unless its client sends a heartbeat
+	// (RenewRunLease); zero for a run without a lease.
+	LeaseUntil time.Time
+	// EnvName is the environment's name, filled in when a run is read.
+	EnvName string
 }
 
 // CreateRun records a new run of one of orgID's environments. ID and
@@ -112,11 +124,17 @@ func (s *Store) CreateRun(ctx context.Context, orgID string, r Run) (Run, error)
 	if r.State == "" {
 		r.State = "starting"
 	}
+	if r.Placement == "" {
+		r.Placement = "server"
+	}
 	r.OrgID = orgID
 	r.StartedAt, r.ExpiresAt = r.StartedAt.UTC().Truncate(time.Millisecond), r.ExpiresAt.UTC().Truncate(time.Millisecond)
-	res, err := s.db.ExecContext(ctx, `INSERT INTO runs (id, env_id, org_id, state, node_hostname, device_id, proxy_addr, started_at, expires_at)
-		SELECT ?, id, org_id, ?, ?, ?, ?, ?, ? FROM environments WHERE id = ? AND org_id = ?`,
-		r.ID, r.State, r.NodeHostname, r.DeviceID, r.ProxyAddr, ms(r.StartedAt), ms(r.ExpiresAt), r.EnvID, orgID)
+	if !r.LeaseUntil.IsZero() {
+		r.LeaseUntil = r.LeaseUntil.UTC().Truncate(time.Millisecond)
+	}
+	res, err := s.db.ExecContext(ctx, `INSERT INTO runs (id, env_id, org_id, state, node_hostname, device_id, proxy_addr, started_at, expires_at, placement, holder, lease_until)
+		SELECT ?, id, org_id, ?, ?, ?, ?, ?, ?, ?, ?, ? FROM environments WHERE id = ? AND org_id = ?`,
+		r.ID, r.State, r.NodeHostname, r.DeviceID, r.ProxyAddr, ms(r.StartedAt), ms(r.ExpiresAt), r.Placement, r.Holder, nullMS(r.LeaseUntil), r.EnvID, orgID)
 	if isUnique(err) {
 		return Run{}, fmt.Errorf("store: run %s exists: %w", r.ID, ErrConflict)
 	}
@@ -183,7 +201,67 @@ func (s *Store) OpenRuns(ctx context.Context) ([]Run, error) {
 	return s.queryRuns(ctx, runColumns+` WHERE ended_at IS NULL ORDER BY started_at, id`)
 }
 
-const runColumns = `SELECT id, env_id, org_id, state, node_hostname, device_id, proxy_addr, started_at, expires_at, ended_at, end_reason FROM runs`
+// RenewRunLease moves an open run's lease deadline to until, whichever
+// replica the heartbeat reached. A run without a lease keeps none. An
+// ended (or unknown) run is ErrNotFound.
+func (s *Store) RenewRunLease(ctx context.Context, orgID, runID string, until time.Time) error {
+	res, err := s.db.ExecContext(ctx, `UPDATE runs SET lease_until = CASE WHEN lease_until IS NULL THEN NULL ELSE CAST(? AS BIGINT) END
+		WHERE id = ? AND org_id = ? AND ended_at IS NULL`, ms(until), runID, orgID)
+	if err != nil {
+		return fmt.Errorf("store: renew run lease: %w", err)
+	}
+	if n, _ := res.RowsAffected(); n == 0 {
+		return fmt.Errorf("store: open run: %w", ErrNotFound)
+	}
+	return nil
+}
+
+// DueRuns lists the open runs of every org that are past their maximum
+// lifetime or whose lease has lapsed at now, for the sweeper (which works
+// across orgs; API handlers must use the org-scoped methods).
+func (s *Store) DueRuns(ctx context.Context, now time.Time) ([]Run, error) {
+	t := ms(now)
+	return s.queryRuns(ctx, runColumns+` WHERE ended_at IS NULL AND (expires_at <= ? OR lease_until <= ?) ORDER BY started_at, id`, t, t)
+}
+
+// OrphanedRuns lists the open runs whose node a replica held that has not
+// been seen (TouchReplica) since seenSince: it stopped, and the node with
+// it. Runs no process holds (Holder "") are never orphans.
+func (s *Store) OrphanedRuns(ctx context.Context, seenSince time.Time) ([]Run, error) {
+	return s.queryRuns(ctx, runColumns+` WHERE ended_at IS NULL AND holder <> ''
+		AND NOT EXISTS (SELECT 1 FROM replicas r WHERE r.id = runs.holder AND r.seen_at >= ?) ORDER BY started_at, id`, ms(seenSince))
+}
+
+// RunsHeldBy lists the open runs whose node replica holds.
+func (s *Store) RunsHeldBy(ctx context.Context, replica string) ([]Run, error) {
+	return s.queryRuns(ctx, runColumns+` WHERE ended_at IS NULL AND holder = ? ORDER BY started_at, id`, replica)
+}
+
+// TouchReplica records that replica (a tailgate process) is alive now.
+func (s *Store) TouchReplica(ctx context.Context, replica string) error {
+	now := ms(s.now())
+	_, err := s.db.ExecContext(ctx, `INSERT INTO replicas (id, started_at, seen_at) VALUES (?, ?, ?)
+		ON CONFLICT (id) DO UPDATE SET seen_at = excluded.seen_at`, replica, now, now)
+	if err != nil {
+		return fmt.Errorf("store: touch replica: %w", err)
+	}
+	return nil
+}
+
+// ForgetReplicas deletes the replicas not seen since before that hold no
+// open run, and returns how many it deleted.
+func (s *Store) ForgetReplicas(ctx context.Context, before time.Time) (int, error) {
+	res, err := s.db.ExecContext(ctx, `DELETE FROM replicas WHERE seen_at < ?
+		AND NOT EXISTS (SELECT 1 FROM runs WHERE runs.holder = replicas.id AND runs.ended_at IS NULL)`, ms(before))
+	if err != nil {
+		return 0, fmt.Errorf("store: forget replicas: %w", err)
+	}
+	n, _ := res.RowsAffected()
+	return int(n), nil
+}
+
+const runColumns = `SELECT id, env_id, org_id, state, node_hostname, device_id, proxy_addr, started_at, expires_at, ended_at, end_reason,
+	placement, holder, lease_until, (SELECT e.name FROM environments e WHERE e.id = runs.env_id AND e.org_id = runs.org_id) FROM runs`
 
 func (s *Store) queryRuns(ctx context.Context, q string, args ...any) ([]Run, error) {
 	rows, err := s.db.QueryContext(ctx, q, args...)
@@ -205,11 +283,13 @@ func (s *Store) queryRuns(ctx context.Context, q string, args ...any) ([]Run, er
 func scanRun(sc scanner) (Run, error) {
 	var r Run
 	var started, expires int64
-	var ended sql.NullInt64
+	var ended, lease sql.NullInt64
+	var env sql.NullString
 	if err := sc.Scan(&r.ID, &r.EnvID, &r.OrgID, &r.State, &r.NodeHostname, &r.DeviceID, &r.ProxyAddr,
-		&started, &expires, &ended, &r.EndReason); err != nil {
+		&started, &expires, &ended, &r.EndReason, &r.Placement, &r.Holder, &lease, &env); err != nil {
 		return Run{}, err
 	}
-	r.StartedAt, r.ExpiresAt, r.EndedAt = fromMS(started), fromMS(expires), fromNullMS(ended)
+	r.StartedAt, r.ExpiresAt, r.EndedAt, r.LeaseUntil = fromMS(started), fromMS(expires), fromNullMS(ended), fromNullMS(lease)
+	r.EnvName = env.String
 	return r, nil
 }

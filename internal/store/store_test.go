@@ -553,6 +553,92 @@ func TestRunLifecycle(t *testing.T) {
 	})
 }
 
+// TestRunLeasesAndHoldersAreShared: what several replicas need of a run
+// is in the store: its lease deadline (renewed by whichever replica a
+// heartbeat reaches, lapsed ones listed for the sweeper), its placement,
+// and the replica holding its node (orphaned once that replica is unseen).
+func TestRunLeasesAndHoldersAreShared(t *testing.T) {
+	forEachEngine(t, func(t *testing.T, e testEngine) {
+		ctx := context.Background()
+		s, _ := e.open(t)
+		org := mustOrg(t, s, "Acme")
+		other := mustOrg(t, s, "Other")
+		env := mustEnv(t, s, org.ID, "staging")
+		now := time.Now()
+		leased, err := s.CreateRun(ctx, org.ID, Run{EnvID: env.ID, ExpiresAt: now.Add(time.Hour), Placement: "runner", LeaseUntil: now.Add(-time.Second)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		held, err := s.CreateRun(ctx, org.ID, Run{EnvID: env.ID, ExpiresAt: now.Add(time.Hour), Holder: "replica_a"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		unleased, err := s.CreateRun(ctx, org.ID, Run{EnvID: env.ID, ExpiresAt: now.Add(time.Hour), Holder: "replica_b"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := s.GetRun(ctx, org.ID, leased.ID)
+		if err != nil || got.Placement != "runner" || got.Holder != "" || got.EnvName != "staging" || !got.LeaseUntil.Equal(leased.LeaseUntil) {
+			t.Errorf("leased run = %+v, %v", got, err)
+		}
+		if due, _ := s.DueRuns(ctx, now); len(due) != 1 || due[0].ID != leased.ID {
+			t.Errorf("DueRuns = %+v, want the lapsed lease only", due)
+		}
+		if err := s.RenewRunLease(ctx, other.ID, leased.ID, now.Add(time.Minute)); !errors.Is(err, ErrNotFound) {
+			t.Errorf("another org renewed the lease: %v", err)
+		}
+		if err := s.RenewRunLease(ctx, org.ID, leased.ID, now.Add(time.Minute)); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.RenewRunLease(ctx, org.ID, unleased.ID, now.Add(time.Minute)); err != nil {
+			t.Fatal(err)
+		}
+		if got, _ := s.GetRun(ctx, org.ID, unleased.ID); !got.LeaseUntil.IsZero() || got.Placement != "server" {
+			t.Errorf("a run without a lease got one: %+v", got)
+		}
+		if due, _ := s.DueRuns(ctx, now); len(due) != 0 {
+			t.Errorf("DueRuns after renewal = %+v", due)
+		}
+		if due, _ := s.DueRuns(ctx, now.Add(2*time.Hour)); len(due) != 3 {
+			t.Errorf("DueRuns past the lifetime = %d runs, want 3", len(due))
+		}
+
+		// replica_a is alive, replica_b never was: b's run is an orphan,
+		// and the runner run (held by no process) never is.
+		if err := s.TouchReplica(ctx, "replica_a"); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.TouchReplica(ctx, "replica_a"); err != nil {
+			t.Fatal(err)
+		}
+		orphans, err := s.OrphanedRuns(ctx, now.Add(-time.Minute))
+		if err != nil || len(orphans) != 1 || orphans[0].ID != unleased.ID {
+			t.Errorf("OrphanedRuns = %+v, %v; want %s only", orphans, err, unleased.ID)
+		}
+		if orphans, _ := s.OrphanedRuns(ctx, now.Add(time.Minute)); len(orphans) != 2 {
+			t.Errorf("with replica_a unseen too: %d orphans, want 2", len(orphans))
+		}
+		if mine, _ := s.RunsHeldBy(ctx, "replica_a"); len(mine) != 1 || mine[0].ID != held.ID {
+			t.Errorf("RunsHeldBy = %+v", mine)
+		}
+		if n, err := s.ForgetReplicas(ctx, now.Add(time.Minute)); err != nil || n != 0 {
+			t.Errorf("forgot %d replicas holding open runs (%v)", n, err)
+		}
+		if err := s.EndRun(ctx, org.ID, held.ID, "done"); err != nil {
+			t.Fatal(err)
+		}
+		if mine, _ := s.RunsHeldBy(ctx, "replica_a"); len(mine) != 0 {
+			t.Errorf("RunsHeldBy lists an ended run: %+v", mine)
+		}
+		if err := s.RenewRunLease(ctx, org.ID, held.ID, now.Add(time.Minute)); !errors.Is(err, ErrNotFound) {
+			t.Errorf("renewed an ended run: %v", err)
+		}
+		if n, err := s.ForgetReplicas(ctx, now.Add(time.Minute)); err != nil || n != 1 {
+			t.Errorf("ForgetReplicas = %d, %v; want 1", n, err)
+		}
+	})
+}
+
 func TestConcurrentWritesAllLand(t *testing.T) {
 	forEachEngine(t, func(t *testing.T, e testEngine) {
 		ctx := context.Background()
