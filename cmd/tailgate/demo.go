@@ -107,8 +107,11 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	}
 	// The same API as tailgate serve: runs, flows, heartbeats and tokens
 	// work against it, from this process or another terminal.
-	stk := startStack(ctx, stackConfig{Store: st, Vault: keyring, APIBaseURL: sb.APIURL(), ControlURL: sb.ControlURL(), Logger: log,
+	stk, err := startStack(ctx, stackConfig{Store: st, Vault: keyring, APIBaseURL: sb.APIURL(), ControlURL: sb.ControlURL(), Logger: log,
 		Outbound: outbound.AllowLoopback()}) // a self-hosted control tried with the demo runs on this host
+	if err != nil {
+		return err
+	}
 	defer stk.Close()
 	runs := stk.Runs
 	ln, err := net.Listen("tcp", "127.0.0.1:0")

@@ -157,10 +157,13 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if err != nil {
 		return err
 	}
-	stk := startStack(ctx, stackConfig{Store: st, Vault: keyring, APIBaseURL: *tsAPI, ControlURL: *controlURL, Logger: log,
+	stk, err := startStack(ctx, stackConfig{Store: st, DB: *dbPath, Vault: keyring, APIBaseURL: *tsAPI, ControlURL: *controlURL, Logger: log,
 		RunMaxLifetime: *runMaxLifetime, RunLease: *runLease, VerifyEvery: *verifyEvery, Outbound: policy,
 		PublicURL: *publicURL, SigningKeyRotation: *keyRotation, SigningKeyPrepublish: issuer.DefaultPrepublish,
 		Allowlist: al, AllowlistNeedsToken: egress.needsToken})
+	if err != nil {
+		return err
+	}
 	defer stk.Close()
 	var metricsAddr string
 	if *metricsListen != "" {

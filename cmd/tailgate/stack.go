@@ -11,6 +11,7 @@ import (
 	"github.com/tailgate-dev/tailgate/internal/connect"
 	"github.com/tailgate-dev/tailgate/internal/console"
 	"github.com/tailgate-dev/tailgate/internal/issuer"
+	"github.com/tailgate-dev/tailgate/internal/jobs"
 	"github.com/tailgate-dev/tailgate/internal/outbound"
 	tgrun "github.com/tailgate-dev/tailgate/internal/run"
 	"github.com/tailgate-dev/tailgate/internal/store"
@@ -20,7 +21,10 @@ import (
 // stackConfig is what the tailgate API needs around it, from serve's flags
 // or from the demo's sandbox.
 type stackConfig struct {
-	Store          *store.Store
+	Store *store.Store
+	// DB is the store's DSN: on PostgreSQL, the background work runs as
+	// jobs in River there, shared by every replica (package jobs).
+	DB             string
 	Vault          *vault.Keyring
 	APIBaseURL     string // Tailscale API (or the sandbox's stand-in)
 	ControlURL     string // "" is Tailscale's
@@ -57,12 +61,15 @@ type stack struct {
 	// Metrics serves the stack's Prometheus metrics (metrics.go); serve
 	// mounts it on --metrics-listen, never on the API's address.
 	Metrics http.Handler
-	stop    context.CancelFunc
+	// Queue is the replica's job queue on PostgreSQL; nil on SQLite,
+	// where the background work is this process's timers.
+	Queue *jobs.Queue
+	stop  context.CancelFunc
 }
 
 // startStack builds the services and starts their background work, which
 // runs until Close.
-func startStack(ctx context.Context, cfg stackConfig) *stack {
+func startStack(ctx context.Context, cfg stackConfig) (*stack, error) {
 	svc := &connect.Service{Store: cfg.Store, Vault: cfg.Vault, APIBaseURL: cfg.APIBaseURL, ControlURL: cfg.ControlURL, Logger: cfg.Logger, Outbound: cfg.Outbound}
 	var iss *issuer.Issuer
 	if cfg.PublicURL != "" {
@@ -72,14 +79,29 @@ func startStack(ctx context.Context, cfg stackConfig) *stack {
 	met := newServeMetrics()
 	runs := &tgrun.Manager{Connect: svc, Store: met.runStore(cfg.Store), Logger: cfg.Logger, MaxLifetime: cfg.RunMaxLifetime, Lease: cfg.RunLease}
 	met.countOpenRuns(runs)
+	sched := &connect.Scheduler{Service: svc, List: cfg.Store.ConnectedEnvironments, Every: cfg.VerifyEvery}
 	bg, stop := context.WithCancel(context.WithoutCancel(ctx))
-	// The sweeper ends runs past their lifetime or whose client stopped
-	// sending heartbeats (killed, say), and on start marks runs a previous
-	// process left open as ended.
-	go runs.Sweep(bg, 5*time.Second)
-	if cfg.VerifyEvery > 0 {
-		sched := &connect.Scheduler{Service: svc, List: cfg.Store.ConnectedEnvironments, Every: cfg.VerifyEvery}
-		go sched.Run(bg)
+	var queue *jobs.Queue
+	if store.IsPostgres(cfg.DB) {
+		// Several replicas may share the database: the sweeps and the
+		// verification schedule are jobs, each done once by one of them;
+		// each replica watches its own runs (and says it is alive).
+		var err error
+		queue, err = jobs.Start(ctx, jobs.Options{DSN: cfg.DB, Replica: runs.ReplicaID(), Runs: runs,
+			Verify: sched, VerifyEvery: cfg.VerifyEvery, Logger: cfg.Logger})
+		if err != nil {
+			stop()
+			return nil, err
+		}
+		go runs.Watch(bg, 2*time.Second)
+	} else {
+		// One process: the sweeper ends runs past their lifetime or whose
+		// client stopped sending heartbeats (killed, say), and runs a
+		// previous process left open.
+		go runs.Sweep(bg, 5*time.Second)
+		if cfg.VerifyEvery > 0 {
+			go sched.Run(bg)
+		}
 	}
 	if iss != nil && cfg.SigningKeyRotation > 0 {
 		go rotateSigningKeys(bg, iss, cfg.SigningKeyRotation, cfg.Logger)
@@ -92,7 +114,7 @@ func startStack(ctx context.Context, cfg stackConfig) *stack {
 	// The web console answers "/" and "/console/..."; it calls the API in
 	// process with the signed-in person's token.
 	h = console.Wrap(h, console.Options{Logger: cfg.Logger})
-	return &stack{Connect: svc, Runs: runs, Handler: h, Metrics: met.Handler(), stop: stop}
+	return &stack{Connect: svc, Runs: runs, Handler: h, Metrics: met.Handler(), Queue: queue, stop: stop}, nil
 }
 
 // rotateSigningKeys rotates the issuer's signing key every `every`,
@@ -113,14 +135,23 @@ func rotateSigningKeys(ctx context.Context, iss *issuer.Issuer, every time.Durat
 	}
 }
 
-// StopBackground stops the sweeper and the verification schedule; open
+// StopBackground stops the sweeper and the verification schedule (or this
+// replica's job worker, letting running jobs finish for a while); open
 // runs stay open until Close.
-func (s *stack) StopBackground() { s.stop() }
+func (s *stack) StopBackground() {
+	s.stop()
+	if s.Queue != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		s.Queue.Stop(ctx)
+		s.Queue = nil
+	}
+}
 
 // Close stops the background work and ends every open run: each leaves
 // the tailnet rather than wait for the control server to expire its
 // ephemeral node.
 func (s *stack) Close() {
-	s.stop()
+	s.StopBackground()
 	s.Runs.Close()
 }

@@ -56,9 +56,20 @@ type Stack struct {
 // sandboxtest.Shared(t)). Everything is closed when the test ends.
 func New(t testing.TB, sb *sandbox.Sandbox) *Stack {
 	t.Helper()
+	return NewOn(t, sb, "")
+}
+
+// NewOn is New on the database dsn names (a postgres:// URL, say, from
+// pgtest.NewDatabase); "" is a SQLite file in Dir. Replicas of one
+// tailgate open the same database again with [Stack.Replica].
+func NewOn(t testing.TB, sb *sandbox.Sandbox, dsn string) *Stack {
+	t.Helper()
 	ctx := context.Background()
 	s := &Stack{Sandbox: sb, Dir: t.TempDir(), Logs: &SyncBuffer{}}
 	s.DBPath = filepath.Join(s.Dir, "tailgate.db")
+	if dsn != "" {
+		s.DBPath = dsn
+	}
 	st, err := store.Open(ctx, s.DBPath)
 	if err != nil {
 		t.Fatal(err)
@@ -120,6 +131,23 @@ func (s *Stack) FederateOnLoopback(t testing.TB) *issuer.Issuer {
 	srv.Start()
 	t.Cleanup(srv.Close)
 	return iss
+}
+
+// Replica is another tailgate process on s's database: its own store
+// connection and connect service, the same vault key, orgs and tokens.
+// It logs into s's Logs.
+func (s *Stack) Replica(t testing.TB) *Stack {
+	t.Helper()
+	st, err := store.Open(context.Background(), s.DBPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	r := &Stack{Sandbox: s.Sandbox, Dir: s.Dir, DBPath: s.DBPath, Store: st, Vault: s.Vault, Logs: s.Logs,
+		Org: s.Org, Admin: s.Admin, Runner: s.Runner, OtherOrg: s.OtherOrg, OtherAdmin: s.OtherAdmin}
+	r.Connect = &connect.Service{Store: st, Vault: s.Vault, Logger: s.Logger(), Outbound: outbound.AllowLoopback(),
+		APIBaseURL: s.Connect.APIBaseURL, ControlURL: s.Connect.ControlURL, Issuer: s.Connect.Issuer}
+	return r
 }
 
 // Logger logs into Logs, at debug level, as JSON.
