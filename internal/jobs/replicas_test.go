@@ -26,31 +26,10 @@ import (
 	_ "github.com/jackc/pgx/v5/stdlib" // database/sql driver "pgx"
 )
 
-var (
-	sbOnce sync.Once
-	sb     *sandbox.Sandbox
-	sbErr  error
-)
-
 func TestMain(m *testing.M) {
 	code := pgtest.Main(m)
-	if sb != nil {
-		sb.Close()
-	}
+	sandboxtest.Close()
 	os.Exit(code)
-}
-
-func sharedSandbox(t *testing.T) *sandbox.Sandbox {
-	t.Helper()
-	sbOnce.Do(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-		defer cancel()
-		sb, sbErr = sandbox.Start(ctx, sandbox.Options{})
-	})
-	if sbErr != nil {
-		t.Fatalf("sandbox: %v", sbErr)
-	}
-	return sb
 }
 
 // replica is one tailgate serve process's worth of the server side, as
@@ -142,7 +121,7 @@ func (r *replica) call(t *testing.T, method, path, token string, body any, want 
 // environment "web" connected to the sandbox's demo app, and two replicas.
 func twoReplicas(t *testing.T) (a, b *replica) {
 	t.Helper()
-	ts := tailgatetest.NewOn(t, sharedSandbox(t), pgtest.NewDatabase(t))
+	ts := tailgatetest.NewOn(t, sandboxtest.Shared(t), pgtest.NewDatabase(t))
 	ts.ConnectEnv(t, "web", sandbox.DemoAppName+":80")
 	return newReplica(t, "A", ts, nil, 0), newReplica(t, "B", ts.Replica(t), nil, 0)
 }
@@ -283,7 +262,7 @@ func (v countingVerifier) VerifyOne(ctx context.Context, orgID, envName string) 
 // once per period, never twice in one and never two at once.
 func TestScheduledVerificationRunsOncePerPeriodWithTwoReplicas(t *testing.T) {
 	const every = 2 * time.Second
-	ts := tailgatetest.NewOn(t, sharedSandbox(t), pgtest.NewDatabase(t))
+	ts := tailgatetest.NewOn(t, sandboxtest.Shared(t), pgtest.NewDatabase(t))
 	ts.ConnectEnv(t, "web", sandbox.DemoAppName+":80")
 	tsB := ts.Replica(t)
 	var inFlight atomic.Int32

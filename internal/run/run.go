@@ -565,25 +565,21 @@ func (s *session) events() []egress.Event {
 // Replicas sharing a store run [Manager.Watch] instead, and the sweeps as
 // jobs, once for all.
 func (m *Manager) Sweep(ctx context.Context, every time.Duration) {
-	m.Reconcile(ctx)
-	m.SweepOrphans(ctx)
-	t := time.NewTicker(every)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-			m.SweepOnce(ctx)
-			m.SweepOrphans(ctx)
-		}
-	}
+	repeat(ctx, every, func() {
+		m.SweepOnce(ctx)
+		m.SweepOrphans(ctx)
+	})
 }
 
 // Watch reconciles this process's runs with the store every interval
 // until ctx is done: each of several replicas runs it.
 func (m *Manager) Watch(ctx context.Context, every time.Duration) {
-	m.Reconcile(ctx)
+	repeat(ctx, every, func() { m.Reconcile(ctx) })
+}
+
+// repeat calls f now and then every interval until ctx is done.
+func repeat(ctx context.Context, every time.Duration, f func()) {
+	f()
 	t := time.NewTicker(every)
 	defer t.Stop()
 	for {
@@ -591,7 +587,7 @@ func (m *Manager) Watch(ctx context.Context, every time.Duration) {
 		case <-ctx.Done():
 			return
 		case <-t.C:
-			m.Reconcile(ctx)
+			f()
 		}
 	}
 }

@@ -45,10 +45,16 @@ func Shared(t testing.TB) *sandbox.Sandbox {
 // Main runs the package's tests and closes the shared sandbox afterwards.
 func Main(m *testing.M) {
 	code := m.Run()
+	Close()
+	os.Exit(code)
+}
+
+// Close closes the shared sandbox, if a test started it: for a TestMain
+// that cannot call Main (it calls pgtest.Main, say).
+func Close() {
 	if shared != nil {
 		shared.Close()
 	}
-	os.Exit(code)
 }
 
 // WaitDeviceGone waits until no device named hostname is in the sandbox's
