@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"net"
 	"net/http"
 	"strings"
@@ -17,6 +18,7 @@ import (
 	"github.com/tailgate-dev/tailgate/internal/api"
 	"github.com/tailgate-dev/tailgate/internal/connect"
 	"github.com/tailgate-dev/tailgate/internal/errcode"
+	"github.com/tailgate-dev/tailgate/internal/jobs"
 	tgrun "github.com/tailgate-dev/tailgate/internal/run"
 )
 
@@ -87,6 +89,24 @@ func (m *serveMetrics) countOpenRuns(runs *tgrun.Manager) {
 		Name: "tailgate_runs_active",
 		Help: "Runs open in this process.",
 	}, func() float64 { return float64(runs.Open()) }))
+}
+
+// countQueueDepth exports the job queue's backlog (every replica's, as
+// River keeps it in the shared database) as a gauge; NaN when the
+// database does not answer.
+func (m *serveMetrics) countQueueDepth(q *jobs.Queue) {
+	m.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "tailgate_jobs_queue_depth",
+		Help: "Background jobs waiting to be worked (available, scheduled or to be retried), across all replicas. Only on PostgreSQL.",
+	}, func() float64 {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		n, err := q.Depth(ctx)
+		if err != nil {
+			return math.NaN()
+		}
+		return float64(n)
+	}))
 }
 
 // Handler serves the metrics in Prometheus' text format.

@@ -29,7 +29,7 @@ func TestReplicaSIGKILLedLeavesItsRunnerRunToTheOther(t *testing.T) {
 	t.Cleanup(func() { sb.Close() })
 	key := filepath.Join(t.TempDir(), "tailgate.key")
 	serve := func() (*subprocess, string) {
-		p := startTailgate(t, nil, "serve", "--db", db, "--key-file", key, "--listen", "127.0.0.1:0",
+		p := startTailgate(t, nil, "serve", "--db", db, "--key-file", key, "--listen", "127.0.0.1:0", "--metrics-listen", "127.0.0.1:0",
 			"--tailscale-api", sb.APIURL(), "--control-url", sb.ControlURL(), "--run-lease", "3s", "--log-format", "json")
 		line := p.waitLine(t, ctx, "listening on http://")
 		return p, line[strings.Index(line, "http://"):]
@@ -74,5 +74,17 @@ func TestReplicaSIGKILLedLeavesItsRunnerRunToTheOther(t *testing.T) {
 	b.call(t, "DELETE", "/v1/runs/"+started.ID, tok.Token, nil, 200, &got)
 	if got.State != run.StateEnded || got.EndReason != api.EndReasonClient {
 		t.Errorf("B ended the run as %+v", got)
+	}
+
+	// On PostgreSQL the job queue's backlog is a gauge.
+	out := pb.output()
+	i := strings.Index(out, "Prometheus metrics on http://")
+	if i < 0 {
+		t.Fatalf("no metrics address:\n%s", out)
+	}
+	addr, _, _ := strings.Cut(out[i+len("Prometheus metrics on "):], "\n")
+	page := scrape(t, strings.TrimSpace(addr))
+	if d := metricValue(page, "tailgate_jobs_queue_depth"); d < 0 || d != d {
+		t.Errorf("tailgate_jobs_queue_depth = %v:\n%s", d, page)
 	}
 }

@@ -94,6 +94,7 @@ func startStack(ctx context.Context, cfg stackConfig) (*stack, error) {
 			return nil, err
 		}
 		go runs.Watch(bg, 2*time.Second)
+		met.countQueueDepth(queue)
 	} else {
 		// One process: the sweeper ends runs past their lifetime or whose
 		// client stopped sending heartbeats (killed, say), and runs a
