@@ -267,13 +267,11 @@ func bootstrap(ctx context.Context, st *store.Store, dbPath string, stdout io.Wr
 // firstAdmin creates org "default" and an admin token for it when the
 // database has no org, and returns the token ("" when there was an org).
 func firstAdmin(ctx context.Context, st *store.Store) (string, store.Org, error) {
-	orgs, err := st.ListOrgs(ctx)
-	if err != nil || len(orgs) > 0 {
+	// Replicas starting together on a new database: one of them creates
+	// the org and its token, the others find it there.
+	org, created, err := st.CreateFirstOrg(ctx, "default")
+	if err != nil || !created {
 		return "", store.Org{}, err
-	}
-	org, err := st.CreateOrg(ctx, "default")
-	if err != nil {
-		return "", store.Org{}, fmt.Errorf("first start: %w", err)
 	}
 	token, _, err := st.CreateAPIToken(ctx, org.ID, "first admin", store.RoleAdmin)
 	if err != nil {

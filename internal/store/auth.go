@@ -68,6 +68,45 @@ func (s *Store) CreateOrg(ctx context.Context, name string) (Org, error) {
 	return o, nil
 }
 
+// firstOrgLock is the PostgreSQL advisory lock key that serialises
+// CreateFirstOrg across processes: "tg-first" in ASCII.
+const firstOrgLock int64 = 0x74672d6669727374
+
+// CreateFirstOrg creates organisation name if the database has none, and
+// reports whether it did. Replicas starting together on a new database
+// create one first org between them, not one each.
+func (s *Store) CreateFirstOrg(ctx context.Context, name string) (Org, bool, error) {
+	name = strings.TrimSpace(name)
+	if name == "" {
+		return Org{}, false, errors.New("store: create org: empty name")
+	}
+	o := Org{ID: newID("org"), Name: name, CreatedAt: s.now().Truncate(time.Millisecond)}
+	created := false
+	err := s.tx(ctx, func(tx queries) error {
+		// SQLite: the write transaction (BEGIN IMMEDIATE) already holds
+		// the whole database.
+		if s.engine == enginePostgres {
+			if _, err := tx.ExecContext(ctx, `SELECT pg_advisory_xact_lock(?)`, firstOrgLock); err != nil {
+				return err
+			}
+		}
+		var n int
+		if err := tx.QueryRowContext(ctx, `SELECT COUNT(*) FROM orgs`).Scan(&n); err != nil || n > 0 {
+			return err
+		}
+		_, err := tx.ExecContext(ctx, `INSERT INTO orgs (id, name, created_at) VALUES (?, ?, ?)`, o.ID, o.Name, ms(o.CreatedAt))
+		created = err == nil
+		return err
+	})
+	if err != nil {
+		return Org{}, false, fmt.Errorf("store: create first org: %w", err)
+	}
+	if !created {
+		return Org{}, false, nil
+	}
+	return o, true, nil
+}
+
 // GetOrg returns an organisation by id.
 func (s *Store) GetOrg(ctx context.Context, id string) (Org, error) {
 	var o Org

@@ -14,6 +14,7 @@ import (
 	"reflect"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -635,6 +636,38 @@ func TestRunLeasesAndHoldersAreShared(t *testing.T) {
 		}
 		if n, err := s.ForgetReplicas(ctx, now.Add(time.Minute)); err != nil || n != 1 {
 			t.Errorf("ForgetReplicas = %d, %v; want 1", n, err)
+		}
+	})
+}
+
+// TestFirstOrgIsCreatedOnceByProcessesStartingTogether: eight stores on
+// one new database (replicas starting together) ask for the first org;
+// one creates it.
+func TestFirstOrgIsCreatedOnceByProcessesStartingTogether(t *testing.T) {
+	forEachEngine(t, func(t *testing.T, e testEngine) {
+		ctx := context.Background()
+		s, dsn := e.open(t)
+		var wg sync.WaitGroup
+		var created atomic.Int32
+		for range 8 {
+			wg.Go(func() {
+				st, err := Open(ctx, dsn)
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				defer st.Close()
+				if _, ok, err := st.CreateFirstOrg(ctx, "default"); err != nil {
+					t.Error(err)
+				} else if ok {
+					created.Add(1)
+				}
+			})
+		}
+		wg.Wait()
+		orgs, err := s.ListOrgs(ctx)
+		if err != nil || len(orgs) != 1 || created.Load() != 1 {
+			t.Errorf("%d orgs, %d reported created, %v; want one", len(orgs), created.Load(), err)
 		}
 	})
 }
