@@ -332,12 +332,18 @@ func verificationTimes(t *testing.T, ts *tailgatetest.Stack, envID string) []tim
 // TestKillingAReplicaKeepsItsRunnersRuns: replica A dies abruptly
 // (its River client and pool stop, it ends nothing); the runner run
 // started through it stays open in B's view while heartbeats reach B,
-// and B's sweep ends it once they stop.
+// and B's sweep ends it once they stop. A run whose node A held is an
+// orphan, ended by B's orphan sweep.
 func TestKillingAReplicaKeepsItsRunnersRuns(t *testing.T) {
 	a, b := twoReplicas(t)
 	tok := a.ts.Runner
 	var started, got api.Run
 	a.call(t, "POST", "/v1/environments/web/runs", tok, api.StartRunRequest{Placement: run.PlacementRunner}, 201, &started)
+	// A run whose node A holds dies with A: an orphan, which B ends.
+	held, err := a.m.Start(tailgatetest.Ctx(t, 2*time.Minute), a.ts.Org, "web", run.Options{NoLease: true})
+	if err != nil {
+		t.Fatal(err)
+	}
 	a.kill()
 	for range 5 {
 		b.call(t, "POST", "/v1/runs/"+started.ID+"/heartbeat", tok, nil, 200, &got)
@@ -354,5 +360,9 @@ func TestKillingAReplicaKeepsItsRunnersRuns(t *testing.T) {
 	})
 	if !strings.Contains(got.EndReason, "lease expired") {
 		t.Errorf("end reason %q, want lease expired", got.EndReason)
+	}
+	b.call(t, "GET", "/v1/runs/"+held.ID, tok, nil, 200, &got)
+	if got.State != run.StateEnded || got.EndReason != run.ReasonOrphaned {
+		t.Errorf("the run whose node died with A: %s %q, want ended as orphaned", got.State, got.EndReason)
 	}
 }
