@@ -150,13 +150,13 @@ func runEndLabel(reason string) string {
 		return "client"
 	case strings.HasPrefix(reason, "failed to start"):
 		return ""
-	case strings.HasPrefix(reason, "lease expired"):
+	case reason == tgrun.ReasonLease:
 		return "lease_expired"
-	case strings.HasPrefix(reason, "maximum lifetime"):
+	case reason == tgrun.ReasonLifetime:
 		return "max_lifetime"
-	case strings.HasPrefix(reason, "server shutting down"):
+	case reason == tgrun.ReasonShutdown:
 		return "shutdown"
-	case strings.HasPrefix(reason, "orphaned"):
+	case reason == tgrun.ReasonOrphaned:
 		return "orphaned"
 	}
 	return "other"

@@ -59,7 +59,7 @@ const EndReasonClient = "ended by the client"
 
 // endReasonExpired is what a run past its lifetime is ended with when a
 // request finds it before the sweeper does (the sweeper says the same).
-const endReasonExpired = "maximum lifetime reached"
+const endReasonExpired = run.ReasonLifetime
 
 // runID is the shape of a run id (store ids: prefix, underscore, base32).
 var runID = regexp.MustCompile(`^run_[a-z2-7]{1,64}$`)
