@@ -19,7 +19,7 @@ import (
 	"testing"
 
 	"github.com/tailgate-dev/tailgate/internal/allowlist"
-	"github.com/tailgate-dev/tailgate/internal/tailgatetest"
+	"github.com/tailgate-dev/tailgate/internal/testlog"
 
 	"github.com/tailgate-dev/tailgate/internal/probe"
 
@@ -101,7 +101,7 @@ type harness struct {
 	st       *store.Store
 	net      *fakeNetwork
 	srv      *httptest.Server
-	logs     *tailgatetest.SyncBuffer
+	logs     *testlog.Buffer
 	orgA     string
 	orgB     string
 	adminA   string
@@ -118,7 +118,7 @@ func newHarness(t testing.TB) *harness {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { st.Close() })
-	h := &harness{t: t, st: st, net: &fakeNetwork{st: st, connected: map[string]bool{}}, logs: &tailgatetest.SyncBuffer{}}
+	h := &harness{t: t, st: st, net: &fakeNetwork{st: st, connected: map[string]bool{}}, logs: &testlog.Buffer{}}
 	a, _ := st.CreateOrg(ctx, "Acme")
 	b, _ := st.CreateOrg(ctx, "Bravo")
 	h.orgA, h.orgB = a.ID, b.ID

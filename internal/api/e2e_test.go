@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/tailgate-dev/tailgate/internal/tailgatetest"
+	"github.com/tailgate-dev/tailgate/internal/testlog"
 
 	redactpkg "github.com/tailgate-dev/tailgate/internal/redact"
 
@@ -46,7 +47,7 @@ type e2e struct {
 	st      *store.Store
 	dir     string
 	url     string
-	logs    *tailgatetest.SyncBuffer
+	logs    *testlog.Buffer
 	org     string
 	admin   string
 	runner  string

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/tailgate-dev/tailgate/internal/tailgatetest"
+	"github.com/tailgate-dev/tailgate/internal/testlog"
 
 	"github.com/tailgate-dev/tailgate/internal/probe"
 
@@ -38,7 +39,7 @@ type harness struct {
 	st     *store.Store
 	dbPath string
 	org    string
-	logs   *tailgatetest.SyncBuffer
+	logs   *testlog.Buffer
 }
 
 func newHarness(t *testing.T, sb *sandbox.Sandbox) *harness {

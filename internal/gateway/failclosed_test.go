@@ -81,7 +81,7 @@ func TestErroringRulesDenyThroughTheGateway(t *testing.T) {
 			}
 		}
 	}
-	line := lineWith(g.access.waitFor(t, "deny rule errored"), "deny rule errored")
+	line := lineWith(g.access.WaitFor(t, "deny rule errored"), "deny rule errored")
 	if !strings.Contains(line, "policy=authorization") || !strings.Contains(line, "rules[0]") {
 		t.Errorf("the access log does not name the policy and rule: %s", line)
 	}
@@ -108,7 +108,7 @@ func TestErroringNetworkRuleClosesTheConnection(t *testing.T) {
 				t.Fatalf("connection refused = %v, want %v", refused, tc.refused)
 			}
 			if tc.refused {
-				log := g.access.waitFor(t, "connection denied")
+				log := g.access.WaitFor(t, "connection denied")
 				if !strings.Contains(log, "policy=networkAuthorization") {
 					t.Errorf("log: %s", log)
 				}

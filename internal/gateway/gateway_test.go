@@ -32,7 +32,7 @@ networkAuthorization:
 	if n != 0 || err == nil || errors.Is(err, os.ErrDeadlineExceeded) {
 		t.Fatalf("refused connection read %d bytes, err %v; want it closed without a response", n, err)
 	}
-	log := g.access.waitFor(t, "connection denied")
+	log := g.access.WaitFor(t, "connection denied")
 	for _, want := range []string{"policy=networkAuthorization", `reason="no allow rule matched"`, fmt.Sprintf("bind=bind/%d", port), "src=127.0.0.1:"} {
 		if !strings.Contains(log, want) {
 			t.Errorf("log lacks %q:\n%s", want, log)
@@ -53,7 +53,7 @@ networkAuthorization:
 	if code != 200 || !strings.HasPrefix(body, "GET /hello?x=1") || hdr.Get("X-Backend") != "echo" {
 		t.Fatalf("got %d %q", code, body)
 	}
-	log := g.access.waitFor(t, "msg=request")
+	log := g.access.WaitFor(t, "msg=request")
 	for _, want := range []string{"bind=bind/", "route=default/app", "status=200", "method=GET", "path=/hello", "backend=127.0.0.1:"} {
 		if !strings.Contains(log, want) {
 			t.Errorf("access log lacks %q:\n%s", want, log)
@@ -169,7 +169,7 @@ func TestBackendDownIs502WithReasonInLog(t *testing.T) {
 	if code, _, _ := get(t, g.url("/")); code != http.StatusBadGateway {
 		t.Fatalf("code = %d, want 502", code)
 	}
-	g.access.waitFor(t, "connection refused")
+	g.access.WaitFor(t, "connection refused")
 }
 
 func TestValidateReportsProblemsWithLines(t *testing.T) {

@@ -1,7 +1,6 @@
 package gateway
 
 import (
-	"bytes"
 	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
@@ -20,43 +19,11 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
+
+	"github.com/tailgate-dev/tailgate/internal/testlog"
 )
-
-// syncBuffer is an access log the test can read while the gateway writes.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
-// waitFor polls until the log contains want (the access line is written
-// after the response, so a client may see the answer first).
-func (s *syncBuffer) waitFor(t *testing.T, want string) string {
-	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for time.Now().Before(deadline) {
-		if out := s.String(); strings.Contains(out, want) {
-			return out
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-	t.Fatalf("log never contained %q; log:\n%s", want, s.String())
-	return ""
-}
 
 func freePort(t *testing.T) int {
 	t.Helper()
@@ -86,8 +53,8 @@ type testGateway struct {
 	*Gateway
 	path   string
 	port   int
-	access *syncBuffer
-	ops    *syncBuffer
+	access *testlog.Buffer
+	ops    *testlog.Buffer
 }
 
 func (tg *testGateway) url(path string) string {
@@ -103,7 +70,7 @@ func startGateway(t *testing.T, cfg string, port int, mod ...func(*Options)) *te
 	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	access, ops := &syncBuffer{}, &syncBuffer{}
+	access, ops := &testlog.Buffer{}, &testlog.Buffer{}
 	opts := Options{
 		ConfigPath:     path,
 		BindHost:       "127.0.0.1",

@@ -173,7 +173,7 @@ func TestHostileMalformedChunkedBodyIs400(t *testing.T) {
 			t.Errorf("malformed chunked body %q: %d, want 400", chunked, resp.StatusCode)
 		}
 	}
-	if log := g.access.waitFor(t, "status=400"); strings.Contains(log, "status=502") {
+	if log := g.access.WaitFor(t, "status=400"); strings.Contains(log, "status=502") {
 		t.Errorf("a client's broken body was logged as an upstream failure:\n%s", log)
 	}
 }

@@ -163,7 +163,7 @@ func TestJWTStrictRejectsEveryBadTokenWithItsReason(t *testing.T) {
 			if !strings.HasPrefix(hdr.Get("WWW-Authenticate"), "Bearer") {
 				t.Errorf("WWW-Authenticate = %q", hdr.Get("WWW-Authenticate"))
 			}
-			log := g.access.waitFor(t, "path="+marker)
+			log := g.access.WaitFor(t, "path="+marker)
 			line := lineWith(log, "path="+marker)
 			if !strings.Contains(line, "policy=jwtAuth") || !strings.Contains(line, fmt.Sprintf("reason=%q", tc.reason)) {
 				t.Errorf("log line lacks policy=jwtAuth reason=%q:\n%s", tc.reason, line)
@@ -175,7 +175,7 @@ func TestJWTStrictRejectsEveryBadTokenWithItsReason(t *testing.T) {
 	if code != 200 {
 		t.Fatalf("valid token: %d %s", code, body)
 	}
-	if line := lineWith(g.access.waitFor(t, "path=/ok"), "path=/ok"); !strings.Contains(line, "jwt.sub=alice") {
+	if line := lineWith(g.access.WaitFor(t, "path=/ok"), "path=/ok"); !strings.Contains(line, "jwt.sub=alice") {
 		t.Errorf("access log lacks the subject: %s", line)
 	}
 	banned := goodClaims()
@@ -210,7 +210,7 @@ func TestJWTUnknownKidIsRefetchedAfterRotation(t *testing.T) {
 	if code, _, _ := get(t, g.url("/before"), "Authorization", "Bearer "+tok); code != 401 {
 		t.Fatalf("unpublished kid: %d, want 401", code)
 	}
-	if line := lineWith(g.access.waitFor(t, "path=/before"), "path=/before"); !strings.Contains(line, `reason="unknown key id"`) {
+	if line := lineWith(g.access.WaitFor(t, "path=/before"), "path=/before"); !strings.Contains(line, `reason="unknown key id"`) {
 		t.Errorf("log: %s", line)
 	}
 	p.publish("k1", "rotated")

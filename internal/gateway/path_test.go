@@ -196,7 +196,7 @@ func TestPathNormalizationTable(t *testing.T) {
 		}
 	}
 	// A refusal is logged with its reason, never with the path.
-	log := g.access.waitFor(t, "policy=pathNormalization")
+	log := g.access.WaitFor(t, "policy=pathNormalization")
 	if !strings.Contains(log, `reason="encoded slash or backslash (%2F, %5C)"`) {
 		t.Errorf("access log lacks the refusal reason:\n%s", log)
 	}

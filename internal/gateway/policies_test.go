@@ -76,7 +76,7 @@ func TestExtAuthzDenialReturnsServiceAnswer(t *testing.T) {
 	if code != http.StatusPaymentRequired || body != `{"error":"pay first"}` || hdr.Get("X-Authz") != "said-no" || hdr.Get("Content-Type") != "application/json" {
 		t.Fatalf("denial: %d %q %v", code, body, hdr)
 	}
-	line := lineWith(g.access.waitFor(t, "policy=extAuthz"), "policy=extAuthz")
+	line := lineWith(g.access.WaitFor(t, "policy=extAuthz"), "policy=extAuthz")
 	if !strings.Contains(line, `reason="denied by service"`) {
 		t.Errorf("log: %s", line)
 	}
@@ -106,7 +106,7 @@ func TestExtAuthzServiceDown(t *testing.T) {
 	if code, _, _ := get(t, g.url("/")); code != 200 {
 		t.Errorf("failureMode allow with the service down: %d, want 200", code)
 	}
-	line := lineWith(g.access.waitFor(t, "msg=request"), "msg=request")
+	line := lineWith(g.access.WaitFor(t, "msg=request"), "msg=request")
 	if strings.Contains(line, "policy=") {
 		t.Errorf("an allowed request must not be logged as denied: %s", line)
 	}
@@ -154,7 +154,7 @@ localRateLimit:
 	if fmt.Sprint(codes) != "[200 200 200 429 429]" {
 		t.Fatalf("codes = %v", codes)
 	}
-	g.access.waitFor(t, "policy=localRateLimit")
+	g.access.WaitFor(t, "policy=localRateLimit")
 }
 
 func TestTimeoutAndHeaderModifiers(t *testing.T) {
@@ -213,7 +213,7 @@ authorization:
 			t.Errorf("%s %s %v: %d, want %d", tc.method, tc.path, tc.hdr, code, tc.want)
 		}
 	}
-	line := lineWith(g.access.waitFor(t, "policy=authorization"), "policy=authorization")
+	line := lineWith(g.access.WaitFor(t, "policy=authorization"), "policy=authorization")
 	if !strings.Contains(line, "no allow rule matched") {
 		t.Errorf("log: %s", line)
 	}

@@ -80,7 +80,7 @@ func TestReloadUnderLoadDropsNoRequestAndBrokenFileChangesNothing(t *testing.T) 
 	}
 	// A broken file: the old config keeps serving, and the log says why.
 	writeFile(t, g.path, []byte(strings.Replace(versionedConfig(port, hostOf(be), 21), `request.method == "GET"`, `request.methd == "GET"`, 1)))
-	g.ops.waitFor(t, "config reload failed")
+	g.ops.WaitFor(t, "config reload failed")
 	time.Sleep(50 * time.Millisecond)
 	close(stop)
 	wg.Wait()
@@ -186,7 +186,7 @@ func TestAccessLogJSON(t *testing.T) {
 	port := freePort(t)
 	g := startGateway(t, "config: {logging: {format: json}}\n"+simpleConfig(port, hostOf(be), "", ""), port)
 	get(t, g.url("/j"))
-	line := lineWith(g.access.waitFor(t, `"path":"/j"`), `"path":"/j"`)
+	line := lineWith(g.access.WaitFor(t, `"path":"/j"`), `"path":"/j"`)
 	var m map[string]any
 	if err := json.Unmarshal([]byte(line), &m); err != nil || m["msg"] != "request" || m["status"] != float64(200) {
 		t.Fatalf("json access line %q: %v %v", line, m, err)

@@ -119,7 +119,7 @@ binds:
 	if resp.StatusCode != 200 || !strings.HasPrefix(string(b), "GET /hello") {
 		t.Fatalf("tailnet client: %d %s", resp.StatusCode, b)
 	}
-	line := lineWith(g.access.waitFor(t, "path=/hello"), "path=/hello")
+	line := lineWith(g.access.WaitFor(t, "path=/hello"), "path=/hello")
 	// (testcontrol gives tagged nodes a user too; Tailscale says "tagged-devices".)
 	for _, want := range []string{"tailscale.node=ci-runner", "tailscale.tags=tag:ci", "tailscale.user="} {
 		if !strings.Contains(line, want) {
@@ -146,7 +146,7 @@ binds:
 	}) {
 		t.Error("untagged node admitted by the tag rule")
 	}
-	log := g.access.waitFor(t, "tailscale.node=laptop")
+	log := g.access.WaitFor(t, "tailscale.node=laptop")
 	if line := lineWith(log, "tailscale.node=laptop"); !strings.Contains(line, "connection denied") {
 		t.Errorf("refusal log: %s", line)
 	}

@@ -21,7 +21,7 @@ func TestAccessLogAddsCELFieldsRemovesAndFilters(t *testing.T) {
   remove: [duration_ms]`)
 	get(t, g.url("/quiet"))
 	get(t, g.url("/loud"), "User-Agent", "probe/1")
-	line := lineWith(g.access.waitFor(t, "path=/loud"), "path=/loud")
+	line := lineWith(g.access.WaitFor(t, "path=/loud"), "path=/loud")
 	for _, want := range []string{"user.agent=probe/1", "status.class=2xx"} {
 		if !strings.Contains(line, want) {
 			t.Errorf("log line lacks %s: %s", want, line)

@@ -10,7 +10,6 @@
 package tailgatetest
 
 import (
-	"bytes"
 	"context"
 	"log/slog"
 	"net/http/httptest"
@@ -24,6 +23,7 @@ import (
 	"github.com/tailgate-dev/tailgate/internal/outbound"
 	"github.com/tailgate-dev/tailgate/internal/sandbox"
 	"github.com/tailgate-dev/tailgate/internal/store"
+	"github.com/tailgate-dev/tailgate/internal/testlog"
 	"github.com/tailgate-dev/tailgate/internal/tsapi"
 	"github.com/tailgate-dev/tailgate/internal/vault"
 )
@@ -41,7 +41,7 @@ type Stack struct {
 	// set its hooks (NewAPIClient, say) before use.
 	Connect *connect.Service
 	// Logs is everything the services logged, as JSON lines.
-	Logs *SyncBuffer
+	Logs *testlog.Buffer
 	// Org is org "acme"; Admin and Runner its tokens.
 	Org           string
 	Admin, Runner string
@@ -65,7 +65,7 @@ func New(t testing.TB, sb *sandbox.Sandbox) *Stack {
 func NewOn(t testing.TB, sb *sandbox.Sandbox, dsn string) *Stack {
 	t.Helper()
 	ctx := context.Background()
-	s := &Stack{Sandbox: sb, Dir: t.TempDir(), Logs: &SyncBuffer{}}
+	s := &Stack{Sandbox: sb, Dir: t.TempDir(), Logs: &testlog.Buffer{}}
 	s.DBPath = filepath.Join(s.Dir, "tailgate.db")
 	if dsn != "" {
 		s.DBPath = dsn
@@ -184,33 +184,6 @@ func Ctx(t testing.TB, d time.Duration) context.Context {
 	ctx, cancel := context.WithTimeout(context.Background(), d)
 	t.Cleanup(cancel)
 	return ctx
-}
-
-// SyncBuffer is a bytes.Buffer safe for concurrent writers (loggers,
-// subprocess output) and readers.
-type SyncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *SyncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-// String is everything written so far.
-func (s *SyncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
-// Bytes is a copy of everything written so far.
-func (s *SyncBuffer) Bytes() []byte {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return bytes.Clone(s.b.Bytes())
 }
 
 // CatchSecrets makes the connect service record every OAuth client secret

@@ -15,6 +15,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/tailgate-dev/tailgate/internal/testlog"
 )
 
 // The official MCP conformance suite (@modelcontextprotocol/conformance
@@ -84,7 +86,7 @@ func startNode(t *testing.T, dir, file string) int {
 	cmd := exec.CommandContext(ctx, "tsx", file)
 	cmd.Dir = dir
 	cmd.Env = append(os.Environ(), "PORT="+strconv.Itoa(port))
-	var logs syncBuffer
+	var logs testlog.Buffer
 	cmd.Stdout, cmd.Stderr = &logs, &logs
 	// tsx runs node as a child: kill the whole group, and do not wait
 	// for the child's end of the output pipe.

@@ -1,7 +1,6 @@
 package mcp_test
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"log/slog"
@@ -12,13 +11,13 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	sdk "github.com/modelcontextprotocol/go-sdk/mcp"
 
 	"github.com/tailgate-dev/tailgate/internal/gateway"
+	"github.com/tailgate-dev/tailgate/internal/testlog"
 )
 
 // The test binary doubles as a stdio MCP server: TestMain runs it when
@@ -87,23 +86,6 @@ func stdioTarget(name string, extra string) string {
               env: {MCPTEST_SERVER: %s, SECRET_NOT_PASSED: "visible-only-if-named"}%s`, name, exe, name, extra)
 }
 
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 func freePort(t testing.TB) int {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -117,8 +99,8 @@ type gw struct {
 	*gateway.Gateway
 	path   string
 	url    string
-	access *syncBuffer
-	ops    *syncBuffer
+	access *testlog.Buffer
+	ops    *testlog.Buffer
 }
 
 // startGateway writes cfg (with %PORT% replaced) and serves it on loopback.
@@ -136,7 +118,7 @@ func startGatewayFile(t testing.TB, data []byte, port int) *gw {
 	if err := os.WriteFile(path, data, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	access, ops := &syncBuffer{}, &syncBuffer{}
+	access, ops := &testlog.Buffer{}, &testlog.Buffer{}
 	g, err := gateway.New(gateway.Options{
 		ConfigPath: path, BindHost: "127.0.0.1", AdminAddr: "127.0.0.1:0", ReloadInterval: -1,
 		AccessLog: access, Logger: slog.New(slog.NewTextHandler(ops, nil)),
