@@ -27,6 +27,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tailgate-dev/tailgate/bench/measure"
+
 	"github.com/tailgate-dev/tailgate/internal/target"
 
 	"github.com/tailgate-dev/tailgate/internal/egress"
@@ -176,10 +178,7 @@ func BenchmarkJailThroughput(b *testing.B) {
 
 func BenchmarkJailFirstByte(b *testing.B) {
 	jb := newJailBench(b)
-	n := 30
-	if v, err := strconv.Atoi(os.Getenv("BENCH_JAIL_STARTS")); err == nil && v > 0 {
-		n = v
-	}
+	n := measure.Count("BENCH_JAIL_STARTS", 30)
 	for range b.N {
 		times := map[bool][]time.Duration{}
 		for range n {

@@ -15,9 +15,10 @@ import (
 	"net/netip"
 	"os"
 	"slices"
-	"strconv"
 	"testing"
 	"time"
+
+	"github.com/tailgate-dev/tailgate/bench/measure"
 
 	"github.com/tailgate-dev/tailgate/internal/target"
 
@@ -50,10 +51,7 @@ func BenchmarkFlowJail(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	n := 5
-	if v, err := strconv.Atoi(os.Getenv("BENCH_FLOWS")); err == nil && v > 0 {
-		n = v
-	}
+	n := measure.Count("BENCH_FLOWS", 5)
 	median := func(ds []time.Duration) float64 {
 		s := slices.Clone(ds)
 		slices.Sort(s)

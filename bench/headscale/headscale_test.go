@@ -14,32 +14,25 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
-	"net"
 	"net/http"
 	"net/netip"
-	"path/filepath"
-	"slices"
 	"testing"
 	"time"
 
 	"tailscale.com/tailcfg"
 
+	"github.com/tailgate-dev/tailgate/bench/measure"
 	"github.com/tailgate-dev/tailgate/internal/connect"
 	"github.com/tailgate-dev/tailgate/internal/controlplane"
 	"github.com/tailgate-dev/tailgate/internal/hstest"
-	"github.com/tailgate-dev/tailgate/internal/outbound"
 	"github.com/tailgate-dev/tailgate/internal/run"
 	"github.com/tailgate-dev/tailgate/internal/sandbox"
-	"github.com/tailgate-dev/tailgate/internal/store"
+	"github.com/tailgate-dev/tailgate/internal/sandbox/sandboxtest"
+	"github.com/tailgate-dev/tailgate/internal/tailgatetest"
 	"github.com/tailgate-dev/tailgate/internal/tailnet"
-	"github.com/tailgate-dev/tailgate/internal/vault"
 )
 
-func percentile(ds []time.Duration, p float64) time.Duration {
-	s := slices.Clone(ds)
-	slices.Sort(s)
-	return s[int(float64(len(s)-1)*p)]
-}
+func TestMain(m *testing.M) { sandboxtest.Main(m) }
 
 // over counts the durations above limit: on headscale, the runs that hit
 // the first-connection stall (a WireGuard handshake retried after 5 s).
@@ -53,8 +46,6 @@ func over(ds []time.Duration, limit time.Duration) int {
 	return n
 }
 
-func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
-
 // tailgate is a store, vault, connect service and run manager with one
 // connected environment "bench".
 type tailgate struct {
@@ -62,43 +53,44 @@ type tailgate struct {
 	org string
 }
 
-func newTailgate(b *testing.B, svc *connect.Service, req connect.Request) *tailgate {
-	ctx := context.Background()
-	dir := b.TempDir()
-	st, err := store.Open(ctx, filepath.Join(dir, "db"))
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() { st.Close() })
-	kr, err := vault.LoadOrCreateKeyFile(filepath.Join(dir, "key"))
-	if err != nil {
-		b.Fatal(err)
-	}
-	org, _ := st.CreateOrg(ctx, "bench")
-	if _, err := st.CreateEnvironment(ctx, org.ID, "bench"); err != nil {
-		b.Fatal(err)
-	}
-	svc.Store, svc.Vault = st, kr
-	req.OrgID, req.Env = org.ID, "bench"
-	if _, err := svc.Connect(ctx, req); err != nil {
-		b.Fatal(err)
-	}
-	m := &run.Manager{Connect: svc, Store: st, Logger: slog.New(slog.DiscardHandler), Lease: -1}
+func newTailgate(b *testing.B, s *tailgatetest.Stack) *tailgate {
+	m := &run.Manager{Connect: s.Connect, Store: s.Store, Logger: slog.New(slog.DiscardHandler), Lease: -1}
 	b.Cleanup(m.Close)
-	return &tailgate{m: m, org: org.ID}
+	return &tailgate{m: m, org: s.Org}
 }
 
-// firstByte sends a proxied GET for target and waits for the first byte.
-func firstByte(proxyAddr, target string) error {
-	c, err := net.DialTimeout("tcp", proxyAddr, 10*time.Second)
+// onHeadscale starts headscale with its subnet router serving a private
+// app, and a tailgate whose environment "bench" is connected to the app.
+func onHeadscale(b *testing.B) (*tailgate, netip.AddrPort) {
+	ctx := context.Background()
+	hs := hstest.Start(b, hstest.Options{})
+	app := netip.MustParseAddrPort("192.0.2.10:80")
+	hs.ServeApp(app, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { fmt.Fprint(w, "bench") }))
+	id, err := hs.RouterID(ctx)
 	if err != nil {
-		return err
+		b.Fatal(err)
 	}
-	defer c.Close()
-	c.SetDeadline(time.Now().Add(30 * time.Second))
-	fmt.Fprintf(c, "GET http://%s/ HTTP/1.1\r\nHost: %s\r\nConnection: close\r\n\r\n", target, target)
-	_, err = bufio.NewReader(c).ReadByte()
-	return err
+	if err := hs.Admin().ApproveRoutes(ctx, id, []netip.Prefix{hstest.RouterSubnet}); err != nil {
+		b.Fatal(err)
+	}
+	s := tailgatetest.New(b, nil)
+	s.Connect.ControlURL = hs.URL
+	s.Env(b, "bench")
+	if _, err := s.Connect.Connect(ctx, connect.Request{
+		OrgID: s.Org, Env: "bench", APIToken: hs.APIKey, Targets: []string{app.String()},
+		Control: controlplane.Control{Type: controlplane.Headscale, URL: hs.URL},
+	}); err != nil {
+		b.Fatal(err)
+	}
+	return newTailgate(b, s), app
+}
+
+// onSandbox is a tailgate whose environment "bench" is connected to the
+// demo app on the shared sandbox.
+func onSandbox(b *testing.B) *tailgate {
+	s := tailgatetest.New(b, sandboxtest.Shared(b))
+	s.ConnectEnv(b, "bench", sandbox.DemoAppName+":80")
+	return newTailgate(b, s)
 }
 
 // startToFirstByte runs 50 runs one after another.
@@ -111,7 +103,7 @@ func (tg *tailgate) startToFirstByte(b *testing.B, target string) []time.Duratio
 		if err != nil {
 			b.Fatal(err)
 		}
-		if err := firstByte(info.ProxyAddr, target); err != nil {
+		if err := measure.FirstByteVia(info.ProxyAddr, target); err != nil {
 			b.Fatal(err)
 		}
 		lat = append(lat, time.Since(start))
@@ -123,39 +115,17 @@ func (tg *tailgate) startToFirstByte(b *testing.B, target string) []time.Duratio
 // BenchmarkRunStartToFirstByte reports p50/p95 on headscale and on the
 // sandbox, from the same process.
 func BenchmarkRunStartToFirstByte(b *testing.B) {
-	ctx := context.Background()
-	hs := hstest.Start(b, hstest.Options{})
-	app := netip.MustParseAddrPort("192.0.2.10:80")
-	hs.ServeApp(app, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { fmt.Fprint(w, "bench") }))
-	id, err := hs.RouterID(ctx)
-	if err != nil {
-		b.Fatal(err)
-	}
-	if err := hs.Admin().ApproveRoutes(ctx, id, []netip.Prefix{hstest.RouterSubnet}); err != nil {
-		b.Fatal(err)
-	}
-	onHS := newTailgate(b, &connect.Service{ControlURL: hs.URL, Outbound: outbound.AllowLoopback()}, connect.Request{
-		APIToken: hs.APIKey, Targets: []string{app.String()},
-		Control: controlplane.Control{Type: controlplane.Headscale, URL: hs.URL},
-	})
-
-	sb, err := sandbox.Start(ctx, sandbox.Options{})
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() { sb.Close() })
-	onSB := newTailgate(b, &connect.Service{APIBaseURL: sb.APIURL(), ControlURL: sb.ControlURL()}, connect.Request{
-		APIToken: sb.NewAPIToken(), Targets: []string{sandbox.DemoAppName + ":80"},
-	})
+	onHS, app := onHeadscale(b)
+	onSB := onSandbox(b)
 
 	for b.Loop() {
 		h := onHS.startToFirstByte(b, app.String())
 		s := onSB.startToFirstByte(b, sandbox.DemoAppName)
-		b.ReportMetric(ms(percentile(h, .5)), "headscale-p50-ms")
-		b.ReportMetric(ms(percentile(h, .95)), "headscale-p95-ms")
+		b.ReportMetric(measure.PercentileMS(h, .5), "headscale-p50-ms")
+		b.ReportMetric(measure.PercentileMS(h, .95), "headscale-p95-ms")
 		b.ReportMetric(float64(over(h, time.Second)), "headscale-runs-over-1s")
-		b.ReportMetric(ms(percentile(s, .5)), "sandbox-p50-ms")
-		b.ReportMetric(ms(percentile(s, .95)), "sandbox-p95-ms")
+		b.ReportMetric(measure.PercentileMS(s, .5), "sandbox-p50-ms")
+		b.ReportMetric(measure.PercentileMS(s, .95), "sandbox-p95-ms")
 	}
 }
 
@@ -167,26 +137,13 @@ func BenchmarkRunStartToFirstByte(b *testing.B) {
 // ping and handshake; one long ping then waits out WireGuard's 5 s retry.
 func BenchmarkWarmOnHeadscale(b *testing.B) {
 	ctx := context.Background()
-	hs := hstest.Start(b, hstest.Options{})
-	app := netip.MustParseAddrPort("192.0.2.10:80")
-	hs.ServeApp(app, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { fmt.Fprint(w, "bench") }))
-	id, err := hs.RouterID(ctx)
-	if err != nil {
-		b.Fatal(err)
-	}
-	if err := hs.Admin().ApproveRoutes(ctx, id, []netip.Prefix{hstest.RouterSubnet}); err != nil {
-		b.Fatal(err)
-	}
-	tg := newTailgate(b, &connect.Service{ControlURL: hs.URL, Outbound: outbound.AllowLoopback()}, connect.Request{
-		APIToken: hs.APIKey, Targets: []string{app.String()},
-		Control: controlplane.Control{Type: controlplane.Headscale, URL: hs.URL},
-	})
+	tg, app := onHeadscale(b)
 	svc := tg.m.Connect
 	cred, err := svc.OpenCredential(ctx, tg.org, "bench")
 	if err != nil {
 		b.Fatal(err)
 	}
-	measure := func(retry bool) []time.Duration {
+	joinToFirstByte := func(retry bool) []time.Duration {
 		var lat []time.Duration
 		for range 30 {
 			key, err := cred.MintKey(ctx, "bench")
@@ -228,13 +185,13 @@ func BenchmarkWarmOnHeadscale(b *testing.B) {
 		return lat
 	}
 	for b.Loop() {
-		one := measure(false)
-		rep := measure(true)
-		b.ReportMetric(ms(percentile(one, .5)), "one-ping-p50-ms")
-		b.ReportMetric(ms(percentile(one, .95)), "one-ping-p95-ms")
+		one := joinToFirstByte(false)
+		rep := joinToFirstByte(true)
+		b.ReportMetric(measure.PercentileMS(one, .5), "one-ping-p50-ms")
+		b.ReportMetric(measure.PercentileMS(one, .95), "one-ping-p95-ms")
 		b.ReportMetric(float64(over(one, time.Second)), "one-ping-over-1s")
-		b.ReportMetric(ms(percentile(rep, .5)), "repeated-ping-p50-ms")
-		b.ReportMetric(ms(percentile(rep, .95)), "repeated-ping-p95-ms")
+		b.ReportMetric(measure.PercentileMS(rep, .5), "repeated-ping-p50-ms")
+		b.ReportMetric(measure.PercentileMS(rep, .95), "repeated-ping-p95-ms")
 		b.ReportMetric(float64(over(rep, time.Second)), "repeated-ping-over-1s")
 	}
 }

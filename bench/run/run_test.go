@@ -11,80 +11,37 @@
 package run_test
 
 import (
-	"bufio"
 	"context"
-	"fmt"
 	"log/slog"
-	"net"
 	"net/http"
 	"net/http/httptest"
-	"os"
-	"path/filepath"
 	"runtime"
-	"slices"
-	"strconv"
 	"sync"
 	"testing"
 	"time"
 
-	"github.com/tailgate-dev/tailgate/internal/connect"
+	"github.com/tailgate-dev/tailgate/bench/measure"
 	"github.com/tailgate-dev/tailgate/internal/run"
 	"github.com/tailgate-dev/tailgate/internal/sandbox"
-	"github.com/tailgate-dev/tailgate/internal/store"
-	"github.com/tailgate-dev/tailgate/internal/vault"
+	"github.com/tailgate-dev/tailgate/internal/sandbox/sandboxtest"
+	"github.com/tailgate-dev/tailgate/internal/tailgatetest"
 )
 
-func percentile(ds []time.Duration, p float64) time.Duration {
-	s := slices.Clone(ds)
-	slices.Sort(s)
-	return s[int(float64(len(s)-1)*p)]
-}
-
-func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
+func TestMain(m *testing.M) { sandboxtest.Main(m) }
 
 type fixture struct {
 	m   *run.Manager
 	org string
 }
 
+// setup is a tailgate with environment "bench" connected to the demo app
+// on the shared sandbox, and a run manager without leases.
 func setup(b *testing.B) *fixture {
-	ctx := context.Background()
-	sb, err := sandbox.Start(ctx, sandbox.Options{})
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() { sb.Close() })
-	dir := b.TempDir()
-	st, err := store.Open(ctx, filepath.Join(dir, "db"))
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() { st.Close() })
-	kr, _ := vault.LoadOrCreateKeyFile(filepath.Join(dir, "key"))
-	org, _ := st.CreateOrg(ctx, "bench")
-	st.CreateEnvironment(ctx, org.ID, "bench")
-	svc := &connect.Service{Store: st, Vault: kr, APIBaseURL: sb.APIURL(), ControlURL: sb.ControlURL()}
-	if _, err := svc.Connect(ctx, connect.Request{OrgID: org.ID, Env: "bench", APIToken: sb.NewAPIToken(),
-		Targets: []string{sandbox.DemoAppName + ":80"}}); err != nil {
-		b.Fatal(err)
-	}
-	m := &run.Manager{Connect: svc, Store: st, Logger: slog.New(slog.DiscardHandler), Lease: -1}
+	s := tailgatetest.New(b, sandboxtest.Shared(b))
+	s.ConnectEnv(b, "bench", sandbox.DemoAppName+":80")
+	m := &run.Manager{Connect: s.Connect, Store: s.Store, Logger: slog.New(slog.DiscardHandler), Lease: -1}
 	b.Cleanup(m.Close)
-	return &fixture{m: m, org: org.ID}
-}
-
-// firstByteVia sends a proxied GET to the demo app and waits for the first
-// byte of the answer.
-func firstByteVia(proxyAddr string) error {
-	c, err := net.DialTimeout("tcp", proxyAddr, 10*time.Second)
-	if err != nil {
-		return err
-	}
-	defer c.Close()
-	c.SetDeadline(time.Now().Add(30 * time.Second))
-	fmt.Fprintf(c, "GET http://%s/ HTTP/1.1\r\nHost: %s\r\nConnection: close\r\n\r\n", sandbox.DemoAppName, sandbox.DemoAppName)
-	_, err = bufio.NewReader(c).ReadByte()
-	return err
+	return &fixture{m: m, org: s.Org}
 }
 
 // BenchmarkRunStartToFirstByte: 50 runs, one after another, each from
@@ -103,7 +60,7 @@ func BenchmarkRunStartToFirstByte(b *testing.B) {
 			if err != nil {
 				b.Fatal(err)
 			}
-			if err := firstByteVia(info.ProxyAddr); err != nil {
+			if err := measure.FirstByteVia(info.ProxyAddr, sandbox.DemoAppName); err != nil {
 				b.Fatal(err)
 			}
 			lat = append(lat, time.Since(start))
@@ -118,34 +75,24 @@ func BenchmarkRunStartToFirstByte(b *testing.B) {
 			resp.Body.Close()
 			base = append(base, time.Since(start))
 		}
-		b.ReportMetric(ms(percentile(lat, .5)), "start-first-byte-p50-ms")
-		b.ReportMetric(ms(percentile(lat, .95)), "start-first-byte-p95-ms")
-		b.ReportMetric(ms(percentile(warm, .5)), "warm-p50-ms")
-		b.ReportMetric(ms(percentile(base, .5)), "direct-p50-ms")
-		b.ReportMetric(float64(percentile(lat, .5))/float64(percentile(base, .5)), "p50-ratio-to-direct")
+		b.ReportMetric(measure.PercentileMS(lat, .5), "start-first-byte-p50-ms")
+		b.ReportMetric(measure.PercentileMS(lat, .95), "start-first-byte-p95-ms")
+		b.ReportMetric(measure.PercentileMS(warm, .5), "warm-p50-ms")
+		b.ReportMetric(measure.PercentileMS(base, .5), "direct-p50-ms")
+		b.ReportMetric(float64(measure.Percentile(lat, .5))/float64(measure.Percentile(base, .5)), "p50-ratio-to-direct")
 	}
-}
-
-func rssBytes() int64 {
-	b, _ := os.ReadFile("/proc/self/statm")
-	var size, resident int64
-	fmt.Sscan(string(b), &size, &resident)
-	return resident * int64(os.Getpagesize())
 }
 
 // BenchmarkConcurrentRuns starts BENCH_RUNS runs at once (8 starting at a
 // time) and reports resident memory per open run and start latency under
 // that load.
 func BenchmarkConcurrentRuns(b *testing.B) {
-	count := 100
-	if v, err := strconv.Atoi(os.Getenv("BENCH_RUNS")); err == nil && v > 0 {
-		count = v
-	}
+	count := measure.Count("BENCH_RUNS", 100)
 	f := setup(b)
 	ctx := context.Background()
 	for b.Loop() {
 		runtime.GC()
-		before := rssBytes()
+		before := measure.RSSBytes()
 		lat := make([]time.Duration, count)
 		infos := make([]run.Info, count)
 		sem := make(chan struct{}, 8)
@@ -160,7 +107,7 @@ func BenchmarkConcurrentRuns(b *testing.B) {
 					b.Error(err)
 					return
 				}
-				if err := firstByteVia(info.ProxyAddr); err != nil {
+				if err := measure.FirstByteVia(info.ProxyAddr, sandbox.DemoAppName); err != nil {
 					b.Error(err)
 				}
 				lat[i], infos[i] = time.Since(start), info
@@ -168,10 +115,10 @@ func BenchmarkConcurrentRuns(b *testing.B) {
 		}
 		wg.Wait()
 		runtime.GC()
-		after := rssBytes()
+		after := measure.RSSBytes()
 		b.ReportMetric(float64(after-before)/float64(count)/(1<<20), "MB-RSS-per-run")
-		b.ReportMetric(ms(percentile(lat, .5)), "start-p50-ms")
-		b.ReportMetric(ms(percentile(lat, .95)), "start-p95-ms")
+		b.ReportMetric(measure.PercentileMS(lat, .5), "start-p50-ms")
+		b.ReportMetric(measure.PercentileMS(lat, .95), "start-p95-ms")
 		b.ReportMetric(float64(count), "runs")
 		for _, info := range infos {
 			f.m.End(ctx, f.org, info.ID, "bench")

@@ -14,11 +14,10 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
-	"os"
-	"slices"
-	"strconv"
 	"testing"
 	"time"
+
+	"github.com/tailgate-dev/tailgate/bench/measure"
 
 	"github.com/tailgate-dev/tailgate/internal/api"
 	"github.com/tailgate-dev/tailgate/internal/run"
@@ -50,15 +49,7 @@ func BenchmarkStartToFirstByte(b *testing.B) {
 	srv := httptest.NewServer(api.New(api.Options{Store: s.Store, PrivateNetwork: s.Connect, Runs: m}))
 	b.Cleanup(srv.Close)
 	c := &runner.Client{Server: srv.URL, Token: s.Runner}
-	n := 20
-	if v, err := strconv.Atoi(os.Getenv("BENCH_STARTS")); err == nil && v > 0 {
-		n = v
-	}
-	ms := func(ds []time.Duration, q float64) float64 {
-		s := slices.Clone(ds)
-		slices.Sort(s)
-		return float64(s[int(float64(len(s)-1)*q)].Microseconds()) / 1000
-	}
+	n := measure.Count("BENCH_STARTS", 20)
 	for range b.N {
 		times := map[bool][]time.Duration{}
 		for range n {
@@ -75,10 +66,10 @@ func BenchmarkStartToFirstByte(b *testing.B) {
 				cancel()
 			}
 		}
-		b.ReportMetric(ms(times[false], 0.5), "runner-p50-ms")
-		b.ReportMetric(ms(times[false], 0.95), "runner-p95-ms")
-		b.ReportMetric(ms(times[true], 0.5), "server-p50-ms")
-		b.ReportMetric(ms(times[true], 0.95), "server-p95-ms")
-		b.ReportMetric(ms(times[false], 0.5)/ms(times[true], 0.5), "runner/server-p50")
+		b.ReportMetric(measure.PercentileMS(times[false], 0.5), "runner-p50-ms")
+		b.ReportMetric(measure.PercentileMS(times[false], 0.95), "runner-p95-ms")
+		b.ReportMetric(measure.PercentileMS(times[true], 0.5), "server-p50-ms")
+		b.ReportMetric(measure.PercentileMS(times[true], 0.95), "server-p95-ms")
+		b.ReportMetric(measure.PercentileMS(times[false], 0.5)/measure.PercentileMS(times[true], 0.5), "runner/server-p50")
 	}
 }

@@ -9,56 +9,27 @@
 package sandbox_test
 
 import (
-	"bufio"
 	"context"
 	"fmt"
 	"net"
-	"net/http"
 	"net/http/httptest"
 	"net/netip"
-	"os"
 	"runtime"
-	"slices"
-	"strconv"
 	"testing"
 	"time"
 
+	"github.com/tailgate-dev/tailgate/bench/measure"
 	"github.com/tailgate-dev/tailgate/internal/sandbox"
+	"github.com/tailgate-dev/tailgate/internal/sandbox/sandboxtest"
 	"github.com/tailgate-dev/tailgate/internal/tailnet"
 )
 
-func percentile(ds []time.Duration, p float64) time.Duration {
-	s := slices.Clone(ds)
-	slices.Sort(s)
-	return s[int(float64(len(s)-1)*p)]
-}
-
-// firstByte sends a GET over c and waits for the first byte of the answer.
-func firstByte(c net.Conn) error {
-	defer c.Close()
-	c.SetDeadline(time.Now().Add(30 * time.Second))
-	if _, err := c.Write([]byte("GET / HTTP/1.1\r\nHost: app\r\nConnection: close\r\n\r\n")); err != nil {
-		return err
-	}
-	_, err := bufio.NewReader(c).ReadByte()
-	return err
-}
-
-func startSandbox(b *testing.B) *sandbox.Sandbox {
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	sb, err := sandbox.Start(ctx, sandbox.Options{})
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() { sb.Close() })
-	return sb
-}
+func TestMain(m *testing.M) { sandboxtest.Main(m) }
 
 // BenchmarkJoinToFirstByte: a fresh ephemeral node joins, accepts routes,
 // and fetches the first byte of the subnet-routed demo app; 50 joins.
 func BenchmarkJoinToFirstByte(b *testing.B) {
-	sb := startSandbox(b)
+	sb := sandboxtest.Shared(b)
 	direct := httptest.NewServer(sandbox.DemoApp("direct"))
 	defer direct.Close()
 	const joins = 50
@@ -73,7 +44,7 @@ func BenchmarkJoinToFirstByte(b *testing.B) {
 			}
 			c, err := n.DialTCP(ctx, netip.AddrPortFrom(sandbox.DemoAppIP, 80))
 			if err == nil {
-				err = firstByte(c)
+				err = measure.FirstByte(c, sandbox.DemoAppName)
 			}
 			if err != nil {
 				b.Fatal(err)
@@ -85,29 +56,18 @@ func BenchmarkJoinToFirstByte(b *testing.B) {
 			start = time.Now()
 			dc, err := net.Dial("tcp", direct.Listener.Addr().String())
 			if err == nil {
-				err = firstByte(dc)
+				err = measure.FirstByte(dc, sandbox.DemoAppName)
 			}
 			if err != nil {
 				b.Fatal(err)
 			}
 			baseline = append(baseline, time.Since(start))
 		}
-		p50, p95 := percentile(viaTailnet, .5), percentile(viaTailnet, .95)
-		b.ReportMetric(float64(p50.Microseconds())/1000, "join-first-byte-p50-ms")
-		b.ReportMetric(float64(p95.Microseconds())/1000, "join-first-byte-p95-ms")
-		b.ReportMetric(float64(percentile(baseline, .5).Microseconds())/1000, "direct-first-byte-p50-ms")
-		b.ReportMetric(float64(p50)/float64(percentile(baseline, .5)), "p50-ratio-to-direct")
+		b.ReportMetric(measure.PercentileMS(viaTailnet, .5), "join-first-byte-p50-ms")
+		b.ReportMetric(measure.PercentileMS(viaTailnet, .95), "join-first-byte-p95-ms")
+		b.ReportMetric(measure.PercentileMS(baseline, .5), "direct-first-byte-p50-ms")
+		b.ReportMetric(float64(measure.Percentile(viaTailnet, .5))/float64(measure.Percentile(baseline, .5)), "p50-ratio-to-direct")
 	}
-}
-
-func rssBytes() int64 {
-	b, err := os.ReadFile("/proc/self/statm")
-	if err != nil {
-		return 0
-	}
-	var size, resident int64
-	fmt.Sscan(string(b), &size, &resident)
-	return resident * int64(os.Getpagesize())
 }
 
 // BenchmarkIdleNodeMemory joins BENCH_NODES (default 100) idle ephemeral
@@ -116,14 +76,11 @@ func rssBytes() int64 {
 // the cost grows with the square of the count; a tailnet with grants keeps
 // runners of one environment from peering.
 func BenchmarkIdleNodeMemory(b *testing.B) {
-	count := 100
-	if v, err := strconv.Atoi(os.Getenv("BENCH_NODES")); err == nil && v > 0 {
-		count = v
-	}
-	sb := startSandbox(b)
+	count := measure.Count("BENCH_NODES", 100)
+	sb := sandboxtest.Shared(b)
 	for b.Loop() {
 		runtime.GC()
-		before := rssBytes()
+		before := measure.RSSBytes()
 		var nodes []*tailnet.Node
 		var joinTimes []time.Duration
 		for i := range count {
@@ -139,15 +96,14 @@ func BenchmarkIdleNodeMemory(b *testing.B) {
 		}
 		time.Sleep(5 * time.Second) // let netmaps settle
 		runtime.GC()
-		after := rssBytes()
+		after := measure.RSSBytes()
 		b.ReportMetric(float64(after-before)/float64(count)/(1<<20), "MB-RSS-per-idle-node")
 		b.ReportMetric(float64(after)/(1<<20), "MB-RSS-total")
-		b.ReportMetric(float64(percentile(joinTimes, .5).Milliseconds()), "join-p50-ms")
-		b.ReportMetric(float64(percentile(joinTimes, .95).Milliseconds()), "join-p95-ms")
+		b.ReportMetric(measure.PercentileMS(joinTimes, .5), "join-p50-ms")
+		b.ReportMetric(measure.PercentileMS(joinTimes, .95), "join-p95-ms")
 		b.ReportMetric(float64(count), "nodes")
 		for _, n := range nodes {
 			n.Close()
 		}
 	}
-	_ = http.StatusOK
 }

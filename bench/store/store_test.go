@@ -22,25 +22,18 @@ import (
 	"context"
 	"fmt"
 	"net/netip"
-	"os"
 	"path/filepath"
-	"slices"
-	"strconv"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/tailgate-dev/tailgate/bench/measure"
 
 	"github.com/tailgate-dev/tailgate/internal/pgtest"
 	"github.com/tailgate-dev/tailgate/internal/store"
 	"github.com/tailgate-dev/tailgate/internal/target"
 	"github.com/tailgate-dev/tailgate/internal/vault"
 )
-
-func percentile(ds []time.Duration, p float64) time.Duration {
-	s := slices.Clone(ds)
-	slices.Sort(s)
-	return s[int(float64(len(s)-1)*p)]
-}
 
 func us(d time.Duration) float64 { return float64(d.Nanoseconds()) / 1000 }
 
@@ -58,10 +51,7 @@ var ops = []string{"authenticate", "create-env", "get-env", "put-connection", "g
 	"add-verification", "create-run", "get-run", "update-run", "end-run", "list-runs", "create+end-run-8way"}
 
 func BenchmarkStoreOps(b *testing.B) {
-	n := 300
-	if v, err := strconv.Atoi(os.Getenv("BENCH_OPS")); err == nil && v > 0 {
-		n = v
-	}
+	n := measure.Count("BENCH_OPS", 300)
 	ctx := context.Background()
 	cluster, err := pgtest.Start(ctx, "fsync=on", "full_page_writes=on", "synchronous_commit=on")
 	if err != nil {
@@ -118,13 +108,13 @@ func BenchmarkStoreOps(b *testing.B) {
 	for _, op := range ops {
 		fmt.Printf("%-20s", op)
 		for _, e := range engines {
-			fmt.Printf(" %10.0f / %9.0f", us(percentile(e.lat[op], .5)), us(percentile(e.lat[op], .95)))
+			fmt.Printf(" %10.0f / %9.0f", us(measure.Percentile(e.lat[op], .5)), us(measure.Percentile(e.lat[op], .95)))
 		}
 		fmt.Println()
 	}
 	lite, pg := engines[0], engines[1]
 	for _, op := range []string{"authenticate", "get-connection", "create-run", "end-run"} {
-		b.ReportMetric(float64(percentile(pg.lat[op], .5))/float64(percentile(lite.lat[op], .5)), op+"-pg/sqlite-p50")
+		b.ReportMetric(float64(measure.Percentile(pg.lat[op], .5))/float64(measure.Percentile(lite.lat[op], .5)), op+"-pg/sqlite-p50")
 	}
 }
 

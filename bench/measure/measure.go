@@ -1,0 +1,69 @@
+// Package measure holds what tailgate's benchmarks share to turn timings
+// into reported figures: percentiles, milliseconds, resident memory, a
+// count from the environment, and the first byte of an answer.
+package measure
+
+import (
+	"bufio"
+	"fmt"
+	"net"
+	"os"
+	"slices"
+	"strconv"
+	"time"
+)
+
+// Percentile is the p-th (0..1) of ds, nearest rank below; ds is left as
+// it is.
+func Percentile(ds []time.Duration, p float64) time.Duration {
+	s := slices.Clone(ds)
+	slices.Sort(s)
+	return s[int(float64(len(s)-1)*p)]
+}
+
+// MS is d in milliseconds, to the microsecond.
+func MS(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
+
+// PercentileMS is Percentile in milliseconds, for b.ReportMetric.
+func PercentileMS(ds []time.Duration, p float64) float64 { return MS(Percentile(ds, p)) }
+
+// RSSBytes is this process's resident memory, from /proc (0 where there
+// is none).
+func RSSBytes() int64 {
+	b, err := os.ReadFile("/proc/self/statm")
+	if err != nil {
+		return 0
+	}
+	var size, resident int64
+	fmt.Sscan(string(b), &size, &resident)
+	return resident * int64(os.Getpagesize())
+}
+
+// Count is the positive whole number in environment variable name, or def.
+func Count(name string, def int) int {
+	if v, err := strconv.Atoi(os.Getenv(name)); err == nil && v > 0 {
+		return v
+	}
+	return def
+}
+
+// FirstByte sends a GET for http://host/ over c, closes c, and waits up to
+// 30 seconds for the first byte of the answer.
+func FirstByte(c net.Conn, host string) error {
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(30 * time.Second))
+	if _, err := fmt.Fprintf(c, "GET http://%s/ HTTP/1.1\r\nHost: %s\r\nConnection: close\r\n\r\n", host, host); err != nil {
+		return err
+	}
+	_, err := bufio.NewReader(c).ReadByte()
+	return err
+}
+
+// FirstByteVia is FirstByte through the HTTP proxy at proxyAddr.
+func FirstByteVia(proxyAddr, host string) error {
+	c, err := net.DialTimeout("tcp", proxyAddr, 10*time.Second)
+	if err != nil {
+		return err
+	}
+	return FirstByte(c, host)
+}
