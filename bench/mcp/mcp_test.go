@@ -53,7 +53,20 @@ func TestMain(m *testing.M) {
 
 func exe() string { e, _ := os.Executable(); return e }
 
+// startGateway is a gateway on loopback whose one MCP route federates the
+// stdio target "bench" (this binary), reused across sessions or not.
 func startGateway(b *testing.B, reuse bool) string {
+	return startGatewayTo(b, fmt.Sprintf(`
+            stdio:
+              cmd: %q
+              env: {MCPBENCH_SERVER: "1"}
+              reuse: %v`, exe(), reuse))
+}
+
+// startGatewayTo is a gateway on loopback whose one MCP route federates
+// one target "bench", given as the YAML of its kind, and returns the
+// route's URL. The gateway is closed when the benchmark ends.
+func startGatewayTo(b *testing.B, target string) string {
 	ln, _ := net.Listen("tcp", "127.0.0.1:0")
 	port := ln.Addr().(*net.TCPAddr).Port
 	ln.Close()
@@ -66,12 +79,8 @@ binds:
       backends:
       - mcp:
           targets:
-          - name: bench
-            stdio:
-              cmd: %q
-              env: {MCPBENCH_SERVER: "1"}
-              reuse: %v
-`, port, exe(), reuse)
+          - name: bench%s
+`, port, target)
 	path := filepath.Join(b.TempDir(), "config.yaml")
 	os.WriteFile(path, []byte(cfg), 0o600)
 	g, err := gateway.New(gateway.Options{ConfigPath: path, BindHost: "127.0.0.1", AdminAddr: "off", ReloadInterval: -1,

@@ -3,20 +3,13 @@ package mcp_bench
 import (
 	"context"
 	"fmt"
-	"io"
-	"log/slog"
-	"net"
 	"net/http"
 	"net/http/httptest"
-	"os"
-	"path/filepath"
 	"strconv"
 	"testing"
 	"time"
 
 	sdk "github.com/modelcontextprotocol/go-sdk/mcp"
-
-	"github.com/tailgate-dev/tailgate/internal/gateway"
 )
 
 // BenchmarkHTTPTarget: a streamable HTTP target (an in-process Go SDK
@@ -38,32 +31,7 @@ func BenchmarkHTTPTarget(b *testing.B) {
 	srv := httptest.NewServer(sdk.NewStreamableHTTPHandler(func(*http.Request) *sdk.Server { return s }, nil))
 	defer srv.Close()
 
-	ln, _ := net.Listen("tcp", "127.0.0.1:0")
-	port := ln.Addr().(*net.TCPAddr).Port
-	ln.Close()
-	cfg := fmt.Sprintf(`
-binds:
-- port: %d
-  listeners:
-  - routes:
-    - name: mcp
-      backends:
-      - mcp:
-          targets:
-          - name: bench
-            mcp: {host: %q}
-`, port, srv.URL+"/mcp")
-	path := filepath.Join(b.TempDir(), "config.yaml")
-	os.WriteFile(path, []byte(cfg), 0o600)
-	g, err := gateway.New(gateway.Options{ConfigPath: path, BindHost: "127.0.0.1", AdminAddr: "off", ReloadInterval: -1,
-		AccessLog: io.Discard, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
-	if err != nil {
-		b.Fatal(err)
-	}
-	if err := g.Start(context.Background()); err != nil {
-		b.Fatal(err)
-	}
-	defer g.Close()
+	viaGateway := startGatewayTo(b, fmt.Sprintf("\n            mcp: {host: %q}", srv.URL+"/mcp"))
 
 	measure := func(url string) (c50, c99, n50, n99 time.Duration) {
 		got := make(chan time.Duration, 1)
@@ -99,7 +67,7 @@ binds:
 	}
 	for i := 0; i < b.N; i++ {
 		dc50, dc99, dn50, dn99 := measure(srv.URL + "/mcp")
-		gc50, gc99, gn50, gn99 := measure(fmt.Sprintf("http://127.0.0.1:%d/mcp", port))
+		gc50, gc99, gn50, gn99 := measure(viaGateway)
 		b.ReportMetric(float64(dc50.Microseconds()), "direct-call-p50-µs")
 		b.ReportMetric(float64(dc99.Microseconds()), "direct-call-p99-µs")
 		b.ReportMetric(float64(gc50.Microseconds()), "gateway-call-p50-µs")
