@@ -357,16 +357,8 @@ func TestAllowlistEndpointsWithoutAnAllowlistAnswer503(t *testing.T) {
 // CreatedWebhook embeds Webhook, which the generic schema check does not
 // follow: its schema must be Webhook's properties plus the secret.
 func TestOpenAPICreatedWebhookIsWebhookPlusSecret(t *testing.T) {
-	raw, _ := OpenAPI()
-	var doc struct {
-		Components struct {
-			Schemas map[string]struct {
-				Properties map[string]any `json:"properties"`
-			} `json:"schemas"`
-		} `json:"components"`
-	}
-	json.Unmarshal(raw, &doc)
-	created, wh := doc.Components.Schemas["CreatedWebhook"].Properties, doc.Components.Schemas["Webhook"].Properties
+	schemas := openAPISchemas(t)
+	created, wh := schemas["CreatedWebhook"], schemas["Webhook"]
 	if len(created) != len(wh)+1 || created["secret"] == nil {
 		t.Errorf("CreatedWebhook has %d properties, Webhook %d (+ secret)", len(created), len(wh))
 	}

@@ -677,21 +677,7 @@ func TestRedactRemovesCredentialsButKeepsExamples(t *testing.T) {
 // schemas in step with the Go types encoded on the wire (including
 // connect's, which another package owns): same property names both ways.
 func TestOpenAPISchemasMatchTheJSONTheServerWrites(t *testing.T) {
-	raw, err := OpenAPI()
-	if err != nil {
-		t.Fatal(err)
-	}
-	var doc struct {
-		Components struct {
-			Schemas map[string]struct {
-				Properties map[string]any `json:"properties"`
-			} `json:"schemas"`
-		} `json:"components"`
-	}
-	if err := json.Unmarshal(raw, &doc); err != nil {
-		t.Fatal(err)
-	}
-	for schema, v := range map[string]any{
+	checkOpenAPISchemas(t, map[string]any{
 		"ConnectResult":            connect.Result{},
 		"TargetSummary":            connect.TargetSummary{},
 		"Status":                   connect.Status{},
@@ -716,26 +702,59 @@ func TestOpenAPISchemasMatchTheJSONTheServerWrites(t *testing.T) {
 		"ReportedEgress":           ReportedEgress{},
 		"SetWebhookRequest":        SetWebhookRequest{},
 		"Webhook":                  allowlist.Webhook{},
-	} {
-		s, ok := doc.Components.Schemas[schema]
+	})
+}
+
+// openAPISchemas is the properties of each of openapi.yaml's schemas, by
+// schema name.
+func openAPISchemas(t *testing.T) map[string]map[string]any {
+	t.Helper()
+	raw, err := OpenAPI()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var doc struct {
+		Components struct {
+			Schemas map[string]struct {
+				Properties map[string]any `json:"properties"`
+			} `json:"schemas"`
+		} `json:"components"`
+	}
+	if err := json.Unmarshal(raw, &doc); err != nil {
+		t.Fatal(err)
+	}
+	out := map[string]map[string]any{}
+	for name, s := range doc.Components.Schemas {
+		out[name] = s.Properties
+	}
+	return out
+}
+
+// checkOpenAPISchemas fails for each schema (by name) whose properties are
+// not exactly the JSON names its Go type writes, the fields of embedded
+// structs included.
+func checkOpenAPISchemas(t *testing.T, types map[string]any) {
+	t.Helper()
+	schemas := openAPISchemas(t)
+	for schema, v := range types {
+		props, ok := schemas[schema]
 		if !ok {
 			t.Errorf("openapi.yaml has no schema %s", schema)
 			continue
 		}
 		var fields []string
 		rt := reflect.TypeOf(v)
-		for i := range rt.NumField() {
-			f := rt.Field(i)
+		for _, f := range reflect.VisibleFields(rt) {
 			name, _, _ := strings.Cut(f.Tag.Get("json"), ",")
-			if !f.IsExported() || name == "-" {
+			if !f.IsExported() || name == "-" || f.Anonymous {
 				continue
 			}
 			fields = append(fields, name)
-			if _, ok := s.Properties[name]; !ok {
+			if _, ok := props[name]; !ok {
 				t.Errorf("schema %s lacks property %q (field %s.%s)", schema, name, rt.Name(), f.Name)
 			}
 		}
-		for p := range s.Properties {
+		for p := range props {
 			if !slices.Contains(fields, p) {
 				t.Errorf("schema %s documents %q, which %s does not have", schema, p, rt)
 			}

@@ -10,8 +10,6 @@ import (
 	"net/http/httptest"
 	"net/url"
 	"path/filepath"
-	"reflect"
-	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -273,49 +271,12 @@ func TestRunEndpointsWithoutARunManagerSayWhy(t *testing.T) {
 // TestOpenAPIRunSchemasMatchTheJSONTheServerWrites keeps the run schemas
 // in step with run.Info and egress.Event (owned by other packages).
 func TestOpenAPIRunSchemasMatchTheJSONTheServerWrites(t *testing.T) {
-	raw, err := OpenAPI()
-	if err != nil {
-		t.Fatal(err)
-	}
-	var doc struct {
-		Components struct {
-			Schemas map[string]struct {
-				Properties map[string]any `json:"properties"`
-			} `json:"schemas"`
-		} `json:"components"`
-	}
-	if err := json.Unmarshal(raw, &doc); err != nil {
-		t.Fatal(err)
-	}
-	for schema, v := range map[string]any{
+	checkOpenAPISchemas(t, map[string]any{
 		"Run":             Run{},
 		"WarmResult":      run.WarmResult{},
 		"RunEvent":        egress.Event{},
 		"StartRunRequest": StartRunRequest{},
-	} {
-		s, ok := doc.Components.Schemas[schema]
-		if !ok {
-			t.Errorf("openapi.yaml has no schema %s", schema)
-			continue
-		}
-		var fields []string
-		rt := reflect.TypeOf(v)
-		for _, f := range reflect.VisibleFields(rt) {
-			name, _, _ := strings.Cut(f.Tag.Get("json"), ",")
-			if !f.IsExported() || name == "-" || f.Anonymous {
-				continue
-			}
-			fields = append(fields, name)
-			if _, ok := s.Properties[name]; !ok {
-				t.Errorf("schema %s lacks property %q (field %s.%s)", schema, name, rt.Name(), f.Name)
-			}
-		}
-		for p := range s.Properties {
-			if !slices.Contains(fields, p) {
-				t.Errorf("schema %s documents %q, which %s does not have", schema, p, rt)
-			}
-		}
-	}
+	})
 }
 
 // TestRunThroughTheAPIReachesThePrivateAppAndLeavesTheTailnet drives the
