@@ -47,9 +47,8 @@ func (p *Proxy) serveConnect(w http.ResponseWriter, r *http.Request) {
 	host, port, ok := connectTarget(r)
 	if !ok {
 		ref := refuse(ReasonBadRequest, fmt.Sprintf("tailgate: bad CONNECT line %q: want CONNECT host:port HTTP/1.1", r.RequestURI))
-		ev.Host, ev.Status = r.RequestURI, ref.HTTPStatus()
-		writeRefusal(w, ref)
-		p.record(ev, ref)
+		ev.Host = r.RequestURI
+		p.refuseHTTP(w, ev, ref)
 		return
 	}
 	ev.Host, ev.Port = host, port
@@ -59,9 +58,7 @@ func (p *Proxy) serveConnect(w http.ResponseWriter, r *http.Request) {
 		ev.Host = name
 	}
 	if ref != nil {
-		ev.Status = ref.HTTPStatus()
-		writeRefusal(w, ref)
-		p.record(ev, ref)
+		p.refuseHTTP(w, ev, ref)
 		return
 	}
 	defer upstream.Close()
@@ -139,18 +136,14 @@ func (p *Proxy) serveForward(w http.ResponseWriter, r *http.Request) {
 		port = 443
 	default:
 		ref := refuse(ReasonUnsupported, fmt.Sprintf("tailgate: scheme %q is not proxied; use http, https or CONNECT", r.URL.Scheme))
-		ev.Status = ref.HTTPStatus()
-		writeRefusal(w, ref)
-		p.record(ev, ref)
+		p.refuseHTTP(w, ev, ref)
 		return
 	}
 	if ps := r.URL.Port(); ps != "" {
 		var err error
 		if port, err = strconv.ParseUint(ps, 10, 16); err != nil || port == 0 {
 			ref := refuse(ReasonBadRequest, fmt.Sprintf("tailgate: bad port %q", ps))
-			ev.Status = ref.HTTPStatus()
-			writeRefusal(w, ref)
-			p.record(ev, ref)
+			p.refuseHTTP(w, ev, ref)
 			return
 		}
 	}
@@ -158,9 +151,7 @@ func (p *Proxy) serveForward(w http.ResponseWriter, r *http.Request) {
 	name, _, ref := p.rules.check(ev.Host, ev.Port)
 	ev.Host = name
 	if ref != nil {
-		ev.Status = ref.HTTPStatus()
-		writeRefusal(w, ref)
-		p.record(ev, ref)
+		p.refuseHTTP(w, ev, ref)
 		return
 	}
 
@@ -273,3 +264,11 @@ func (c *countingWriter) Write(b []byte) (int, error) {
 }
 
 func (c *countingWriter) Unwrap() http.ResponseWriter { return c.ResponseWriter }
+
+// refuseHTTP answers a refused HTTP request with the refusal and records
+// it, with the status it answered.
+func (p *Proxy) refuseHTTP(w http.ResponseWriter, ev Event, ref *Refusal) {
+	ev.Status = ref.HTTPStatus()
+	writeRefusal(w, ref)
+	p.record(ev, ref)
+}

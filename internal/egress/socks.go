@@ -57,8 +57,7 @@ func (p *Proxy) serveSOCKS(c net.Conn) {
 	if hdr[0] != socksVersion {
 		ref := refuse(ReasonBadRequest, fmt.Sprintf("tailgate: SOCKS5 request has version %#x", hdr[0]))
 		ref.socks = socksGeneralFailure
-		p.record(ev, ref)
-		p.socksReply(c, ref.SOCKSReply(), netip.AddrPort{})
+		p.refuseSOCKS(c, ev, ref)
 		return
 	}
 	host, ok := p.readSOCKSAddr(c, hdr[3], &ev)
@@ -76,14 +75,12 @@ func (p *Proxy) serveSOCKS(c net.Conn) {
 	if hdr[1] != socksCmdConnect {
 		ref := refuse(ReasonUnsupported, fmt.Sprintf("tailgate: SOCKS5 command %#x is not supported; only CONNECT", hdr[1]))
 		ref.socks = socksCommandNotSupported
-		p.record(ev, ref)
-		p.socksReply(c, ref.SOCKSReply(), netip.AddrPort{})
+		p.refuseSOCKS(c, ev, ref)
 		return
 	}
 	if ev.Port == 0 {
 		ref := refuse(ReasonBadRequest, "tailgate: SOCKS5 request for port 0")
-		p.record(ev, ref)
-		p.socksReply(c, ref.SOCKSReply(), netip.AddrPort{})
+		p.refuseSOCKS(c, ev, ref)
 		return
 	}
 
@@ -91,8 +88,7 @@ func (p *Proxy) serveSOCKS(c net.Conn) {
 	upstream, resolved, ref := p.open(p.ctx, host, ev.Port)
 	ev.Resolved = resolved
 	if ref != nil {
-		p.record(ev, ref)
-		p.socksReply(c, ref.SOCKSReply(), netip.AddrPort{})
+		p.refuseSOCKS(c, ev, ref)
 		return
 	}
 	defer upstream.Close()
@@ -137,16 +133,14 @@ func (p *Proxy) readSOCKSAddr(c net.Conn, atyp byte, ev *Event) (string, bool) {
 		}
 		if len(b) == 0 {
 			ref := refuse(ReasonBadRequest, "tailgate: SOCKS5 request with an empty domain name")
-			p.record(*ev, ref)
-			p.socksReply(c, ref.SOCKSReply(), netip.AddrPort{})
+			p.refuseSOCKS(c, *ev, ref)
 			return "", false
 		}
 		return string(b), true
 	default:
 		ref := refuse(ReasonUnsupported, fmt.Sprintf("tailgate: SOCKS5 address type %#x is not supported", atyp))
 		ref.socks = socksAddrTypeUnsupported
-		p.record(*ev, ref)
-		p.socksReply(c, ref.SOCKSReply(), netip.AddrPort{})
+		p.refuseSOCKS(c, *ev, ref)
 		return "", false
 	}
 }
@@ -181,4 +175,11 @@ func lingerClose(c net.Conn) {
 		_, _ = io.Copy(io.Discard, io.LimitReader(c, 64<<10))
 	}
 	c.Close()
+}
+
+// refuseSOCKS records a refused SOCKS5 request and answers it with the
+// refusal's reply code.
+func (p *Proxy) refuseSOCKS(c net.Conn, ev Event, ref *Refusal) {
+	p.record(ev, ref)
+	p.socksReply(c, ref.SOCKSReply(), netip.AddrPort{})
 }
