@@ -13,6 +13,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tailgate-dev/tailgate/internal/sandbox/sandboxtest"
+
 	"github.com/tailgate-dev/tailgate/internal/tailgatetest"
 
 	"github.com/tailgate-dev/tailgate/internal/probe"
@@ -33,13 +35,7 @@ type cliServer struct {
 
 func newCLIServer(t *testing.T) *cliServer {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	sb, err := sandbox.Start(ctx, sandbox.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { sb.Close() })
+	sb := sandboxtest.Start(t)
 	ts := tailgatetest.New(t, sb)
 	srv := httptest.NewServer(api.New(api.Options{Store: ts.Store, PrivateNetwork: ts.Connect}))
 	t.Cleanup(srv.Close)

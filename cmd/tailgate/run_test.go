@@ -16,6 +16,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tailgate-dev/tailgate/internal/sandbox/sandboxtest"
+
 	"github.com/tailgate-dev/tailgate/internal/api"
 	"github.com/tailgate-dev/tailgate/internal/sandbox"
 	"github.com/tailgate-dev/tailgate/internal/store"
@@ -36,13 +38,9 @@ type runServer struct {
 
 func newRunServer(t *testing.T) *runServer {
 	t.Helper()
+	sb := sandboxtest.Start(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	sb, err := sandbox.Start(ctx, sandbox.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { sb.Close() })
 	dir := t.TempDir()
 	rs := &runServer{sb: sb, db: filepath.Join(dir, "t.db")}
 	p := startTailgate(t, nil, "serve", "--db", rs.db, "--key-file", filepath.Join(dir, "t.key"),

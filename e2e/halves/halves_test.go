@@ -20,12 +20,10 @@ import (
 
 	sdk "github.com/modelcontextprotocol/go-sdk/mcp"
 
-	"github.com/tailgate-dev/tailgate/internal/connect"
 	"github.com/tailgate-dev/tailgate/internal/gateway"
 	"github.com/tailgate-dev/tailgate/internal/run"
-	"github.com/tailgate-dev/tailgate/internal/sandbox"
-	"github.com/tailgate-dev/tailgate/internal/store"
-	"github.com/tailgate-dev/tailgate/internal/vault"
+	"github.com/tailgate-dev/tailgate/internal/sandbox/sandboxtest"
+	"github.com/tailgate-dev/tailgate/internal/tailgatetest"
 )
 
 // upstream is an MCP server with a harmless tool and a dangerous one.
@@ -49,13 +47,9 @@ func TestRunnerOfAnEnvironmentMayCallOnlyItsTool(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts a tailnet, a gateway and runs")
 	}
+	sb := sandboxtest.Start(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	sb, err := sandbox.Start(ctx, sandbox.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer sb.Close()
 
 	// The gateway joins the customer's tailnet as "mcp-gateway".
 	dir := t.TempDir()
@@ -97,27 +91,16 @@ tailnet:
 	defer g.Close()
 
 	// tailgate connects two environments to the gateway's device.
-	st, err := store.Open(ctx, filepath.Join(dir, "tailgate.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
-	kr, _ := vault.LoadOrCreateKeyFile(filepath.Join(dir, "tailgate.key"))
-	org, _ := st.CreateOrg(ctx, "acme")
-	svc := &connect.Service{Store: st, Vault: kr, APIBaseURL: sb.APIURL(), ControlURL: sb.ControlURL()}
-	token := sb.NewAPIToken()
+	s := tailgatetest.New(t, sb)
 	for _, env := range []string{"staging", "other"} {
-		st.CreateEnvironment(ctx, org.ID, env)
-		if _, err := svc.Connect(ctx, connect.Request{OrgID: org.ID, Env: env, APIToken: token, Targets: []string{"mcp-gateway:8080"}}); err != nil {
-			t.Fatalf("connect %s: %v", env, err)
-		}
+		s.ConnectEnv(t, env, "mcp-gateway:8080")
 	}
-	runs := &run.Manager{Connect: svc, Store: st, Lease: -1}
+	runs := &run.Manager{Connect: s.Connect, Store: s.Store, Lease: -1}
 	defer runs.Close()
 
 	session := func(env string) *sdk.ClientSession {
 		t.Helper()
-		info, err := runs.Start(ctx, org.ID, env, run.Options{})
+		info, err := runs.Start(ctx, s.Org, env, run.Options{})
 		if err != nil {
 			t.Fatalf("run of %s: %v", env, err)
 		}

@@ -13,6 +13,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tailgate-dev/tailgate/internal/sandbox/sandboxtest"
+
 	"github.com/tailgate-dev/tailgate/internal/sandbox"
 	"github.com/tailgate-dev/tailgate/internal/tailnet"
 )
@@ -46,18 +48,22 @@ func refusedAtConnect(t *testing.T, dial func() (net.Conn, error)) bool {
 	return n == 0 && err != nil && !errors.Is(err, os.ErrDeadlineExceeded)
 }
 
-func TestTailnetBindWithSeedRuleAndTagRule(t *testing.T) {
+// tailnetSandbox is a sandbox tailnet of the test's own for a gateway to
+// join with the auth key it finds in TAILGATE_TEST_AUTHKEY; the test is
+// skipped under -short.
+func tailnetSandbox(t *testing.T) *sandbox.Sandbox {
+	t.Helper()
 	if testing.Short() {
 		t.Skip("starts an in-process tailnet")
 	}
+	t.Setenv("TAILGATE_TEST_AUTHKEY", "tskey-auth-test")
+	return sandboxtest.Start(t)
+}
+
+func TestTailnetBindWithSeedRuleAndTagRule(t *testing.T) {
+	sb := tailnetSandbox(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	sb, err := sandbox.Start(ctx, sandbox.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { sb.Close() })
-	t.Setenv("TAILGATE_TEST_AUTHKEY", "tskey-auth-test")
 
 	be := echoBackend(t)
 	const tailnetPort = 3000

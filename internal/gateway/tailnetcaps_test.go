@@ -52,17 +52,9 @@ func mcpToolsServer(t *testing.T) string {
 // grants; its SetGlobalAppCaps puts the same "app" block in a grant from
 // every node to every node, which is what WhoIs's CapMap reports.
 func TestTailnetGrantCapsDecideMCPTools(t *testing.T) {
-	if testing.Short() {
-		t.Skip("starts an in-process tailnet")
-	}
+	sb := tailnetSandbox(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	sb, err := sandbox.Start(ctx, sandbox.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { sb.Close() })
-	t.Setenv("TAILGATE_TEST_AUTHKEY", "tskey-auth-test")
 	ttl := whoisTTL
 	whoisTTL = 0 // every connection asks WhoIs: the test changes grants
 	t.Cleanup(func() { whoisTTL = ttl })

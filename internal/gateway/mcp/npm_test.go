@@ -14,6 +14,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tailgate-dev/tailgate/internal/sandbox/sandboxtest"
+
 	"github.com/tailgate-dev/tailgate/internal/sandbox"
 )
 
@@ -70,13 +72,9 @@ func TestSeedConfigOverTailnetListsAndCallsEverything(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts an in-process tailnet")
 	}
+	sb := sandboxtest.Start(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	defer cancel()
-	sb, err := sandbox.Start(ctx, sandbox.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { sb.Close() })
 	t.Setenv("TAILGATE_TEST_AUTHKEY", "tskey-auth-test")
 	cfg := bytes.Replace(seedConfig(t), []byte("- port: 3000\n"), []byte("- port: 3000\n  tailnet: true\n"), 1)
 	cfg = append(cfg, fmt.Sprintf(`tailnet:

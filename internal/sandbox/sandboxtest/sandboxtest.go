@@ -42,6 +42,21 @@ func Shared(t testing.TB) *sandbox.Sandbox {
 	return shared
 }
 
+// Start starts a sandbox of the test's own, closed when the test ends: for
+// a test that changes what every node of the tailnet sees (app
+// capabilities, say) or counts on a tailnet no other test has touched.
+func Start(t testing.TB) *sandbox.Sandbox {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	sb, err := sandbox.Start(ctx, sandbox.Options{})
+	if err != nil {
+		t.Fatalf("sandbox: %v", err)
+	}
+	t.Cleanup(func() { sb.Close() })
+	return sb
+}
+
 // Main runs the package's tests and closes the shared sandbox afterwards.
 func Main(m *testing.M) {
 	code := m.Run()
