@@ -50,16 +50,8 @@ lives on headscale, and --on-server). The tailgate API token comes from
 TAILGATE_TOKEN.`
 
 func runFlow(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	if len(args) == 0 || args[0] == "help" || args[0] == "-h" || args[0] == "--help" {
-		fmt.Fprintln(stderr, flowUsage)
-		if len(args) == 0 {
-			return usageError{"missing command"}
-		}
-		return flag.ErrHelp
-	}
-	if args[0] != "run" {
-		fmt.Fprintln(stderr, flowUsage)
-		return usageError{fmt.Sprintf("unknown flow command %q", args[0])}
+	if err := oneCommand(args, "flow", "run", flowUsage, stderr); err != nil {
+		return err
 	}
 	fs := newFlagSet("flow run", stderr)
 	fs.Usage = func() {
@@ -272,4 +264,22 @@ func printFlowSummary(w io.Writer, rep FlowReport, path string) {
 		fmt.Fprintf(w, "screenshot: %s\n", filepath.Join(filepath.Dir(path), s))
 	}
 	fmt.Fprintf(w, "report: %s\n", path)
+}
+
+// oneCommand checks that args start with want, the one command of a
+// group that has only one ("flow run", "network allowlist"); for help, for
+// nothing and for any other command it prints the group's usage.
+func oneCommand(args []string, group, want, usage string, stderr io.Writer) error {
+	if len(args) == 0 || args[0] == "help" || args[0] == "-h" || args[0] == "--help" {
+		fmt.Fprintln(stderr, usage)
+		if len(args) == 0 {
+			return usageError{"missing command"}
+		}
+		return flag.ErrHelp
+	}
+	if args[0] != want {
+		fmt.Fprintln(stderr, usage)
+		return usageError{fmt.Sprintf("unknown %s command %q", group, args[0])}
+	}
+	return nil
 }

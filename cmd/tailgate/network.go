@@ -36,16 +36,8 @@ allowlist is public unless the server requires a token: TAILGATE_TOKEN is
 sent when set.`
 
 func runNetwork(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	if len(args) == 0 || args[0] == "help" || args[0] == "-h" || args[0] == "--help" {
-		fmt.Fprintln(stderr, networkUsage)
-		if len(args) == 0 {
-			return usageError{"missing command"}
-		}
-		return flag.ErrHelp
-	}
-	if args[0] != "allowlist" {
-		fmt.Fprintln(stderr, networkUsage)
-		return usageError{fmt.Sprintf("unknown network command %q", args[0])}
+	if err := oneCommand(args, "network", "allowlist", networkUsage, stderr); err != nil {
+		return err
 	}
 	fs := newFlagSet("network allowlist", stderr)
 	server := fs.String("server", envOr("TAILGATE_SERVER", "http://127.0.0.1:8080"), "tailgate server `URL` (env TAILGATE_SERVER)")
