@@ -13,9 +13,12 @@ import (
 	"time"
 )
 
-// Percentile is the p-th (0..1) of ds, nearest rank below; ds is left as
-// it is.
+// Percentile is the p-th (0..1) of ds, nearest rank below, or 0 for no
+// durations; ds is left as it is.
 func Percentile(ds []time.Duration, p float64) time.Duration {
+	if len(ds) == 0 {
+		return 0
+	}
 	s := slices.Clone(ds)
 	slices.Sort(s)
 	return s[int(float64(len(s)-1)*p)]

@@ -20,12 +20,13 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
-	"slices"
 	"strconv"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/tailgate-dev/tailgate/bench/measure"
 
 	"github.com/tailgate-dev/tailgate/internal/api"
 	"github.com/tailgate-dev/tailgate/internal/jobs"
@@ -36,17 +37,6 @@ import (
 )
 
 func TestMain(m *testing.M) { os.Exit(pgtest.Main(m)) }
-
-func percentile(ds []time.Duration, p float64) time.Duration {
-	if len(ds) == 0 {
-		return 0
-	}
-	s := slices.Clone(ds)
-	slices.Sort(s)
-	return s[int(float64(len(s)-1)*p)]
-}
-
-func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
 
 func replica(b *testing.B, ts *tailgatetest.Stack) string {
 	m := &run.Manager{Connect: ts.Connect, Store: ts.Store, Logger: ts.Logger()}
@@ -143,9 +133,9 @@ func BenchmarkRunsOverTwoReplicas(b *testing.B) {
 		}
 		wg.Wait()
 		fmt.Printf("%d runner runs over 2 replicas: start p50 %.1f ms p95 %.1f ms; heartbeat (other replica) p50 %.1f p95 %.1f ms; end (other replica) p50 %.1f p95 %.1f ms; errors %d\n",
-			n, ms(percentile(start, .5)), ms(percentile(start, .95)), ms(percentile(beat, .5)), ms(percentile(beat, .95)),
-			ms(percentile(end, .5)), ms(percentile(end, .95)), errs.Load())
-		b.ReportMetric(ms(percentile(start, .95)), "start-p95-ms")
+			n, measure.PercentileMS(start, .5), measure.PercentileMS(start, .95), measure.PercentileMS(beat, .5), measure.PercentileMS(beat, .95),
+			measure.PercentileMS(end, .5), measure.PercentileMS(end, .95), errs.Load())
+		b.ReportMetric(measure.PercentileMS(start, .95), "start-p95-ms")
 		b.ReportMetric(float64(errs.Load()), "errors")
 	}
 }
