@@ -92,7 +92,10 @@ func main() {
 		}
 		if s.rows == nil {
 			for _, m := range metrics {
-				fmt.Fprintf(tw, "%s\t%s %s\t%s\t\t\n", s.name, m.bench, m.unit, trim(m.value))
+				if m.unit == "ns/op" || m.unit == "B/op" || m.unit == "allocs/op" || m.unit == "MB/s" {
+					continue // the harness's own, not the benchmark's figures
+				}
+				fmt.Fprintf(tw, "%s\t%s\t%s\t\t\n", s.name, m.unit, trim(m.value))
 			}
 			continue
 		}
