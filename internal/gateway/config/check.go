@@ -118,6 +118,9 @@ func (d *decoder) checkTailnet(t *Tailnet) {
 // checkPolicies checks a listener's policies, and the same keys of a
 // route's (checkRoute adds the route's own).
 func (d *decoder) checkPolicies(p *GatewayPolicies, path string) {
+	if p.OIDC != nil {
+		d.checkOIDC(p.OIDC, path+".oidc")
+	}
 	if p.JWTAuth != nil {
 		d.checkJWT(p.JWTAuth, path+".jwtAuth")
 	}

@@ -208,8 +208,10 @@ type GatewayPolicies struct {
 	Authorization *RuleSet  `yaml:"authorization"`
 	ExtAuthz      *ExtAuthz `yaml:"extAuthz"`
 	CORS          *CORS     `yaml:"cors"`
+	// OIDC logs browsers in with the authorization-code flow and keeps
+	// them in an encrypted session cookie (sets jwt.*).
+	OIDC *OIDC `yaml:"oidc"`
 
-	OIDC            Unsupported `yaml:"oidc"`
 	ExtProc         Unsupported `yaml:"extProc"`
 	Transformations Unsupported `yaml:"transformations"`
 	BasicAuth       Unsupported `yaml:"basicAuth"`

@@ -440,19 +440,10 @@ func compileJWTAuth(j *config.JWTAuth, path string, c Compiler) Policy {
 		if len(j.Providers) == 1 && j.Issuer != "" {
 			pp = path
 		}
-		var ks *JWKS
-		var err error
-		switch src := p.JWKS; {
-		case src == nil:
+		if p.JWKS == nil {
 			continue
-		case src.URL != "":
-			ks = NewJWKSURL(src.URL, c.HTTPClient())
-			ks.RefetchInterval = c.JWKSRefetchInterval()
-		case src.File != "":
-			ks, err = NewJWKSFile(c.Rel(src.File))
-		default:
-			ks, err = NewJWKSInline(src.Inline)
 		}
+		ks, err := compileJWKS(p.JWKS, c)
 		if err != nil {
 			c.Fail(p.JWKS.Pos, pp+".jwks", err)
 			continue
@@ -469,6 +460,21 @@ func compileJWTAuth(j *config.JWTAuth, path string, c Compiler) Policy {
 		return nil
 	}
 	return ja
+}
+
+// compileJWKS opens a key set from the config: a file or inline set is
+// read now, a URL on first use.
+func compileJWKS(src *config.JWKSSource, c Compiler) (*JWKS, error) {
+	switch {
+	case src.URL != "":
+		ks := NewJWKSURL(src.URL, c.HTTPClient())
+		ks.RefetchInterval = c.JWKSRefetchInterval()
+		return ks, nil
+	case src.File != "":
+		return NewJWKSFile(c.Rel(src.File))
+	default:
+		return NewJWKSInline(src.Inline)
+	}
 }
 
 // Run refuses r with 401 when the mode requires a valid token it lacks,

@@ -30,6 +30,7 @@ var modules = []Module{
 	backendTLS,
 	backendAuth,
 	mcpAuthentication,
+	oidc,
 }
 
 // inPhaseOrder is modules sorted by Phase, once.
