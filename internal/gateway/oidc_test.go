@@ -266,7 +266,7 @@ func TestOIDCLoginFlowSessionAndClaims(t *testing.T) {
 	}
 	// The claims are jwt.* as after jwtAuth: the access log and the
 	// authorization rule read them; the backend gets no token.
-	line := lineWith(g.access.waitFor(t, "path=/other"), "path=/other")
+	line := lineWith(g.access.WaitFor(t, "path=/other"), "path=/other")
 	for _, want := range []string{"user.id=alice-123", "user.email=alice@example.com"} {
 		if !strings.Contains(line, want) {
 			t.Errorf("access log lacks %s: %s", want, line)
