@@ -2,6 +2,7 @@ package httppolicy
 
 import (
 	"context"
+	"crypto/sha256"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
@@ -56,7 +57,7 @@ type JWTAuth struct {
 	Now func() time.Time
 
 	mu       sync.Mutex
-	verified map[string]*verifiedToken // raw token → signature already checked
+	verified map[[32]byte]*verifiedToken // SHA-256 of the raw token → signature already checked
 }
 
 type jwtProvider struct {
@@ -199,10 +200,13 @@ type verifiedToken struct {
 // from the JWKS stops being honoured within this time.
 const verifiedTTL = time.Minute
 
+// The cache is keyed by the token's SHA-256, so a bearer credential is not
+// kept alive in a long-lived map after its request.
 func (j *JWTAuth) cached(raw string) *verifiedToken {
+	h := sha256.Sum256([]byte(raw))
 	j.mu.Lock()
 	defer j.mu.Unlock()
-	v, ok := j.verified[raw]
+	v, ok := j.verified[h]
 	if !ok || time.Now().After(v.expires) {
 		return nil
 	}
@@ -213,9 +217,9 @@ func (j *JWTAuth) remember(raw string, p *jwtProvider, std jwt.Claims, all map[s
 	j.mu.Lock()
 	defer j.mu.Unlock()
 	if j.verified == nil || len(j.verified) >= 10000 {
-		j.verified = map[string]*verifiedToken{}
+		j.verified = map[[32]byte]*verifiedToken{}
 	}
-	j.verified[raw] = &verifiedToken{p: p, std: std, all: all, expires: time.Now().Add(verifiedTTL)}
+	j.verified[sha256.Sum256([]byte(raw))] = &verifiedToken{p: p, std: std, all: all, expires: time.Now().Add(verifiedTTL)}
 }
 
 func (j *JWTAuth) validate(p *jwtProvider, std jwt.Claims, all map[string]any) (map[string]any, string, string) {
