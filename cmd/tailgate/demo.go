@@ -122,7 +122,7 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	go srv.Serve(ln)
 	defer srv.Close()
 	server := "http://" + ln.Addr().String()
-	client := &apiClient{base: server, token: adminToken, hc: &http.Client{Timeout: 5 * time.Minute}}
+	client := newClient(server, adminToken)
 	say("\n== 2. tailgate API on %s (SQLite and vault key in %s) ==", server, dir)
 
 	// 3. Connect.

@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -16,6 +15,8 @@ import (
 	"strings"
 	"text/tabwriter"
 	"time"
+
+	"github.com/tailgate-dev/tailgate/pkg/runner"
 
 	"github.com/tailgate-dev/tailgate/internal/probe"
 
@@ -252,19 +253,17 @@ func readAPIToken(path string, stdin io.Reader, stderr io.Writer) (string, error
 	return tok, nil
 }
 
-// apiClient calls a tailgate server with the token from TAILGATE_TOKEN.
-type apiClient struct {
-	base  string
-	token string
-	hc    *http.Client
-}
+// apiClient calls a tailgate server with the token from TAILGATE_TOKEN,
+// through the runner library's client (one client for the CLI and for
+// platforms).
+type apiClient struct{ *runner.Client }
 
 func newAPIClient(server string) (*apiClient, error) {
 	c, err := newOptionalTokenClient(server)
 	if err != nil {
 		return nil, err
 	}
-	if c.token == "" {
+	if c.Token == "" {
 		return nil, usageError{"set TAILGATE_TOKEN to a tailgate API token (tailgate serve prints one on first start; tailgate token create makes more)"}
 	}
 	return c, nil
@@ -277,80 +276,20 @@ func newOptionalTokenClient(server string) (*apiClient, error) {
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 		return nil, usageError{fmt.Sprintf("--server must be an http(s) URL like http://127.0.0.1:8080, not %q", server)}
 	}
-	tok := strings.TrimSpace(os.Getenv("TAILGATE_TOKEN"))
-	// Connect and verify may take a minute: they edit the policy, join the
-	// tailnet and check every target.
-	return &apiClient{base: strings.TrimRight(server, "/"), token: tok, hc: &http.Client{Timeout: 5 * time.Minute}}, nil
+	return newClient(strings.TrimRight(server, "/"), strings.TrimSpace(os.Getenv("TAILGATE_TOKEN"))), nil
 }
 
-// serverError is an error answer from the server.
-type serverError struct {
-	status int
-	e      api.Error
-}
-
-func (e *serverError) Error() string {
-	var b strings.Builder
-	b.WriteString(e.e.Message)
-	if e.e.Step != "" {
-		fmt.Fprintf(&b, " [step: %s]", e.e.Step)
-	}
-	fmt.Fprintf(&b, " (%d %s)", e.status, e.e.Code)
-	if len(e.e.RolledBack) > 0 {
-		fmt.Fprintf(&b, "\nrolled back: %s", strings.Join(e.e.RolledBack, "; "))
-	}
-	if e.e.Fragment != "" {
-		fmt.Fprintf(&b, "\nThe policy is managed outside Tailscale's admin console; add these entries to it yourself:\n\n%s", e.e.Fragment)
-	}
-	return b.String()
+// newClient is a client of server as token's holder. Connect and verify
+// may take a minute: they edit the policy, join the tailnet and check
+// every target.
+func newClient(server, token string) *apiClient {
+	return &apiClient{&runner.Client{Server: server, Token: token, HTTPClient: &http.Client{Timeout: 5 * time.Minute}}}
 }
 
 // do sends one request and decodes a 2xx answer into out (if not nil); it
 // returns the raw answer for --json.
 func (c *apiClient) do(ctx context.Context, method, path string, body, out any) ([]byte, error) {
-	var rd io.Reader
-	if body != nil {
-		j, err := json.Marshal(body)
-		if err != nil {
-			return nil, err
-		}
-		rd = bytes.NewReader(j)
-	}
-	req, err := http.NewRequestWithContext(ctx, method, c.base+path, rd)
-	if err != nil {
-		return nil, err
-	}
-	if c.token != "" {
-		req.Header.Set("Authorization", "Bearer "+c.token)
-	}
-	req.Header.Set("Accept", "application/json")
-	if body != nil {
-		req.Header.Set("Content-Type", "application/json")
-	}
-	resp, err := c.hc.Do(req)
-	if err != nil {
-		// The URL error names the server; the request body (which may hold
-		// the API token) is not in it.
-		return nil, fmt.Errorf("%s %s: %w", method, path, err)
-	}
-	defer resp.Body.Close()
-	raw, err := io.ReadAll(io.LimitReader(resp.Body, 8<<20))
-	if err != nil {
-		return nil, fmt.Errorf("%s %s: read answer: %w", method, path, err)
-	}
-	if resp.StatusCode >= 300 {
-		var eb api.ErrorBody
-		if json.Unmarshal(raw, &eb) == nil && eb.Error != nil && eb.Error.Code != "" {
-			return nil, &serverError{status: resp.StatusCode, e: *eb.Error}
-		}
-		return nil, fmt.Errorf("%s %s: server answered %s", method, path, resp.Status)
-	}
-	if out != nil && len(raw) > 0 {
-		if err := json.Unmarshal(raw, out); err != nil {
-			return nil, fmt.Errorf("%s %s: unexpected answer: %w", method, path, err)
-		}
-	}
-	return raw, nil
+	return c.Call(ctx, method, path, body, out)
 }
 
 // envOutput prints either the raw JSON or a human-readable rendering.

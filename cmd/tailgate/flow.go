@@ -7,11 +7,8 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"os"
 	"path/filepath"
-	"strconv"
-	"strings"
 	"time"
 
 	"github.com/tailgate-dev/tailgate/internal/browser"
@@ -166,7 +163,7 @@ func mergeReport(rep browser.Report, r runner.Report) FlowReport {
 	}
 	byDest := map[string]*dest{}
 	for _, e := range r.Events {
-		k := net.JoinHostPort(e.Host, strconv.Itoa(int(e.Port)))
+		k := browser.Destination(e.Host, int(e.Port))
 		d := byDest[k]
 		if d == nil {
 			d = &dest{}
@@ -191,8 +188,7 @@ func mergeReport(rep browser.Report, r runner.Report) FlowReport {
 	out.Attribution = browser.Attribute(rep.Requests, r.Events)
 	for _, q := range rep.Requests {
 		m := FlowRequest{Request: q}
-		host := strings.TrimSuffix(strings.ToLower(strings.Trim(q.Host, "[]")), ".")
-		if d := byDest[net.JoinHostPort(host, strconv.Itoa(q.Port))]; d != nil {
+		if d := byDest[browser.Destination(q.Host, q.Port)]; d != nil {
 			m.Resolved = d.resolved
 			if d.reason != "" && (q.Status == 0 || q.Refusal != "" || q.Failure != "") {
 				m.RefusalReason, m.RefusalText = d.reason, d.reasonText

@@ -140,8 +140,8 @@ func newRunnerClient(server string, stderr io.Writer) (*runner.Client, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &runner.Client{Server: c.base, Token: c.token, HTTPClient: c.hc,
-		Logger: slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))}, nil
+	c.Logger = slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	return c.Client, nil
 }
 
 // printReady says the run is ready, where its proxy is and how long it

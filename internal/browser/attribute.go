@@ -44,12 +44,12 @@ type Attribution struct {
 func Attribute(requests []Request, events []egress.Event) Attribution {
 	pages := map[string]bool{}
 	for _, q := range requests {
-		pages[destKey(q.Host, q.Port)] = true
+		pages[Destination(q.Host, q.Port)] = true
 	}
 	a := Attribution{Background: []BackgroundRequest{}, Unattributed: []egress.Event{}}
 	index := map[string]int{} // destination and protocol → a.Background
 	for _, e := range events {
-		k := destKey(e.Host, int(e.Port))
+		k := Destination(e.Host, int(e.Port))
 		if pages[k] {
 			continue
 		}
@@ -69,9 +69,10 @@ func Attribute(requests []Request, events []egress.Event) Attribution {
 	return a
 }
 
-// destKey canonicalizes a destination as the proxy does: lowercase, no
-// brackets, no trailing dot.
-func destKey(host string, port int) string {
+// Destination canonicalizes a request's host and port as the run proxy
+// records them (lowercase, no brackets, no trailing dot), so a page's
+// request and the proxy's event for it compare equal.
+func Destination(host string, port int) string {
 	host = strings.TrimSuffix(strings.ToLower(strings.Trim(host, "[]")), ".")
 	return net.JoinHostPort(host, strconv.Itoa(port))
 }

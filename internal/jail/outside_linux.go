@@ -33,9 +33,7 @@ type Jail struct {
 	forwards  []string // "addr=socket"
 	listeners []net.Listener
 	wg        sync.WaitGroup
-	mu        sync.Mutex
-	conns     map[net.Conn]struct{}
-	closed    bool
+	pairs     pipe.Group
 }
 
 // cloneFlags are the namespaces a jail gets: its own network, and its own
@@ -100,7 +98,6 @@ func (j *Jail) startRelays(forward []netip.AddrPort) error {
 		return fmt.Errorf("jail: %w", err)
 	}
 	j.dir = dir
-	j.conns = map[net.Conn]struct{}{}
 	// An empty resolver file: inside the jail there is no name server to
 	// ask, and the file says so to whoever reads it.
 	if err := os.WriteFile(filepath.Join(dir, "resolv.conf"), []byte("# tailgate jail: no resolver; names resolve only through the run's proxy\n"), 0o644); err != nil {
@@ -136,35 +133,8 @@ func (j *Jail) relay(ln net.Listener, target string) {
 				in.Close()
 				return
 			}
-			if !j.track(in, out) {
-				return
-			}
-			pipe.Join(in, out)
-			j.untrack(in, out)
+			j.pairs.Join(in, out)
 		}()
-	}
-}
-
-func (j *Jail) track(cs ...net.Conn) bool {
-	j.mu.Lock()
-	defer j.mu.Unlock()
-	if j.closed {
-		for _, c := range cs {
-			c.Close()
-		}
-		return false
-	}
-	for _, c := range cs {
-		j.conns[c] = struct{}{}
-	}
-	return true
-}
-
-func (j *Jail) untrack(cs ...net.Conn) {
-	j.mu.Lock()
-	defer j.mu.Unlock()
-	for _, c := range cs {
-		delete(j.conns, c)
 	}
 }
 
@@ -203,12 +173,7 @@ func (j *Jail) Wrap(cmd *exec.Cmd) error {
 // Close stops the relays and removes the jail's sockets. Connections still
 // open are cut: the command has exited.
 func (j *Jail) Close() error {
-	j.mu.Lock()
-	j.closed = true
-	for c := range j.conns {
-		c.Close()
-	}
-	j.mu.Unlock()
+	j.pairs.Close()
 	for _, ln := range j.listeners {
 		ln.Close()
 	}

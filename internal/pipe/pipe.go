@@ -8,6 +8,7 @@ package pipe
 import (
 	"io"
 	"net"
+	"sync"
 )
 
 // Join copies a→b and b→a until both directions end, then closes both.
@@ -31,4 +32,44 @@ func copyHalf(dst, src net.Conn, done chan<- struct{}) {
 		dst.Close()
 	}
 	done <- struct{}{}
+}
+
+// Group joins many pairs and can cut them all: a relay's Close must end
+// the connections it carries, not only stop accepting new ones.
+type Group struct {
+	mu     sync.Mutex
+	conns  map[net.Conn]struct{}
+	closed bool
+}
+
+// Join joins a and b like [Join] unless the group is closed, in which case
+// it closes both at once.
+func (g *Group) Join(a, b net.Conn) {
+	g.mu.Lock()
+	if g.closed {
+		g.mu.Unlock()
+		a.Close()
+		b.Close()
+		return
+	}
+	if g.conns == nil {
+		g.conns = map[net.Conn]struct{}{}
+	}
+	g.conns[a], g.conns[b] = struct{}{}, struct{}{}
+	g.mu.Unlock()
+	Join(a, b)
+	g.mu.Lock()
+	delete(g.conns, a)
+	delete(g.conns, b)
+	g.mu.Unlock()
+}
+
+// Close cuts every pair joined now and refuses later ones.
+func (g *Group) Close() {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.closed = true
+	for c := range g.conns {
+		c.Close()
+	}
 }

@@ -61,3 +61,32 @@ func TestJoinPassesHalfCloseAndClosesBoth(t *testing.T) {
 		t.Fatal("Join did not return after both sides ended")
 	}
 }
+
+// Closing a group cuts the pairs it carries, and a pair joined after the
+// group closed is closed at once.
+func TestGroupCloseCutsItsPairs(t *testing.T) {
+	var g pipe.Group
+	a1, a2 := net.Pipe()
+	b1, b2 := net.Pipe()
+	done := make(chan struct{})
+	go func() { g.Join(a2, b1); close(done) }()
+	a1.Write([]byte("x")) // the pair carries bytes
+	buf := make([]byte, 1)
+	if _, err := b2.Read(buf); err != nil || buf[0] != 'x' {
+		t.Fatalf("through the pair: %q %v", buf, err)
+	}
+	g.Close()
+	select {
+	case <-done:
+	case <-time.After(5 * time.Second):
+		t.Fatal("Close did not cut the pair")
+	}
+	if _, err := a1.Read(buf); err == nil {
+		t.Error("the client side is still open")
+	}
+	c1, c2 := net.Pipe()
+	g.Join(c1, c2)
+	if _, err := c1.Write([]byte("x")); err == nil {
+		t.Error("a pair joined after Close was not closed")
+	}
+}

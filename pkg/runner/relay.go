@@ -23,8 +23,7 @@ import (
 type relay struct {
 	ln    net.Listener
 	wg    sync.WaitGroup
-	mu    sync.Mutex
-	conns map[net.Conn]struct{}
+	pairs pipe.Group
 }
 
 func (r *Run) startRelay(t *run.RelayTicket) error {
@@ -36,7 +35,7 @@ func (r *Run) startRelay(t *run.RelayTicket) error {
 	if err != nil {
 		return fmt.Errorf("relay: %w", err)
 	}
-	rl := &relay{ln: ln, conns: map[net.Conn]struct{}{}}
+	rl := &relay{ln: ln}
 	r.relay = rl
 	r.ProxyURL = "http://" + ln.Addr().String()
 	rl.wg.Add(1)
@@ -56,9 +55,7 @@ func (r *Run) startRelay(t *run.RelayTicket) error {
 					in.Close()
 					return
 				}
-				rl.track(in, out)
-				pipe.Join(in, out)
-				rl.untrack(in, out)
+				rl.pairs.Join(in, out)
 			}()
 		}
 	}()
@@ -122,28 +119,8 @@ type bufferedConn struct {
 
 func (b *bufferedConn) Read(p []byte) (int, error) { return b.r.Read(p) }
 
-func (rl *relay) track(cs ...net.Conn) {
-	rl.mu.Lock()
-	defer rl.mu.Unlock()
-	for _, c := range cs {
-		rl.conns[c] = struct{}{}
-	}
-}
-
-func (rl *relay) untrack(cs ...net.Conn) {
-	rl.mu.Lock()
-	defer rl.mu.Unlock()
-	for _, c := range cs {
-		delete(rl.conns, c)
-	}
-}
-
 func (rl *relay) close() {
 	rl.ln.Close()
-	rl.mu.Lock()
-	for c := range rl.conns {
-		c.Close()
-	}
-	rl.mu.Unlock()
+	rl.pairs.Close()
 	rl.wg.Wait()
 }

@@ -135,7 +135,7 @@ func (e *APIError) Error() string {
 		fmt.Fprintf(&b, "\nrolled back: %s", strings.Join(e.RolledBack, "; "))
 	}
 	if e.Fragment != "" {
-		fmt.Fprintf(&b, "\nThe policy is managed outside the admin console; add these entries to it yourself:\n\n%s", e.Fragment)
+		fmt.Fprintf(&b, "\nThe policy is managed outside Tailscale's admin console; add these entries to it yourself:\n\n%s", e.Fragment)
 	}
 	return b.String()
 }
@@ -157,44 +157,57 @@ func (c *Client) logger() *slog.Logger {
 // Do sends one API call as the client's principal and decodes a 2xx
 // answer into out (which may be nil); any other answer is an *APIError.
 func (c *Client) Do(ctx context.Context, method, path string, body, out any) error {
+	_, err := c.Call(ctx, method, path, body, out)
+	return err
+}
+
+// Call is Do that also returns the answer's raw JSON (for --json output).
+// With no Token it sends no Authorization (public endpoints).
+func (c *Client) Call(ctx context.Context, method, path string, body, out any) ([]byte, error) {
 	var rd io.Reader
 	if body != nil {
 		j, err := json.Marshal(body)
 		if err != nil {
-			return err
+			return nil, err
 		}
 		rd = bytes.NewReader(j)
 	}
 	req, err := http.NewRequestWithContext(ctx, method, strings.TrimRight(c.Server, "/")+path, rd)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	req.Header.Set("Authorization", "Bearer "+c.Token)
+	if c.Token != "" {
+		req.Header.Set("Authorization", "Bearer "+c.Token)
+	}
 	req.Header.Set("Accept", "application/json")
 	if body != nil {
 		req.Header.Set("Content-Type", "application/json")
 	}
 	resp, err := c.httpClient().Do(req)
 	if err != nil {
-		return err
+		// The URL error names the server; the request body (which may hold
+		// an API token) is not in it.
+		return nil, fmt.Errorf("%s %s: %w", method, path, err)
 	}
 	defer resp.Body.Close()
-	b, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
+	raw, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
 	if err != nil {
-		return err
+		return nil, fmt.Errorf("%s %s: read answer: %w", method, path, err)
 	}
-	if resp.StatusCode/100 != 2 {
+	if resp.StatusCode >= 300 {
 		var eb api.ErrorBody
-		if json.Unmarshal(b, &eb) != nil || eb.Error == nil {
-			return fmt.Errorf("%s %s: %s", method, path, resp.Status)
+		if json.Unmarshal(raw, &eb) == nil && eb.Error != nil && eb.Error.Code != "" {
+			e := eb.Error
+			return nil, &APIError{Status: resp.StatusCode, Code: e.Code, Message: e.Message, Step: e.Step, Fragment: e.Fragment, RolledBack: e.RolledBack}
 		}
-		e := eb.Error
-		return &APIError{Status: resp.StatusCode, Code: e.Code, Message: e.Message, Step: e.Step, Fragment: e.Fragment, RolledBack: e.RolledBack}
+		return nil, fmt.Errorf("%s %s: server answered %s", method, path, resp.Status)
 	}
-	if out != nil {
-		return json.Unmarshal(b, out)
+	if out != nil && len(raw) > 0 {
+		if err := json.Unmarshal(raw, out); err != nil {
+			return nil, fmt.Errorf("%s %s: unexpected answer: %w", method, path, err)
+		}
 	}
-	return nil
+	return raw, nil
 }
 
 // Start starts a run of env and returns it ready: its proxy listens and
