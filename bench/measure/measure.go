@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"runtime"
 	"slices"
 	"strconv"
 	"time"
@@ -40,6 +41,16 @@ func RSSBytes() int64 {
 	var size, resident int64
 	fmt.Sscan(string(b), &size, &resident)
 	return resident * int64(os.Getpagesize())
+}
+
+// HeapBytes is the live heap after a full collection: the measure
+// Tailscale's own memory budget test (tstest/membudget) uses, free of the
+// runtime's habit of keeping freed pages resident.
+func HeapBytes() int64 {
+	runtime.GC()
+	var m runtime.MemStats
+	runtime.ReadMemStats(&m)
+	return int64(m.HeapAlloc)
 }
 
 // Count is the positive whole number in environment variable name, or def.

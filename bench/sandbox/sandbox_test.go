@@ -81,6 +81,7 @@ func BenchmarkIdleNodeMemory(b *testing.B) {
 	for b.Loop() {
 		runtime.GC()
 		before := measure.RSSBytes()
+		heapBefore := measure.HeapBytes()
 		var nodes []*tailnet.Node
 		var joinTimes []time.Duration
 		for i := range count {
@@ -97,6 +98,8 @@ func BenchmarkIdleNodeMemory(b *testing.B) {
 		time.Sleep(5 * time.Second) // let netmaps settle
 		runtime.GC()
 		after := measure.RSSBytes()
+		heapAfter := measure.HeapBytes()
+		b.ReportMetric(float64(heapAfter-heapBefore)/float64(count)/(1<<20), "MB-heap-per-idle-node")
 		b.ReportMetric(float64(after-before)/float64(count)/(1<<20), "MB-RSS-per-idle-node")
 		b.ReportMetric(float64(after)/(1<<20), "MB-RSS-total")
 		b.ReportMetric(measure.PercentileMS(joinTimes, .5), "join-p50-ms")
