@@ -23,7 +23,8 @@ BASE=${BASE_PORT:-18080}
 BE=$BASE NGX=$((BASE + 1)) CADDY=$((BASE + 2)) TG=$((BASE + 3)) TGBARE=$((BASE + 4))
 
 for bin in go wrk nginx caddy; do
-	command -v "$bin" >/dev/null || { echo "missing $bin (apt-get install -y wrk nginx caddy)" >&2; exit 1; }
+	# "skipping:" is what go run ./bench/report reads as a skipped suite.
+	command -v "$bin" >/dev/null || { echo "skipping: missing $bin (apt-get install -y wrk nginx caddy)" >&2; exit 1; }
 done
 
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
@@ -230,3 +231,12 @@ for n in direct nginx caddy tg-bare; do
 		-v tc="${CPU[tailgate]}" -v c="${CPU[$n]}" \
 		'BEGIN { printf "  %-7s throughput %.2fx, p99 latency %.2fx, CPU per request %.2fx\n", n, tr / r, tp / p, tc / c }'
 done
+
+# The same figures as one line in Go's benchmark format, which
+# go run ./bench/report reads (units are "<target>-<figure>").
+line="BenchmarkGatewayWrk 1"
+for n in direct nginx caddy tailgate tg-bare; do
+	line+=" ${RPS[$n]} $n-req/s $(to_ms "${P99[$n]}") $n-p99-ms ${CPU[$n]} $n-cpu-us/req"
+done
+echo
+echo "$line"

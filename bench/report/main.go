@@ -1,9 +1,10 @@
-// Command report runs every Go benchmark under bench/ once and prints one
-// table: each figure beside the baseline it was measured against in the
-// same run, with the ratio. It is the one command behind README's
+// Command report runs every benchmark under bench/ once (the Go benchmarks
+// and the wrk script of bench/gateway) and prints one table: each figure
+// beside the baseline it was measured against in the same run, with the
+// ratio. It is the one command behind README's
 // benchmark table:
 //
-//	go run ./bench/report            # everything (several minutes)
+//	go run ./bench/report            # everything (about ten minutes)
 //	go run ./bench/report -only jail,runner
 //
 // Each benchmark reports its own figures with b.ReportMetric; this command
@@ -30,7 +31,10 @@ type suite struct {
 	name  string // for -only
 	pkg   string
 	bench string
-	env   []string
+	// script, when set, is run instead of go test; it prints its figures
+	// as Go benchmark lines (or "skipping: why").
+	script []string
+	env    []string
 	// rows pair a figure with its baseline (both metric units as the
 	// benchmark reports them); an empty baseline prints the figure alone.
 	rows []row
@@ -62,6 +66,20 @@ var suites = []suite{
 	{name: "store", pkg: "./bench/store/", bench: ".", env: []string{"BENCH_OPS=200"}, rows: nil},
 	{name: "run", pkg: "./bench/run/", bench: ".", env: []string{"BENCH_RUNS=10"}, rows: nil},
 	{name: "sandbox", pkg: "./bench/sandbox/", bench: ".", env: []string{"BENCH_NODES=10"}, rows: nil},
+	{name: "replicas", pkg: "./bench/replicas/", bench: ".", env: []string{"BENCH_RUNS=20"}, rows: nil},
+	{name: "headscale", pkg: "./bench/headscale/", bench: ".", rows: []row{
+		{"run start → first byte p50 (ms), headscale vs sandbox", "headscale-p50-ms", "sandbox-p50-ms", true},
+		{"run start → first byte p95 (ms), headscale vs sandbox", "headscale-p95-ms", "sandbox-p95-ms", true},
+		{"first request to a target p50 (ms), one ping vs repeated", "one-ping-p50-ms", "repeated-ping-p50-ms", true},
+	}},
+	{name: "gateway", script: []string{"bash", "bench/gateway/run.sh"}, rows: []row{
+		{"gateway req/s, policies, vs nginx", "tailgate-req/s", "nginx-req/s", false},
+		{"gateway req/s, no policy, vs nginx", "tg-bare-req/s", "nginx-req/s", false},
+		{"gateway req/s, policies vs no policy", "tailgate-req/s", "tg-bare-req/s", false},
+		{"gateway p99 (ms), policies, vs nginx", "tailgate-p99-ms", "nginx-p99-ms", true},
+		{"gateway CPU µs/request, policies, vs nginx", "tailgate-cpu-us/req", "nginx-cpu-us/req", true},
+		{"gateway req/s, policies, vs Caddy", "tailgate-req/s", "caddy-req/s", false},
+	}},
 }
 
 func main() {
@@ -106,11 +124,14 @@ func main() {
 				fmt.Fprintf(tw, "%s\t%s\tmissing\t\t\n", s.name, r.what)
 				continue
 			}
-			ratio := ""
+			base, ratio := "", ""
+			if okB {
+				base = trim(b)
+			}
 			if okB && b != 0 {
 				ratio = fmt.Sprintf("%.2f×", v/b)
 			}
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", s.name, r.what, trim(v), trim(b), ratio)
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", s.name, r.what, trim(v), base, ratio)
 		}
 	}
 	tw.Flush()
@@ -133,6 +154,9 @@ type metric struct {
 // its Benchmark lines.
 func runSuite(s suite) ([]metric, string, error) {
 	cmd := exec.Command("go", "test", "-run", "^$", "-bench", s.bench, "-benchtime", "1x", "-count", "1", s.pkg)
+	if s.script != nil {
+		cmd = exec.Command(s.script[0], s.script[1:]...)
+	}
 	cmd.Env = append(os.Environ(), s.env...)
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
@@ -186,7 +210,7 @@ func find(ms []metric, unit string) (float64, bool) {
 func trim(v float64) string {
 	switch {
 	case v == 0:
-		return ""
+		return "0"
 	case v >= 100:
 		return strconv.FormatFloat(v, 'f', 0, 64)
 	default:
