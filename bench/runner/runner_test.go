@@ -11,9 +11,7 @@ package runner_bench
 import (
 	"context"
 	"io"
-	"net/http"
 	"net/http/httptest"
-	"net/url"
 	"testing"
 	"time"
 
@@ -24,14 +22,14 @@ import (
 	"github.com/tailgate-dev/tailgate/internal/sandbox"
 	"github.com/tailgate-dev/tailgate/internal/sandbox/sandboxtest"
 	"github.com/tailgate-dev/tailgate/internal/tailgatetest"
+	"github.com/tailgate-dev/tailgate/internal/testhttp"
 	"github.com/tailgate-dev/tailgate/pkg/runner"
 )
 
 func TestMain(m *testing.M) { sandboxtest.Main(m) }
 
 func firstByte(b *testing.B, proxyURL string) {
-	pu, _ := url.Parse(proxyURL)
-	c := &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{Proxy: http.ProxyURL(pu)}}
+	c := testhttp.ThroughProxy(b, proxyURL)
 	defer c.CloseIdleConnections()
 	resp, err := c.Get("http://" + sandbox.DemoAppName + "/")
 	if err != nil {

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"io"
 	"net"
 	"net/http"
 	"net/netip"
@@ -16,6 +15,7 @@ import (
 	"github.com/tailgate-dev/tailgate/internal/browser"
 	"github.com/tailgate-dev/tailgate/internal/sandbox"
 	"github.com/tailgate-dev/tailgate/internal/tailnet"
+	"github.com/tailgate-dev/tailgate/internal/testhttp"
 )
 
 // TestDemoServesPrivateAppAndStopsOnSIGTERM runs `tailgate demo` as a user
@@ -75,12 +75,7 @@ func TestDemoServesPrivateAppAndStopsOnSIGTERM(t *testing.T) {
 		return n.DialTCP(ctx, netip.AddrPortFrom(ips[0], uint16(p)))
 	}}}
 	for _, u := range []string{"http://" + sandbox.DemoAppIP.String() + "/", "http://" + sandbox.DemoAppName + "/"} {
-		resp, err := c.Get(u)
-		if err != nil {
-			t.Fatalf("GET %s through the demo tailnet: %v", u, err)
-		}
-		b, _ := io.ReadAll(resp.Body)
-		resp.Body.Close()
+		resp, b := testhttp.Get(t, c, u)
 		if resp.StatusCode != 200 || !strings.Contains(string(b), sandbox.DemoAppText) {
 			t.Errorf("GET %s: %s %.100q", u, resp.Status, b)
 		}

@@ -11,6 +11,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/tailgate-dev/tailgate/internal/testhttp"
 )
 
 func TestGatewayValidateOnlyNamesTheBadLine(t *testing.T) {
@@ -53,12 +55,7 @@ func TestGatewayServesAndStopsOnSIGTERM(t *testing.T) {
 	defer cancel()
 	p := startTailgate(t, nil, "gateway", "-f", cfg, "--bind-host", "127.0.0.1", "--admin", "off")
 	p.waitLine(t, ctx, `bind=bind/`+port)
-	resp, err := http.Get("http://127.0.0.1:" + port + "/")
-	if err != nil {
-		t.Fatal(err)
-	}
-	b, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
+	_, b := testhttp.Get(t, nil, "http://127.0.0.1:"+port+"/")
 	if string(b) != "from backend" {
 		t.Errorf("through the gateway: %q", b)
 	}

@@ -3,25 +3,20 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"github.com/tailgate-dev/tailgate/internal/sandbox"
-	"io"
-	"net/http"
 	"strconv"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/tailgate-dev/tailgate/internal/sandbox"
+	"github.com/tailgate-dev/tailgate/internal/testhttp"
 )
 
 // scrape GETs a /metrics page.
 func scrape(t *testing.T, url string) string {
 	t.Helper()
-	resp, err := http.Get(url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
+	resp, b := testhttp.Get(t, nil, url)
 	if resp.StatusCode != 200 {
 		t.Fatalf("GET %s: %d %s", url, resp.StatusCode, b)
 	}

@@ -15,6 +15,7 @@ import (
 	"github.com/tailgate-dev/tailgate/internal/allowlist"
 	"github.com/tailgate-dev/tailgate/internal/api"
 	"github.com/tailgate-dev/tailgate/internal/store"
+	"github.com/tailgate-dev/tailgate/internal/store/storetest"
 	"github.com/tailgate-dev/tailgate/internal/vault"
 )
 
@@ -23,11 +24,7 @@ import (
 func allowlistServer(t *testing.T, needsToken bool) (*httptest.Server, *store.Store) {
 	t.Helper()
 	ctx := context.Background()
-	st, err := store.Open(ctx, filepath.Join(t.TempDir(), "tailgate.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { st.Close() })
+	st := storetest.Open(t)
 	kr, _ := vault.NewKeyring(bytes.Repeat([]byte{7}, vault.KeySize))
 	al := &allowlist.Service{Store: st, Vault: kr, AnnounceAhead: 24 * time.Hour}
 	for _, ips := range [][]string{{"203.0.113.7", "2001:db8::7"}, {"203.0.113.7", "198.51.100.9"}} {

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/tailgate-dev/tailgate/internal/sandbox/sandboxtest"
+	"github.com/tailgate-dev/tailgate/internal/testhttp"
 
 	"github.com/tailgate-dev/tailgate/internal/api"
 	"github.com/tailgate-dev/tailgate/internal/sandbox"
@@ -98,12 +99,7 @@ func runAPICall(t *testing.T, base, method, path, token string, body any) runAns
 	if body != nil {
 		req.Header.Set("Content-Type", "application/json")
 	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
+	resp, b := testhttp.Do(t, nil, req)
 	return runAnswer{resp.StatusCode, b}
 }
 

@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"io"
 	"net/http"
 	"net/url"
 	"os"
@@ -16,6 +15,7 @@ import (
 
 	"github.com/tailgate-dev/tailgate/internal/pgtest"
 	"github.com/tailgate-dev/tailgate/internal/sandbox"
+	"github.com/tailgate-dev/tailgate/internal/testhttp"
 )
 
 var tokenLine = regexp.MustCompile(`tg_[a-z2-7]{52}`)
@@ -69,12 +69,7 @@ func testServeFirstStart(t *testing.T, db string) {
 		if token != "" {
 			req.Header.Set("Authorization", "Bearer "+token)
 		}
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer resp.Body.Close()
-		b, _ := io.ReadAll(resp.Body)
+		resp, b := testhttp.Do(t, nil, req)
 		return resp.StatusCode, string(b)
 	}
 	if code, _ := get("/healthz", ""); code != 200 {

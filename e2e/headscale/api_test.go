@@ -14,6 +14,7 @@ import (
 
 	"github.com/tailgate-dev/tailgate/internal/api"
 	"github.com/tailgate-dev/tailgate/internal/store"
+	"github.com/tailgate-dev/tailgate/internal/testhttp"
 )
 
 // TestAPIConnectsAHeadscaleTailnet drives the REST API as an admin would:
@@ -43,12 +44,7 @@ func TestAPIConnectsAHeadscaleTailnet(t *testing.T) {
 		req, _ := http.NewRequestWithContext(ctx, method, srv.URL+path, r)
 		req.Header.Set("Authorization", "Bearer "+admin)
 		req.Header.Set("Content-Type", "application/json")
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer resp.Body.Close()
-		b, _ := io.ReadAll(resp.Body)
+		resp, b := testhttp.Do(t, nil, req)
 		answers = append(answers, string(b))
 		var out map[string]any
 		json.Unmarshal(b, &out)

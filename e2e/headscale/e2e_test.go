@@ -18,7 +18,6 @@ import (
 	"log/slog"
 	"net/http"
 	"net/netip"
-	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -28,6 +27,7 @@ import (
 
 	"github.com/tailgate-dev/tailgate/internal/errcode"
 	"github.com/tailgate-dev/tailgate/internal/probe"
+	"github.com/tailgate-dev/tailgate/internal/testhttp"
 
 	"github.com/tailgate-dev/tailgate/internal/connect"
 	"github.com/tailgate-dev/tailgate/internal/controlplane"
@@ -208,14 +208,7 @@ func (f *fixture) startRun(t testing.TB, ctx context.Context, env string) run.In
 
 func proxyGet(t testing.TB, info run.Info, u string) (int, string) {
 	t.Helper()
-	pu, _ := url.Parse(info.ProxyURL)
-	c := &http.Client{Timeout: 20 * time.Second, Transport: &http.Transport{Proxy: http.ProxyURL(pu)}}
-	resp, err := c.Get(u)
-	if err != nil {
-		t.Fatalf("GET %s through the run: %v", u, err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
+	resp, b := testhttp.Get(t, testhttp.ThroughProxy(t, info.ProxyURL), u)
 	return resp.StatusCode, string(b)
 }
 

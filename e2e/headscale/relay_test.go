@@ -2,12 +2,10 @@ package headscale_test
 
 import (
 	"bufio"
-	"io"
 	"log/slog"
 	"net"
 	"net/http"
 	"net/http/httptest"
-	"net/url"
 	"os"
 	"strings"
 	"testing"
@@ -16,6 +14,7 @@ import (
 	"github.com/tailgate-dev/tailgate/internal/api"
 	"github.com/tailgate-dev/tailgate/internal/run"
 	"github.com/tailgate-dev/tailgate/internal/store"
+	"github.com/tailgate-dev/tailgate/internal/testhttp"
 	"github.com/tailgate-dev/tailgate/pkg/runner"
 )
 
@@ -42,14 +41,8 @@ func TestRunnerRunsOnHeadscaleThroughTheRelay(t *testing.T) {
 	if r.Placement != run.PlacementRelay {
 		t.Fatalf("placement %q; want relay", r.Placement)
 	}
-	pu, _ := url.Parse(r.ProxyURL)
-	hc := &http.Client{Timeout: 20 * time.Second, Transport: &http.Transport{Proxy: http.ProxyURL(pu)}}
-	resp, err := hc.Get("http://" + app1080.String() + "/")
-	if err != nil {
-		t.Fatalf("private app through the relay: %v", err)
-	}
-	b, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
+	hc := testhttp.ThroughProxy(t, r.ProxyURL)
+	resp, b := testhttp.Get(t, hc, "http://"+app1080.String()+"/")
 	if resp.StatusCode != 200 || !strings.Contains(string(b), "app 192.0.2.10:80") {
 		t.Errorf("private app through the relay: %s %.80q", resp.Status, b)
 	}

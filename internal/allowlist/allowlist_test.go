@@ -5,38 +5,21 @@ import (
 	"context"
 	"errors"
 	"net/netip"
-	"path/filepath"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/tailgate-dev/tailgate/internal/store"
+	"github.com/tailgate-dev/tailgate/internal/store/storetest"
+	"github.com/tailgate-dev/tailgate/internal/testclock"
 	"github.com/tailgate-dev/tailgate/internal/vault"
 )
 
-// clock is a settable time for Service.Now.
-type clock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *clock) Now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
-func (c *clock) Add(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.t = c.t.Add(d)
-}
-
-func newService(t *testing.T) (*Service, *clock, string) {
+func newService(t *testing.T) (*Service, *testclock.Clock, string) {
 	t.Helper()
 	ctx := context.Background()
-	st, err := store.Open(ctx, filepath.Join(t.TempDir(), "tailgate.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { st.Close() })
+	st := storetest.Open(t)
 	org, err := st.CreateOrg(ctx, "platform")
 	if err != nil {
 		t.Fatal(err)
@@ -45,7 +28,7 @@ func newService(t *testing.T) (*Service, *clock, string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	c := &clock{t: time.Date(2030, 1, 1, 12, 0, 0, 0, time.UTC)}
+	c := testclock.New(time.Date(2030, 1, 1, 12, 0, 0, 0, time.UTC))
 	return &Service{Store: st, Vault: kr, AnnounceAhead: 24 * time.Hour, ReportOrgs: []string{org.ID}, Now: c.Now}, c, org.ID
 }
 
@@ -71,7 +54,7 @@ func TestFirstConfigurationIsActiveAtOnceLaterOnesAreAnnouncedAhead(t *testing.T
 	if ch, err := s.Configure(ctx, addrs("2001:db8::7", "203.0.113.7")); err != nil || len(ch) != 0 {
 		t.Fatalf("same configuration: %+v, %v", ch, err)
 	}
-	c.Add(time.Hour)
+	c.Advance(time.Hour)
 	start := c.Now()
 	// A new address is announced, not used; a dropped one retires.
 	if _, err := s.Configure(ctx, addrs("203.0.113.7", "198.51.100.9")); err != nil {
@@ -91,11 +74,11 @@ func TestFirstConfigurationIsActiveAtOnceLaterOnesAreAnnouncedAhead(t *testing.T
 	if e := states["2001:db8::7"]; e.State != Retiring || e.RemovedAt == nil || !e.RemovedAt.Equal(start.Add(24*time.Hour)) {
 		t.Errorf("dropped address = %+v, want retiring until %s", e, start.Add(24*time.Hour))
 	}
-	c.Add(24*time.Hour - time.Millisecond)
+	c.Advance(24*time.Hour - time.Millisecond)
 	if l, _ = s.List(ctx); len(l.IPs) != 2 {
 		t.Errorf("a moment before the changes take effect: %v", l.IPs)
 	}
-	c.Add(time.Millisecond)
+	c.Advance(time.Millisecond)
 	l, _ = s.List(ctx)
 	if !slices.Equal(l.IPs, []string{"198.51.100.9", "203.0.113.7"}) || len(l.Entries) != 2 {
 		t.Errorf("after the changes take effect: %+v", l)
@@ -106,15 +89,15 @@ func TestChangeFeedOrdersAddsAndRetirementsWithCursors(t *testing.T) {
 	ctx := context.Background()
 	s, c, org := newService(t)
 	s.Configure(ctx, addrs("203.0.113.1"))
-	c.Add(time.Minute)
+	c.Advance(time.Minute)
 	if _, err := s.Report(ctx, org, "runner-1", addrs("198.51.100.1", "198.51.100.2")); err != nil {
 		t.Fatal(err)
 	}
-	c.Add(time.Minute)
+	c.Advance(time.Minute)
 	if _, err := s.Retire(ctx, org, netip.MustParseAddr("198.51.100.1")); err != nil {
 		t.Fatal(err)
 	}
-	c.Add(time.Minute)
+	c.Advance(time.Minute)
 	s.Configure(ctx, addrs()) // retire the configured one
 	all, err := s.Changes(ctx, "", 0)
 	if err != nil {
@@ -212,9 +195,9 @@ func TestReportsAreAnnouncedAheadAndOnlyFromThePlatformsOrgs(t *testing.T) {
 		t.Errorf("retiring an unlisted address: %v", err)
 	}
 	// Re-reporting a retiring address keeps it, without a new wait.
-	c.Add(48 * time.Hour)
+	c.Advance(48 * time.Hour)
 	s.Retire(ctx, org, netip.MustParseAddr("198.51.100.1"))
-	c.Add(time.Hour)
+	c.Advance(time.Hour)
 	got, _ = s.Report(ctx, org, "runner-1", addrs("198.51.100.1"))
 	if got[0].State != Active || got[0].RemovedAt != nil {
 		t.Errorf("re-reported retiring address = %+v, want active and no removal", got[0])

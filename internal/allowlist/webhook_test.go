@@ -79,7 +79,7 @@ func TestWebhookDeliveryRetriesWithBackoffThenSucceedsSigned(t *testing.T) {
 		if rc.attempts != i+1 {
 			t.Fatalf("delivered before the backoff passed: %d attempts", rc.attempts)
 		}
-		c.Add(wait)
+		c.Advance(wait)
 	}
 	s.Deliver(ctx)
 	wh, _ := s.GetWebhook(ctx, org)
@@ -142,7 +142,7 @@ func TestWebhookToARefusedAddressIsRefusedUnlessAllowed(t *testing.T) {
 	}
 	// Allowed again: the retry goes through.
 	s.Outbound = outbound.AllowLoopback()
-	c.Add(time.Hour)
+	c.Advance(time.Hour)
 	s.Deliver(ctx)
 	if len(rc.delivered) != 1 {
 		t.Errorf("after allowing loopback: %d deliveries", len(rc.delivered))

@@ -16,6 +16,8 @@ import (
 	"github.com/tailgate-dev/tailgate/internal/allowlist"
 	"github.com/tailgate-dev/tailgate/internal/errcode"
 	"github.com/tailgate-dev/tailgate/internal/outbound"
+	"github.com/tailgate-dev/tailgate/internal/testclock"
+	"github.com/tailgate-dev/tailgate/internal/testhttp"
 	"github.com/tailgate-dev/tailgate/internal/vault"
 )
 
@@ -23,9 +25,8 @@ import (
 // reporting org is org A, and a settable clock.
 type allowlistHarness struct {
 	*harness
-	al  *allowlist.Service
-	mu  sync.Mutex
-	now time.Time
+	al    *allowlist.Service
+	clock *testclock.Clock
 }
 
 func newAllowlistHarness(t *testing.T, needsToken bool) *allowlistHarness {
@@ -35,25 +36,13 @@ func newAllowlistHarness(t *testing.T, needsToken bool) *allowlistHarness {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ah := &allowlistHarness{harness: h, now: time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)}
+	ah := &allowlistHarness{harness: h, clock: testclock.New(time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC))}
 	ah.al = &allowlist.Service{Store: h.st, Vault: kr, AnnounceAhead: 24 * time.Hour, ReportOrgs: []string{h.orgA},
-		Outbound: outbound.AllowLoopback(), RetryMin: time.Millisecond, Now: ah.clock}
+		Outbound: outbound.AllowLoopback(), RetryMin: time.Millisecond, Now: ah.clock.Now}
 	h.srv.Close()
 	h.srv = httptest.NewServer(New(Options{Store: h.st, PrivateNetwork: h.net, Allowlist: ah.al, AllowlistNeedsToken: needsToken}))
 	t.Cleanup(h.srv.Close)
 	return ah
-}
-
-func (ah *allowlistHarness) clock() time.Time {
-	ah.mu.Lock()
-	defer ah.mu.Unlock()
-	return ah.now
-}
-
-func (ah *allowlistHarness) advance(d time.Duration) {
-	ah.mu.Lock()
-	defer ah.mu.Unlock()
-	ah.now = ah.now.Add(d)
 }
 
 func (ah *allowlistHarness) configure(ips ...string) {
@@ -77,12 +66,7 @@ func (ah *allowlistHarness) get(path, token string, header ...string) answer {
 	for i := 0; i+1 < len(header); i += 2 {
 		req.Header.Set(header[i], header[i+1])
 	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		ah.t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	body, _ := io.ReadAll(resp.Body)
+	resp, body := testhttp.Do(ah.t, nil, req)
 	return answer{status: resp.StatusCode, header: resp.Header, body: body}
 }
 
@@ -123,7 +107,7 @@ func TestAllowlistIsPublicCacheableAndAnswers304UntilItChanges(t *testing.T) {
 	}
 	etag2 := c.header.Get("ETag")
 	// Time passing changes it too, once the announced address is in use.
-	ah.advance(24 * time.Hour)
+	ah.clock.Advance(24 * time.Hour)
 	d := ah.get("/v1/network/allowlist", "", "If-None-Match", etag2)
 	if d.status != 200 || d.header.Get("ETag") == etag2 || !strings.Contains(string(d.body), `"198.51.100.9"`) {
 		t.Errorf("after activation: %d ETag %q: %s", d.status, d.header.Get("ETag"), d.body)
@@ -159,9 +143,9 @@ func TestAllowlistCanRequireAToken(t *testing.T) {
 func TestAllowlistChangeFeedPagesWithCursorsAndRefusesBadOnes(t *testing.T) {
 	ah := newAllowlistHarness(t, false)
 	ah.configure("203.0.113.1")
-	ah.advance(time.Hour)
+	ah.clock.Advance(time.Hour)
 	ah.configure("203.0.113.2")
-	ah.advance(time.Hour)
+	ah.clock.Advance(time.Hour)
 	ah.configure("203.0.113.2", "203.0.113.3")
 	var got []allowlist.Change
 	since := "0"
@@ -212,7 +196,7 @@ func TestEgressReportsAreStrictAndOnlyFromThePlatformsOrgs(t *testing.T) {
 	ah.mustStatus(a, 200, "report")
 	var rep ReportedEgress
 	json.Unmarshal(a.body, &rep)
-	if len(rep.Entries) != 2 || rep.Entries[0].State != allowlist.Announced || !rep.Entries[0].ActiveAt.Equal(ah.clock().Add(24*time.Hour)) {
+	if len(rep.Entries) != 2 || rep.Entries[0].State != allowlist.Announced || !rep.Entries[0].ActiveAt.Equal(ah.clock.Now().Add(24*time.Hour)) {
 		t.Errorf("report answer = %s", a.body)
 	}
 	if b := ah.do("POST", "/v1/network/egress", ah.adminB, map[string]any{"host": "evil", "ips": []string{"198.51.100.66"}}); b.status != 403 || b.err().Code != errcode.Forbidden {
@@ -263,7 +247,7 @@ func TestEgressReportsAreStrictAndOnlyFromThePlatformsOrgs(t *testing.T) {
 	ah.mustStatus(b, 200, "retire")
 	var e allowlist.Entry
 	json.Unmarshal(b.body, &e)
-	if e.RemovedAt == nil || !e.RemovedAt.Equal(ah.clock().Add(24*time.Hour)) {
+	if e.RemovedAt == nil || !e.RemovedAt.Equal(ah.clock.Now().Add(24*time.Hour)) {
 		t.Errorf("retired entry = %s", b.body)
 	}
 }
@@ -326,14 +310,14 @@ func TestAllowlistWebhookIsAdminOnlyShowsItsSecretOnceAndDelivers(t *testing.T) 
 	ah.configure("203.0.113.1")
 	for range 3 {
 		ah.al.Deliver(context.Background())
-		ah.advance(time.Second)
+		ah.clock.Advance(time.Second)
 	}
 	mu.Lock()
 	defer mu.Unlock()
 	if calls != 3 || body == nil {
 		t.Fatalf("receiver calls = %d", calls)
 	}
-	if err := allowlist.VerifySignature(created.Secret, sig, body, ah.clock(), time.Minute); err != nil {
+	if err := allowlist.VerifySignature(created.Secret, sig, body, ah.clock.Now(), time.Minute); err != nil {
 		t.Errorf("signature: %v", err)
 	}
 	g = ah.do("GET", wh, ah.adminA, nil)

@@ -11,7 +11,6 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
-	"path/filepath"
 	"reflect"
 	"slices"
 	"strings"
@@ -19,6 +18,8 @@ import (
 	"testing"
 
 	"github.com/tailgate-dev/tailgate/internal/allowlist"
+	"github.com/tailgate-dev/tailgate/internal/store/storetest"
+	"github.com/tailgate-dev/tailgate/internal/testhttp"
 	"github.com/tailgate-dev/tailgate/internal/testlog"
 
 	"github.com/tailgate-dev/tailgate/internal/probe"
@@ -113,11 +114,7 @@ type harness struct {
 func newHarness(t testing.TB) *harness {
 	t.Helper()
 	ctx := context.Background()
-	st, err := store.Open(ctx, filepath.Join(t.TempDir(), "tailgate.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { st.Close() })
+	st := storetest.Open(t)
 	h := &harness{t: t, st: st, net: &fakeNetwork{st: st, connected: map[string]bool{}}, logs: &testlog.Buffer{}}
 	a, _ := st.CreateOrg(ctx, "Acme")
 	b, _ := st.CreateOrg(ctx, "Bravo")
@@ -187,12 +184,7 @@ func call(t testing.TB, base, method, path, token string, body any, contentType 
 			req.Header.Set("Content-Type", ct)
 		}
 	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	data, _ := io.ReadAll(resp.Body)
+	resp, data := testhttp.Do(t, nil, req)
 	return answer{status: resp.StatusCode, header: resp.Header, body: data}
 }
 

@@ -4,11 +4,8 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
 	"log/slog"
-	"net/http"
 	"net/http/httptest"
-	"net/url"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -16,6 +13,7 @@ import (
 	"time"
 
 	"github.com/tailgate-dev/tailgate/internal/errcode"
+	"github.com/tailgate-dev/tailgate/internal/testhttp"
 
 	"github.com/tailgate-dev/tailgate/internal/connect"
 	"github.com/tailgate-dev/tailgate/internal/egress"
@@ -315,24 +313,12 @@ func TestRunThroughTheAPIReachesThePrivateAppAndLeavesTheTailnet(t *testing.T) {
 	if !strings.HasPrefix(info.ProxyURL, "http://127.0.0.1:") || info.Node == "" || len(info.Warm) != 1 || !info.Warm[0].OK {
 		t.Fatalf("started run: %s", a.body)
 	}
-	pu, _ := url.Parse(info.ProxyURL)
-	hc := &http.Client{Timeout: 20 * time.Second, Transport: &http.Transport{Proxy: http.ProxyURL(pu)}}
-	defer hc.CloseIdleConnections()
-	resp, err := hc.Get("http://" + sandbox.DemoAppName + "/")
-	if err != nil {
-		t.Fatal(err)
-	}
-	body, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
+	hc := testhttp.ThroughProxy(t, info.ProxyURL)
+	resp, body := testhttp.Get(t, hc, "http://"+sandbox.DemoAppName+"/")
 	if !strings.Contains(string(body), sandbox.DemoAppText) {
 		t.Errorf("private app through the run: %s %.100q", resp.Status, body)
 	}
-	resp, err = hc.Get("http://example.com/")
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp.Body.Close()
-	if resp.StatusCode != 403 {
+	if resp, _ = testhttp.Get(t, hc, "http://example.com/"); resp.StatusCode != 403 {
 		t.Errorf("public host through the run: %s, want 403", resp.Status)
 	}
 

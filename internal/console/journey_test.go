@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -17,6 +16,7 @@ import (
 	"github.com/chromedp/chromedp"
 
 	"github.com/tailgate-dev/tailgate/internal/sandbox"
+	"github.com/tailgate-dev/tailgate/internal/testhttp"
 )
 
 // chromiumPath is Debian's Chromium, which CI installs.
@@ -250,16 +250,11 @@ func startRun(t *testing.T, s *stack) (proxyURL, id string) {
 	t.Helper()
 	req, _ := http.NewRequest("POST", s.srv.URL+"/v1/environments/staging/runs", nil)
 	req.Header.Set("Authorization", "Bearer "+s.runner)
-	resp, err := s.srv.Client().Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
+	resp, b := testhttp.Do(t, s.srv.Client(), req)
 	var r struct {
 		ID       string `json:"id"`
 		ProxyURL string `json:"proxy_url"`
 	}
-	b, _ := io.ReadAll(resp.Body)
 	if resp.StatusCode != 201 || json.Unmarshal(b, &r) != nil {
 		t.Fatalf("start run: %d %s", resp.StatusCode, b)
 	}
@@ -276,12 +271,7 @@ func startRun(t *testing.T, s *stack) (proxyURL, id string) {
 // fetchThrough sends one GET through a run's proxy; a refusal is fine.
 func fetchThrough(t *testing.T, proxyURL, target string) {
 	t.Helper()
-	pu, err := url.Parse(proxyURL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	c := &http.Client{Transport: &http.Transport{Proxy: http.ProxyURL(pu)}, Timeout: 30 * time.Second}
-	resp, err := c.Get(target)
+	resp, err := testhttp.ThroughProxy(t, proxyURL).Get(target)
 	if err != nil {
 		t.Logf("GET %s through the run: %v", target, err)
 		return

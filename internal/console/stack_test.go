@@ -1,7 +1,6 @@
 package console
 
 import (
-	"io"
 	"net/http"
 	"net/http/cookiejar"
 	"net/http/httptest"
@@ -11,6 +10,7 @@ import (
 	"testing"
 
 	"github.com/tailgate-dev/tailgate/internal/tailgatetest"
+	"github.com/tailgate-dev/tailgate/internal/testhttp"
 
 	"github.com/tailgate-dev/tailgate/internal/api"
 	tgrun "github.com/tailgate-dev/tailgate/internal/run"
@@ -71,12 +71,7 @@ type answer struct {
 
 func (c *client) do(req *http.Request) answer {
 	c.t.Helper()
-	resp, err := c.c.Do(req)
-	if err != nil {
-		c.t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
+	resp, b := testhttp.Do(c.t, c.c, req)
 	return answer{status: resp.StatusCode, header: resp.Header, body: string(b), url: resp.Request.URL.Path}
 }
 

@@ -21,6 +21,7 @@ import (
 	"time"
 
 	"github.com/tailgate-dev/tailgate/internal/target"
+	"github.com/tailgate-dev/tailgate/internal/testhttp"
 
 	"golang.org/x/net/proxy"
 
@@ -150,17 +151,12 @@ type appReply struct {
 
 func getApp(t *testing.T, c *http.Client, rawURL string) appReply {
 	t.Helper()
-	resp, err := c.Get(rawURL)
-	if err != nil {
-		t.Fatalf("GET %s: %v", rawURL, err)
-	}
-	defer resp.Body.Close()
+	resp, b := testhttp.Get(t, c, rawURL)
 	if resp.StatusCode != http.StatusOK {
-		b, _ := io.ReadAll(resp.Body)
 		t.Fatalf("GET %s: %s: %s", rawURL, resp.Status, b)
 	}
 	var r appReply
-	if err := json.NewDecoder(resp.Body).Decode(&r); err != nil {
+	if err := json.Unmarshal(b, &r); err != nil {
 		t.Fatalf("GET %s: decode: %v", rawURL, err)
 	}
 	return r
@@ -319,12 +315,7 @@ func tryConnect(t *testing.T, e *env, hostport string) refusal {
 // tryForward sends an absolute-URI GET through the proxy.
 func tryForward(t *testing.T, e *env, rawURL string) refusal {
 	t.Helper()
-	resp, err := e.httpClient().Get(rawURL)
-	if err != nil {
-		t.Fatalf("GET %s: %v", rawURL, err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
+	resp, b := testhttp.Get(t, e.httpClient(), rawURL)
 	if ct := resp.Header.Get("Content-Type"); resp.StatusCode != 200 && !strings.HasPrefix(ct, "text/plain") {
 		t.Errorf("refusal Content-Type %q; want text/plain", ct)
 	}

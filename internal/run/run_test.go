@@ -3,7 +3,6 @@ package run
 import (
 	"context"
 	"errors"
-	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -15,6 +14,7 @@ import (
 	"time"
 
 	"github.com/tailgate-dev/tailgate/internal/tailgatetest"
+	"github.com/tailgate-dev/tailgate/internal/testhttp"
 
 	"github.com/tailgate-dev/tailgate/internal/errcode"
 
@@ -70,12 +70,7 @@ func proxyClient(info Info) *http.Client {
 
 func fetch(t *testing.T, c *http.Client, u string) (*http.Response, string) {
 	t.Helper()
-	resp, err := c.Get(u)
-	if err != nil {
-		t.Fatalf("GET %s: %v", u, err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
+	resp, b := testhttp.Get(t, c, u)
 	return resp, string(b)
 }
 

@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tailgate-dev/tailgate/internal/testclock"
 	"github.com/tailgate-dev/tailgate/internal/tsapi"
 	"github.com/tailgate-dev/tailgate/internal/tsapi/fake"
 	"github.com/tailscale/hujson"
@@ -36,23 +37,10 @@ const customerPolicy = `// Acme's tailnet policy. Keep this comment.
 }
 `
 
-// clock is a settable time source for expiry tests.
-type clock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *clock) Now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
-func (c *clock) Advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.t = c.t.Add(d)
-}
-
 type env struct {
 	api   *fake.Server
 	tn    *fake.MemTailnet
-	clock *clock
+	clock *testclock.Clock // for expiry tests
 	url   string
 	token string
 	admin *tsapi.Client
@@ -60,7 +48,7 @@ type env struct {
 
 func newEnv(t *testing.T) *env {
 	t.Helper()
-	e := &env{tn: new(fake.MemTailnet), clock: &clock{t: time.Now()}}
+	e := &env{tn: new(fake.MemTailnet), clock: testclock.New(time.Now())}
 	e.api = fake.New(fake.Options{Tailnet: e.tn, Now: e.clock.Now, Logf: t.Logf})
 	e.api.SetPolicy([]byte(customerPolicy))
 	srv := httptest.NewServer(e.api)

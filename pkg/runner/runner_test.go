@@ -3,10 +3,8 @@ package runner_test
 import (
 	"encoding/json"
 	"errors"
-	"io"
 	"net/http"
 	"net/http/httptest"
-	"net/url"
 	"os"
 	"strings"
 	"testing"
@@ -19,6 +17,7 @@ import (
 	"github.com/tailgate-dev/tailgate/internal/sandbox"
 	"github.com/tailgate-dev/tailgate/internal/sandbox/sandboxtest"
 	"github.com/tailgate-dev/tailgate/internal/tailgatetest"
+	"github.com/tailgate-dev/tailgate/internal/testhttp"
 	"github.com/tailgate-dev/tailgate/pkg/runner"
 )
 
@@ -50,15 +49,7 @@ func (s *server) client(token string) *runner.Client {
 
 func get(t *testing.T, proxyURL, target string) (int, string) {
 	t.Helper()
-	pu, _ := url.Parse(proxyURL)
-	c := &http.Client{Timeout: 20 * time.Second, Transport: &http.Transport{Proxy: http.ProxyURL(pu)}}
-	defer c.CloseIdleConnections()
-	resp, err := c.Get(target)
-	if err != nil {
-		t.Fatalf("GET %s through %s: %v", target, proxyURL, err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
+	resp, b := testhttp.Get(t, testhttp.ThroughProxy(t, proxyURL), target)
 	return resp.StatusCode, string(b)
 }
 

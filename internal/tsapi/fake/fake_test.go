@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"io"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -15,6 +14,7 @@ import (
 
 	tailscale "tailscale.com/client/tailscale/v2"
 
+	"github.com/tailgate-dev/tailgate/internal/testhttp"
 	"github.com/tailgate-dev/tailgate/internal/tsapi/fake"
 )
 
@@ -52,13 +52,7 @@ func (r *rig) do(t *testing.T, method, path, body string, hdr map[string]string)
 	for k, v := range hdr {
 		req.Header.Set(k, v)
 	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	return resp, b
+	return testhttp.Do(t, nil, req)
 }
 
 func message(t *testing.T, b []byte) string {
@@ -130,12 +124,7 @@ func TestBasicAndBearerAuthAreAcceptedAndMissingAuthIs401(t *testing.T) {
 			t.Errorf("%s: status %d", name, resp.StatusCode)
 		}
 	}
-	resp, err := http.Get(r.srv.URL + "/api/v2/tailnet/-/devices")
-	if err != nil {
-		t.Fatal(err)
-	}
-	b, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
+	resp, b := testhttp.Get(t, nil, r.srv.URL+"/api/v2/tailnet/-/devices")
 	if resp.StatusCode != 401 {
 		t.Fatalf("no auth: %d", resp.StatusCode)
 	}
@@ -229,13 +218,7 @@ func TestOAuthTokenExchange(t *testing.T) {
 		if basic {
 			req.SetBasicAuth(cl.ID, cl.Key)
 		}
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer resp.Body.Close()
-		b, _ := io.ReadAll(resp.Body)
-		return resp, b
+		return testhttp.Do(t, nil, req)
 	}
 	for _, basic := range []bool{false, true} {
 		form := url.Values{"grant_type": {"client_credentials"}}
