@@ -4,6 +4,7 @@ import (
 	"context"
 	"time"
 
+	"github.com/tailgate-dev/tailgate/internal/periodic"
 	"github.com/tailgate-dev/tailgate/internal/store"
 )
 
@@ -21,17 +22,7 @@ type Scheduler struct {
 // Run verifies due environments until ctx is done, checking every minute
 // (or every Every, if shorter).
 func (sc *Scheduler) Run(ctx context.Context) {
-	tick := min(sc.Every, time.Minute)
-	t := time.NewTicker(tick)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-			sc.Once(ctx)
-		}
-	}
+	periodic.Do(ctx, min(sc.Every, time.Minute), func() { sc.Once(ctx) })
 }
 
 // Once verifies, one after another, every connected environment whose

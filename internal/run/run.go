@@ -69,6 +69,7 @@ import (
 	"time"
 
 	"github.com/tailgate-dev/tailgate/internal/errcode"
+	"github.com/tailgate-dev/tailgate/internal/periodic"
 
 	"github.com/tailgate-dev/tailgate/internal/target"
 
@@ -580,16 +581,7 @@ func (m *Manager) Watch(ctx context.Context, every time.Duration) {
 // repeat calls f now and then every interval until ctx is done.
 func repeat(ctx context.Context, every time.Duration, f func()) {
 	f()
-	t := time.NewTicker(every)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-			f()
-		}
-	}
+	periodic.Do(ctx, every, f)
 }
 
 // SweepOnce ends every run past its lifetime or lease and reconciles this
