@@ -113,19 +113,11 @@ func newJailBench(b *testing.B) *jailBench {
 	tn.Route(netip.MustParseAddrPort("100.64.0.9:9"), to)
 	tn.AddName("web.internal.example", netip.MustParseAddr("100.64.0.10"))
 	tn.Route(netip.MustParseAddrPort("100.64.0.10:80"), web.Listener.Addr().String())
-	p, err := egress.New(egress.Options{
+	_, addr := egresstest.StartProxy(b, egress.Options{
 		Targets:  []target.Target{{Host: "sink.internal.example", Port: 9}, {Host: "web.internal.example", Port: 80}},
 		Resolver: tn,
 		Dialer:   tn,
 	})
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() { p.Close() })
-	addr, err := p.Start()
-	if err != nil {
-		b.Fatal(err)
-	}
 	j, err := jail.New(jail.Options{Mode: jail.ModeRequired, Forward: []netip.AddrPort{addr}})
 	if err != nil {
 		b.Skipf("skipping: %v", err)

@@ -82,20 +82,12 @@ func benchThroughput(b *testing.B, idle time.Duration) {
 	tn := egresstest.New()
 	tn.AddName("sink.internal.example", netip.MustParseAddr("100.64.0.9"))
 	tn.Route(netip.MustParseAddrPort("100.64.0.9:9"), to)
-	p, err := egress.New(egress.Options{
+	_, addr := egresstest.StartProxy(b, egress.Options{
 		Targets:     []target.Target{{Host: "sink.internal.example", Port: 9}},
 		Resolver:    tn,
 		Dialer:      tn,
 		IdleTimeout: idle,
 	})
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer p.Close()
-	addr, err := p.Start()
-	if err != nil {
-		b.Fatal(err)
-	}
 
 	var direct, proxied time.Duration
 	b.SetBytes(streamBytes)

@@ -38,15 +38,7 @@ func BenchmarkFlowJail(b *testing.B) {
 	tn := egresstest.New()
 	tn.AddName(sandbox.DemoAppName, sandbox.DemoAppIP)
 	tn.Route(netip.AddrPortFrom(sandbox.DemoAppIP, 80), app.Listener.Addr().String())
-	p, err := egress.New(egress.Options{Targets: []target.Target{{Host: sandbox.DemoAppName, Port: 80}}, Resolver: tn, Dialer: tn})
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() { p.Close() })
-	addr, err := p.Start()
-	if err != nil {
-		b.Fatal(err)
-	}
+	_, addr := egresstest.StartProxy(b, egress.Options{Targets: []target.Target{{Host: sandbox.DemoAppName, Port: 80}}, Resolver: tn, Dialer: tn})
 	f, err := browser.Parse([]byte("name: bench\nsteps:\n  - goto: http://" + sandbox.DemoAppName + "/\n  - expect_text: \"" + sandbox.DemoAppText + "\"\n  - screenshot: shot.png\n"))
 	if err != nil {
 		b.Fatal(err)

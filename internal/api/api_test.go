@@ -195,6 +195,18 @@ func (h *harness) mustStatus(a answer, want int, what string) {
 	}
 }
 
+// createToken creates an API token as org A's admin, which must succeed.
+func (h *harness) createToken(name, role string) CreatedToken {
+	h.t.Helper()
+	a := h.do("POST", "/v1/tokens", h.adminA, map[string]string{"name": name, "role": role})
+	h.mustStatus(a, 201, "create token "+name)
+	var tok CreatedToken
+	if err := json.Unmarshal(a.body, &tok); err != nil {
+		h.t.Fatalf("create token %s: %v: %s", name, err, a.body)
+	}
+	return tok
+}
+
 func (h *harness) createEnv(token, name string) {
 	h.t.Helper()
 	h.mustStatus(h.do("POST", "/v1/environments", token, map[string]string{"name": name}), 201, "create "+name)
@@ -560,12 +572,9 @@ func TestAccessLogHasRequestFactsNotBodies(t *testing.T) {
 
 func TestCreateTokenShowsItOnce(t *testing.T) {
 	h := newHarness(t)
-	a := h.do("POST", "/v1/tokens", h.adminA, map[string]string{"name": "ci", "role": "runner"})
-	h.mustStatus(a, 201, "create token")
-	var tok CreatedToken
-	json.Unmarshal(a.body, &tok)
+	tok := h.createToken("ci", "runner")
 	if !strings.HasPrefix(tok.Token, store.TokenPrefix) || tok.Role != "runner" || tok.Name != "ci" || tok.ID == "" {
-		t.Fatalf("created token = %s", a.body)
+		t.Fatalf("created token = %+v", tok)
 	}
 	h.mustStatus(h.do("GET", "/v1/environments", tok.Token, nil), 200, "new runner token reads")
 	h.mustStatus(h.do("POST", "/v1/environments", tok.Token, map[string]string{"name": "x"}), 403, "new runner token writes")

@@ -8,12 +8,9 @@ import (
 
 func TestTokensAreListedWithoutSecretsAndRevokedAtOnce(t *testing.T) {
 	h := newHarness(t)
-	a := h.do("POST", "/v1/tokens", h.adminA, map[string]string{"name": "nightly", "role": "runner"})
-	h.mustStatus(a, 201, "create")
-	var created CreatedToken
-	json.Unmarshal(a.body, &created)
+	created := h.createToken("nightly", "runner")
 
-	a = h.do("GET", "/v1/tokens", h.adminA, nil)
+	a := h.do("GET", "/v1/tokens", h.adminA, nil)
 	h.mustStatus(a, 200, "list")
 	var list TokenList
 	json.Unmarshal(a.body, &list)

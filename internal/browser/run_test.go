@@ -55,19 +55,11 @@ func newBrowserRun(t *testing.T) *browserRun {
 	tn := egresstest.New()
 	tn.AddName("app.internal.example", netip.MustParseAddr("100.64.0.5"))
 	tn.Route(netip.MustParseAddrPort("100.64.0.5:80"), app.Listener.Addr().String())
-	p, err := egress.New(egress.Options{
+	p, addr := egresstest.StartProxy(t, egress.Options{
 		Targets:  []target.Target{{Host: "app.internal.example", Port: 80}},
 		Resolver: tn,
 		Dialer:   tn,
 	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr, err := p.Start()
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { p.Close() })
 	return &browserRun{proxy: p, tailnet: tn, opts: browser.Options{
 		ProxyURL:    "http://" + addr.String(),
 		OutDir:      t.TempDir(),

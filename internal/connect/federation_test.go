@@ -94,6 +94,26 @@ func TestFederatedConnectStoresNoSecretAndVerifies(t *testing.T) {
 	}
 }
 
+// runManager is a run manager on the harness's services, closed when the
+// test ends.
+func (h *harness) runManager(t *testing.T) *run.Manager {
+	m := &run.Manager{Connect: h.svc, Store: h.st, Logger: h.Logger()}
+	t.Cleanup(m.Close)
+	return m
+}
+
+// runOnce starts a run of env and ends it; a start that fails fails the
+// test, as what.
+func (h *harness) runOnce(t *testing.T, m *run.Manager, env, what string) {
+	t.Helper()
+	ctx := ctxT(t)
+	info, err := m.Start(ctx, h.org, env, run.Options{})
+	if err != nil {
+		t.Fatalf("%s: %v", what, err)
+	}
+	m.End(ctx, h.org, info.ID, "test done")
+}
+
 // TestFederatedRunFailsLoudlyWhenTheIdentityIsRevoked: the customer
 // deletes the identity in the admin console; the next run (and verify)
 // fails with credential_revoked, the stand-in's reason and what to do.
@@ -103,18 +123,13 @@ func TestFederatedRunFailsLoudlyWhenTheIdentityIsRevoked(t *testing.T) {
 	h.FederateOnLoopback(t)
 	res := h.ConnectEnv(t, "revoked", sandbox.DemoAppName+":80")
 	ctx := ctxT(t)
-	m := &run.Manager{Connect: h.svc, Store: h.st, Logger: h.Logger()}
-	t.Cleanup(m.Close)
-	info, err := m.Start(ctx, h.org, "revoked", run.Options{})
-	if err != nil {
-		t.Fatalf("run before revocation: %v", err)
-	}
-	m.End(ctx, h.org, info.ID, "test done")
+	m := h.runManager(t)
+	h.runOnce(t, m, "revoked", "run before revocation")
 
 	if err := tsapi.NewWithAPIToken(sb.APIURL(), sb.NewAPIToken()).DeleteKey(ctx, res.OAuthClientID); err != nil {
 		t.Fatal(err)
 	}
-	_, err = m.Start(ctx, h.org, "revoked", run.Options{})
+	_, err := m.Start(ctx, h.org, "revoked", run.Options{})
 	var e *connect.Error
 	if !errors.As(err, &e) || e.Code != errcode.CredentialRevoked ||
 		!strings.Contains(e.Message, "not found") || !strings.Contains(e.Message, "connect the environment again") {
@@ -160,13 +175,7 @@ func TestFederatedKeyRotationKeepsRunsWorking(t *testing.T) {
 	if err != nil || len(set.Keys) != 2 || len(set.Key(kid)) != 1 || len(set.Key(old.Keys[0].KeyID)) != 1 {
 		t.Fatalf("key set after rotation lacks the new or the old key: %d keys, %v", len(set.Keys), err)
 	}
-	m := &run.Manager{Connect: h.svc, Store: h.st, Logger: h.Logger()}
-	t.Cleanup(m.Close)
-	info, err := m.Start(ctx, h.org, "rotate", run.Options{})
-	if err != nil {
-		t.Fatalf("run after rotation: %v", err)
-	}
-	m.End(ctx, h.org, info.ID, "test done")
+	h.runOnce(t, h.runManager(t), "rotate", "run after rotation")
 	if after := sb.API().IssuerFetches(iss.URL); after <= before {
 		t.Errorf("the stand-in did not fetch the key set again for the new key id (%d fetches before, %d after)", before, after)
 	}
@@ -206,8 +215,7 @@ func TestFederatedTokensTheStandInRefuses(t *testing.T) {
 	iss := h.FederateOnLoopback(t)
 	h.ConnectEnv(t, "refused", sandbox.DemoAppName+":80")
 	ctx := ctxT(t)
-	m := &run.Manager{Connect: h.svc, Store: h.st, Logger: h.Logger()}
-	t.Cleanup(m.Close)
+	m := h.runManager(t)
 	for _, c := range []struct {
 		name string
 		bad  badIssuer

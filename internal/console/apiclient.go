@@ -29,6 +29,17 @@ func (e *apiError) Error() string { return fmt.Sprintf("%d %s: %s", e.Status, e.
 // Forbidden is a 403: the token's role may not do this.
 func (e *apiError) Forbidden() bool { return e.Status == http.StatusForbidden }
 
+// getForPage GETs path from the API as the session's holder into out, for a page
+// that has nothing to show without it: any failure is answered with the
+// failure page (apiFailure) and getForPage returns false.
+func (c *Console) getForPage(w http.ResponseWriter, r *http.Request, s *session, path string, out any) bool {
+	if err := c.call(r.Context(), s.token, http.MethodGet, path, nil, out); err != nil {
+		c.apiFailure(w, r, s, err)
+		return false
+	}
+	return true
+}
+
 // call sends one request to the API as the holder of token and decodes a
 // 2xx answer into out (which may be nil). Any other answer is an
 // *apiError.

@@ -222,8 +222,7 @@ type environmentRow struct {
 
 func (c *Console) environmentsPage(w http.ResponseWriter, r *http.Request, s *session) {
 	var list api.EnvironmentList
-	if err := c.call(r.Context(), s.token, http.MethodGet, "/v1/environments", nil, &list); err != nil {
-		c.apiFailure(w, r, s, err)
+	if !c.getForPage(w, r, s, "/v1/environments", &list) {
 		return
 	}
 	rows := make([]environmentRow, 0, len(list.Environments))
@@ -265,8 +264,7 @@ type environmentView struct {
 func (c *Console) environmentPage(w http.ResponseWriter, r *http.Request, s *session) {
 	name := r.PathValue("env")
 	var env api.Environment
-	if err := c.call(r.Context(), s.token, http.MethodGet, apiEnvPath(name), nil, &env); err != nil {
-		c.apiFailure(w, r, s, err)
+	if !c.getForPage(w, r, s, apiEnvPath(name), &env) {
 		return
 	}
 	v := environmentView{Env: env, Form: connectForm{Control: "tailscale"}}
@@ -379,8 +377,7 @@ type disconnectView struct {
 
 func (c *Console) disconnectPage(w http.ResponseWriter, r *http.Request, s *session) {
 	var env api.Environment
-	if err := c.call(r.Context(), s.token, http.MethodGet, apiEnvPath(r.PathValue("env")), nil, &env); err != nil {
-		c.apiFailure(w, r, s, err)
+	if !c.getForPage(w, r, s, apiEnvPath(r.PathValue("env")), &env) {
 		return
 	}
 	c.render(w, r, http.StatusOK, "disconnect", s, disconnectView{Env: env})
@@ -390,8 +387,7 @@ func (c *Console) disconnect(w http.ResponseWriter, r *http.Request, s *session)
 	name := r.PathValue("env")
 	if r.PostFormValue("confirm") != "yes" {
 		var env api.Environment
-		if err := c.call(r.Context(), s.token, http.MethodGet, apiEnvPath(name), nil, &env); err != nil {
-			c.apiFailure(w, r, s, err)
+		if !c.getForPage(w, r, s, apiEnvPath(name), &env) {
 			return
 		}
 		c.render(w, r, http.StatusBadRequest, "disconnect", s, disconnectView{Env: env, Error: "Tick the box to confirm the disconnect."})
@@ -430,8 +426,7 @@ func (c *Console) deleteEnvironment(w http.ResponseWriter, r *http.Request, s *s
 
 func (c *Console) runsPage(w http.ResponseWriter, r *http.Request, s *session) {
 	var list api.RunList
-	if err := c.call(r.Context(), s.token, http.MethodGet, "/v1/runs", nil, &list); err != nil {
-		c.apiFailure(w, r, s, err)
+	if !c.getForPage(w, r, s, "/v1/runs", &list) {
 		return
 	}
 	c.render(w, r, http.StatusOK, "runs", s, list.Runs)
@@ -447,8 +442,7 @@ type runView struct {
 
 func (c *Console) runPage(w http.ResponseWriter, r *http.Request, s *session) {
 	var run api.Run
-	if err := c.call(r.Context(), s.token, http.MethodGet, "/v1/runs/"+url.PathEscape(r.PathValue("id")), nil, &run); err != nil {
-		c.apiFailure(w, r, s, err)
+	if !c.getForPage(w, r, s, "/v1/runs/"+url.PathEscape(r.PathValue("id")), &run) {
 		return
 	}
 	v := runView{Run: run}
@@ -476,8 +470,7 @@ func (c *Console) endRun(w http.ResponseWriter, r *http.Request, s *session) {
 
 func (c *Console) tokensPage(w http.ResponseWriter, r *http.Request, s *session) {
 	var list api.TokenList
-	if err := c.call(r.Context(), s.token, http.MethodGet, "/v1/tokens", nil, &list); err != nil {
-		c.apiFailure(w, r, s, err)
+	if !c.getForPage(w, r, s, "/v1/tokens", &list) {
 		return
 	}
 	c.render(w, r, http.StatusOK, "tokens", s, list.Tokens)

@@ -98,16 +98,7 @@ func newEnv(t testing.TB, mutate ...func(*egress.Options)) *env {
 	for _, m := range mutate {
 		m(&opts)
 	}
-	p, err := egress.New(opts)
-	if err != nil {
-		t.Fatalf("egress.New: %v", err)
-	}
-	e.proxy = p
-	e.addr, err = p.Start()
-	if err != nil {
-		t.Fatalf("Start: %v", err)
-	}
-	t.Cleanup(func() { p.Close() })
+	e.proxy, e.addr = egresstest.StartProxy(t, opts)
 	return e
 }
 
@@ -693,18 +684,11 @@ func TestProxyCloseEndsPendingDials(t *testing.T) {
 	tn := egresstest.New()
 	tn.AddName("slow.internal.example", appAddr)
 	d := &stuckDialer{entered: make(chan struct{}, 1), ended: make(chan error, 1)}
-	p, err := egress.New(egress.Options{
+	p, addr := egresstest.StartProxy(t, egress.Options{
 		Targets:  []target.Target{{Host: "slow.internal.example", Port: 443}},
 		Resolver: tn,
 		Dialer:   d,
 	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr, err := p.Start()
-	if err != nil {
-		t.Fatal(err)
-	}
 	c, err := net.Dial("tcp", addr.String())
 	if err != nil {
 		t.Fatal(err)

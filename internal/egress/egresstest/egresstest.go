@@ -17,6 +17,7 @@ import (
 	"net/netip"
 	"strings"
 	"sync"
+	"testing"
 
 	"github.com/tailgate-dev/tailgate/internal/egress"
 )
@@ -110,4 +111,21 @@ func (t *Tailnet) Dials() []netip.AddrPort {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	return append([]netip.AddrPort(nil), t.dials...)
+}
+
+// StartProxy starts an egress proxy with opts (typically Resolver and
+// Dialer set to a [Tailnet]) on a loopback port and returns it with its
+// address; it is closed when the test ends.
+func StartProxy(t testing.TB, opts egress.Options) (*egress.Proxy, netip.AddrPort) {
+	t.Helper()
+	p, err := egress.New(opts)
+	if err != nil {
+		t.Fatalf("egress.New: %v", err)
+	}
+	t.Cleanup(func() { p.Close() })
+	addr, err := p.Start()
+	if err != nil {
+		t.Fatalf("start the proxy: %v", err)
+	}
+	return p, addr
 }

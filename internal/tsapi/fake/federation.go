@@ -9,7 +9,6 @@ import (
 	"net"
 	"net/http"
 	"net/url"
-	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -57,39 +56,29 @@ func (s *Server) createFederatedIdentity(w http.ResponseWriter, c caller, req *c
 		writeError(w, http.StatusBadRequest, "a federated identity needs a subject")
 		return
 	}
-	if !checkTrustCredential(w, c, req, "a federated identity") {
-		return
-	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if err := s.checkTagsLocked(c, req.Tags); err != nil {
-		writeError(w, http.StatusBadRequest, err.Error())
-		return
-	}
-	_, k := s.addKeyLocked(KeyInfo{
+	info := KeyInfo{
 		Type:             KeyTypeFederated,
-		Description:      req.Description,
-		Scopes:           slices.Clone(req.Scopes),
-		Tags:             slices.Clone(req.Tags),
 		Issuer:           req.Issuer,
 		Subject:          req.Subject,
 		Audience:         req.Audience,
 		CustomClaimRules: req.CustomClaimRules,
-	}, prefixClient)
-	if k.Audience == "" {
-		k.Audience = "api.tailscale.com/" + k.ID
 	}
-	writeJSON(w, http.StatusOK, map[string]any{
-		"id":               k.ID,
-		"keyType":          KeyTypeFederated,
-		"description":      k.Description,
-		"created":          k.Created.UTC().Format(time.RFC3339),
-		"scopes":           k.Scopes,
-		"tags":             k.Tags,
-		"issuer":           k.Issuer,
-		"subject":          k.Subject,
-		"audience":         k.Audience,
-		"customClaimRules": k.CustomClaimRules,
+	s.addTrustCredential(w, c, req, "a federated identity", info, func(_ string, k *key) {
+		if k.Audience == "" {
+			k.Audience = "api.tailscale.com/" + k.ID // needs the new key's ID
+		}
+		writeJSON(w, http.StatusOK, map[string]any{
+			"id":               k.ID,
+			"keyType":          KeyTypeFederated,
+			"description":      k.Description,
+			"created":          k.Created.UTC().Format(time.RFC3339),
+			"scopes":           k.Scopes,
+			"tags":             k.Tags,
+			"issuer":           k.Issuer,
+			"subject":          k.Subject,
+			"audience":         k.Audience,
+			"customClaimRules": k.CustomClaimRules,
+		})
 	})
 }
 

@@ -162,37 +162,29 @@ func (s *Server) createKey(w http.ResponseWriter, r *http.Request, c caller) {
 		writeError(w, http.StatusBadRequest, "invalid JSON body: "+err.Error())
 		return
 	}
+	// Each key type: the scope that may create it, the op name a test's
+	// FailNext queues a failure for, and its creation.
+	var scope, fault string
+	var create func(http.ResponseWriter, caller, *createKeyRequest)
 	switch req.KeyType {
 	case "", KeyTypeAuth:
-		if !hasScope(c.scopes(), "auth_keys") {
-			writeError(w, http.StatusForbidden, `calling actor does not have enough permissions to perform this function: needs scope "auth_keys"`)
-			return
-		}
-		if s.injected(w, "keys.create_authkey") {
-			return
-		}
-		s.createAuthKey(w, c, &req)
+		scope, fault, create = "auth_keys", "keys.create_authkey", s.createAuthKey
 	case KeyTypeClient:
-		if !hasScope(c.scopes(), "oauth_keys") {
-			writeError(w, http.StatusForbidden, `calling actor does not have enough permissions to perform this function: needs scope "oauth_keys"`)
-			return
-		}
-		if s.injected(w, "keys.create_client") {
-			return
-		}
-		s.createOAuthClient(w, c, &req)
+		scope, fault, create = "oauth_keys", "keys.create_client", s.createOAuthClient
 	case KeyTypeFederated:
-		if !hasScope(c.scopes(), "oauth_keys") {
-			writeError(w, http.StatusForbidden, `calling actor does not have enough permissions to perform this function: needs scope "oauth_keys"`)
-			return
-		}
-		if s.injected(w, "keys.create_federated") {
-			return
-		}
-		s.createFederatedIdentity(w, c, &req)
+		scope, fault, create = "oauth_keys", "keys.create_federated", s.createFederatedIdentity
 	default:
 		writeError(w, http.StatusBadRequest, fmt.Sprintf("unsupported keyType %q", req.KeyType))
+		return
 	}
+	if !hasScope(c.scopes(), scope) {
+		writeError(w, http.StatusForbidden, fmt.Sprintf("calling actor does not have enough permissions to perform this function: needs scope %q", scope))
+		return
+	}
+	if s.injected(w, fault) {
+		return
+	}
+	create(w, c, &req)
 }
 
 // currentPolicyLocked returns the current policy decoded but not
@@ -313,8 +305,14 @@ func checkTrustCredential(w http.ResponseWriter, c caller, req *createKeyRequest
 	return true
 }
 
-func (s *Server) createOAuthClient(w http.ResponseWriter, c caller, req *createKeyRequest) {
-	if !checkTrustCredential(w, c, req, "an OAuth client") {
+// addTrustCredential creates an OAuth client or a federated identity
+// (info says which, and a federated identity's trust): it checks the
+// request (checkTrustCredential, then the tags under the lock), stores the
+// key with the request's description, scopes and tags, and calls answer
+// with it while still holding the lock, so answer may finish the key and
+// read it. A refusal is answered here and answer is not called.
+func (s *Server) addTrustCredential(w http.ResponseWriter, c caller, req *createKeyRequest, what string, info KeyInfo, answer func(secret string, k *key)) {
+	if !checkTrustCredential(w, c, req, what) {
 		return
 	}
 	s.mu.Lock()
@@ -323,20 +321,22 @@ func (s *Server) createOAuthClient(w http.ResponseWriter, c caller, req *createK
 		writeError(w, http.StatusBadRequest, err.Error())
 		return
 	}
-	secret, k := s.addKeyLocked(KeyInfo{
-		Type:        KeyTypeClient,
-		Description: req.Description,
-		Scopes:      slices.Clone(req.Scopes),
-		Tags:        slices.Clone(req.Tags),
-	}, prefixClient)
-	writeJSON(w, http.StatusOK, map[string]any{
-		"id":          k.ID,
-		"keyType":     KeyTypeClient,
-		"key":         secret,
-		"description": k.Description,
-		"created":     k.Created.UTC().Format(time.RFC3339),
-		"scopes":      k.Scopes,
-		"tags":        k.Tags,
+	info.Description = req.Description
+	info.Scopes, info.Tags = slices.Clone(req.Scopes), slices.Clone(req.Tags)
+	answer(s.addKeyLocked(info, prefixClient))
+}
+
+func (s *Server) createOAuthClient(w http.ResponseWriter, c caller, req *createKeyRequest) {
+	s.addTrustCredential(w, c, req, "an OAuth client", KeyInfo{Type: KeyTypeClient}, func(secret string, k *key) {
+		writeJSON(w, http.StatusOK, map[string]any{
+			"id":          k.ID,
+			"keyType":     KeyTypeClient,
+			"key":         secret,
+			"description": k.Description,
+			"created":     k.Created.UTC().Format(time.RFC3339),
+			"scopes":      k.Scopes,
+			"tags":        k.Tags,
+		})
 	})
 }
 
