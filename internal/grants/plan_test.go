@@ -136,6 +136,8 @@ func TestPlanRefusesWhatTheTailnetCannotServe(t *testing.T) {
 			d.EnabledRoutes = nil
 		}
 	}
+	noSuffix := testTailnet()
+	noSuffix.MagicDNSSuffix = ""
 	tests := []struct {
 		name        string
 		env         string
@@ -149,17 +151,8 @@ func TestPlanRefusesWhatTheTailnetCannotServe(t *testing.T) {
 		{"ambiguous hostname", "staging", []string{"db:5432"}, testTailnet(), "db:5432", "matches 2 devices"},
 		{"other tailnet's magicdns", "staging", []string{"box.tail9999.ts.net:443"}, testTailnet(), "box.tail9999.ts.net:443", "another tailnet"},
 		{"dns name without approved routes", "staging", []string{"staging.internal.example.com:443"}, noRoutes, "staging.internal.example.com:443", "has none"},
+		{"unknown ts.net name, suffix unknown", "staging", []string{"box.tail9999.ts.net:443"}, noSuffix, "box.tail9999.ts.net:443", `no device named "box.tail9999.ts.net"`},
 	}
-	noSuffix := testTailnet()
-	noSuffix.MagicDNSSuffix = ""
-	tests = append(tests, struct {
-		name        string
-		env         string
-		targets     []string
-		tailnet     TailnetView
-		wantTarget  string
-		wantProblem string
-	}{"unknown ts.net name, suffix unknown", "staging", []string{"box.tail9999.ts.net:443"}, noSuffix, "box.tail9999.ts.net:443", `no device named "box.tail9999.ts.net"`})
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			_, err := NewPlan(tt.env, mustTargets(t, tt.targets...), tt.tailnet)

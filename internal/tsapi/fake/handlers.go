@@ -453,7 +453,14 @@ func (s *Server) findDevice(id string) (Device, bool) {
 	return Device{}, false
 }
 
-func writeRoutes(w http.ResponseWriter, d Device) {
+// writeRoutes answers the device's advertised and enabled routes, the
+// body of both GET and POST .../routes.
+func (s *Server) writeRoutes(w http.ResponseWriter, id string) {
+	d, ok := s.findDevice(id)
+	if !ok {
+		writeError(w, http.StatusNotFound, "device not found")
+		return
+	}
 	writeJSON(w, http.StatusOK, map[string]any{
 		"advertisedRoutes": nonNil(d.AdvertisedRoutes),
 		"enabledRoutes":    nonNil(d.EnabledRoutes),
@@ -461,12 +468,7 @@ func writeRoutes(w http.ResponseWriter, d Device) {
 }
 
 func (s *Server) getRoutes(w http.ResponseWriter, r *http.Request, c caller) {
-	d, ok := s.findDevice(r.PathValue("id"))
-	if !ok {
-		writeError(w, http.StatusNotFound, "device not found")
-		return
-	}
-	writeRoutes(w, d)
+	s.writeRoutes(w, r.PathValue("id"))
 }
 
 // setRoutes replaces the device's enabled (approved) routes. Like the real
@@ -506,12 +508,7 @@ func (s *Server) setRoutes(w http.ResponseWriter, r *http.Request, c caller) {
 		s.logf("fake tsapi: set routes of %s: %v", id, err)
 		return
 	}
-	d, ok := s.findDevice(id)
-	if !ok {
-		writeError(w, http.StatusNotFound, "device not found")
-		return
-	}
-	writeRoutes(w, d)
+	s.writeRoutes(w, id)
 }
 
 func (s *Server) deleteDevice(w http.ResponseWriter, r *http.Request, c caller) {
