@@ -60,6 +60,15 @@ rss_kb() { # total VmRSS of a process and its children (nginx workers)
 	echo "$total"
 }
 
+# start_gateway NAME: tailgate gateway on $WORK/NAME.yaml, its access log in
+# $WORK/NAME-access.log and its own log in $WORK/NAME.log; its PID in
+# GATEWAY_PID.
+start_gateway() {
+	"$WORK/gatewaybench" gateway -f "$WORK/$1.yaml" -access-log "$WORK/$1-access.log" 2>"$WORK/$1.log" &
+	GATEWAY_PID=$!
+	PIDS+=("$GATEWAY_PID")
+}
+
 # --- backend
 "$WORK/gatewaybench" backend -addr "127.0.0.1:$BE" &
 BE_PID=$!
@@ -112,7 +121,7 @@ CADDY_PID=$!
 PIDS+=("$CADDY_PID")
 
 # --- tailgate gateway: networkAuthorization + jwtAuth + authorization
-cat >"$WORK/gateway.yaml" <<EOF
+cat >"$WORK/tailgate.yaml" <<EOF
 frontendPolicies:
   networkAuthorization:
     rules:
@@ -136,12 +145,11 @@ binds:
       backends:
       - host: 127.0.0.1:$BE
 EOF
-"$WORK/gatewaybench" gateway -f "$WORK/gateway.yaml" -access-log "$WORK/tailgate-access.log" 2>"$WORK/tailgate.log" &
-TG_PID=$!
-PIDS+=("$TG_PID")
+start_gateway tailgate
+TG_PID=$GATEWAY_PID
 
 # --- tailgate gateway, the same route without any policy
-cat >"$WORK/gateway-bare.yaml" <<EOF
+cat >"$WORK/tailgate-bare.yaml" <<EOF
 binds:
 - port: $TGBARE
   listeners:
@@ -152,9 +160,8 @@ binds:
       backends:
       - host: 127.0.0.1:$BE
 EOF
-"$WORK/gatewaybench" gateway -f "$WORK/gateway-bare.yaml" -access-log "$WORK/tailgate-bare-access.log" 2>"$WORK/tailgate-bare.log" &
-TGBARE_PID=$!
-PIDS+=("$TGBARE_PID")
+start_gateway tailgate-bare
+TGBARE_PID=$GATEWAY_PID
 
 for p in $BE $NGX $CADDY $TG $TGBARE; do wait_port "$p"; done
 sleep 1

@@ -121,11 +121,9 @@ func BenchmarkRunStartToFirstByte(b *testing.B) {
 	for b.Loop() {
 		h := onHS.startToFirstByte(b, app.String())
 		s := onSB.startToFirstByte(b, sandbox.DemoAppName)
-		b.ReportMetric(measure.PercentileMS(h, .5), "headscale-p50-ms")
-		b.ReportMetric(measure.PercentileMS(h, .95), "headscale-p95-ms")
+		measure.ReportP50P95(b, "headscale", h)
 		b.ReportMetric(float64(over(h, time.Second)), "headscale-runs-over-1s")
-		b.ReportMetric(measure.PercentileMS(s, .5), "sandbox-p50-ms")
-		b.ReportMetric(measure.PercentileMS(s, .95), "sandbox-p95-ms")
+		measure.ReportP50P95(b, "sandbox", s)
 	}
 }
 
@@ -187,11 +185,9 @@ func BenchmarkWarmOnHeadscale(b *testing.B) {
 	for b.Loop() {
 		one := joinToFirstByte(false)
 		rep := joinToFirstByte(true)
-		b.ReportMetric(measure.PercentileMS(one, .5), "one-ping-p50-ms")
-		b.ReportMetric(measure.PercentileMS(one, .95), "one-ping-p95-ms")
+		measure.ReportP50P95(b, "one-ping", one)
 		b.ReportMetric(float64(over(one, time.Second)), "one-ping-over-1s")
-		b.ReportMetric(measure.PercentileMS(rep, .5), "repeated-ping-p50-ms")
-		b.ReportMetric(measure.PercentileMS(rep, .95), "repeated-ping-p95-ms")
+		measure.ReportP50P95(b, "repeated-ping", rep)
 		b.ReportMetric(float64(over(rep, time.Second)), "repeated-ping-over-1s")
 	}
 }

@@ -11,6 +11,7 @@ import (
 	"runtime"
 	"slices"
 	"strconv"
+	"testing"
 	"time"
 )
 
@@ -30,6 +31,13 @@ func MS(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
 
 // PercentileMS is Percentile in milliseconds, for b.ReportMetric.
 func PercentileMS(ds []time.Duration, p float64) float64 { return MS(Percentile(ds, p)) }
+
+// ReportP50P95 reports the median and the 95th percentile of ds as
+// NAME-p50-ms and NAME-p95-ms, the pair most of the benchmarks report.
+func ReportP50P95(b *testing.B, name string, ds []time.Duration) {
+	b.ReportMetric(PercentileMS(ds, .5), name+"-p50-ms")
+	b.ReportMetric(PercentileMS(ds, .95), name+"-p95-ms")
+}
 
 // RSSBytes is this process's resident memory, from /proc (0 where there
 // is none).

@@ -79,8 +79,7 @@ func BenchmarkRunStartToFirstByte(b *testing.B) {
 			resp.Body.Close()
 			base = append(base, time.Since(start))
 		}
-		b.ReportMetric(measure.PercentileMS(lat, .5), "start-first-byte-p50-ms")
-		b.ReportMetric(measure.PercentileMS(lat, .95), "start-first-byte-p95-ms")
+		measure.ReportP50P95(b, "start-first-byte", lat)
 		b.ReportMetric(measure.PercentileMS(warm, .5), "warm-p50-ms")
 		b.ReportMetric(measure.PercentileMS(base, .5), "direct-p50-ms")
 		b.ReportMetric(float64(measure.Percentile(lat, .5))/float64(measure.Percentile(base, .5)), "p50-ratio-to-direct")
@@ -124,8 +123,7 @@ func BenchmarkConcurrentRuns(b *testing.B) {
 		heapAfter := measure.HeapBytes()
 		b.ReportMetric(float64(after-before)/float64(count)/(1<<20), "MB-RSS-per-run")
 		b.ReportMetric(float64(heapAfter-heapBefore)/float64(count)/(1<<20), "MB-heap-per-run")
-		b.ReportMetric(measure.PercentileMS(lat, .5), "start-p50-ms")
-		b.ReportMetric(measure.PercentileMS(lat, .95), "start-p95-ms")
+		measure.ReportP50P95(b, "start", lat)
 		b.ReportMetric(float64(count), "runs")
 		for _, info := range infos {
 			f.m.End(ctx, f.org, info.ID, "bench")

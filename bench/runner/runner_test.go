@@ -64,10 +64,8 @@ func BenchmarkStartToFirstByte(b *testing.B) {
 				cancel()
 			}
 		}
-		b.ReportMetric(measure.PercentileMS(times[false], 0.5), "runner-p50-ms")
-		b.ReportMetric(measure.PercentileMS(times[false], 0.95), "runner-p95-ms")
-		b.ReportMetric(measure.PercentileMS(times[true], 0.5), "server-p50-ms")
-		b.ReportMetric(measure.PercentileMS(times[true], 0.95), "server-p95-ms")
+		measure.ReportP50P95(b, "runner", times[false])
+		measure.ReportP50P95(b, "server", times[true])
 		b.ReportMetric(measure.PercentileMS(times[false], 0.5)/measure.PercentileMS(times[true], 0.5), "runner/server-p50")
 	}
 }

@@ -63,8 +63,7 @@ func BenchmarkJoinToFirstByte(b *testing.B) {
 			}
 			baseline = append(baseline, time.Since(start))
 		}
-		b.ReportMetric(measure.PercentileMS(viaTailnet, .5), "join-first-byte-p50-ms")
-		b.ReportMetric(measure.PercentileMS(viaTailnet, .95), "join-first-byte-p95-ms")
+		measure.ReportP50P95(b, "join-first-byte", viaTailnet)
 		b.ReportMetric(measure.PercentileMS(baseline, .5), "direct-first-byte-p50-ms")
 		b.ReportMetric(float64(measure.Percentile(viaTailnet, .5))/float64(measure.Percentile(baseline, .5)), "p50-ratio-to-direct")
 	}
@@ -102,8 +101,7 @@ func BenchmarkIdleNodeMemory(b *testing.B) {
 		b.ReportMetric(float64(heapAfter-heapBefore)/float64(count)/(1<<20), "MB-heap-per-idle-node")
 		b.ReportMetric(float64(after-before)/float64(count)/(1<<20), "MB-RSS-per-idle-node")
 		b.ReportMetric(float64(after)/(1<<20), "MB-RSS-total")
-		b.ReportMetric(measure.PercentileMS(joinTimes, .5), "join-p50-ms")
-		b.ReportMetric(measure.PercentileMS(joinTimes, .95), "join-p95-ms")
+		measure.ReportP50P95(b, "join", joinTimes)
 		b.ReportMetric(float64(count), "nodes")
 		for _, n := range nodes {
 			n.Close()
