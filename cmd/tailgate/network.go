@@ -70,18 +70,13 @@ func runNetwork(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		}
 		return out.print(raw, func(w io.Writer) { printAllowlist(w, l) })
 	}
-	all := allowlist.ChangePage{Changes: []allowlist.Change{}, Cursor: *changes}
-	for pages := 0; ; pages++ {
+	all, err := allowlist.ReadFeed(*changes, 1000, func(since string) (allowlist.ChangePage, error) {
 		var p allowlist.ChangePage
-		if _, err := c.do(ctx, "GET", "/v1/network/allowlist/changes?since="+url.QueryEscape(all.Cursor)+"&limit="+strconv.Itoa(allowlist.MaxPageSize), nil, &p); err != nil {
-			return err
-		}
-		all.Changes = append(all.Changes, p.Changes...)
-		all.Cursor = p.Cursor
-		if !p.More || pages >= 1000 {
-			all.More = p.More
-			break
-		}
+		_, err := c.do(ctx, "GET", "/v1/network/allowlist/changes?since="+url.QueryEscape(since)+"&limit="+strconv.Itoa(allowlist.MaxPageSize), nil, &p)
+		return p, err
+	})
+	if err != nil {
+		return err
 	}
 	raw, err := json.MarshalIndent(all, "", "  ")
 	if err != nil {

@@ -377,6 +377,26 @@ func (s *Service) Changes(ctx context.Context, since string, limit int) (ChangeP
 	return s.page(ctx, after, limit)
 }
 
+// ReadFeed reads the feed from since to its end, following the cursors
+// one page at a time through page (a Service's Changes, or a GET of
+// /v1/network/allowlist/changes), for at most maxPages pages: a feed
+// still not at its end then is answered with More set.
+func ReadFeed(since string, maxPages int, page func(since string) (ChangePage, error)) (ChangePage, error) {
+	all := ChangePage{Changes: []Change{}, Cursor: since}
+	for range maxPages {
+		p, err := page(all.Cursor)
+		if err != nil {
+			return all, err
+		}
+		all.Changes = append(all.Changes, p.Changes...)
+		all.Cursor, all.More = p.Cursor, p.More
+		if !p.More {
+			break
+		}
+	}
+	return all, nil
+}
+
 func (s *Service) page(ctx context.Context, after int64, limit int) (ChangePage, error) {
 	rows, err := s.Store.EgressChanges(ctx, after, limit+1)
 	if err != nil {

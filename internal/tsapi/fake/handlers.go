@@ -500,26 +500,28 @@ func (s *Server) setRoutes(w http.ResponseWriter, r *http.Request, c caller) {
 		routes = append(routes, p.String())
 	}
 	if err := s.tailnet.SetEnabledRoutes(id, routes); err != nil {
-		if errors.Is(err, ErrNotFound) {
-			writeError(w, http.StatusNotFound, "device not found")
-			return
-		}
-		writeError(w, http.StatusInternalServerError, "setting routes failed")
-		s.logf("fake tsapi: set routes of %s: %v", id, err)
+		s.writeDeviceChangeError(w, id, "setting routes", err)
 		return
 	}
 	s.writeRoutes(w, id)
 }
 
+// writeDeviceChangeError answers a change to device id (doing, say
+// "setting routes") that the tailnet refused: 404 for a device it does not
+// have, else a 500 whose cause is logged, not answered.
+func (s *Server) writeDeviceChangeError(w http.ResponseWriter, id, doing string, err error) {
+	if errors.Is(err, ErrNotFound) {
+		writeError(w, http.StatusNotFound, "device not found")
+		return
+	}
+	writeError(w, http.StatusInternalServerError, doing+" failed")
+	s.logf("fake tsapi: %s of device %s: %v", doing, id, err)
+}
+
 func (s *Server) deleteDevice(w http.ResponseWriter, r *http.Request, c caller) {
 	id := r.PathValue("id")
 	if err := s.tailnet.DeleteDevice(id); err != nil {
-		if errors.Is(err, ErrNotFound) {
-			writeError(w, http.StatusNotFound, "device not found")
-			return
-		}
-		writeError(w, http.StatusInternalServerError, "deleting device failed")
-		s.logf("fake tsapi: delete device %s: %v", id, err)
+		s.writeDeviceChangeError(w, id, "deleting device", err)
 		return
 	}
 	w.WriteHeader(http.StatusOK)
