@@ -21,7 +21,6 @@ import (
 	"net/netip"
 	"os"
 	"os/exec"
-	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -183,15 +182,8 @@ func BenchmarkJailFirstByte(b *testing.B) {
 				times[jailed] = append(times[jailed], time.Since(start))
 			}
 		}
-		p := func(ds []time.Duration, q float64) float64 {
-			s := slices.Clone(ds)
-			slices.Sort(s)
-			return float64(s[int(float64(len(s)-1)*q)].Microseconds()) / 1000
-		}
-		b.ReportMetric(p(times[false], 0.5), "outside-p50-ms")
-		b.ReportMetric(p(times[false], 0.95), "outside-p95-ms")
-		b.ReportMetric(p(times[true], 0.5), "jail-p50-ms")
-		b.ReportMetric(p(times[true], 0.95), "jail-p95-ms")
-		b.ReportMetric(p(times[true], 0.5)/p(times[false], 0.5), "jail/outside-p50")
+		measure.ReportP50P95(b, "outside", times[false])
+		measure.ReportP50P95(b, "jail", times[true])
+		b.ReportMetric(measure.PercentileMS(times[true], 0.5)/measure.PercentileMS(times[false], 0.5), "jail/outside-p50")
 	}
 }
