@@ -3,6 +3,7 @@ package gateway
 import (
 	"log/slog"
 	"net/http"
+	"strings"
 
 	"github.com/tailgate-dev/tailgate/internal/gateway/cel"
 	"github.com/tailgate-dev/tailgate/internal/gateway/config"
@@ -62,7 +63,14 @@ func logVars(r *http.Request, ri *requestInfo, w *statusWriter) cel.Vars {
 	if ri.backend == "" {
 		backendType = "none"
 	}
-	vars["backend"] = map[string]any{"name": ri.backend, "type": backendType}
+	protocol := "http"
+	switch {
+	case strings.HasPrefix(ri.backend, "mcp:"):
+		protocol = "mcp"
+	case ri.a2a != nil && (ri.a2a.card || ri.a2a.method != ""):
+		protocol = "a2a"
+	}
+	vars["backend"] = map[string]any{"name": ri.backend, "type": backendType, "protocol": protocol}
 	return vars
 }
 

@@ -56,10 +56,11 @@ func newTransport() *http.Transport {
 func (c *compiler) hostBackend(host string, pol *httppolicy.Set) (Backend, error) {
 	var tlsCfg *tls.Config
 	var retry *httppolicy.RetrySpec
+	a2a := false
 	if pol != nil {
-		tlsCfg, retry = pol.BackendTLS, pol.Retry
+		tlsCfg, retry, a2a = pol.BackendTLS, pol.Retry, pol.A2A
 	}
-	cacheKey := fmt.Sprintf("%s|%p|%p", host, tlsCfg, retry)
+	cacheKey := fmt.Sprintf("%s|%p|%p|%t", host, tlsCfg, retry, a2a)
 	if b, ok := c.backends[cacheKey]; ok {
 		return b, nil
 	}
@@ -132,6 +133,11 @@ func (c *compiler) hostBackend(host string, pol *httppolicy.Set) (Backend, error
 			}
 			http.Error(w, http.StatusText(status), status)
 		},
+	}
+	if a2a {
+		ab := newA2ABackend(b)
+		c.backends[cacheKey] = ab
+		return ab, nil
 	}
 	c.backends[cacheKey] = b
 	return b, nil

@@ -107,6 +107,8 @@ type routeTable struct {
 	backendTimeout time.Duration
 	// paths is the route's opt-out from path refusals (requestpath.go).
 	paths pathnorm.Options
+	// a2a marks Agent2Agent traffic (policies.a2a, a2a.go).
+	a2a bool
 }
 
 type weightedBackend struct {
@@ -410,6 +412,7 @@ func (c *compiler) route(r config.Route, path, listener string, ri int) *routeTa
 	if p := r.Policies; p != nil {
 		rt.policies = httppolicy.Compile(p, path+".policies", c)
 		rt.requestTimeout, rt.backendTimeout = rt.policies.RequestTimeout, rt.policies.BackendTimeout
+		rt.a2a = rt.policies.A2A
 	}
 	for bi, b := range r.Backends {
 		bp := fmt.Sprintf("%s.backends[%d]", path, bi)

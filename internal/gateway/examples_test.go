@@ -35,7 +35,7 @@ func TestAgentgatewayExamplesLoad(t *testing.T) {
 		"mcp-telemetry/logging/otel.yaml":                    "accessLog.otlp: not supported by tailgate yet",
 		"traffic-ratelimiting-local/config.yaml":             "",
 		"traffic-ratelimiting-global/config.yaml":            "remoteRateLimit: not supported by tailgate yet",
-		"traffic-a2a/config.yaml":                            "a2a: not supported by tailgate yet",
+		"traffic-a2a/config.yaml":                            "",
 		"traffic-oidc/config.yaml":                           "",
 		"traffic-oauth2-proxy/config.yaml":                   "extAuthz.protocol.http.redirect: not supported by tailgate yet",
 		"traffic-cross-app-access/keycloak/gateway.yaml":     "backendAuth.crossAppAccess: not supported by tailgate yet",

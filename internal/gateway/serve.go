@@ -81,6 +81,8 @@ type requestInfo struct {
 	// request is not traced.
 	pathMatch string
 	trace     *requestTrace
+	// a2a is set on A2A routes (a2a.go).
+	a2a *a2aCall
 }
 
 func infoFrom(ctx context.Context) *requestInfo {
@@ -418,6 +420,9 @@ func (g *Gateway) handler(bs *bindServer) http.Handler {
 			return
 		}
 		ri.route = rt.key
+		if rt.a2a {
+			ri.a2a = &a2aCall{publicPath: r.URL.EscapedPath()}
+		}
 		timeout := rt.requestTimeout
 		if timeout > 0 {
 			ctx, cancel := context.WithTimeout(r.Context(), timeout)
@@ -646,6 +651,7 @@ func (g *Gateway) finish(bind string, r *http.Request, w *statusWriter, ri *requ
 	if ri.upstreamErr != nil {
 		attrs = append(attrs, slog.String("error", ri.upstreamErr.Error()))
 	}
+	attrs = ri.a2a.logAttrs(attrs)
 	ri.trace.end(r, ri, w, bind, dur)
 	attrs, ok := g.snap.Load().accessLog.shape(attrs, func() cel.Vars { return logVars(r, ri, w) })
 	if !ok {

@@ -116,7 +116,7 @@ var (
 	}
 	responseFields = map[string]bool{"code": true, "headers": true, "body": true}
 	mcpFields      = map[string]bool{"method": true, "tool": true, "prompt": true, "resource": true}
-	backendFields  = map[string]bool{"name": true, "type": true}
+	backendFields  = map[string]bool{"name": true, "type": true, "protocol": true}
 )
 
 func phaseVariables(p Phase) []string {

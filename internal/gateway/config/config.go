@@ -333,9 +333,12 @@ type RoutePolicies struct {
 	// caller may see and use (rules over mcp.*, jwt.*, source.*); it
 	// applies to the route's MCP backends.
 	MCPAuthorization *RuleSet `yaml:"mcpAuthorization"`
+	// A2A marks the route's traffic as Agent2Agent: agent cards are
+	// rewritten to point back through the gateway, calls are logged with
+	// their JSON-RPC method.
+	A2A *A2A `yaml:"a2a"`
 
 	MCPGuardrails   Unsupported `yaml:"mcpGuardrails"`
-	A2A             Unsupported `yaml:"a2a"`
 	AI              Unsupported `yaml:"ai"`
 	BackendTunnel   Unsupported `yaml:"backendTunnel"`
 	RemoteRateLimit Unsupported `yaml:"remoteRateLimit"`

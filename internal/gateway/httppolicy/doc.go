@@ -19,12 +19,12 @@
 //	→ directResponse, requestRedirect → request headers, urlRewrite, backendAuth
 //	→ response headers → requestMirror, delay
 //
-// A listener's Set runs before its route's. timeout, retry and backendTLS
-// are modules too, but they configure the route (Set.RequestTimeout,
-// Set.BackendTimeout, Set.Retry, Set.BackendTLS) instead of running in
-// the chain. traffic.go, backend.go and mcpauthn.go follow agentgateway's
-// semantics (crates/agentgateway/src/http/filters.rs, delay.rs,
-// mcp/auth.rs).
+// A listener's Set runs before its route's. timeout, retry, backendTLS
+// and a2a are modules too, but they configure the route
+// (Set.RequestTimeout, Set.BackendTimeout, Set.Retry, Set.BackendTLS,
+// Set.A2A) instead of running in the chain. traffic.go, backend.go and
+// mcpauthn.go follow agentgateway's semantics
+// (crates/agentgateway/src/http/filters.rs, delay.rs, mcp/auth.rs).
 //
 // The policies themselves:
 //

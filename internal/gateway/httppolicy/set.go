@@ -31,6 +31,7 @@ var modules = []Module{
 	backendAuth,
 	mcpAuthentication,
 	oidc,
+	a2a,
 }
 
 // inPhaseOrder is modules sorted by Phase, once.
@@ -177,6 +178,8 @@ type Set struct {
 	// BackendTLS is the TLS the route's host backends are reached with
 	// (backendTLS); nil for the backend URL's own scheme.
 	BackendTLS *tls.Config
+	// A2A marks the route's traffic as Agent2Agent (a2a).
+	A2A bool
 }
 
 // Compile compiles a policies block; path is its YAML path. A listener's
