@@ -431,6 +431,9 @@ func (c *compiler) route(r config.Route, path, listener string, ri int) *routeTa
 		} else {
 			be, err = c.hostBackend(b.Host, rt.policies)
 		}
+		if errors.Is(err, errReported) {
+			continue
+		}
 		if err != nil {
 			c.Fail(b.Pos, bp+".host", err)
 			continue
@@ -487,6 +490,7 @@ func (c *compiler) mcpBackend(m *config.MCPBackend, pol *config.RoutePolicies, p
 		}
 		opts.Authorization = c.Rules(cel.MCP, pol.MCPAuthorization, pp+".policies.mcpAuthorization")
 	}
+	reported := len(c.errs)
 	for i, t := range m.Targets {
 		tp := fmt.Sprintf("%s.targets[%d]", path, i)
 		mt := mcp.Target{Name: t.Name}
@@ -508,8 +512,15 @@ func (c *compiler) mcpBackend(m *config.MCPBackend, pol *config.RoutePolicies, p
 				continue
 			}
 			mt.SSE = u
+		case t.OpenAPI != nil:
+			if mt.OpenAPI = c.openAPITarget(t.Name, t.OpenAPI, tp+".openapi"); mt.OpenAPI == nil {
+				continue
+			}
 		}
 		opts.Targets = append(opts.Targets, mt)
+	}
+	if len(c.errs) > reported {
+		return nil, errReported // a target's problem is the one to fix
 	}
 	b, err := mcp.New(opts)
 	if err != nil {
@@ -518,6 +529,10 @@ func (c *compiler) mcpBackend(m *config.MCPBackend, pol *config.RoutePolicies, p
 	c.mcp = append(c.mcp, b)
 	return b, nil
 }
+
+// errReported is returned by a builder that has already reported its
+// problems to the compiler.
+var errReported = errors.New("reported")
 
 // remoteURL turns an mcp/sse target's host (a URL or host:port) and
 // optional port and path into a URL; a bare host:port gets defPath.

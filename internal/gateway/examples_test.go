@@ -30,7 +30,7 @@ func TestAgentgatewayExamplesLoad(t *testing.T) {
 		"traffic-http/config.yaml":                           "",
 		"traffic-jwt-sign/config.yaml":                       "",
 		"traffic-tailscale-auth/config.yaml":                 "",
-		"mcp-openapi/config.yaml":                            "openapi: not supported by tailgate yet",
+		"mcp-openapi/config.yaml":                            "",
 		"mcp-telemetry/config.yaml":                          "",
 		"mcp-telemetry/logging/otel.yaml":                    "accessLog.otlp: not supported by tailgate yet",
 		"traffic-ratelimiting-local/config.yaml":             "",

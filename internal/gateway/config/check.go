@@ -306,13 +306,16 @@ func (d *decoder) checkMCP(m *MCPBackend, path string) {
 			d.failAt(t.Pos, tp+".name", "target names may not contain spaces or slashes, got %q", t.Name)
 		}
 		n := 0
-		for _, set := range []bool{t.Stdio != nil, t.MCP != nil, t.SSE != nil} {
+		for _, set := range []bool{t.Stdio != nil, t.MCP != nil, t.SSE != nil, t.OpenAPI != nil} {
 			if set {
 				n++
 			}
 		}
 		if n != 1 && !d.hasErrorUnder(tp) {
-			d.failAt(t.Pos, tp, "set exactly one of stdio, mcp or sse")
+			d.failAt(t.Pos, tp, "set exactly one of stdio, mcp, sse or openapi")
+		}
+		if t.OpenAPI != nil {
+			d.checkOpenAPI(t.OpenAPI, tp+".openapi")
 		}
 		for kind, r := range map[string]*MCPRemote{"mcp": t.MCP, "sse": t.SSE} {
 			if r != nil && r.Host == "" && !d.hasErrorUnder(tp+"."+kind) {

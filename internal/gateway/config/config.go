@@ -688,15 +688,15 @@ type MCPBackend struct {
 }
 
 // MCPTarget is one MCP server: exactly one of stdio, mcp (streamable
-// HTTP) or sse.
+// HTTP), sse or openapi (an HTTP API whose operations become tools).
 type MCPTarget struct {
-	Pos   Pos        `yaml:"-"`
-	Name  string     `yaml:"name,required"`
-	Stdio *MCPStdio  `yaml:"stdio"`
-	MCP   *MCPRemote `yaml:"mcp"`
-	SSE   *MCPRemote `yaml:"sse"`
+	Pos     Pos         `yaml:"-"`
+	Name    string      `yaml:"name,required"`
+	Stdio   *MCPStdio   `yaml:"stdio"`
+	MCP     *MCPRemote  `yaml:"mcp"`
+	SSE     *MCPRemote  `yaml:"sse"`
+	OpenAPI *MCPOpenAPI `yaml:"openapi"`
 
-	OpenAPI  Unsupported `yaml:"openapi"`
 	Policies Unsupported `yaml:"policies"`
 }
 

@@ -140,12 +140,12 @@ binds:
           targets:
           - name: everything
             stdio: {cmd: npx}
-            openapi: {}
+            policies: {}
       policies:
         mcpGuardrails: {}
 `)
 	for _, want := range []string{
-		"bad.yaml:11:13: binds[0].listeners[0].routes[0].backends[0].mcp.targets[0].openapi: not supported by tailgate yet",
+		"bad.yaml:11:13: binds[0].listeners[0].routes[0].backends[0].mcp.targets[0].policies: not supported by tailgate yet",
 		"bad.yaml:13:9: binds[0].listeners[0].routes[0].policies.mcpGuardrails: not supported by tailgate yet",
 	} {
 		if !strings.Contains(msg, want) {

@@ -166,10 +166,13 @@ func New(opts Options) (*Backend, error) {
 // perSession reports whether each MCP session gets its own connection to
 // t. Remote targets do (so what a target sends a session reaches that
 // session only), unless the backend is stateless; stdio targets do with
-// reuse: false.
+// reuse: false; openapi targets never do.
 func (b *Backend) perSession(t Target) bool {
-	if t.Stdio != nil {
+	switch {
+	case t.Stdio != nil:
 		return t.Stdio.PerSession
+	case t.OpenAPI != nil:
+		return false // stateless HTTP calls: one connection serves all
 	}
 	return !b.opts.Stateless
 }

@@ -9,7 +9,9 @@
 //	         │ prompts/* and resources/* itself
 //	         ├──▶ Target "everything": stdio child process (supervised)
 //	         ├──▶ Target "remote":     streamable HTTP upstream
-//	         └──▶ Target "legacy":     SSE upstream
+//	         ├──▶ Target "legacy":     SSE upstream
+//	         └──▶ Target "petstore":   OpenAPI operations as tools, an MCP
+//	                                   server in this process (mcp/openapi)
 //
 // The official MCP Go SDK does the protocol on both sides: sessions
 // (Mcp-Session-Id), JSON-RPC framing, size limits and error answers for

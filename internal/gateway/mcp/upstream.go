@@ -16,8 +16,8 @@ import (
 	sdk "github.com/modelcontextprotocol/go-sdk/mcp"
 )
 
-// Target is one MCP server behind a Backend. Exactly one of Stdio, HTTP
-// or SSE is set.
+// Target is one MCP server behind a Backend. Exactly one of Stdio, HTTP,
+// SSE or OpenAPI is set.
 type Target struct {
 	Name  string
 	Stdio *Stdio
@@ -25,6 +25,10 @@ type Target struct {
 	HTTP string
 	// SSE is a legacy SSE endpoint URL, e.g. http://127.0.0.1:9000/sse.
 	SSE string
+	// OpenAPI is an MCP server in the gateway's own process whose tools
+	// call an HTTP API (package mcp/openapi); it is reached over an
+	// in-memory connection.
+	OpenAPI *sdk.Server
 }
 
 // Stdio is a local MCP server process.
@@ -46,6 +50,8 @@ func (t Target) kind() string {
 		return "stdio"
 	case t.HTTP != "":
 		return "mcp"
+	case t.OpenAPI != nil:
+		return "openapi"
 	}
 	return "sse"
 }
@@ -306,6 +312,14 @@ func (u *upstream) connect() (*sdk.ClientSession, *exec.Cmd, error) {
 		// request (list changes, resource updates); a shared connection
 		// has no one session to give it to but listens all the same.
 		tr = &sdk.StreamableClientTransport{Endpoint: u.t.HTTP, HTTPClient: u.b.httpClient}
+	case u.t.OpenAPI != nil:
+		// The server side ends when the client side is closed.
+		client, server := sdk.NewInMemoryTransports()
+		if _, err := u.t.OpenAPI.Connect(ctx, server, nil); err != nil {
+			cancel()
+			return nil, nil, err
+		}
+		tr = client
 	default:
 		tr = &sdk.SSEClientTransport{Endpoint: u.t.SSE, HTTPClient: u.b.httpClient}
 	}
