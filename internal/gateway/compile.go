@@ -51,6 +51,9 @@ type snapshot struct {
 	// tracing exports request spans (config.tracing,
 	// frontendPolicies.tracing); nil traces nothing.
 	tracing *tracingSpec
+	// accessLogOTLP exports access-log records over OTLP
+	// (frontendPolicies.accessLog.otlp); nil exports nothing.
+	accessLogOTLP *otlpLogSpec
 	// mcp are the snapshot's MCP backends: they own stdio processes, so
 	// a snapshot that is replaced or never served is closed.
 	mcp []*mcp.Backend
@@ -65,6 +68,7 @@ func (s *snapshot) close() {
 		b.Close()
 	}
 	s.tracing.close()
+	s.accessLogOTLP.close()
 }
 
 type bindTable struct {
@@ -230,6 +234,9 @@ func compile(name string, data []byte, f *config.File, deps compileDeps) (*snaps
 		s.http = *fp.HTTP
 	}
 	s.tracing = c.tracing(f)
+	if fp := f.FrontendPolicies; fp != nil && fp.AccessLog != nil && fp.AccessLog.OTLP != nil {
+		s.accessLogOTLP = c.accessLogOTLP(fp.AccessLog, s.accessLog, s.tracing)
+	}
 	for bi, b := range f.Binds {
 		bp := fmt.Sprintf("binds[%d]", bi)
 		bt := &bindTable{port: b.Port, tailnet: b.Tailnet}

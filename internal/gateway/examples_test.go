@@ -32,7 +32,7 @@ func TestAgentgatewayExamplesLoad(t *testing.T) {
 		"traffic-tailscale-auth/config.yaml":                 "",
 		"mcp-openapi/config.yaml":                            "",
 		"mcp-telemetry/config.yaml":                          "",
-		"mcp-telemetry/logging/otel.yaml":                    "accessLog.otlp: not supported by tailgate yet",
+		"mcp-telemetry/logging/otel.yaml":                    "",
 		"traffic-ratelimiting-local/config.yaml":             "",
 		"traffic-ratelimiting-global/config.yaml":            "remoteRateLimit: not supported by tailgate yet",
 		"traffic-a2a/config.yaml":                            "",

@@ -11,23 +11,28 @@ import (
 	"strings"
 )
 
-// otlpGRPCPath is the OTLP/gRPC trace export method.
-const otlpGRPCPath = "/opentelemetry.proto.collector.trace.v1.TraceService/Export"
+// The OTLP/gRPC export methods: spans and log records.
+const (
+	otlpGRPCPath     = "/opentelemetry.proto.collector.trace.v1.TraceService/Export"
+	otlpGRPCLogsPath = "/opentelemetry.proto.collector.logs.v1.LogsService/Export"
+)
 
-// otlpGRPC carries the OTLP/HTTP exporter's requests to a collector's
-// OTLP/gRPC port (agentgateway's default protocol, usually :4317). Both
-// protocols send the same ExportTraceServiceRequest protobuf; gRPC adds a
-// 5-byte frame and answers in trailers. Doing this with net/http's
-// unencrypted HTTP/2 keeps google.golang.org/grpc out of the binary.
+// otlpGRPC carries an OTLP/HTTP exporter's requests to a collector's
+// OTLP/gRPC port (agentgateway's default protocol, usually :4317) as
+// calls of method. Both protocols send the same Export...ServiceRequest
+// protobuf; gRPC adds a 5-byte frame and answers in trailers. Doing this
+// with net/http's unencrypted HTTP/2 keeps google.golang.org/grpc out of
+// the binary.
 type otlpGRPC struct {
-	next http.RoundTripper
+	next   http.RoundTripper
+	method string
 }
 
-func newOTLPGRPC() *otlpGRPC {
+func newOTLPGRPC(method string) *otlpGRPC {
 	t := &http.Transport{Protocols: new(http.Protocols)}
 	t.Protocols.SetUnencryptedHTTP2(true) // h2c for http:// collectors
 	t.Protocols.SetHTTP2(true)            // and HTTP/2 over TLS for https://
-	return &otlpGRPC{next: t}
+	return &otlpGRPC{next: t, method: method}
 }
 
 func (t *otlpGRPC) RoundTrip(req *http.Request) (*http.Response, error) {
@@ -39,7 +44,7 @@ func (t *otlpGRPC) RoundTrip(req *http.Request) (*http.Response, error) {
 	frame := make([]byte, 5+len(msg)) // uncompressed flag 0, big-endian length
 	binary.BigEndian.PutUint32(frame[1:5], uint32(len(msg)))
 	copy(frame[5:], msg)
-	u := url.URL{Scheme: req.URL.Scheme, Host: req.URL.Host, Path: otlpGRPCPath}
+	u := url.URL{Scheme: req.URL.Scheme, Host: req.URL.Host, Path: t.method}
 	out, err := http.NewRequestWithContext(req.Context(), http.MethodPost, u.String(), bytes.NewReader(frame))
 	if err != nil {
 		return nil, err

@@ -653,7 +653,16 @@ func (g *Gateway) finish(bind string, r *http.Request, w *statusWriter, ri *requ
 	}
 	attrs = ri.a2a.logAttrs(attrs)
 	ri.trace.end(r, ri, w, bind, dur)
-	attrs, ok := g.snap.Load().accessLog.shape(attrs, func() cel.Vars { return logVars(r, ri, w) })
+	var lv cel.Vars
+	vars := func() cel.Vars {
+		if lv == nil {
+			lv = logVars(r, ri, w)
+		}
+		return lv
+	}
+	s := g.snap.Load()
+	s.accessLogOTLP.emit(attrs, vars, ri.trace, start.Add(dur))
+	attrs, ok := s.accessLog.shape(attrs, vars)
 	if !ok {
 		return
 	}

@@ -169,7 +169,7 @@ func (t *tracingSpec) start() trace.Tracer {
 			otlptracehttp.WithHeaders(t.export.Headers),
 		}
 		if t.export.Protocol == "grpc" {
-			opts = append(opts, otlptracehttp.WithHTTPClient(&http.Client{Transport: newOTLPGRPC(), Timeout: 10 * time.Second}))
+			opts = append(opts, otlptracehttp.WithHTTPClient(&http.Client{Transport: newOTLPGRPC(otlpGRPCPath), Timeout: 10 * time.Second}))
 		}
 		// New only fails on bad options; the URL was checked at load.
 		exp, _ := otlptracehttp.New(context.Background(), opts...)

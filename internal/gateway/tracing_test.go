@@ -12,19 +12,23 @@ import (
 	"testing"
 	"time"
 
+	collogs "go.opentelemetry.io/proto/otlp/collector/logs/v1"
 	coltrace "go.opentelemetry.io/proto/otlp/collector/trace/v1"
 	commonpb "go.opentelemetry.io/proto/otlp/common/v1"
+	logspb "go.opentelemetry.io/proto/otlp/logs/v1"
 	tracepb "go.opentelemetry.io/proto/otlp/trace/v1"
 	"google.golang.org/protobuf/proto"
 )
 
 // otlpCollector is an in-test OpenTelemetry collector: it decodes OTLP
-// export requests (protobuf over HTTP at /v1/traces, or gRPC over h2c)
-// and keeps the spans with their resource attributes.
+// export requests of spans and log records (protobuf over HTTP at
+// /v1/traces and /v1/logs, or gRPC over h2c) and keeps them with their
+// resource attributes.
 type otlpCollector struct {
 	*httptest.Server
 	mu      sync.Mutex
 	spans   []*tracepb.Span
+	logs    []*logspb.LogRecord
 	res     map[string]string
 	headers http.Header
 }
@@ -34,36 +38,54 @@ func startCollector(t *testing.T, grpc bool) *otlpCollector {
 	c := &otlpCollector{res: map[string]string{}}
 	c.Server = httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		body, _ := io.ReadAll(r.Body)
+		logs := false
 		switch {
-		case grpc && r.URL.Path == otlpGRPCPath && r.ProtoMajor == 2 && r.Header.Get("Content-Type") == "application/grpc":
+		case grpc && (r.URL.Path == otlpGRPCPath || r.URL.Path == otlpGRPCLogsPath) && r.ProtoMajor == 2 && r.Header.Get("Content-Type") == "application/grpc":
 			if len(body) < 5 || int(binary.BigEndian.Uint32(body[1:5])) != len(body)-5 {
 				http.Error(w, "bad gRPC frame", http.StatusBadRequest)
 				return
 			}
-			body = body[5:]
-		case !grpc && r.URL.Path == "/v1/traces" && r.Header.Get("Content-Type") == "application/x-protobuf":
+			body, logs = body[5:], r.URL.Path == otlpGRPCLogsPath
+		case !grpc && (r.URL.Path == "/v1/traces" || r.URL.Path == "/v1/logs") && r.Header.Get("Content-Type") == "application/x-protobuf":
+			logs = r.URL.Path == "/v1/logs"
 		default:
 			t.Errorf("collector: unexpected %s %s %s (%s)", r.Proto, r.Method, r.URL.Path, r.Header.Get("Content-Type"))
 			http.Error(w, "no", http.StatusNotFound)
 			return
 		}
-		var req coltrace.ExportTraceServiceRequest
-		if err := proto.Unmarshal(body, &req); err != nil {
-			t.Errorf("collector: %v", err)
-			return
-		}
 		c.mu.Lock()
 		c.headers = r.Header.Clone()
-		for _, rs := range req.ResourceSpans {
-			for k, v := range attrMap(rs.GetResource().GetAttributes()) {
-				c.res[k] = v
+		var out []byte
+		if logs {
+			var req collogs.ExportLogsServiceRequest
+			if err := proto.Unmarshal(body, &req); err != nil {
+				t.Errorf("collector: %v", err)
 			}
-			for _, ss := range rs.ScopeSpans {
-				c.spans = append(c.spans, ss.Spans...)
+			for _, rl := range req.ResourceLogs {
+				for k, v := range attrMap(rl.GetResource().GetAttributes()) {
+					c.res[k] = v
+				}
+				for _, sl := range rl.ScopeLogs {
+					c.logs = append(c.logs, sl.LogRecords...)
+				}
 			}
+			out, _ = proto.Marshal(&collogs.ExportLogsServiceResponse{})
+		} else {
+			var req coltrace.ExportTraceServiceRequest
+			if err := proto.Unmarshal(body, &req); err != nil {
+				t.Errorf("collector: %v", err)
+			}
+			for _, rs := range req.ResourceSpans {
+				for k, v := range attrMap(rs.GetResource().GetAttributes()) {
+					c.res[k] = v
+				}
+				for _, ss := range rs.ScopeSpans {
+					c.spans = append(c.spans, ss.Spans...)
+				}
+			}
+			out, _ = proto.Marshal(&coltrace.ExportTraceServiceResponse{})
 		}
 		c.mu.Unlock()
-		out, _ := proto.Marshal(&coltrace.ExportTraceServiceResponse{})
 		if grpc {
 			w.Header().Set("Content-Type", "application/grpc")
 			w.Header().Set("Trailer", "Grpc-Status")

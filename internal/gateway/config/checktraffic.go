@@ -37,6 +37,13 @@ func (d *decoder) checkFrontend(f *File) {
 	if fp.AccessLog == nil {
 		fp.AccessLog = fp.Logging
 	}
+	if a := fp.AccessLog; a != nil && a.OTLP != nil {
+		p := "frontendPolicies.accessLog.otlp"
+		if a == fp.Logging {
+			p = "frontendPolicies.logging.otlp"
+		}
+		d.checkAccessLogOTLP(a.OTLP, p)
+	}
 	if h := fp.HTTP; h != nil {
 		d.checkDuration(h.Pos, "frontendPolicies.http.http1IdleTimeout", &h.HTTP1IdleTimeout, true)
 	}

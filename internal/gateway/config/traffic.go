@@ -50,7 +50,9 @@ type AccessLog struct {
 	Add    OrderedExprs `yaml:"add"`
 	Remove []string     `yaml:"remove"`
 
-	OTLP     Unsupported `yaml:"otlp"`
+	// OTLP also exports each request as an OpenTelemetry log record.
+	OTLP *AccessLogOTLP `yaml:"otlp"`
+
 	Database Unsupported `yaml:"database"`
 }
 
