@@ -37,7 +37,7 @@ func TestAgentgatewayExamplesLoad(t *testing.T) {
 		"traffic-ratelimiting-global/config.yaml":            "remoteRateLimit: not supported by tailgate yet",
 		"traffic-a2a/config.yaml":                            "",
 		"traffic-oidc/config.yaml":                           "",
-		"traffic-oauth2-proxy/config.yaml":                   "extAuthz.protocol.http.redirect: not supported by tailgate yet",
+		"traffic-oauth2-proxy/config.yaml":                   "",
 		"traffic-cross-app-access/keycloak/gateway.yaml":     "backendAuth.crossAppAccess: not supported by tailgate yet",
 		"traffic-cross-app-access/okta-auth0/gateway.yaml":   "backendAuth.crossAppAccess: not supported by tailgate yet",
 		"traffic-cross-app-access/xaa-dev/gateway.yaml":      "backendAuth.crossAppAccess: not supported by tailgate yet",

@@ -514,9 +514,11 @@ type ExtAuthzHTTP struct {
 	AddRequestHeaders      map[string]string `yaml:"addRequestHeaders"`
 	Metadata               map[string]string `yaml:"metadata"`
 	IncludeResponseHeaders []string          `yaml:"includeResponseHeaders"`
+	// Redirect (CEL, request phase) is where a browser is sent (302)
+	// when the service answers 401 or 403, e.g. a sign-in page.
+	Redirect string `yaml:"redirect"`
 
-	Redirect Unsupported `yaml:"redirect"`
-	Body     Unsupported `yaml:"body"`
+	Body Unsupported `yaml:"body"`
 }
 
 // ExtAuthzFailure is "deny" (default), "allow" or `{denyWithStatus: N}`.

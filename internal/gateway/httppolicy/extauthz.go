@@ -40,7 +40,10 @@ type ExtAuthz struct {
 	// DenyStatus is the status when the service is unreachable and
 	// FailOpen is false; 0 means 403.
 	DenyStatus int
-	Client     *http.Client
+	// Redirect computes where to send the client (302) instead of the
+	// service's 401 or 403 (CEL, request phase); nil passes the answer on.
+	Redirect *cel.Expression
+	Client   *http.Client
 }
 
 // ExtAuthzOutcome is the service's decision on one request.
@@ -239,6 +242,9 @@ func compileExtAuthz(e *config.ExtAuthz, path string, c Compiler) Policy {
 	if h.Path != "" {
 		out.Path = c.Expression(cel.Request, h.Pos, path+".protocol.http.path", h.Path)
 	}
+	if h.Redirect != "" {
+		out.Redirect = c.Expression(cel.Request, h.Pos, path+".protocol.http.redirect", h.Redirect)
+	}
 	if len(h.AddRequestHeaders) > 0 {
 		out.AddRequestHeaders = map[string]*cel.Expression{}
 		for k, v := range h.AddRequestHeaders {
@@ -260,6 +266,7 @@ func compileExtAuthz(e *config.ExtAuthz, path string, c Compiler) Policy {
 func (e *ExtAuthz) Run(w http.ResponseWriter, r *http.Request, x Exchange) bool {
 	out := e.Check(r.Context(), r, x.Vars())
 	if !out.Allowed {
+		out = e.redirect(out, x.Vars())
 		for k, vs := range out.Header {
 			w.Header()[k] = vs
 		}
