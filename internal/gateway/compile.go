@@ -155,6 +155,8 @@ type compiler struct {
 	warns    []string
 	backends map[string]Backend
 	mcp      []*mcp.Backend
+	// mcpSessionTTL is config.mcp.sessionTtl (0: the mcp default).
+	mcpSessionTTL time.Duration
 }
 
 type compileDeps struct {
@@ -223,6 +225,9 @@ func compile(name string, data []byte, f *config.File, deps compileDeps) (*snaps
 	s := &snapshot{file: f, source: data, hash: sha256.Sum256(data), loadedAt: time.Now(), binds: map[int]*bindTable{}}
 	if f.Config != nil && f.Config.Logging != nil {
 		s.logFormat = f.Config.Logging.Format
+	}
+	if f.Config != nil && f.Config.MCP != nil {
+		c.mcpSessionTTL = f.Config.MCP.SessionTTL.D
 	}
 	if fp := f.FrontendPolicies; fp != nil && fp.NetworkAuthorization != nil {
 		s.network = c.Rules(cel.Network, fp.NetworkAuthorization, "frontendPolicies.networkAuthorization")
@@ -490,6 +495,7 @@ func (c *compiler) mcpBackend(m *config.MCPBackend, pol *config.RoutePolicies, p
 			return p
 		},
 	}
+	opts.SessionIdleTTL = c.mcpSessionTTL
 	if pol != nil && pol.MCPAuthorization != nil {
 		pp := path
 		if i := strings.LastIndex(path, ".backends["); i >= 0 {

@@ -32,6 +32,7 @@ func (d *decoder) checkSemantics(f *File) {
 	}
 	d.checkFrontend(f)
 	d.checkTracing(f)
+	d.checkMCPSettings(f)
 	if m := f.MCP; m != nil {
 		d.addSimpleMCP(f, m)
 	}

@@ -67,13 +67,15 @@ type File struct {
 }
 
 // Settings is agentgateway's top-level `config:` block. Only the admin
-// addresses, log format and tracing are honoured; the addresses apply at
+// addresses, log format, tracing and mcp are honoured; the addresses apply at
 // start, not on reload (as in agentgateway).
 type Settings struct {
 	AdminAddr     string   `yaml:"adminAddr"`
 	StatsAddr     string   `yaml:"statsAddr"`
 	ReadinessAddr string   `yaml:"readinessAddr"`
 	Logging       *Logging `yaml:"logging"`
+	// MCP holds settings of every MCP backend (sessionTtl).
+	MCP *MCPSettings `yaml:"mcp"`
 
 	EnableIPv6                       Unsupported `yaml:"enableIpv6"`
 	DNS                              Unsupported `yaml:"dns"`
@@ -97,7 +99,6 @@ type Settings struct {
 	StandardAttributes               Unsupported `yaml:"standardAttributes"`
 	Histograms                       Unsupported `yaml:"histograms"`
 	Session                          Unsupported `yaml:"session"`
-	MCP                              Unsupported `yaml:"mcp"`
 	SensitiveHeaders                 Unsupported `yaml:"sensitiveHeaders"`
 	CustomFunctions                  Unsupported `yaml:"customFunctions"`
 	ConnectionTerminationDeadline    Unsupported `yaml:"connectionTerminationDeadline"`

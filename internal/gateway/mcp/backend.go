@@ -13,6 +13,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/modelcontextprotocol/go-sdk/jsonrpc"
 	sdk "github.com/modelcontextprotocol/go-sdk/mcp"
@@ -64,12 +65,19 @@ type Options struct {
 	HTTPClient *http.Client
 	// MaxMessageBytes bounds one request body; default 4 MiB.
 	MaxMessageBytes int64
+	// SessionIdleTTL closes a client session that has had no request for
+	// this long (config.mcp.sessionTtl); default DefaultSessionIdleTTL.
+	SessionIdleTTL time.Duration
 	// Sessions keeps client sessions across config reloads: a Backend
 	// built with the same Sessions and Name as a running one takes over
 	// its sessions (and its SSE event store) when the running one is
 	// closed. nil: sessions end with the Backend.
 	Sessions *SessionStore
 }
+
+// DefaultSessionIdleTTL is agentgateway's: an MCP session idle for 30
+// minutes is closed, and with it its per-session target connections.
+const DefaultSessionIdleTTL = 30 * time.Minute
 
 // Backend serves one MCP endpoint federating its targets. It implements
 // the gateway's Backend interface (Name and http.Handler).
@@ -137,6 +145,9 @@ func New(opts Options) (*Backend, error) {
 	}
 	if opts.MaxMessageBytes == 0 {
 		opts.MaxMessageBytes = 4 << 20
+	}
+	if opts.SessionIdleTTL == 0 {
+		opts.SessionIdleTTL = DefaultSessionIdleTTL
 	}
 	seen := map[string]bool{}
 	for _, t := range opts.Targets {

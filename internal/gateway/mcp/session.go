@@ -10,6 +10,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	sdk "github.com/modelcontextprotocol/go-sdk/mcp"
 )
@@ -39,6 +40,9 @@ type frontend struct {
 	store     *SessionStore
 	stateless bool
 	maxBytes  int64
+	// idleTTL closes idle sessions; a reload that changes it starts a
+	// new frontend (the SDK handler takes it at construction).
+	idleTTL time.Duration
 
 	server     *sdk.Server
 	streamable http.Handler
@@ -80,7 +84,7 @@ func (s *SessionStore) attach(b *Backend) *frontend {
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if f := s.fronts[b.name]; f != nil && f.stateless == b.opts.Stateless && f.maxBytes == b.opts.MaxMessageBytes {
+	if f := s.fronts[b.name]; f != nil && f.stateless == b.opts.Stateless && f.maxBytes == b.opts.MaxMessageBytes && f.idleTTL == b.opts.SessionIdleTTL {
 		f.mu.Lock()
 		f.next = b
 		f.mu.Unlock()
@@ -92,7 +96,7 @@ func (s *SessionStore) attach(b *Backend) *frontend {
 }
 
 func newFrontend(b *Backend, store *SessionStore) *frontend {
-	f := &frontend{name: b.name, store: store, stateless: b.opts.Stateless, maxBytes: b.opts.MaxMessageBytes,
+	f := &frontend{name: b.name, store: store, stateless: b.opts.Stateless, maxBytes: b.opts.MaxMessageBytes, idleTTL: b.opts.SessionIdleTTL,
 		clients: map[*sdk.ServerSession]*clientSession{}}
 	f.current.Store(b)
 	f.server = sdk.NewServer(&sdk.Implementation{Name: "tailgate-gateway", Title: "tailgate MCP gateway", Version: "1"}, &sdk.ServerOptions{
@@ -114,6 +118,7 @@ func newFrontend(b *Backend, store *SessionStore) *frontend {
 	f.streamable = sdk.NewStreamableHTTPHandler(getServer, &sdk.StreamableHTTPOptions{
 		Stateless:           b.opts.Stateless,
 		MaxRequestBodyBytes: b.opts.MaxMessageBytes,
+		SessionTimeout:      b.opts.SessionIdleTTL,
 		// Streams resume after a dropped connection (Last-Event-ID).
 		EventStore: sdk.NewMemoryEventStore(nil),
 		// checkRebinding does this for both transports, Origin included.
