@@ -32,6 +32,9 @@ type testOIDCProvider struct {
 	secret   string
 	// lifetime is the ID tokens' exp, from now.
 	lifetime time.Duration
+	// noDiscovery makes the issuer's discovery URL fail (set before the
+	// first request), for configs that must not use it.
+	noDiscovery bool
 
 	mu        sync.Mutex
 	codes     map[string]url.Values // code → the authorize request
@@ -47,6 +50,10 @@ func newTestOIDCProvider(t *testing.T) *testOIDCProvider {
 	p := &testOIDCProvider{key: key, clientID: "gw-browser", secret: "s3cret:x", lifetime: time.Hour, codes: map[string]url.Values{}}
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /.well-known/openid-configuration", func(w http.ResponseWriter, r *http.Request) {
+		if p.noDiscovery {
+			http.Error(w, "discovery is off", http.StatusInternalServerError)
+			return
+		}
 		json.NewEncoder(w).Encode(map[string]any{
 			"issuer":                                p.URL,
 			"authorization_endpoint":                p.URL + "/authorize",

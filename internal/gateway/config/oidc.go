@@ -12,8 +12,8 @@ import (
 // keeps the browser's session in a cookie.
 //
 // The provider is found by discovery (issuer's
-// /.well-known/openid-configuration) unless authorizationEndpoint,
-// tokenEndpoint and jwks are all set.
+// /.well-known/openid-configuration, or the document `discovery` names)
+// unless authorizationEndpoint, tokenEndpoint and jwks are all set.
 type OIDC struct {
 	Pos    Pos    `yaml:"-"`
 	Issuer string `yaml:"issuer,required"`
@@ -33,8 +33,9 @@ type OIDC struct {
 	RedirectURI string `yaml:"redirectURI,required"`
 	// Scopes are requested besides openid, which is always first.
 	Scopes []string `yaml:"scopes"`
-
-	Discovery Unsupported `yaml:"discovery"`
+	// Discovery replaces the issuer's discovery URL: the OpenID
+	// configuration inline (a JSON string), {file: path} or {url: ...}.
+	Discovery *JWKSSource `yaml:"discovery"`
 }
 
 // checkOIDC applies agentgateway's load-time rules (redirect.rs,
@@ -54,6 +55,8 @@ func (d *decoder) checkOIDC(o *OIDC, path string) {
 	switch {
 	case explicit != 0 && explicit != 3:
 		d.failAt(o.Pos, path, "authorizationEndpoint, tokenEndpoint and jwks must either all be set or all be omitted")
+	case o.Discovery != nil && explicit == 3:
+		d.failAt(o.Discovery.Pos, path+".discovery", "must be omitted when authorizationEndpoint, tokenEndpoint and jwks are set")
 	case o.TokenEndpointAuth != "" && explicit != 3:
 		d.failAt(o.Pos, path+".tokenEndpointAuth", "must be omitted unless authorizationEndpoint, tokenEndpoint and jwks are set (discovery decides it)")
 	}
@@ -68,6 +71,11 @@ func (d *decoder) checkOIDC(o *OIDC, path string) {
 	case "", "clientSecretBasic", "clientSecretPost":
 	default:
 		d.failAt(o.Pos, path+".tokenEndpointAuth", "expected clientSecretBasic or clientSecretPost, got %q", o.TokenEndpointAuth)
+	}
+	if o.Discovery != nil && o.Discovery.URL != "" {
+		if msg := httpURLProblem(o.Discovery.URL); msg != "" {
+			d.failAt(o.Discovery.Pos, path+".discovery.url", "%s", msg)
+		}
 	}
 	if o.RedirectURI != "" {
 		if msg := redirectURIProblem(o.RedirectURI); msg != "" {

@@ -112,6 +112,9 @@ type oidcLogin struct {
 	aead         cipher.AEAD
 	client       *http.Client
 	jwksRefetch  time.Duration
+	// discoveryURL is where the OpenID configuration is fetched: the
+	// issuer's, or discovery.url.
+	discoveryURL string
 
 	mu       sync.Mutex
 	provider *oidcProvider // nil until discovered
@@ -143,6 +146,12 @@ func compileOIDC(o *config.OIDC, path string, c Compiler) Policy {
 		scopes:      strings.Join(oidcScopes(o.Scopes), " "),
 		sessionName: oidcCookiePrefix + "s_" + id, txPrefix: oidcCookiePrefix + "t_" + id,
 		aead: aead, client: c.HTTPClient(), jwksRefetch: c.JWKSRefetchInterval(),
+		discoveryURL: strings.TrimSuffix(o.Issuer, "/") + "/.well-known/openid-configuration",
+	}
+	if d := o.Discovery; d != nil {
+		if !l.discoveryOverride(d, path+".discovery", c) {
+			return nil
+		}
 	}
 	if o.JWKS != nil {
 		ks, err := compileJWKS(o.JWKS, c)
@@ -420,7 +429,7 @@ func (l *oidcLogin) discover(ctx context.Context) (*oidcProvider, error) {
 }
 
 func (l *oidcLogin) fetchDiscovery(ctx context.Context) (*oidcProvider, error) {
-	u := strings.TrimSuffix(l.issuer, "/") + "/.well-known/openid-configuration"
+	u := l.discoveryURL
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
@@ -435,6 +444,11 @@ func (l *oidcLogin) fetchDiscovery(ctx context.Context) (*oidcProvider, error) {
 	if resp.StatusCode != http.StatusOK {
 		return nil, fmt.Errorf("discovery %s: status %d", u, resp.StatusCode)
 	}
+	return l.parseDiscovery(io.LimitReader(resp.Body, 1<<20), u)
+}
+
+// parseDiscovery reads an OpenID configuration; u names it in errors.
+func (l *oidcLogin) parseDiscovery(body io.Reader, u string) (*oidcProvider, error) {
 	var doc struct {
 		Issuer        string   `json:"issuer"`
 		Authorization string   `json:"authorization_endpoint"`
@@ -442,7 +456,7 @@ func (l *oidcLogin) fetchDiscovery(ctx context.Context) (*oidcProvider, error) {
 		JWKSURI       string   `json:"jwks_uri"`
 		AuthMethods   []string `json:"token_endpoint_auth_methods_supported"`
 	}
-	if err := json.NewDecoder(io.LimitReader(resp.Body, 1<<20)).Decode(&doc); err != nil {
+	if err := json.NewDecoder(body).Decode(&doc); err != nil {
 		return nil, fmt.Errorf("discovery %s: %w", u, err)
 	}
 	if doc.Issuer != l.issuer {
