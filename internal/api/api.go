@@ -15,13 +15,12 @@ import (
 
 	"github.com/tailgate-dev/tailgate/internal/errcode"
 
-	"gopkg.in/yaml.v3"
-
 	apidoc "github.com/tailgate-dev/tailgate/api"
 	"github.com/tailgate-dev/tailgate/internal/allowlist"
 	"github.com/tailgate-dev/tailgate/internal/connect"
 	"github.com/tailgate-dev/tailgate/internal/issuer"
 	"github.com/tailgate-dev/tailgate/internal/store"
+	"github.com/tailgate-dev/tailgate/internal/yamljson"
 )
 
 // PrivateNetwork runs the three moments of private network access for the
@@ -332,11 +331,11 @@ func (s *server) healthz(w http.ResponseWriter, r *http.Request, _ store.Princip
 }
 
 var openAPIJSON = sync.OnceValues(func() ([]byte, error) {
-	var doc any
-	if err := yaml.Unmarshal(apidoc.OpenAPIYAML, &doc); err != nil {
+	doc, err := yamljson.Decode(apidoc.OpenAPIYAML)
+	if err != nil {
 		return nil, fmt.Errorf("parse api/openapi.yaml: %w", err)
 	}
-	return json.MarshalIndent(jsonable(doc), "", "  ")
+	return json.MarshalIndent(doc, "", "  ")
 })
 
 // OpenAPI returns the API's OpenAPI 3.0 document as JSON, as served at
@@ -352,30 +351,6 @@ func (s *server) openAPI(w http.ResponseWriter, r *http.Request, _ store.Princip
 	w.Header().Set("Cache-Control", "public, max-age=300")
 	_, _ = w.Write(doc)
 	return nil
-}
-
-// jsonable turns YAML's decoded maps (whose keys may be ints, e.g. the
-// status codes of "responses") into maps JSON can encode.
-func jsonable(v any) any {
-	switch v := v.(type) {
-	case map[string]any:
-		for k, e := range v {
-			v[k] = jsonable(e)
-		}
-		return v
-	case map[any]any:
-		m := make(map[string]any, len(v))
-		for k, e := range v {
-			m[fmt.Sprint(k)] = jsonable(e)
-		}
-		return m
-	case []any:
-		for i, e := range v {
-			v[i] = jsonable(e)
-		}
-		return v
-	}
-	return v
 }
 
 // pathForMessage keeps an unknown path short and free of credentials

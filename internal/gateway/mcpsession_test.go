@@ -2,44 +2,19 @@ package gateway
 
 import (
 	"context"
-	"fmt"
 	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
-
-	sdk "github.com/modelcontextprotocol/go-sdk/mcp"
 )
 
 // config.mcp.sessionTtl closes an MCP session nobody uses; its id is then
 // unknown (404) and the client starts a new one.
 func TestMCPSessionTTLClosesIdleSessions(t *testing.T) {
 	api, _ := petsAPI(t)
-	dir := t.TempDir()
-	writeFile(t, filepath.Join(dir, "pets.yaml"), []byte(petsDoc))
-	port := freePort(t)
-	g := startGateway(t, fmt.Sprintf(`
-config:
-  mcp:
-    sessionTtl: 1s
-binds:
-- port: %d
-  listeners:
-  - routes:
-    - backends:
-      - mcp:
-          targets:
-          - name: pets
-            openapi: {schema: {file: %s}, host: %s}
-`, port, filepath.Join(dir, "pets.yaml"), hostOf(api)), port)
-	c := sdk.NewClient(&sdk.Implementation{Name: "ttl-test", Version: "1"}, nil)
-	cs, err := c.Connect(context.Background(), &sdk.StreamableClientTransport{Endpoint: g.url("/mcp"), MaxRetries: -1, DisableStandaloneSSE: true}, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cs.Close()
+	g, cs := startOpenAPIGateway(t, api, "config:\n  mcp:\n    sessionTtl: 1s")
 	if _, err := cs.ListTools(context.Background(), nil); err != nil {
 		t.Fatal(err)
 	}

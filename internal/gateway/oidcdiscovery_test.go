@@ -70,6 +70,24 @@ func TestOIDCDiscoveryOverride(t *testing.T) {
 	}
 }
 
+// badOIDCConfig is an oidc policy whose line 9 is keys (indented for the
+// policy block).
+func badOIDCConfig(keys string) string {
+	return fmt.Sprintf(`binds:
+- port: 3000
+  listeners:
+  - routes:
+    - backends: [{host: "localhost:1"}]
+      policies:
+        oidc:
+          issuer: https://idp.example
+          %s
+          clientId: c
+          clientSecret: s
+          redirectURI: http://localhost:3000/cb
+`, keys)
+}
+
 func TestOIDCDiscoveryOverrideBadInputNamesPathAndLine(t *testing.T) {
 	dir := t.TempDir()
 	const p = "binds[0].listeners[0].routes[0].policies.oidc.discovery"
@@ -82,19 +100,7 @@ func TestOIDCDiscoveryOverrideBadInputNamesPathAndLine(t *testing.T) {
 		`[a]`:                        p + ": expected an object with one of file, url, got a list",
 		`{file: a, url: b}`:          p + `.url: only one of file, url may be set`,
 	} {
-		cfg := fmt.Sprintf(`binds:
-- port: 3000
-  listeners:
-  - routes:
-    - backends: [{host: "localhost:1"}]
-      policies:
-        oidc:
-          issuer: https://idp.example
-          discovery: %s
-          clientId: c
-          clientSecret: s
-          redirectURI: http://localhost:3000/cb
-`, discovery)
+		cfg := badOIDCConfig("discovery: " + discovery)
 		path := filepath.Join(dir, "c.yaml")
 		if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
 			t.Fatal(err)
@@ -105,22 +111,10 @@ func TestOIDCDiscoveryOverrideBadInputNamesPathAndLine(t *testing.T) {
 		}
 	}
 	// Discovery and the explicit endpoints exclude each other.
-	cfg := `binds:
-- port: 3000
-  listeners:
-  - routes:
-    - backends: [{host: "localhost:1"}]
-      policies:
-        oidc:
-          issuer: https://idp.example
-          discovery: {url: https://idp.example/d}
+	cfg := badOIDCConfig(`discovery: {url: https://idp.example/d}
           authorizationEndpoint: https://idp.example/a
           tokenEndpoint: https://idp.example/t
-          jwks: {url: https://idp.example/j}
-          clientId: c
-          clientSecret: s
-          redirectURI: http://localhost:3000/cb
-`
+          jwks: {url: https://idp.example/j}`)
 	path := filepath.Join(dir, "c.yaml")
 	writeFile(t, path, []byte(cfg))
 	if err := Validate(path); err == nil || !strings.Contains(err.Error(), "c.yaml:9:22: "+p+": must be omitted when authorizationEndpoint, tokenEndpoint and jwks are set") {

@@ -92,12 +92,14 @@ func petsAPI(t *testing.T) (*httptest.Server, func() apiCall) {
 	return srv, func() apiCall { mu.Lock(); defer mu.Unlock(); return last }
 }
 
-func startOpenAPIGateway(t *testing.T, api *httptest.Server) (*testGateway, *sdk.ClientSession) {
+// startOpenAPIGateway serves petsDoc's operations on api as MCP tools
+// (frontConfig is YAML put before binds:) and connects an MCP client.
+func startOpenAPIGateway(t *testing.T, api *httptest.Server, frontConfig string) (*testGateway, *sdk.ClientSession) {
 	t.Helper()
 	dir := t.TempDir()
 	writeFile(t, filepath.Join(dir, "pets.yaml"), []byte(petsDoc))
 	port := freePort(t)
-	cfg := fmt.Sprintf(`
+	cfg := fmt.Sprintf(`%s
 binds:
 - port: %d
   listeners:
@@ -109,7 +111,7 @@ binds:
             openapi:
               schema: {file: %s}
               host: %s
-`, port, filepath.Join(dir, "pets.yaml"), hostOf(api))
+`, frontConfig, port, filepath.Join(dir, "pets.yaml"), hostOf(api))
 	g := startGateway(t, cfg, port)
 	c := sdk.NewClient(&sdk.Implementation{Name: "openapi-test", Version: "1"}, nil)
 	cs, err := c.Connect(context.Background(), &sdk.StreamableClientTransport{Endpoint: g.url("/mcp"), MaxRetries: -1, DisableStandaloneSSE: true}, nil)
@@ -122,7 +124,7 @@ binds:
 
 func TestOpenAPIOperationsAreListedAsTools(t *testing.T) {
 	api, _ := petsAPI(t)
-	_, cs := startOpenAPIGateway(t, api)
+	_, cs := startOpenAPIGateway(t, api, "")
 	res, err := cs.ListTools(context.Background(), nil)
 	if err != nil {
 		t.Fatal(err)
@@ -168,7 +170,7 @@ func callTool(t *testing.T, cs *sdk.ClientSession, name string, args any) (*sdk.
 
 func TestOpenAPIToolCallsReachTheAPI(t *testing.T) {
 	api, last := petsAPI(t)
-	_, cs := startOpenAPIGateway(t, api)
+	_, cs := startOpenAPIGateway(t, api, "")
 
 	// Path values are one segment each: a "/" cannot walk the API.
 	res, err := callTool(t, cs, "getPet", map[string]any{"path": map[string]any{"petId": "a/../b"}})
@@ -215,7 +217,7 @@ func TestOpenAPIToolCallsReachTheAPI(t *testing.T) {
 
 func TestOpenAPIToolCallErrors(t *testing.T) {
 	api, _ := petsAPI(t)
-	_, cs := startOpenAPIGateway(t, api)
+	_, cs := startOpenAPIGateway(t, api, "")
 
 	// A 4xx is a result the model can read.
 	res, err := callTool(t, cs, "getPet", map[string]any{"path": map[string]any{"petId": "missing"}})

@@ -16,6 +16,7 @@ import (
 	coltrace "go.opentelemetry.io/proto/otlp/collector/trace/v1"
 	commonpb "go.opentelemetry.io/proto/otlp/common/v1"
 	logspb "go.opentelemetry.io/proto/otlp/logs/v1"
+	resourcepb "go.opentelemetry.io/proto/otlp/resource/v1"
 	tracepb "go.opentelemetry.io/proto/otlp/trace/v1"
 	"google.golang.org/protobuf/proto"
 )
@@ -53,39 +54,38 @@ func startCollector(t *testing.T, grpc bool) *otlpCollector {
 			http.Error(w, "no", http.StatusNotFound)
 			return
 		}
+		var req, answer proto.Message = &coltrace.ExportTraceServiceRequest{}, &coltrace.ExportTraceServiceResponse{}
+		if logs {
+			req, answer = &collogs.ExportLogsServiceRequest{}, &collogs.ExportLogsServiceResponse{}
+		}
+		if err := proto.Unmarshal(body, req); err != nil {
+			t.Errorf("collector: %v", err)
+		}
 		c.mu.Lock()
 		c.headers = r.Header.Clone()
-		var out []byte
-		if logs {
-			var req collogs.ExportLogsServiceRequest
-			if err := proto.Unmarshal(body, &req); err != nil {
-				t.Errorf("collector: %v", err)
+		keepResource := func(res *resourcepb.Resource) {
+			for k, v := range attrMap(res.GetAttributes()) {
+				c.res[k] = v
 			}
+		}
+		switch req := req.(type) {
+		case *collogs.ExportLogsServiceRequest:
 			for _, rl := range req.ResourceLogs {
-				for k, v := range attrMap(rl.GetResource().GetAttributes()) {
-					c.res[k] = v
-				}
+				keepResource(rl.GetResource())
 				for _, sl := range rl.ScopeLogs {
 					c.logs = append(c.logs, sl.LogRecords...)
 				}
 			}
-			out, _ = proto.Marshal(&collogs.ExportLogsServiceResponse{})
-		} else {
-			var req coltrace.ExportTraceServiceRequest
-			if err := proto.Unmarshal(body, &req); err != nil {
-				t.Errorf("collector: %v", err)
-			}
+		case *coltrace.ExportTraceServiceRequest:
 			for _, rs := range req.ResourceSpans {
-				for k, v := range attrMap(rs.GetResource().GetAttributes()) {
-					c.res[k] = v
-				}
+				keepResource(rs.GetResource())
 				for _, ss := range rs.ScopeSpans {
 					c.spans = append(c.spans, ss.Spans...)
 				}
 			}
-			out, _ = proto.Marshal(&coltrace.ExportTraceServiceResponse{})
 		}
 		c.mu.Unlock()
+		out, _ := proto.Marshal(answer)
 		if grpc {
 			w.Header().Set("Content-Type", "application/grpc")
 			w.Header().Set("Trailer", "Grpc-Status")

@@ -46,7 +46,7 @@ import (
 	"sort"
 	"strings"
 
-	"gopkg.in/yaml.v3"
+	"github.com/tailgate-dev/tailgate/internal/yamljson"
 )
 
 // API is a parsed OpenAPI document: its operations as tools.
@@ -146,13 +146,13 @@ func decode(doc []byte) (map[string]any, error) {
 			return nil, fmt.Errorf("invalid JSON: %w", err)
 		}
 	} else {
-		var y any
-		if err := yaml.Unmarshal(doc, &y); err != nil {
+		y, err := yamljson.Decode(doc)
+		if err != nil {
 			return nil, fmt.Errorf("invalid YAML: %w", err)
 		}
-		// Through JSON, so YAML's int keys (responses: {200: ...}) and
-		// values come out as JSON's.
-		b, err := json.Marshal(jsonable(y))
+		// Through JSON, so numbers come out as json.Number, as from a
+		// JSON document.
+		b, err := json.Marshal(y)
 		if err != nil {
 			return nil, fmt.Errorf("invalid document: %w", err)
 		}
@@ -167,27 +167,6 @@ func decode(doc []byte) (map[string]any, error) {
 		return nil, errors.New("expected an object at the top level")
 	}
 	return m, nil
-}
-
-func jsonable(v any) any {
-	switch x := v.(type) {
-	case map[string]any:
-		for k, e := range x {
-			x[k] = jsonable(e)
-		}
-		return x
-	case map[any]any:
-		m := make(map[string]any, len(x))
-		for k, e := range x {
-			m[fmt.Sprint(k)] = jsonable(e)
-		}
-		return m
-	case []any:
-		for i, e := range x {
-			x[i] = jsonable(e)
-		}
-	}
-	return v
 }
 
 // serverPrefix is the path of the one server URL: "https://api/v3/" and
