@@ -21,18 +21,32 @@ type apiServer struct {
 	http *httptest.Server
 }
 
+// newAPI creates the API stand-in before any node joins: the policy it
+// stores decides what nodes see from the first map response on.
+func (s *Sandbox) newAPI() {
+	s.api = &apiServer{fake: fake.New(fake.Options{
+		Tailnet:        sandboxTailnet{s},
+		Logf:           s.logf,
+		OnPolicyChange: s.nodesChanged,
+	})}
+}
+
+// startAPI serves the API stand-in.
 func (s *Sandbox) startAPI() error {
-	f := fake.New(fake.Options{Tailnet: sandboxTailnet{s}, Logf: s.logf})
-	srv, err := s.listenHTTP(f)
+	srv, err := s.listenHTTP(s.api.fake)
 	if err != nil {
 		return fmt.Errorf("sandbox: API: %w", err)
 	}
 	srv.Start()
-	s.api = &apiServer{fake: f, http: srv}
+	s.api.http = srv
 	return nil
 }
 
-func (a *apiServer) close() { a.http.Close() }
+func (a *apiServer) close() {
+	if a.http != nil {
+		a.http.Close()
+	}
+}
 
 // APIURL is the base URL of the sandbox's Tailscale API (as for
 // api.tailscale.com: the official client appends /api/v2/...).
@@ -138,10 +152,10 @@ func (t sandboxTailnet) DeleteDevice(nodeID string) error {
 	delete(s.nodes, n.Key)
 	s.mu.Unlock()
 	if own != nil {
+		s.nodesChanged()
 		go own.Close()
 		return nil
 	}
-	n.KeyExpiry = time.Now().Add(-time.Minute)
-	s.control.UpdateNode(n)
+	s.expireKey(n.Key)
 	return nil
 }

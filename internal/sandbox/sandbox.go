@@ -118,6 +118,11 @@ type Options struct {
 	// namespaces reach for their nodes to join from there. It cannot be
 	// 0.0.0.0: nodes must be told one address to reach.
 	Addr netip.Addr
+	// AllowAll makes every node every other node's peer with an allow-all
+	// packet filter, whatever the tailnet policy says: testcontrol's own
+	// behaviour. The zero value enforces the policy stored in the API
+	// stand-in (see the package doc).
+	AllowAll bool
 }
 
 // Sandbox is a running in-process tailnet.
@@ -133,6 +138,7 @@ type Sandbox struct {
 	// deviceApp is the demo app the device serves on its tailnet address.
 	deviceApp *http.Server
 	api       *apiServer
+	netmaps   *netmaps // nil with Options.AllowAll
 	stop      chan struct{}
 	bg        sync.WaitGroup
 
@@ -212,6 +218,11 @@ func Start(ctx context.Context, opts Options) (_ *Sandbox, err error) {
 		Logf:      logf,
 	}
 	s.control.HoldMapRequest = s.keepTags
+	s.newAPI()
+	if !opts.AllowAll {
+		s.netmaps = newNetmaps(s)
+		s.control.AltMapStream = s.netmaps.serveMap
+	}
 	if s.ctrlSrv, err = s.listenHTTP(s.control); err != nil {
 		return nil, fmt.Errorf("sandbox: control: %w", err)
 	}
@@ -385,7 +396,31 @@ func (s *Sandbox) setEnabledRoutes(k key.NodePublic, routes []netip.Prefix) erro
 	s.mu.Lock()
 	s.enabled[k] = slices.Clone(routes)
 	s.mu.Unlock()
+	s.nodesChanged()
 	return nil
+}
+
+// nodesChanged re-sends every node its map after a change of the nodes,
+// their routes or the policy. testcontrol's own stream (AllowAll) learns
+// of node and route changes by itself and ignores the policy.
+func (s *Sandbox) nodesChanged() {
+	if s.netmaps != nil {
+		s.netmaps.nodesChanged()
+	}
+}
+
+// expireKey expires a node's key, which makes its tsnet server drop out of
+// the tailnet.
+func (s *Sandbox) expireKey(k key.NodePublic) {
+	expire := func(n *tailcfg.Node) { n.KeyExpiry = time.Now().Add(-time.Minute) }
+	if s.netmaps != nil {
+		s.netmaps.updateNode(k, expire)
+		return
+	}
+	if n := s.control.Node(k); n != nil {
+		expire(n)
+		s.control.UpdateNode(n)
+	}
 }
 
 // keepTags stops testcontrol from treating a map request whose Hostinfo
@@ -428,6 +463,12 @@ func (s *Sandbox) watchLiveness() {
 
 func (s *Sandbox) checkLiveness() {
 	now := time.Now()
+	removed := false
+	defer func() {
+		if removed {
+			s.nodesChanged()
+		}
+	}()
 	for _, n := range s.control.AllNodes() {
 		k := n.Key
 		live := s.relay.Connected(k)
@@ -449,6 +490,7 @@ func (s *Sandbox) checkLiveness() {
 			} else if now.Sub(t) > removeGrace {
 				s.removed[k] = true
 				delete(s.nodes, k)
+				removed = true
 			}
 		}
 		s.mu.Unlock()

@@ -67,6 +67,7 @@ func (s *Server) setPolicy(w http.ResponseWriter, r *http.Request, c caller) {
 	}
 	s.policy = slices.Clone(body)
 	s.mu.Unlock()
+	s.onPolicyChange()
 	writePolicy(w, r, body)
 }
 

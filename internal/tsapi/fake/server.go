@@ -18,6 +18,10 @@ type Options struct {
 	// Tailnet is the network the API reports on and acts upon.
 	// Nil means an empty MemTailnet.
 	Tailnet Tailnet
+	// OnPolicyChange, if set, is called after every policy write (through
+	// the API or SetPolicy), without the fake's lock held: the sandbox
+	// re-sends netmaps from it. It must not block.
+	OnPolicyChange func()
 	// Logf, if set, receives one line per request (method, path, status)
 	// and never a credential.
 	Logf func(format string, args ...any)
@@ -41,10 +45,11 @@ type TokenOptions struct {
 // Server is a fake Tailscale API v2. It implements http.Handler for paths
 // under /api/v2/ and is safe for concurrent use.
 type Server struct {
-	tailnet Tailnet
-	logf    func(string, ...any)
-	now     func() time.Time
-	mux     *http.ServeMux
+	tailnet        Tailnet
+	onPolicyChange func()
+	logf           func(string, ...any)
+	now            func() time.Time
+	mux            *http.ServeMux
 
 	mu            sync.Mutex
 	policy        []byte // nil until written: the default policy applies
@@ -78,14 +83,15 @@ var operations = []string{
 // one with NewAPIToken.
 func New(opts Options) *Server {
 	s := &Server{
-		tailnet:       opts.Tailnet,
-		logf:          opts.Logf,
-		now:           opts.Now,
-		keys:          map[string]*key{},
-		failures:      map[string][]failure{},
-		externalLink:  "https://github.com/example/tailnet-policy",
-		oauthTokenTTL: time.Hour,
-		issuerHTTP:    opts.IssuerHTTP,
+		tailnet:        opts.Tailnet,
+		onPolicyChange: opts.OnPolicyChange,
+		logf:           opts.Logf,
+		now:            opts.Now,
+		keys:           map[string]*key{},
+		failures:       map[string][]failure{},
+		externalLink:   "https://github.com/example/tailnet-policy",
+		oauthTokenTTL:  time.Hour,
+		issuerHTTP:     opts.IssuerHTTP,
 	}
 	if s.issuerHTTP == nil {
 		s.issuerHTTP = &http.Client{Timeout: 10 * time.Second}
@@ -95,6 +101,9 @@ func New(opts Options) *Server {
 	}
 	if s.logf == nil {
 		s.logf = func(string, ...any) {}
+	}
+	if s.onPolicyChange == nil {
+		s.onPolicyChange = func() {}
 	}
 	if s.now == nil {
 		s.now = time.Now
@@ -204,8 +213,9 @@ func (s *Server) Policy() []byte {
 // admin console would. It is not validated, so tests can seed anything.
 func (s *Server) SetPolicy(huj []byte) {
 	s.mu.Lock()
-	defer s.mu.Unlock()
 	s.policy = slices.Clone(huj)
+	s.mu.Unlock()
+	s.onPolicyChange()
 }
 
 // Keys lists every credential issued so far, oldest first, without secrets.

@@ -1,0 +1,231 @@
+package sandbox
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"math/rand/v2"
+	"net/netip"
+	"slices"
+	"sync"
+	"time"
+
+	"tailscale.com/tailcfg"
+	"tailscale.com/tstest/integration/testcontrol"
+	"tailscale.com/types/key"
+
+	"github.com/tailgate-dev/tailgate/internal/sandbox/peerfilter"
+	"github.com/tailgate-dev/tailgate/internal/tsapi/fake"
+)
+
+// netmaps serves map requests in place of testcontrol's own map stream,
+// so that every node's peers and packet filter follow the tailnet policy
+// stored in the API stand-in.
+//
+// testcontrol computes the full map response (Server.MapResponse); the
+// sandbox then drops the peers the node may neither reach nor be reached
+// by and replaces the allow-all packet filter with the policy's rules for
+// that node. Because it takes over the stream, it also does what
+// testcontrol's stream does that matters here: record endpoints, DERP
+// home and Hostinfo from non-streaming updates, send keep-alives, and
+// re-send maps when a node, a route or the policy changes.
+type netmaps struct {
+	s *Sandbox
+
+	mu      sync.Mutex
+	view    *peerfilter.View // nil: recompute on next use
+	changed chan struct{}    // closed and replaced on every change
+
+	// updateMu serialises read-modify-writes of testcontrol's node
+	// records, which testcontrol hands out as copies.
+	updateMu sync.Mutex
+}
+
+func newNetmaps(s *Sandbox) *netmaps {
+	return &netmaps{s: s, changed: make(chan struct{})}
+}
+
+// nodesChanged is for changes of who is on the tailnet, what they are
+// called (tags, addresses), their routes or the policy: the view is
+// recomputed and every node gets a new map.
+func (m *netmaps) nodesChanged() {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.view = nil
+	m.notifyLocked()
+}
+
+// peerUpdated is for a change peers must hear of (endpoints, DERP home)
+// that does not change who may reach whom.
+func (m *netmaps) peerUpdated() {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.notifyLocked()
+}
+
+func (m *netmaps) notifyLocked() {
+	close(m.changed)
+	m.changed = make(chan struct{})
+}
+
+// current returns the view and a channel closed on the next change.
+func (m *netmaps) current() (*peerfilter.View, <-chan struct{}) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.view == nil {
+		m.view = m.compute()
+	}
+	return m.view, m.changed
+}
+
+// compute resolves the stored policy against the live devices. A policy
+// that does not resolve grants nothing.
+func (m *netmaps) compute() *peerfilter.View {
+	devices := sandboxTailnet{m.s}.Devices()
+	rules, err := fake.AccessRules(m.s.api.fake.Policy(), devices)
+	if err != nil {
+		m.s.logf("sandbox: tailnet policy not applied, nothing is allowed: %v", err)
+	}
+	nodes := make([]peerfilter.Node, 0, len(devices))
+	for _, d := range devices {
+		n := peerfilter.Node{ID: tailcfg.StableNodeID(d.NodeID)}
+		for _, a := range d.Addresses {
+			if ip, err := netip.ParseAddr(a); err == nil {
+				n.Addresses = append(n.Addresses, netip.PrefixFrom(ip, ip.BitLen()))
+			}
+		}
+		for _, r := range d.EnabledRoutes {
+			if p, err := netip.ParsePrefix(r); err == nil {
+				n.Routes = append(n.Routes, p)
+			}
+		}
+		nodes = append(nodes, n)
+	}
+	return peerfilter.Compute(nodes, rules)
+}
+
+// serveMap is the sandbox's testcontrol.AltMapStream.
+func (m *netmaps) serveMap(ctx context.Context, w testcontrol.MapStreamWriter, req *tailcfg.MapRequest) {
+	node := m.s.control.Node(req.NodeKey)
+	if node == nil {
+		return // the client sees the stream end and registers again
+	}
+	// As in testcontrol: a streaming request of a current client (version
+	// 68+) is read-only; updates come in separate non-streaming requests.
+	if !req.ReadOnly && !(req.Stream && req.Version >= 68) {
+		if ctx.Err() != nil {
+			return // canceled: its contents may be older than a later request's
+		}
+		m.applyUpdate(req)
+	}
+	if view, _ := m.current(); !view.Known(node.StableID) {
+		m.nodesChanged() // a node that registered since the view was computed
+	}
+
+	streaming := req.Stream && !req.ReadOnly
+	keepAlive := 50*time.Second + rand.N(8*time.Second)
+	var last []byte
+	var lastPeers []tailcfg.NodeID
+	for {
+		view, changed := m.current()
+		res, err := m.mapResponse(req, view)
+		if err != nil || res == nil {
+			return
+		}
+		b, err := json.Marshal(res)
+		if err != nil {
+			return
+		}
+		if !bytes.Equal(b, last) {
+			peers := make([]tailcfg.NodeID, 0, len(res.Peers))
+			for _, p := range res.Peers {
+				peers = append(peers, p.ID)
+			}
+			// An empty Peers list means "unchanged" to the client:
+			// losing the last peer must be said explicitly.
+			if len(peers) == 0 {
+				res.PeersRemoved = lastPeers
+			}
+			if err := w.SendMapMessage(res); err != nil {
+				return
+			}
+			last, lastPeers = b, peers
+		}
+		if !streaming {
+			return
+		}
+		t := time.NewTimer(keepAlive)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return
+		case <-changed:
+			t.Stop()
+		case <-t.C:
+			if err := w.SendMapMessage(&tailcfg.MapResponse{KeepAlive: true}); err != nil {
+				return
+			}
+		}
+	}
+}
+
+// applyUpdate records what a non-streaming map request reports about its
+// node, as testcontrol's own stream does. Tags are not touched: they are
+// set at registration, as a real control server does between
+// re-authentications.
+func (m *netmaps) applyUpdate(req *tailcfg.MapRequest) {
+	m.updateMu.Lock()
+	defer m.updateMu.Unlock()
+	n := m.s.control.Node(req.NodeKey)
+	if n == nil {
+		return
+	}
+	n.Endpoints = req.Endpoints
+	n.DiscoKey = req.DiscoKey
+	n.Cap = req.Version
+	if req.Hostinfo != nil {
+		hi := req.Hostinfo.View()
+		n.Hostinfo = hi
+		if ni := hi.NetInfo(); ni.Valid() && ni.PreferredDERP() != 0 {
+			n.HomeDERP = ni.PreferredDERP()
+		}
+	}
+	m.s.control.UpdateNode(n)
+	m.peerUpdated()
+}
+
+// updateNode changes testcontrol's record of a node (e.g. expires its
+// key) without racing applyUpdate, and tells every node.
+func (m *netmaps) updateNode(k key.NodePublic, change func(*tailcfg.Node)) {
+	m.updateMu.Lock()
+	n := m.s.control.Node(k)
+	if n != nil {
+		change(n)
+		m.s.control.UpdateNode(n)
+	}
+	m.updateMu.Unlock()
+	m.nodesChanged()
+}
+
+// mapResponse is testcontrol's map response for req, cut down to the
+// policy: only the node's peers, and its own packet filter.
+func (m *netmaps) mapResponse(req *tailcfg.MapRequest, view *peerfilter.View) (*tailcfg.MapResponse, error) {
+	res, err := m.s.control.MapResponse(req)
+	if err != nil || res == nil {
+		return res, err
+	}
+	self := res.Node.StableID
+	res.Peers = slices.DeleteFunc(res.Peers, func(p *tailcfg.Node) bool {
+		return !view.Peers(self, p.StableID)
+	})
+	// Keep testcontrol's capability-only rules (the ingress capability,
+	// SetGlobalAppCaps); they let no packet in. Replace the allow-all.
+	filter := slices.DeleteFunc(res.PacketFilter, func(r tailcfg.FilterRule) bool {
+		return len(r.DstPorts) > 0
+	})
+	res.PacketFilter = append(filter, view.Filter(self)...)
+	// testcontrol lists user profiles from a map; a stable order lets an
+	// unchanged map be recognised and not sent again.
+	slices.SortFunc(res.UserProfiles, func(a, b tailcfg.UserProfile) int { return int(a.ID - b.ID) })
+	return res, nil
+}
