@@ -8,9 +8,10 @@
 // reported two ways: resident memory, and live heap after a full GC (the
 // measure of Tailscale's tstest/membudget); the heap figure includes
 // wireguard-go's preallocated receive batches (128 buffers of 64 KiB per
-// receive path) that are mostly never touched, so it exceeds RSS. On the sandbox
-// every node peers with every other (testcontrol allows all), so memory
-// grows with the square of the count; with grants (Tailscale, headscale)
+// receive path) that are mostly never touched, so it exceeds RSS. The
+// shared sandbox keeps Tailscale's default allow-all policy, so every node
+// peers with every other and memory grows with the square of the count;
+// under narrower grants (see bench/sandbox's BenchmarkIdleNodeMemory/grants)
 // runners of one environment do not peer.
 package run_test
 

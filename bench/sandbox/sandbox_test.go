@@ -15,6 +15,7 @@ import (
 	"net/http/httptest"
 	"net/netip"
 	"runtime"
+	"runtime/debug"
 	"testing"
 	"time"
 
@@ -70,15 +71,44 @@ func BenchmarkJoinToFirstByte(b *testing.B) {
 }
 
 // BenchmarkIdleNodeMemory joins BENCH_NODES (default 100) idle ephemeral
-// nodes in this process and reports resident memory per node. On the
-// sandbox every node peers with every other (testcontrol allows all), so
-// the cost grows with the square of the count; a tailnet with grants keeps
-// runners of one environment from peering.
+// runner nodes of one environment (tag:tailgate-bench) in this process and
+// reports resident memory and live heap per node, on a sandbox of its own:
+//
+//   - allow-all: testcontrol's own behaviour (Options.AllowAll), every
+//     node peers with every other, so the cost grows with the square of
+//     the count;
+//   - grants: a policy that grants the runners the demo app only, as
+//     tailgate writes it; runners then peer with the router alone.
+//
+// RSS is process-wide and rarely shrinks, so run one case per process for
+// clean figures: -bench 'IdleNodeMemory/grants'.
 func BenchmarkIdleNodeMemory(b *testing.B) {
+	b.Run("allow-all", func(b *testing.B) { idleNodeMemory(b, sandbox.Options{AllowAll: true}, "") })
+	b.Run("grants", func(b *testing.B) { idleNodeMemory(b, sandbox.Options{}, runnerPolicy) })
+}
+
+// runnerPolicy grants the benchmark's runners the demo app behind the
+// router, and nothing else.
+const runnerPolicy = `{
+	"tagOwners": {"tag:tailgate-bench": ["autogroup:admin"]},
+	"grants": [{"src": ["tag:tailgate-bench"], "dst": ["192.0.2.10"], "ip": ["tcp:80"]}],
+}`
+
+func idleNodeMemory(b *testing.B, opts sandbox.Options, policy string) {
 	count := measure.Count("BENCH_NODES", 100)
-	sb := sandboxtest.Shared(b)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	sb, err := sandbox.Start(ctx, opts)
+	cancel()
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer sb.Close()
+	if policy != "" {
+		sb.API().SetPolicy([]byte(policy))
+	}
 	for b.Loop() {
 		runtime.GC()
+		debug.FreeOSMemory()
 		before := measure.RSSBytes()
 		heapBefore := measure.HeapBytes()
 		var nodes []*tailnet.Node
@@ -86,7 +116,7 @@ func BenchmarkIdleNodeMemory(b *testing.B) {
 		for i := range count {
 			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 			start := time.Now()
-			n, err := sb.NewNode(ctx, sandbox.NodeOptions{Hostname: fmt.Sprintf("idle-%d", i)})
+			n, err := sb.NewNode(ctx, sandbox.NodeOptions{Hostname: fmt.Sprintf("idle-%d", i), Tags: []string{"tag:tailgate-bench"}})
 			cancel()
 			if err != nil {
 				b.Fatalf("node %d: %v", i, err)

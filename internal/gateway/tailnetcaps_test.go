@@ -48,9 +48,9 @@ func mcpToolsServer(t *testing.T) string {
 // TestTailnetGrantCapsDecideMCPTools is the README's example: the tailnet
 // policy grants the caller `example.com/cap/mcp` with the tools it may
 // call, and an mcpAuthorization rule over source.tailscale.caps enforces
-// it — in tools/list and in tools/call. testcontrol does not evaluate
-// grants; its SetGlobalAppCaps puts the same "app" block in a grant from
-// every node to every node, which is what WhoIs's CapMap reports.
+// it — in tools/list and in tools/call. The grants are written into the
+// sandbox's tailnet policy, whose "app" blocks reach the gateway's packet
+// filter and so WhoIs's CapMap, as on Tailscale.
 func TestTailnetGrantCapsDecideMCPTools(t *testing.T) {
 	sb := tailnetSandbox(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
@@ -120,7 +120,7 @@ binds:
 	}
 
 	// The grant {"tools": ["echo"]}: echo is listed and callable, add is not.
-	sb.Control().SetGlobalAppCaps(tailcfg.PeerCapMap{"example.com/cap/mcp": {`{"tools":["echo"]}`}})
+	sb.API().SetPolicy([]byte(mcpGrantPolicy(`{"tools":["echo"]}`)))
 	var cs *sdk.ClientSession
 	for deadline := time.Now().Add(time.Minute); ; {
 		cs = session()
@@ -141,11 +141,20 @@ binds:
 	}
 
 	// Grants change, the next connection's WhoIs says so.
-	sb.Control().SetGlobalAppCaps(tailcfg.PeerCapMap{"example.com/cap/mcp": {`{"tools":["echo"]}`, `{"tools":["add"]}`}})
+	sb.API().SetPolicy([]byte(mcpGrantPolicy(`{"tools":["echo"]}`, `{"tools":["add"]}`)))
 	for deadline := time.Now().Add(time.Minute); tools(session()) != "add,echo"; {
 		if time.Now().After(deadline) {
 			t.Fatal("second grant never reached the gateway")
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
+}
+
+// mcpGrantPolicy is a tailnet policy that lets every node reach every
+// other and grants every node the MCP capability values given.
+func mcpGrantPolicy(values ...string) string {
+	return fmt.Sprintf(`{"grants": [
+		{"src": ["*"], "dst": ["*"], "ip": ["*"]},
+		{"src": ["*"], "dst": ["*"], "app": {"example.com/cap/mcp": [%s]}},
+	]}`, strings.Join(values, ", "))
 }

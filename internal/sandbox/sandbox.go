@@ -28,13 +28,36 @@
 // here, approving routes there changes routing here, deleting a device
 // there logs the node out.
 //
+// # The tailnet policy is enforced
+//
+// Peers and packet filters follow the policy file stored in the API
+// stand-in, the one tailgate edits through the official client, the way
+// Tailscale and headscale compute them: a node's packet filter lets in
+// exactly what the policy's grants and acls allow into it (its own
+// addresses, and the approved routes it serves as a subnet router), and a
+// node sees as peers only the nodes it may reach or that may reach it.
+// Runner nodes of one environment, which only reach targets, are not each
+// other's peers. Every policy write re-sends every node its map, so a
+// change applies to running nodes. Grants' "app" capabilities reach the
+// destination's filter (and WhoIs). A new sandbox has Tailscale's default
+// policy, which allows all; write a narrower one to test least privilege.
+// [Options.AllowAll] restores testcontrol's own behaviour (every node
+// peers with every other, allow-all filter) whatever the policy says.
+//
+// Enforcement fails closed: a stored policy that Tailscale would refuse
+// (a syntax error, a tag missing from tagOwners, a failing test) grants
+// nothing, and so does a selector the sandbox cannot tie to devices.
+// Devices without tags belong to one user, sandbox@example.com.
+//
 // # What the sandbox does not do
 //
-// testcontrol does not parse policy files, enforce grants or check auth
-// keys: every node is every other node's peer and any key joins. Tailgate's
-// least-privilege promises are therefore proven on headscale, a control
-// server that enforces grants, not here. Because all nodes peer, cost grows
-// with the square of the node count.
+// It does not check auth keys (any key joins, with any tags it asks for:
+// tag ownership is not checked), and it does not model grants with "via",
+// autogroup:internet and exit nodes, role autogroups (autogroup:admin
+// selects nobody), ipsets, posture checks or Tailscale SSH policy: those
+// select or grant nothing. After changing testcontrol's state directly
+// (through [Sandbox.Control]) nodes learn of it only with their next map;
+// change the policy through the API instead.
 //
 // # Usage
 //
