@@ -2,6 +2,7 @@ package sandbox
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"math/rand/v2"
@@ -226,6 +227,6 @@ func (m *netmaps) mapResponse(req *tailcfg.MapRequest, view *peerfilter.View) (*
 	res.PacketFilter = append(filter, view.Filter(self)...)
 	// testcontrol lists user profiles from a map; a stable order lets an
 	// unchanged map be recognised and not sent again.
-	slices.SortFunc(res.UserProfiles, func(a, b tailcfg.UserProfile) int { return int(a.ID - b.ID) })
+	slices.SortFunc(res.UserProfiles, func(a, b tailcfg.UserProfile) int { return cmp.Compare(a.ID, b.ID) })
 	return res, nil
 }
