@@ -5,6 +5,7 @@ import (
 	"cmp"
 	"context"
 	"encoding/json"
+	"maps"
 	"math/rand/v2"
 	"net/netip"
 	"slices"
@@ -36,6 +37,14 @@ type netmaps struct {
 	mu      sync.Mutex
 	view    *peerfilter.View // nil: recompute on next use
 	changed chan struct{}    // closed and replaced on every change
+	// gen counts nodesChanged calls, versions each node's own updates
+	// (endpoints, routes, keys). A stream skips computing its node's map
+	// when neither what the view tells the node nor any of its peers
+	// changed, so that a join or an update costs work for the peers it
+	// concerns, not for every node of the tailnet.
+	gen      uint64
+	versions map[tailcfg.StableNodeID]uint64
+	keys     map[key.NodePublic]bool // node keys that have sent a map request
 
 	// updateMu serialises read-modify-writes of testcontrol's node
 	// records, which testcontrol hands out as copies.
@@ -43,7 +52,7 @@ type netmaps struct {
 }
 
 func newNetmaps(s *Sandbox) *netmaps {
-	return &netmaps{s: s, changed: make(chan struct{})}
+	return &netmaps{s: s, changed: make(chan struct{}), versions: map[tailcfg.StableNodeID]uint64{}, keys: map[key.NodePublic]bool{}}
 }
 
 // nodesChanged is for changes of who is on the tailnet, what they are
@@ -53,15 +62,28 @@ func (m *netmaps) nodesChanged() {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	m.view = nil
+	m.gen++
 	m.notifyLocked()
 }
 
-// peerUpdated is for a change peers must hear of (endpoints, DERP home)
-// that does not change who may reach whom.
-func (m *netmaps) peerUpdated() {
+// nodeUpdated is for a change of node id that its peers must hear of
+// (endpoints, DERP home, key, routes).
+func (m *netmaps) nodeUpdated(id tailcfg.StableNodeID) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	m.versions[id]++
 	m.notifyLocked()
+}
+
+// newKey reports whether k sends its first map request, and records it.
+func (m *netmaps) newKey(k key.NodePublic) bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.keys[k] {
+		return false
+	}
+	m.keys[k] = true
+	return true
 }
 
 func (m *netmaps) notifyLocked() {
@@ -69,14 +91,54 @@ func (m *netmaps) notifyLocked() {
 	m.changed = make(chan struct{})
 }
 
-// current returns the view and a channel closed on the next change.
-func (m *netmaps) current() (*peerfilter.View, <-chan struct{}) {
+// current returns the view and the stamp of the state it and testcontrol's
+// records are at (or newer than).
+func (m *netmaps) current() (*peerfilter.View, stamp) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	return m.viewLocked(), stamp{gen: m.gen, versions: maps.Clone(m.versions)}
+}
+
+func (m *netmaps) viewLocked() *peerfilter.View {
 	if m.view == nil {
 		m.view = m.compute()
 	}
-	return m.view, m.changed
+	return m.view
+}
+
+// nextChange returns a channel closed on the next change.
+func (m *netmaps) nextChange() <-chan struct{} {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.changed
+}
+
+// stamp is the state one node's map was computed from: the view's
+// generation, what it told the node, and the versions of the node and
+// its peers.
+type stamp struct {
+	gen      uint64
+	told     string
+	versions map[tailcfg.StableNodeID]uint64
+}
+
+// unchangedSince reports whether node self's map computed at st would
+// still be the same, and if so moves st to the current generation.
+func (m *netmaps) unchangedSince(st *stamp, self tailcfg.StableNodeID) bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if st.gen != m.gen {
+		if m.viewLocked().Told(self) != st.told {
+			return false
+		}
+	}
+	for id, v := range st.versions {
+		if m.versions[id] != v {
+			return false
+		}
+	}
+	st.gen = m.gen
+	return true
 }
 
 // compute resolves the stored policy against the live devices. A policy
@@ -119,38 +181,50 @@ func (m *netmaps) serveMap(ctx context.Context, w testcontrol.MapStreamWriter, r
 		}
 		m.applyUpdate(req)
 	}
-	if view, _ := m.current(); !view.Known(node.StableID) {
+	switch view, _ := m.current(); {
+	case !view.Known(node.StableID):
 		m.nodesChanged() // a node that registered since the view was computed
+	case m.newKey(req.NodeKey):
+		m.nodeUpdated(node.StableID) // a known node under a new key
 	}
 
 	streaming := req.Stream && !req.ReadOnly
 	keepAlive := 50*time.Second + rand.N(8*time.Second)
-	var last []byte
-	var lastPeers []tailcfg.NodeID
+	var (
+		last      []byte
+		lastPeers []tailcfg.NodeID
+		sent      *stamp
+	)
 	for {
-		view, changed := m.current()
-		res, err := m.mapResponse(req, view)
-		if err != nil || res == nil {
-			return
-		}
-		b, err := json.Marshal(res)
-		if err != nil {
-			return
-		}
-		if !bytes.Equal(b, last) {
-			peers := make([]tailcfg.NodeID, 0, len(res.Peers))
-			for _, p := range res.Peers {
-				peers = append(peers, p.ID)
-			}
-			// An empty Peers list means "unchanged" to the client:
-			// losing the last peer must be said explicitly.
-			if len(peers) == 0 {
-				res.PeersRemoved = lastPeers
-			}
-			if err := w.SendMapMessage(res); err != nil {
+		changed := m.nextChange()
+		if sent == nil || !m.unchangedSince(sent, node.StableID) {
+			view, st := m.current() // before computing: a later change is seen as one
+			res, err := m.mapResponse(req, view)
+			if err != nil || res == nil {
 				return
 			}
-			last, lastPeers = b, peers
+			b, err := json.Marshal(res)
+			if err != nil {
+				return
+			}
+			peers := make([]tailcfg.NodeID, 0, len(res.Peers))
+			mine := stamp{gen: st.gen, told: view.Told(node.StableID), versions: map[tailcfg.StableNodeID]uint64{node.StableID: st.versions[node.StableID]}}
+			for _, p := range res.Peers {
+				peers = append(peers, p.ID)
+				mine.versions[p.StableID] = st.versions[p.StableID]
+			}
+			sent = &mine
+			if !bytes.Equal(b, last) {
+				// An empty Peers list means "unchanged" to the client:
+				// losing the last peer must be said explicitly.
+				if len(peers) == 0 {
+					res.PeersRemoved = lastPeers
+				}
+				if err := w.SendMapMessage(res); err != nil {
+					return
+				}
+				last, lastPeers = b, peers
+			}
 		}
 		if !streaming {
 			return
@@ -192,11 +266,11 @@ func (m *netmaps) applyUpdate(req *tailcfg.MapRequest) {
 		}
 	}
 	m.s.control.UpdateNode(n)
-	m.peerUpdated()
+	m.nodeUpdated(n.StableID)
 }
 
 // updateNode changes testcontrol's record of a node (e.g. expires its
-// key) without racing applyUpdate, and tells every node.
+// key) without racing applyUpdate, and re-sends the maps that show it.
 func (m *netmaps) updateNode(k key.NodePublic, change func(*tailcfg.Node)) {
 	m.updateMu.Lock()
 	n := m.s.control.Node(k)
@@ -205,6 +279,9 @@ func (m *netmaps) updateNode(k key.NodePublic, change func(*tailcfg.Node)) {
 		m.s.control.UpdateNode(n)
 	}
 	m.updateMu.Unlock()
+	if n != nil {
+		m.nodeUpdated(n.StableID)
+	}
 	m.nodesChanged()
 }
 

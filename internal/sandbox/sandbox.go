@@ -419,7 +419,11 @@ func (s *Sandbox) setEnabledRoutes(k key.NodePublic, routes []netip.Prefix) erro
 	s.mu.Lock()
 	s.enabled[k] = slices.Clone(routes)
 	s.mu.Unlock()
-	s.nodesChanged()
+	if s.netmaps != nil {
+		// Peers learn the routes from the router's record, the router
+		// its filter from the policy view: both change.
+		s.netmaps.updateNode(k, func(*tailcfg.Node) {})
+	}
 	return nil
 }
 

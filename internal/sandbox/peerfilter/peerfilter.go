@@ -23,6 +23,7 @@ import (
 	"encoding/json"
 	"net/netip"
 	"slices"
+	"strings"
 
 	"tailscale.com/tailcfg"
 
@@ -43,6 +44,8 @@ type View struct {
 	// admits[n] are the source prefixes n's filter lets in on some port.
 	admits map[tailcfg.StableNodeID][]netip.Prefix
 	addrs  map[tailcfg.StableNodeID][]netip.Prefix
+	// told[n] sums up what the policy tells n: its peers and its filter.
+	told map[tailcfg.StableNodeID]string
 }
 
 // Compute builds the view of nodes under rules.
@@ -51,6 +54,7 @@ func Compute(nodes []Node, rules []fake.AccessRule) *View {
 		filters: make(map[tailcfg.StableNodeID][]tailcfg.FilterRule, len(nodes)),
 		admits:  make(map[tailcfg.StableNodeID][]netip.Prefix, len(nodes)),
 		addrs:   make(map[tailcfg.StableNodeID][]netip.Prefix, len(nodes)),
+		told:    make(map[tailcfg.StableNodeID]string, len(nodes)),
 	}
 	for _, n := range nodes {
 		v.addrs[n.ID] = n.Addresses
@@ -75,7 +79,27 @@ func Compute(nodes []Node, rules []fake.AccessRule) *View {
 		}
 		v.filters[n.ID] = filter
 	}
+	for _, n := range nodes {
+		var told strings.Builder
+		for _, o := range nodes {
+			if o.ID != n.ID && v.Peers(n.ID, o.ID) {
+				told.WriteString(string(o.ID))
+				told.WriteByte(' ')
+			}
+		}
+		f, _ := json.Marshal(v.filters[n.ID])
+		told.Write(f)
+		v.told[n.ID] = told.String()
+	}
 	return v
+}
+
+// Told sums up what the view tells node id (its peers and its filter) in
+// a string that is equal for two views exactly when they tell it the same:
+// a control server need not send a node a new map for a new view that
+// tells it nothing new.
+func (v *View) Told(id tailcfg.StableNodeID) string {
+	return v.told[id]
 }
 
 // Filter is the packet filter of node id: the rules that let packets (and
