@@ -113,7 +113,7 @@ func main() {
 				if m.unit == "ns/op" || m.unit == "B/op" || m.unit == "allocs/op" || m.unit == "MB/s" {
 					continue // the harness's own, not the benchmark's figures
 				}
-				fmt.Fprintf(tw, "%s\t%s\t%s\t\t\n", s.name, m.unit, trim(m.value))
+				fmt.Fprintf(tw, "%s\t%s\t%s\t\t\n", s.name, m.label(), trim(m.value))
 			}
 			continue
 		}
@@ -148,6 +148,21 @@ func names() string {
 type metric struct {
 	bench, unit string
 	value       float64
+}
+
+// label names the figure: its unit, after the sub-benchmark's name when
+// there is one ("grants MB-RSS-per-idle-node"), so cases stay apart.
+func (m metric) label() string {
+	_, sub, ok := strings.Cut(m.bench, "/")
+	if !ok {
+		return m.unit
+	}
+	if i := strings.LastIndex(sub, "-"); i > 0 {
+		if _, err := strconv.Atoi(sub[i+1:]); err == nil {
+			sub = sub[:i] // the GOMAXPROCS suffix
+		}
+	}
+	return sub + " " + m.unit
 }
 
 // runSuite runs one go test -bench and reads every "value unit" pair of
