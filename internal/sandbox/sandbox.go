@@ -37,8 +37,9 @@
 // addresses, and the approved routes it serves as a subnet router), and a
 // node sees as peers only the nodes it may reach or that may reach it.
 // Runner nodes of one environment, which only reach targets, are not each
-// other's peers. Every policy write re-sends every node its map, so a
-// change applies to running nodes. Grants' "app" capabilities reach the
+// other's peers. A policy write (or a node, route or device change)
+// re-sends the maps it changes, so it applies to running nodes at once.
+// Grants' "app" capabilities reach the
 // destination's filter (and WhoIs). A new sandbox has Tailscale's default
 // policy, which allows all; write a narrower one to test least privilege.
 // [Options.AllowAll] restores testcontrol's own behaviour (every node

@@ -64,4 +64,8 @@
 //
 // Tests then inspect the outcome with Policy and Keys, seed a customer's
 // policy with SetPolicy, and inject one-shot failures with FailNext.
+//
+// A control server that enforces the policy (the sandbox) resolves the
+// stored policy's grants and acls to device addresses with AccessRules,
+// and hears of every write through Options.OnPolicyChange.
 package fake
