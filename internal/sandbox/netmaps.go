@@ -45,6 +45,9 @@ type netmaps struct {
 	gen      uint64
 	versions map[tailcfg.StableNodeID]uint64
 	keys     map[key.NodePublic]bool // node keys that have sent a map request
+	// polling counts each node's open map long-polls: a node holding one
+	// is on the tailnet, whatever DERP's view of it.
+	polling map[key.NodePublic]int
 
 	// updateMu serialises read-modify-writes of testcontrol's node
 	// records, which testcontrol hands out as copies.
@@ -52,7 +55,7 @@ type netmaps struct {
 }
 
 func newNetmaps(s *Sandbox) *netmaps {
-	return &netmaps{s: s, changed: make(chan struct{}), versions: map[tailcfg.StableNodeID]uint64{}, keys: map[key.NodePublic]bool{}}
+	return &netmaps{s: s, changed: make(chan struct{}), versions: map[tailcfg.StableNodeID]uint64{}, keys: map[key.NodePublic]bool{}, polling: map[key.NodePublic]int{}}
 }
 
 // nodesChanged is for changes of who is on the tailnet, what they are
@@ -104,6 +107,21 @@ func (m *netmaps) viewLocked() *peerfilter.View {
 		m.view = m.compute()
 	}
 	return m.view
+}
+
+// isPolling reports whether node k holds a map long-poll.
+func (m *netmaps) isPolling(k key.NodePublic) bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.polling[k] > 0
+}
+
+func (m *netmaps) addPoll(k key.NodePublic, delta int) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.polling[k] += delta; m.polling[k] <= 0 {
+		delete(m.polling, k)
+	}
 }
 
 // nextChange returns a channel closed on the next change.
@@ -189,6 +207,10 @@ func (m *netmaps) serveMap(ctx context.Context, w testcontrol.MapStreamWriter, r
 	}
 
 	streaming := req.Stream && !req.ReadOnly
+	if streaming {
+		m.addPoll(req.NodeKey, 1)
+		defer m.addPoll(req.NodeKey, -1)
+	}
 	keepAlive := 50*time.Second + rand.N(8*time.Second)
 	var (
 		last      []byte

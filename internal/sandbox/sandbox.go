@@ -499,7 +499,10 @@ func (s *Sandbox) checkLiveness() {
 	}()
 	for _, n := range s.control.AllNodes() {
 		k := n.Key
-		live := s.relay.Connected(k)
+		// DERP's view alone misses live nodes at times (testcontrol's
+		// duplicate-client handling); under enforcement a removed node
+		// loses its peers, so a node holding a map long-poll counts too.
+		live := s.relay.Connected(k) || s.netmaps != nil && s.netmaps.isPolling(k)
 		s.mu.Lock()
 		if _, ok := s.firstSeen[k]; !ok {
 			s.firstSeen[k] = now
