@@ -55,7 +55,13 @@ type netmaps struct {
 }
 
 func newNetmaps(s *Sandbox) *netmaps {
-	return &netmaps{s: s, changed: make(chan struct{}), versions: map[tailcfg.StableNodeID]uint64{}, keys: map[key.NodePublic]bool{}, polling: map[key.NodePublic]int{}}
+	return &netmaps{
+		s:        s,
+		changed:  make(chan struct{}),
+		versions: map[tailcfg.StableNodeID]uint64{},
+		keys:     map[key.NodePublic]bool{},
+		polling:  map[key.NodePublic]int{},
+	}
 }
 
 // nodesChanged is for changes of who is on the tailnet, what they are
