@@ -9,10 +9,10 @@
 // measure of Tailscale's tstest/membudget); the heap figure includes
 // wireguard-go's preallocated receive batches (128 buffers of 64 KiB per
 // receive path) that are mostly never touched, so it exceeds RSS. The
-// shared sandbox keeps Tailscale's default allow-all policy, so every node
-// peers with every other and memory grows with the square of the count;
-// under narrower grants (see bench/sandbox's BenchmarkIdleNodeMemory/grants)
-// runners of one environment do not peer.
+// benchmark's own sandbox holds a customer policy with no allow-all rule
+// (the sandbox enforces grants), so runners of one environment do not peer,
+// as on Tailscale and headscale, and memory per run does not grow with the
+// square of the count.
 package run_test
 
 import (
@@ -41,8 +41,20 @@ type fixture struct {
 
 // setup is a tailgate with environment "bench" connected to the demo app
 // on the shared sandbox, and a run manager without leases.
+// customerPolicy is a tailnet with no allow-all rule: everyone resolves
+// internal names through the office router, and tailgate adds its own
+// grant for the environment when it connects. Runs of one environment then
+// do not peer with each other, as on Tailscale and headscale, so memory per
+// run is not testcontrol's every-node-peers cost.
+const customerPolicy = `{
+	"hosts": {"office-dns": "100.64.0.1"},
+	"grants": [{"src": ["*"], "dst": ["office-dns"], "ip": ["53"]}],
+}`
+
 func setup(b *testing.B) *fixture {
-	s := tailgatetest.New(b, sandboxtest.Shared(b))
+	sb := sandboxtest.Start(b)
+	sb.API().SetPolicy([]byte(customerPolicy))
+	s := tailgatetest.New(b, sb)
 	s.ConnectEnv(b, "bench", sandbox.DemoAppName+":80")
 	m := &run.Manager{Connect: s.Connect, Store: s.Store, Logger: slog.New(slog.DiscardHandler), Lease: -1}
 	b.Cleanup(m.Close)
