@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -57,6 +58,9 @@ type snapshot struct {
 	// mcp are the snapshot's MCP backends: they own stdio processes, so
 	// a snapshot that is replaced or never served is closed.
 	mcp []*mcp.Backend
+	// owned are what policies hold open (remoteRateLimit's gRPC
+	// connection), closed with the snapshot.
+	owned []io.Closer
 }
 
 // close stops what the snapshot owns (MCP targets and their processes).
@@ -69,6 +73,9 @@ func (s *snapshot) close() {
 	}
 	s.tracing.close()
 	s.accessLogOTLP.close()
+	for _, o := range s.owned {
+		o.Close()
+	}
 }
 
 type bindTable struct {
@@ -157,6 +164,7 @@ type compiler struct {
 	mcp      []*mcp.Backend
 	// mcpSessionTTL is config.mcp.sessionTtl (0: the mcp default).
 	mcpSessionTTL time.Duration
+	owned         []io.Closer // handed over by policies (Own)
 }
 
 type compileDeps struct {
@@ -211,6 +219,8 @@ func (c *compiler) Expression(phase cel.Phase, p config.Pos, path, src string) *
 func (c *compiler) HTTPClient() *http.Client { return c.deps.client }
 
 // JWKSRefetchInterval is jwksRefetchInterval.
+func (c *compiler) Own(o io.Closer) { c.owned = append(c.owned, o) }
+
 func (c *compiler) JWKSRefetchInterval() time.Duration { return jwksRefetchInterval }
 
 func fileExists(p string) bool {
@@ -260,7 +270,7 @@ func compile(name string, data []byte, f *config.File, deps compileDeps) (*snaps
 		})
 		s.binds[b.Port] = bt
 	}
-	s.mcp = c.mcp
+	s.mcp, s.owned = c.mcp, c.owned
 	if len(c.errs) > 0 {
 		s.close()
 		return nil, errors.Join(c.errs...)

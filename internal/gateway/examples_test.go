@@ -34,7 +34,7 @@ func TestAgentgatewayExamplesLoad(t *testing.T) {
 		"mcp-telemetry/config.yaml":                          "",
 		"mcp-telemetry/logging/otel.yaml":                    "",
 		"traffic-ratelimiting-local/config.yaml":             "",
-		"traffic-ratelimiting-global/config.yaml":            "remoteRateLimit: not supported by tailgate yet",
+		"traffic-ratelimiting-global/config.yaml":            "",
 		"traffic-a2a/config.yaml":                            "",
 		"traffic-oidc/config.yaml":                           "",
 		"traffic-oauth2-proxy/config.yaml":                   "",

@@ -169,6 +169,9 @@ func (d *decoder) checkRoute(r *Route, path string) {
 		d.checkDuration(t.Pos, path+".policies.timeout.backendRequestTimeout", &t.BackendRequestTimeout, true)
 	}
 	d.checkTraffic(p, path+".policies")
+	if rl := p.RemoteRateLimit; rl != nil {
+		d.checkRemoteRateLimit(rl, path+".policies.remoteRateLimit")
+	}
 	if rl := p.LocalRateLimit; rl != nil {
 		for i := range rl.Buckets {
 			b := &rl.Buckets[i]

@@ -318,7 +318,9 @@ type RoutePolicies struct {
 	RequestHeaderModifier  *HeaderModifier `yaml:"requestHeaderModifier"`
 	ResponseHeaderModifier *HeaderModifier `yaml:"responseHeaderModifier"`
 	LocalRateLimit         *LocalRateLimit `yaml:"localRateLimit"`
-	Timeout                *Timeout        `yaml:"timeout"`
+	// RemoteRateLimit asks an Envoy rate-limit service (remoteratelimit.go).
+	RemoteRateLimit *RemoteRateLimit `yaml:"remoteRateLimit"`
+	Timeout         *Timeout         `yaml:"timeout"`
 
 	RequestRedirect *RequestRedirect `yaml:"requestRedirect"`
 	URLRewrite      *URLRewrite      `yaml:"urlRewrite"`
@@ -339,12 +341,11 @@ type RoutePolicies struct {
 	// their JSON-RPC method.
 	A2A *A2A `yaml:"a2a"`
 
-	MCPGuardrails   Unsupported `yaml:"mcpGuardrails"`
-	AI              Unsupported `yaml:"ai"`
-	BackendTunnel   Unsupported `yaml:"backendTunnel"`
-	RemoteRateLimit Unsupported `yaml:"remoteRateLimit"`
-	CSRF            Unsupported `yaml:"csrf"`
-	Buffer          Unsupported `yaml:"buffer"`
+	MCPGuardrails Unsupported `yaml:"mcpGuardrails"`
+	AI            Unsupported `yaml:"ai"`
+	BackendTunnel Unsupported `yaml:"backendTunnel"`
+	CSRF          Unsupported `yaml:"csrf"`
+	Buffer        Unsupported `yaml:"buffer"`
 }
 
 // Backend is one upstream of a route. Exactly one kind must be set:

@@ -16,7 +16,7 @@
 // reports all of them; nothing is parsed or compiled on the request path.
 //
 //	rate limit → cors → jwtAuth, mcpAuthentication → extAuthz → authorization
-//	→ directResponse, requestRedirect → request headers, urlRewrite, backendAuth
+//	→ remoteRateLimit → directResponse, requestRedirect → request headers, urlRewrite, backendAuth
 //	→ response headers → requestMirror, delay
 //
 // A listener's Set runs before its route's. timeout, retry, backendTLS

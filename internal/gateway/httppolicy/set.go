@@ -2,6 +2,7 @@ package httppolicy
 
 import (
 	"crypto/tls"
+	"io"
 	"net/http"
 	"sort"
 	"time"
@@ -14,6 +15,7 @@ import (
 // policy. Their order here does not matter; Phase decides when each runs.
 var modules = []Module{
 	localRateLimit,
+	remoteRateLimit,
 	cors,
 	jwtAuth,
 	extAuthz,
@@ -58,6 +60,10 @@ const (
 	// with the other authentication, before any rule.
 	// Authorization decides with rules over everything above.
 	Authorization
+	// GlobalRateLimiting asks a rate-limit service shared by every
+	// replica (remoteRateLimit); after authorization, as in agentgateway,
+	// so its descriptors may use jwt.* and extauthz.*.
+	GlobalRateLimiting
 	// Respond answers the request without a backend (directResponse,
 	// requestRedirect).
 	Respond
@@ -133,6 +139,9 @@ type Compiler interface {
 	HTTPClient() *http.Client
 	// JWKSRefetchInterval is the least time between JWKS refetches.
 	JWKSRefetchInterval() time.Duration
+	// Own hands over something a policy holds open (a gRPC connection);
+	// it is closed when the compiled config is replaced or discarded.
+	Own(io.Closer)
 }
 
 // Module is one policy key of a `policies:` block.
