@@ -125,6 +125,9 @@ type routeTable struct {
 type weightedBackend struct {
 	Backend
 	weight int
+	// policies, when set, run instead of the route's: the route's with
+	// the backend's own (backends[].policies) overlaid.
+	policies *httppolicy.Set
 }
 
 type matcher struct {
@@ -444,6 +447,12 @@ func (c *compiler) route(r config.Route, path, listener string, ri int) *routeTa
 		}
 		var be Backend
 		var err error
+		// A backend's own policies replace the route's of the same key
+		// for requests sent to it (Overlay).
+		pol := rt.policies
+		if b.Policies != nil {
+			pol = httppolicy.Overlay(rt.policies, httppolicy.Compile(b.Policies.AsRoutePolicies(), bp+".policies", c))
+		}
 		if b.MCP != nil {
 			mp := bp + ".mcp"
 			if r.YAMLPath != "" {
@@ -451,7 +460,7 @@ func (c *compiler) route(r config.Route, path, listener string, ri int) *routeTa
 			}
 			be, err = c.mcpBackend(b.MCP, r.Policies, mp, rt.key)
 		} else {
-			be, err = c.hostBackend(b.Host, rt.policies)
+			be, err = c.hostBackend(b.Host, pol)
 		}
 		if errors.Is(err, errReported) {
 			continue
@@ -461,7 +470,11 @@ func (c *compiler) route(r config.Route, path, listener string, ri int) *routeTa
 			continue
 		}
 		if w > 0 {
-			rt.backends = append(rt.backends, weightedBackend{Backend: be, weight: w})
+			wb := weightedBackend{Backend: be, weight: w}
+			if pol != rt.policies {
+				wb.policies = pol
+			}
+			rt.backends = append(rt.backends, wb)
 			rt.totalWeight += w
 		}
 	}

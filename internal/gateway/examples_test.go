@@ -42,8 +42,8 @@ func TestAgentgatewayExamplesLoad(t *testing.T) {
 		"traffic-cross-app-access/okta-auth0/gateway.yaml":   "backendAuth.crossAppAccess: not supported by tailgate yet",
 		"traffic-cross-app-access/xaa-dev/gateway.yaml":      "backendAuth.crossAppAccess: not supported by tailgate yet",
 		"traffic-token-exchange/extauthz/config.yaml":        "extAuthz.cache: not supported by tailgate yet",
-		"traffic-token-exchange/jwt-authz-grant/config.yaml": "backends[0].policies: not supported by tailgate yet",
-		"traffic-token-exchange/oauth-rfc8693/config.yaml":   "backends[0].policies: not supported by tailgate yet",
+		"traffic-token-exchange/jwt-authz-grant/config.yaml": "",
+		"traffic-token-exchange/oauth-rfc8693/config.yaml":   "",
 		// Out of scope: TCP tunnels, LLM backends, SPIFFE (a mesh CA).
 		"traffic-egress-proxy/config.yaml":             "tunnelProtocol: not supported by tailgate yet",
 		"traffic-egress-proxy/config-conditional.yaml": "llm: not supported by tailgate yet",

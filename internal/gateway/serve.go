@@ -431,18 +431,28 @@ func (g *Gateway) handler(bs *bindServer) http.Handler {
 		}
 		st.rv = requestVars{r: r, ci: ci, host: host}
 		ri.vars = &st.rv
-		if !lt.policies.Empty() || !rt.policies.Empty() {
+		// The backend is picked first: its own policies (backendAuth,
+		// backendTLS...) replace the route's of the same key.
+		var be Backend
+		pol := rt.policies
+		if len(rt.backends) > 0 {
+			wb := rt.pick()
+			be = wb.Backend
+			if wb.policies != nil {
+				pol = wb.policies
+			}
+		}
+		if !lt.policies.Empty() || !pol.Empty() {
 			x := &st.x
 			*x = exchange{g: g, ri: ri, sw: sw}
-			if !lt.policies.Run(sw, r, x) || !rt.policies.Run(sw, r, x) {
+			if !lt.policies.Run(sw, r, x) || !pol.Run(sw, r, x) {
 				return
 			}
 		}
-		if len(rt.backends) == 0 {
+		if be == nil {
 			http.Error(sw, "route has no backend", http.StatusServiceUnavailable)
 			return
 		}
-		be := rt.pick()
 		ri.backend = be.Name()
 		if rt.backendTimeout > 0 {
 			ctx, cancel := context.WithTimeout(r.Context(), rt.backendTimeout)
@@ -453,18 +463,18 @@ func (g *Gateway) handler(bs *bindServer) http.Handler {
 	})
 }
 
-func (rt *routeTable) pick() Backend {
+func (rt *routeTable) pick() weightedBackend {
 	if len(rt.backends) == 1 {
-		return rt.backends[0].Backend
+		return rt.backends[0]
 	}
 	n := rand.IntN(rt.totalWeight)
 	for _, b := range rt.backends {
 		if n < b.weight {
-			return b.Backend
+			return b
 		}
 		n -= b.weight
 	}
-	return rt.backends[0].Backend
+	return rt.backends[0]
 }
 
 // requestState is what the gateway keeps per request, allocated once.

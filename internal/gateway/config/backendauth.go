@@ -48,13 +48,17 @@ func (f *FileOrInline) decodeNode(d *decoder, n *yaml.Node, path string) {
 
 // BackendAuth is the credential the gateway sends to the backend.
 // tailgate implements passthrough (the caller's validated bearer token),
-// key (a static secret) and jwtSign (a JWT the gateway signs); the cloud
-// providers' kinds and token exchange are refused.
+// key (a static secret), jwtSign (a JWT the gateway signs) and
+// oauthTokenExchange; the cloud providers' kinds and crossAppAccess are
+// refused.
 type BackendAuth struct {
 	Pos         Pos
 	Passthrough bool
 	Key         *FileOrInline
 	JWTSign     *JWTSign
+	// OAuthTokenExchange trades the caller's token for the backend's
+	// (tokenexchange.go).
+	OAuthTokenExchange *OAuthTokenExchange
 }
 
 // JWTSign mints a short-lived JWT per request.
@@ -124,6 +128,9 @@ func (b *BackendAuth) decodeNode(d *decoder, n *yaml.Node, path string) {
 			val = &rest
 		}
 		d.decode(val, reflectValue(b.JWTSign), kp)
+	case "oauthTokenExchange":
+		b.OAuthTokenExchange = &OAuthTokenExchange{}
+		d.decode(val, reflectValue(b.OAuthTokenExchange), kp)
 	case "gcp", "aws", "azure":
 		d.fail(n, kp, "cloud provider credentials are not supported by tailgate")
 	default:

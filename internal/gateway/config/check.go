@@ -158,6 +158,9 @@ func (d *decoder) checkRoute(r *Route, path string) {
 		case b.Host == "" && !d.hasErrorUnder(bp):
 			d.failAt(b.Pos, bp, "backend needs host: <host:port> or mcp: {targets: [...]}")
 		}
+		if b.Policies != nil {
+			d.checkBackendPolicies(b.Policies, b.MCP != nil, bp+".policies")
+		}
 	}
 	p := r.Policies
 	if p == nil {

@@ -151,6 +151,9 @@ func (d *decoder) checkTraffic(p *RoutePolicies, path string) {
 			j.TTL.D = 5 * time.Minute
 		}
 	}
+	if a := p.BackendAuth; a != nil && a.OAuthTokenExchange != nil {
+		d.checkTokenExchange(a.OAuthTokenExchange, path+".backendAuth.oauthTokenExchange")
+	}
 	if m := p.MCPAuthentication; m != nil {
 		switch m.Mode {
 		case "", "strict", "optional", "permissive":

@@ -355,8 +355,10 @@ type Backend struct {
 	Weight *int        `yaml:"weight"`
 	Host   string      `yaml:"host"`
 	MCP    *MCPBackend `yaml:"mcp"`
+	// Policies are the backend's own (tokenexchange.go); a key set here
+	// replaces the route's for requests sent to this backend.
+	Policies *BackendPolicies `yaml:"policies"`
 
-	Policies   Unsupported `yaml:"policies"`
 	Service    Unsupported `yaml:"service"`
 	Backend    Unsupported `yaml:"backend"`
 	Internal   Unsupported `yaml:"internal"`

@@ -146,6 +146,8 @@ func compileBackendAuth(a *config.BackendAuth, path string, c Compiler) Policy {
 			return nil
 		}
 		return &jwtSignAuth{signer: signer, claims: j.Claims, ttl: j.TTL.D}
+	case a.OAuthTokenExchange != nil:
+		return compileTokenExchange(a.OAuthTokenExchange, path+".oauthTokenExchange", c)
 	}
 	return nil
 }

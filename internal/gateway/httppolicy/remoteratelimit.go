@@ -13,6 +13,7 @@ import (
 	ratelimitcommon "github.com/envoyproxy/go-control-plane/envoy/extensions/common/ratelimit/v3"
 	rls "github.com/envoyproxy/go-control-plane/envoy/service/ratelimit/v3"
 	typev3 "github.com/envoyproxy/go-control-plane/envoy/type/v3"
+	"golang.org/x/net/http/httpguts"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/protobuf/types/known/wrapperspb"
@@ -222,23 +223,11 @@ func addHeaderValues(h http.Header, hv []*corev3.HeaderValue) {
 		if val == "" {
 			val = v.GetValue()
 		}
-		if val == "" || !validHeaderName(v.GetKey()) || strings.ContainsAny(val, "\r\n\x00") {
+		if val == "" || !httpguts.ValidHeaderFieldName(v.GetKey()) || !httpguts.ValidHeaderFieldValue(val) {
 			continue
 		}
 		h.Set(v.GetKey(), val)
 	}
-}
-
-func validHeaderName(s string) bool {
-	if s == "" {
-		return false
-	}
-	for _, c := range s {
-		if c <= ' ' || c >= 0x7f || strings.ContainsRune("\"(),/:;<=>?@[\\]{}", c) {
-			return false
-		}
-	}
-	return true
 }
 
 // setRateLimitHeaders reports the most constrained descriptor (fewest

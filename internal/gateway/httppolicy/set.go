@@ -176,6 +176,9 @@ type routeSetting interface {
 // Set is the compiled policies of one listener or route.
 type Set struct {
 	run []Policy // in Phase order
+	// runKeys and runPhases are run's config keys and phases (Overlay).
+	runKeys   []string
+	runPhases []Phase
 	// keys are the config keys of every policy in the set, in Phase order.
 	keys []string
 	// RequestTimeout bounds the whole request (policies and backend) and
@@ -206,6 +209,8 @@ func Compile(p *config.RoutePolicies, path string, c Compiler) *Set {
 			continue
 		}
 		s.run = append(s.run, pol)
+		s.runKeys = append(s.runKeys, m.Key)
+		s.runPhases = append(s.runPhases, m.Phase)
 	}
 	return s
 }
