@@ -41,7 +41,7 @@ func TestAgentgatewayExamplesLoad(t *testing.T) {
 		"traffic-cross-app-access/keycloak/gateway.yaml":     "backendAuth.crossAppAccess: not supported by tailgate yet",
 		"traffic-cross-app-access/okta-auth0/gateway.yaml":   "backendAuth.crossAppAccess: not supported by tailgate yet",
 		"traffic-cross-app-access/xaa-dev/gateway.yaml":      "backendAuth.crossAppAccess: not supported by tailgate yet",
-		"traffic-token-exchange/extauthz/config.yaml":        "extAuthz.cache: not supported by tailgate yet",
+		"traffic-token-exchange/extauthz/config.yaml":        "",
 		"traffic-token-exchange/jwt-authz-grant/config.yaml": "",
 		"traffic-token-exchange/oauth-rfc8693/config.yaml":   "",
 		// Out of scope: TCP tunnels, LLM backends, SPIFFE (a mesh CA).

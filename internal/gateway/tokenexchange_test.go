@@ -72,6 +72,12 @@ func startTokenEndpoint(t *testing.T) *tokenEndpoint {
 	return te
 }
 
+func (te *tokenEndpoint) firstBasic() string {
+	te.mu.Lock()
+	defer te.mu.Unlock()
+	return te.basic[0]
+}
+
 func (te *tokenEndpoint) calls() []url.Values {
 	te.mu.Lock()
 	defer te.mu.Unlock()
@@ -150,8 +156,8 @@ func TestTokenExchangeSendsTheBackendTheExchangedToken(t *testing.T) {
 	if f.Encode() != want.Encode() {
 		t.Errorf("token request form:\n got %s\nwant %s", f.Encode(), want.Encode())
 	}
-	if te.basic[0] != "requester-client:"+teClientSecret {
-		t.Errorf("client authentication: %q", te.basic[0])
+	if te.firstBasic() != "requester-client:"+teClientSecret {
+		t.Errorf("client authentication: %q", te.firstBasic())
 	}
 
 	// The same caller again: the cached token, no second exchange.
@@ -201,8 +207,8 @@ cache: {maxEntries: 0}`
 		"client_id":           {"my-app"},
 		"client_secret":       {teClientSecret},
 	}
-	if f.Encode() != want.Encode() || te.basic[0] != ":" {
-		t.Errorf("token request form:\n got %s (basic %q)\nwant %s", f.Encode(), te.basic[0], want.Encode())
+	if f.Encode() != want.Encode() || te.firstBasic() != ":" {
+		t.Errorf("token request form:\n got %s (basic %q)\nwant %s", f.Encode(), te.firstBasic(), want.Encode())
 	}
 }
 

@@ -1,6 +1,7 @@
 package cel
 
 import (
+	"bytes"
 	"crypto/md5"
 	crand "crypto/rand"
 	"crypto/sha1"
@@ -24,7 +25,8 @@ import (
 // library is the part of agentgateway's CEL function library
 // (schema/cel.md) tailgate implements, beside default(): json, toJson,
 // unvalidatedJwtPayload, random, uuid, fail, sha1/sha256/md5.encode,
-// url.encode/decode, form.encode/decode and regexReplace. Every overload
+// url.encode/decode, form.encode/decode, regexReplace and base64.encode
+// of a string. Every overload
 // is typed, so a call with the wrong argument types (json(1),
 // "x".regexReplace(1, 2)) is a load error, not a run-time surprise.
 func library() celgo.EnvOption {
@@ -109,6 +111,12 @@ func library() celgo.EnvOption {
 				}
 				return types.String(strings.Join(parts, "&"))
 			}))),
+		// cel-go's base64.encode takes bytes; agentgateway's takes a
+		// string too (its examples build Basic credentials with it).
+		celgo.Function("base64.encode",
+			celgo.Overload("base64_encode_string", []*celgo.Type{str}, str, unary(func(v ref.Val) ref.Val {
+				return types.String(base64.StdEncoding.EncodeToString(bytesOf(v)))
+			}))),
 		celgo.Function("form.decode",
 			celgo.Overload("form_decode_string", []*celgo.Type{str}, mapSD, unary(formDecode)),
 			celgo.Overload("form_decode_bytes", []*celgo.Type{byts}, mapSD, unary(formDecode))),
@@ -141,12 +149,41 @@ func bytesOf(v ref.Val) []byte {
 	return nil
 }
 
+// parseJSON decodes JSON; a number without fraction or exponent that
+// fits is an int, as in agentgateway, so `json(b).exp - 5` is arithmetic
+// on ints rather than a double-minus-int error.
 func parseJSON(v ref.Val) ref.Val {
+	dec := json.NewDecoder(bytes.NewReader(bytesOf(v)))
+	dec.UseNumber()
 	var out any
-	if err := json.Unmarshal(bytesOf(v), &out); err != nil {
+	if err := dec.Decode(&out); err != nil {
 		return types.NewErr("json: %v", err)
 	}
-	return types.DefaultTypeAdapter.NativeToValue(out)
+	if dec.More() {
+		return types.NewErr("json: data after the value")
+	}
+	return types.DefaultTypeAdapter.NativeToValue(jsonNumbers(out))
+}
+
+// jsonNumbers replaces json.Number with int64 or float64.
+func jsonNumbers(v any) any {
+	switch t := v.(type) {
+	case json.Number:
+		if i, err := t.Int64(); err == nil {
+			return i
+		}
+		f, _ := t.Float64()
+		return f
+	case []any:
+		for i := range t {
+			t[i] = jsonNumbers(t[i])
+		}
+	case map[string]any:
+		for k := range t {
+			t[k] = jsonNumbers(t[k])
+		}
+	}
+	return v
 }
 
 func formDecode(v ref.Val) ref.Val {

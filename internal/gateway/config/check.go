@@ -131,6 +131,9 @@ func (d *decoder) checkPolicies(p *GatewayPolicies, path string) {
 	if p.CORS != nil {
 		d.checkDuration(p.CORS.Pos, path+".cors.maxAge", &p.CORS.MaxAge, true)
 	}
+	if p.Transformations != nil {
+		d.checkTransformations(p.Transformations, path+".transformations")
+	}
 }
 
 func (d *decoder) checkRoute(r *Route, path string) {
@@ -265,6 +268,9 @@ func (d *decoder) checkExtAuthz(e *ExtAuthz, path string) {
 		d.failAt(e.Pos, path+".protocol", "the default gRPC protocol is not supported by tailgate yet; set protocol: {http: {}}")
 	} else if e.Protocol.HTTP == nil {
 		d.failAt(e.Pos, path+".protocol", "expected http: {...}")
+	}
+	if e.Cache != nil {
+		d.checkExtAuthzCache(e.Cache, path+".cache")
 	}
 	if f := e.FailureMode; f != nil && f.DenyWithStatus != 0 && (f.DenyWithStatus < 100 || f.DenyWithStatus > 599) {
 		d.failAt(f.Pos, path+".failureMode.denyWithStatus", "expected an HTTP status code, got %d", f.DenyWithStatus)

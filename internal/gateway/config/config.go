@@ -213,10 +213,12 @@ type GatewayPolicies struct {
 	// them in an encrypted session cookie (sets jwt.*).
 	OIDC *OIDC `yaml:"oidc"`
 
-	ExtProc         Unsupported `yaml:"extProc"`
-	Transformations Unsupported `yaml:"transformations"`
-	BasicAuth       Unsupported `yaml:"basicAuth"`
-	APIKey          Unsupported `yaml:"apiKey"`
+	// Transformations set request headers from CEL (extauthzcache.go).
+	Transformations *Transformations `yaml:"transformations"`
+
+	ExtProc   Unsupported `yaml:"extProc"`
+	BasicAuth Unsupported `yaml:"basicAuth"`
+	APIKey    Unsupported `yaml:"apiKey"`
 }
 
 // Route sends matching requests through its policies to its backends.
@@ -499,9 +501,10 @@ type ExtAuthz struct {
 	Conditional        Unsupported `yaml:"conditional"`
 	Policies           Unsupported `yaml:"policies"`
 	IncludeRequestBody Unsupported `yaml:"includeRequestBody"`
-	Cache              Unsupported `yaml:"cache"`
-	Service            Unsupported `yaml:"service"`
-	Backend            Unsupported `yaml:"backend"`
+	// Cache keeps the service's answers (extauthzcache.go).
+	Cache   *ExtAuthzCache `yaml:"cache"`
+	Service Unsupported    `yaml:"service"`
+	Backend Unsupported    `yaml:"backend"`
 }
 
 // ExtAuthzProto is `{http: {...}}`; gRPC is not implemented yet.
@@ -522,7 +525,9 @@ type ExtAuthzHTTP struct {
 	// when the service answers 401 or 403, e.g. a sign-in page.
 	Redirect string `yaml:"redirect"`
 
-	Body Unsupported `yaml:"body"`
+	// Body is the check request's body (CEL: a string or bytes as they
+	// are, anything else as JSON); unset, the check has no body.
+	Body string `yaml:"body"`
 }
 
 // ExtAuthzFailure is "deny" (default), "allow" or `{denyWithStatus: N}`.

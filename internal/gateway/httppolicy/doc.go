@@ -16,7 +16,8 @@
 // reports all of them; nothing is parsed or compiled on the request path.
 //
 //	rate limit → cors → jwtAuth, mcpAuthentication → extAuthz → authorization
-//	→ remoteRateLimit → directResponse, requestRedirect → request headers, urlRewrite, backendAuth
+//	→ remoteRateLimit → directResponse, requestRedirect → request headers,
+//	transformations, urlRewrite, backendAuth
 //	→ response headers → requestMirror, delay
 //
 // A listener's Set runs before its route's. timeout, retry, backendTLS

@@ -1,7 +1,9 @@
 package httppolicy
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -43,7 +45,12 @@ type ExtAuthz struct {
 	// Redirect computes where to send the client (302) instead of the
 	// service's 401 or 403 (CEL, request phase); nil passes the answer on.
 	Redirect *cel.Expression
-	Client   *http.Client
+	// Body computes the check request's body (CEL, request phase); nil
+	// sends none.
+	Body *cel.Expression
+	// Cache keeps answers (extauthzcache.go); nil asks every time.
+	Cache  *ExtAuthzCache
+	Client *http.Client
 }
 
 // ExtAuthzOutcome is the service's decision on one request.
@@ -62,8 +69,26 @@ type ExtAuthzOutcome struct {
 	Reason string
 }
 
-// Check calls the service. vars are the request-phase variables.
+// Check decides on r, from the cache when it holds an answer for r,
+// otherwise by calling the service. vars are the request-phase variables.
 func (e *ExtAuthz) Check(ctx context.Context, r *http.Request, vars cel.Vars) ExtAuthzOutcome {
+	if e.Cache == nil {
+		return e.call(ctx, r, vars)
+	}
+	k, ok := e.Cache.key(vars)
+	if !ok {
+		return e.call(ctx, r, vars)
+	}
+	if out, hit := e.Cache.get(k); hit {
+		return out
+	}
+	out := e.call(ctx, r, vars)
+	e.Cache.put(k, vars, out)
+	return out
+}
+
+// call asks the service.
+func (e *ExtAuthz) call(ctx context.Context, r *http.Request, vars cel.Vars) ExtAuthzOutcome {
 	path := r.URL.RequestURI()
 	if e.Path != nil {
 		p, err := e.Path.EvalString(vars)
@@ -77,7 +102,15 @@ func (e *ExtAuthz) Check(ctx context.Context, r *http.Request, vars cel.Vars) Ex
 	}
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, r.Method, e.BaseURL+path, nil)
+	var reqBody io.Reader
+	if e.Body != nil {
+		b, err := checkBody(e.Body, vars)
+		if err != nil {
+			return e.unavailable(fmt.Errorf("body expression: %w", err))
+		}
+		reqBody = bytes.NewReader(b)
+	}
+	req, err := http.NewRequestWithContext(ctx, r.Method, e.BaseURL+path, reqBody)
 	if err != nil {
 		return e.unavailable(err)
 	}
@@ -157,6 +190,22 @@ func (e *ExtAuthz) Check(ctx context.Context, r *http.Request, vars cel.Vars) Ex
 	return out
 }
 
+// checkBody is the body expression's value: a string or bytes as they
+// are, anything else as JSON (agentgateway's value_as_byte_or_json).
+func checkBody(x *cel.Expression, vars cel.Vars) ([]byte, error) {
+	v, err := x.Native(vars)
+	if err != nil {
+		return nil, err
+	}
+	switch t := v.(type) {
+	case string:
+		return []byte(t), nil
+	case []byte:
+		return t, nil
+	}
+	return json.Marshal(v)
+}
+
 func (e *ExtAuthz) unavailable(err error) ExtAuthzOutcome {
 	if e.FailOpen {
 		return ExtAuthzOutcome{Allowed: true, Reason: "service unavailable, failure mode allow: " + err.Error()}
@@ -234,9 +283,15 @@ func compileExtAuthz(e *config.ExtAuthz, path string, c Compiler) Policy {
 	if f := e.FailureMode; f != nil {
 		out.FailOpen, out.DenyStatus = f.Allow, f.DenyWithStatus
 	}
+	if e.Cache != nil {
+		out.Cache = compileExtAuthzCache(e.Cache, path+".cache", c)
+	}
 	h := e.Protocol.HTTP
 	if h == nil {
 		return out
+	}
+	if h.Body != "" {
+		out.Body = c.Expression(cel.Request, h.Pos, path+".protocol.http.body", h.Body)
 	}
 	out.IncludeResponseHeaders = h.IncludeResponseHeaders
 	if h.Path != "" {

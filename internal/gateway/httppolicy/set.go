@@ -21,6 +21,7 @@ var modules = []Module{
 	extAuthz,
 	authorization,
 	requestHeaderModifier,
+	transformations,
 	responseHeaderModifier,
 	timeout,
 	directResponse,
