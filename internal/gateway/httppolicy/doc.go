@@ -34,7 +34,13 @@
 //     unknown key id at most once per RefetchInterval;
 //   - ExtAuthz: the HTTP form of external authorization;
 //   - Authorization: a request-phase rule set (gateway/cel);
-//   - CORS, RateLimit (token buckets), HeaderModifier.
+//   - CORS, RateLimit (token buckets), HeaderModifier;
+//   - RemoteRateLimit: Envoy's rate-limit service protocol over gRPC;
+//   - TokenExchange: backendAuth.oauthTokenExchange (RFC 8693 / 7523);
+//   - Transformations: request headers from CEL values.
+//
+// A backend's own policies (backends[].policies) are compiled like a
+// route's and laid over it with Overlay.
 //
 // # Adding a policy
 //
