@@ -79,21 +79,25 @@ func (k *keycloakStandIn) calls() int {
 	return len(k.forms)
 }
 
-// startExtAuthzExample runs agentgateway's traffic-token-exchange/extauthz
-// example as written, its Keycloak and echo upstream replaced by
-// loopback stand-ins.
-func startExtAuthzExample(t *testing.T, kc *keycloakStandIn, backend string, logs *testlog.Buffer) *testGateway {
-	src, err := os.ReadFile("testdata/agentgateway/examples/traffic-token-exchange/extauthz/config.yaml")
+// startExample runs one of agentgateway's examples as written, on a free
+// port instead of 3000, with the hosts it names replaced (old, new
+// pairs) by loopback stand-ins.
+func startExample(t *testing.T, name string, hosts []string, mod ...func(*Options)) *testGateway {
+	t.Helper()
+	src, err := os.ReadFile("testdata/agentgateway/examples/" + name)
 	if err != nil {
 		t.Fatal(err)
 	}
 	port := freePort(t)
-	cfg := strings.NewReplacer(
-		"port: 3000", fmt.Sprintf("port: %d", port),
-		"localhost:7080", hostOf(kc.Server),
-		"localhost:18080", backend,
-	).Replace(string(src))
-	return startGateway(t, cfg, port, debugLogs(logs))
+	cfg := strings.NewReplacer(append([]string{"port: 3000", fmt.Sprintf("port: %d", port)}, hosts...)...).Replace(string(src))
+	return startGateway(t, cfg, port, mod...)
+}
+
+// startExtAuthzExample runs agentgateway's traffic-token-exchange/extauthz
+// example, its Keycloak and echo upstream replaced by stand-ins.
+func startExtAuthzExample(t *testing.T, kc *keycloakStandIn, backend string, logs *testlog.Buffer) *testGateway {
+	return startExample(t, "traffic-token-exchange/extauthz/config.yaml",
+		[]string{"localhost:7080", hostOf(kc.Server), "localhost:18080", backend}, debugLogs(logs))
 }
 
 // backendSub is the sub claim of the token the echo backend received.
