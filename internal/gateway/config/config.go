@@ -662,6 +662,7 @@ func parse(name string, data []byte, lim Limits) (*File, error) {
 		return nil, &Error{File: name, Msg: errNoDocument.Error()}
 	}
 	d := &decoder{file: name}
+	expandEnv(d, n, osLookupEnv)
 	d.decode(n, reflectValue(f), "")
 	d.checkSemantics(f)
 	if len(d.errs) > 0 {

@@ -86,6 +86,10 @@ type nodeDecoder interface {
 type decoder struct {
 	file string
 	errs ErrorList
+	// expanded are the values environment variables were expanded into,
+	// with their text as written: an error shows "$NAME", never the
+	// value (which may be a secret).
+	expanded map[*yaml.Node]string
 }
 
 const maxErrors = 50
@@ -94,7 +98,11 @@ func (d *decoder) fail(n *yaml.Node, path, format string, args ...any) {
 	if len(d.errs) >= maxErrors {
 		return
 	}
-	e := &Error{File: d.file, Path: path, Msg: fmt.Sprintf(format, args...)}
+	msg := fmt.Sprintf(format, args...)
+	if orig, ok := d.expanded[n]; ok && n.Value != "" {
+		msg = strings.ReplaceAll(msg, n.Value, orig)
+	}
+	e := &Error{File: d.file, Path: path, Msg: msg}
 	if n != nil {
 		e.Line, e.Column = n.Line, n.Column
 	}
