@@ -61,6 +61,9 @@ type snapshot struct {
 	// owned are what policies hold open (remoteRateLimit's gRPC
 	// connection), closed with the snapshot.
 	owned []io.Closer
+	// rawToken is set when an expression reads jwt.rawToken: only then
+	// do a request's jwt.* carry the token (as a cel.Redacted).
+	rawToken bool
 }
 
 // close stops what the snapshot owns (MCP targets and their processes).
@@ -168,6 +171,8 @@ type compiler struct {
 	// mcpSessionTTL is config.mcp.sessionTtl (0: the mcp default).
 	mcpSessionTTL time.Duration
 	owned         []io.Closer // handed over by policies (Own)
+	// rawToken: some expression names jwt.rawToken, so requests carry it.
+	rawToken bool
 }
 
 type compileDeps struct {
@@ -211,6 +216,7 @@ func (c *compiler) Rel(p string) string {
 
 // Expression compiles one CEL value; its error names file, line and path.
 func (c *compiler) Expression(phase cel.Phase, p config.Pos, path, src string) *cel.Expression {
+	c.rawToken = c.rawToken || strings.Contains(src, "rawToken")
 	x, err := cel.Compile(phase, fmt.Sprintf("%s:%d: %s", c.file, p.Line, path), src)
 	if err != nil {
 		c.errs = append(c.errs, err)
@@ -273,7 +279,7 @@ func compile(name string, data []byte, f *config.File, deps compileDeps) (*snaps
 		})
 		s.binds[b.Port] = bt
 	}
-	s.mcp, s.owned = c.mcp, c.owned
+	s.mcp, s.owned, s.rawToken = c.mcp, c.owned, c.rawToken
 	if len(c.errs) > 0 {
 		s.close()
 		return nil, errors.Join(c.errs...)
@@ -302,6 +308,7 @@ func hostRank(h string) int {
 func (c *compiler) Rules(phase cel.Phase, rs *config.RuleSet, path string) *cel.Set {
 	var specs []cel.Spec
 	for i, r := range rs.Rules {
+		c.rawToken = c.rawToken || strings.Contains(r.Expr, "rawToken")
 		specs = append(specs, cel.Spec{
 			Kind:  cel.Kind(r.Kind),
 			Expr:  r.Expr,

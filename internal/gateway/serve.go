@@ -444,7 +444,7 @@ func (g *Gateway) handler(bs *bindServer) http.Handler {
 		}
 		if !lt.policies.Empty() || !pol.Empty() {
 			x := &st.x
-			*x = exchange{g: g, ri: ri, sw: sw}
+			*x = exchange{g: g, ri: ri, sw: sw, rawToken: s.rawToken}
 			if !lt.policies.Run(sw, r, x) || !pol.Run(sw, r, x) {
 				return
 			}
@@ -575,6 +575,8 @@ type exchange struct {
 	g  *Gateway
 	ri *requestInfo
 	sw *statusWriter
+	// rawToken: the config reads jwt.rawToken (snapshot.rawToken).
+	rawToken bool
 }
 
 func (x *exchange) Vars() cel.Vars { return x.ri.vars.get() }
@@ -589,6 +591,17 @@ func (x *exchange) Refuse(policy, reason string) {
 func (x *exchange) Note(reason string) { x.ri.denyReason = reason }
 
 func (x *exchange) Authenticated(claims map[string]any) {
+	if x.rawToken && x.ri.bearer != "" {
+		// jwt.rawToken (agentgateway): the validated bearer token, shown
+		// as "<redacted>" unless an expression asks for .unredacted().
+		// Claims may be shared with the verified-token cache: copy.
+		own := make(map[string]any, len(claims)+1)
+		for k, v := range claims {
+			own[k] = v
+		}
+		own["rawToken"] = cel.Redacted(x.ri.bearer)
+		claims = own
+	}
 	x.ri.caller.Claims = x.ri.vars.addClaims(claims)
 }
 

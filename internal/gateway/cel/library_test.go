@@ -1,6 +1,12 @@
 package cel
 
-import "testing"
+import (
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"strings"
+	"testing"
+)
 
 func TestLibraryAgentgatewayExampleExpressions(t *testing.T) {
 	vars := Vars{"request": map[string]any{"headers": map[string]any{}}}
@@ -26,5 +32,50 @@ func TestLibraryAgentgatewayExampleExpressions(t *testing.T) {
 	x, _ := Compile(Request, "test", `json("{} {}")`)
 	if _, err := x.Native(vars); err == nil {
 		t.Error("json of two documents did not fail")
+	}
+}
+
+func TestRedactedShowsOnlyThroughUnredacted(t *testing.T) {
+	vars := Vars{"jwt": map[string]any{"sub": "alice", "rawToken": Redacted("tok-123")}}
+	for src, want := range map[string]any{
+		`jwt.rawToken.unredacted()`:             "tok-123",
+		`toJson(jwt.rawToken)`:                  `"\u003credacted\u003e"`,
+		`jwt.rawToken.unredacted().size()`:      int64(7),
+		`jwt.rawToken == jwt.rawToken`:          true,
+		`"Bearer " + jwt.rawToken.unredacted()`: "Bearer tok-123",
+	} {
+		x, err := Compile(Request, "test", src)
+		if err != nil {
+			t.Errorf("%s: %v", src, err)
+			continue
+		}
+		got, err := x.Native(vars)
+		if err != nil || got != want {
+			t.Errorf("%s = %v, %v; want %v", src, got, err, want)
+		}
+	}
+	x, _ := Compile(Request, "test", `jwt.rawToken`)
+	if got, _ := x.Native(vars); got != "<redacted>" {
+		t.Errorf("jwt.rawToken as a log field = %v, want <redacted>", got)
+	}
+	x, _ = Compile(Request, "test", `string(jwt.rawToken)`)
+	if got, err := x.Native(vars); err == nil && got != "<redacted>" {
+		t.Errorf("string(jwt.rawToken) = %v", got)
+	}
+	x, _ = Compile(Request, "test", `jwt.sub.unredacted()`)
+	if _, err := x.Native(vars); err == nil {
+		t.Error("unredacted() of a plain string did not fail")
+	}
+}
+
+func TestRedactedStaysHiddenInGoFormatting(t *testing.T) {
+	r := Redacted("tok-123")
+	b, _ := json.Marshal(map[string]any{"t": r})
+	var buf strings.Builder
+	slog.New(slog.NewTextHandler(&buf, nil)).Info("x", "t", r, "m", map[string]any{"t": r})
+	for _, s := range []string{fmt.Sprint(r), fmt.Sprintf("%v %+v %#v %s", r, r, r, r), string(b), buf.String()} {
+		if strings.Contains(s, "tok-123") {
+			t.Errorf("the token shows: %s", s)
+		}
 	}
 }

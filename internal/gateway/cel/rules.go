@@ -144,7 +144,7 @@ func init() {
 	for p := Network; p <= Log; p++ {
 		opts := []celgo.EnvOption{
 			ext.Strings(), ext.Math(), ext.Encoders(), ext.Network(),
-			celgo.CrossTypeNumericComparisons(true), defaultFunction(), library(),
+			celgo.CrossTypeNumericComparisons(true), defaultFunction(), library(), unredactedFunction(),
 		}
 		for _, v := range phaseVariables(p) {
 			opts = append(opts, celgo.Variable(v, celgo.MapType(celgo.StringType, celgo.DynType)))
