@@ -17,6 +17,17 @@ func TestAgentgatewayExamplesLoad(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Chdir(dir)
+	// The cross-app-access examples take their secrets and hosts from
+	// the environment, as their READMEs say.
+	for name, v := range map[string]string{
+		"KC_AGENT_SECRET": "agent-secret", "KC_RESOURCE_SECRET": "resource-secret",
+		"OKTA_DOMAIN": "example.okta.com", "OKTA_CLIENT_ID": "okta-client", "OKTA_CLIENT_SECRET": "okta-secret",
+		"AUTH0_DOMAIN": "example.auth0.com", "AUTH0_CLIENT_ID": "auth0-client", "AUTH0_CLIENT_SECRET": "auth0-secret",
+		"SCOPE": "todos.read", "AUTH0_API": "https://api.example.com", "RESOURCE_API_HOST": "api.example.com",
+		"XAA_CLIENT_ID": "xaa-client", "XAA_IDP_SECRET": "xaa-idp-secret", "XAA_RESOURCE_SECRET": "xaa-resource-secret",
+	} {
+		t.Setenv(name, v)
+	}
 	// "" loads; otherwise the error must name why it does not.
 	examples := map[string]string{
 		"fault-injection/config.yaml":                        "",
@@ -38,9 +49,9 @@ func TestAgentgatewayExamplesLoad(t *testing.T) {
 		"traffic-a2a/config.yaml":                            "",
 		"traffic-oidc/config.yaml":                           "",
 		"traffic-oauth2-proxy/config.yaml":                   "",
-		"traffic-cross-app-access/keycloak/gateway.yaml":     "backendAuth.crossAppAccess: not supported by tailgate yet",
-		"traffic-cross-app-access/okta-auth0/gateway.yaml":   "backendAuth.crossAppAccess: not supported by tailgate yet",
-		"traffic-cross-app-access/xaa-dev/gateway.yaml":      "backendAuth.crossAppAccess: not supported by tailgate yet",
+		"traffic-cross-app-access/keycloak/gateway.yaml":     "",
+		"traffic-cross-app-access/okta-auth0/gateway.yaml":   "",
+		"traffic-cross-app-access/xaa-dev/gateway.yaml":      "",
 		"traffic-token-exchange/extauthz/config.yaml":        "",
 		"traffic-token-exchange/jwt-authz-grant/config.yaml": "",
 		"traffic-token-exchange/oauth-rfc8693/config.yaml":   "",

@@ -8,6 +8,7 @@ import (
 	"net/http/httptest"
 	"net/url"
 	"os"
+	"regexp"
 	"strings"
 	"sync"
 	"testing"
@@ -79,8 +80,11 @@ func (k *keycloakStandIn) calls() int {
 	return len(k.forms)
 }
 
+// examplePort is an example's bind port (3000, 3030...).
+var examplePort = regexp.MustCompile(`- port: [0-9]+`)
+
 // startExample runs one of agentgateway's examples as written, on a free
-// port instead of 3000, with the hosts it names replaced (old, new
+// port instead of its own, with the hosts it names replaced (old, new
 // pairs) by loopback stand-ins.
 func startExample(t *testing.T, name string, hosts []string, mod ...func(*Options)) *testGateway {
 	t.Helper()
@@ -89,7 +93,8 @@ func startExample(t *testing.T, name string, hosts []string, mod ...func(*Option
 		t.Fatal(err)
 	}
 	port := freePort(t)
-	cfg := strings.NewReplacer(append([]string{"port: 3000", fmt.Sprintf("port: %d", port)}, hosts...)...).Replace(string(src))
+	cfg := examplePort.ReplaceAllString(string(src), fmt.Sprintf("- port: %d", port))
+	cfg = strings.NewReplacer(hosts...).Replace(cfg)
 	return startGateway(t, cfg, port, mod...)
 }
 

@@ -240,7 +240,7 @@ func TestTokenExchangeFailuresDenyAndLeakNoSecret(t *testing.T) {
 		want              int
 		reason            string
 	}{
-		{"no bearer token", "/data", "", nil, 400, "no bearer token"},
+		{"no bearer token", "/data", "", nil, 400, "no subject token"},
 		{"token refused by the server", "/data", teRevokedToken, nil, 400, "answered 400 invalid_grant"},
 		{"server error", "/data", teUserToken + "-x", func(w http.ResponseWriter) { w.WriteHeader(503) }, 500, "answered 503"},
 		{"gateway's credentials refused", "/data", teUserToken + "-y", func(w http.ResponseWriter) {

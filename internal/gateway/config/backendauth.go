@@ -48,8 +48,8 @@ func (f *FileOrInline) decodeNode(d *decoder, n *yaml.Node, path string) {
 
 // BackendAuth is the credential the gateway sends to the backend.
 // tailgate implements passthrough (the caller's validated bearer token),
-// key (a static secret), jwtSign (a JWT the gateway signs) and
-// oauthTokenExchange; the cloud providers' kinds and crossAppAccess are
+// key (a static secret), jwtSign (a JWT the gateway signs),
+// oauthTokenExchange and crossAppAccess; the cloud providers' kinds are
 // refused.
 type BackendAuth struct {
 	Pos         Pos
@@ -59,6 +59,8 @@ type BackendAuth struct {
 	// OAuthTokenExchange trades the caller's token for the backend's
 	// (tokenexchange.go).
 	OAuthTokenExchange *OAuthTokenExchange
+	// CrossAppAccess is the two-step ID-JAG exchange (tokenexchange.go).
+	CrossAppAccess *CrossAppAccess
 }
 
 // JWTSign mints a short-lived JWT per request.
@@ -131,6 +133,9 @@ func (b *BackendAuth) decodeNode(d *decoder, n *yaml.Node, path string) {
 	case "oauthTokenExchange":
 		b.OAuthTokenExchange = &OAuthTokenExchange{}
 		d.decode(val, reflectValue(b.OAuthTokenExchange), kp)
+	case "crossAppAccess":
+		b.CrossAppAccess = &CrossAppAccess{}
+		d.decode(val, reflectValue(b.CrossAppAccess), kp)
 	case "gcp", "aws", "azure":
 		d.fail(n, kp, "cloud provider credentials are not supported by tailgate")
 	default:

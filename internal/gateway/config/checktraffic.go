@@ -154,6 +154,9 @@ func (d *decoder) checkTraffic(p *RoutePolicies, path string) {
 	if a := p.BackendAuth; a != nil && a.OAuthTokenExchange != nil {
 		d.checkTokenExchange(a.OAuthTokenExchange, path+".backendAuth.oauthTokenExchange")
 	}
+	if a := p.BackendAuth; a != nil && a.CrossAppAccess != nil {
+		d.checkCrossAppAccess(a.CrossAppAccess, path+".backendAuth.crossAppAccess")
+	}
 	if m := p.MCPAuthentication; m != nil {
 		switch m.Mode {
 		case "", "strict", "optional", "permissive":

@@ -46,12 +46,62 @@ type OAuthTokenExchange struct {
 	Backend               Unsupported `yaml:"backend"`
 }
 
-// TokenExchangeToken is subjectToken: its type URN (default access
-// token). tailgate reads it from the Authorization bearer header only.
+// TokenExchangeToken is subjectToken: where the token is read (default
+// the Authorization header's bearer token) and its type URN (default
+// access token; id token for crossAppAccess).
 type TokenExchangeToken struct {
-	Pos       Pos         `yaml:"-"`
-	TokenType string      `yaml:"tokenType"`
-	Source    Unsupported `yaml:"source"`
+	Pos       Pos          `yaml:"-"`
+	TokenType string       `yaml:"tokenType"`
+	Source    *TokenSource `yaml:"source"`
+}
+
+// TokenSource is where a credential is read: a header (less a prefix)
+// or a CEL expression of the request (jwt.rawToken.unredacted()).
+type TokenSource struct {
+	Pos        Pos           `yaml:"-"`
+	Header     *HeaderSource `yaml:"header"`
+	Expression string        `yaml:"expression"`
+
+	QueryParameter Unsupported `yaml:"queryParameter"`
+	Cookie         Unsupported `yaml:"cookie"`
+}
+
+// HeaderSource is a header and the prefix ("Bearer ") removed from it.
+type HeaderSource struct {
+	Name   string  `yaml:"name,required"`
+	Prefix *string `yaml:"prefix"`
+}
+
+// CrossAppAccess is backendAuth.crossAppAccess (the Identity Assertion
+// JWT Authorization Grant, "ID-JAG"): the caller's ID token is exchanged
+// at the identity provider for an ID-JAG naming Audience (RFC 8693,
+// requested_token_type id-jag), which the resource's authorization server
+// trades for an access token (RFC 7523 jwt-bearer).
+type CrossAppAccess struct {
+	Pos                         Pos                     `yaml:"-"`
+	IdentityProvider            *CrossAppAccessEndpoint `yaml:"identityProvider,required"`
+	ResourceAuthorizationServer *CrossAppAccessEndpoint `yaml:"resourceAuthorizationServer,required"`
+	// Audience is the resource authorization server's identifier.
+	Audience  string   `yaml:"audience,required"`
+	Resources []string `yaml:"resources"`
+	// Scopes are asked of the identity provider; AccessTokenScopes of
+	// the resource server (default Scopes).
+	Scopes            []string            `yaml:"scopes"`
+	AccessTokenScopes *[]string           `yaml:"accessTokenScopes"`
+	SubjectToken      *TokenExchangeToken `yaml:"subjectToken"`
+	Cache             *TokenCacheLimit    `yaml:"cache"`
+}
+
+// CrossAppAccessEndpoint is one of crossAppAccess's token endpoints.
+type CrossAppAccessEndpoint struct {
+	Pos        Pos              `yaml:"-"`
+	Host       string           `yaml:"host"`
+	Path       string           `yaml:"path"`
+	ClientAuth *OAuthClientAuth `yaml:"clientAuth,required"`
+
+	Policies Unsupported `yaml:"policies"`
+	Service  Unsupported `yaml:"service"`
+	Backend  Unsupported `yaml:"backend"`
 }
 
 // OAuthClientAuth is how the gateway authenticates to the token endpoint:
@@ -111,11 +161,34 @@ func (d *decoder) checkTokenExchange(t *OAuthTokenExchange, path string) {
 	default:
 		d.failAt(t.Pos, path+".requestedTokenType", "expected one of %s, %s or %s, got %q", TokenTypeAccess, TokenTypeJWT, TokenTypeID, t.RequestedTokenType)
 	}
-	if s := t.SubjectToken; s != nil && s.TokenType != "" && !strings.Contains(s.TokenType, ":") {
-		d.failAt(s.Pos, path+".subjectToken.tokenType", "a token type is an absolute URI such as %s, got %q", TokenTypeAccess, s.TokenType)
+	d.checkSubjectToken(t.SubjectToken, path+".subjectToken")
+	d.checkClientAuth(t.ClientAuth, path+".clientAuth")
+	for _, p := range t.AdditionalParams {
+		for _, r := range reservedTokenParams {
+			if strings.EqualFold(p.Name, r) {
+				d.failAt(p.Pos, path+".additionalParams."+p.Name, "%q is set by the gateway and may not be overridden", p.Name)
+			}
+		}
 	}
-	if c := t.ClientAuth; c != nil {
-		cp := path + ".clientAuth"
+	if c := t.Cache; c != nil {
+		d.checkDuration(c.Pos, path+".cache.defaultTtl", &c.DefaultTTL, true)
+	}
+}
+
+func (d *decoder) checkSubjectToken(s *TokenExchangeToken, path string) {
+	if s == nil {
+		return
+	}
+	if s.TokenType != "" && !strings.Contains(s.TokenType, ":") {
+		d.failAt(s.Pos, path+".tokenType", "a token type is an absolute URI such as %s, got %q", TokenTypeAccess, s.TokenType)
+	}
+	if src := s.Source; src != nil && (src.Header == nil) == (src.Expression == "") && !d.hasErrorUnder(path+".source") {
+		d.failAt(src.Pos, path+".source", "set one of header or expression")
+	}
+}
+
+func (d *decoder) checkClientAuth(c *OAuthClientAuth, cp string) {
+	if c != nil {
 		switch c.Method {
 		case "", "clientSecretBasic":
 			if c.ClientSecret == nil && !d.hasErrorUnder(cp) {
@@ -128,14 +201,30 @@ func (d *decoder) checkTokenExchange(t *OAuthTokenExchange, path string) {
 			d.failAt(c.Pos, cp+".method", "expected clientSecretBasic, clientSecretPost or privateKeyJwt, got %q", c.Method)
 		}
 	}
-	for _, p := range t.AdditionalParams {
-		for _, r := range reservedTokenParams {
-			if strings.EqualFold(p.Name, r) {
-				d.failAt(p.Pos, path+".additionalParams."+p.Name, "%q is set by the gateway and may not be overridden", p.Name)
-			}
+}
+
+func (d *decoder) checkCrossAppAccess(x *CrossAppAccess, path string) {
+	for _, n := range []struct {
+		name string
+		e    *CrossAppAccessEndpoint
+	}{{"identityProvider", x.IdentityProvider}, {"resourceAuthorizationServer", x.ResourceAuthorizationServer}} {
+		e, ep := n.e, path+"."+n.name
+		if e == nil {
+			continue
 		}
+		if e.Host == "" && !d.hasErrorUnder(ep) {
+			d.failAt(e.Pos, ep, "missing required key \"host\"")
+		}
+		if e.Path != "" && !strings.HasPrefix(e.Path, "/") {
+			d.failAt(e.Pos, ep+".path", "the path must start with /, got %q", e.Path)
+		}
+		d.checkClientAuth(e.ClientAuth, ep+".clientAuth")
 	}
-	if c := t.Cache; c != nil {
+	d.checkSubjectToken(x.SubjectToken, path+".subjectToken")
+	if s := x.SubjectToken; s != nil && s.TokenType == TokenTypeIDJAG {
+		d.failAt(s.Pos, path+".subjectToken.tokenType", "the subject token cannot itself be an ID-JAG")
+	}
+	if c := x.Cache; c != nil {
 		d.checkDuration(c.Pos, path+".cache.defaultTtl", &c.DefaultTTL, true)
 	}
 }

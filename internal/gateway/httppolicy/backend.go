@@ -148,6 +148,8 @@ func compileBackendAuth(a *config.BackendAuth, path string, c Compiler) Policy {
 		return &jwtSignAuth{signer: signer, claims: j.Claims, ttl: j.TTL.D}
 	case a.OAuthTokenExchange != nil:
 		return compileTokenExchange(a.OAuthTokenExchange, path+".oauthTokenExchange", c)
+	case a.CrossAppAccess != nil:
+		return compileCrossAppAccess(a.CrossAppAccess, path+".crossAppAccess", c)
 	}
 	return nil
 }

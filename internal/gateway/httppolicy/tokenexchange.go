@@ -41,25 +41,58 @@ import (
 //     the gateway's own credentials —, 5xx, a malformed answer) gets 500.
 //     Either way the request does not reach the backend.
 //
+// crossAppAccess is the same exchange twice: RFC 8693 at the identity
+// provider for an ID-JAG (requested_token_type id-jag; the answer must say
+// issued_token_type id-jag and token_type N_A), then RFC 7523 at the
+// resource's authorization server with the ID-JAG as assertion; a refusal
+// at that second step is the gateway's failure (500), not the caller's.
+// The subject token is read from a header (default Authorization, less
+// "Bearer ") or a CEL expression (jwt.rawToken.unredacted()).
+//
 // Neither token nor the client secret is ever logged or returned: access
 // log reasons name the failure and, at most, the server's status and
 // OAuth error code.
 type TokenExchange struct {
-	endpoint           string
+	endpoint           tokenEndpoint
 	jwtBearer          bool
+	subject            tokenSource
 	subjectTokenType   string
 	audiences          []string
 	scopes             []string
 	resources          []string
 	requestedTokenType string
-	clientID           string
-	clientSecret       string
-	clientSecretPost   bool
-	hasClientAuth      bool
 	params             []tokenParam
-	cache              *tokenCache
-	client             *http.Client
-	now                func() time.Time
+	// chain, for crossAppAccess, trades the first answer (an ID-JAG) at
+	// a second endpoint for the access token.
+	chain  *chainedExchange
+	cache  *tokenCache
+	client *http.Client
+	now    func() time.Time
+}
+
+// tokenEndpoint is a token endpoint and how the gateway authenticates
+// to it.
+type tokenEndpoint struct {
+	url              string
+	hasClientAuth    bool
+	clientID         string
+	clientSecret     string
+	clientSecretPost bool
+}
+
+// chainedExchange is crossAppAccess's second step: RFC 7523 jwt-bearer
+// with the ID-JAG as assertion.
+type chainedExchange struct {
+	endpoint tokenEndpoint
+	scopes   []string
+}
+
+// tokenSource is where the subject token is read: a header less a
+// prefix (default Authorization, "Bearer ") or a CEL expression.
+type tokenSource struct {
+	header string
+	prefix string
+	expr   *cel.Expression
 }
 
 type tokenParam struct {
@@ -72,21 +105,12 @@ type tokenParam struct {
 const tokenEndpointTimeout = 10 * time.Second
 
 func compileTokenExchange(t *config.OAuthTokenExchange, path string, c Compiler) Policy {
-	endpoint := t.Host
-	if !strings.Contains(endpoint, "://") {
-		endpoint = "http://" + endpoint
-	}
-	u, err := url.Parse(endpoint)
-	if err != nil || u.Host == "" || (u.Scheme != "http" && u.Scheme != "https") {
-		c.Fail(t.Pos, path+".host", fmt.Errorf("want host:port or an http(s) URL, got %q", t.Host))
+	ep, ok := compileTokenEndpoint(t.Pos, t.Host, t.Path, t.ClientAuth, path, c)
+	if !ok {
 		return nil
 	}
-	u.Path = t.Path
-	if u.Path == "" {
-		u.Path = "/"
-	}
 	out := &TokenExchange{
-		endpoint:           u.String(),
+		endpoint:           ep,
 		jwtBearer:          t.GrantType == "jwtBearer",
 		subjectTokenType:   config.TokenTypeAccess,
 		audiences:          t.Audiences,
@@ -96,26 +120,101 @@ func compileTokenExchange(t *config.OAuthTokenExchange, path string, c Compiler)
 		client:             c.HTTPClient(),
 		now:                time.Now,
 	}
-	if s := t.SubjectToken; s != nil && s.TokenType != "" {
-		out.subjectTokenType = s.TokenType
-	}
-	if a := t.ClientAuth; a != nil {
-		out.hasClientAuth, out.clientID = true, a.ClientID
-		out.clientSecretPost = a.Method == "clientSecretPost"
-		if a.ClientSecret != nil {
-			secret, err := readFileOrInline(a.ClientSecret, c.Rel)
-			if err != nil {
-				c.Fail(a.ClientSecret.Pos, path+".clientAuth.clientSecret", err)
-				return nil
-			}
-			out.clientSecret = strings.TrimSpace(secret)
-		}
-	}
+	out.subject, out.subjectTokenType = compileSubject(t.SubjectToken, config.TokenTypeAccess, path+".subjectToken", c)
 	for _, p := range t.AdditionalParams {
 		out.params = append(out.params, tokenParam{p.Name, c.Expression(cel.Request, p.Pos, path+".additionalParams."+p.Name, p.Expr)})
 	}
+	out.cache = newTokenCache(t.Cache)
+	return out
+}
+
+// compileCrossAppAccess is crossAppAccess as a TokenExchange: RFC 8693 at
+// the identity provider for an ID-JAG (subject: the caller's ID token),
+// chained to jwt-bearer at the resource's authorization server.
+func compileCrossAppAccess(x *config.CrossAppAccess, path string, c Compiler) Policy {
+	idp, resource := x.IdentityProvider, x.ResourceAuthorizationServer
+	first, ok1 := compileTokenEndpoint(idp.Pos, idp.Host, idp.Path, idp.ClientAuth, path+".identityProvider", c)
+	second, ok2 := compileTokenEndpoint(resource.Pos, resource.Host, resource.Path, resource.ClientAuth, path+".resourceAuthorizationServer", c)
+	if !ok1 || !ok2 {
+		return nil
+	}
+	chainScopes := x.Scopes
+	if x.AccessTokenScopes != nil {
+		chainScopes = *x.AccessTokenScopes
+	}
+	out := &TokenExchange{
+		endpoint:           first,
+		audiences:          []string{x.Audience},
+		scopes:             x.Scopes,
+		resources:          x.Resources,
+		requestedTokenType: config.TokenTypeIDJAG,
+		chain:              &chainedExchange{endpoint: second, scopes: chainScopes},
+		client:             c.HTTPClient(),
+		now:                time.Now,
+	}
+	out.subject, out.subjectTokenType = compileSubject(x.SubjectToken, config.TokenTypeID, path+".subjectToken", c)
+	out.cache = newTokenCache(x.Cache)
+	return out
+}
+
+func compileTokenEndpoint(pos config.Pos, host, p string, auth *config.OAuthClientAuth, path string, c Compiler) (tokenEndpoint, bool) {
+	raw := host
+	if !strings.Contains(raw, "://") {
+		raw = "http://" + raw
+	}
+	u, err := url.Parse(raw)
+	if err != nil || u.Host == "" || (u.Scheme != "http" && u.Scheme != "https") {
+		c.Fail(pos, path+".host", fmt.Errorf("want host:port or an http(s) URL, got %q", host))
+		return tokenEndpoint{}, false
+	}
+	u.Path = p
+	if u.Path == "" {
+		u.Path = "/"
+	}
+	ep := tokenEndpoint{url: u.String()}
+	if auth != nil {
+		ep.hasClientAuth, ep.clientID = true, auth.ClientID
+		ep.clientSecretPost = auth.Method == "clientSecretPost"
+		if auth.ClientSecret != nil {
+			secret, err := readFileOrInline(auth.ClientSecret, c.Rel)
+			if err != nil {
+				c.Fail(auth.ClientSecret.Pos, path+".clientAuth.clientSecret", err)
+				return tokenEndpoint{}, false
+			}
+			ep.clientSecret = strings.TrimSpace(secret)
+		}
+	}
+	return ep, true
+}
+
+// compileSubject is where the subject token is read, and its type.
+func compileSubject(s *config.TokenExchangeToken, defType, path string, c Compiler) (tokenSource, string) {
+	src, typ := tokenSource{header: "Authorization", prefix: "Bearer "}, defType
+	if s == nil {
+		return src, typ
+	}
+	if s.TokenType != "" {
+		typ = s.TokenType
+	}
+	switch so := s.Source; {
+	case so == nil:
+	case so.Header != nil:
+		src = tokenSource{header: so.Header.Name}
+		if so.Header.Prefix != nil {
+			src.prefix = *so.Header.Prefix
+		}
+	default:
+		src = tokenSource{expr: c.Expression(cel.Request, so.Pos, path+".source.expression", so.Expression)}
+	}
+	return src, typ
+}
+
+// newTokenCache is the cache of exchanged tokens: maxEntries (default
+// 8192, 0 for none) and the lifetime of an answer without expires_in
+// (default 5m).
+func newTokenCache(cc *config.TokenCacheLimit) *tokenCache {
 	maxEntries, ttl := 8192, 5*time.Minute
-	if cc := t.Cache; cc != nil {
+	if cc != nil {
 		if cc.MaxEntries != nil {
 			maxEntries = *cc.MaxEntries
 		}
@@ -123,10 +222,29 @@ func compileTokenExchange(t *config.OAuthTokenExchange, path string, c Compiler)
 			ttl = cc.DefaultTTL.D
 		}
 	}
-	if maxEntries > 0 {
-		out.cache = &tokenCache{max: maxEntries, defaultTTL: ttl, entries: map[[32]byte]cachedToken{}}
+	if maxEntries <= 0 {
+		return nil
 	}
-	return out
+	return &tokenCache{max: maxEntries, defaultTTL: ttl, entries: map[[32]byte]cachedToken{}}
+}
+
+// read is the subject token of r, "" when it has none.
+func (s tokenSource) read(r *http.Request, x Exchange) string {
+	if s.expr != nil {
+		v, err := s.expr.EvalString(x.Vars())
+		if err != nil {
+			return ""
+		}
+		return strings.TrimSpace(v)
+	}
+	if s.expr == nil && s.header == "" {
+		return "" // the expression did not compile; the load failed
+	}
+	h := r.Header.Get(s.header)
+	if len(h) < len(s.prefix) || !strings.EqualFold(h[:len(s.prefix)], s.prefix) {
+		return ""
+	}
+	return strings.TrimSpace(h[len(s.prefix):])
 }
 
 // exchangeError is a failed exchange: the status the caller gets and the
@@ -161,14 +279,17 @@ func (t *TokenExchange) Run(w http.ResponseWriter, r *http.Request, x Exchange) 
 		Deny(w, x, "backendAuth", ee.reason, ee.status, body)
 		return false
 	}
+	if t.subject.header != "" {
+		r.Header.Del(t.subject.header) // the caller's credential stays here
+	}
 	r.Header.Set("Authorization", "Bearer "+tok)
 	return true
 }
 
 func (t *TokenExchange) exchange(r *http.Request, x Exchange) (string, error) {
-	subject := bearerOf(r.Header.Get("Authorization"))
+	subject := t.subject.read(r, x)
 	if subject == "" {
-		return "", refused("token exchange: the request has no bearer token")
+		return "", refused("token exchange: the request has no subject token")
 	}
 	form := url.Values{}
 	if t.jwtBearer {
@@ -215,20 +336,44 @@ func (t *TokenExchange) exchange(r *http.Request, x Exchange) (string, error) {
 	if tok, ok := t.cache.get(key, t.now()); ok {
 		return tok, nil
 	}
-	tok, expiresIn, err := t.fetch(r.Context(), form)
+	ans, err := t.endpoint.post(r.Context(), t.client, form)
 	if err != nil {
 		return "", err
 	}
+	if t.requestedTokenType == config.TokenTypeIDJAG {
+		err = ans.checkIDJAG()
+	} else {
+		err = ans.checkBearer(t.requestedTokenType)
+	}
+	if err != nil {
+		return "", err
+	}
+	tok, expiresIn := ans.AccessToken, time.Duration(max(ans.ExpiresIn, 0))*time.Second
+	if c := t.chain; c != nil {
+		form := url.Values{
+			"grant_type": {"urn:ietf:params:oauth:grant-type:jwt-bearer"},
+			"assertion":  {tok},
+		}
+		if len(c.scopes) > 0 {
+			form.Set("scope", strings.Join(c.scopes, " "))
+		}
+		ans, err := c.endpoint.post(r.Context(), t.client, form)
+		if err != nil {
+			// The resource server refusing the ID-JAG is not the caller's
+			// fault (as agentgateway): 500, not 400.
+			var ee *exchangeError
+			if errors.As(err, &ee) {
+				return "", failed("chained " + ee.reason)
+			}
+			return "", err
+		}
+		if err := ans.checkBearer(""); err != nil {
+			return "", err
+		}
+		tok, expiresIn = ans.AccessToken, time.Duration(max(ans.ExpiresIn, 0))*time.Second
+	}
 	t.cache.put(key, tok, expiresIn, jwtExpiry(subject), t.now())
 	return tok, nil
-}
-
-// bearerOf is the token of an "Authorization: Bearer <token>" value.
-func bearerOf(h string) string {
-	if len(h) < 7 || !strings.EqualFold(h[:7], "bearer ") {
-		return ""
-	}
-	return strings.TrimSpace(h[7:])
 }
 
 // cacheKey hashes everything that makes one exchange differ from
@@ -261,26 +406,28 @@ type tokenAnswer struct {
 	Error           string `json:"error"`
 }
 
-func (t *TokenExchange) fetch(ctx context.Context, form url.Values) (string, time.Duration, error) {
-	if t.hasClientAuth && t.clientSecretPost {
-		form.Set("client_id", t.clientID)
-		if t.clientSecret != "" {
-			form.Set("client_secret", t.clientSecret)
+// post sends form to the endpoint and returns its 2xx JSON answer; an
+// error answer is refused (400) when it is a 4xx other than 401/403 —
+// the caller's token was refused — and failed (500) otherwise.
+func (ep tokenEndpoint) post(ctx context.Context, client *http.Client, form url.Values) (*tokenAnswer, error) {
+	if ep.hasClientAuth && ep.clientSecretPost {
+		form.Set("client_id", ep.clientID)
+		if ep.clientSecret != "" {
+			form.Set("client_secret", ep.clientSecret)
 		}
 	}
 	ctx, cancel := context.WithTimeout(ctx, tokenEndpointTimeout)
 	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, t.endpoint, strings.NewReader(form.Encode()))
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, ep.url, strings.NewReader(form.Encode()))
 	if err != nil {
-		return "", 0, failed("token exchange: bad token endpoint")
+		return nil, failed("token exchange: bad token endpoint")
 	}
 	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
 	req.Header.Set("Accept", "application/json")
-	if t.hasClientAuth && !t.clientSecretPost {
+	if ep.hasClientAuth && !ep.clientSecretPost {
 		// RFC 6749 §2.3.1: both parts form-encoded before Basic.
-		req.SetBasicAuth(url.QueryEscape(t.clientID), url.QueryEscape(t.clientSecret))
+		req.SetBasicAuth(url.QueryEscape(ep.clientID), url.QueryEscape(ep.clientSecret))
 	}
-	client := t.client
 	if client == nil {
 		client = http.DefaultClient
 	}
@@ -291,36 +438,56 @@ func (t *TokenExchange) fetch(ctx context.Context, form url.Values) (string, tim
 		if errors.As(err, &ue) {
 			err = ue.Err
 		}
-		return "", 0, failed("token exchange: token endpoint unreachable: " + err.Error())
+		return nil, failed("token exchange: token endpoint unreachable: " + err.Error())
 	}
 	defer resp.Body.Close()
 	body, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
 	if err != nil {
-		return "", 0, failed("token exchange: reading the token endpoint's answer failed")
+		return nil, failed("token exchange: reading the token endpoint's answer failed")
 	}
-	var ans tokenAnswer
-	jsonErr := json.Unmarshal(body, &ans)
+	ans := &tokenAnswer{}
+	jsonErr := json.Unmarshal(body, ans)
 	if resp.StatusCode < 200 || resp.StatusCode > 299 {
 		reason := fmt.Sprintf("token exchange: token endpoint answered %d", resp.StatusCode)
 		if jsonErr == nil && oauthErrorCode(ans.Error) {
 			reason += " " + ans.Error
 		}
 		if resp.StatusCode >= 400 && resp.StatusCode < 500 && resp.StatusCode != 401 && resp.StatusCode != 403 {
-			return "", 0, refused(reason)
+			return nil, refused(reason)
 		}
-		return "", 0, failed(reason)
+		return nil, failed(reason)
 	}
+	if jsonErr != nil {
+		return nil, failed("token exchange: the token endpoint's answer is not JSON")
+	}
+	if ans.AccessToken == "" {
+		return nil, failed("token exchange: the answer has no access_token")
+	}
+	return ans, nil
+}
+
+// checkBearer accepts an access token: token_type Bearer and, when a
+// type was requested and the answer names one, that type.
+func (a *tokenAnswer) checkBearer(requested string) error {
 	switch {
-	case jsonErr != nil:
-		return "", 0, failed("token exchange: the token endpoint's answer is not JSON")
-	case ans.AccessToken == "":
-		return "", 0, failed("token exchange: the answer has no access_token")
-	case !strings.EqualFold(ans.TokenType, "Bearer"):
-		return "", 0, failed("token exchange: the answer's token_type is not Bearer")
-	case t.requestedTokenType != "" && ans.IssuedTokenType != "" && ans.IssuedTokenType != t.requestedTokenType:
-		return "", 0, failed("token exchange: the answer's issued_token_type is not the one requested")
+	case !strings.EqualFold(a.TokenType, "Bearer"):
+		return failed("token exchange: the answer's token_type is not Bearer")
+	case requested != "" && a.IssuedTokenType != "" && a.IssuedTokenType != requested:
+		return failed("token exchange: the answer's issued_token_type is not the one requested")
 	}
-	return ans.AccessToken, time.Duration(max(ans.ExpiresIn, 0)) * time.Second, nil
+	return nil
+}
+
+// checkIDJAG accepts an ID-JAG: issued_token_type id-jag, token_type
+// N_A or absent.
+func (a *tokenAnswer) checkIDJAG() error {
+	switch {
+	case a.IssuedTokenType != config.TokenTypeIDJAG:
+		return failed("token exchange: the identity provider did not issue an ID-JAG")
+	case a.TokenType != "" && !strings.EqualFold(a.TokenType, "N_A"):
+		return failed("token exchange: the ID-JAG's token_type is not N_A")
+	}
+	return nil
 }
 
 // oauthErrorCode reports whether s looks like an OAuth error code
