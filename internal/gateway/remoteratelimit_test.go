@@ -8,11 +8,14 @@ import (
 	"os"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
+	"time"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	rls "github.com/envoyproxy/go-control-plane/envoy/service/ratelimit/v3"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/stats"
 	"google.golang.org/protobuf/types/known/durationpb"
 )
 
@@ -21,8 +24,9 @@ import (
 // every request it was asked about.
 type rateLimitService struct {
 	rls.UnimplementedRateLimitServiceServer
-	mu   sync.Mutex
-	seen []*rls.RateLimitRequest
+	mu    sync.Mutex
+	seen  []*rls.RateLimitRequest
+	conns connCounter
 }
 
 func (s *rateLimitService) ShouldRateLimit(_ context.Context, req *rls.RateLimitRequest) (*rls.RateLimitResponse, error) {
@@ -62,6 +66,23 @@ func (s *rateLimitService) requests() []*rls.RateLimitRequest {
 	return append([]*rls.RateLimitRequest(nil), s.seen...)
 }
 
+// connCounter counts the gRPC connections a server has open.
+type connCounter struct{ open atomic.Int32 }
+
+func (c *connCounter) TagRPC(ctx context.Context, _ *stats.RPCTagInfo) context.Context { return ctx }
+func (c *connCounter) HandleRPC(context.Context, stats.RPCStats)                       {}
+func (c *connCounter) TagConn(ctx context.Context, _ *stats.ConnTagInfo) context.Context {
+	return ctx
+}
+func (c *connCounter) HandleConn(_ context.Context, s stats.ConnStats) {
+	switch s.(type) {
+	case *stats.ConnBegin:
+		c.open.Add(1)
+	case *stats.ConnEnd:
+		c.open.Add(-1)
+	}
+}
+
 // startRateLimitService serves the service over gRPC on a loopback port.
 func startRateLimitService(t *testing.T) (*rateLimitService, string) {
 	t.Helper()
@@ -70,7 +91,7 @@ func startRateLimitService(t *testing.T) (*rateLimitService, string) {
 		t.Fatal(err)
 	}
 	svc := &rateLimitService{}
-	srv := grpc.NewServer()
+	srv := grpc.NewServer(grpc.StatsHandler(&svc.conns))
 	rls.RegisterRateLimitServiceServer(srv, svc)
 	go srv.Serve(ln)
 	t.Cleanup(srv.Stop)
@@ -182,6 +203,27 @@ func TestRemoteRateLimitUnreachableFailsClosedUnlessFailOpen(t *testing.T) {
 		if tc.want == 500 && strings.Contains(body, dead) {
 			t.Errorf("the 500 names the service's address: %q", body)
 		}
+	}
+}
+
+func TestRemoteRateLimitConnectionClosesWhenReloadDropsThePolicy(t *testing.T) {
+	be := echoBackend(t)
+	svc, addr := startRateLimitService(t)
+	port := freePort(t)
+	g := startGateway(t, simpleConfig(port, hostOf(be), remoteRateLimitPolicy(addr, ""), ""), port)
+	if code, _, _ := get(t, g.url("/doc")); code != 200 || svc.conns.open.Load() != 1 {
+		t.Fatalf("first request: %d with %d connections to the service, want 200 and 1", code, svc.conns.open.Load())
+	}
+	writeFile(t, g.path, []byte(simpleConfig(port, hostOf(be), "", "")))
+	if err := g.Reload(); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for svc.conns.open.Load() != 0 && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if n := svc.conns.open.Load(); n != 0 {
+		t.Errorf("%d connections to the rate-limit service left open after a reload removed it", n)
 	}
 }
 
