@@ -361,8 +361,16 @@ func TestKillingAReplicaKeepsItsRunnersRuns(t *testing.T) {
 	if !strings.Contains(got.EndReason, "lease expired") {
 		t.Errorf("end reason %q, want lease expired", got.EndReason)
 	}
-	b.call(t, "GET", "/v1/runs/"+held.ID, tok, nil, 200, &got)
-	if got.State != run.StateEnded || got.EndReason != run.ReasonOrphaned {
-		t.Errorf("the run whose node died with A: %s %q, want ended as orphaned", got.State, got.EndReason)
+	// B's orphan sweep runs on its own period: wait for it, and decode into
+	// a fresh value each time (an omitted end reason must not read as the
+	// previous run's).
+	var orphan api.Run
+	waitFor(t, 45*time.Second, "the run whose node died with A never ended", func() bool {
+		orphan = api.Run{}
+		b.call(t, "GET", "/v1/runs/"+held.ID, tok, nil, 200, &orphan)
+		return orphan.State == run.StateEnded
+	})
+	if orphan.EndReason != run.ReasonOrphaned {
+		t.Errorf("the run whose node died with A ended with %q, want %q", orphan.EndReason, run.ReasonOrphaned)
 	}
 }
