@@ -36,14 +36,7 @@ type FileOrInline struct {
 
 func (f *FileOrInline) decodeNode(d *decoder, n *yaml.Node, path string) {
 	f.Pos = Pos{n.Line, n.Column}
-	if n.Kind == yaml.ScalarNode {
-		f.Inline = d.str(n, path)
-		return
-	}
-	key, val, ok := d.oneOfKeys(n, path, "file")
-	if ok && key == "file" {
-		f.File = d.str(val, join(path, key))
-	}
+	d.stringUnion(n, path, &f.Inline, arm("file", &f.File))
 }
 
 // BackendAuth is the credential the gateway sends to the backend.

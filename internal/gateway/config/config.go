@@ -275,16 +275,7 @@ type StringMatch struct {
 
 func (m *StringMatch) decodeNode(d *decoder, n *yaml.Node, path string) {
 	m.Pos = Pos{n.Line, n.Column}
-	key, val, ok := d.oneOfKeys(n, path, "exact", "regex")
-	if !ok {
-		return
-	}
-	s := d.str(val, join(path, key))
-	if key == "exact" {
-		m.Exact = &s
-	} else {
-		m.Regex = &s
-	}
+	d.stringUnion(n, path, nil, optArm("exact", &m.Exact), optArm("regex", &m.Regex))
 }
 
 // PathMatch is `{exact: ...}`, `{pathPrefix: ...}` or `{regex: ...}`.
@@ -297,19 +288,7 @@ type PathMatch struct {
 
 func (m *PathMatch) decodeNode(d *decoder, n *yaml.Node, path string) {
 	m.Pos = Pos{n.Line, n.Column}
-	key, val, ok := d.oneOfKeys(n, path, "exact", "pathPrefix", "regex")
-	if !ok {
-		return
-	}
-	s := d.str(val, join(path, key))
-	switch key {
-	case "exact":
-		m.Exact = &s
-	case "pathPrefix":
-		m.Prefix = &s
-	default:
-		m.Regex = &s
-	}
+	d.stringUnion(n, path, nil, optArm("exact", &m.Exact), optArm("pathPrefix", &m.Prefix), optArm("regex", &m.Regex))
 }
 
 // RoutePolicies is agentgateway's FilterOrPolicy for the keys tailgate
@@ -474,20 +453,7 @@ type JWKSSource struct {
 
 func (s *JWKSSource) decodeNode(d *decoder, n *yaml.Node, path string) {
 	s.Pos = Pos{n.Line, n.Column}
-	if n.Kind == yaml.ScalarNode {
-		s.Inline = d.str(n, path)
-		return
-	}
-	key, val, ok := d.oneOfKeys(n, path, "file", "url")
-	if !ok {
-		return
-	}
-	v := d.str(val, join(path, key))
-	if key == "file" {
-		s.File = v
-	} else {
-		s.URL = v
-	}
+	d.stringUnion(n, path, &s.Inline, arm("file", &s.File), arm("url", &s.URL))
 }
 
 // ExtAuthz asks an external HTTP service whether to let a request through.

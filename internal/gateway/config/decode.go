@@ -44,21 +44,27 @@ type Error struct {
 }
 
 func (e *Error) Error() string {
+	return where(e.File, e.Line, e.Column, e.Path) + e.Msg
+}
+
+// where is the "file:line:col: path: " prefix every config error starts
+// with, so Error and LimitError point at a place the same way. A part
+// that is not known is left out.
+func where(file string, line, col int, path string) string {
 	var b strings.Builder
-	if e.File != "" {
-		b.WriteString(e.File)
+	if file != "" {
+		b.WriteString(file)
 		b.WriteByte(':')
 	}
-	if e.Line > 0 {
-		fmt.Fprintf(&b, "%d:%d: ", e.Line, e.Column)
-	} else if e.File != "" {
+	if line > 0 {
+		fmt.Fprintf(&b, "%d:%d: ", line, col)
+	} else if file != "" {
 		b.WriteByte(' ')
 	}
-	if e.Path != "" {
-		b.WriteString(e.Path)
+	if path != "" {
+		b.WriteString(path)
 		b.WriteString(": ")
 	}
-	b.WriteString(e.Msg)
 	return b.String()
 }
 
@@ -404,6 +410,48 @@ func (d *decoder) oneOfKeys(n *yaml.Node, path string, keys ...string) (string, 
 		return "", nil, false
 	}
 	return found, val, ok && found != ""
+}
+
+// stringArm is one key of a union whose arms are all strings
+// (`{exact: ...}` or `{regex: ...}`), with the field its value goes to.
+type stringArm struct {
+	key string
+	set func(string)
+}
+
+// arm is a union key whose field is a plain string.
+func arm(key string, field *string) stringArm {
+	return stringArm{key, func(s string) { *field = s }}
+}
+
+// optArm is a union key whose field is an optional string (nil unless
+// the key is the one set).
+func optArm(key string, field **string) stringArm {
+	return stringArm{key, func(s string) { *field = &s }}
+}
+
+// stringUnion decodes a union whose arms are all strings: a mapping with
+// exactly one of arms' keys, or, when inline is not nil, a bare string
+// stored in *inline. Errors are oneOfKeys's, so every such union reports
+// a wrong key or a second key the same way.
+func (d *decoder) stringUnion(n *yaml.Node, path string, inline *string, arms ...stringArm) {
+	if inline != nil && n.Kind == yaml.ScalarNode {
+		*inline = d.str(n, path)
+		return
+	}
+	keys := make([]string, len(arms))
+	for i, a := range arms {
+		keys[i] = a.key
+	}
+	key, val, ok := d.oneOfKeys(n, path, keys...)
+	if !ok {
+		return
+	}
+	for _, a := range arms {
+		if a.key == key {
+			a.set(d.str(val, join(path, key)))
+		}
+	}
 }
 
 func (d *decoder) str(n *yaml.Node, path string) string {

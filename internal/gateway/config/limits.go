@@ -78,23 +78,8 @@ type LimitError struct {
 }
 
 func (e *LimitError) Error() string {
-	var b strings.Builder
-	if e.File != "" {
-		b.WriteString(e.File)
-		b.WriteByte(':')
-	}
-	if e.Line > 0 {
-		fmt.Fprintf(&b, "%d:%d:", e.Line, e.Column)
-	}
-	if b.Len() > 0 {
-		b.WriteByte(' ')
-	}
-	if e.Path != "" {
-		b.WriteString(e.Path)
-		b.WriteString(": ")
-	}
-	fmt.Fprintf(&b, "config exceeds the %s limit (%d): %s", e.Limit, e.Max, e.Msg)
-	return b.String()
+	return where(e.File, e.Line, e.Column, e.Path) +
+		fmt.Sprintf("config exceeds the %s limit (%d): %s", e.Limit, e.Max, e.Msg)
 }
 
 // Is makes errors.Is(err, ErrLimit) true.

@@ -131,16 +131,7 @@ type PathRewrite struct {
 
 func (p *PathRewrite) decodeNode(d *decoder, n *yaml.Node, path string) {
 	p.Pos = Pos{n.Line, n.Column}
-	key, val, ok := d.oneOfKeys(n, path, "full", "prefix")
-	if !ok {
-		return
-	}
-	s := d.str(val, join(path, key))
-	if key == "full" {
-		p.Full = &s
-	} else {
-		p.Prefix = &s
-	}
+	d.stringUnion(n, path, nil, optArm("full", &p.Full), optArm("prefix", &p.Prefix))
 }
 
 // AuthorityRewrite is `{full: host:port}`, `{host: h}`, `{port: n}`,
