@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"iter"
 	"log/slog"
 	"net/http"
 	"strings"
@@ -24,6 +25,26 @@ type accessLogSpec struct {
 type logField struct {
 	name string
 	x    *cel.Expression
+}
+
+// fieldValues evaluates fields in order and yields each that has a value.
+// A field whose expression fails or is null is left out: one bad field
+// never costs the whole log line or span.
+func fieldValues(fields []logField, vars func() cel.Vars) iter.Seq2[string, any] {
+	return func(yield func(string, any) bool) {
+		for _, f := range fields {
+			if f.x == nil {
+				continue
+			}
+			v, err := f.x.Native(vars())
+			if err != nil || v == nil {
+				continue
+			}
+			if !yield(f.name, v) {
+				return
+			}
+		}
+	}
 }
 
 func (c *compiler) accessLog(a *config.AccessLog) *accessLogSpec {
@@ -101,15 +122,8 @@ func (a *accessLogSpec) shape(attrs []slog.Attr, vars func() cel.Vars) ([]slog.A
 		}
 		attrs = kept
 	}
-	for _, f := range a.add {
-		if f.x == nil {
-			continue
-		}
-		v, err := f.x.Native(get())
-		if err != nil || v == nil {
-			continue
-		}
-		attrs = append(attrs, slog.Any(f.name, v))
+	for name, v := range fieldValues(a.add, get) {
+		attrs = append(attrs, slog.Any(name, v))
 	}
 	return attrs, true
 }

@@ -97,9 +97,7 @@ func (o *otlpLogSpec) close() {
 	}
 	o.once.Do(func() {}) // an exporter never started stays unstarted
 	if o.provider != nil {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		o.provider.Shutdown(ctx)
+		shutdownOTLP(o.provider.Shutdown)
 	}
 }
 

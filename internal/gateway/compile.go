@@ -542,19 +542,13 @@ func (c *compiler) mcpBackend(m *config.MCPBackend, pol *config.RoutePolicies, p
 			mt.Stdio = &mcp.Stdio{Cmd: t.Stdio.Cmd, Args: t.Stdio.Args, Env: t.Stdio.Env, Dir: c.dir,
 				PerSession: t.Stdio.Reuse != nil && !*t.Stdio.Reuse}
 		case t.MCP != nil:
-			u, err := remoteURL(t.MCP, "/mcp")
-			if err != nil {
-				c.Fail(t.MCP.Pos, tp+".mcp", err)
+			if mt.HTTP = c.targetURL(t.MCP, "/mcp", tp+".mcp"); mt.HTTP == "" {
 				continue
 			}
-			mt.HTTP = u
 		case t.SSE != nil:
-			u, err := remoteURL(t.SSE, "/sse")
-			if err != nil {
-				c.Fail(t.SSE.Pos, tp+".sse", err)
+			if mt.SSE = c.targetURL(t.SSE, "/sse", tp+".sse"); mt.SSE == "" {
 				continue
 			}
-			mt.SSE = u
 		case t.OpenAPI != nil:
 			if mt.OpenAPI = c.openAPITarget(t.Name, t.OpenAPI, tp+".openapi"); mt.OpenAPI == nil {
 				continue
@@ -576,6 +570,16 @@ func (c *compiler) mcpBackend(m *config.MCPBackend, pol *config.RoutePolicies, p
 // errReported is returned by a builder that has already reported its
 // problems to the compiler.
 var errReported = errors.New("reported")
+
+// targetURL is remoteURL for an mcp or sse target at YAML path; a bad
+// host is reported at the target and the result is "".
+func (c *compiler) targetURL(r *config.MCPRemote, defPath, path string) string {
+	u, err := remoteURL(r, defPath)
+	if err != nil {
+		c.Fail(r.Pos, path, err)
+	}
+	return u
+}
 
 // remoteURL turns an mcp/sse target's host (a URL or host:port) and
 // optional port and path into a URL; a bare host:port gets defPath.

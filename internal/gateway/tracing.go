@@ -191,10 +191,17 @@ func (t *tracingSpec) close() {
 	}
 	t.once.Do(func() {}) // a tracer never started stays unstarted
 	if t.provider != nil {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		t.provider.Shutdown(ctx)
+		shutdownOTLP(t.provider.Shutdown)
 	}
+}
+
+// shutdownOTLP exports what an OTLP provider (spans or access log
+// records) still buffers and stops it, giving up after 5 s so a collector
+// that is down cannot hold up a reload or the gateway's exit.
+func shutdownOTLP(shutdown func(context.Context) error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	shutdown(ctx)
 }
 
 // requestTrace is a traced request's span, and the spec that ends it.
@@ -283,19 +290,12 @@ func (rt *requestTrace) end(r *http.Request, ri *requestInfo, w *statusWriter, b
 		attrs = append(attrs, attribute.String("network.protocol.version", "1.1"))
 	}
 	name := ""
-	for _, f := range t.add {
-		if f.x == nil {
-			continue
-		}
-		v, err := f.x.Native(vars())
-		if err != nil || v == nil {
-			continue
-		}
-		if s, ok := v.(string); ok && f.name == "span.name" {
+	for field, v := range fieldValues(t.add, vars) {
+		if s, ok := v.(string); ok && field == "span.name" {
 			name = s
 			continue
 		}
-		attrs = append(attrs, attributeOf(f.name, v))
+		attrs = append(attrs, attributeOf(field, v))
 	}
 	if name == "" {
 		name = r.Method + " " + ri.pathMatch

@@ -17,14 +17,6 @@ import (
 	"github.com/go-jose/go-jose/v4/jwt"
 )
 
-type bearer struct{ token string }
-
-func (b bearer) RoundTrip(r *http.Request) (*http.Response, error) {
-	r = r.Clone(r.Context())
-	r.Header.Set("Authorization", "Bearer "+b.token)
-	return http.DefaultTransport.RoundTrip(r)
-}
-
 // mcpAuthorization sees the verified JWT: alice (group admins) sees every
 // tool, bob only echo, and bob's call to another tool is refused.
 func TestMCPAuthorizationUsesJWTClaims(t *testing.T) {
@@ -65,8 +57,8 @@ binds:
       - mcp:
           targets:%s
 `, jwks, stdioTarget("local", "")))
-	alice := connect(t, g.url, &http.Client{Transport: bearer{token("alice", "admins")}})
-	bob := connect(t, g.url, &http.Client{Transport: bearer{token("bob")}})
+	alice := connect(t, g.url, &http.Client{Transport: setHeader{"Authorization", "Bearer " + token("alice", "admins")}})
+	bob := connect(t, g.url, &http.Client{Transport: setHeader{"Authorization", "Bearer " + token("bob")}})
 	if names := toolNames(t, alice); !contains(names, "pid") || !contains(names, "echo") {
 		t.Errorf("alice (admins) should see every tool: %v", names)
 	}

@@ -14,12 +14,13 @@ import (
 	"github.com/tailgate-dev/tailgate/internal/gateway/mcp"
 )
 
-// headerTransport sends every request as caller who.
-type headerTransport struct{ who string }
+// setHeader is a client transport that sends every request with one
+// header set: the caller's name, or its bearer token.
+type setHeader struct{ name, value string }
 
-func (h headerTransport) RoundTrip(r *http.Request) (*http.Response, error) {
+func (h setHeader) RoundTrip(r *http.Request) (*http.Response, error) {
 	r = r.Clone(r.Context())
-	r.Header.Set("X-Test-Caller", h.who)
+	r.Header.Set(h.name, h.value)
 	return http.DefaultTransport.RoundTrip(r)
 }
 
@@ -37,7 +38,7 @@ func TestSessionIDIsBoundToItsCaller(t *testing.T) {
 	srv := httptest.NewServer(b)
 	t.Cleanup(srv.Close)
 
-	alice := connect(t, srv.URL+"/mcp", &http.Client{Transport: headerTransport{"alice"}})
+	alice := connect(t, srv.URL+"/mcp", &http.Client{Transport: setHeader{"X-Test-Caller", "alice"}})
 	if got := callText(t, alice, "echo", map[string]any{"text": "a"}); got != "remote:a" {
 		t.Fatalf("alice: %q", got)
 	}
