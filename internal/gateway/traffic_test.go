@@ -212,6 +212,11 @@ func TestNewBlocksBadInputNamesPathAndLine(t *testing.T) {
 		{"requestMirror: {backend: {host: x:1}, percentage: high}", `binds[0].listeners[0].routes[0].policies.requestMirror.percentage: expected a number`},
 		{"urlRewrite: {path: {full: 1, prefix: /x}}", `policies.urlRewrite.path.prefix: only one of full, prefix may be set`},
 		{"delay: {duration: 'json(1)'}", `policies.delay.duration`},
+		// delay's block is declared by its module (httppolicy/delay.go),
+		// decoded by config as strictly as config's own.
+		{"delay: {duration: 1s, jitter: 2s}", `9:31: binds[0].listeners[0].routes[0].policies.delay.jitter: unknown key (expected one of: duration)`},
+		{"delay: {}", `policies.delay: missing required key "duration"`},
+		{"Delay: {duration: 1s}", `policies.Delay: unknown key (did you mean "delay"?)`},
 		{"backendAuth: {gcp: {}}", `policies.backendAuth.gcp: cloud provider credentials are not supported by tailgate`},
 		{"retry: {codes: [abc]}", `policies.retry.codes[0]: expected an integer`},
 	} {

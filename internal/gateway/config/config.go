@@ -219,6 +219,10 @@ type GatewayPolicies struct {
 	ExtProc   Unsupported `yaml:"extProc"`
 	BasicAuth Unsupported `yaml:"basicAuth"`
 	APIKey    Unsupported `yaml:"apiKey"`
+
+	// Blocks are the keys policy modules declare themselves
+	// (policyblock.go), on both levels.
+	Blocks Blocks `yaml:"-"`
 }
 
 // Route sends matching requests through its policies to its backends.
@@ -307,7 +311,6 @@ type RoutePolicies struct {
 	URLRewrite      *URLRewrite      `yaml:"urlRewrite"`
 	RequestMirror   *RequestMirror   `yaml:"requestMirror"`
 	DirectResponse  *DirectResponse  `yaml:"directResponse"`
-	Delay           *Delay           `yaml:"delay"`
 	Retry           *Retry           `yaml:"retry"`
 	BackendTLS      *BackendTLS      `yaml:"backendTLS"`
 	BackendAuth     *BackendAuth     `yaml:"backendAuth"`

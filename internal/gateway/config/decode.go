@@ -3,6 +3,7 @@ package config
 import (
 	"errors"
 	"fmt"
+	"maps"
 	"reflect"
 	"sort"
 	"strconv"
@@ -310,6 +311,7 @@ func (d *decoder) decodeStruct(n *yaml.Node, v reflect.Value, path string) {
 		v.FieldByIndex(f.Index).Set(reflect.ValueOf(Pos{n.Line, n.Column}))
 	}
 	fields, required := structFields(t)
+	blocks := policyKeys(t)
 	seen := map[string]bool{}
 	for i := 0; i+1 < len(n.Content); i += 2 {
 		k := resolve(n.Content[i])
@@ -329,8 +331,12 @@ func (d *decoder) decodeStruct(n *yaml.Node, v reflect.Value, path string) {
 		}
 		seen[key] = true
 		fi, ok := fields[key]
+		if r, registered := blocks[key]; !ok && registered {
+			d.decodeBlock(r, key, n.Content[i+1], v, kp)
+			continue
+		}
 		if !ok {
-			d.fail(k, kp, "unknown key%s", suggest(key, fields))
+			d.fail(k, kp, "unknown key%s", suggest(key, fields, blocks))
 			continue
 		}
 		fv := v.FieldByIndex(fi.index)
@@ -351,7 +357,14 @@ func (d *decoder) decodeStruct(n *yaml.Node, v reflect.Value, path string) {
 
 // suggest names the known keys when a key is unknown, which turns most
 // typos into a one-glance fix.
-func suggest(key string, fields map[string]fieldInfo) string {
+func suggest(key string, fields map[string]fieldInfo, blocks map[string]registeredPolicy) string {
+	if len(blocks) > 0 {
+		all := maps.Clone(fields)
+		for k := range blocks {
+			all[k] = fieldInfo{}
+		}
+		fields = all
+	}
 	var best string
 	for k := range fields {
 		if strings.EqualFold(k, key) {

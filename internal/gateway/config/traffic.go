@@ -227,14 +227,6 @@ func (f *Float) decodeNode(d *decoder, n *yaml.Node, path string) {
 	f.Set, f.V = true, v
 }
 
-// Delay injects latency before the request is forwarded: Duration is a
-// CEL expression returning a duration or a number of milliseconds (a
-// duration literal such as "2s" is accepted too).
-type Delay struct {
-	Pos      Pos    `yaml:"-"`
-	Duration string `yaml:"duration,required"`
-}
-
 // Retry resends a request whose backend answered one of Codes (or could
 // not be reached), up to Attempts more times.
 type Retry struct {

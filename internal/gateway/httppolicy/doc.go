@@ -44,10 +44,33 @@
 //
 // # Adding a policy
 //
-// Declare its YAML shape in gateway/config (a field of GatewayPolicies
-// for both levels, or of RoutePolicies for routes only, with its checks in
-// config/check.go), then write one file here with the policy, its Run
-// and its Module, and add the Module to modules.
+// A policy is one new file here plus one line in modules (set.go). The
+// file declares the policy's YAML block as a Go struct (yaml tags; a
+// config.Pos field is filled with the block's position; config.Duration
+// and config's union types decode as everywhere else), registers it with
+// blockModule, and compiles it into a Policy:
+//
+//	// Pause is the route's `pause:` block.
+//	type Pause struct {
+//		Pos config.Pos      `yaml:"-"`
+//		For config.Duration `yaml:"for,required"`
+//	}
+//
+//	// Check runs when the block is decoded: typed durations, enums.
+//	func (p *Pause) Check(c *config.Check, path string) {
+//		c.Duration(p.Pos, path+".for", &p.For, false)
+//	}
+//
+//	var pause = blockModule("pause", Forward, config.RouteLevel,
+//		func(p *Pause, path string, c Compiler) Policy { return pauseFor(p.For.D) })
+//
+// config decodes a registered key with its strict decoder (unknown keys,
+// wrong types and failed checks are load errors naming the YAML path and
+// line, suggestions included) and keeps the block in the policies'
+// Blocks; blockModule hands it to compile. delay.go is the example.
+// Older policies still declare their block in gateway/config (a field of
+// GatewayPolicies or RoutePolicies, checks in config/check*.go) and are
+// registered with module.
 //
 // Policies decide; the gateway's Exchange turns a refusal into an
 // access-log line and a metric, in one place (Deny, Exchange.Refuse).

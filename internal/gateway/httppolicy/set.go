@@ -169,6 +169,15 @@ func module[C any](key string, phase Phase, pick func(*config.RoutePolicies) *C,
 	}}
 }
 
+// blockModule declares a Module whose block type C is declared with the
+// policy (not in gateway/config): it registers key with config, which
+// decodes the block as strictly as its own keys, and compile sees a
+// block that is set. level says where the key may be written.
+func blockModule[C any](key string, phase Phase, level config.Level, compile func(cfg *C, path string, c Compiler) Policy) Module {
+	config.RegisterPolicy[C](key, level)
+	return module(key, phase, func(p *config.RoutePolicies) *C { return config.Block[C](p.Blocks, key) }, compile)
+}
+
 // routeSetting is implemented by the policies of phase RouteSetting.
 type routeSetting interface {
 	configure(s *Set)
