@@ -37,11 +37,17 @@ func (b *Backend) expose(i int, name string) string {
 // name that prefixes it (target names may themselves contain the
 // separator).
 func (b *Backend) resolveByPrefix(name string) (int, string, bool) {
+	return b.splitPrefix(name, Separator)
+}
+
+// splitPrefix finds the target whose name and sep prefix s, the longest
+// such name, and returns it with the rest of s.
+func (b *Backend) splitPrefix(s, sep string) (int, string, bool) {
 	best, orig := -1, ""
 	for i, t := range b.targets {
-		p := t.Name + Separator
-		if strings.HasPrefix(name, p) && len(name) > len(p) && (best < 0 || len(t.Name) > len(b.targets[best].Name)) {
-			best, orig = i, name[len(p):]
+		p := t.Name + sep
+		if strings.HasPrefix(s, p) && len(s) > len(p) && (best < 0 || len(t.Name) > len(b.targets[best].Name)) {
+			best, orig = i, s[len(p):]
 		}
 	}
 	return best, orig, best >= 0
@@ -317,14 +323,7 @@ func (b *Backend) exposeURI(i int, uri string) string {
 // resolveURI finds the target of a prefixed URI (the longest target name
 // that prefixes it) and the target's own URI.
 func (b *Backend) resolveURI(uri string) (int, string, bool) {
-	best, orig := -1, ""
-	for i, t := range b.targets {
-		p := t.Name + URISeparator
-		if strings.HasPrefix(uri, p) && len(uri) > len(p) && (best < 0 || len(t.Name) > len(b.targets[best].Name)) {
-			best, orig = i, uri[len(p):]
-		}
-	}
-	return best, orig, best >= 0
+	return b.splitPrefix(uri, URISeparator)
 }
 
 // resourceOwner finds the target serving a URI and the target's own URI:
