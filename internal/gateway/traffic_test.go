@@ -219,6 +219,11 @@ func TestNewBlocksBadInputNamesPathAndLine(t *testing.T) {
 		{"Delay: {duration: 1s}", `policies.Delay: unknown key (did you mean "delay"?)`},
 		{"backendAuth: {gcp: {}}", `policies.backendAuth.gcp: cloud provider credentials are not supported by tailgate`},
 		{"retry: {codes: [abc]}", `policies.retry.codes[0]: expected an integer`},
+		// retry's block, declared by its module, is checked by its Check.
+		{"retry: {codes: [503], attempts: 300}", `policies.retry.attempts: expected 1 to 255, got 300`},
+		{"retry: {codes: [503], backoff: soon}", `policies.retry.backoff: expected a positive duration like 500ms, 10s or 1m, got "soon"`},
+		{"retry: {codes: [42]}", `9:16: binds[0].listeners[0].routes[0].policies.retry.codes[0]: expected an HTTP status code, got 42`},
+		{"retry: {codes: [503], condition: x}", `policies.retry.condition: not supported by tailgate yet`},
 	} {
 		port := freePort(t)
 		path := t.TempDir() + "/c.yaml"

@@ -120,20 +120,6 @@ func (d *decoder) checkTraffic(p *RoutePolicies, path string) {
 			d.failAt(m.Pos, path+".requestMirror.percentage", "expected a fraction from 0.0 to 1.0, got %v", m.Percentage.V)
 		}
 	}
-	if r := p.Retry; r != nil {
-		if r.Attempts == 0 {
-			r.Attempts = 1
-		}
-		if r.Attempts > 255 {
-			d.failAt(r.Pos, path+".retry.attempts", "expected 1 to 255, got %d", r.Attempts)
-		}
-		d.checkDuration(r.Pos, path+".retry.backoff", &r.Backoff, true)
-		for i, c := range r.Codes {
-			if c < 100 || c > 999 {
-				d.failAt(r.Pos, fmt.Sprintf("%s.retry.codes[%d]", path, i), "expected an HTTP status code, got %d", c)
-			}
-		}
-	}
 	if t := p.BackendTLS; t != nil && (t.Cert == "") != (t.Key == "") {
 		d.failAt(t.Pos, path+".backendTLS", "set both cert and key (a client certificate), or neither")
 	}

@@ -311,7 +311,6 @@ type RoutePolicies struct {
 	URLRewrite      *URLRewrite      `yaml:"urlRewrite"`
 	RequestMirror   *RequestMirror   `yaml:"requestMirror"`
 	DirectResponse  *DirectResponse  `yaml:"directResponse"`
-	Retry           *Retry           `yaml:"retry"`
 	BackendTLS      *BackendTLS      `yaml:"backendTLS"`
 	BackendAuth     *BackendAuth     `yaml:"backendAuth"`
 	// MCPAuthentication is MCP's OAuth resource-server role (RFC 9728).

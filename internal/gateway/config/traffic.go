@@ -226,14 +226,3 @@ func (f *Float) decodeNode(d *decoder, n *yaml.Node, path string) {
 	}
 	f.Set, f.V = true, v
 }
-
-// Retry resends a request whose backend answered one of Codes (or could
-// not be reached), up to Attempts more times.
-type Retry struct {
-	Pos          Pos         `yaml:"-"`
-	Attempts     int         `yaml:"attempts"`
-	Backoff      Duration    `yaml:"backoff"`
-	Codes        []int       `yaml:"codes,required"`
-	Precondition Unsupported `yaml:"precondition"`
-	Condition    Unsupported `yaml:"condition"`
-}

@@ -67,7 +67,8 @@
 // config decodes a registered key with its strict decoder (unknown keys,
 // wrong types and failed checks are load errors naming the YAML path and
 // line, suggestions included) and keeps the block in the policies'
-// Blocks; blockModule hands it to compile. delay.go is the example.
+// Blocks; blockModule hands it to compile. delay.go and retry.go (with
+// a Check) are the examples.
 // Older policies still declare their block in gateway/config (a field of
 // GatewayPolicies or RoutePolicies, checks in config/check*.go) and are
 // registered with module.

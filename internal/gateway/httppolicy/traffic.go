@@ -292,26 +292,3 @@ func backendURL(host string) (*url.URL, error) {
 	}
 	return &url.URL{Scheme: u.Scheme, Host: u.Host}, nil
 }
-
-var retry = module("retry", RouteSetting,
-	func(p *config.RoutePolicies) *config.Retry { return p.Retry },
-	func(rc *config.Retry, _ string, _ Compiler) Policy {
-		codes := map[int]bool{}
-		for _, c := range rc.Codes {
-			codes[c] = true
-		}
-		return &RetrySpec{Attempts: rc.Attempts, Backoff: rc.Backoff.D, Codes: codes}
-	})
-
-// RetrySpec resends a request whose backend answered one of Codes, or
-// could not be reached, up to Attempts more times, Backoff apart. Only
-// requests whose body can be replayed are retried.
-type RetrySpec struct {
-	Attempts int
-	Backoff  time.Duration
-	Codes    map[int]bool
-}
-
-func (rs *RetrySpec) configure(s *Set) { s.Retry = rs }
-
-func (rs *RetrySpec) Run(_ http.ResponseWriter, _ *http.Request, _ Exchange) bool { return true }
