@@ -11,10 +11,15 @@
 //
 //   - a key agentgateway does not have is an "unknown key" error;
 //   - a key agentgateway has but tailgate does not implement yet (for
-//     example `policies.retry`, `mcpGuardrails`) is a "not supported by
-//     tailgate yet" error, so a feature is never silently ignored;
+//     example `mcpGuardrails`) is a "not supported by tailgate yet"
+//     error, so a feature is never silently ignored;
 //   - every error names the file, line, column and YAML path, and all of
 //     them are reported at once (ErrorList).
+//
+// A policies key may also be declared by the policy module that compiles
+// it (RegisterPolicy, policyblock.go: delay, retry); Load decodes it as
+// strictly, so those keys are known only where that module is linked
+// (the gateway always links package httppolicy).
 //
 // Loading is bounded (Limits, limits.go): a file over 4 MiB, aliases that
 // expand past 10,000 nodes, or nesting deeper than 64 is refused with a
