@@ -34,12 +34,14 @@ var jwksRefetchInterval = 10 * time.Second
 // whole behind Gateway.snap. Nothing on the request path parses or
 // compiles.
 type snapshot struct {
-	file      *config.File
-	source    []byte // the file as read, for the config dump
-	hash      [32]byte
-	loadedAt  time.Time
-	network   *cel.Set
-	binds     map[int]*bindTable
+	file     *config.File
+	source   []byte // the file as read, for the config dump
+	hash     [32]byte
+	loadedAt time.Time
+	network  *cel.Set
+	binds    map[int]*bindTable
+	// egress are the gateways: entries tunnel binds hand to, by port.
+	egress    map[int]*egressGateway
 	logFormat string
 	// warnings are load-time notes (rules that may deny more than meant);
 	// logged when the snapshot is compiled, printed by --validate-only.
@@ -82,9 +84,11 @@ func (s *snapshot) close() {
 }
 
 type bindTable struct {
-	port      int
-	tailnet   bool
-	https     bool
+	port    int
+	tailnet bool
+	https   bool
+	// connect: the bind accepts only CONNECT tunnels (egress.go).
+	connect   bool
 	listeners []*listenerTable
 	// trusted are the peers whose forwarding headers are believed
 	// (forwarded.go); bodyTimeout bounds a request body, 0 for none
@@ -263,7 +267,7 @@ func compile(name string, data []byte, f *config.File, deps compileDeps) (*snaps
 	}
 	for bi, b := range f.Binds {
 		bp := fmt.Sprintf("binds[%d]", bi)
-		bt := &bindTable{port: b.Port, tailnet: b.Tailnet}
+		bt := &bindTable{port: b.Port, tailnet: b.Tailnet, connect: b.TunnelProtocol == "connect"}
 		c.bindOptions(b, bt, bp)
 		for li, l := range b.Listeners {
 			lp := fmt.Sprintf("%s.listeners[%d]", bp, li)
@@ -279,6 +283,7 @@ func compile(name string, data []byte, f *config.File, deps compileDeps) (*snaps
 		})
 		s.binds[b.Port] = bt
 	}
+	s.egress = compileEgress(f)
 	s.mcp, s.owned, s.rawToken = c.mcp, c.owned, c.rawToken
 	if len(c.errs) > 0 {
 		s.close()

@@ -122,6 +122,10 @@ type Options struct {
 	// data in memory, so turn it on only where the admin address is
 	// private.
 	Pprof bool
+
+	// egressDial dials a tunnel's destination (egress.go); nil means
+	// defaultEgressDial. Tests point hostnames at local servers with it.
+	egressDial func(ctx context.Context, network, addr string) (net.Conn, error)
 }
 
 // Validate loads and compiles the config file at path without serving it.

@@ -402,6 +402,10 @@ func (g *Gateway) handler(bs *bindServer) http.Handler {
 			http.Error(sw, "bind is shutting down", http.StatusServiceUnavailable)
 			return
 		}
+		if bt.connect {
+			g.serveConnect(sw, r, ri, s)
+			return
+		}
 		// Before any policy reads a header: hop-by-hop headers the client
 		// named go, and forwarding headers follow the bind's trust policy.
 		stripConnectionHeaders(r.Header)

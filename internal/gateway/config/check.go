@@ -36,6 +36,7 @@ func (d *decoder) checkSemantics(f *File) {
 	if m := f.MCP; m != nil {
 		d.addSimpleMCP(f, m)
 	}
+	d.checkEgress(f)
 	ports := map[int]string{}
 	for bi := range f.Binds {
 		b := &f.Binds[bi]

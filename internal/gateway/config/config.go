@@ -60,9 +60,11 @@ type File struct {
 	Services    Unsupported `yaml:"services"`
 	Backends    Unsupported `yaml:"backends"`
 	RouteGroups Unsupported `yaml:"routeGroups"`
-	Gateways    Unsupported `yaml:"gateways"`
+	// Gateways and TCPRoutes are agentgateway's named-gateway form;
+	// tailgate runs its TLS passthrough listeners (egress.go).
+	Gateways    Gateways    `yaml:"gateways"`
 	Routes      Unsupported `yaml:"routes"`
-	TCPRoutes   Unsupported `yaml:"tcpRoutes"`
+	TCPRoutes   []TCPRoute  `yaml:"tcpRoutes"`
 	LLM         Unsupported `yaml:"llm"`
 	// MCP is agentgateway's simplified form: one MCP backend served on
 	// its own port (default 3000). Load turns it into a bind (listener
@@ -170,7 +172,10 @@ type Bind struct {
 	// may take to arrive (a Go duration; default 30s, "0s" turns it off).
 	BodyReadTimeout Duration `yaml:"bodyReadTimeout"`
 
-	TunnelProtocol Unsupported `yaml:"tunnelProtocol"`
+	// TunnelProtocol is "direct" (default) or "connect": the bind then
+	// accepts only HTTP CONNECT and hands each tunnel to the gateway
+	// listening on the requested port (egress.go).
+	TunnelProtocol string      `yaml:"tunnelProtocol"`
 	Mode           Unsupported `yaml:"mode"`
 }
 
