@@ -87,7 +87,48 @@ var egressPolicy = func() *outbound.Policy {
 }()
 
 func defaultEgressDial(ctx context.Context, network, addr string) (net.Conn, error) {
-	return egressPolicy.Dialer().DialContext(ctx, network, addr)
+	c, err := egressPolicy.Dialer().DialContext(ctx, network, addr)
+	if re := (*outbound.RefusedError)(nil); errors.As(err, &re) {
+		why, _, _ := strings.Cut(re.Why, ";") // drop the hint about a flag the gateway does not have
+		return nil, fmt.Errorf("%s resolves to %s, which is %s: tunnels never reach it", addr, re.Addr, why)
+	}
+	return c, err
+}
+
+// tunnelSet is a bind's open tunnels.
+type tunnelSet struct {
+	mu     sync.Mutex
+	conns  map[net.Conn]struct{}
+	closed bool
+}
+
+// add records c; false when the bind has stopped (c must not be used).
+func (ts *tunnelSet) add(c net.Conn) bool {
+	ts.mu.Lock()
+	defer ts.mu.Unlock()
+	if ts.closed {
+		return false
+	}
+	if ts.conns == nil {
+		ts.conns = map[net.Conn]struct{}{}
+	}
+	ts.conns[c] = struct{}{}
+	return true
+}
+
+func (ts *tunnelSet) remove(c net.Conn) {
+	ts.mu.Lock()
+	delete(ts.conns, c)
+	ts.mu.Unlock()
+}
+
+func (ts *tunnelSet) closeAll() {
+	ts.mu.Lock()
+	defer ts.mu.Unlock()
+	ts.closed = true
+	for c := range ts.conns {
+		c.Close()
+	}
 }
 
 // compileEgress builds the gateways: entries tunnel binds hand to, keyed
@@ -180,7 +221,7 @@ func (r *egressRoute) has(cand string) bool {
 
 // serveConnect runs one request on a tunnel bind. It returns when the
 // tunnel closes; the caller logs the request.
-func (g *Gateway) serveConnect(w *statusWriter, r *http.Request, ri *requestInfo, s *snapshot) {
+func (g *Gateway) serveConnect(w *statusWriter, r *http.Request, ri *requestInfo, s *snapshot, open *tunnelSet) {
 	if r.Method != http.MethodConnect {
 		ri.denyReason = "not a CONNECT request on a tunnel bind"
 		w.Header().Set("Allow", http.MethodConnect)
@@ -227,6 +268,11 @@ func (g *Gateway) serveConnect(w *statusWriter, r *http.Request, ri *requestInfo
 		return
 	}
 	defer conn.Close()
+	if !open.add(conn) {
+		ri.denyReason = "bind is shutting down"
+		return
+	}
+	defer open.remove(conn)
 	w.status = http.StatusOK
 	if _, err := io.WriteString(conn, "HTTP/1.1 200 Connection established\r\n\r\n"); err != nil {
 		ri.upstreamErr = err

@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -189,6 +190,19 @@ func TestEgressProxyExampleTunnelsAllowedHostsWithoutTerminatingTLS(t *testing.T
 	code, body2, hdr := get(t, tg.url("/simple/"))
 	if code != http.StatusMethodNotAllowed || hdr.Get("Allow") != "CONNECT" || !strings.Contains(body2, "CONNECT proxy") {
 		t.Errorf("GET on a tunnel bind = %d %q Allow=%q", code, body2, hdr.Get("Allow"))
+	}
+
+	// An open tunnel ends when the gateway stops (a hijacked connection
+	// is invisible to http.Server.Shutdown).
+	_, c = connect(t, tg.port, "pypi.org:443")
+	tc = tls.Client(c, &tls.Config{ServerName: "pypi.org", RootCAs: pypi.pool(t)})
+	if err := tc.Handshake(); err != nil {
+		t.Fatal(err)
+	}
+	tg.Close()
+	var ne net.Error
+	if _, err := tc.Read(make([]byte, 1)); err == nil || (errors.As(err, &ne) && ne.Timeout()) {
+		t.Errorf("read on a tunnel after Close: %v; want it closed", err)
 	}
 }
 

@@ -204,6 +204,9 @@ type bindServer struct {
 	tailnet bool
 	ln      net.Listener
 	srv     *http.Server
+	// tunnels are the bind's open CONNECT tunnels (egress.go), closed
+	// when the bind stops: Shutdown does not see hijacked connections.
+	tunnels tunnelSet
 }
 
 // New loads and compiles the config; nothing listens until Start.
@@ -353,6 +356,7 @@ func (bs *bindServer) shutdown() {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	bs.srv.Shutdown(ctx)
+	bs.tunnels.closeAll()
 }
 
 // Reload reads and compiles the config file and, if it is good, swaps it

@@ -403,7 +403,7 @@ func (g *Gateway) handler(bs *bindServer) http.Handler {
 			return
 		}
 		if bt.connect {
-			g.serveConnect(sw, r, ri, s)
+			g.serveConnect(sw, r, ri, s, &bs.tunnels)
 			return
 		}
 		// Before any policy reads a header: hop-by-hop headers the client

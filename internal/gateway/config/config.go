@@ -62,10 +62,10 @@ type File struct {
 	RouteGroups Unsupported `yaml:"routeGroups"`
 	// Gateways and TCPRoutes are agentgateway's named-gateway form;
 	// tailgate runs its TLS passthrough listeners (egress.go).
-	Gateways    Gateways    `yaml:"gateways"`
-	Routes      Unsupported `yaml:"routes"`
-	TCPRoutes   []TCPRoute  `yaml:"tcpRoutes"`
-	LLM         Unsupported `yaml:"llm"`
+	Gateways  Gateways    `yaml:"gateways"`
+	Routes    Unsupported `yaml:"routes"`
+	TCPRoutes []TCPRoute  `yaml:"tcpRoutes"`
+	LLM       Unsupported `yaml:"llm"`
 	// MCP is agentgateway's simplified form: one MCP backend served on
 	// its own port (default 3000). Load turns it into a bind (listener
 	// "mcp", route "default") appended to Binds.
