@@ -42,11 +42,11 @@ import (
 	"sort"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/tailgate-dev/tailgate/internal/gateway/config"
 	"github.com/tailgate-dev/tailgate/internal/outbound"
+	"github.com/tailgate-dev/tailgate/internal/pipe"
 )
 
 // egressGateway is one gateways: entry: its passthrough listeners, most
@@ -93,42 +93,6 @@ func defaultEgressDial(ctx context.Context, network, addr string) (net.Conn, err
 		return nil, fmt.Errorf("%s resolves to %s, which is %s: tunnels never reach it", addr, re.Addr, why)
 	}
 	return c, err
-}
-
-// tunnelSet is a bind's open tunnels.
-type tunnelSet struct {
-	mu     sync.Mutex
-	conns  map[net.Conn]struct{}
-	closed bool
-}
-
-// add records c; false when the bind has stopped (c must not be used).
-func (ts *tunnelSet) add(c net.Conn) bool {
-	ts.mu.Lock()
-	defer ts.mu.Unlock()
-	if ts.closed {
-		return false
-	}
-	if ts.conns == nil {
-		ts.conns = map[net.Conn]struct{}{}
-	}
-	ts.conns[c] = struct{}{}
-	return true
-}
-
-func (ts *tunnelSet) remove(c net.Conn) {
-	ts.mu.Lock()
-	delete(ts.conns, c)
-	ts.mu.Unlock()
-}
-
-func (ts *tunnelSet) closeAll() {
-	ts.mu.Lock()
-	defer ts.mu.Unlock()
-	ts.closed = true
-	for c := range ts.conns {
-		c.Close()
-	}
 }
 
 // compileEgress builds the gateways: entries tunnel binds hand to, keyed
@@ -221,7 +185,7 @@ func (r *egressRoute) has(cand string) bool {
 
 // serveConnect runs one request on a tunnel bind. It returns when the
 // tunnel closes; the caller logs the request.
-func (g *Gateway) serveConnect(w *statusWriter, r *http.Request, ri *requestInfo, s *snapshot, open *tunnelSet) {
+func (g *Gateway) serveConnect(w *statusWriter, r *http.Request, ri *requestInfo, s *snapshot, open *pipe.Group) {
 	if r.Method != http.MethodConnect {
 		ri.denyReason = "not a CONNECT request on a tunnel bind"
 		w.Header().Set("Allow", http.MethodConnect)
@@ -268,11 +232,6 @@ func (g *Gateway) serveConnect(w *statusWriter, r *http.Request, ri *requestInfo
 		return
 	}
 	defer conn.Close()
-	if !open.add(conn) {
-		ri.denyReason = "bind is shutting down"
-		return
-	}
-	defer open.remove(conn)
 	w.status = http.StatusOK
 	if _, err := io.WriteString(conn, "HTTP/1.1 200 Connection established\r\n\r\n"); err != nil {
 		ri.upstreamErr = err
@@ -311,29 +270,23 @@ func (g *Gateway) serveConnect(w *statusWriter, r *http.Request, ri *requestInfo
 		ri.denyReason = "tunnel closed: dial failed"
 		return
 	}
-	defer up.Close()
 	if _, err := up.Write(hello); err != nil {
+		up.Close()
 		ri.upstreamErr = err
 		return
 	}
-	splice(conn, client, up)
+	// The group is the bind's: stopping the bind cuts the tunnel.
+	open.Join(readerConn{Conn: conn, r: client}, up)
 }
 
-// splice copies both ways until either side ends, then closes both (TLS
-// does not need half-close).
-func splice(conn net.Conn, client io.Reader, up net.Conn) {
-	var once sync.Once
-	stop := func() { once.Do(func() { conn.Close(); up.Close() }) }
-	done := make(chan struct{})
-	go func() {
-		io.Copy(up, client)
-		stop()
-		close(done)
-	}()
-	io.Copy(conn, up)
-	stop()
-	<-done
+// readerConn is the client side of a tunnel: conn, read through r (which
+// replays what was buffered before the tunnel began).
+type readerConn struct {
+	net.Conn
+	r io.Reader
 }
+
+func (c readerConn) Read(p []byte) (int, error) { return c.r.Read(p) }
 
 // errSniffed ends the handshake once the ClientHello was read.
 var errSniffed = errors.New("sniffed")

@@ -91,6 +91,7 @@ import (
 
 	"github.com/tailgate-dev/tailgate/internal/gateway/config"
 	"github.com/tailgate-dev/tailgate/internal/gateway/mcp"
+	"github.com/tailgate-dev/tailgate/internal/pipe"
 )
 
 // Options configure a gateway.
@@ -206,7 +207,7 @@ type bindServer struct {
 	srv     *http.Server
 	// tunnels are the bind's open CONNECT tunnels (egress.go), closed
 	// when the bind stops: Shutdown does not see hijacked connections.
-	tunnels tunnelSet
+	tunnels pipe.Group
 }
 
 // New loads and compiles the config; nothing listens until Start.
@@ -356,7 +357,7 @@ func (bs *bindServer) shutdown() {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	bs.srv.Shutdown(ctx)
-	bs.tunnels.closeAll()
+	bs.tunnels.Close()
 }
 
 // Reload reads and compiles the config file and, if it is good, swaps it
