@@ -25,8 +25,25 @@ type Gateway struct {
 	Port      int               `yaml:"port,required"`
 	Listeners []GatewayListener `yaml:"listeners"`
 
-	Protocol Unsupported `yaml:"protocol"`
-	TLS      Unsupported `yaml:"tls"`
+	Protocol              Unsupported `yaml:"protocol"`
+	TLS                   Unsupported `yaml:"tls"`
+	GatewayHTTPPolicyKeys `yaml:",inline"`
+}
+
+// GatewayHTTPPolicyKeys are the HTTP policies agentgateway lets a named
+// gateway or its listener carry inline (LocalGatewayPolicy). They apply
+// to HTTP listeners, which tailgate does not run under gateways: yet.
+type GatewayHTTPPolicyKeys struct {
+	OIDC            Unsupported `yaml:"oidc"`
+	JWTAuth         Unsupported `yaml:"jwtAuth"`
+	Authorization   Unsupported `yaml:"authorization"`
+	ExtAuthz        Unsupported `yaml:"extAuthz"`
+	ExtProc         Unsupported `yaml:"extProc"`
+	CORS            Unsupported `yaml:"cors"`
+	Transformations Unsupported `yaml:"transformations"`
+	BasicAuth       Unsupported `yaml:"basicAuth"`
+	APIKey          Unsupported `yaml:"apiKey"`
+	CSRF            Unsupported `yaml:"csrf"`
 }
 
 // GatewayListener is one listener of a named gateway, referenced by
@@ -42,8 +59,8 @@ type GatewayListener struct {
 	// never terminates TLS).
 	Protocol string `yaml:"protocol"`
 
-	TLS      Unsupported `yaml:"tls"`
-	Policies Unsupported `yaml:"policies"`
+	TLS                   Unsupported `yaml:"tls"`
+	GatewayHTTPPolicyKeys `yaml:",inline"`
 }
 
 // TCPRoute is a top-level `tcpRoutes:` entry: which SNI hostnames a

@@ -49,6 +49,7 @@ func TestLoadEgressErrorsNameThePathAndLine(t *testing.T) {
 		{"port: 443", "port: 3000", `gateways.secure.port: port 3000 is already used by binds[0]`},
 		{"      protocol: TLS", "      protocol: HTTPS", `bad.yaml:9:7: gateways.secure.listeners[0].protocol: protocol HTTPS on a gateways: listener is not supported by tailgate yet`},
 		{"      protocol: TLS", "      protocl: TLS", `bad.yaml:11:7: gateways.secure.listeners[0].protocl: unknown key (did you mean "protocol"?)`},
+		{"      protocol: TLS", "      protocol: TLS\n      jwtAuth: {}", `bad.yaml:12:7: gateways.secure.listeners[0].jwtAuth: not supported by tailgate yet`},
 		{"  hostnames:", "  hostname:", `bad.yaml:15:3: tcpRoutes[0].hostname: unknown key (did you mean "hostnames"?)`},
 		{"secure/public-egress", "secure/egress", `bad.yaml:14:13: tcpRoutes[0].gateways: no gateway or gateway listener "secure/egress" in gateways:`},
 		{"secure/public-egress", "[secure/public-egress, other]", `bad.yaml:14:13: tcpRoutes[0].gateways[1]: no gateway or gateway listener "other" in gateways:`},
