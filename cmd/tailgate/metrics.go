@@ -109,6 +109,28 @@ func (m *serveMetrics) countQueueDepth(q *jobs.Queue) {
 	}))
 }
 
+// countWarmPool exports the warm pool's size and how runs fared with it.
+func (m *serveMetrics) countWarmPool(p *tgrun.Pool) {
+	m.reg.MustRegister(
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "tailgate_warm_pool_nodes",
+			Help: "Nodes joined and warmed in this process's warm pool, waiting for a run (all environments).",
+		}, func() float64 { return float64(p.Stats().Ready) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "tailgate_warm_pool_hits_total",
+			Help: "Runs started on this server with a node from the warm pool.",
+		}, func() float64 { return float64(p.Stats().Hits) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "tailgate_warm_pool_misses_total",
+			Help: "Runs started on this server that found the warm pool empty for their environment and joined.",
+		}, func() float64 { return float64(p.Stats().Misses) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "tailgate_warm_pool_join_failures_total",
+			Help: "Warm pool joins that failed (each retried with backoff).",
+		}, func() float64 { return float64(p.Stats().JoinFailures) }),
+	)
+}
+
 // Handler serves the metrics in Prometheus' text format.
 func (m *serveMetrics) Handler() http.Handler {
 	return promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{})

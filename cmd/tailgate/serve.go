@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"strconv"
 	"syscall"
 	"time"
 
@@ -69,6 +70,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	outDeny := fs.String("outbound-deny", envOr("TAILGATE_OUTBOUND_DENY", ""), "comma-separated `CIDRs` that calls to a tenant's URL may never reach; the longer prefix wins over --outbound-allow (env TAILGATE_OUTBOUND_DENY)")
 	publicURL := fs.String("public-url", envOr("TAILGATE_PUBLIC_URL", ""), "tailgate's public https `URL`, as Tailscale reaches it: tailgate becomes an OIDC issuer there and connects environments with federated identities, storing no secret (env TAILGATE_PUBLIC_URL)")
 	keyRotation := fs.Duration("signing-key-rotation", durationEnv("TAILGATE_SIGNING_KEY_ROTATION", issuer.DefaultRotation, &envErr), "rotate the OIDC signing key this often (with --public-url); 0 never rotates (env TAILGATE_SIGNING_KEY_ROTATION)")
+	warmPool := fs.Int("warm-pool", intEnv("TAILGATE_WARM_POOL", 0, &envErr), "keep up to `N` nodes per connected environment joined and path-warmed ahead, each for one run on this server; 0 joins each run when it starts (env TAILGATE_WARM_POOL)")
 	egressFlags := addAllowlistFlags(fs, &envErr)
 	if err := parseFlags(fs, args); err != nil {
 		return err
@@ -84,6 +86,9 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	}
 	if *runLease <= 0 {
 		return usageError{"--run-lease must be positive, e.g. 30s"}
+	}
+	if *warmPool < 0 || *warmPool > maxWarmPool {
+		return usageError{fmt.Sprintf("--warm-pool must be between 0 (off) and %d, not %d", maxWarmPool, *warmPool)}
 	}
 	if *verifyEvery < 0 {
 		return usageError{"--verify-every must be 0 (off) or positive, e.g. 1h"}
@@ -158,7 +163,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return err
 	}
 	stk, err := startStack(ctx, stackConfig{Store: st, DB: *dbPath, Vault: keyring, APIBaseURL: *tsAPI, ControlURL: *controlURL, Logger: log,
-		RunMaxLifetime: *runMaxLifetime, RunLease: *runLease, VerifyEvery: *verifyEvery, Outbound: policy,
+		RunMaxLifetime: *runMaxLifetime, RunLease: *runLease, WarmPool: *warmPool, VerifyEvery: *verifyEvery, Outbound: policy,
 		PublicURL: *publicURL, SigningKeyRotation: *keyRotation, SigningKeyPrepublish: issuer.DefaultPrepublish,
 		Allowlist: al, AllowlistNeedsToken: egress.needsToken})
 	if err != nil {
@@ -188,7 +193,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return fmt.Errorf("listen on %s: %w", *listen, err)
 	}
 	log.Info("tailgate serving", "addr", ln.Addr().String(), "db", store.RedactDSN(*dbPath), "tailscale_api", *tsAPI, "control_url", *controlURL, "vault_key", keyring.ActiveKeyID(),
-		"public_url", *publicURL, "run_max_lifetime", runMaxLifetime.String(), "run_lease", runLease.String(), "outbound_allow", *outAllow, "outbound_deny", *outDeny)
+		"public_url", *publicURL, "run_max_lifetime", runMaxLifetime.String(), "run_lease", runLease.String(), "warm_pool", *warmPool, "outbound_allow", *outAllow, "outbound_deny", *outDeny)
 	if sb != nil {
 		writeServeSandbox(stdout, sb, "http://"+ln.Addr().String(), sandboxAdmin)
 	}
@@ -243,6 +248,25 @@ func durationEnv(name string, def time.Duration, errp *error) time.Duration {
 		return def
 	}
 	return d
+}
+
+// maxWarmPool bounds --warm-pool: every pool node is a tailnet node in
+// this process, for every connected environment.
+const maxWarmPool = 64
+
+// intEnv returns the environment variable name as an integer, or def
+// when it is unset; a value that is not an integer is reported in *errp.
+func intEnv(name string, def int, errp *error) int {
+	v, ok := os.LookupEnv(name)
+	if !ok || v == "" {
+		return def
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil {
+		*errp = fmt.Errorf("%s=%q is not a whole number", name, v)
+		return def
+	}
+	return n
 }
 
 // bootstrap gives a new installation its first org and admin token, and

@@ -31,7 +31,10 @@ type stackConfig struct {
 	Logger         *slog.Logger
 	RunMaxLifetime time.Duration // 0: the run manager's default
 	RunLease       time.Duration
-	VerifyEvery    time.Duration // 0: no scheduled verification
+	// WarmPool is how many joined, warmed nodes to keep per connected
+	// environment for runs on this server; 0: runs join when they start.
+	WarmPool    int
+	VerifyEvery time.Duration // 0: no scheduled verification
 	// Outbound is where calls to a tenant's URL (a self-hosted control)
 	// may go; nil refuses loopback and private addresses (package outbound).
 	Outbound *outbound.Policy
@@ -64,7 +67,35 @@ type stack struct {
 	// Queue is the replica's job queue on PostgreSQL; nil on SQLite,
 	// where the background work is this process's timers.
 	Queue *jobs.Queue
-	stop  context.CancelFunc
+	// Pool is the warm pool of run nodes (serve --warm-pool); nil without.
+	Pool     *tgrun.Pool
+	stop     context.CancelFunc
+	poolDone chan struct{}
+}
+
+// poolDrainer empties an environment's share of the warm pool when it is
+// disconnected or connected again (a new credential, other targets): its
+// nodes leave the tailnet at once. Other replicas notice at their next
+// pool check.
+type poolDrainer struct {
+	api.PrivateNetwork
+	pool *tgrun.Pool
+}
+
+func (d poolDrainer) Connect(ctx context.Context, req connect.Request) (connect.Result, error) {
+	res, err := d.PrivateNetwork.Connect(ctx, req)
+	if err == nil {
+		d.pool.Drain(req.OrgID, req.Env)
+	}
+	return res, err
+}
+
+func (d poolDrainer) Disconnect(ctx context.Context, orgID, envName, apiToken string) error {
+	err := d.PrivateNetwork.Disconnect(ctx, orgID, envName, apiToken)
+	// A disconnect that failed part way may have revoked the credential:
+	// the pool's nodes go either way.
+	d.pool.Drain(orgID, envName)
+	return err
 }
 
 // startStack builds the services and starts their background work, which
@@ -81,6 +112,21 @@ func startStack(ctx context.Context, cfg stackConfig) (*stack, error) {
 	met.countOpenRuns(runs)
 	sched := &connect.Scheduler{Service: svc, List: cfg.Store.ConnectedEnvironments, Every: cfg.VerifyEvery}
 	bg, stop := context.WithCancel(context.WithoutCancel(ctx))
+	// The warm pool is this process's, on every replica: its nodes live
+	// here, so its refills are this process's timers, not shared jobs.
+	var pool *tgrun.Pool
+	poolDone := make(chan struct{})
+	if cfg.WarmPool > 0 {
+		pool = &tgrun.Pool{Size: cfg.WarmPool, Connect: svc, Connections: cfg.Store, Logger: cfg.Logger}
+		runs.Pool = pool
+		met.countWarmPool(pool)
+		go func() {
+			defer close(poolDone)
+			pool.Run(bg)
+		}()
+	} else {
+		close(poolDone)
+	}
 	var queue *jobs.Queue
 	if store.IsPostgres(cfg.DB) {
 		// Several replicas may share the database: the sweeps and the
@@ -110,12 +156,12 @@ func startStack(ctx context.Context, cfg stackConfig) (*stack, error) {
 	if cfg.Allowlist != nil {
 		go cfg.Allowlist.RunDeliveries(bg, 5*time.Second)
 	}
-	h := api.New(api.Options{Store: cfg.Store, PrivateNetwork: met.network(svc), Runs: met.runs(runs), RunLease: cfg.RunLease, Logger: cfg.Logger, Issuer: iss,
+	h := api.New(api.Options{Store: cfg.Store, PrivateNetwork: met.network(poolDrainer{svc, pool}), Runs: met.runs(runs), RunLease: cfg.RunLease, Logger: cfg.Logger, Issuer: iss,
 		Allowlist: cfg.Allowlist, AllowlistNeedsToken: cfg.AllowlistNeedsToken})
 	// The web console answers "/" and "/console/..."; it calls the API in
 	// process with the signed-in person's token.
 	h = console.Wrap(h, console.Options{Logger: cfg.Logger})
-	return &stack{Connect: svc, Runs: runs, Handler: h, Metrics: met.Handler(), Queue: queue, stop: stop}, nil
+	return &stack{Connect: svc, Runs: runs, Pool: pool, Handler: h, Metrics: met.Handler(), Queue: queue, stop: stop, poolDone: poolDone}, nil
 }
 
 // rotateSigningKeys rotates the issuer's signing key every `every`,
@@ -137,10 +183,12 @@ func rotateSigningKeys(ctx context.Context, iss *issuer.Issuer, every time.Durat
 }
 
 // StopBackground stops the sweeper and the verification schedule (or this
-// replica's job worker, letting running jobs finish for a while); open
-// runs stay open until Close.
+// replica's job worker, letting running jobs finish for a while) and
+// empties the warm pool, whose nodes leave the tailnet; open runs stay
+// open until Close.
 func (s *stack) StopBackground() {
 	s.stop()
+	<-s.poolDone
 	if s.Queue != nil {
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()

@@ -125,6 +125,10 @@ type Manager struct {
 	// it held are orphans; DefaultReplicaTimeout when zero. Reconcile must
 	// run well within it (every few seconds).
 	ReplicaTimeout time.Duration
+	// Pool, when set, holds nodes joined and warmed ahead: a run on this
+	// server takes one instead of joining (and joins as usual when there
+	// is none). The pool runs on its own ([Pool.Run]).
+	Pool *Pool
 
 	mu      sync.Mutex
 	runs    map[string]*session // the runs whose node this process holds
@@ -206,21 +210,26 @@ type RelayTicket struct {
 
 // Info describes a run; it holds no secret.
 type Info struct {
-	ID        string         `json:"id"`
-	Env       string         `json:"environment"`
-	State     string         `json:"state"`
-	ProxyURL  string         `json:"proxy_url,omitempty"`
-	ProxyAddr string         `json:"proxy_addr,omitempty"`
-	Node      string         `json:"node,omitempty"`
-	NodeIP    string         `json:"node_ip,omitempty"`
-	StartedAt time.Time      `json:"started_at"`
-	ExpiresAt time.Time      `json:"expires_at"`
-	EndedAt   *time.Time     `json:"ended_at,omitempty"`
-	EndReason string         `json:"end_reason,omitempty"`
-	JoinMS    float64        `json:"join_ms,omitempty"`
-	WarmMS    float64        `json:"warm_ms,omitempty"`
-	Warm      []WarmResult   `json:"warm,omitempty"`
-	Events    []egress.Event `json:"events,omitempty"`
+	ID        string     `json:"id"`
+	Env       string     `json:"environment"`
+	State     string     `json:"state"`
+	ProxyURL  string     `json:"proxy_url,omitempty"`
+	ProxyAddr string     `json:"proxy_addr,omitempty"`
+	Node      string     `json:"node,omitempty"`
+	NodeIP    string     `json:"node_ip,omitempty"`
+	StartedAt time.Time  `json:"started_at"`
+	ExpiresAt time.Time  `json:"expires_at"`
+	EndedAt   *time.Time `json:"ended_at,omitempty"`
+	EndReason string     `json:"end_reason,omitempty"`
+	JoinMS    float64    `json:"join_ms,omitempty"`
+	WarmMS    float64    `json:"warm_ms,omitempty"`
+	// Pooled says the run's node came from the server's warm pool: it had
+	// joined and warmed its paths (Warm) before the run started, so the
+	// run waited for neither (JoinMS and WarmMS are 0). It serves this
+	// run only.
+	Pooled bool           `json:"pooled,omitempty"`
+	Warm   []WarmResult   `json:"warm,omitempty"`
+	Events []egress.Event `json:"events,omitempty"`
 	// Placement is where the node and proxy live (Placement*).
 	Placement string `json:"placement"`
 	// Targets are the environment's targets, host:port, for a runner that
@@ -390,7 +399,7 @@ func (m *Manager) Start(ctx context.Context, orgID, env string, opts Options) (I
 		m.mu.Unlock()
 	}
 	log.Info("run ready", "run", rec.ID, "placement", s.info.Placement, "node", s.info.Node, "proxy", s.info.ProxyAddr,
-		"join_ms", s.info.JoinMS, "warm_ms", s.info.WarmMS)
+		"join_ms", s.info.JoinMS, "warm_ms", s.info.WarmMS, "pooled", s.info.Pooled)
 	info := s.info
 	info.Join, info.Relay = join, relay
 	return info, nil
@@ -407,25 +416,38 @@ func (m *Manager) ticket(ctx context.Context, cred connect.Credential, s *sessio
 	return &JoinTicket{ControlURL: o.ControlURL, AuthKey: key.Key, Hostname: o.Hostname, Tags: o.Tags, ExpiresAt: key.Expires}, nil
 }
 
-// startHere joins s's node in this process, warms its paths and starts its
-// proxy.
+// startHere gives s a node in this process, from the warm pool or joined
+// now and warmed, and starts its proxy.
 func (m *Manager) startHere(ctx context.Context, log *slog.Logger, cred connect.Credential, s *session) error {
-	node, err := cred.Join(ctx, "run")
-	if err != nil {
-		return err
+	log = log.With("run", s.info.ID)
+	var l Local
+	if pn := m.Pool.take(cred); pn != nil {
+		// Joined and warmed already: the run waits only for its proxy.
+		s.node, s.info.Pooled = pn.node, true
+		s.info.Node, s.info.NodeIP = pn.node.Hostname(), pn.node.IPv4().String()
+		p, err := startProxy(pn.node, cred.Conn.Targets, log)
+		if err != nil {
+			pn.node.Close()
+			return err
+		}
+		l = p
+		l.Warm = pn.warm
+	} else {
+		node, err := cred.Join(ctx, "run")
+		if err != nil {
+			return err
+		}
+		s.node = node
+		s.info.Node, s.info.NodeIP, s.info.JoinMS = node.Hostname(), node.IPv4().String(), ms(node.JoinDuration())
+		if l, err = StartLocal(ctx, node, cred.Conn.Targets, log); err != nil {
+			node.Close()
+			return err
+		}
 	}
-	s.node = node
-	s.info.Node, s.info.NodeIP, s.info.JoinMS = node.Hostname(), node.IPv4().String(), ms(node.JoinDuration())
-	l, err := StartLocal(ctx, node, cred.Conn.Targets, log.With("run", s.info.ID))
-	if err != nil {
-		node.Close()
-		return err
-	}
-	proxy, addr := l.Proxy, l.Addr
 	s.info.Warm, s.info.WarmMS = l.Warm, l.WarmMS
-	s.proxy = proxy
-	s.info.ProxyAddr = addr.String()
-	s.info.ProxyURL = "http://" + addr.String()
+	s.proxy = l.Proxy
+	s.info.ProxyAddr = l.Addr.String()
+	s.info.ProxyURL = "http://" + l.Addr.String()
 	return nil
 }
 
@@ -724,8 +746,20 @@ type Local struct {
 // on the server; package runner for runs on a runner's host.
 func StartLocal(ctx context.Context, node *tailnet.Node, targets []target.Target, log *slog.Logger) (Local, error) {
 	start := time.Now()
-	l := Local{Warm: warm(ctx, node, targets)}
-	l.WarmMS = ms(time.Since(start))
+	w := warm(ctx, node, targets)
+	warmMS := ms(time.Since(start))
+	l, err := startProxy(node, targets, log)
+	if err != nil {
+		return Local{}, err
+	}
+	l.Warm, l.WarmMS = w, warmMS
+	return l, nil
+}
+
+// startProxy starts the run's proxy in front of node, on this host's
+// loopback, reaching only targets.
+func startProxy(node *tailnet.Node, targets []target.Target, log *slog.Logger) (Local, error) {
+	var l Local
 	path := tailnetPath{node}
 	proxy, err := egress.New(egress.Options{Targets: targets, Resolver: path, Dialer: path, Logger: log})
 	if err != nil {
