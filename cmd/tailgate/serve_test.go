@@ -132,6 +132,7 @@ func TestServeAndTokenRefuseMisuse(t *testing.T) {
 	}{
 		{[]string{"serve", "--log-format", "xml", "--db", filepath.Join(dir, "a.db")}, "--log-format must be text or json"},
 		{[]string{"serve", "extra"}, "serve takes no arguments"},
+		{[]string{"serve", "--warm-pool", "-1", "--db", filepath.Join(dir, "d.db")}, "--warm-pool must be between 0 (off) and 64, not -1"},
 		{[]string{"serve", "--outbound-allow", "127.0.0.0/8,localhost", "--db", filepath.Join(dir, "b.db")}, `--outbound-allow: "localhost" is not a CIDR`},
 		{[]string{"serve", "--outbound-deny", "10.0.0.0/33", "--db", filepath.Join(dir, "c.db")}, "--outbound-deny:"},
 		{[]string{"token", "create", "--db", filepath.Join(dir, "missing.db"), "--role", "runner", "--name", "ci"}, "missing.db"},
@@ -145,6 +146,10 @@ func TestServeAndTokenRefuseMisuse(t *testing.T) {
 		if !strings.Contains(p.output(), c.want) {
 			t.Errorf("%v: output lacks %q:\n%s", c.args, c.want, p.output())
 		}
+	}
+	p := startTailgate(t, []string{"TAILGATE_WARM_POOL=many"}, "serve", "--db", filepath.Join(dir, "e.db"))
+	if code := p.wait(t, time.Minute); code == 0 || !strings.Contains(p.output(), `TAILGATE_WARM_POOL="many" is not a whole number`) {
+		t.Errorf("TAILGATE_WARM_POOL=many: exit %d:\n%s", code, p.output())
 	}
 }
 
