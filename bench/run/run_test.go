@@ -4,7 +4,10 @@
 //
 //	go test -run '^$' -bench . -benchtime 1x ./bench/run/
 //
-// BENCH_RUNS sets the concurrent run count (default 100). Memory is
+// BenchmarkRunStartToFirstByte measures runs that join when they start
+// and runs that take a node from a warm pool (serve --warm-pool), in the
+// same run, one after the other. BENCH_RUNS sets the concurrent run count
+// (default 100). Memory is
 // reported two ways: resident memory, and live heap after a full GC (the
 // measure of Tailscale's tstest/membudget); the heap figure includes
 // wireguard-go's preallocated receive batches (128 buffers of 64 KiB per
@@ -36,6 +39,7 @@ func TestMain(m *testing.M) { sandboxtest.Main(m) }
 
 type fixture struct {
 	m   *run.Manager
+	s   *tailgatetest.Stack
 	org string
 }
 
@@ -58,33 +62,74 @@ func setup(b *testing.B) *fixture {
 	s.ConnectEnv(b, "bench", sandbox.DemoAppName+":80")
 	m := &run.Manager{Connect: s.Connect, Store: s.Store, Logger: slog.New(slog.DiscardHandler), Lease: -1}
 	b.Cleanup(m.Close)
-	return &fixture{m: m, org: s.Org}
+	return &fixture{m: m, s: s, org: s.Org}
+}
+
+// pooled is another run manager on f's tailgate with a warm pool of
+// size, refilling until the benchmark ends.
+func (f *fixture) pooled(b *testing.B, size int) (*run.Manager, *run.Pool) {
+	p := &run.Pool{Size: size, Connect: f.s.Connect, Connections: f.s.Store, Logger: slog.New(slog.DiscardHandler), Check: 100 * time.Millisecond}
+	m := &run.Manager{Connect: f.s.Connect, Store: f.s.Store, Logger: slog.New(slog.DiscardHandler), Lease: -1, Pool: p}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		p.Run(ctx)
+	}()
+	b.Cleanup(func() {
+		m.Close()
+		cancel()
+		<-done
+	})
+	return m, p
+}
+
+// startToFirstByte starts a run with m, fetches the private app's first
+// byte through its proxy and ends the run; it returns the time from
+// Start to the first byte.
+func (f *fixture) startToFirstByte(b *testing.B, m *run.Manager) (time.Duration, run.Info) {
+	ctx := context.Background()
+	start := time.Now()
+	info, err := m.Start(ctx, f.org, "bench", run.Options{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := measure.FirstByteVia(info.ProxyAddr, sandbox.DemoAppName); err != nil {
+		b.Fatal(err)
+	}
+	d := time.Since(start)
+	m.End(ctx, f.org, info.ID, "bench")
+	return d, info
 }
 
 // BenchmarkRunStartToFirstByte: 50 runs, one after another, each from
-// Start to the first byte of the private app through the run's proxy.
-// Baseline: a direct loopback request to the same handler.
+// Start to the first byte of the private app through the run's proxy;
+// each is followed by a run of the same environment from a warm pool of
+// 2 (pool-*: the pool is let refill before each, untimed, so every start
+// is a hit, counted in pool-hits). Baseline: a direct loopback request to
+// the same handler.
 func BenchmarkRunStartToFirstByte(b *testing.B) {
 	f := setup(b)
+	pm, pool := f.pooled(b, 2)
 	direct := httptest.NewServer(sandbox.DemoApp("direct"))
 	defer direct.Close()
-	ctx := context.Background()
 	for b.Loop() {
-		var lat, warm, base []time.Duration
+		var lat, warm, pooled, base []time.Duration
+		hits := pool.Stats().Hits
 		for range 50 {
-			start := time.Now()
-			info, err := f.m.Start(ctx, f.org, "bench", run.Options{})
-			if err != nil {
-				b.Fatal(err)
-			}
-			if err := measure.FirstByteVia(info.ProxyAddr, sandbox.DemoAppName); err != nil {
-				b.Fatal(err)
-			}
-			lat = append(lat, time.Since(start))
+			d, info := f.startToFirstByte(b, f.m)
+			lat = append(lat, d)
 			warm = append(warm, time.Duration(info.WarmMS*float64(time.Millisecond)))
-			f.m.End(ctx, f.org, info.ID, "bench")
 
-			start = time.Now()
+			for deadline := time.Now().Add(time.Minute); pool.Ready(f.org, "bench") < pool.Size; time.Sleep(10 * time.Millisecond) {
+				if time.Now().After(deadline) {
+					b.Fatal("the warm pool did not refill within a minute")
+				}
+			}
+			d, _ = f.startToFirstByte(b, pm)
+			pooled = append(pooled, d)
+
+			start := time.Now()
 			resp, err := http.Get(direct.URL)
 			if err != nil {
 				b.Fatal(err)
@@ -93,6 +138,8 @@ func BenchmarkRunStartToFirstByte(b *testing.B) {
 			base = append(base, time.Since(start))
 		}
 		measure.ReportP50P95(b, "start-first-byte", lat)
+		measure.ReportP50P95(b, "pool-start-first-byte", pooled)
+		b.ReportMetric(float64(pool.Stats().Hits-hits), "pool-hits")
 		b.ReportMetric(measure.PercentileMS(warm, .5), "warm-p50-ms")
 		b.ReportMetric(measure.PercentileMS(base, .5), "direct-p50-ms")
 		b.ReportMetric(float64(measure.Percentile(lat, .5))/float64(measure.Percentile(base, .5)), "p50-ratio-to-direct")

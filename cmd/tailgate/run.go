@@ -147,8 +147,13 @@ func newRunnerClient(server string, stderr io.Writer) (*runner.Client, error) {
 // printReady says the run is ready, where its proxy is and how long it
 // took.
 func printReady(w io.Writer, r *runner.Run) {
-	fmt.Fprintf(w, "tailgate: run %s of %s ready: proxy %s (joined in %.0f ms, path warmed in %.0f ms)\n",
-		r.ID, r.Env, r.ProxyURL, r.JoinMS, r.WarmMS)
+	if r.Pooled {
+		fmt.Fprintf(w, "tailgate: run %s of %s ready: proxy %s (node from the server's warm pool, joined and warmed ahead)\n",
+			r.ID, r.Env, r.ProxyURL)
+	} else {
+		fmt.Fprintf(w, "tailgate: run %s of %s ready: proxy %s (joined in %.0f ms, path warmed in %.0f ms)\n",
+			r.ID, r.Env, r.ProxyURL, r.JoinMS, r.WarmMS)
+	}
 	fmt.Fprintf(w, "tailgate: node %s %s\n", r.Node, placementWords(r.Placement))
 }
 

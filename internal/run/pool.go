@@ -22,8 +22,13 @@ const (
 	// DefaultPoolCheck is how often the pool compares itself with the
 	// connected environments (another replica's disconnect shows here).
 	DefaultPoolCheck = 2 * time.Second
-	poolBackoffMin   = time.Second
-	poolBackoffMax   = 5 * time.Minute
+	// DefaultPoolRefillDelay: a replacement for a node a run took starts
+	// joining this long after the take, so that the join (CPU, and on a
+	// control where runner nodes peer, every peer's reconfiguration) does
+	// not land on the run's first requests.
+	DefaultPoolRefillDelay = 500 * time.Millisecond
+	poolBackoffMin         = time.Second
+	poolBackoffMax         = 5 * time.Minute
 )
 
 // Pool keeps, for every connected environment, up to Size nodes that
@@ -62,6 +67,9 @@ type Pool struct {
 	// Check is how often the pool compares itself with the connected
 	// environments and refills; DefaultPoolCheck when zero.
 	Check time.Duration
+	// RefillDelay is how long after a run takes a node its replacement
+	// starts joining; DefaultPoolRefillDelay when zero, negative for none.
+	RefillDelay time.Duration
 
 	hits, misses, failures atomic.Int64
 
@@ -91,6 +99,10 @@ type envPool struct {
 	epoch    int
 	failures int
 	retryAt  time.Time
+	// refillAt is when the next join may start: RefillDelay after the
+	// first take since the last join started (a later take does not push
+	// it back, so a steady stream of runs cannot starve the refill).
+	refillAt time.Time
 }
 
 // poolNode is a joined, warmed node waiting for a run.
@@ -254,8 +266,8 @@ func (p *Pool) refill(ctx context.Context) {
 		}
 		clear(e.ready[len(kept):])
 		e.ready = kept
-		if !e.joining && len(e.ready) < p.Size && !now.Before(e.retryAt) {
-			e.joining = true
+		if !e.joining && len(e.ready) < p.Size && !now.Before(e.retryAt) && !now.Before(e.refillAt) {
+			e.joining, e.refillAt = true, time.Time{}
 			fill = append(fill, id)
 		}
 	}
@@ -367,17 +379,31 @@ func (p *Pool) take(cred connect.Credential) *poolNode {
 			got = e.ready[0]
 			e.ready[0] = nil
 			e.ready = e.ready[1:]
+			if e.refillAt.IsZero() {
+				e.refillAt = time.Now().Add(p.refillDelay())
+			}
 		}
 	}
 	p.mu.Unlock()
 	leave(stale)
 	if got != nil {
 		p.hits.Add(1)
+		time.AfterFunc(p.refillDelay(), p.poke)
 	} else {
 		p.misses.Add(1)
+		p.poke()
 	}
-	p.poke()
 	return got
+}
+
+func (p *Pool) refillDelay() time.Duration {
+	switch {
+	case p.RefillDelay < 0:
+		return 0
+	case p.RefillDelay == 0:
+		return DefaultPoolRefillDelay
+	}
+	return p.RefillDelay
 }
 
 // Drain empties environment envName's share of the pool: its nodes leave

@@ -2,22 +2,30 @@ package run
 
 import (
 	"context"
+	"errors"
+	"log/slog"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/tailgate-dev/tailgate/internal/connect"
 	"github.com/tailgate-dev/tailgate/internal/sandbox"
 	"github.com/tailgate-dev/tailgate/internal/sandbox/sandboxtest"
+	"github.com/tailgate-dev/tailgate/internal/testlog"
 	"github.com/tailgate-dev/tailgate/internal/tsapi"
 )
 
-// startPool gives f's manager a warm pool of size and runs it until the
-// test ends; it checks the store often, so tests need not wait long.
-func (f *fixture) startPool(t *testing.T, size int) *Pool {
+// startPool gives f's manager a warm pool of size, configured further by
+// configure, and runs it until the test ends; it checks the store often,
+// so tests need not wait long.
+func (f *fixture) startPool(t *testing.T, size int, configure ...func(*Pool)) *Pool {
 	t.Helper()
 	p := &Pool{Size: size, Connect: f.svc, Connections: f.st, Logger: f.m.Logger, Check: 100 * time.Millisecond}
+	for _, c := range configure {
+		c(p)
+	}
 	f.m.Pool = p
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
@@ -225,4 +233,42 @@ func TestWarmPoolOfZeroJoinsEachRun(t *testing.T) {
 			t.Errorf("node %s joined for a pool of 0", h)
 		}
 	}
+}
+
+// flakyOpener refuses to open credentials while failing is set, as a
+// revoked credential or an unreachable control would.
+type flakyOpener struct {
+	CredentialOpener
+	failing atomic.Bool
+}
+
+func (o *flakyOpener) OpenCredential(ctx context.Context, orgID, env string) (connect.Credential, error) {
+	if o.failing.Load() {
+		return connect.Credential{}, errors.New("control unreachable (test)")
+	}
+	return o.CredentialOpener.OpenCredential(ctx, orgID, env)
+}
+
+func TestWarmPoolJoinFailureIsLoggedRetriedAndNeverBlocksARun(t *testing.T) {
+	f := newFixture(t, map[string][]string{"flaky": {sandbox.DemoAppName + ":80"}})
+	logs := &testlog.Buffer{}
+	opener := &flakyOpener{CredentialOpener: f.svc}
+	opener.failing.Store(true)
+	p := f.startPool(t, 1, func(p *Pool) { p.Connect, p.Logger = opener, slog.New(slog.NewJSONHandler(logs, nil)) })
+	logs.WaitFor(t, "warm pool: join failed")
+
+	// The pool is empty: the run joins on its own.
+	info, err := f.m.Start(ctxT(t), f.org, "flaky", Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if info.Pooled || info.JoinMS == 0 {
+		t.Errorf("run with an empty pool: %+v", info)
+	}
+	if st := p.Stats(); st.Misses != 1 || st.JoinFailures < 1 {
+		t.Errorf("stats = %+v, want a miss and a join failure", st)
+	}
+	// Once joins work again, the pool fills after its backoff.
+	opener.failing.Store(false)
+	waitUntil(t, "the pool filled after the failure", func() bool { return p.Ready(f.org, "flaky") == 1 })
 }

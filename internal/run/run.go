@@ -23,6 +23,12 @@
 // reaches its proxy through an authenticated relay ([PlacementRelay],
 // [Manager.RelayAddr]).
 //
+// With a warm pool ([Manager.Pool], [Pool]; tailgate serve --warm-pool),
+// the join and the warming happen before the run is asked for: a run on
+// the server takes a node the pool joined and warmed for its environment
+// (Info.Pooled; JoinMS and WarmMS are 0) and waits only for its proxy.
+// The node is the run's alone and leaves the tailnet when the run ends.
+//
 // A run ends when its owner ends it ([Manager.End]), when it reaches its
 // maximum lifetime, or when its lease lapses: a client that stops sending
 // heartbeats (killed with SIGKILL, say) loses its run at the next sweep.

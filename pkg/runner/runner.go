@@ -89,6 +89,9 @@ type Run struct {
 	ProxyURL string
 	// JoinMS and WarmMS are how long joining and warming the paths took.
 	JoinMS, WarmMS float64
+	// Pooled says the node came from the server's warm pool (it joined
+	// and warmed before the run started; JoinMS and WarmMS are 0).
+	Pooled bool
 	// Lease is how long the run lives without a heartbeat.
 	Lease time.Duration
 
@@ -225,7 +228,7 @@ func (c *Client) Start(ctx context.Context, env string, opts Options) (*Run, err
 		return nil, fmt.Errorf("start a run of %s: %w", env, err)
 	}
 	r := &Run{ID: a.ID, Env: a.Env, Node: a.Node, Placement: a.Placement, ProxyURL: a.ProxyURL,
-		JoinMS: a.JoinMS, WarmMS: a.WarmMS, Lease: time.Duration(a.LeaseSeconds * float64(time.Second)),
+		JoinMS: a.JoinMS, WarmMS: a.WarmMS, Pooled: a.Pooled, Lease: time.Duration(a.LeaseSeconds * float64(time.Second)),
 		c: c, done: make(chan struct{})}
 	var err error
 	switch {
