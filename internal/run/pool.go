@@ -242,11 +242,17 @@ func (p *Pool) refill(ctx context.Context) {
 		p.envs = map[string]*envPool{}
 	}
 	for id, e := range p.envs {
+		var out []*poolNode
+		reason := ""
 		if _, ok := connected[id]; !ok {
-			discard = append(discard, e.drain()...)
+			out, reason = e.drain(), "environment disconnected"
 			delete(p.envs, id)
 		} else if gen, ok := stale[id]; ok && e.gen == gen {
-			discard = append(discard, e.drain()...)
+			out, reason = e.drain(), "environment connected again"
+		}
+		if len(out) > 0 {
+			log.Info("warm pool: environment drained", "org", e.orgID, "env", e.name, "nodes", len(out), "reason", reason)
+			discard = append(discard, out...)
 		}
 	}
 	for id, ce := range connected {
