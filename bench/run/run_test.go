@@ -70,16 +70,10 @@ func setup(b *testing.B) *fixture {
 func (f *fixture) pooled(b *testing.B, size int) (*run.Manager, *run.Pool) {
 	p := &run.Pool{Size: size, Connect: f.s.Connect, Connections: f.s.Store, Logger: slog.New(slog.DiscardHandler), Check: 100 * time.Millisecond}
 	m := &run.Manager{Connect: f.s.Connect, Store: f.s.Store, Logger: slog.New(slog.DiscardHandler), Lease: -1, Pool: p}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		p.Run(ctx)
-	}()
+	stop := p.Start(context.Background())
 	b.Cleanup(func() {
 		m.Close()
-		cancel()
-		<-done
+		stop()
 	})
 	return m, p
 }

@@ -238,35 +238,32 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 // when it is unset; a value that is not a duration is reported in *errp
 // (once flags are parsed, as a usage error naming the variable).
 func durationEnv(name string, def time.Duration, errp *error) time.Duration {
-	v, ok := os.LookupEnv(name)
-	if !ok || v == "" {
-		return def
-	}
-	d, err := time.ParseDuration(v)
-	if err != nil {
-		*errp = fmt.Errorf("%s=%q is not a duration (e.g. 30s, 1h)", name, v)
-		return def
-	}
-	return d
+	return parsedEnv(name, def, time.ParseDuration, "a duration (e.g. 30s, 1h)", errp)
 }
 
 // maxWarmPool bounds --warm-pool: every pool node is a tailnet node in
 // this process, for every connected environment.
 const maxWarmPool = 64
 
-// intEnv returns the environment variable name as an integer, or def
-// when it is unset; a value that is not an integer is reported in *errp.
+// intEnv is durationEnv for a whole number.
 func intEnv(name string, def int, errp *error) int {
+	return parsedEnv(name, def, strconv.Atoi, "a whole number", errp)
+}
+
+// parsedEnv returns the environment variable name parsed by parse, or
+// def when it is unset; a value parse refuses is reported in *errp as not
+// being what.
+func parsedEnv[T any](name string, def T, parse func(string) (T, error), what string, errp *error) T {
 	v, ok := os.LookupEnv(name)
 	if !ok || v == "" {
 		return def
 	}
-	n, err := strconv.Atoi(v)
+	x, err := parse(v)
 	if err != nil {
-		*errp = fmt.Errorf("%s=%q is not a whole number", name, v)
+		*errp = fmt.Errorf("%s=%q is not %s", name, v, what)
 		return def
 	}
-	return n
+	return x
 }
 
 // bootstrap gives a new installation its first org and admin token, and

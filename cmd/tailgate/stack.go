@@ -70,7 +70,7 @@ type stack struct {
 	// Pool is the warm pool of run nodes (serve --warm-pool); nil without.
 	Pool     *tgrun.Pool
 	stop     context.CancelFunc
-	poolDone chan struct{}
+	stopPool func()
 }
 
 // poolDrainer empties an environment's share of the warm pool when it is
@@ -115,17 +115,12 @@ func startStack(ctx context.Context, cfg stackConfig) (*stack, error) {
 	// The warm pool is this process's, on every replica: its nodes live
 	// here, so its refills are this process's timers, not shared jobs.
 	var pool *tgrun.Pool
-	poolDone := make(chan struct{})
+	stopPool := func() {}
 	if cfg.WarmPool > 0 {
 		pool = &tgrun.Pool{Size: cfg.WarmPool, Connect: svc, Connections: cfg.Store, Logger: cfg.Logger}
 		runs.Pool = pool
 		met.countWarmPool(pool)
-		go func() {
-			defer close(poolDone)
-			pool.Run(bg)
-		}()
-	} else {
-		close(poolDone)
+		stopPool = pool.Start(bg)
 	}
 	var queue *jobs.Queue
 	if store.IsPostgres(cfg.DB) {
@@ -161,7 +156,7 @@ func startStack(ctx context.Context, cfg stackConfig) (*stack, error) {
 	// The web console answers "/" and "/console/..."; it calls the API in
 	// process with the signed-in person's token.
 	h = console.Wrap(h, console.Options{Logger: cfg.Logger})
-	return &stack{Connect: svc, Runs: runs, Pool: pool, Handler: h, Metrics: met.Handler(), Queue: queue, stop: stop, poolDone: poolDone}, nil
+	return &stack{Connect: svc, Runs: runs, Pool: pool, Handler: h, Metrics: met.Handler(), Queue: queue, stop: stop, stopPool: stopPool}, nil
 }
 
 // rotateSigningKeys rotates the issuer's signing key every `every`,
@@ -188,7 +183,7 @@ func rotateSigningKeys(ctx context.Context, iss *issuer.Issuer, every time.Durat
 // open until Close.
 func (s *stack) StopBackground() {
 	s.stop()
-	<-s.poolDone
+	s.stopPool()
 	if s.Queue != nil {
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()

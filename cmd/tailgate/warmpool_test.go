@@ -59,6 +59,18 @@ func TestServeWarmPoolServesEachRunANewNodeAndLeavesNothingBehind(t *testing.T) 
 			time.Sleep(100 * time.Millisecond)
 		}
 	}
+	// waitReady waits until a server's pool has n nodes ready (joined and
+	// warmed), as its metrics say.
+	waitReady := func(what, metrics string, n float64) {
+		t.Helper()
+		deadline := time.Now().Add(time.Minute)
+		for metricValue(scrape(t, metrics), "tailgate_warm_pool_nodes") != n {
+			if time.Now().After(deadline) {
+				t.Fatalf("%s: the pool never had %v nodes ready", what, n)
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+	}
 
 	p1, a, metrics := serve([]string{"TAILGATE_WARM_POOL=2"})
 	admin := tokenLine.FindString(p1.output())
@@ -72,6 +84,7 @@ func TestServeWarmPoolServesEachRunANewNodeAndLeavesNothingBehind(t *testing.T) 
 		return apiToken
 	}
 	apiToken := connectWeb()
+	waitReady("the pool filled", metrics, 2)
 	pool := waitNodes("the pool filled", 2)
 
 	var first, second api.Run
@@ -96,6 +109,7 @@ func TestServeWarmPoolServesEachRunANewNodeAndLeavesNothingBehind(t *testing.T) 
 		t.Errorf("two runs got the same node: %s %s", first.Node, first.NodeIP)
 	}
 	// Two runs' nodes and two new pool nodes.
+	waitReady("the pool refilled", metrics, 2)
 	waitNodes("the pool refilled", 4)
 	page := scrape(t, metrics)
 	if h, m, n := metricValue(page, "tailgate_warm_pool_hits_total"), metricValue(page, "tailgate_warm_pool_misses_total"),
@@ -113,6 +127,7 @@ func TestServeWarmPoolServesEachRunANewNodeAndLeavesNothingBehind(t *testing.T) 
 
 	// Stopping the server (SIGTERM) logs every pool node out.
 	connectWeb()
+	waitReady("the pool filled again", metrics, 2)
 	waitNodes("the pool filled again", 2)
 	p1.cmd.Process.Signal(syscall.SIGTERM)
 	if code := p1.wait(t, time.Minute); code != 0 {
@@ -122,7 +137,8 @@ func TestServeWarmPoolServesEachRunANewNodeAndLeavesNothingBehind(t *testing.T) 
 
 	// A server killed with SIGKILL leaves its pool nodes to the control's
 	// ephemeral-node cleanup, which removes them.
-	p2, _, _ := serve(nil, "--warm-pool", "2")
+	p2, _, metrics2 := serve(nil, "--warm-pool", "2")
+	waitReady("the restarted server's pool filled", metrics2, 2)
 	waitNodes("the restarted server's pool filled", 2)
 	p2.cmd.Process.Kill()
 	p2.wait(t, time.Minute)

@@ -174,6 +174,21 @@ func (p *Pool) Run(ctx context.Context) {
 	}
 }
 
+// Start runs the pool (Run) in the background until ctx is done or stop
+// is called; stop returns once every pool node has left the tailnet.
+func (p *Pool) Start(ctx context.Context) (stop func()) {
+	ctx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		p.Run(ctx)
+	}()
+	return func() {
+		cancel()
+		<-done
+	}
+}
+
 // poke makes Run refill now rather than at its next check.
 func (p *Pool) poke() {
 	p.mu.Lock()

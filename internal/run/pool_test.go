@@ -27,16 +27,7 @@ func (f *fixture) startPool(t *testing.T, size int, configure ...func(*Pool)) *P
 		c(p)
 	}
 	f.m.Pool = p
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		p.Run(ctx)
-	}()
-	t.Cleanup(func() {
-		cancel()
-		<-done
-	})
+	t.Cleanup(p.Start(context.Background()))
 	return p
 }
 
