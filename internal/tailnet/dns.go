@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/netip"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/tailgate-dev/tailgate/internal/egress"
@@ -70,15 +71,23 @@ func (n *Node) LookupNetIP(ctx context.Context, host string) ([]netip.Addr, erro
 	if len(resolvers) == 0 {
 		return nil, &NameError{Name: host, Err: ErrNameNotInTailnet}
 	}
+	// A and AAAA are asked at once: a lookup is on the path of a run's
+	// every new connection.
+	qtypes := []uint16{dns.TypeA, dns.TypeAAAA}
+	got, errs := make([][]netip.Addr, len(qtypes)), make([]error, len(qtypes))
+	var wg sync.WaitGroup
+	for i, qtype := range qtypes {
+		wg.Go(func() { got[i], errs[i] = n.querySplit(ctx, view.status, resolvers, fqdn, qtype) })
+	}
+	wg.Wait()
 	var addrs []netip.Addr
 	var lastErr error
-	for _, qtype := range []uint16{dns.TypeA, dns.TypeAAAA} {
-		got, err := n.querySplit(ctx, resolvers, fqdn, qtype)
-		if err != nil {
-			lastErr = err
+	for i := range qtypes {
+		if errs[i] != nil {
+			lastErr = errs[i]
 			continue
 		}
-		addrs = append(addrs, got...)
+		addrs = append(addrs, got[i]...)
 	}
 	if len(addrs) == 0 {
 		if lastErr == nil {
@@ -168,7 +177,7 @@ func splitDNSResolvers(cfg *tailcfg.DNSConfig, fqdn string) []netip.AddrPort {
 
 // querySplit asks a split-DNS zone's resolvers over TCP through the
 // tailnet; the first answer wins.
-func (n *Node) querySplit(ctx context.Context, resolvers []netip.AddrPort, fqdn string, qtype uint16) ([]netip.Addr, error) {
+func (n *Node) querySplit(ctx context.Context, st *ipnstate.Status, resolvers []netip.AddrPort, fqdn string, qtype uint16) ([]netip.Addr, error) {
 	q := new(dns.Msg)
 	q.SetQuestion(fqdn, qtype)
 	var lastErr error
@@ -176,7 +185,7 @@ func (n *Node) querySplit(ctx context.Context, resolvers []netip.AddrPort, fqdn 
 		qctx, cancel := context.WithTimeout(ctx, 8*time.Second)
 		// A node that just joined would otherwise stall on its first
 		// connection to the resolver.
-		n.WarmPath(qctx, r.Addr())
+		n.warmPath(qctx, st, r.Addr())
 		addrs, err := n.exchangeTCP(qctx, r, q)
 		cancel()
 		if err == nil {

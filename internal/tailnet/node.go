@@ -41,10 +41,12 @@ import (
 	"net/netip"
 	"os"
 	"strings"
+	"sync"
 	"time"
 
 	"tailscale.com/client/local"
 	"tailscale.com/ipn"
+	"tailscale.com/ipn/ipnstate"
 	"tailscale.com/ipn/store/mem"
 	"tailscale.com/tailcfg"
 	"tailscale.com/tsnet"
@@ -88,6 +90,11 @@ type Node struct {
 	ip4      netip.Addr
 	ip6      netip.Addr
 	joined   time.Duration
+	// warmed are the peers that have answered WarmPath's disco ping: they
+	// know this node's keys, so connections to them no longer stall, and
+	// WarmPath need not ping them again for the node's life.
+	warmedMu sync.Mutex
+	warmed   map[netip.Addr]bool
 	// magicDNSSuffix is the tailnet's MagicDNS domain, without dots at
 	// either end ("tail1234.ts.net").
 	magicDNSSuffix string
@@ -283,15 +290,36 @@ const warmPingAttempt = 200 * time.Millisecond
 // whose primary route covers it) until it answers, which happens as soon as
 // the peer has learned the node's keys.
 func (n *Node) WarmPath(ctx context.Context, dst netip.Addr) error {
-	peer, ok := n.servingPeer(ctx, dst)
+	st, err := n.lc.Status(ctx)
+	if err != nil {
+		return &NotRoutedError{Addr: dst}
+	}
+	return n.warmPath(ctx, st, dst)
+}
+
+// warmPath is WarmPath with the node's status read already.
+func (n *Node) warmPath(ctx context.Context, st *ipnstate.Status, dst netip.Addr) error {
+	peer, ok := servingPeer(st, dst)
 	if !ok {
 		return &NotRoutedError{Addr: dst}
+	}
+	n.warmedMu.Lock()
+	done := n.warmed[peer]
+	n.warmedMu.Unlock()
+	if done {
+		return nil
 	}
 	for {
 		pctx, cancel := context.WithTimeout(ctx, warmPingAttempt)
 		_, err := n.lc.Ping(pctx, peer, tailcfg.PingDisco)
 		cancel()
 		if err == nil {
+			n.warmedMu.Lock()
+			if n.warmed == nil {
+				n.warmed = map[netip.Addr]bool{}
+			}
+			n.warmed[peer] = true
+			n.warmedMu.Unlock()
 			return nil
 		}
 		if ctx.Err() != nil {
@@ -300,12 +328,9 @@ func (n *Node) WarmPath(ctx context.Context, dst netip.Addr) error {
 	}
 }
 
-// servingPeer finds the tailnet address of the peer that carries dst.
-func (n *Node) servingPeer(ctx context.Context, dst netip.Addr) (netip.Addr, bool) {
-	st, err := n.lc.Status(ctx)
-	if err != nil {
-		return netip.Addr{}, false
-	}
+// servingPeer finds, in the node's status st, the tailnet address of the
+// peer that carries dst.
+func servingPeer(st *ipnstate.Status, dst netip.Addr) (netip.Addr, bool) {
 	for _, p := range st.Peer {
 		if len(p.TailscaleIPs) == 0 {
 			continue
