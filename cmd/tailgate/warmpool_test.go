@@ -121,6 +121,14 @@ func TestServeWarmPoolServesEachRunANewNodeAndLeavesNothingBehind(t *testing.T) 
 	}
 	waitNodes("the runs ended", 2)
 
+	// tailgate run says where its node came from.
+	waitReady("the pool refilled", metrics, 2)
+	cli := startTailgate(t, []string{"TAILGATE_TOKEN=" + tok.Token, "TAILGATE_SERVER=" + a.url},
+		"run", "--env", "web", "--on-server", "--jail", "off", "--", "true")
+	if code, out := finishRun(t, cli); code != 0 || !strings.Contains(out, "node from the server's warm pool") {
+		t.Errorf("tailgate run --on-server with a warm pool: exit %d:\n%s", code, out)
+	}
+
 	// Disconnecting takes the pool's nodes off the tailnet.
 	a.call(t, "DELETE", "/v1/environments/web/private-network", admin, api.DisconnectRequest{APIToken: apiToken}, 200, nil)
 	waitNodes("disconnected", 0)
