@@ -111,24 +111,24 @@ func (m *serveMetrics) countQueueDepth(q *jobs.Queue) {
 
 // countWarmPool exports the warm pool's size and how runs fared with it.
 func (m *serveMetrics) countWarmPool(p *tgrun.Pool) {
-	m.reg.MustRegister(
-		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
-			Name: "tailgate_warm_pool_nodes",
-			Help: "Nodes joined and warmed in this process's warm pool, waiting for a run (all environments).",
-		}, func() float64 { return float64(p.Stats().Ready) }),
-		prometheus.NewCounterFunc(prometheus.CounterOpts{
-			Name: "tailgate_warm_pool_hits_total",
-			Help: "Runs started on this server with a node from the warm pool.",
-		}, func() float64 { return float64(p.Stats().Hits) }),
-		prometheus.NewCounterFunc(prometheus.CounterOpts{
-			Name: "tailgate_warm_pool_misses_total",
-			Help: "Runs started on this server that found the warm pool empty for their environment and joined.",
-		}, func() float64 { return float64(p.Stats().Misses) }),
-		prometheus.NewCounterFunc(prometheus.CounterOpts{
-			Name: "tailgate_warm_pool_join_failures_total",
-			Help: "Warm pool joins that failed (each retried with backoff).",
-		}, func() float64 { return float64(p.Stats().JoinFailures) }),
-	)
+	m.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "tailgate_warm_pool_nodes",
+		Help: "Nodes joined and warmed in this process's warm pool, waiting for a run (all environments).",
+	}, func() float64 { return float64(p.Stats().Ready) }))
+	for _, c := range []struct {
+		name, help string
+		count      func(tgrun.PoolStats) int64
+	}{
+		{"tailgate_warm_pool_hits_total", "Runs started on this server with a node from the warm pool.",
+			func(s tgrun.PoolStats) int64 { return s.Hits }},
+		{"tailgate_warm_pool_misses_total", "Runs started on this server that found the warm pool empty for their environment and joined.",
+			func(s tgrun.PoolStats) int64 { return s.Misses }},
+		{"tailgate_warm_pool_join_failures_total", "Warm pool joins that failed (each retried with backoff).",
+			func(s tgrun.PoolStats) int64 { return s.JoinFailures }},
+	} {
+		m.reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{Name: c.name, Help: c.help},
+			func() float64 { return float64(c.count(p.Stats())) }))
+	}
 }
 
 // Handler serves the metrics in Prometheus' text format.
