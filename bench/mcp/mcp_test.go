@@ -3,8 +3,12 @@
 //		go test -run '^$' -bench . -benchtime 1x ./bench/mcp/
 //
 //	  - ToolCall: tools/call p50/p99 through the gateway (Go SDK client →
-//	    streamable HTTP → gateway → stdio target) against a Go SDK client
-//	    talking to the same stdio server directly, and their ratio.
+//	    streamable HTTP → gateway → stdio target) against two baselines: a
+//	    Go SDK client talking to the same stdio server directly (direct-*,
+//	    p50-ratio, p99-ratio), and the same Go SDK server served in-process
+//	    by the SDK's own streamable HTTP handler (http-*), which is the
+//	    HTTP transport's share; gateway-vs-http-* is what the gateway adds
+//	    on top of that (its stdio hop included).
 //	  - SessionStart: initialize latency of a new MCP session when the
 //	    stdio target is shared (reuse: true) vs a fresh process per session
 //	    (reuse: false).
@@ -22,11 +26,12 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"runtime"
-	"sort"
 	"strconv"
 	"strings"
 	"testing"
@@ -34,21 +39,28 @@ import (
 
 	sdk "github.com/modelcontextprotocol/go-sdk/mcp"
 
+	"github.com/tailgate-dev/tailgate/bench/measure"
 	"github.com/tailgate-dev/tailgate/internal/gateway"
 )
 
 func TestMain(m *testing.M) {
 	if os.Getenv("MCPBENCH_SERVER") != "" {
-		s := sdk.NewServer(&sdk.Implementation{Name: "bench", Version: "1"}, nil)
-		sdk.AddTool(s, &sdk.Tool{Name: "echo"}, func(ctx context.Context, _ *sdk.CallToolRequest, a struct {
-			Text string `json:"text"`
-		}) (*sdk.CallToolResult, any, error) {
-			return &sdk.CallToolResult{Content: []sdk.Content{&sdk.TextContent{Text: a.Text}}}, nil, nil
-		})
-		s.Run(context.Background(), &sdk.StdioTransport{})
+		echoServer().Run(context.Background(), &sdk.StdioTransport{})
 		return
 	}
 	os.Exit(m.Run())
+}
+
+// echoServer is the Go SDK server every ToolCall leg talks to: one tool,
+// "echo", that answers its text.
+func echoServer() *sdk.Server {
+	s := sdk.NewServer(&sdk.Implementation{Name: "bench", Version: "1"}, nil)
+	sdk.AddTool(s, &sdk.Tool{Name: "echo"}, func(ctx context.Context, _ *sdk.CallToolRequest, a struct {
+		Text string `json:"text"`
+	}) (*sdk.CallToolResult, any, error) {
+		return &sdk.CallToolResult{Content: []sdk.Content{&sdk.TextContent{Text: a.Text}}}, nil, nil
+	})
+	return s
 }
 
 func exe() string { e, _ := os.Executable(); return e }
@@ -106,8 +118,7 @@ func connectHTTP(b *testing.B, url string) *sdk.ClientSession {
 }
 
 func percentiles(d []time.Duration) (p50, p99 time.Duration) {
-	sort.Slice(d, func(i, j int) bool { return d[i] < d[j] })
-	return d[len(d)/2], d[len(d)*99/100]
+	return measure.Percentile(d, .5), measure.Percentile(d, .99)
 }
 
 func timeCalls(b *testing.B, cs *sdk.ClientSession, n int) []time.Duration {
@@ -124,6 +135,12 @@ func timeCalls(b *testing.B, cs *sdk.ClientSession, n int) []time.Duration {
 
 func BenchmarkToolCall(b *testing.B) {
 	const n = 2000
+	// timed is n calls on cs after a warm-up; cs is closed.
+	timed := func(cs *sdk.ClientSession) []time.Duration {
+		defer cs.Close()
+		timeCalls(b, cs, 200)
+		return timeCalls(b, cs, n)
+	}
 	for i := 0; i < b.N; i++ {
 		// Direct: a Go SDK client over stdio to the same server.
 		cmd := exec.Command(exe())
@@ -133,21 +150,36 @@ func BenchmarkToolCall(b *testing.B) {
 		if err != nil {
 			b.Fatal(err)
 		}
-		timeCalls(b, direct, 200) // warm up
-		d50, d99 := percentiles(timeCalls(b, direct, n))
-		direct.Close()
+		d := timed(direct)
 
-		cs := connectHTTP(b, startGateway(b, true))
-		timeCalls(b, cs, 200)
-		g50, g99 := percentiles(timeCalls(b, cs, n))
-		cs.Close()
+		// HTTP: the same server in this process behind the SDK's own
+		// streamable HTTP handler, as the gateway serves its clients
+		// (in-process, loopback), without the gateway.
+		s := echoServer()
+		srv := httptest.NewServer(sdk.NewStreamableHTTPHandler(func(*http.Request) *sdk.Server { return s }, nil))
+		h := timed(connectHTTP(b, srv.URL))
+		srv.Close()
 
-		b.ReportMetric(float64(d50.Microseconds()), "direct-p50-µs")
-		b.ReportMetric(float64(d99.Microseconds()), "direct-p99-µs")
-		b.ReportMetric(float64(g50.Microseconds()), "gateway-p50-µs")
-		b.ReportMetric(float64(g99.Microseconds()), "gateway-p99-µs")
-		b.ReportMetric(float64(g50)/float64(d50), "p50-ratio")
-		b.ReportMetric(float64(g99)/float64(d99), "p99-ratio")
+		g := timed(connectHTTP(b, startGateway(b, true)))
+
+		type pct struct{ p50, p99 float64 }
+		at := map[string]pct{}
+		for _, leg := range []struct {
+			name string
+			ds   []time.Duration
+		}{{"direct", d}, {"http", h}, {"gateway", g}} {
+			p50, p99 := percentiles(leg.ds)
+			at[leg.name] = pct{float64(p50), float64(p99)}
+			b.ReportMetric(float64(p50)/1e3, leg.name+"-p50-µs")
+			b.ReportMetric(float64(p99)/1e3, leg.name+"-p99-µs")
+		}
+		ratios := func(prefix, of, to string) {
+			b.ReportMetric(at[of].p50/at[to].p50, prefix+"p50-ratio")
+			b.ReportMetric(at[of].p99/at[to].p99, prefix+"p99-ratio")
+		}
+		ratios("", "gateway", "direct")
+		ratios("http-vs-direct-", "http", "direct")
+		ratios("gateway-vs-http-", "gateway", "http")
 	}
 }
 
