@@ -341,6 +341,11 @@ func (b *Backend) upstreamFor(ss *sdk.ServerSession, i int) (*upstream, error) {
 // call runs fn against target i's session; a transport failure of an HTTP
 // target drops the session so the next call reconnects.
 func (b *Backend) call(ctx context.Context, ss *sdk.ServerSession, i int, fn func(*sdk.ClientSession) error) error {
+	return b.callOn(ctx, ss, i, func(_ *upstream, cs *sdk.ClientSession) error { return fn(cs) })
+}
+
+// callOn is call for fn that needs the upstream too (a raw call).
+func (b *Backend) callOn(ctx context.Context, ss *sdk.ServerSession, i int, fn func(*upstream, *sdk.ClientSession) error) error {
 	u, err := b.upstreamFor(ss, i)
 	if err != nil {
 		return err
@@ -352,7 +357,7 @@ func (b *Backend) call(ctx context.Context, ss *sdk.ServerSession, i int, fn fun
 	// While the call is out, what the target asks or tells (sampling,
 	// elicitation, logging) goes to this session, on this request's stream.
 	done := u.begin(ss, ctx)
-	err = fn(cs)
+	err = fn(u, cs)
 	done()
 	var werr *jsonrpc.Error
 	if err != nil && !errors.As(err, &werr) && ctx.Err() == nil && u.t.Stdio == nil {

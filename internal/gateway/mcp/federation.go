@@ -649,11 +649,17 @@ func (b *Backend) callTool(ctx context.Context, ss *sdk.ServerSession, req sdk.R
 		return nil, deniedError("tool", orig, target, v)
 	}
 	var res *sdk.CallToolResult
+	var raw *rawResult
 	meta, done := b.withProgress(ctx, ss, p.Meta)
 	defer done()
-	err = b.call(ctx, ss, i, func(cs *sdk.ClientSession) error {
+	params := &sdk.CallToolParams{Meta: meta, Name: orig, Arguments: rawArgs(p.Arguments)}
+	err = b.callOn(ctx, ss, i, func(u *upstream, cs *sdk.ClientSession) error {
 		var err error
-		res, err = cs.CallTool(ctx, &sdk.CallToolParams{Meta: meta, Name: orig, Arguments: rawArgs(p.Arguments)})
+		if c := u.rawConn(cs); c != nil {
+			raw, err = c.callTool(ctx, params, usesSessionlessProtocol(p.Meta))
+			return err
+		}
+		res, err = cs.CallTool(ctx, params)
 		return err
 	})
 	d := time.Since(start)
@@ -662,6 +668,17 @@ func (b *Backend) callTool(ctx context.Context, ss *sdk.ServerSession, req sdk.R
 	if err != nil {
 		b.access("mcp", append(attrs, "error", err.Error())...)
 		return nil, upstreamError(target, err)
+	}
+	if raw != nil {
+		if raw.typed != nil {
+			res = raw.typed
+		} else {
+			if raw.isError {
+				attrs = append(attrs, "tool_error", true)
+			}
+			b.access("mcp", attrs...)
+			return raw, nil
+		}
 	}
 	if res.IsError {
 		attrs = append(attrs, "tool_error", true)

@@ -83,9 +83,9 @@ type upstream struct {
 	calls  []*pendingCall // client requests out on it, oldest first (mu)
 	done   chan struct{}  // closed by close
 	wg     sync.WaitGroup
-	// live mirrors cs for session's fast path: a call on a connected
-	// target takes no lock.
-	live    atomic.Pointer[sdk.ClientSession]
+	// live mirrors cs (with its stdio connection) for session's fast
+	// path: a call on a connected target takes no lock.
+	live    atomic.Pointer[liveConn]
 	mu      sync.Mutex
 	cs      *sdk.ClientSession
 	proc    *exec.Cmd
@@ -96,6 +96,13 @@ type upstream struct {
 	nextAt  time.Time     // no connect before this (backoff)
 	deaths  int
 	closed  bool
+}
+
+// liveConn is an upstream's connected session and, for a stdio target,
+// the connection under it (for raw calls).
+type liveConn struct {
+	cs  *sdk.ClientSession
+	raw *stdioConn
 }
 
 func newUpstream(b *Backend, t Target, ds *clientSession) *upstream {
@@ -113,12 +120,12 @@ func backoff(n int) time.Duration {
 // session returns a live client session, connecting (or waiting for a
 // connect in progress) if there is none.
 func (u *upstream) session(ctx context.Context) (*sdk.ClientSession, error) {
-	if cs := u.live.Load(); cs != nil {
+	if l := u.live.Load(); l != nil {
 		select {
 		case <-u.done:
 			return nil, errClosed
 		default:
-			return cs, nil
+			return l.cs, nil
 		}
 	}
 	for {
@@ -156,19 +163,19 @@ func (u *upstream) session(ctx context.Context) (*sdk.ClientSession, error) {
 			select {
 			case <-time.After(wait):
 			case <-ctx.Done():
-				u.endConnect(nil, nil, nil)
+				u.endConnect(nil, nil, nil, nil)
 				return nil, ctx.Err()
 			case <-u.done:
-				u.endConnect(nil, nil, nil)
+				u.endConnect(nil, nil, nil, nil)
 				return nil, errClosed
 			}
 		}
-		cs, proc, err := u.connect()
+		cs, proc, raw, err := u.connect()
 		u.b.metrics.start(u.t.Name, err)
 		if err != nil {
 			u.b.log.Warn("mcp target failed to start", "target", u.t.Name, "kind", u.t.kind(), "error", err)
 		}
-		if cs = u.endConnect(cs, proc, err); cs == nil {
+		if cs = u.endConnect(cs, proc, raw, err); cs == nil {
 			if err == nil {
 				err = errClosed
 			}
@@ -180,7 +187,7 @@ func (u *upstream) session(ctx context.Context) (*sdk.ClientSession, error) {
 
 // endConnect publishes the outcome of a connect; it returns cs if it is
 // now the live session (nil if the upstream was closed meanwhile).
-func (u *upstream) endConnect(cs *sdk.ClientSession, proc *exec.Cmd, err error) *sdk.ClientSession {
+func (u *upstream) endConnect(cs *sdk.ClientSession, proc *exec.Cmd, raw *stdioConn, err error) *sdk.ClientSession {
 	u.mu.Lock()
 	defer u.mu.Unlock()
 	u.busy = false
@@ -200,7 +207,7 @@ func (u *upstream) endConnect(cs *sdk.ClientSession, proc *exec.Cmd, err error) 
 		return nil
 	}
 	u.cs, u.proc, u.start, u.lastErr = cs, proc, time.Now(), nil
-	u.live.Store(cs)
+	u.live.Store(&liveConn{cs: cs, raw: raw})
 	u.wg.Add(1)
 	go u.watch(cs, proc)
 	return cs
@@ -288,7 +295,16 @@ func stop(cs *sdk.ClientSession, proc *exec.Cmd) {
 	}
 }
 
-func (u *upstream) connect() (*sdk.ClientSession, *exec.Cmd, error) {
+// rawConn is cs's stdio connection, if cs is u's live session of a stdio
+// target; nil otherwise (the caller then goes through the SDK).
+func (u *upstream) rawConn(cs *sdk.ClientSession) *stdioConn {
+	if l := u.live.Load(); l != nil && l.cs == cs {
+		return l.raw
+	}
+	return nil
+}
+
+func (u *upstream) connect() (*sdk.ClientSession, *exec.Cmd, *stdioConn, error) {
 	// The context lives as long as the session: the SSE transport holds
 	// its event stream on it. Only the handshake is bounded.
 	ctx, cancel := context.WithCancel(context.Background())
@@ -303,10 +319,12 @@ func (u *upstream) connect() (*sdk.ClientSession, *exec.Cmd, error) {
 	}()
 	var tr sdk.Transport
 	var proc *exec.Cmd
+	var stdio *stdioTransport
 	switch {
 	case u.t.Stdio != nil:
 		proc = u.command()
-		tr = &sdk.CommandTransport{Command: proc, TerminateDuration: terminateGrace}
+		stdio = &stdioTransport{cmd: proc}
+		tr = stdio
 	case u.t.HTTP != "":
 		// The standalone stream carries what the target says outside a
 		// request (list changes, resource updates); a shared connection
@@ -317,7 +335,7 @@ func (u *upstream) connect() (*sdk.ClientSession, *exec.Cmd, error) {
 		client, server := sdk.NewInMemoryTransports()
 		if _, err := u.t.OpenAPI.Connect(ctx, server, nil); err != nil {
 			cancel()
-			return nil, nil, err
+			return nil, nil, nil, err
 		}
 		tr = client
 	default:
@@ -336,10 +354,14 @@ func (u *upstream) connect() (*sdk.ClientSession, *exec.Cmd, error) {
 			syscall.Kill(-proc.Process.Pid, syscall.SIGKILL)
 			proc.Wait()
 		}
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
 	go func() { cs.Wait(); cancel() }()
-	return cs, proc, nil
+	var raw *stdioConn
+	if stdio != nil {
+		raw = stdio.conn
+	}
+	return cs, proc, raw, nil
 }
 
 // restore asks a new connection for what the client session it serves
