@@ -2,14 +2,13 @@ package mcp
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -102,10 +101,13 @@ type Backend struct {
 
 	mu       sync.Mutex
 	sessions map[*sdk.ServerSession]*session // per-session targets
-	owners   map[string]int                  // never mode: exposed name → target index
-	resOwner map[string]int                  // resource URI → target index (unprefixed modes)
-	subs     map[string]int                  // shared targets: "target\x00uri" → sessions subscribed
-	wg       sync.WaitGroup
+	// sessionUps indexes the upstreams in sessions for upstreamFor, which
+	// every call of every session goes through, so it takes no lock.
+	sessionUps sync.Map       // sessionTarget → *upstream
+	owners     map[string]int // never mode: exposed name → target index
+	resOwner   map[string]int // resource URI → target index (unprefixed modes)
+	subs       map[string]int // shared targets: "target\x00uri" → sessions subscribed
+	wg         sync.WaitGroup
 
 	// progress maps the progress tokens the gateway sent to targets back
 	// to the client's token, session and request.
@@ -119,6 +121,12 @@ type Backend struct {
 // connections to the targets that are not shared.
 type session struct {
 	ups map[string]*upstream
+}
+
+// sessionTarget is a client session's use of one target.
+type sessionTarget struct {
+	ss     *sdk.ServerSession
+	target int
 }
 
 // callerHeader carries a per-request token from ServeHTTP to the MCP
@@ -211,7 +219,7 @@ func (b *Backend) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	tok := newToken()
+	tok := strconv.FormatUint(callerSeq.Add(1), 36)
 	var vars cel.Vars
 	if b.opts.Vars != nil {
 		vars = b.opts.Vars(r)
@@ -257,11 +265,9 @@ func (w *sessionWriter) Flush() {
 }
 func (w *sessionWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 
-func newToken() string {
-	var b [16]byte
-	rand.Read(b[:])
-	return hex.EncodeToString(b[:])
-}
+// callerSeq numbers requests for callerHeader: a counter will do, since
+// the gateway always overwrites the header a client sends.
+var callerSeq atomic.Uint64
 
 // Close stops every target (killing stdio process groups) and waits for
 // them. Requests after Close get 503. The client sessions end too, unless
@@ -308,6 +314,10 @@ func (b *Backend) upstreamFor(ss *sdk.ServerSession, i int) (*upstream, error) {
 	if u, ok := b.shared[t.Name]; ok {
 		return u, nil
 	}
+	key := sessionTarget{ss, i}
+	if u, ok := b.sessionUps.Load(key); ok {
+		return u.(*upstream), nil
+	}
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if b.closed.Load() {
@@ -324,6 +334,9 @@ func (b *Backend) upstreamFor(ss *sdk.ServerSession, i int) (*upstream, error) {
 			ss.Wait()
 			b.mu.Lock()
 			delete(b.sessions, ss)
+			for j := range b.targets {
+				b.sessionUps.Delete(sessionTarget{ss, j})
+			}
 			b.mu.Unlock()
 			for _, u := range s.ups {
 				u.close()
@@ -334,6 +347,7 @@ func (b *Backend) upstreamFor(ss *sdk.ServerSession, i int) (*upstream, error) {
 	if u == nil {
 		u = newUpstream(b, t, b.front.session(ss))
 		s.ups[t.Name] = u
+		b.sessionUps.Store(key, u)
 	}
 	return u, nil
 }

@@ -61,6 +61,7 @@ func addTestTools(s *sdk.Server, name string, extra ...string) {
 func runStdioServer(name string) {
 	s := sdk.NewServer(&sdk.Implementation{Name: name, Version: "1"}, nil)
 	addTestTools(s, name, "pid", "environ", name+"_only")
+	addStdioTestTools(s)
 	if err := s.Run(context.Background(), &sdk.StdioTransport{}); err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)

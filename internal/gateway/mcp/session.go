@@ -54,7 +54,8 @@ type frontend struct {
 	clients map[*sdk.ServerSession]*clientSession
 
 	// callers holds the CEL variables of requests being served, keyed by
-	// a random token the backend puts in a request header it controls.
+	// a per-request token the backend puts in a request header it controls
+	// (overwriting whatever a client sent there).
 	callers sync.Map // token → cel.Vars
 	// principals binds Mcp-Session-Id to the caller that created it.
 	principals sync.Map // session id → principal

@@ -1,0 +1,111 @@
+package mcp_test
+
+import (
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	sdk "github.com/modelcontextprotocol/go-sdk/mcp"
+)
+
+// bigText is larger than the gateway's stdout buffer for a stdio target,
+// so its line is read in several pieces.
+const bigTextBytes = 300 << 10
+
+// addStdioTestTools are the tools only the stdio test server has: a
+// large answer, a tool error, a call that waits for its cancellation
+// (leaving mark files when it starts and when it sees it), and one that
+// kills the server mid-call.
+func addStdioTestTools(s *sdk.Server) {
+	sdk.AddTool(s, &sdk.Tool{Name: "big"}, func(context.Context, *sdk.CallToolRequest, struct{}) (*sdk.CallToolResult, any, error) {
+		return &sdk.CallToolResult{Content: []sdk.Content{&sdk.TextContent{Text: strings.Repeat("x", bigTextBytes)}}}, nil, nil
+	})
+	sdk.AddTool(s, &sdk.Tool{Name: "failing"}, func(context.Context, *sdk.CallToolRequest, struct{}) (*sdk.CallToolResult, any, error) {
+		return nil, nil, errors.New("the tool failed on purpose")
+	})
+	sdk.AddTool(s, &sdk.Tool{Name: "block"}, func(ctx context.Context, _ *sdk.CallToolRequest, a struct {
+		Mark string `json:"mark"`
+	}) (*sdk.CallToolResult, any, error) {
+		os.WriteFile(a.Mark+".started", nil, 0o600)
+		<-ctx.Done()
+		os.WriteFile(a.Mark, []byte("cancelled"), 0o600)
+		return nil, nil, ctx.Err()
+	})
+	sdk.AddTool(s, &sdk.Tool{Name: "die"}, func(context.Context, *sdk.CallToolRequest, struct{}) (*sdk.CallToolResult, any, error) {
+		os.Exit(3)
+		return nil, nil, nil
+	})
+}
+
+func TestStdioToolAnswersPassIntact(t *testing.T) {
+	g := startGateway(t, federationConfig("conditional", stdioTarget("local", "")))
+	cs := connect(t, g.url, nil)
+	if got := callText(t, cs, "big", nil); len(got) != bigTextBytes || strings.Trim(got, "x") != "" {
+		t.Errorf("big: got %d bytes, want %d x's", len(got), bigTextBytes)
+	}
+	res, err := cs.CallTool(context.Background(), &sdk.CallToolParams{Name: "failing"})
+	if err != nil {
+		t.Fatalf("failing: %v", err)
+	}
+	if !res.IsError || len(res.Content) == 0 || !strings.Contains(res.Content[0].(*sdk.TextContent).Text, "failed on purpose") {
+		t.Errorf("failing: got %+v, want a tool error saying why", res)
+	}
+	if !strings.Contains(g.access.String(), "tool_error=true") {
+		t.Errorf("access log does not mark the tool error:\n%s", g.access.String())
+	}
+	if got := callText(t, cs, "echo", map[string]any{"text": "after"}); got != "local:after" {
+		t.Errorf("echo after: %q", got)
+	}
+}
+
+func TestStdioCallCancelledByTheClientIsCancelledOnTheTarget(t *testing.T) {
+	g := startGateway(t, federationConfig("conditional", stdioTarget("local", "")))
+	cs := connect(t, g.url, nil)
+	mark := filepath.Join(t.TempDir(), "mark")
+	ctx, cancel := context.WithCancel(context.Background())
+	errc := make(chan error, 1)
+	go func() {
+		_, err := cs.CallTool(ctx, &sdk.CallToolParams{Name: "block", Arguments: map[string]any{"mark": mark}})
+		errc <- err
+	}()
+	waitFor(t, "the call to reach the target", func() bool {
+		_, err := os.Stat(mark + ".started")
+		return err == nil
+	})
+	cancel()
+	if err := <-errc; err == nil {
+		t.Fatal("a cancelled call succeeded")
+	}
+	waitFor(t, "the target to see the cancellation", func() bool {
+		b, _ := os.ReadFile(mark)
+		return string(b) == "cancelled"
+	})
+	if got := callText(t, cs, "echo", map[string]any{"text": "after"}); got != "local:after" {
+		t.Errorf("echo after the cancellation: %q", got)
+	}
+}
+
+func TestStdioTargetDyingMidCallFailsTheCallAndRestarts(t *testing.T) {
+	g := startGateway(t, federationConfig("conditional", stdioTarget("local", "")))
+	cs := connect(t, g.url, nil)
+	// The deadline only keeps a hanging call from hanging the test.
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	t0 := time.Now()
+	_, err := cs.CallTool(ctx, &sdk.CallToolParams{Name: "die"})
+	t.Logf("die call: %v after %v", err, time.Since(t0))
+	if err == nil || ctx.Err() != nil {
+		t.Fatalf("call to a target that died: err %v, ctx %v; want an error before the deadline", err, ctx.Err())
+	}
+	if !strings.Contains(err.Error(), `"local"`) {
+		t.Errorf("error does not name the target: %v", err)
+	}
+	waitFor(t, "a call to work again", func() bool {
+		res, err := cs.CallTool(context.Background(), &sdk.CallToolParams{Name: "echo", Arguments: map[string]any{"text": "back"}})
+		return err == nil && !res.IsError && res.Content[0].(*sdk.TextContent).Text == "local:back"
+	})
+}
