@@ -595,7 +595,7 @@ func (b *Backend) complete(ctx context.Context, ss *sdk.ServerSession, req sdk.R
 	}
 	var res *sdk.CompleteResult
 	meta, done := b.withProgress(ctx, ss, p.Meta)
-	defer done()
+	defer done(true)
 	c.Meta = meta
 	err := b.call(ctx, ss, i, func(cs *sdk.ClientSession) error {
 		var err error
@@ -651,7 +651,7 @@ func (b *Backend) callTool(ctx context.Context, ss *sdk.ServerSession, req sdk.R
 	var res *sdk.CallToolResult
 	var raw *rawResult
 	meta, done := b.withProgress(ctx, ss, p.Meta)
-	defer done()
+	defer func() { done(raw == nil) }()
 	params := &sdk.CallToolParams{Meta: meta, Name: orig, Arguments: rawArgs(p.Arguments)}
 	err = b.callOn(ctx, ss, i, func(u *upstream, cs *sdk.ClientSession) error {
 		var err error
@@ -703,7 +703,7 @@ func (b *Backend) getPrompt(ctx context.Context, ss *sdk.ServerSession, req sdk.
 	}
 	var res *sdk.GetPromptResult
 	meta, done := b.withProgress(ctx, ss, p.Meta)
-	defer done()
+	defer done(true)
 	err = b.call(ctx, ss, i, func(cs *sdk.ClientSession) error {
 		c := *p
 		c.Name = orig
@@ -749,7 +749,7 @@ func (b *Backend) readFrom(ctx context.Context, ss *sdk.ServerSession, req sdk.R
 	c := *p
 	c.URI = orig
 	meta, done := b.withProgress(ctx, ss, p.Meta)
-	defer done()
+	defer done(true)
 	c.Meta = meta
 	var res *sdk.ReadResourceResult
 	err := b.call(ctx, ss, i, func(cs *sdk.ClientSession) error {

@@ -2,8 +2,10 @@ package mcp
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"strconv"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -47,16 +49,21 @@ var progressDrain = 50 * time.Millisecond
 
 var progressSeq atomic.Int64
 
+// progressPrefix begins the progress tokens the gateway gives targets.
+const progressPrefix = "tailgate-"
+
 // withProgress gives a request's _meta a progress token of the gateway's
 // own (clients' tokens may collide on a shared target) and routes that
-// token's notifications back; done forgets it. meta without a token is
-// returned as is.
-func (b *Backend) withProgress(ctx context.Context, ss *sdk.ServerSession, meta map[string]any) (map[string]any, func()) {
+// token's notifications back; done forgets it, after draining what
+// trails the response unless drain is false (the request went by a raw
+// call, whose progress is relayed in order with its answer). meta
+// without a token is returned as is.
+func (b *Backend) withProgress(ctx context.Context, ss *sdk.ServerSession, meta map[string]any) (map[string]any, func(drain bool)) {
 	tok, ok := meta["progressToken"]
 	if !ok || tok == nil || ss == nil {
-		return meta, func() {}
+		return meta, func(bool) {}
 	}
-	own := "tailgate-" + strconv.FormatInt(progressSeq.Add(1), 10)
+	own := progressPrefix + strconv.FormatInt(progressSeq.Add(1), 10)
 	r := &progressRoute{ss: ss, ctx: ctx, orig: tok}
 	b.progress.Store(own, r)
 	out := make(map[string]any, len(meta))
@@ -64,7 +71,11 @@ func (b *Backend) withProgress(ctx context.Context, ss *sdk.ServerSession, meta 
 		out[k] = v
 	}
 	out["progressToken"] = own
-	return out, func() {
+	return out, func(drain bool) {
+		if !drain {
+			b.progress.Delete(own)
+			return
+		}
 		// Relay what trails the response: wait until no notification
 		// for a quiet spell (bounded), then forget the token.
 		const quiet = 2 * time.Millisecond
@@ -181,6 +192,22 @@ func (u *upstream) broadcast(method string, params sdk.Params, want func(*client
 			notifyRaw(context.Background(), cs.ss, method, params)
 		}
 	}
+}
+
+// relayRawProgress is a stdio connection's hook for progress
+// notifications, called by its reader in order with the answers to raw
+// calls: it relays params if their token is the gateway's and reports
+// whether it was (the notification is then not the SDK's to handle).
+func (u *upstream) relayRawProgress(params json.RawMessage) bool {
+	var p sdk.ProgressNotificationParams
+	if json.Unmarshal(params, &p) != nil {
+		return false
+	}
+	if tok, ok := p.ProgressToken.(string); !ok || !strings.HasPrefix(tok, progressPrefix) {
+		return false
+	}
+	u.relayProgress(&p)
+	return true
 }
 
 func (u *upstream) relayProgress(p *sdk.ProgressNotificationParams) {

@@ -38,8 +38,12 @@ const maxLineBytes = sdk.DefaultMaxLineLength
 // stdioTransport starts cmd and speaks newline-delimited JSON-RPC on its
 // stdin and stdout.
 type stdioTransport struct {
-	cmd  *exec.Cmd
-	conn *stdioConn // set by Connect
+	cmd *exec.Cmd
+	// progress, if set, is offered every progress notification's params
+	// by the reader, before the message after it is read; it reports
+	// whether it took the notification (then the SDK never sees it).
+	progress func(json.RawMessage) bool
+	conn     *stdioConn // set by Connect
 }
 
 func (t *stdioTransport) Connect(context.Context) (sdk.Connection, error) {
@@ -54,7 +58,7 @@ func (t *stdioTransport) Connect(context.Context) (sdk.Connection, error) {
 	if err := t.cmd.Start(); err != nil {
 		return nil, err
 	}
-	t.conn = &stdioConn{cmd: t.cmd, stdin: stdin, w: bufio.NewWriterSize(stdin, 64<<10),
+	t.conn = &stdioConn{cmd: t.cmd, stdin: stdin, progress: t.progress, w: bufio.NewWriterSize(stdin, 64<<10),
 		r: bufio.NewReaderSize(stdout, 64<<10), pending: map[string]chan rawReply{}, exited: make(chan struct{})}
 	return t.conn, nil
 }
@@ -73,8 +77,9 @@ type stdioConn struct {
 	wmu sync.Mutex
 	w   *bufio.Writer // stdin; flushed after every message
 
-	r    *bufio.Reader // stdout; read only by Read (the SDK's reader goroutine)
-	line []byte        // a line longer than r's buffer, assembled
+	r        *bufio.Reader // stdout; read only by Read (the SDK's reader goroutine)
+	line     []byte        // a line longer than r's buffer, assembled
+	progress func(json.RawMessage) bool
 
 	mu      sync.Mutex
 	pending map[string]chan rawReply // raw calls out, by id
@@ -104,7 +109,7 @@ func (c *stdioConn) Read(ctx context.Context) (jsonrpc.Message, error) {
 		if len(line) == 0 {
 			continue
 		}
-		if c.deliver(line) {
+		if c.deliver(line) || c.takeProgress(line) {
 			continue
 		}
 		// The SDK may keep parts of the message; line is the reader's.
@@ -182,6 +187,25 @@ func (c *stdioConn) deliver(line []byte) bool {
 		ch <- rawReply{result: bytes.Clone(env.Result)}
 	}
 	return true
+}
+
+// takeProgress offers a progress notification to the progress hook. The
+// SDK would hand it to its handlers on another goroutine, so it could
+// reach the client after the answer it precedes; taken here, it is
+// relayed before the reader goes on.
+func (c *stdioConn) takeProgress(line []byte) bool {
+	if c.progress == nil || !bytes.Contains(line, []byte(`"notifications/progress"`)) {
+		return false
+	}
+	var n struct {
+		ID     json.RawMessage `json:"id"`
+		Method string          `json:"method"`
+		Params json.RawMessage `json:"params"`
+	}
+	if json.Unmarshal(line, &n) != nil || n.ID != nil || n.Method != "notifications/progress" {
+		return false
+	}
+	return c.progress(n.Params)
 }
 
 func (c *stdioConn) failPending(err error) {

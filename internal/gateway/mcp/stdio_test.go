@@ -3,9 +3,11 @@ package mcp_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -16,8 +18,12 @@ import (
 // so its line is read in several pieces.
 const bigTextBytes = 300 << 10
 
+// progressSteps is how many progress notifications the tool "progress"
+// sends before it answers.
+const progressSteps = 20
+
 // addStdioTestTools are the tools only the stdio test server has: a
-// large answer, a tool error, a call that waits for its cancellation
+// large answer, a tool error, progress right before the answer, a call that waits for its cancellation
 // (leaving mark files when it starts and when it sees it), and one that
 // kills the server mid-call.
 func addStdioTestTools(s *sdk.Server) {
@@ -34,6 +40,12 @@ func addStdioTestTools(s *sdk.Server) {
 		<-ctx.Done()
 		os.WriteFile(a.Mark, []byte("cancelled"), 0o600)
 		return nil, nil, ctx.Err()
+	})
+	sdk.AddTool(s, &sdk.Tool{Name: "progress"}, func(ctx context.Context, req *sdk.CallToolRequest, _ struct{}) (*sdk.CallToolResult, any, error) {
+		for i := 1; i <= progressSteps; i++ {
+			req.Session.NotifyProgress(ctx, &sdk.ProgressNotificationParams{ProgressToken: req.Params.GetProgressToken(), Progress: float64(i), Total: progressSteps})
+		}
+		return &sdk.CallToolResult{Content: []sdk.Content{&sdk.TextContent{Text: "done"}}}, nil, nil
 	})
 	sdk.AddTool(s, &sdk.Tool{Name: "die"}, func(context.Context, *sdk.CallToolRequest, struct{}) (*sdk.CallToolResult, any, error) {
 		os.Exit(3)
@@ -108,4 +120,43 @@ func TestStdioTargetDyingMidCallFailsTheCallAndRestarts(t *testing.T) {
 		res, err := cs.CallTool(context.Background(), &sdk.CallToolParams{Name: "echo", Arguments: map[string]any{"text": "back"}})
 		return err == nil && !res.IsError && res.Content[0].(*sdk.TextContent).Text == "local:back"
 	})
+}
+
+func TestStdioProgressSentBeforeTheAnswerAllReachTheClient(t *testing.T) {
+	g := startGateway(t, federationConfig("conditional", stdioTarget("local", "")))
+	var mu sync.Mutex
+	var got []float64
+	c := sdk.NewClient(&sdk.Implementation{Name: "test-client", Version: "1"}, &sdk.ClientOptions{
+		ProgressNotificationHandler: func(_ context.Context, r *sdk.ProgressNotificationClientRequest) {
+			if r.Params.ProgressToken != "mine" {
+				t.Errorf("progress token %v, want the client's own", r.Params.ProgressToken)
+			}
+			mu.Lock()
+			got = append(got, r.Params.Progress)
+			mu.Unlock()
+		},
+	})
+	cs, err := c.Connect(context.Background(), &sdk.StreamableClientTransport{Endpoint: g.url, MaxRetries: -1, DisableStandaloneSSE: true},
+		&sdk.ClientSessionOptions{ProtocolVersion: "2025-06-18"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cs.Close()
+	for round := 0; round < 5; round++ {
+		mu.Lock()
+		got = nil
+		mu.Unlock()
+		p := &sdk.CallToolParams{Name: "progress"}
+		p.SetProgressToken("mine")
+		if _, err := cs.CallTool(context.Background(), p); err != nil {
+			t.Fatal(err)
+		}
+		// The client hands notifications to its handler on its own
+		// goroutine: they may trail the answer here, but none is lost.
+		waitFor(t, fmt.Sprintf("all %d progress notifications", progressSteps), func() bool {
+			mu.Lock()
+			defer mu.Unlock()
+			return len(got) == progressSteps
+		})
+	}
 }

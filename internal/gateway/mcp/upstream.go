@@ -323,7 +323,7 @@ func (u *upstream) connect() (*sdk.ClientSession, *exec.Cmd, *stdioConn, error) 
 	switch {
 	case u.t.Stdio != nil:
 		proc = u.command()
-		stdio = &stdioTransport{cmd: proc}
+		stdio = &stdioTransport{cmd: proc, progress: u.relayRawProgress}
 		tr = stdio
 	case u.t.HTTP != "":
 		// The standalone stream carries what the target says outside a
