@@ -18,6 +18,12 @@
 // malformed input. This package adds federation, authorization and
 // process supervision.
 //
+// One exception on the hot path: a stdio target's pipes are the
+// gateway's own (stdio.go), and tools/call goes to it as a raw JSON-RPC
+// request whose answer is handed, as the target's bytes, straight to the
+// waiting call and on to the client (neither decoded into SDK types nor
+// re-encoded). Everything else on that pipe is the SDK client's.
+//
 // # Names (prefixMode)
 //
 // A target's tool "echo" is exposed as:
