@@ -267,10 +267,16 @@ func compile(name string, data []byte, f *config.File, deps compileDeps) (*snaps
 	}
 	for bi, b := range f.Binds {
 		bp := fmt.Sprintf("binds[%d]", bi)
+		if b.YAMLPath != "" {
+			bp = b.YAMLPath // a gateways: entry
+		}
 		bt := &bindTable{port: b.Port, tailnet: b.Tailnet, connect: b.TunnelProtocol == "connect"}
 		c.bindOptions(b, bt, bp)
 		for li, l := range b.Listeners {
 			lp := fmt.Sprintf("%s.listeners[%d]", bp, li)
+			if l.YAMLPath != "" {
+				lp = l.YAMLPath
+			}
 			lt := c.listener(l, lp, bi, li)
 			if l.Protocol == "HTTPS" {
 				bt.https = true
@@ -343,11 +349,18 @@ func (c *compiler) listener(l config.Listener, path string, bi, li int) *listene
 			lt.cert = &cert
 		}
 	}
+	pp := path + ".policies"
+	if l.YAMLPath != "" {
+		pp = l.YAMLPath // a gateways: listener, its policies written inline
+	}
 	if p := l.Policies; p != nil {
-		lt.policies = httppolicy.Compile(&config.RoutePolicies{GatewayPolicies: *p}, path+".policies", c)
+		lt.policies = httppolicy.Compile(&config.RoutePolicies{GatewayPolicies: *p}, pp, c)
 	}
 	for ri, r := range l.Routes {
 		rp := fmt.Sprintf("%s.routes[%d]", path, ri)
+		if r.YAMLPath != "" {
+			rp = r.YAMLPath // a top-level route (or the mcp: block)
+		}
 		rt := c.route(r, rp, name, ri)
 		matches := r.Matches
 		if len(matches) == 0 {
@@ -453,6 +466,9 @@ func (c *compiler) route(r config.Route, path, listener string, ri int) *routeTa
 	}
 	for bi, b := range r.Backends {
 		bp := fmt.Sprintf("%s.backends[%d]", path, bi)
+		if b.YAMLPath != "" {
+			bp = b.YAMLPath // a named backend
+		}
 		w := 1
 		if b.Weight != nil {
 			w = *b.Weight
@@ -467,8 +483,8 @@ func (c *compiler) route(r config.Route, path, listener string, ri int) *routeTa
 		}
 		if b.MCP != nil {
 			mp := bp + ".mcp"
-			if r.YAMLPath != "" {
-				mp = r.YAMLPath
+			if r.YAMLPath == config.SimpleMCPPath {
+				mp = config.SimpleMCPPath
 			}
 			be, err = c.mcpBackend(b.MCP, r.Policies, mp, rt.key)
 		} else {

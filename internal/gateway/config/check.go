@@ -33,14 +33,19 @@ func (d *decoder) checkSemantics(f *File) {
 	d.checkFrontend(f)
 	d.checkTracing(f)
 	d.checkMCPSettings(f)
+	d.checkNamedBackends(f)
 	if m := f.MCP; m != nil {
 		d.addSimpleMCP(f, m)
 	}
+	d.addGateways(f)
 	d.checkEgress(f)
 	ports := map[int]string{}
 	for bi := range f.Binds {
 		b := &f.Binds[bi]
 		bp := fmt.Sprintf("binds[%d]", bi)
+		if b.YAMLPath != "" {
+			bp = b.YAMLPath
+		}
 		if b.Port < 1 || b.Port > 65535 {
 			d.failAt(b.Pos, bp+".port", "port must be between 1 and 65535, got %d", b.Port)
 		}
@@ -56,6 +61,10 @@ func (d *decoder) checkSemantics(f *File) {
 		for li := range b.Listeners {
 			l := &b.Listeners[li]
 			lp := fmt.Sprintf("%s.listeners[%d]", bp, li)
+			pp := lp + ".policies"
+			if l.YAMLPath != "" {
+				lp, pp = l.YAMLPath, l.YAMLPath // policies inline
+			}
 			switch l.Protocol {
 			case "", "HTTP":
 				protos = append(protos, "HTTP")
@@ -73,10 +82,12 @@ func (d *decoder) checkSemantics(f *File) {
 				d.failAt(l.Pos, lp+".protocol", "expected HTTP or HTTPS, got %q", l.Protocol)
 			}
 			if l.Policies != nil {
-				d.checkPolicies(l.Policies, lp+".policies")
+				d.checkPolicies(l.Policies, pp)
 			}
 			for ri := range l.Routes {
-				d.checkRoute(&l.Routes[ri], fmt.Sprintf("%s.routes[%d]", lp, ri))
+				if !l.Routes[ri].checked {
+					d.checkRoute(&l.Routes[ri], fmt.Sprintf("%s.routes[%d]", lp, ri))
+				}
 			}
 		}
 		for _, p := range protos[min(1, len(protos)):] {
@@ -152,17 +163,18 @@ func (d *decoder) checkRoute(r *Route, path string) {
 	for bi := range r.Backends {
 		b := &r.Backends[bi]
 		bp := fmt.Sprintf("%s.backends[%d]", path, bi)
-		switch {
-		case b.Host != "" && b.MCP != nil:
-			d.failAt(b.Pos, bp, "set one of host or mcp, not both")
-		case b.MCP != nil && r.YAMLPath != "":
-			d.checkMCP(b.MCP, r.YAMLPath)
-		case b.MCP != nil:
-			d.checkMCP(b.MCP, bp+".mcp")
-		case b.Host == "" && !d.hasErrorUnder(bp):
-			d.failAt(b.Pos, bp, "backend needs host: <host:port> or mcp: {targets: [...]}")
+		inherited := false
+		if b.Backend != "" {
+			inherited = d.resolveBackend(b, bp)
 		}
-		if b.Policies != nil {
+		mp := bp + ".mcp"
+		if r.YAMLPath == SimpleMCPPath {
+			mp = SimpleMCPPath
+		}
+		if b.YAMLPath == "" { // a named backend was checked where it was written
+			d.checkBackendKind(b, bp, mp)
+		}
+		if b.Policies != nil && !inherited {
 			d.checkBackendPolicies(b.Policies, b.MCP != nil, bp+".policies")
 		}
 	}

@@ -70,7 +70,7 @@ func (d *decoder) addSimpleMCP(f *File, m *SimpleMCP) {
 		Listeners: []Listener{{
 			Pos: m.Pos, Name: "mcp", Protocol: "HTTP",
 			Routes: []Route{{
-				Pos: m.Pos, Name: "default", YAMLPath: "mcp",
+				Pos: m.Pos, Name: "default", YAMLPath: SimpleMCPPath,
 				Policies: m.Policies,
 				Backends: []Backend{{Pos: m.Pos, MCP: &mb}},
 			}},

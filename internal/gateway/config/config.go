@@ -55,17 +55,21 @@ type File struct {
 	// with `tailnet: true` are served on. Not part of agentgateway.
 	Tailnet *Tailnet `yaml:"tailnet"`
 
-	Policies    Unsupported `yaml:"policies"`
-	Workloads   Unsupported `yaml:"workloads"`
-	Services    Unsupported `yaml:"services"`
-	Backends    Unsupported `yaml:"backends"`
-	RouteGroups Unsupported `yaml:"routeGroups"`
-	// Gateways and TCPRoutes are agentgateway's named-gateway form;
-	// tailgate runs its TLS passthrough listeners (egress.go).
-	Gateways  Gateways    `yaml:"gateways"`
-	Routes    Unsupported `yaml:"routes"`
-	TCPRoutes []TCPRoute  `yaml:"tcpRoutes"`
-	LLM       Unsupported `yaml:"llm"`
+	Policies  Unsupported `yaml:"policies"`
+	Workloads Unsupported `yaml:"workloads"`
+	Services  Unsupported `yaml:"services"`
+	// Backends are named backends routes refer to with `backend: name`
+	// (gateways.go).
+	Backends    []NamedBackend `yaml:"backends"`
+	RouteGroups Unsupported    `yaml:"routeGroups"`
+	// Gateways, Routes and TCPRoutes are agentgateway's named-gateway
+	// form. Load turns HTTP/HTTPS gateways and the routes attached to
+	// them into Binds (gateways.go); TLS passthrough gateways stay here
+	// (egress.go).
+	Gateways  Gateways       `yaml:"gateways"`
+	Routes    []GatewayRoute `yaml:"routes"`
+	TCPRoutes []TCPRoute     `yaml:"tcpRoutes"`
+	LLM       Unsupported    `yaml:"llm"`
 	// MCP is agentgateway's simplified form: one MCP backend served on
 	// its own port (default 3000). Load turns it into a bind (listener
 	// "mcp", route "default") appended to Binds.
@@ -177,6 +181,10 @@ type Bind struct {
 	// listening on the requested port (egress.go).
 	TunnelProtocol string      `yaml:"tunnelProtocol"`
 	Mode           Unsupported `yaml:"mode"`
+
+	// YAMLPath, when set, is where the bind was written (a gateways:
+	// entry Load turned into a bind); errors use it, not binds[...].
+	YAMLPath string `yaml:"-"`
 }
 
 // Listener is a protocol (and optionally a hostname) on a bind.
@@ -191,6 +199,11 @@ type Listener struct {
 	Policies  *GatewayPolicies `yaml:"policies"`
 
 	TCPRoutes Unsupported `yaml:"tcpRoutes"`
+
+	// YAMLPath, when set, is where the listener was written (under
+	// gateways:); its policies were written inline there, so errors
+	// about them use this path without ".policies".
+	YAMLPath string `yaml:"-"`
 }
 
 // TLS is a listener's server certificate: PEM files.
@@ -249,8 +262,12 @@ type Route struct {
 	// characters the gateway refuses by default.
 	PathNormalization *PathNormalization `yaml:"pathNormalization"`
 	// YAMLPath, when set, is where the route was written (the top-level
-	// mcp: block); error messages use it instead of binds[...].routes[...].
+	// mcp: block, or routes[i]); error messages use it instead of
+	// binds[...].routes[...].
 	YAMLPath string `yaml:"-"`
+	// checked: this is a copy of a top-level route, checked once where
+	// it was written, attached to one of its listeners.
+	checked bool
 }
 
 // PathNormalization is a route's opt-out from refusing some paths. Each
@@ -351,9 +368,14 @@ type Backend struct {
 	// Policies are the backend's own (tokenexchange.go); a key set here
 	// replaces the route's for requests sent to this backend.
 	Policies *BackendPolicies `yaml:"policies"`
+	// Backend names a top-level backends: entry; Load copies its host or
+	// mcp (and policies, unless set here) into this backend.
+	Backend string `yaml:"backend"`
+	// YAMLPath, when set, is where the named backend this one refers to
+	// was written (backends[i]).
+	YAMLPath string `yaml:"-"`
 
 	Service    Unsupported `yaml:"service"`
-	Backend    Unsupported `yaml:"backend"`
 	Internal   Unsupported `yaml:"internal"`
 	Dynamic    Unsupported `yaml:"dynamic"`
 	AI         Unsupported `yaml:"ai"`

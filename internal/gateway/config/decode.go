@@ -93,6 +93,12 @@ type nodeDecoder interface {
 type decoder struct {
 	file string
 	errs ErrorList
+	// named are the top-level backends: by name, for routes' backend:
+	// references (gateways.go).
+	named map[string]*NamedBackend
+	// httpGateways are the references ("gw", "gw/listener") that name
+	// HTTP gateway listeners, for tcpRoutes' errors.
+	httpGateways map[string]bool
 	// expanded are the values environment variables were expanded into,
 	// with their text as written: an error shows "$NAME", never the
 	// value (which may be a secret).

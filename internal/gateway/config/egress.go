@@ -2,6 +2,8 @@ package config
 
 import (
 	"fmt"
+	"maps"
+	"reflect"
 	"strings"
 
 	"gopkg.in/yaml.v3"
@@ -9,8 +11,9 @@ import (
 
 // Gateways is the top-level `gateways:` block: named gateways, each a
 // port with listeners, in file order (a map would lose it and make error
-// order random). tailgate runs TLS passthrough listeners only, reached
-// through a `tunnelProtocol: connect` bind (see checkEgress).
+// order random). HTTP and HTTPS gateways become binds (gateways.go); TLS
+// passthrough ones are reached through a `tunnelProtocol: connect` bind
+// (see checkEgress).
 type Gateways []NamedGateway
 
 // NamedGateway is one entry of `gateways:`.
@@ -20,30 +23,19 @@ type NamedGateway struct {
 }
 
 // Gateway is agentgateway's LocalGateway: a port and named listeners.
+// Without listeners the gateway itself is one listener, named after it,
+// with the gateway's protocol, tls and policies (gateways.go).
 type Gateway struct {
 	Pos       Pos               `yaml:"-"`
 	Port      int               `yaml:"port,required"`
 	Listeners []GatewayListener `yaml:"listeners"`
-
-	Protocol              Unsupported `yaml:"protocol"`
-	TLS                   Unsupported `yaml:"tls"`
-	GatewayHTTPPolicyKeys `yaml:",inline"`
-}
-
-// GatewayHTTPPolicyKeys are the HTTP policies agentgateway lets a named
-// gateway or its listener carry inline (LocalGatewayPolicy). They apply
-// to HTTP listeners, which tailgate does not run under gateways: yet.
-type GatewayHTTPPolicyKeys struct {
-	OIDC            Unsupported `yaml:"oidc"`
-	JWTAuth         Unsupported `yaml:"jwtAuth"`
-	Authorization   Unsupported `yaml:"authorization"`
-	ExtAuthz        Unsupported `yaml:"extAuthz"`
-	ExtProc         Unsupported `yaml:"extProc"`
-	CORS            Unsupported `yaml:"cors"`
-	Transformations Unsupported `yaml:"transformations"`
-	BasicAuth       Unsupported `yaml:"basicAuth"`
-	APIKey          Unsupported `yaml:"apiKey"`
-	CSRF            Unsupported `yaml:"csrf"`
+	// Protocol is HTTP, HTTPS, TLS or TCP; empty means HTTPS when tls is
+	// set, else HTTP.
+	Protocol string `yaml:"protocol"`
+	TLS      *TLS   `yaml:"tls"`
+	// Policies are the listener policies agentgateway lets a gateway
+	// carry inline, next to port (LocalGatewayPolicy).
+	Policies *GatewayPolicies `yaml:"-"`
 }
 
 // GatewayListener is one listener of a named gateway, referenced by
@@ -52,15 +44,72 @@ type GatewayListener struct {
 	Pos Pos `yaml:"-"`
 	// Name defaults to listener<index>, as in agentgateway.
 	Name string `yaml:"name"`
-	// Hostname is the SNI this listener serves: exact, "*.suffix", or
-	// "*" / empty for any.
+	// Hostname is the host (HTTP) or SNI (TLS) this listener serves:
+	// exact, "*.suffix", or "*" / empty for any.
 	Hostname string `yaml:"hostname"`
-	// Protocol must be TLS (passthrough: the gateway reads the SNI and
-	// never terminates TLS).
+	// Protocol is HTTP, HTTPS or TLS (passthrough: the gateway reads the
+	// SNI and never terminates TLS); empty means HTTPS when tls is set,
+	// else HTTP.
 	Protocol string `yaml:"protocol"`
+	TLS      *TLS   `yaml:"tls"`
+	// Policies are written inline, next to name (LocalGatewayPolicy).
+	Policies *GatewayPolicies `yaml:"-"`
+	// policyKey is the first inline policy key and where it was written.
+	policyKey string
+	policyAt  Pos
+}
 
-	TLS                   Unsupported `yaml:"tls"`
-	GatewayHTTPPolicyKeys `yaml:",inline"`
+func (g *Gateway) decodeNode(d *decoder, n *yaml.Node, path string) {
+	g.Policies, _, _ = d.decodeInlinePolicies(n, reflectValue(g), path)
+}
+
+func (l *GatewayListener) decodeNode(d *decoder, n *yaml.Node, path string) {
+	l.Policies, l.policyKey, l.policyAt = d.decodeInlinePolicies(n, reflectValue(l), path)
+}
+
+// decodeInlinePolicies decodes n into v, whose own keys are its struct
+// fields, and every other key as listener policies (GatewayPolicies, so
+// unknown keys and registered policy modules are handled as in a
+// listener's policies: block). It returns nil when there are none, else
+// the policies and their first key with its position.
+func (d *decoder) decodeInlinePolicies(n *yaml.Node, v reflect.Value, path string) (*GatewayPolicies, string, Pos) {
+	if n.Kind != yaml.MappingNode {
+		d.fail(n, path, "expected an object, got %s", kindName(n))
+		return nil, "", Pos{}
+	}
+	fields, _ := structFields(v.Type())
+	polFields, _ := structFields(gatewayPoliciesType)
+	blocks := policyKeys(gatewayPoliciesType)
+	own := &yaml.Node{Kind: yaml.MappingNode, Line: n.Line, Column: n.Column}
+	rest := &yaml.Node{Kind: yaml.MappingNode, Line: n.Line, Column: n.Column}
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		to := rest
+		if k := resolve(n.Content[i]); k.Kind == yaml.ScalarNode {
+			_, mine := fields[k.Value]
+			_, pol := polFields[k.Value]
+			_, block := blocks[k.Value]
+			switch {
+			case mine:
+				to = own
+			case !pol && !block:
+				// Suggest from both key sets: a typo of "protocol" is
+				// not a policy.
+				all := maps.Clone(fields)
+				maps.Copy(all, polFields)
+				d.fail(k, join(path, k.Value), "unknown key%s", suggest(k.Value, all, blocks))
+				continue
+			}
+		}
+		to.Content = append(to.Content, n.Content[i], n.Content[i+1])
+	}
+	d.decodeStruct(own, v, path)
+	if len(rest.Content) == 0 {
+		return nil, "", Pos{}
+	}
+	p := &GatewayPolicies{}
+	d.decodeStruct(rest, reflectValue(p), path)
+	k := resolve(rest.Content[0])
+	return p, k.Value, Pos{k.Line, k.Column}
 }
 
 // TCPRoute is a top-level `tcpRoutes:` entry: which SNI hostnames a
@@ -150,6 +199,9 @@ func (d *decoder) checkEgress(f *File) {
 	for bi := range f.Binds {
 		b := &f.Binds[bi]
 		bp := fmt.Sprintf("binds[%d]", bi)
+		if b.YAMLPath != "" {
+			bp = b.YAMLPath
+		}
 		ports[b.Port] = bp
 		switch b.TunnelProtocol {
 		case "", "direct":
@@ -180,7 +232,10 @@ func (d *decoder) checkEgress(f *File) {
 		}
 		ports[g.Port] = gp
 		if len(g.Listeners) == 0 {
-			d.failAt(g.Pos, gp+".listeners", "a gateway needs listeners (tailgate runs protocol: TLS listeners)")
+			d.failAt(g.Pos, gp+".listeners", "a protocol: %s gateway needs listeners in tailgate (TLS passthrough listeners with hostnames)", g.Protocol)
+		}
+		if g.TLS != nil || g.Policies != nil || (len(g.Listeners) > 0 && g.Protocol != "") {
+			d.failAt(g.Pos, gp, "a TLS passthrough gateway takes only port and listeners in tailgate")
 		}
 		if tunnels == 0 {
 			d.failAt(g.Pos, gp, "tailgate serves gateways only through a tunnelProtocol: connect bind; add one (the gateway's own port is not opened)")
@@ -197,10 +252,16 @@ func (d *decoder) checkEgress(f *File) {
 			listeners[g.Name+"/"+name] = true
 			switch l.Protocol {
 			case "TLS":
-			case "HTTP", "HTTPS", "TCP":
-				d.failAt(l.Pos, lp+".protocol", "protocol %s on a gateways: listener is not supported by tailgate yet (only TLS passthrough)", l.Protocol)
-			case "":
-				d.failAt(l.Pos, lp+".protocol", "tailgate needs protocol: TLS here (HTTP gateways: listeners are not supported yet)")
+				if l.TLS != nil {
+					d.failAt(l.TLS.Pos, lp+".tls", "terminating TLS on a protocol: TLS listener is not supported by tailgate yet (it passes TLS through)")
+				}
+				if l.Policies != nil {
+					d.failAt(l.policyAt, join(lp, l.policyKey), "HTTP policies on a TLS passthrough listener are not supported by tailgate yet")
+				}
+			case "HTTP", "HTTPS", "":
+				d.failAt(l.Pos, lp+".protocol", "this gateway has TLS passthrough listeners; mixing them with HTTP or HTTPS listeners on one port is not supported by tailgate yet")
+			case "TCP":
+				d.failAt(l.Pos, lp+".protocol", "protocol %s on a gateways: listener is not supported by tailgate yet", l.Protocol)
 			default:
 				d.failAt(l.Pos, lp+".protocol", "expected HTTP, HTTPS, TCP or TLS, got %q", l.Protocol)
 			}
@@ -218,7 +279,9 @@ func (d *decoder) checkEgress(f *File) {
 			d.failAt(r.Pos, rp+".gateways", "a tcpRoute must name its gateways (<gateway>/<listener>)")
 		}
 		for i, ref := range r.Gateways.Refs {
-			if !listeners[ref] {
+			if !listeners[ref] && d.httpGateways[ref] {
+				d.failAt(r.Gateways.Pos, rp+".gateways", "%q is an HTTP gateway listener; tcpRoutes attach to protocol: TLS listeners (HTTP routes go in routes:)", ref)
+			} else if !listeners[ref] {
 				p := rp + ".gateways"
 				if len(r.Gateways.Refs) > 1 {
 					p = fmt.Sprintf("%s[%d]", p, i)
