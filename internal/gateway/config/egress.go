@@ -231,6 +231,11 @@ func (d *decoder) checkEgress(f *File) {
 			d.failAt(g.Pos, gp+".port", "port %d is already used by %s", g.Port, prev)
 		}
 		ports[g.Port] = gp
+		switch g.Protocol {
+		case "", "HTTP", "HTTPS", "TLS", "TCP":
+		default:
+			d.failAt(g.Pos, gp+".protocol", "expected HTTP, HTTPS, TCP or TLS, got %q", g.Protocol)
+		}
 		if len(g.Listeners) == 0 {
 			d.failAt(g.Pos, gp+".listeners", "a protocol: %s gateway needs listeners in tailgate (TLS passthrough listeners with hostnames)", g.Protocol)
 		}
