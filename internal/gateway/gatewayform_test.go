@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"fmt"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"path/filepath"
@@ -145,6 +146,42 @@ func TestAgentgatewayGatewayFormLoads(t *testing.T) {
 	for _, f := range []string{"gateway_config.yaml", "named_mcp_backend_config.yaml"} {
 		if err := Validate(filepath.Join("crates/agentgateway/src/types/local_tests", f)); err != nil {
 			t.Errorf("%s: %v", f, err)
+		}
+	}
+}
+
+// TestGatewayFormHTTPS serves a gateway whose tls makes it HTTPS (no
+// protocol written, as agentgateway defaults it), through a named
+// backend, and refuses plain HTTP on its port.
+func TestGatewayFormHTTPS(t *testing.T) {
+	a := namedBackend(t, "A")
+	cert, key := writeSelfSigned(t, t.TempDir(), "api.example.com")
+	port := freePort(t)
+	cfg := fmt.Sprintf(`gateways:
+  secure:
+    port: %d
+    tls: {cert: %s, key: %s}
+backends:
+- name: a
+  host: %s
+routes:
+- gateways: secure
+  backends: [{backend: a}]
+`, port, cert, key, hostOf(a))
+	startGateway(t, cfg, port)
+	resp, err := tlsClient(t, cert).Get(fmt.Sprintf("https://api.example.com:%d/x", port))
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 || !strings.HasPrefix(string(body), "A GET /x host=api.example.com") {
+		t.Fatalf("got %d %q", resp.StatusCode, body)
+	}
+	if resp, err := testClient.Get(fmt.Sprintf("http://127.0.0.1:%d/x", port)); err == nil {
+		resp.Body.Close()
+		if resp.StatusCode == 200 {
+			t.Fatal("plain HTTP reached the backend on an HTTPS gateway")
 		}
 	}
 }
