@@ -1,13 +1,17 @@
 package gateway
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
+
+	sdk "github.com/modelcontextprotocol/go-sdk/mcp"
 )
 
 // namedBackend answers with its name and what it saw.
@@ -182,6 +186,49 @@ routes:
 		resp.Body.Close()
 		if resp.StatusCode == 200 {
 			t.Fatal("plain HTTP reached the backend on an HTTPS gateway")
+		}
+	}
+}
+
+// TestGatewayFormSharedMCPBackend: one named MCP backend, referenced by
+// routes on two gateways, serves its tools on both.
+func TestGatewayFormSharedMCPBackend(t *testing.T) {
+	target := mcpToolsServer(t)
+	p1, p2 := freePort(t), freePort(t)
+	cfg := fmt.Sprintf(`gateways:
+  one: {port: %d}
+  two: {port: %d}
+backends:
+- name: tools
+  mcp:
+    targets:
+    - name: tools
+      mcp: {host: %s}
+routes:
+- name: mcp
+  gateways: [one, two]
+  matches: [{path: {exact: /mcp}}]
+  backends: [{backend: tools}]
+`, p1, p2, target)
+	startGateway(t, cfg, p1)
+	for _, port := range []int{p1, p2} {
+		c := sdk.NewClient(&sdk.Implementation{Name: "gateway-form-test", Version: "1"}, nil)
+		cs, err := c.Connect(context.Background(), &sdk.StreamableClientTransport{Endpoint: fmt.Sprintf("http://127.0.0.1:%d/mcp", port), MaxRetries: -1, DisableStandaloneSSE: true}, nil)
+		if err != nil {
+			t.Fatalf("port %d: %v", port, err)
+		}
+		res, err := cs.ListTools(context.Background(), nil)
+		cs.Close()
+		if err != nil {
+			t.Fatalf("port %d: %v", port, err)
+		}
+		var names []string
+		for _, tool := range res.Tools {
+			names = append(names, tool.Name)
+		}
+		slices.Sort(names)
+		if strings.Join(names, ",") != "add,echo" {
+			t.Errorf("port %d: tools %v, want add, echo", port, names)
 		}
 	}
 }
