@@ -190,6 +190,20 @@ func listenerName(l GatewayListener, i int) string {
 	return fmt.Sprintf("listener%d", i)
 }
 
+// listenerNames are g's listeners' names, each unique in g.
+func (d *decoder) listenerNames(g NamedGateway, gp string) []string {
+	names := make([]string, len(g.Listeners))
+	seen := map[string]bool{}
+	for li, l := range g.Listeners {
+		names[li] = listenerName(l, li)
+		if seen[names[li]] {
+			d.failAt(l.Pos, fmt.Sprintf("%s.listeners[%d].name", gp, li), "listener name %q is already used in this gateway", names[li])
+		}
+		seen[names[li]] = true
+	}
+	return names
+}
+
 // checkEgress checks tunnel binds, gateways and tcpRoutes together: every
 // route must name a TLS listener that exists, every hostname must be one
 // the runtime can match, and a gateway must be reachable.
@@ -246,15 +260,10 @@ func (d *decoder) checkEgress(f *File) {
 			d.failAt(g.Pos, gp, "tailgate serves gateways only through a tunnelProtocol: connect bind; add one (the gateway's own port is not opened)")
 		}
 		listeners[g.Name] = true
-		seen := map[string]bool{}
+		names := d.listenerNames(g, gp)
 		for li, l := range g.Listeners {
 			lp := fmt.Sprintf("%s.listeners[%d]", gp, li)
-			name := listenerName(l, li)
-			if seen[name] {
-				d.failAt(l.Pos, lp+".name", "listener name %q is already used in this gateway", name)
-			}
-			seen[name] = true
-			listeners[g.Name+"/"+name] = true
+			listeners[g.Name+"/"+names[li]] = true
 			switch l.Protocol {
 			case "TLS":
 				if l.TLS != nil {

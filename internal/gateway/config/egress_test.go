@@ -41,7 +41,7 @@ func TestLoadEgressConfig(t *testing.T) {
 }
 
 func TestLoadEgressErrorsNameThePathAndLine(t *testing.T) {
-	cases := []struct{ old, new, want string }{
+	cases := []breakage{
 		{"tunnelProtocol: connect", "tunnelProtocol: [connect]", `bad.yaml:3:19: binds[0].tunnelProtocol: expected a string, got a list`},
 		{"tunnelProtocol: connect", "tunnelProtocol: socks", `bad.yaml:2:3: binds[0].tunnelProtocol: expected direct or connect, got "socks"`},
 		{"tunnelProtocol: connect", "tunnelProtocol: hboneWaypoint", `binds[0].tunnelProtocol: hboneWaypoint is not supported by tailgate yet`},
@@ -62,9 +62,18 @@ func TestLoadEgressErrorsNameThePathAndLine(t *testing.T) {
 		{"  tunnelProtocol: connect\n", "", `gateways.secure: tailgate serves gateways only through a tunnelProtocol: connect bind`},
 		{"  listeners: []", "  listeners: [{protocol: HTTP}]", `binds[0].listeners: a tunnelProtocol: connect bind takes no listeners`},
 	}
+	checkBreakages(t, egressBase, cases)
+}
+
+// breakage changes the first old in a valid config to new; loading it
+// must fail with an error containing want.
+type breakage struct{ old, new, want string }
+
+func checkBreakages(t *testing.T, base string, cases []breakage) {
+	t.Helper()
 	for _, c := range cases {
-		cfg := strings.Replace(egressBase, c.old, c.new, 1)
-		if cfg == egressBase {
+		cfg := strings.Replace(base, c.old, c.new, 1)
+		if cfg == base {
 			t.Fatalf("case %q does not change the config", c.old)
 		}
 		_, err := Parse("bad.yaml", []byte(cfg))

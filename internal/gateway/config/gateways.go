@@ -159,14 +159,10 @@ func (d *decoder) addGateways(f *File) {
 		} else if g.Protocol != "" || g.TLS != nil || g.Policies != nil {
 			d.failAt(g.Pos, gp, "a gateway with listeners cannot set protocol, tls or policies itself; set them on each listener")
 		}
-		seen := map[string]bool{}
+		names := d.listenerNames(g, gp)
 		for li, l := range g.Listeners {
 			lp := fmt.Sprintf("%s.listeners[%d]", gp, li)
-			name := listenerName(l, li)
-			if seen[name] {
-				d.failAt(l.Pos, lp+".name", "listener name %q is already used in this gateway", name)
-			}
-			seen[name] = true
+			name := names[li]
 			host := l.Hostname
 			if host == "*" {
 				host = ""

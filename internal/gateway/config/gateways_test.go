@@ -51,7 +51,7 @@ func TestLoadGatewayForm(t *testing.T) {
 }
 
 func TestLoadGatewayFormErrorsNameThePathAndLine(t *testing.T) {
-	cases := []struct{ old, new, want string }{
+	cases := []breakage{
 		{"gateways: web/api", "gateways: web/apx", `bad.yaml:18:13: routes[1].gateways: no HTTP gateway or gateway listener "web/apx" in gateways:`},
 		{"gateways: web/api", "gateways: [web, nope]", `routes[1].gateways[1]: no HTTP gateway or gateway listener "nope" in gateways:`},
 		{"  default:\n    port: 3000\n", "", `bad.yaml:12:3: routes[0].gateways: a route must name its gateways`},
@@ -71,20 +71,7 @@ func TestLoadGatewayFormErrorsNameThePathAndLine(t *testing.T) {
 		{"authorization: {rules: ['true']}", "authorization: {rulez: ['true']}", `bad.yaml:9:23: gateways.web.listeners[0].authorization.rulez: unknown key`},
 		{"- name: b\n", "- name: b\n  matches: [{method: get}]\n", `bad.yaml:18:13: routes[1].matches[0].method: methods are upper case, got "get"`},
 	}
-	for _, c := range cases {
-		cfg := strings.Replace(gatewayFormBase, c.old, c.new, 1)
-		if cfg == gatewayFormBase {
-			t.Fatalf("case %q does not change the config", c.old)
-		}
-		_, err := Parse("bad.yaml", []byte(cfg))
-		if err == nil {
-			t.Errorf("%s -> %s: loaded; want %s", c.old, c.new, c.want)
-			continue
-		}
-		if !strings.Contains(err.Error(), c.want) {
-			t.Errorf("%s -> %s:\ngot  %v\nwant %s", c.old, c.new, err, c.want)
-		}
-	}
+	checkBreakages(t, gatewayFormBase, cases)
 }
 
 // A tcpRoute naming an HTTP gateway says what kind it is.
