@@ -212,23 +212,54 @@ routes:
 `, p1, p2, target)
 	startGateway(t, cfg, p1)
 	for _, port := range []int{p1, p2} {
-		c := sdk.NewClient(&sdk.Implementation{Name: "gateway-form-test", Version: "1"}, nil)
-		cs, err := c.Connect(context.Background(), &sdk.StreamableClientTransport{Endpoint: fmt.Sprintf("http://127.0.0.1:%d/mcp", port), MaxRetries: -1, DisableStandaloneSSE: true}, nil)
-		if err != nil {
-			t.Fatalf("port %d: %v", port, err)
+		if got := toolNames(t, fmt.Sprintf("http://127.0.0.1:%d/mcp", port)); got != "add,echo" {
+			t.Errorf("port %d: tools %s, want add,echo", port, got)
 		}
-		res, err := cs.ListTools(context.Background(), nil)
-		cs.Close()
-		if err != nil {
-			t.Fatalf("port %d: %v", port, err)
-		}
-		var names []string
-		for _, tool := range res.Tools {
-			names = append(names, tool.Name)
-		}
-		slices.Sort(names)
-		if strings.Join(names, ",") != "add,echo" {
-			t.Errorf("port %d: tools %v, want add, echo", port, names)
-		}
+	}
+}
+
+// toolNames lists the tools at an MCP endpoint, sorted, comma-separated.
+func toolNames(t *testing.T, url string) string {
+	t.Helper()
+	c := sdk.NewClient(&sdk.Implementation{Name: "gateway-form-test", Version: "1"}, nil)
+	cs, err := c.Connect(context.Background(), &sdk.StreamableClientTransport{Endpoint: url, MaxRetries: -1, DisableStandaloneSSE: true}, nil)
+	if err != nil {
+		t.Fatalf("%s: %v", url, err)
+	}
+	defer cs.Close()
+	res, err := cs.ListTools(context.Background(), nil)
+	if err != nil {
+		t.Fatalf("%s: %v", url, err)
+	}
+	var names []string
+	for _, tool := range res.Tools {
+		names = append(names, tool.Name)
+	}
+	slices.Sort(names)
+	return strings.Join(names, ",")
+}
+
+// TestGatewayFormMCPBlockOnDefaultGateway is agentgateway's unified
+// gateway shape: with a gateway named default and no mcp.port, the mcp:
+// block is served on that gateway at /mcp, next to the other routes
+// (mcp.gateways names other gateways the same way).
+func TestGatewayFormMCPBlockOnDefaultGateway(t *testing.T) {
+	a := namedBackend(t, "A")
+	port := freePort(t)
+	cfg := fmt.Sprintf(`gateways:
+  default: {port: %d}
+routes:
+- backends: [{host: %s}]
+mcp:
+  targets:
+  - name: tools
+    mcp: {host: %s}
+`, port, hostOf(a), mcpToolsServer(t))
+	g := startGateway(t, cfg, port)
+	if got := toolNames(t, g.url("/mcp")); got != "add,echo" {
+		t.Errorf("tools %s, want add,echo", got)
+	}
+	if status, body, _ := get(t, g.url("/api"), "Host", "x.example"); status != 200 || !strings.HasPrefix(body, "A GET /api") {
+		t.Errorf("/api: %d %q", status, body)
 	}
 }

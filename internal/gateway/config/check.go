@@ -34,10 +34,11 @@ func (d *decoder) checkSemantics(f *File) {
 	d.checkTracing(f)
 	d.checkMCPSettings(f)
 	d.checkNamedBackends(f)
-	if m := f.MCP; m != nil {
-		d.addSimpleMCP(f, m)
+	attachMCP := f.MCP != nil && mcpAttaches(f, f.MCP)
+	if f.MCP != nil && !attachMCP {
+		d.addSimpleMCP(f, f.MCP)
 	}
-	d.addGateways(f)
+	d.addGateways(f, attachMCP)
 	d.checkEgress(f)
 	ports := map[int]string{}
 	for bi := range f.Binds {

@@ -678,8 +678,11 @@ type SimpleMCP struct {
 	Port       int `yaml:"port"`
 	MCPBackend `yaml:",inline"`
 	Policies   *RoutePolicies `yaml:"policies"`
-
-	Gateways Unsupported `yaml:"gateways"`
+	// Gateways attaches the MCP route to named HTTP gateways instead of
+	// its own port (gateways.go): "<gateway>" or "<gateway>/<listener>".
+	// Without port or gateways, an HTTP gateway named default is used
+	// when there is one.
+	Gateways GatewayRefs `yaml:"gateways"`
 }
 
 // MCPBackend is `backends[].mcp`: MCP servers (targets) federated behind

@@ -129,8 +129,9 @@ func gatewayProtocol(p string, tls *TLS) string {
 // top-level route is checked once, where it was written, then copied
 // onto every listener its gateways name (a bare gateway name means all
 // of its listeners). The binds are then served by the one code path
-// binds: use. TLS passthrough gateways are left for checkEgress.
-func (d *decoder) addGateways(f *File) {
+// binds: use; so is the mcp: block when attachMCP. TLS passthrough
+// gateways are left for checkEgress.
+func (d *decoder) addGateways(f *File, attachMCP bool) {
 	type at struct{ bind, listener int }
 	attach := map[string][]at{} // "gw" and "gw/listener"
 	passthrough := map[string]bool{}
@@ -186,31 +187,28 @@ func (d *decoder) addGateways(f *File) {
 	for ref := range attach {
 		d.httpGateways[ref] = true
 	}
-	for ri := range f.Routes {
-		r := &f.Routes[ri]
-		rp := fmt.Sprintf("routes[%d]", ri)
-		r.YAMLPath = rp
-		d.checkRoute(&r.Route, rp)
-		refs := r.Gateways.Refs
-		if len(refs) == 0 {
+	// attachRoute copies r (checked) onto every listener refs names.
+	attachRoute := func(r Route, refs GatewayRefs, path string) {
+		names := refs.Refs
+		if len(names) == 0 {
 			if _, ok := attach["default"]; !ok {
-				d.failAt(r.Pos, rp+".gateways", "a route must name its gateways (<gateway> or <gateway>/<listener>); only an HTTP gateway named default is implied")
-				continue
+				d.failAt(r.Pos, path+".gateways", "a route must name its gateways (<gateway> or <gateway>/<listener>); only an HTTP gateway named default is implied")
+				return
 			}
-			refs = []string{"default"}
+			names = []string{"default"}
 		}
 		done := map[at]bool{}
-		for i, ref := range refs {
+		for i, ref := range names {
 			ats, ok := attach[ref]
 			if !ok {
-				p := rp + ".gateways"
-				if len(refs) > 1 {
+				p := path + ".gateways"
+				if len(names) > 1 {
 					p = fmt.Sprintf("%s[%d]", p, i)
 				}
 				if passthrough[ref] {
-					d.failAt(r.Gateways.Pos, p, "%q is a TLS passthrough gateway listener; routes attach to HTTP or HTTPS ones (tcpRoutes attach to TLS ones)", ref)
+					d.failAt(refs.Pos, p, "%q is a TLS passthrough gateway listener; routes attach to HTTP or HTTPS ones (tcpRoutes attach to TLS ones)", ref)
 				} else {
-					d.failAt(r.Gateways.Pos, p, "no HTTP gateway or gateway listener %q in gateways:", ref)
+					d.failAt(refs.Pos, p, "no HTTP gateway or gateway listener %q in gateways:", ref)
 				}
 				continue
 			}
@@ -219,11 +217,62 @@ func (d *decoder) addGateways(f *File) {
 					continue
 				}
 				done[a] = true
-				c := r.Route
+				c := r
 				c.checked = true
 				l := &f.Binds[a.bind].Listeners[a.listener]
 				l.Routes = append(l.Routes, c)
 			}
 		}
+	}
+	for ri := range f.Routes {
+		r := &f.Routes[ri]
+		rp := fmt.Sprintf("routes[%d]", ri)
+		r.YAMLPath = rp
+		d.checkRoute(&r.Route, rp)
+		attachRoute(r.Route, r.Gateways, rp)
+	}
+	if m := f.MCP; attachMCP {
+		if m.Port != 0 {
+			d.failAt(m.Pos, SimpleMCPPath+".gateways", "mcp.gateways cannot be used with mcp.port")
+		}
+		r := attachedMCPRoute(m)
+		d.checkRoute(&r, SimpleMCPPath)
+		attachRoute(r, m.Gateways, SimpleMCPPath)
+	}
+}
+
+// mcpAttaches reports whether the mcp: block is a route on named
+// gateways rather than a bind of its own: it names gateways, or it has
+// no port and an HTTP gateway named default exists (agentgateway's
+// apply_implicit_default_gateway).
+func mcpAttaches(f *File, m *SimpleMCP) bool {
+	if len(m.Gateways.Refs) > 0 {
+		return true
+	}
+	if m.Port != 0 {
+		return false
+	}
+	for _, g := range f.Gateways {
+		if g.Name == "default" {
+			return isHTTPGateway(g)
+		}
+	}
+	return false
+}
+
+// attachedMCPRoute is the route the mcp: block becomes on a shared
+// gateway: MCP's paths only (/mcp, /sse and /.well-known for OAuth
+// metadata), so it can sit next to other routes, as in agentgateway.
+func attachedMCPRoute(m *SimpleMCP) Route {
+	mb := m.MCPBackend
+	mb.Pos = m.Pos
+	var matches []Match
+	for _, p := range []string{"/mcp", "/sse", "/.well-known"} {
+		matches = append(matches, Match{Pos: m.Pos, Path: &PathMatch{Pos: m.Pos, Prefix: &p}})
+	}
+	return Route{
+		Pos: m.Pos, Name: "default", YAMLPath: SimpleMCPPath, Matches: matches,
+		Policies: m.Policies,
+		Backends: []Backend{{Pos: m.Pos, MCP: &mb}},
 	}
 }

@@ -83,3 +83,22 @@ func TestLoadTCPRouteOnHTTPGateway(t *testing.T) {
 		t.Fatalf("got %v", err)
 	}
 }
+
+func TestLoadMCPOnGatewayErrors(t *testing.T) {
+	const base = `gateways:
+  web: {port: 8080}
+mcp:
+  gateways: web
+  targets:
+  - name: t
+    mcp: {host: "http://127.0.0.1:1/mcp"}
+`
+	if f, err := Parse("ok.yaml", []byte(base)); err != nil || len(f.Binds) != 1 || len(f.Binds[0].Listeners[0].Routes) != 1 {
+		t.Fatalf("the mcp: block is not one route on gateway web: %v", err)
+	}
+	checkBreakages(t, base, []breakage{
+		{"gateways: web", "gateways: nope", `bad.yaml:4:13: mcp.gateways: no HTTP gateway or gateway listener "nope" in gateways:`},
+		{"  gateways: web\n", "  gateways: web\n  port: 3001\n", `mcp.gateways: mcp.gateways cannot be used with mcp.port`},
+		{"    mcp: {host", "    mpc: {host", `bad.yaml:7:5: mcp.targets[0].mpc: unknown key`},
+	})
+}
