@@ -293,7 +293,7 @@ func compile(name string, data []byte, f *config.File, deps compileDeps) (*snaps
 	s.mcp, s.owned, s.rawToken = c.mcp, c.owned, c.rawToken
 	if len(c.errs) > 0 {
 		s.close()
-		return nil, errors.Join(c.errs...)
+		return nil, errors.Join(distinct(c.errs)...)
 	}
 	s.warnings = c.warns
 	if deps.log != nil {
@@ -302,6 +302,21 @@ func compile(name string, data []byte, f *config.File, deps compileDeps) (*snaps
 		}
 	}
 	return s, nil
+}
+
+// distinct drops errors already in errs with the same text: a
+// top-level route attached to several listeners is compiled once per
+// listener, and its mistakes are to be told once.
+func distinct(errs []error) []error {
+	seen := map[string]bool{}
+	var out []error
+	for _, err := range errs {
+		if !seen[err.Error()] {
+			seen[err.Error()] = true
+			out = append(out, err)
+		}
+	}
+	return out
 }
 
 func hostRank(h string) int {

@@ -263,3 +263,30 @@ mcp:
 		t.Errorf("/api: %d %q", status, body)
 	}
 }
+
+// TestGatewayFormRouteErrorsOnce: a route on a gateway with two
+// listeners is compiled for each, but its bad rule is reported once,
+// where it was written.
+func TestGatewayFormRouteErrorsOnce(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "config.yaml")
+	writeFile(t, path, []byte(`gateways:
+  web:
+    port: 8080
+    listeners:
+    - name: a
+      hostname: a.example.com
+    - name: b
+routes:
+- gateways: web
+  policies:
+    authorization: {rules: ['request.nope == 1']}
+  backends: [{host: "127.0.0.1:1"}]
+`))
+	err := Validate(path)
+	if err == nil {
+		t.Fatal("a bad rule loaded")
+	}
+	if n := strings.Count(err.Error(), "routes[0].policies.authorization.rules[0]"); n != 1 {
+		t.Errorf("the bad rule is reported %d times, want once:\n%v", n, err)
+	}
+}
