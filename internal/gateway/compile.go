@@ -24,6 +24,7 @@ import (
 	"github.com/tailgate-dev/tailgate/internal/gateway/httppolicy"
 	"github.com/tailgate-dev/tailgate/internal/gateway/mcp"
 	"github.com/tailgate-dev/tailgate/internal/gateway/pathnorm"
+	"github.com/tailgate-dev/tailgate/internal/gateway/spiffe"
 )
 
 // jwksRefetchInterval is the least time between JWKS refetches caused by
@@ -102,8 +103,11 @@ type listenerTable struct {
 	path     string // YAML path, for the admin page
 	hostname string // "" any, "*.example.com" wildcard, or exact
 	cert     *tls.Certificate
-	policies *httppolicy.Set // run before the route's
-	routes   []routeEntry    // sorted, most specific first
+	// spiffeTLS serves the gateway's SVID and requires client SVIDs
+	// (tls.spiffe); nil for a listener with PEM files.
+	spiffeTLS *tls.Config
+	policies  *httppolicy.Set // run before the route's
+	routes    []routeEntry    // sorted, most specific first
 }
 
 // routeEntry is one match of one route; a route with three matches has
@@ -188,6 +192,9 @@ type compileDeps struct {
 	mcpSessions *mcp.SessionStore
 	log         *slog.Logger
 	accessLog   func() *slog.Logger
+	// spiffe is the identity from config.spiffe (nil in Validate); it
+	// lives as long as the Gateway, across reloads.
+	spiffe *spiffe.Workload
 	// maxConfigBytes bounds the config file read (0: config's default).
 	maxConfigBytes int64
 }
@@ -235,6 +242,15 @@ func (c *compiler) HTTPClient() *http.Client { return c.deps.client }
 func (c *compiler) Own(o io.Closer) { c.owned = append(c.owned, o) }
 
 func (c *compiler) JWKSRefetchInterval() time.Duration { return jwksRefetchInterval }
+
+// Spiffe is the gateway's SPIFFE identity. Validate has none: its configs
+// would refuse every handshake, which is fine as they never serve.
+func (c *compiler) Spiffe() *spiffe.Workload {
+	if c.deps.spiffe == nil {
+		return &spiffe.Workload{}
+	}
+	return c.deps.spiffe
+}
 
 func fileExists(p string) bool {
 	_, err := os.Stat(p)
@@ -356,7 +372,9 @@ func (c *compiler) listener(l config.Listener, path string, bi, li int) *listene
 		name = fmt.Sprintf("bind%d-listener%d", bi, li)
 	}
 	lt := &listenerTable{name: name, path: path, hostname: strings.ToLower(l.Hostname)}
-	if l.TLS != nil {
+	if l.TLS != nil && l.TLS.Spiffe != nil {
+		lt.spiffeTLS = c.Spiffe().ServerTLS([]string{"http/1.1"})
+	} else if l.TLS != nil {
 		cert, err := tls.LoadX509KeyPair(c.Rel(l.TLS.Cert), c.Rel(l.TLS.Key))
 		if err != nil {
 			c.Fail(l.TLS.Pos, path+".tls", fmt.Errorf("load certificate: %w", err))

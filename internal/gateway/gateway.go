@@ -91,6 +91,7 @@ import (
 
 	"github.com/tailgate-dev/tailgate/internal/gateway/config"
 	"github.com/tailgate-dev/tailgate/internal/gateway/mcp"
+	"github.com/tailgate-dev/tailgate/internal/gateway/spiffe"
 	"github.com/tailgate-dev/tailgate/internal/pipe"
 )
 
@@ -193,10 +194,12 @@ type Gateway struct {
 	adminLn    net.Listener
 	access     atomic.Pointer[slog.Logger]
 	closed     bool
-	stopWait   chan struct{}
-	bg         sync.WaitGroup
-	ready      atomic.Bool
-	ctx        context.Context
+	// spiffeEndpoint is config.spiffe.endpoint at start ("" if none).
+	spiffeEndpoint string
+	stopWait       chan struct{}
+	bg             sync.WaitGroup
+	ready          atomic.Bool
+	ctx            context.Context
 }
 
 // bindServer is one listening port.
@@ -228,13 +231,42 @@ func New(opts Options) (*Gateway, error) {
 	g.deps.log = opts.Logger
 	g.deps.maxConfigBytes = opts.MaxConfigBytes
 	g.deps.accessLog = func() *slog.Logger { return g.access.Load() }
+	g.deps.spiffe = &spiffe.Workload{}
 	s, err := load(opts.ConfigPath, g.deps)
 	if err != nil {
+		return nil, err
+	}
+	if err := g.connectSpiffe(s); err != nil {
+		s.close()
 		return nil, err
 	}
 	g.snap.Store(s)
 	g.setAccessLog(s)
 	return g, nil
+}
+
+// connectSpiffe connects to config.spiffe's Workload API, once, at start.
+// An unreachable agent is a start error, as in agentgateway: a gateway
+// that came up without its identity could serve none of its tls.spiffe
+// listeners nor reach its backendTLS.spiffe upstreams.
+func (g *Gateway) connectSpiffe(s *snapshot) error {
+	g.spiffeEndpoint = spiffeEndpoint(s)
+	if g.spiffeEndpoint == "" {
+		return nil
+	}
+	src, err := spiffe.Connect(context.Background(), g.spiffeEndpoint)
+	if err != nil {
+		return fmt.Errorf("%s: config.spiffe: %w", g.opts.ConfigPath, err)
+	}
+	g.deps.spiffe.Attach(src)
+	return nil
+}
+
+func spiffeEndpoint(s *snapshot) string {
+	if c := s.file.Config; c != nil && c.Spiffe != nil {
+		return c.Spiffe.Endpoint
+	}
+	return ""
 }
 
 func (g *Gateway) setAccessLog(s *snapshot) {
@@ -278,6 +310,9 @@ func (g *Gateway) applyLocked(ctx context.Context, s *snapshot, first bool) erro
 	}
 	if g.tailnet != nil && s.file.Tailnet != nil && !reflect.DeepEqual(g.tailnet.cfg, *s.file.Tailnet) {
 		return errors.New("the tailnet: block changed; restart the gateway to apply it")
+	}
+	if spiffeEndpoint(s) != g.spiffeEndpoint {
+		return errors.New("config.spiffe changed; restart the gateway to apply it")
 	}
 	startedTailnet := false
 	if needTailnet && g.tailnet == nil {
@@ -489,5 +524,6 @@ func (g *Gateway) Close() error {
 		err = g.tailnet.close()
 	}
 	g.deps.transport.(*http.Transport).CloseIdleConnections()
+	g.deps.spiffe.Close()
 	return err
 }

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"math/rand/v2"
 	"net"
 	"net/http"
@@ -18,6 +19,7 @@ import (
 
 	"github.com/tailgate-dev/tailgate/internal/gateway/cel"
 	"github.com/tailgate-dev/tailgate/internal/gateway/httppolicy"
+	"github.com/tailgate-dev/tailgate/internal/gateway/spiffe"
 )
 
 // Caller is what the gateway knows about who sent a request. Backends
@@ -183,6 +185,22 @@ func (g *Gateway) tlsConfig(port int) *tls.Config {
 	return &tls.Config{
 		MinVersion: tls.VersionTLS12,
 		NextProtos: []string{"http/1.1"},
+		// A tls.spiffe listener has a config of its own: it asks for
+		// client certificates and verifies them.
+		GetConfigForClient: func(hi *tls.ClientHelloInfo) (*tls.Config, error) {
+			bt := g.snap.Load().binds[port]
+			if bt == nil {
+				return nil, errors.New("bind no longer configured")
+			}
+			lt := bt.pickListener(hi.ServerName)
+			if lt == nil && len(bt.listeners) > 0 {
+				lt = bt.listeners[0]
+			}
+			if lt != nil && lt.spiffeTLS != nil {
+				return lt.spiffeTLS, nil
+			}
+			return nil, nil
+		},
 		GetCertificate: func(hi *tls.ClientHelloInfo) (*tls.Certificate, error) {
 			bt := g.snap.Load().binds[port]
 			if bt == nil {
@@ -532,6 +550,11 @@ func (rv *requestVars) get() cel.Vars {
 	source := noVars
 	if rv.ci != nil {
 		source = rv.ci.source
+	}
+	if id := spiffe.PeerID(r.TLS); id != "" {
+		// source.spiffeId: the client's verified SVID (tls.spiffe).
+		source = maps.Clone(source)
+		source["spiffeId"] = id
 	}
 	requestURI := r.URL.RequestURI()
 	rv.vars = cel.Vars{

@@ -241,7 +241,8 @@ func mayBeMissing(root string, segs []segment) bool {
 		case "jwt", "extauthz":
 			return true
 		case "source":
-			return first == "tailscale" || !sourceFields[first]
+			// spiffeId: only callers with a client SVID (tls.spiffe).
+			return first == "tailscale" || first == "spiffeId" || !sourceFields[first]
 		case "request":
 			return !requestFields[first]
 		case "response":

@@ -107,7 +107,7 @@ const (
 var (
 	sourceFields = map[string]bool{
 		"address": true, "port": true, "rawAddress": true, "rawPort": true,
-		"tailscale": true,
+		"tailscale": true, "spiffeId": true,
 	}
 	tailscaleFields = map[string]bool{"node": true, "user": true, "tags": true, "caps": true}
 	requestFields   = map[string]bool{

@@ -195,7 +195,7 @@ func TestRuleUsingVariableOfAnotherPhaseIsALoadError(t *testing.T) {
 		{Network, `request.path == "/"`, `variable "request" is not available in the network phase (available: source)`},
 		{Network, `jwt.sub == "a"`, `variable "jwt" is not available in the network phase`},
 		{Request, `response.code == 200`, `variable "response" is not available in the request phase`},
-		{Network, `source.adress == "1.2.3.4"`, `source.adress does not exist (known fields: address, port, rawAddress, rawPort, tailscale)`},
+		{Network, `source.adress == "1.2.3.4"`, `source.adress does not exist (known fields: address, port, rawAddress, rawPort, spiffeId, tailscale)`},
 		{Request, `request.paht.startsWith("/")`, `request.paht does not exist`},
 		{Network, `"tag:a" in source.tailscale.tag`, `source.tailscale.tag does not exist`},
 		{Network, `cidr("100.64.0.0/100").containsIP(source.address)`, `invalid`},

@@ -24,7 +24,9 @@ type BackendTLS struct {
 	SubjectAltNames []string `yaml:"subjectAltNames"`
 
 	KeyExchangeGroups Unsupported `yaml:"keyExchangeGroups"`
-	Spiffe            Unsupported `yaml:"spiffe"`
+	// Spiffe presents the gateway's SVID and verifies the upstream's
+	// against the trust bundle; subjectAltNames then pins SPIFFE IDs.
+	Spiffe *SpiffeBlock `yaml:"spiffe"`
 }
 
 // FileOrInline is a string given inline or `{file: path}`.

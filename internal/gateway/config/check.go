@@ -31,6 +31,7 @@ func (d *decoder) checkSemantics(f *File) {
 		d.checkTailnet(t)
 	}
 	d.checkFrontend(f)
+	d.checkSpiffe(f)
 	d.checkTracing(f)
 	d.checkMCPSettings(f)
 	d.checkNamedBackends(f)
@@ -76,6 +77,8 @@ func (d *decoder) checkSemantics(f *File) {
 				protos = append(protos, "HTTPS")
 				if l.TLS == nil {
 					d.failAt(l.Pos, lp+".tls", "protocol HTTPS needs tls: {cert, key}")
+				} else {
+					d.checkListenerTLS(f, l.TLS, lp+".tls")
 				}
 			case "TLS", "TCP", "HBONE":
 				d.failAt(l.Pos, lp+".protocol", "protocol %s is not supported by tailgate yet", l.Protocol)

@@ -123,6 +123,9 @@ func (d *decoder) checkTraffic(p *RoutePolicies, path string) {
 	if t := p.BackendTLS; t != nil && (t.Cert == "") != (t.Key == "") {
 		d.failAt(t.Pos, path+".backendTLS", "set both cert and key (a client certificate), or neither")
 	}
+	if t := p.BackendTLS; t != nil && t.Spiffe != nil {
+		d.checkBackendSpiffe(t, path+".backendTLS")
+	}
 	if a := p.BackendAuth; a != nil && a.JWTSign != nil {
 		j := a.JWTSign
 		switch j.Alg {

@@ -88,17 +88,19 @@ type Settings struct {
 	// MCP holds settings of every MCP backend (sessionTtl).
 	MCP *MCPSettings `yaml:"mcp"`
 
-	EnableIPv6                       Unsupported `yaml:"enableIpv6"`
-	DNS                              Unsupported `yaml:"dns"`
-	LocalXDSPath                     Unsupported `yaml:"localXdsPath"`
-	ModelCatalog                     Unsupported `yaml:"modelCatalog"`
-	Database                         Unsupported `yaml:"database"`
-	Storage                          Unsupported `yaml:"storage"`
-	CAAddress                        Unsupported `yaml:"caAddress"`
-	CAAuthToken                      Unsupported `yaml:"caAuthToken"`
-	XDSAddress                       Unsupported `yaml:"xdsAddress"`
-	XDSAuthToken                     Unsupported `yaml:"xdsAuthToken"`
-	Spiffe                           Unsupported `yaml:"spiffe"`
+	EnableIPv6   Unsupported `yaml:"enableIpv6"`
+	DNS          Unsupported `yaml:"dns"`
+	LocalXDSPath Unsupported `yaml:"localXdsPath"`
+	ModelCatalog Unsupported `yaml:"modelCatalog"`
+	Database     Unsupported `yaml:"database"`
+	Storage      Unsupported `yaml:"storage"`
+	CAAddress    Unsupported `yaml:"caAddress"`
+	CAAuthToken  Unsupported `yaml:"caAuthToken"`
+	XDSAddress   Unsupported `yaml:"xdsAddress"`
+	XDSAuthToken Unsupported `yaml:"xdsAuthToken"`
+	// Spiffe is the SPIFFE Workload API the gateway takes its X.509-SVID
+	// from (for tls.spiffe and backendTLS.spiffe). Read at start only.
+	Spiffe                           *Spiffe     `yaml:"spiffe"`
 	Namespace                        Unsupported `yaml:"namespace"`
 	Gateway                          Unsupported `yaml:"gateway"`
 	TrustDomain                      Unsupported `yaml:"trustDomain"`
@@ -119,6 +121,19 @@ type Settings struct {
 	Metrics                          Unsupported `yaml:"metrics"`
 	Backend                          Unsupported `yaml:"backend"`
 	HBONE                            Unsupported `yaml:"hbone"`
+}
+
+// Spiffe is `config.spiffe`: where the SPIFFE Workload API listens.
+type Spiffe struct {
+	Pos Pos `yaml:"-"`
+	// Endpoint is unix:///path of the SPIRE agent's socket.
+	Endpoint string `yaml:"endpoint,required"`
+}
+
+// SpiffeBlock is `tls.spiffe` and `backendTLS.spiffe`: an empty object
+// (agentgateway keeps it for future settings) that turns SPIFFE on.
+type SpiffeBlock struct {
+	Pos Pos `yaml:"-"`
 }
 
 // Logging is `config.logging`. Format is "text" (default) or "json" and
@@ -206,15 +221,16 @@ type Listener struct {
 	YAMLPath string `yaml:"-"`
 }
 
-// TLS is a listener's server certificate: PEM files.
+// TLS is a listener's server certificate: PEM files, or (spiffe) the
+// gateway's SVID, with client SVIDs required.
 type TLS struct {
-	Pos  Pos    `yaml:"-"`
-	Cert string `yaml:"cert,required"`
-	Key  string `yaml:"key,required"`
+	Pos    Pos          `yaml:"-"`
+	Cert   string       `yaml:"cert"`
+	Key    string       `yaml:"key"`
+	Spiffe *SpiffeBlock `yaml:"spiffe"`
 
 	Mode              Unsupported `yaml:"mode"`
 	Root              Unsupported `yaml:"root"`
-	Spiffe            Unsupported `yaml:"spiffe"`
 	CipherSuites      Unsupported `yaml:"cipherSuites"`
 	MinTLSVersion     Unsupported `yaml:"minTLSVersion"`
 	MinTLSVersion2    Unsupported `yaml:"minTlsVersion"`

@@ -103,6 +103,9 @@ type decoder struct {
 	// with their text as written: an error shows "$NAME", never the
 	// value (which may be a secret).
 	expanded map[*yaml.Node]string
+	// spiffe: config.spiffe is set, so tls.spiffe and backendTLS.spiffe
+	// have an identity to use (spiffe.go).
+	spiffe bool
 }
 
 const maxErrors = 50

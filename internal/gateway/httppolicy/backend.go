@@ -17,6 +17,7 @@ import (
 	"github.com/go-jose/go-jose/v4/jwt"
 
 	"github.com/tailgate-dev/tailgate/internal/gateway/config"
+	"github.com/tailgate-dev/tailgate/internal/gateway/spiffe"
 )
 
 func jsonString(v any) string {
@@ -30,6 +31,14 @@ func jsonString(v any) string {
 var backendTLS = module("backendTLS", RouteSetting,
 	func(p *config.RoutePolicies) *config.BackendTLS { return p.BackendTLS },
 	func(t *config.BackendTLS, path string, c Compiler) Policy {
+		if t.Spiffe != nil {
+			ids, err := spiffe.ParseIDs(t.SubjectAltNames)
+			if err != nil {
+				c.Fail(t.Pos, path+".subjectAltNames", err)
+				return nil
+			}
+			return backendTLSSetting{c.Spiffe().ClientTLS(ids, t.ALPN)}
+		}
 		cfg, err := BackendTLSConfig(t, c.Rel)
 		if err != nil {
 			c.Fail(t.Pos, path, err)

@@ -9,6 +9,7 @@ import (
 
 	"github.com/tailgate-dev/tailgate/internal/gateway/cel"
 	"github.com/tailgate-dev/tailgate/internal/gateway/config"
+	"github.com/tailgate-dev/tailgate/internal/gateway/spiffe"
 )
 
 // modules are every policy key a listener or route can set: one line a
@@ -143,6 +144,8 @@ type Compiler interface {
 	// Own hands over something a policy holds open (a gRPC connection);
 	// it is closed when the compiled config is replaced or discarded.
 	Own(io.Closer)
+	// Spiffe is the gateway's SPIFFE identity (backendTLS.spiffe).
+	Spiffe() *spiffe.Workload
 }
 
 // Module is one policy key of a `policies:` block.
