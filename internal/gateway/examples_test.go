@@ -56,12 +56,11 @@ func TestAgentgatewayExamplesLoad(t *testing.T) {
 		"traffic-token-exchange/jwt-authz-grant/config.yaml": "",
 		"traffic-token-exchange/oauth-rfc8693/config.yaml":   "",
 		"traffic-egress-proxy/config.yaml":                   "",
-		// Out of scope: TLS interception (a dynamic CA), LLM backends,
-		// SPIFFE (a mesh CA).
+		"traffic-spiffe/config.yaml":                         "",
+		// Out of scope: TLS interception (a dynamic CA), LLM backends.
 		"traffic-egress-proxy/config-conditional.yaml": "llm: not supported by tailgate yet",
 		"traffic-egress-proxy/config-dynamic-tls.yaml": "tls.mode: not supported by tailgate yet",
 		"traffic-unified-gateway/config.yaml":          "llm: not supported by tailgate yet",
-		"traffic-spiffe/config.yaml":                   "config.spiffe: not supported by tailgate yet",
 	}
 	files, _ := filepath.Glob("examples/*/*.yaml")
 	more, _ := filepath.Glob("examples/*/*/*.yaml")
