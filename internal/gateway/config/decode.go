@@ -391,6 +391,9 @@ func suggest(key string, fields map[string]fieldInfo, blocks map[string]register
 		names = append(names, k)
 	}
 	sort.Strings(names)
+	if len(names) == 0 {
+		return " (this object takes no keys; write {})"
+	}
 	if len(names) > 12 {
 		return ""
 	}

@@ -5,6 +5,8 @@ import (
 	"net/url"
 	"path"
 	"strings"
+
+	"github.com/spiffe/go-spiffe/v2/spiffeid"
 )
 
 // checkSpiffe checks config.spiffe.endpoint: the Workload API is a local
@@ -16,6 +18,9 @@ func (d *decoder) checkSpiffe(f *File) {
 	}
 	d.spiffe = true
 	s := f.Config.Spiffe
+	if s.Endpoint == "" {
+		return // missing or not a string: reported already
+	}
 	u, err := url.Parse(s.Endpoint)
 	if err != nil || u.Scheme != "unix" || u.Host != "" || !path.IsAbs(u.Path) || u.RawQuery != "" || u.Fragment != "" {
 		d.failAt(s.Pos, "config.spiffe.endpoint", "expected unix:///path/to/socket, got %q", s.Endpoint)
@@ -61,8 +66,8 @@ func (d *decoder) checkBackendSpiffe(t *BackendTLS, path string) {
 		d.failAt(t.Spiffe.Pos, path+".spiffe", "spiffe cannot be combined with %s", strings.Join(clash, "/"))
 	}
 	for i, san := range t.SubjectAltNames {
-		if !strings.HasPrefix(san, "spiffe://") {
-			d.failAt(t.Pos, fmt.Sprintf("%s.subjectAltNames[%d]", path, i), "with spiffe, subjectAltNames are SPIFFE IDs (spiffe://trust-domain/path), got %q", san)
+		if _, err := spiffeid.FromString(san); err != nil {
+			d.failAt(t.Pos, fmt.Sprintf("%s.subjectAltNames[%d]", path, i), "with spiffe, subjectAltNames are SPIFFE IDs (spiffe://trust-domain/path), got %q: %v", san, err)
 		}
 	}
 }
