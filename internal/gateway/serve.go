@@ -346,14 +346,16 @@ type statusWriter struct {
 	http.ResponseWriter
 	status int
 	bytes  int64
-	after  *httppolicy.HeaderModifier
+	// after are the response header changes policies asked for, applied
+	// in order when the headers are written.
+	after []*httppolicy.HeaderModifier
 }
 
 func (w *statusWriter) WriteHeader(code int) {
 	if w.status == 0 {
 		w.status = code
-		if w.after != nil {
-			w.after.Apply(w.Header(), nil)
+		for _, m := range w.after {
+			m.Apply(w.Header(), nil)
 		}
 	}
 	w.ResponseWriter.WriteHeader(code)
@@ -643,7 +645,9 @@ func (x *exchange) Authorized(metadata map[string]any) {
 	x.ri.caller.ExtAuthz = rv.extMD
 }
 
-func (x *exchange) ModifyResponse(m *httppolicy.HeaderModifier) { x.sw.after = m }
+func (x *exchange) ModifyResponse(m *httppolicy.HeaderModifier) {
+	x.sw.after = append(x.sw.after, m)
+}
 
 func (x *exchange) PathPrefix() string { return x.ri.prefix }
 

@@ -101,6 +101,9 @@ func (d *decoder) checkSemantics(f *File) {
 			}
 		}
 	}
+	// After the routes were checked: their backend: references are
+	// resolved, so a named dynamic backend is seen too.
+	d.checkInternalBinds(f)
 }
 
 // checkBodyReadTimeout parses bind.bodyReadTimeout: unlike the policies'

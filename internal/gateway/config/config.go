@@ -194,8 +194,11 @@ type Bind struct {
 	// TunnelProtocol is "direct" (default) or "connect": the bind then
 	// accepts only HTTP CONNECT and hands each tunnel to the gateway
 	// listening on the requested port (egress.go).
-	TunnelProtocol string      `yaml:"tunnelProtocol"`
-	Mode           Unsupported `yaml:"mode"`
+	TunnelProtocol string `yaml:"tunnelProtocol"`
+	// Mode is "standard" (default: the port is opened) or "internal":
+	// the port is never opened, and only tunnels of a tunnelProtocol:
+	// connect bind to that port reach it (TLS interception, mitm.go).
+	Mode string `yaml:"mode"`
 
 	// YAMLPath, when set, is where the bind was written (a gateways:
 	// entry Load turned into a bind); errors use it, not binds[...].
@@ -228,8 +231,11 @@ type TLS struct {
 	Cert   string       `yaml:"cert"`
 	Key    string       `yaml:"key"`
 	Spiffe *SpiffeBlock `yaml:"spiffe"`
+	// Mode is "static" (default: cert and key are the certificate
+	// served) or "dynamicCa": cert and key are a CA, and the gateway
+	// serves a leaf certificate it mints for each client's SNI.
+	Mode string `yaml:"mode"`
 
-	Mode              Unsupported `yaml:"mode"`
 	Root              Unsupported `yaml:"root"`
 	CipherSuites      Unsupported `yaml:"cipherSuites"`
 	MinTLSVersion     Unsupported `yaml:"minTLSVersion"`
@@ -391,9 +397,12 @@ type Backend struct {
 	// was written (backends[i]).
 	YAMLPath string `yaml:"-"`
 
+	// Dynamic sends each request to its own Host on the bind's port;
+	// only routes of a mode: internal bind may use it (checkDynamic).
+	Dynamic *DynamicBackend `yaml:"dynamic"`
+
 	Service    Unsupported `yaml:"service"`
 	Internal   Unsupported `yaml:"internal"`
-	Dynamic    Unsupported `yaml:"dynamic"`
 	AI         Unsupported `yaml:"ai"`
 	AWS        Unsupported `yaml:"aws"`
 	RouteGroup Unsupported `yaml:"routeGroup"`

@@ -208,7 +208,12 @@ func (d *decoder) listenerNames(g NamedGateway, gp string) []string {
 // route must name a TLS listener that exists, every hostname must be one
 // the runtime can match, and a gateway must be reachable.
 func (d *decoder) checkEgress(f *File) {
-	tunnels := 0
+	tunnels, internal := 0, 0
+	for _, b := range f.Binds {
+		if b.Mode == "internal" {
+			internal++
+		}
+	}
 	ports := map[int]string{}
 	for bi := range f.Binds {
 		b := &f.Binds[bi]
@@ -224,8 +229,8 @@ func (d *decoder) checkEgress(f *File) {
 			if len(b.Listeners) > 0 {
 				d.failAt(b.Pos, bp+".listeners", "a tunnelProtocol: connect bind takes no listeners in tailgate yet (CONNECT over TLS is not supported); use listeners: []")
 			}
-			if len(f.Gateways) == 0 {
-				d.failAt(b.Pos, bp+".tunnelProtocol", "a connect bind hands each tunnel to the top-level gateways: entry (TLS passthrough) on the requested port, and none is configured; tunnels into mode: internal binds (TLS interception) are not supported by tailgate yet")
+			if len(f.Gateways) == 0 && internal == 0 {
+				d.failAt(b.Pos, bp+".tunnelProtocol", "a connect bind hands each tunnel to the top-level gateways: entry (TLS passthrough) or the mode: internal bind on the requested port, and none is configured")
 			}
 		case "hboneWaypoint", "hboneGateway", "proxy":
 			d.failAt(b.Pos, bp+".tunnelProtocol", "%s is not supported by tailgate yet", b.TunnelProtocol)

@@ -20,12 +20,13 @@ type ExtAuthzCache struct {
 }
 
 // Transformations is the transformations policy: request headers added,
-// set (CEL values) and removed before the request is forwarded.
+// set (CEL values) and removed before the request is forwarded, and
+// response headers likewise before the response is sent to the client.
 type Transformations struct {
-	Pos     Pos        `yaml:"-"`
-	Request *Transform `yaml:"request"`
+	Pos      Pos        `yaml:"-"`
+	Request  *Transform `yaml:"request"`
+	Response *Transform `yaml:"response"`
 
-	Response    Unsupported `yaml:"response"`
 	Conditional Unsupported `yaml:"conditional"`
 }
 
@@ -48,22 +49,29 @@ func (d *decoder) checkExtAuthzCache(c *ExtAuthzCache, path string) {
 }
 
 func (d *decoder) checkTransformations(t *Transformations, path string) {
-	if t.Request == nil {
+	d.checkTransform(t.Request, path+".request", true)
+	d.checkTransform(t.Response, path+".response", false)
+}
+
+// checkTransform checks one side's header names; pseudo is whether
+// :method and :authority may be set (a request has them, a response not).
+func (d *decoder) checkTransform(t *Transform, path string, pseudo bool) {
+	if t == nil {
 		return
 	}
 	for _, group := range []struct {
 		name  string
 		exprs OrderedExprs
-	}{{"add", t.Request.Add}, {"set", t.Request.Set}} {
+	}{{"add", t.Add}, {"set", t.Set}} {
 		for _, e := range group.exprs {
-			if !validHeaderName(e.Name) && e.Name != ":method" && e.Name != ":authority" {
-				d.failAt(e.Pos, fmt.Sprintf("%s.request.%s.%s", path, group.name, e.Name), "not a header name")
+			if !validHeaderName(e.Name) && !(pseudo && (e.Name == ":method" || e.Name == ":authority")) {
+				d.failAt(e.Pos, fmt.Sprintf("%s.%s.%s", path, group.name, e.Name), "not a header name")
 			}
 		}
 	}
-	for i, h := range t.Request.Remove {
+	for i, h := range t.Remove {
 		if !validHeaderName(h) {
-			d.failAt(t.Request.Pos, fmt.Sprintf("%s.request.remove[%d]", path, i), "not a header name: %q", h)
+			d.failAt(t.Pos, fmt.Sprintf("%s.remove[%d]", path, i), "not a header name: %q", h)
 		}
 	}
 }

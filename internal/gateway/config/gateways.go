@@ -64,15 +64,15 @@ func (d *decoder) resolveBackend(b *Backend, bp string) (inherited bool) {
 	case !ok:
 		d.failAt(b.Pos, bp+".backend", "no backend named %q in the top-level backends:", b.Backend)
 		return false
-	case b.Host != "" || b.MCP != nil:
-		d.failAt(b.Pos, bp, "set one of backend, host or mcp, not several")
+	case b.Host != "" || b.MCP != nil || b.Dynamic != nil:
+		d.failAt(b.Pos, bp, "set one of backend, host, mcp or dynamic, not several")
 		return false
 	}
 	b.YAMLPath = nb.YAMLPath
 	if d.hasErrorUnder(nb.YAMLPath) {
 		return false // reported where it was written
 	}
-	b.Host, b.MCP = nb.Host, nb.MCP
+	b.Host, b.MCP, b.Dynamic = nb.Host, nb.MCP, nb.Dynamic
 	if b.Policies == nil {
 		b.Policies = nb.Policies
 		return true
@@ -87,8 +87,9 @@ func (d *decoder) resolveBackend(b *Backend, bp string) (inherited bool) {
 // where its mcp keys were written.
 func (d *decoder) checkBackendKind(b *Backend, bp, mp string) {
 	switch {
-	case b.Host != "" && b.MCP != nil:
-		d.failAt(b.Pos, bp, "set one of host or mcp, not both")
+	case (b.Host != "") && b.MCP != nil, b.Dynamic != nil && (b.Host != "" || b.MCP != nil):
+		d.failAt(b.Pos, bp, "set one of host, mcp or dynamic, not several")
+	case b.Dynamic != nil:
 	case b.MCP != nil:
 		d.checkMCP(b.MCP, mp)
 	case b.Host == "" && !d.hasErrorUnder(bp):

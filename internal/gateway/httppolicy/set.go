@@ -106,7 +106,7 @@ type Exchange interface {
 	// (extauthz.*).
 	Authorized(metadata map[string]any)
 	// ModifyResponse applies m to the response's headers when they are
-	// written.
+	// written, after the changes asked for before it.
 	ModifyResponse(m *HeaderModifier)
 	// PathPrefix is the pathPrefix of the route match that chose the
 	// request, "" for other matches (urlRewrite and requestRedirect
