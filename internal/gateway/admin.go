@@ -181,6 +181,8 @@ func (g *Gateway) bindStatus() []BindStatus {
 		n := "host"
 		if bs.tailnet {
 			n = "tailnet"
+		} else if bs.internal {
+			n = "internal"
 		}
 		out = append(out, BindStatus{Bind: fmt.Sprintf("bind/%d", port), Network: n, Addr: bs.ln.Addr().String()})
 	}

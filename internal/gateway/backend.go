@@ -92,8 +92,23 @@ func (c *compiler) hostBackend(host string, pol *httppolicy.Set) (Backend, error
 		transport = &retryTransport{next: transport, spec: retry}
 	}
 	b := &hostBackend{name: u.Host}
-	b.proxy = &httputil.ReverseProxy{
+	b.proxy = newProxy(transport, func(*http.Request) *url.URL { return target })
+	if a2a {
+		ab := newA2ABackend(b)
+		c.backends[cacheKey] = ab
+		return ab, nil
+	}
+	c.backends[cacheKey] = b
+	return b, nil
+}
+
+// newProxy reverse-proxies to the URL targetOf picks for each request
+// (scheme and host only), keeping the caller's Host and the gateway's
+// forwarding headers; a failed exchange is a 502 (504 on a timeout).
+func newProxy(transport http.RoundTripper, targetOf func(*http.Request) *url.URL) *httputil.ReverseProxy {
+	return &httputil.ReverseProxy{
 		Rewrite: func(pr *httputil.ProxyRequest) {
+			target := targetOf(pr.In)
 			pr.SetURL(target)
 			pr.Out.Host = pr.In.Host // keep the caller's Host, as agentgateway does
 			if ri := infoFrom(pr.In.Context()); ri != nil && ri.backendHost {
@@ -134,13 +149,6 @@ func (c *compiler) hostBackend(host string, pol *httppolicy.Set) (Backend, error
 			http.Error(w, http.StatusText(status), status)
 		},
 	}
-	if a2a {
-		ab := newA2ABackend(b)
-		c.backends[cacheKey] = ab
-		return ab, nil
-	}
-	c.backends[cacheKey] = b
-	return b, nil
 }
 
 // copyBuffers are the 32 KiB buffers ReverseProxy copies response bodies

@@ -1,8 +1,10 @@
 package gateway
 
 import (
+	"context"
 	"crypto/sha256"
 	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
@@ -89,7 +91,10 @@ type bindTable struct {
 	tailnet bool
 	https   bool
 	// connect: the bind accepts only CONNECT tunnels (egress.go).
-	connect   bool
+	connect bool
+	// internal: the bind is never opened; connect binds hand it tunnels
+	// to its port (mitm.go).
+	internal  bool
 	listeners []*listenerTable
 	// trusted are the peers whose forwarding headers are believed
 	// (forwarded.go); bodyTimeout bounds a request body, 0 for none
@@ -106,6 +111,7 @@ type listenerTable struct {
 	// spiffeTLS serves the gateway's SVID and requires client SVIDs
 	// (tls.spiffe); nil for a listener with PEM files.
 	spiffeTLS *tls.Config
+	minter    *leafMinter     // tls.mode: dynamicCa, instead of cert
 	policies  *httppolicy.Set // run before the route's
 	routes    []routeEntry    // sorted, most specific first
 }
@@ -181,6 +187,9 @@ type compiler struct {
 	owned         []io.Closer // handed over by policies (Own)
 	// rawToken: some expression names jwt.rawToken, so requests carry it.
 	rawToken bool
+	// bindPort is the port of the bind being compiled: where dynamic
+	// backends send requests.
+	bindPort int
 }
 
 type compileDeps struct {
@@ -197,6 +206,10 @@ type compileDeps struct {
 	spiffe *spiffe.Workload
 	// maxConfigBytes bounds the config file read (0: config's default).
 	maxConfigBytes int64
+	// egressDial and egressRoots are Options' test hooks for dynamic
+	// backends (mitm.go); nil: defaultEgressDial and the system's roots.
+	egressDial  func(ctx context.Context, network, addr string) (net.Conn, error)
+	egressRoots *x509.CertPool
 }
 
 // The compiler is httppolicy.Compiler: policies report to it.
@@ -286,7 +299,8 @@ func compile(name string, data []byte, f *config.File, deps compileDeps) (*snaps
 		if b.YAMLPath != "" {
 			bp = b.YAMLPath // a gateways: entry
 		}
-		bt := &bindTable{port: b.Port, tailnet: b.Tailnet, connect: b.TunnelProtocol == "connect"}
+		bt := &bindTable{port: b.Port, tailnet: b.Tailnet, connect: b.TunnelProtocol == "connect", internal: b.Mode == "internal"}
+		c.bindPort = b.Port
 		c.bindOptions(b, bt, bp)
 		for li, l := range b.Listeners {
 			lp := fmt.Sprintf("%s.listeners[%d]", bp, li)
@@ -374,6 +388,12 @@ func (c *compiler) listener(l config.Listener, path string, bi, li int) *listene
 	lt := &listenerTable{name: name, path: path, hostname: strings.ToLower(l.Hostname)}
 	if l.TLS != nil && l.TLS.Spiffe != nil {
 		lt.spiffeTLS = c.Spiffe().ServerTLS([]string{"http/1.1"})
+	} else if l.TLS != nil && l.TLS.Mode == "dynamicCa" {
+		m, err := newLeafMinter(c.Rel(l.TLS.Cert), c.Rel(l.TLS.Key))
+		if err != nil {
+			c.Fail(l.TLS.Pos, path+".tls", err)
+		}
+		lt.minter = m
 	} else if l.TLS != nil {
 		cert, err := tls.LoadX509KeyPair(c.Rel(l.TLS.Cert), c.Rel(l.TLS.Key))
 		if err != nil {
@@ -520,6 +540,8 @@ func (c *compiler) route(r config.Route, path, listener string, ri int) *routeTa
 				mp = config.SimpleMCPPath
 			}
 			be, err = c.mcpBackend(b.MCP, r.Policies, mp, rt.key)
+		} else if b.Dynamic != nil {
+			be = c.dynamicBackend(pol)
 		} else {
 			be, err = c.hostBackend(b.Host, pol)
 		}

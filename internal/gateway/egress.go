@@ -201,6 +201,10 @@ func (g *Gateway) serveConnect(w *statusWriter, r *http.Request, ri *requestInfo
 	}
 	host = strings.ToLower(strings.TrimSuffix(host, "."))
 	eg := s.egress[port]
+	if bt := s.binds[port]; eg == nil && bt != nil && bt.internal {
+		g.tunnelToInternal(w, r, ri, port)
+		return
+	}
 	if eg == nil {
 		ri.denyReason = fmt.Sprintf("no gateway on port %d", port)
 		http.Error(w, fmt.Sprintf("no gateway accepts tunnels to port %d", port), http.StatusNotFound)

@@ -76,6 +76,7 @@ package gateway
 import (
 	"context"
 	"crypto/sha256"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
@@ -128,6 +129,10 @@ type Options struct {
 	// egressDial dials a tunnel's destination (egress.go); nil means
 	// defaultEgressDial. Tests point hostnames at local servers with it.
 	egressDial func(ctx context.Context, network, addr string) (net.Conn, error)
+	// egressRoots are the roots dynamic backends with backendTLS and no
+	// root of their own verify upstreams against (mitm.go); nil means
+	// the system's. Tests trust their local upstreams' CA with it.
+	egressRoots *x509.CertPool
 }
 
 // Validate loads and compiles the config file at path without serving it.
@@ -206,8 +211,10 @@ type Gateway struct {
 type bindServer struct {
 	port    int
 	tailnet bool
-	ln      net.Listener
-	srv     *http.Server
+	// internal: ln is a tunnelListener, fed by connect binds (mitm.go).
+	internal bool
+	ln       net.Listener
+	srv      *http.Server
 	// tunnels are the bind's open CONNECT tunnels (egress.go), closed
 	// when the bind stops: Shutdown does not see hijacked connections.
 	tunnels pipe.Group
@@ -230,6 +237,7 @@ func New(opts Options) (*Gateway, error) {
 	g.deps.mcpSessions = mcp.NewSessionStore()
 	g.deps.log = opts.Logger
 	g.deps.maxConfigBytes = opts.MaxConfigBytes
+	g.deps.egressDial, g.deps.egressRoots = opts.egressDial, opts.egressRoots
 	g.deps.accessLog = func() *slog.Logger { return g.access.Load() }
 	g.deps.spiffe = &spiffe.Workload{}
 	s, err := load(opts.ConfigPath, g.deps)
@@ -340,15 +348,17 @@ func (g *Gateway) applyLocked(ctx context.Context, s *snapshot, first bool) erro
 	sort.Ints(ports)
 	for _, port := range ports {
 		bt := s.binds[port]
-		if cur, ok := g.servers[port]; ok && cur.tailnet == bt.tailnet {
+		if cur, ok := g.servers[port]; ok && cur.tailnet == bt.tailnet && cur.internal == bt.internal {
 			continue
 		} else if ok {
 			rollback()
-			return fmt.Errorf("bind %d moved between host and tailnet; restart the gateway to apply it", port)
+			return fmt.Errorf("bind %d moved between host, tailnet and internal; restart the gateway to apply it", port)
 		}
 		var ln net.Listener
 		var err error
-		if bt.tailnet {
+		if bt.internal {
+			ln = newTunnelListener(port) // opened on no network
+		} else if bt.tailnet {
 			ln, err = g.tailnet.listen(port)
 		} else {
 			ln, err = net.Listen("tcp", net.JoinHostPort(g.opts.BindHost, fmt.Sprint(port)))
@@ -357,7 +367,7 @@ func (g *Gateway) applyLocked(ctx context.Context, s *snapshot, first bool) erro
 			rollback()
 			return fmt.Errorf("bind %d: %w", port, err)
 		}
-		opened = append(opened, &bindServer{port: port, tailnet: bt.tailnet, ln: ln})
+		opened = append(opened, &bindServer{port: port, tailnet: bt.tailnet, internal: bt.internal, ln: ln})
 	}
 	prev := g.snap.Swap(s)
 	g.setAccessLog(s)
@@ -372,6 +382,8 @@ func (g *Gateway) applyLocked(ctx context.Context, s *snapshot, first bool) erro
 		where := "host"
 		if bs.tailnet {
 			where = "tailnet"
+		} else if bs.internal {
+			where = "internal (CONNECT tunnels only)"
 		}
 		g.log.Info("started bind", "bind", fmt.Sprintf("bind/%d", bs.port), "network", where, "addr", bs.ln.Addr().String())
 	}
@@ -467,7 +479,7 @@ func (g *Gateway) BindAddr(port int) (net.Addr, bool) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	bs, ok := g.servers[port]
-	if !ok {
+	if !ok || bs.internal {
 		return nil, false
 	}
 	return bs.ln.Addr(), true

@@ -206,10 +206,15 @@ func (g *Gateway) tlsConfig(port int) *tls.Config {
 			if bt == nil {
 				return nil, errors.New("bind no longer configured")
 			}
-			if lt := bt.pickListener(hi.ServerName); lt != nil && lt.cert != nil {
+			if lt := bt.pickListener(hi.ServerName); lt != nil && lt.minter != nil {
+				return lt.minter.certFor(hi.ServerName)
+			} else if lt != nil && lt.cert != nil {
 				return lt.cert, nil
 			}
 			for _, lt := range bt.listeners {
+				if lt.minter != nil {
+					return lt.minter.certFor(hi.ServerName)
+				}
 				if lt.cert != nil {
 					return lt.cert, nil
 				}

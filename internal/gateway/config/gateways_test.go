@@ -59,7 +59,7 @@ func TestLoadGatewayFormErrorsNameThePathAndLine(t *testing.T) {
 		{"  host: localhost:9000", "  host: localhost:9000\n- name: echo\n  host: x:1", `backends[1].name: backend name "echo" is already used by backends[0]`},
 		{"  host: localhost:9000", "  hots: localhost:9000", `bad.yaml:12:3: backends[0].hots: unknown key`},
 		{"  host: localhost:9000", "  host: localhost:9000\n  weight: 2", `backends[0].weight: weight belongs on a route's backend: reference`},
-		{"  - backend: echo\n- name: b", "  - backend: echo\n    host: x:1\n- name: b", `routes[0].backends[0]: set one of backend, host or mcp, not several`},
+		{"  - backend: echo\n- name: b", "  - backend: echo\n    host: x:1\n- name: b", `routes[0].backends[0]: set one of backend, host, mcp or dynamic, not several`},
 		{"    port: 8080", "    port: web", `bad.yaml:5:11: gateways.web.port: expected an integer, got "web"`},
 		{"    port: 8080", "    port: 3000", `bad.yaml:5:5: gateways.web.port: port 3000 is already used by gateways.default`},
 		{"      hostname: api.example.com", "      hostnam: api.example.com", `bad.yaml:8:7: gateways.web.listeners[0].hostnam: unknown key (did you mean "hostname"?)`},
