@@ -217,7 +217,9 @@ func TestExtAuthzCacheAndTransformationsBadConfig(t *testing.T) {
 		{"transformations: {request: {set: {authorization: 'extauthz.token +'}}}", `policies.transformations.request.set.authorization`},
 		{"transformations: {request: {set: {'bad header': '\"x\"'}}}", `policies.transformations.request.set.bad header: not a header name`},
 		{"transformations: {request: {body: '\"x\"'}}", `policies.transformations.request.body: not supported by tailgate yet`},
-		{"transformations: {response: {set: {x: '\"x\"'}}}", `policies.transformations.response: not supported by tailgate yet`},
+		{"transformations: {response: {set: {x: 'response.code'}}}", `policies.transformations.response.set.x`},
+		{"transformations: {response: {body: '\"x\"'}}", `policies.transformations.response.body: not supported by tailgate yet`},
+		{"transformations: {response: {remove: [':status']}}", `policies.transformations.response.remove[0]: not a header name`},
 		{"transformations: {request: {remove: authorization}}", `policies.transformations.request.remove: expected a list`},
 	} {
 		os.WriteFile(path, []byte(simpleConfig(1, "127.0.0.1:1", tc.policy, "")), 0o600)

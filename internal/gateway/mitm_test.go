@@ -223,3 +223,81 @@ func TestDynamicTLSKeepsTheOutboundPolicy(t *testing.T) {
 		t.Errorf("access log %q does not name the outbound policy", line)
 	}
 }
+
+// transformations.response changes what the client gets: set replaces
+// the backend's value, add appends, remove deletes, a value that cannot
+// be computed removes the header; responseHeaderModifier on the same
+// route still applies.
+func TestTransformationsResponseChangesResponseHeaders(t *testing.T) {
+	be := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("X-Set", "backend")
+		w.Header().Set("X-Add", "backend")
+		w.Header().Set("X-Gone", "backend")
+		w.Header().Set("X-Broken", "backend")
+	}))
+	t.Cleanup(be.Close)
+	port := freePort(t)
+	startGateway(t, simpleConfig(port, hostOf(be), `
+transformations:
+  response:
+    set:
+      x-set: "'gateway ' + request.path"
+      x-broken: "request.headers['x-missing']"
+    add:
+      x-add: "'gateway'"
+    remove: [x-gone]
+responseHeaderModifier:
+  set: {x-static: yes}`, ""), port)
+	code, _, h := get(t, fmt.Sprintf("http://127.0.0.1:%d/p", port))
+	if code != http.StatusOK {
+		t.Fatalf("status %d", code)
+	}
+	want := map[string][]string{"X-Set": {"gateway /p"}, "X-Add": {"backend", "gateway"}, "X-Gone": nil, "X-Broken": nil, "X-Static": {"yes"}}
+	for k, v := range want {
+		if got := h.Values(k); len(got) != len(v) || strings.Join(got, ",") != strings.Join(v, ",") {
+			t.Errorf("%s = %q, want %q", k, got, v)
+		}
+	}
+}
+
+// dynamicCa's CA is checked at load: errors name the file, line and
+// YAML path, never key material.
+func TestDynamicCABadFilesAreLoadErrors(t *testing.T) {
+	dir := t.TempDir()
+	certs, _ := filepath.Abs("testdata/agentgateway/examples/mcp-tls/certs")
+	caKey, _ := os.ReadFile(filepath.Join(certs, "ca-key.pem"))
+	writeFile(t, filepath.Join(dir, "garbage.pem"), []byte("not a key"))
+	cfg := func(cert, key string) string {
+		return fmt.Sprintf(`binds:
+- port: 3000
+  tunnelProtocol: connect
+  listeners: []
+- port: 443
+  mode: internal
+  listeners:
+  - protocol: HTTPS
+    tls: {mode: dynamicCa, cert: %s, key: %s}
+    routes:
+    - backends: [{dynamic: {}}]
+`, cert, key)
+	}
+	for _, tc := range []struct{ cert, key, want string }{
+		// A leaf (no basicConstraints CA:TRUE) cannot sign.
+		{certs + "/cert.pem", certs + "/key.pem", "config.yaml:9:10: binds[1].listeners[0].tls: " + certs + "/cert.pem is not a CA certificate"},
+		{certs + "/ca-cert.pem", dir + "/garbage.pem", "config.yaml:9:10: binds[1].listeners[0].tls: load CA certificate and key: tls: failed to find any PEM data in key input"},
+		{certs + "/ca-cert.pem", dir + "/missing.pem", "binds[1].listeners[0].tls: load CA certificate and key: open " + dir + "/missing.pem: no such file or directory"},
+		// The CA's certificate with another key.
+		{certs + "/ca-cert.pem", certs + "/key.pem", "binds[1].listeners[0].tls: load CA certificate and key: tls: private key does not match public key"},
+	} {
+		path := filepath.Join(dir, "config.yaml")
+		writeFile(t, path, []byte(cfg(tc.cert, tc.key)))
+		err := Validate(path)
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("cert %s key %s:\n got %v\nwant %s", tc.cert, tc.key, err, tc.want)
+			continue
+		}
+		if strings.Contains(err.Error(), strings.Split(string(caKey), "\n")[1]) {
+			t.Errorf("error shows key material: %v", err)
+		}
+	}
+}
