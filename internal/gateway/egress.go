@@ -28,6 +28,9 @@ package gateway
 //
 // Refusals after the tunnel opened close it; every tunnel is one
 // access-log line (method CONNECT) with the reason when refused.
+//
+// A CONNECT to the port of a mode: internal bind instead hands the
+// tunnel to that bind, which terminates TLS (mitm.go).
 
 import (
 	"bytes"
