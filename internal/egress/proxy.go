@@ -14,6 +14,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/tailgate-dev/tailgate/internal/pipe"
 	"github.com/tailgate-dev/tailgate/internal/target"
 )
 
@@ -73,7 +74,7 @@ type Proxy struct {
 	cancel context.CancelFunc
 
 	httpSrv   *http.Server
-	httpConns *connQueue // sniffed HTTP connections handed to httpSrv
+	httpConns *pipe.Listener // sniffed HTTP connections handed to httpSrv
 	transport *http.Transport
 	forward   *httputil.ReverseProxy
 
@@ -125,7 +126,7 @@ func New(opts Options) (*Proxy, error) {
 		maxHeader = 64 << 10
 	}
 	p.ctx, p.cancel = context.WithCancel(context.Background())
-	p.httpConns = newConnQueue()
+	p.httpConns = pipe.NewListener(&net.TCPAddr{IP: net.IPv4(127, 0, 0, 1)})
 	p.transport = &http.Transport{
 		// Proxy stays nil: the environment's HTTP_PROXY must never apply.
 		Proxy:                  nil,
@@ -273,7 +274,7 @@ func (p *Proxy) sniff(c net.Conn) {
 		p.serveSOCKS(c)
 		return
 	}
-	if !p.httpConns.put(&sniffedConn{Conn: c, first: first[0], hasFirst: true}) {
+	if !p.httpConns.Put(&sniffedConn{Conn: c, first: first[0], hasFirst: true}) {
 		c.Close()
 	}
 }
@@ -327,7 +328,7 @@ func (p *Proxy) Close() error {
 		c.Close()
 	}
 	p.mu.Unlock()
-	p.httpConns.close()
+	p.httpConns.Close()
 	_ = p.httpSrv.Close()
 	p.transport.CloseIdleConnections()
 
@@ -445,36 +446,3 @@ func (c *sniffedConn) Read(b []byte) (int, error) {
 	}
 	return c.Conn.Read(b)
 }
-
-// connQueue is a net.Listener fed by the sniffer with HTTP connections.
-type connQueue struct {
-	ch   chan net.Conn
-	done chan struct{}
-	once sync.Once
-}
-
-func newConnQueue() *connQueue {
-	return &connQueue{ch: make(chan net.Conn), done: make(chan struct{})}
-}
-
-func (q *connQueue) put(c net.Conn) bool {
-	select {
-	case q.ch <- c:
-		return true
-	case <-q.done:
-		return false
-	}
-}
-
-func (q *connQueue) Accept() (net.Conn, error) {
-	select {
-	case c := <-q.ch:
-		return c, nil
-	case <-q.done:
-		return nil, net.ErrClosed
-	}
-}
-
-func (q *connQueue) close()         { q.once.Do(func() { close(q.done) }) }
-func (q *connQueue) Close() error   { q.close(); return nil }
-func (q *connQueue) Addr() net.Addr { return &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1)} }

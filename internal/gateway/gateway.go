@@ -211,7 +211,7 @@ type Gateway struct {
 type bindServer struct {
 	port    int
 	tailnet bool
-	// internal: ln is a tunnelListener, fed by connect binds (mitm.go).
+	// internal: ln is a pipe.Listener, fed by connect binds (mitm.go).
 	internal bool
 	ln       net.Listener
 	srv      *http.Server
@@ -357,7 +357,7 @@ func (g *Gateway) applyLocked(ctx context.Context, s *snapshot, first bool) erro
 		var ln net.Listener
 		var err error
 		if bt.internal {
-			ln = newTunnelListener(port) // opened on no network
+			ln = pipe.NewListener(tunnelAddr(port)) // opened on no network: fed by connect binds
 		} else if bt.tailnet {
 			ln, err = g.tailnet.listen(port)
 		} else {

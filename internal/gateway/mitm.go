@@ -38,6 +38,7 @@ import (
 	"time"
 
 	"github.com/tailgate-dev/tailgate/internal/gateway/httppolicy"
+	"github.com/tailgate-dev/tailgate/internal/pipe"
 )
 
 // Minted certificates are kept for leafCacheTTL, at most leafCacheSize
@@ -264,47 +265,6 @@ type idleCloser struct{ t *http.Transport }
 
 func (c idleCloser) Close() error { c.t.CloseIdleConnections(); return nil }
 
-// tunnelListener is an internal bind's listener: connections are tunnels
-// a connect bind hands over, never accepted from a network.
-type tunnelListener struct {
-	port   int
-	conns  chan net.Conn
-	closed chan struct{}
-	once   sync.Once
-}
-
-func newTunnelListener(port int) *tunnelListener {
-	return &tunnelListener{port: port, conns: make(chan net.Conn), closed: make(chan struct{})}
-}
-
-var errBindClosed = errors.New("internal bind stopped")
-
-func (l *tunnelListener) Accept() (net.Conn, error) {
-	select {
-	case c := <-l.conns:
-		return c, nil
-	case <-l.closed:
-		return nil, net.ErrClosed
-	}
-}
-
-// handOff gives c to the bind's server; it fails once the bind stopped.
-func (l *tunnelListener) handOff(c net.Conn) error {
-	select {
-	case l.conns <- c:
-		return nil
-	case <-l.closed:
-		return errBindClosed
-	}
-}
-
-func (l *tunnelListener) Close() error {
-	l.once.Do(func() { close(l.closed) })
-	return nil
-}
-
-func (l *tunnelListener) Addr() net.Addr { return tunnelAddr(l.port) }
-
 // tunnelAddr names an internal bind where a network address would be.
 type tunnelAddr int
 
@@ -320,9 +280,9 @@ func (g *Gateway) tunnelToInternal(w *statusWriter, r *http.Request, ri *request
 	g.mu.Lock()
 	bs := g.servers[port]
 	g.mu.Unlock()
-	var tl *tunnelListener
+	var tl *pipe.Listener
 	if bs != nil {
-		tl, _ = bs.ln.(*tunnelListener)
+		tl, _ = bs.ln.(*pipe.Listener)
 	}
 	if tl == nil {
 		ri.denyReason = "internal bind not running"
@@ -347,8 +307,8 @@ func (g *Gateway) tunnelToInternal(w *statusWriter, r *http.Request, ri *request
 		head, _ := brw.Reader.Peek(n)
 		client = readerConn{Conn: conn, r: io.MultiReader(bytes.NewReader(bytes.Clone(head)), conn)}
 	}
-	if err := tl.handOff(client); err != nil {
+	if !tl.Put(client) {
 		conn.Close()
-		ri.upstreamErr = err
+		ri.upstreamErr = errors.New("internal bind stopped")
 	}
 }

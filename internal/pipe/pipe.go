@@ -2,7 +2,8 @@
 // sides are done, each side's end of stream is passed on as a half-close
 // (so a client that finishes sending still gets its answer), and both are
 // closed at the end. The jail's relays, the API's run relay and the runner
-// library's relay all carry a proxied connection this way.
+// library's relay all carry a proxied connection this way. Listener
+// hands connections taken over elsewhere to an http.Server.
 package pipe
 
 import (
