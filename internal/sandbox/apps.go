@@ -14,6 +14,8 @@ import (
 	"net/netip"
 	"sync"
 	"time"
+
+	"github.com/tailgate-dev/tailgate/internal/pipe"
 )
 
 // appTable maps subnet addresses behind the router to in-process servers.
@@ -149,14 +151,11 @@ func selfSignedCert(names ...string) (tls.Certificate, error) {
 
 // connListener is a net.Listener fed by the router's fallback handler.
 type connListener struct {
-	addr   netip.AddrPort
-	conns  chan net.Conn
-	closed chan struct{}
-	once   sync.Once
+	*pipe.Listener
 }
 
 func newConnListener(addr netip.AddrPort) *connListener {
-	return &connListener{addr: addr, conns: make(chan net.Conn), closed: make(chan struct{})}
+	return &connListener{pipe.NewListener(net.TCPAddrFromAddrPort(addr))}
 }
 
 // deliver hands c to the app and returns only when the app has closed it.
@@ -165,9 +164,7 @@ func newConnListener(addr netip.AddrPort) *connListener {
 // send from that address and the connection silently stalls.
 func (l *connListener) deliver(c net.Conn) {
 	hc := &heldConn{Conn: c, done: make(chan struct{})}
-	select {
-	case l.conns <- hc:
-	case <-l.closed:
+	if !l.Put(hc) {
 		c.Close()
 		return
 	}
@@ -186,19 +183,3 @@ func (c *heldConn) Close() error {
 	c.once.Do(func() { close(c.done) })
 	return err
 }
-
-func (l *connListener) Accept() (net.Conn, error) {
-	select {
-	case c := <-l.conns:
-		return c, nil
-	case <-l.closed:
-		return nil, net.ErrClosed
-	}
-}
-
-func (l *connListener) Close() error {
-	l.once.Do(func() { close(l.closed) })
-	return nil
-}
-
-func (l *connListener) Addr() net.Addr { return net.TCPAddrFromAddrPort(l.addr) }
