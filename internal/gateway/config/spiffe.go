@@ -33,6 +33,15 @@ const spiffeOff = "spiffe needs config.spiffe.endpoint (the SPIFFE Workload API 
 
 // checkListenerTLS: a listener serves either PEM files or the SVID.
 func (d *decoder) checkListenerTLS(f *File, t *TLS, path string) {
+	if t.Mode == "dynamicCa" {
+		if t.Cert == "" || t.Key == "" {
+			d.failAt(t.Pos, path, "mode: dynamicCa needs cert and key: the CA (PEM files) that signs the certificates it mints")
+		}
+		if t.Spiffe != nil {
+			d.failAt(t.Spiffe.Pos, path+".spiffe", "spiffe cannot be combined with mode: dynamicCa (the CA in cert/key signs the certificates)")
+		}
+		return
+	}
 	if t.Spiffe == nil {
 		if t.Cert == "" || t.Key == "" {
 			d.failAt(t.Pos, path, "set cert and key (PEM files), or spiffe: {}")
