@@ -3,8 +3,10 @@
 // nodes, driven through connect.Service and run.Manager exactly as
 // `tailgate serve` drives them.
 //
-// The sandbox allows all traffic, so only here can a test show that a run
-// reaches the granted target port and nothing else. The negative checks dial
+// The in-process sandbox enforces grants too (internal/sandbox's grants
+// tests), but through tailgate's own reading of the policy; here a second,
+// independent implementation, headscale's, shows that a run reaches the
+// granted target port and nothing else. The negative checks dial
 // from a node holding the environment's own credential and tag, not through
 // the run's egress proxy (which would refuse on its own): what refuses them
 // is headscale's packet filter, built from the grants connect wrote.
