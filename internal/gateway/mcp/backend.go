@@ -372,6 +372,8 @@ func (b *Backend) callOn(ctx context.Context, ss *sdk.ServerSession, i int, fn f
 	// elicitation, logging) goes to this session, on this request's stream.
 	done := u.begin(ss, ctx)
 	err = fn(u, cs)
+	// What the target said before answering goes out before the answer.
+	u.notes.catchUp(ctx)
 	done()
 	var werr *jsonrpc.Error
 	if err != nil && !errors.As(err, &werr) && ctx.Err() == nil && u.t.Stdio == nil {

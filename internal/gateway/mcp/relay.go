@@ -134,6 +134,9 @@ func (u *upstream) route() (*sdk.ServerSession, context.Context) {
 // the target sends and leaves ping and cancellation to the SDK.
 func (u *upstream) fromTarget(next sdk.MethodHandler) sdk.MethodHandler {
 	return func(ctx context.Context, method string, req sdk.Request) (sdk.Result, error) {
+		if relayedInOrder(method) {
+			defer u.notes.noteRelayed()
+		}
 		switch method {
 		case "sampling/createMessage", "elicitation/create", "roots/list":
 			return u.relayRequest(ctx, method, req.GetParams())

@@ -43,7 +43,10 @@ type stdioTransport struct {
 	// by the reader, before the message after it is read; it reports
 	// whether it took the notification (then the SDK never sees it).
 	progress func(json.RawMessage) bool
-	conn     *stdioConn // set by Connect
+	// seen, if set, counts the notifications the SDK is handed that
+	// fromTarget relays (order.go).
+	seen *atomic.Int64
+	conn *stdioConn // set by Connect
 }
 
 func (t *stdioTransport) Connect(context.Context) (sdk.Connection, error) {
@@ -58,7 +61,7 @@ func (t *stdioTransport) Connect(context.Context) (sdk.Connection, error) {
 	if err := t.cmd.Start(); err != nil {
 		return nil, err
 	}
-	t.conn = &stdioConn{cmd: t.cmd, stdin: stdin, progress: t.progress, w: bufio.NewWriterSize(stdin, 64<<10),
+	t.conn = &stdioConn{cmd: t.cmd, stdin: stdin, progress: t.progress, seen: t.seen, w: bufio.NewWriterSize(stdin, 64<<10),
 		r: bufio.NewReaderSize(stdout, 64<<10), pending: map[string]chan rawReply{}, exited: make(chan struct{})}
 	return t.conn, nil
 }
@@ -80,6 +83,7 @@ type stdioConn struct {
 	r        *bufio.Reader // stdout; read only by Read (the SDK's reader goroutine)
 	line     []byte        // a line longer than r's buffer, assembled
 	progress func(json.RawMessage) bool
+	seen     *atomic.Int64
 
 	mu      sync.Mutex
 	pending map[string]chan rawReply // raw calls out, by id
@@ -117,6 +121,9 @@ func (c *stdioConn) Read(ctx context.Context) (jsonrpc.Message, error) {
 		if err != nil {
 			// The SDK ends the connection on a read error.
 			c.failPending(err)
+		}
+		if r, ok := msg.(*jsonrpc.Request); ok && c.seen != nil && !r.IsCall() && relayedInOrder(r.Method) {
+			c.seen.Add(1)
 		}
 		return msg, err
 	}

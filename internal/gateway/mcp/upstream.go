@@ -81,6 +81,7 @@ type upstream struct {
 	shared bool
 	ds     *clientSession // the client session it serves; nil when shared
 	calls  []*pendingCall // client requests out on it, oldest first (mu)
+	notes  relayCount     // notifications seen and relayed (order.go)
 	done   chan struct{}  // closed by close
 	wg     sync.WaitGroup
 	// live mirrors cs (with its stdio connection) for session's fast
@@ -106,7 +107,9 @@ type liveConn struct {
 }
 
 func newUpstream(b *Backend, t Target, ds *clientSession) *upstream {
-	return &upstream{t: t, b: b, shared: ds == nil, ds: ds, done: make(chan struct{}), changed: make(chan struct{})}
+	u := &upstream{t: t, b: b, shared: ds == nil, ds: ds, done: make(chan struct{}), changed: make(chan struct{})}
+	u.notes.init()
+	return u
 }
 
 func backoff(n int) time.Duration {
@@ -323,13 +326,13 @@ func (u *upstream) connect() (*sdk.ClientSession, *exec.Cmd, *stdioConn, error) 
 	switch {
 	case u.t.Stdio != nil:
 		proc = u.command()
-		stdio = &stdioTransport{cmd: proc, progress: u.relayRawProgress}
+		stdio = &stdioTransport{cmd: proc, progress: u.relayRawProgress, seen: &u.notes.seen}
 		tr = stdio
 	case u.t.HTTP != "":
 		// The standalone stream carries what the target says outside a
 		// request (list changes, resource updates); a shared connection
 		// has no one session to give it to but listens all the same.
-		tr = &sdk.StreamableClientTransport{Endpoint: u.t.HTTP, HTTPClient: u.b.httpClient}
+		tr = &sdk.StreamableClientTransport{Endpoint: u.t.HTTP, HTTPClient: countingClient(u.b.httpClient, &u.notes)}
 	case u.t.OpenAPI != nil:
 		// The server side ends when the client side is closed.
 		client, server := sdk.NewInMemoryTransports()
@@ -339,7 +342,7 @@ func (u *upstream) connect() (*sdk.ClientSession, *exec.Cmd, *stdioConn, error) 
 		}
 		tr = client
 	default:
-		tr = &sdk.SSEClientTransport{Endpoint: u.t.SSE, HTTPClient: u.b.httpClient}
+		tr = &sdk.SSEClientTransport{Endpoint: u.t.SSE, HTTPClient: countingClient(u.b.httpClient, &u.notes)}
 	}
 	cs, err := u.targetClient().Connect(ctx, tr, &sdk.ClientSessionOptions{ProtocolVersion: upstreamProtocolVersion})
 	if err == nil {
