@@ -53,24 +53,38 @@ func (c *wireLogConn) Read(ctx context.Context) (jsonrpc.Message, error) {
 	return m, err
 }
 
-// A target that logs a line to its caller during a tool call, then
-// answers: through the gateway, every line reaches the client on that
-// call's stream (the client has no standalone stream), before the
-// answer, as the MCP streamable HTTP transport asks.
-func TestLogDuringCallArrivesBeforeTheAnswer(t *testing.T) {
-	s := sdk.NewServer(&sdk.Implementation{Name: "logger", Version: "1"}, nil)
+// addEmitTool adds "emit": it logs "line-<n>" to its caller, then
+// answers "done-<n>".
+func addEmitTool(s *sdk.Server) {
 	sdk.AddTool(s, &sdk.Tool{Name: "emit"}, func(ctx context.Context, req *sdk.CallToolRequest, a struct {
 		N int `json:"n"`
 	}) (*sdk.CallToolResult, any, error) {
 		req.Session.Log(ctx, &sdk.LoggingMessageParams{Level: "info", Data: fmt.Sprintf("line-%d", a.N)})
 		return &sdk.CallToolResult{Content: []sdk.Content{&sdk.TextContent{Text: fmt.Sprintf("done-%d", a.N)}}}, nil, nil
 	})
+}
+
+// A target that logs a line to its caller during a tool call, then
+// answers: through the gateway, every line reaches the client on that
+// call's stream (the client has no standalone stream), before the
+// answer, as the MCP streamable HTTP transport asks.
+func TestLogDuringCallArrivesBeforeTheAnswer(t *testing.T) {
+	s := sdk.NewServer(&sdk.Implementation{Name: "logger", Version: "1"}, nil)
+	addEmitTool(s)
 	srv := httptest.NewServer(sdk.NewStreamableHTTPHandler(func(*http.Request) *sdk.Server { return s }, nil))
 	t.Cleanup(srv.Close)
-	g := startGateway(t, federationConfig("never", fmt.Sprintf(`
+	for name, target := range map[string]string{
+		"http": fmt.Sprintf(`
           - name: logger
-            mcp: {host: %q}`, srv.URL+"/mcp")))
+            mcp: {host: %q}`, srv.URL+"/mcp"),
+		"stdio": stdioTarget("logger", ""),
+	} {
+		t.Run(name, func(t *testing.T) { checkLogsBeforeAnswers(t, target) })
+	}
+}
 
+func checkLogsBeforeAnswers(t *testing.T, target string) {
+	g := startGateway(t, federationConfig("never", target))
 	w := &wireLog{Transport: &sdk.StreamableClientTransport{Endpoint: g.url, MaxRetries: -1, DisableStandaloneSSE: true}}
 	cs, err := sdk.NewClient(&sdk.Implementation{Name: "order", Version: "1"}, nil).Connect(context.Background(), w, nil)
 	if err != nil {

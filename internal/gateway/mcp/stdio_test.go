@@ -27,6 +27,7 @@ const progressSteps = 20
 // (leaving mark files when it starts and when it sees it), and one that
 // kills the server mid-call.
 func addStdioTestTools(s *sdk.Server) {
+	addEmitTool(s)
 	sdk.AddTool(s, &sdk.Tool{Name: "big"}, func(context.Context, *sdk.CallToolRequest, struct{}) (*sdk.CallToolResult, any, error) {
 		return &sdk.CallToolResult{Content: []sdk.Content{&sdk.TextContent{Text: strings.Repeat("x", bigTextBytes)}}}, nil, nil
 	})
