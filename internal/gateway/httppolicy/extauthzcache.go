@@ -9,7 +9,6 @@ import (
 	"io"
 	"math"
 	"net/http"
-	"sync"
 	"time"
 
 	"github.com/google/cel-go/common/types"
@@ -33,24 +32,19 @@ type ExtAuthzCache struct {
 	FixedTTL time.Duration
 	Max      int
 
-	mu      sync.Mutex
-	entries map[[32]byte]cachedOutcome
-	now     func() time.Time
-}
-
-type cachedOutcome struct {
-	out     ExtAuthzOutcome
-	expires time.Time
+	outcomes *expiringCache[ExtAuthzOutcome]
+	now      func() time.Time
 }
 
 // defaultExtAuthzCacheEntries is the cache's size when maxEntries is 0.
 const defaultExtAuthzCacheEntries = 10_000
 
 func compileExtAuthzCache(cc *config.ExtAuthzCache, path string, c Compiler) *ExtAuthzCache {
-	out := &ExtAuthzCache{Max: cc.MaxEntries, entries: map[[32]byte]cachedOutcome{}, now: time.Now}
+	out := &ExtAuthzCache{Max: cc.MaxEntries, now: time.Now}
 	if out.Max <= 0 {
 		out.Max = defaultExtAuthzCacheEntries
 	}
+	out.outcomes = newExpiringCache[ExtAuthzOutcome](out.Max)
 	for i, k := range cc.Key {
 		out.Key = append(out.Key, c.Expression(cel.Request, cc.Pos, fmt.Sprintf("%s.key[%d]", path, i), k))
 	}
@@ -95,17 +89,7 @@ func (c *ExtAuthzCache) key(vars cel.Vars) ([32]byte, bool) {
 }
 
 func (c *ExtAuthzCache) get(k [32]byte) (ExtAuthzOutcome, bool) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	e, ok := c.entries[k]
-	if !ok {
-		return ExtAuthzOutcome{}, false
-	}
-	if !c.now().Before(e.expires) {
-		delete(c.entries, k)
-		return ExtAuthzOutcome{}, false
-	}
-	return e.out, true
+	return c.outcomes.get(k, c.now())
 }
 
 // ttl is how long out may be kept; vars are the request's, and out's
@@ -166,21 +150,6 @@ func (c *ExtAuthzCache) put(k [32]byte, vars cel.Vars, out ExtAuthzOutcome) {
 	if !ok {
 		return
 	}
-	c.mu.Lock()
-	defer c.mu.Unlock()
 	now := c.now()
-	if len(c.entries) >= c.Max {
-		for key, e := range c.entries {
-			if !now.Before(e.expires) {
-				delete(c.entries, key)
-			}
-		}
-		for key := range c.entries {
-			if len(c.entries) < c.Max {
-				break
-			}
-			delete(c.entries, key) // a miss costs a call, never a wrong answer
-		}
-	}
-	c.entries[k] = cachedOutcome{out: out, expires: now.Add(d)}
+	c.outcomes.put(k, out, now.Add(d), now)
 }

@@ -56,8 +56,7 @@ type JWTAuth struct {
 	// Now is the clock; nil means time.Now. Tests set it.
 	Now func() time.Time
 
-	mu       sync.Mutex
-	verified map[[32]byte]*verifiedToken // SHA-256 of the raw token → signature already checked
+	verified *expiringCache[*verifiedToken] // SHA-256 of the raw token → signature already checked
 }
 
 type jwtProvider struct {
@@ -70,7 +69,7 @@ func NewJWTAuth(mode JWTMode, providers []JWTProviderSpec) (*JWTAuth, error) {
 	if mode == "" {
 		mode = JWTOptional
 	}
-	j := &JWTAuth{Mode: mode}
+	j := &JWTAuth{Mode: mode, verified: newExpiringCache[*verifiedToken](maxVerified)}
 	for _, p := range providers {
 		if p.JWKS == nil {
 			return nil, fmt.Errorf("jwt provider %s: no jwks", p.Issuer)
@@ -190,10 +189,9 @@ func (j *JWTAuth) verify(ctx context.Context, raw string) (map[string]any, strin
 // verifiedToken is a token whose signature checked out; its time claims
 // are still validated on every use.
 type verifiedToken struct {
-	p       *jwtProvider
-	std     jwt.Claims
-	all     map[string]any
-	expires time.Time
+	p   *jwtProvider
+	std jwt.Claims
+	all map[string]any
 }
 
 // verifiedTTL bounds how long a signature check is reused. A key removed
@@ -203,24 +201,17 @@ const verifiedTTL = time.Minute
 // The cache is keyed by the token's SHA-256, so a bearer credential is not
 // kept alive in a long-lived map after its request.
 func (j *JWTAuth) cached(raw string) *verifiedToken {
-	h := sha256.Sum256([]byte(raw))
-	j.mu.Lock()
-	defer j.mu.Unlock()
-	v, ok := j.verified[h]
-	if !ok || time.Now().After(v.expires) {
-		return nil
-	}
+	v, _ := j.verified.get(sha256.Sum256([]byte(raw)), time.Now())
 	return v
 }
 
 func (j *JWTAuth) remember(raw string, p *jwtProvider, std jwt.Claims, all map[string]any) {
-	j.mu.Lock()
-	defer j.mu.Unlock()
-	if j.verified == nil || len(j.verified) >= 10000 {
-		j.verified = map[[32]byte]*verifiedToken{}
-	}
-	j.verified[sha256.Sum256([]byte(raw))] = &verifiedToken{p: p, std: std, all: all, expires: time.Now().Add(verifiedTTL)}
+	now := time.Now()
+	j.verified.put(sha256.Sum256([]byte(raw)), &verifiedToken{p: p, std: std, all: all}, now.Add(verifiedTTL), now)
 }
+
+// maxVerified bounds the verified-token cache.
+const maxVerified = 10000
 
 func (j *JWTAuth) validate(p *jwtProvider, std jwt.Claims, all map[string]any) (map[string]any, string, string) {
 	now := time.Now

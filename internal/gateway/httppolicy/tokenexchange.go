@@ -3,7 +3,6 @@ package httppolicy
 import (
 	"context"
 	"crypto/sha256"
-	"encoding/base64"
 	"encoding/binary"
 	"encoding/json"
 	"errors"
@@ -12,7 +11,6 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/tailgate-dev/tailgate/internal/gateway/cel"
@@ -225,7 +223,7 @@ func newTokenCache(cc *config.TokenCacheLimit) *tokenCache {
 	if maxEntries <= 0 {
 		return nil
 	}
-	return &tokenCache{max: maxEntries, defaultTTL: ttl, entries: map[[32]byte]cachedToken{}}
+	return &tokenCache{defaultTTL: ttl, tokens: newExpiringCache[string](maxEntries)}
 }
 
 // read is the subject token of r, "" when it has none.
@@ -509,17 +507,10 @@ func oauthErrorCode(s string) bool {
 // a JWT or has none.
 func jwtExpiry(tok string) time.Time {
 	parts := strings.Split(tok, ".")
-	if len(parts) != 3 {
-		return time.Time{}
-	}
-	raw, err := base64.RawURLEncoding.DecodeString(parts[1])
-	if err != nil {
-		return time.Time{}
-	}
 	var claims struct {
 		Exp float64 `json:"exp"`
 	}
-	if json.Unmarshal(raw, &claims) != nil || claims.Exp <= 0 {
+	if len(parts) != 3 || decodeSegment(parts[1], &claims) != nil || claims.Exp <= 0 {
 		return time.Time{}
 	}
 	return time.Unix(int64(claims.Exp), 0)
@@ -527,15 +518,8 @@ func jwtExpiry(tok string) time.Time {
 
 // tokenCache keeps exchanged tokens by the hash of what was exchanged.
 type tokenCache struct {
-	mu         sync.Mutex
-	max        int
 	defaultTTL time.Duration
-	entries    map[[32]byte]cachedToken
-}
-
-type cachedToken struct {
-	token   string
-	expires time.Time
+	tokens     *expiringCache[string]
 }
 
 // tokenCacheMargin is how long before its expiry a cached token is no
@@ -546,17 +530,7 @@ func (c *tokenCache) get(k [32]byte, now time.Time) (string, bool) {
 	if c == nil {
 		return "", false
 	}
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	e, ok := c.entries[k]
-	if !ok {
-		return "", false
-	}
-	if !now.Add(tokenCacheMargin).Before(e.expires) {
-		delete(c.entries, k)
-		return "", false
-	}
-	return e.token, true
+	return c.tokens.get(k, now.Add(tokenCacheMargin))
 }
 
 func (c *tokenCache) put(k [32]byte, tok string, expiresIn time.Duration, subjectExp, now time.Time) {
@@ -573,22 +547,5 @@ func (c *tokenCache) put(k [32]byte, tok string, expiresIn time.Duration, subjec
 	if !now.Add(tokenCacheMargin).Before(exp) {
 		return
 	}
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if len(c.entries) >= c.max {
-		for key, e := range c.entries {
-			if !now.Add(tokenCacheMargin).Before(e.expires) {
-				delete(c.entries, key)
-			}
-		}
-		// Still full: make room by dropping an arbitrary entry (a miss
-		// costs one more exchange, never a wrong token).
-		for key := range c.entries {
-			if len(c.entries) < c.max {
-				break
-			}
-			delete(c.entries, key)
-		}
-	}
-	c.entries[k] = cachedToken{token: tok, expires: exp}
+	c.tokens.put(k, tok, exp, now.Add(tokenCacheMargin))
 }
