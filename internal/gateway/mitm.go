@@ -39,6 +39,7 @@ import (
 
 	"github.com/tailgate-dev/tailgate/internal/gateway/httppolicy"
 	"github.com/tailgate-dev/tailgate/internal/pipe"
+	"github.com/tailgate-dev/tailgate/internal/target"
 )
 
 // Minted certificates are kept for leafCacheTTL, at most leafCacheSize
@@ -179,22 +180,14 @@ func (m *leafMinter) mint(name string, now time.Time) (*tls.Certificate, error) 
 }
 
 // validDNSName reports whether name is a lower-case DNS host name (not
-// an IP address, no wildcard).
+// an IP address, no wildcard, no trailing dot): the DNS rules are the
+// ones targets are checked by.
 func validDNSName(name string) bool {
-	if name == "" || len(name) > 253 || net.ParseIP(name) != nil {
+	if net.ParseIP(name) != nil {
 		return false
 	}
-	for _, label := range strings.Split(name, ".") {
-		if label == "" || len(label) > 63 || label[0] == '-' || label[len(label)-1] == '-' {
-			return false
-		}
-		for _, c := range []byte(label) {
-			if !('a' <= c && c <= 'z' || '0' <= c && c <= '9' || c == '-' || c == '_') {
-				return false
-			}
-		}
-	}
-	return true
+	n, problem := target.NormaliseName(name)
+	return problem == "" && n == name
 }
 
 // dynamicBackend sends each request to its own Host on the bind's port

@@ -239,7 +239,7 @@ func Parse(s string) (Target, error) {
 		return Target{}, NewError(s, "%q is not a valid IPv4 address", host)
 	}
 
-	name, problem := normaliseName(host)
+	name, problem := NormaliseName(host)
 	if problem != "" {
 		return Target{}, NewError(s, "%s", problem)
 	}
@@ -289,10 +289,10 @@ func looksLikeIPv4(host string) bool {
 	return strings.Trim(host, "0123456789.") == "" && strings.Contains(host, ".")
 }
 
-// normaliseName lower-cases a host name, drops one trailing dot, and checks
+// NormaliseName lower-cases a host name, drops one trailing dot, and checks
 // it against DNS rules (RFC 1035 lengths; letters, digits, hyphens and, for
 // internal names, underscores). It returns a problem sentence if it fails.
-func normaliseName(host string) (string, string) {
+func NormaliseName(host string) (string, string) {
 	name := strings.ToLower(strings.TrimSuffix(host, "."))
 	if name == "" {
 		return "", "has no host before the port"
