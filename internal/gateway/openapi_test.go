@@ -3,6 +3,7 @@ package gateway
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -13,6 +14,7 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/modelcontextprotocol/go-sdk/jsonrpc"
 	sdk "github.com/modelcontextprotocol/go-sdk/mcp"
 )
 
@@ -227,9 +229,15 @@ func TestOpenAPIToolCallErrors(t *testing.T) {
 	if text := res.Content[0].(*sdk.TextContent).Text; text != `{"code":404,"message":"no such pet\n"}` {
 		t.Errorf("404 result = %s", text)
 	}
-	// A 5xx is an error.
-	if _, err := callTool(t, cs, "deletePet", map[string]any{"path": map[string]any{"petId": "1"}}); err == nil || !strings.Contains(err.Error(), "503") {
+	// A 5xx is an error: JSON-RPC's internal error, not a code JSON-RPC
+	// does not define.
+	_, err = callTool(t, cs, "deletePet", map[string]any{"path": map[string]any{"petId": "1"}})
+	if err == nil || !strings.Contains(err.Error(), "503") {
 		t.Errorf("5xx: err = %v, want one naming 503", err)
+	}
+	var werr *jsonrpc.Error
+	if !errors.As(err, &werr) || werr.Code != jsonrpc.CodeInternalError {
+		t.Errorf("5xx: err = %#v, want a JSON-RPC error with code %d", err, jsonrpc.CodeInternalError)
 	}
 	// A path parameter the call lacks is not sent as "{petId}".
 	if _, err := callTool(t, cs, "getPet", map[string]any{}); err == nil || !strings.Contains(err.Error(), "petId") {

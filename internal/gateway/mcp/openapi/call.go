@@ -67,18 +67,18 @@ func (c *caller) call(ctx context.Context, req *sdk.CallToolRequest) (*sdk.CallT
 	}
 	resp, err := c.client.Do(hreq)
 	if err != nil {
-		return nil, fmt.Errorf("tool %s: calling the API: %w", c.tool.Name, err)
+		return nil, apiError("tool %s: calling the API: %v", c.tool.Name, err)
 	}
 	defer resp.Body.Close()
 	body, err := io.ReadAll(io.LimitReader(resp.Body, maxAnswerBytes+1))
 	if err != nil {
-		return nil, fmt.Errorf("tool %s: reading the API's answer: %w", c.tool.Name, err)
+		return nil, apiError("tool %s: reading the API's answer: %v", c.tool.Name, err)
 	}
 	if len(body) > maxAnswerBytes {
-		return nil, fmt.Errorf("tool %s: the API's answer is larger than %d bytes", c.tool.Name, maxAnswerBytes)
+		return nil, apiError("tool %s: the API's answer is larger than %d bytes", c.tool.Name, maxAnswerBytes)
 	}
 	if resp.StatusCode >= 500 {
-		return nil, fmt.Errorf("tool %s: the API answered %s: %s", c.tool.Name, resp.Status, truncate(string(body), 1024))
+		return nil, apiError("tool %s: the API answered %s: %s", c.tool.Name, resp.Status, truncate(string(body), 1024))
 	}
 	return result(resp.StatusCode, body), nil
 }
@@ -150,6 +150,13 @@ func (c *caller) request(ctx context.Context, a args) (*http.Request, error) {
 // made with.
 func invalidParams(format string, args ...any) error {
 	return &jsonrpc.Error{Code: jsonrpc.CodeInvalidParams, Message: fmt.Sprintf(format, args...)}
+}
+
+// apiError is a call the API could not answer: JSON-RPC's internal error
+// (a plain Go error would reach the client with code 0, which JSON-RPC
+// does not define).
+func apiError(format string, args ...any) error {
+	return &jsonrpc.Error{Code: jsonrpc.CodeInternalError, Message: fmt.Sprintf(format, args...)}
 }
 
 func scalar(v any) (string, bool) {
