@@ -36,14 +36,20 @@ type hostBackend struct {
 func (b *hostBackend) Name() string                                     { return b.name }
 func (b *hostBackend) ServeHTTP(w http.ResponseWriter, r *http.Request) { b.proxy.ServeHTTP(w, r) }
 
+// upstreamDialer dials every backend, on the lean path and off it.
+var upstreamDialer = &net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second}
+
 // newTransport is the one upstream transport of a Gateway, shared by all
 // snapshots so a reload keeps warm connections.
 func newTransport() *http.Transport {
 	return &http.Transport{
-		Proxy:                 nil, // a gateway never goes through the host's HTTP_PROXY
-		DialContext:           (&net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
-		MaxIdleConns:          1024,
-		MaxIdleConnsPerHost:   256,
+		Proxy:               nil, // a gateway never goes through the host's HTTP_PROXY
+		DialContext:         upstreamDialer.DialContext,
+		MaxIdleConns:        1024,
+		MaxIdleConnsPerHost: 256,
+		// A proxy passes the caller's Accept-Encoding through; asking
+		// for gzip on its own would make it decompress what it relays.
+		DisableCompression:    true,
 		IdleConnTimeout:       90 * time.Second,
 		ExpectContinueTimeout: time.Second,
 		ForceAttemptHTTP2:     false,
@@ -80,6 +86,9 @@ func (c *compiler) hostBackend(host string, pol *httppolicy.Set) (Backend, error
 	}
 	target := &url.URL{Scheme: u.Scheme, Host: u.Host}
 	var transport http.RoundTripper = c.deps.transport
+	if c.deps.lean != nil {
+		transport = c.deps.lean
+	}
 	if tlsCfg != nil {
 		target.Scheme = "https"
 		if base, ok := c.deps.transport.(*http.Transport); ok {

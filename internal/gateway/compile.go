@@ -7,6 +7,7 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"github.com/tailgate-dev/tailgate/internal/gateway/h1pool"
 	"io"
 	"log/slog"
 	"net"
@@ -194,7 +195,10 @@ type compiler struct {
 
 type compileDeps struct {
 	transport http.RoundTripper
-	client    *http.Client // for JWKS URLs and extAuthz
+	// lean carries plain-HTTP backends' bodiless requests in the
+	// handler's goroutine and the rest through transport (h1pool).
+	lean   *h1pool.Pool
+	client *http.Client // for JWKS URLs and extAuthz
 	// mcpMetrics and the loggers are the Gateway's; nil in Validate.
 	mcpMetrics *mcp.Metrics
 	// mcpSessions keeps MCP client sessions across reloads (nil in Validate).

@@ -35,7 +35,9 @@
 // Subpackages: config (the file), cel (CEL phases, expressions and rule
 // sets: networkAuthorization, authorization, mcpAuthorization, extAuthz
 // values), httppolicy (the policies of a `policies:` block, one module a
-// key, run in phase order), pathnorm (request paths), mcp (MCP backends).
+// key, run in phase order), pathnorm (request paths), mcp (MCP backends),
+// h1pool (the lean upstream path: bodiless requests to plain-HTTP
+// backends sent in the handler's goroutine over pooled connections).
 //
 // # Usage
 //
@@ -79,6 +81,7 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"github.com/tailgate-dev/tailgate/internal/gateway/h1pool"
 	"io"
 	"log/slog"
 	"net"
@@ -163,7 +166,7 @@ func Run(ctx context.Context, opts Options) error {
 
 func defaultDeps() compileDeps {
 	tr := newTransport()
-	return compileDeps{transport: tr, client: &http.Client{Transport: tr, Timeout: 30 * time.Second}}
+	return compileDeps{transport: tr, lean: h1pool.New(tr, upstreamDialer.DialContext), client: &http.Client{Transport: tr, Timeout: 30 * time.Second}}
 }
 
 func load(path string, deps compileDeps) (*snapshot, error) {
@@ -535,7 +538,7 @@ func (g *Gateway) Close() error {
 	if g.tailnet != nil {
 		err = g.tailnet.close()
 	}
-	g.deps.transport.(*http.Transport).CloseIdleConnections()
+	g.deps.lean.CloseIdleConnections() // and the transport's
 	g.deps.spiffe.Close()
 	return err
 }
