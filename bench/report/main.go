@@ -70,7 +70,7 @@ var suites = []suite{
 	{name: "headscale", pkg: "./bench/headscale/", bench: ".", rows: []row{
 		{"run start → first byte p50 (ms), headscale vs sandbox", "headscale-p50-ms", "sandbox-p50-ms", true},
 		{"run start → first byte p95 (ms), headscale vs sandbox", "headscale-p95-ms", "sandbox-p95-ms", true},
-		{"first request to a target p50 (ms), one ping vs repeated", "one-ping-p50-ms", "repeated-ping-p50-ms", true},
+		{"first request to a target p50 (ms), one ping vs WarmPath", "one-ping-p50-ms", "warmpath-p50-ms", true},
 	}},
 	{name: "gateway", script: []string{"bash", "bench/gateway/run.sh"}, rows: []row{
 		{"gateway req/s, policies, vs nginx", "tailgate-req/s", "nginx-req/s", false},

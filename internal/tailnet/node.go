@@ -278,9 +278,18 @@ func (n *Node) CheckRoute(ctx context.Context, dst netip.AddrPort) error {
 	return nil
 }
 
-// warmPingAttempt bounds one disco ping of WarmPath; attempts repeat until
-// the peer answers or the context ends.
-const warmPingAttempt = 200 * time.Millisecond
+// warmPingTimeouts bound WarmPath's disco pings, one after another, the
+// last repeating. The peer drops pings until it learns the node's keys,
+// and a ping in flight holds back the next one to the same peer, so the
+// first attempts are short: on headscale, whose router learns a newcomer
+// ~50-150 ms after it joins, one 200 ms attempt rounded most warm-ups up
+// to 200 ms. Later attempts grow, so a far peer (a DERP round trip of
+// several hundred ms) still gets time to answer.
+var warmPingTimeouts = []time.Duration{
+	50 * time.Millisecond, 50 * time.Millisecond, 50 * time.Millisecond, 50 * time.Millisecond,
+	100 * time.Millisecond, 200 * time.Millisecond, 400 * time.Millisecond, 800 * time.Millisecond,
+	1600 * time.Millisecond,
+}
 
 // WarmPath makes the node's first connection to dst fast. A node that just
 // joined is not yet known to its peers: the peer drops its first WireGuard
@@ -309,21 +318,31 @@ func (n *Node) warmPath(ctx context.Context, st *ipnstate.Status, dst netip.Addr
 	if done {
 		return nil
 	}
-	for {
-		pctx, cancel := context.WithTimeout(ctx, warmPingAttempt)
+	if err := n.pingUntilAnswered(ctx, peer); err != nil {
+		return fmt.Errorf("tailnet: no answer from %s, the peer serving %s: %w", peer, dst, err)
+	}
+	n.warmedMu.Lock()
+	if n.warmed == nil {
+		n.warmed = map[netip.Addr]bool{}
+	}
+	n.warmed[peer] = true
+	n.warmedMu.Unlock()
+	return nil
+}
+
+// pingUntilAnswered disco-pings peer, one ping at a time with the
+// timeouts of warmPingTimeouts, until one is answered (nil) or ctx ends
+// (its error).
+func (n *Node) pingUntilAnswered(ctx context.Context, peer netip.Addr) error {
+	for i := 0; ; i++ {
+		pctx, cancel := context.WithTimeout(ctx, warmPingTimeouts[min(i, len(warmPingTimeouts)-1)])
 		_, err := n.lc.Ping(pctx, peer, tailcfg.PingDisco)
 		cancel()
 		if err == nil {
-			n.warmedMu.Lock()
-			if n.warmed == nil {
-				n.warmed = map[netip.Addr]bool{}
-			}
-			n.warmed[peer] = true
-			n.warmedMu.Unlock()
 			return nil
 		}
 		if ctx.Err() != nil {
-			return fmt.Errorf("tailnet: no answer from %s, the peer serving %s: %w", peer, dst, ctx.Err())
+			return ctx.Err()
 		}
 	}
 }
