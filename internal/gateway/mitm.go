@@ -34,9 +34,9 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 
+	"github.com/tailgate-dev/tailgate/internal/expiring"
 	"github.com/tailgate-dev/tailgate/internal/gateway/httppolicy"
 	"github.com/tailgate-dev/tailgate/internal/pipe"
 	"github.com/tailgate-dev/tailgate/internal/target"
@@ -57,16 +57,12 @@ const (
 // leafMinter issues server certificates signed by a dynamicCa listener's
 // CA. Leaf keys are generated in memory and never written anywhere.
 type leafMinter struct {
-	ca     *x509.Certificate
-	caDER  []byte
-	caKey  crypto.Signer
-	mu     sync.Mutex
-	cached map[string]mintedLeaf
-}
-
-type mintedLeaf struct {
-	cert   *tls.Certificate
-	expiry time.Time // when the cache drops it
+	ca    *x509.Certificate
+	caDER []byte
+	caKey crypto.Signer
+	// leaves are minted leaves by lower-case server name, each kept for
+	// leafCacheTTL.
+	leaves *expiring.Cache[string, *tls.Certificate]
 }
 
 // newLeafMinter loads a CA certificate and its key (PEM files). Errors
@@ -92,7 +88,7 @@ func newLeafMinter(certFile, keyFile string) (*leafMinter, error) {
 	if !ok {
 		return nil, fmt.Errorf("the key in %s cannot sign", keyFile)
 	}
-	return &leafMinter{ca: ca, caDER: pair.Certificate[0], caKey: key, cached: map[string]mintedLeaf{}}, nil
+	return &leafMinter{ca: ca, caDER: pair.Certificate[0], caKey: key, leaves: expiring.New[string, *tls.Certificate](leafCacheSize)}, nil
 }
 
 // certFor is the leaf for a client's SNI, from the cache or minted now.
@@ -104,43 +100,17 @@ func (m *leafMinter) certFor(serverName string) (*tls.Certificate, error) {
 		return nil, fmt.Errorf("dynamicCa: no certificate for server name %q (a DNS name is required)", serverName)
 	}
 	now := time.Now()
-	m.mu.Lock()
-	if e, ok := m.cached[name]; ok && now.Before(e.expiry) {
-		m.mu.Unlock()
-		return e.cert, nil
+	if cert, ok := m.leaves.Get(name, now); ok {
+		return cert, nil
 	}
-	m.mu.Unlock()
-	// Minted outside the lock: two handshakes for a new name may both
+	// Minted outside any lock: two handshakes for a new name may both
 	// mint; one of the two leaves is kept.
 	cert, err := m.mint(name, now)
 	if err != nil {
 		return nil, err
 	}
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	if len(m.cached) >= leafCacheSize {
-		m.evict(now)
-	}
-	m.cached[name] = mintedLeaf{cert: cert, expiry: now.Add(leafCacheTTL)}
+	m.leaves.Put(name, cert, now.Add(leafCacheTTL), now)
 	return cert, nil
-}
-
-// evict drops expired leaves, or the one closest to expiry when none
-// has expired. m.mu is held.
-func (m *leafMinter) evict(now time.Time) {
-	oldest := ""
-	for name, e := range m.cached {
-		if !now.Before(e.expiry) {
-			delete(m.cached, name)
-			continue
-		}
-		if oldest == "" || e.expiry.Before(m.cached[oldest].expiry) {
-			oldest = name
-		}
-	}
-	if len(m.cached) >= leafCacheSize && oldest != "" {
-		delete(m.cached, oldest)
-	}
 }
 
 // mint issues a leaf for name: an ECDSA P-256 key, the name as the only

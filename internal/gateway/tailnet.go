@@ -9,11 +9,11 @@ import (
 	"net/netip"
 	"os"
 	"strings"
-	"sync"
 	"time"
 
 	"tailscale.com/tailcfg"
 
+	"github.com/tailgate-dev/tailgate/internal/expiring"
 	"github.com/tailgate-dev/tailgate/internal/gateway/config"
 	"github.com/tailgate-dev/tailgate/internal/tailnet"
 )
@@ -71,14 +71,14 @@ type tailnetNode struct {
 	cfg  config.Tailnet
 	node *tailnet.Node
 
-	mu    sync.Mutex
-	cache map[netip.Addr]whoisEntry
+	// identities are callers' identities by tailnet address, each kept for
+	// whoisTTL.
+	identities *expiring.Cache[netip.Addr, *TailscaleIdentity]
 }
 
-type whoisEntry struct {
-	id      *TailscaleIdentity
-	expires time.Time
-}
+// whoisCacheSize bounds the WhoIs cache: one entry per peer seen within
+// whoisTTL.
+const whoisCacheSize = 4096
 
 // whoisTTL bounds how long a peer's identity is reused. Tags, owners and
 // grants change rarely; a minute keeps WhoIs off the per-connection path
@@ -120,7 +120,7 @@ func startTailnet(ctx context.Context, cfg config.Tailnet, logf func(string, ...
 	if err != nil {
 		return nil, fmt.Errorf("start tailnet node %s: %w", cfg.Hostname, err)
 	}
-	return &tailnetNode{cfg: cfg, node: n, cache: map[netip.Addr]whoisEntry{}}, nil
+	return &tailnetNode{cfg: cfg, node: n, identities: expiring.New[netip.Addr, *TailscaleIdentity](whoisCacheSize)}, nil
 }
 
 func (t *tailnetNode) listen(port int) (net.Listener, error) {
@@ -131,12 +131,9 @@ func (t *tailnetNode) listen(port int) (net.Listener, error) {
 func (t *tailnetNode) whois(ctx context.Context, addr netip.AddrPort) (*TailscaleIdentity, error) {
 	ip := addr.Addr().Unmap()
 	now := time.Now()
-	t.mu.Lock()
-	if e, ok := t.cache[ip]; ok && now.Before(e.expires) {
-		t.mu.Unlock()
-		return e.id, nil
+	if id, ok := t.identities.Get(ip, now); ok {
+		return id, nil
 	}
-	t.mu.Unlock()
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
 	res, err := t.node.LocalClient().WhoIs(ctx, addr.String())
@@ -150,12 +147,7 @@ func (t *tailnetNode) whois(ctx context.Context, addr netip.AddrPort) (*Tailscal
 	if res.UserProfile != nil {
 		id.User = res.UserProfile.LoginName
 	}
-	t.mu.Lock()
-	if len(t.cache) > 4096 {
-		t.cache = map[netip.Addr]whoisEntry{}
-	}
-	t.cache[ip] = whoisEntry{id: id, expires: now.Add(whoisTTL)}
-	t.mu.Unlock()
+	t.identities.Put(ip, id, now.Add(whoisTTL), now)
 	return id, nil
 }
 

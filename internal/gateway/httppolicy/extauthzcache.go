@@ -13,6 +13,7 @@ import (
 
 	"github.com/google/cel-go/common/types"
 
+	"github.com/tailgate-dev/tailgate/internal/expiring"
 	"github.com/tailgate-dev/tailgate/internal/gateway/cel"
 	"github.com/tailgate-dev/tailgate/internal/gateway/config"
 )
@@ -32,7 +33,7 @@ type ExtAuthzCache struct {
 	FixedTTL time.Duration
 	Max      int
 
-	outcomes *expiringCache[ExtAuthzOutcome]
+	outcomes *expiring.Cache[[32]byte, ExtAuthzOutcome]
 	now      func() time.Time
 }
 
@@ -44,7 +45,7 @@ func compileExtAuthzCache(cc *config.ExtAuthzCache, path string, c Compiler) *Ex
 	if out.Max <= 0 {
 		out.Max = defaultExtAuthzCacheEntries
 	}
-	out.outcomes = newExpiringCache[ExtAuthzOutcome](out.Max)
+	out.outcomes = expiring.New[[32]byte, ExtAuthzOutcome](out.Max)
 	for i, k := range cc.Key {
 		out.Key = append(out.Key, c.Expression(cel.Request, cc.Pos, fmt.Sprintf("%s.key[%d]", path, i), k))
 	}
@@ -89,7 +90,7 @@ func (c *ExtAuthzCache) key(vars cel.Vars) ([32]byte, bool) {
 }
 
 func (c *ExtAuthzCache) get(k [32]byte) (ExtAuthzOutcome, bool) {
-	return c.outcomes.get(k, c.now())
+	return c.outcomes.Get(k, c.now())
 }
 
 // ttl is how long out may be kept; vars are the request's, and out's
@@ -151,5 +152,5 @@ func (c *ExtAuthzCache) put(k [32]byte, vars cel.Vars, out ExtAuthzOutcome) {
 		return
 	}
 	now := c.now()
-	c.outcomes.put(k, out, now.Add(d), now)
+	c.outcomes.Put(k, out, now.Add(d), now)
 }

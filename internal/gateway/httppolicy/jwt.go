@@ -18,6 +18,7 @@ import (
 	jose "github.com/go-jose/go-jose/v4"
 	"github.com/go-jose/go-jose/v4/jwt"
 
+	"github.com/tailgate-dev/tailgate/internal/expiring"
 	"github.com/tailgate-dev/tailgate/internal/gateway/config"
 )
 
@@ -56,7 +57,7 @@ type JWTAuth struct {
 	// Now is the clock; nil means time.Now. Tests set it.
 	Now func() time.Time
 
-	verified *expiringCache[*verifiedToken] // SHA-256 of the raw token → signature already checked
+	verified *expiring.Cache[[32]byte, *verifiedToken] // SHA-256 of the raw token → signature already checked
 }
 
 type jwtProvider struct {
@@ -69,7 +70,7 @@ func NewJWTAuth(mode JWTMode, providers []JWTProviderSpec) (*JWTAuth, error) {
 	if mode == "" {
 		mode = JWTOptional
 	}
-	j := &JWTAuth{Mode: mode, verified: newExpiringCache[*verifiedToken](maxVerified)}
+	j := &JWTAuth{Mode: mode, verified: expiring.New[[32]byte, *verifiedToken](maxVerified)}
 	for _, p := range providers {
 		if p.JWKS == nil {
 			return nil, fmt.Errorf("jwt provider %s: no jwks", p.Issuer)
@@ -201,13 +202,13 @@ const verifiedTTL = time.Minute
 // The cache is keyed by the token's SHA-256, so a bearer credential is not
 // kept alive in a long-lived map after its request.
 func (j *JWTAuth) cached(raw string) *verifiedToken {
-	v, _ := j.verified.get(sha256.Sum256([]byte(raw)), time.Now())
+	v, _ := j.verified.Get(sha256.Sum256([]byte(raw)), time.Now())
 	return v
 }
 
 func (j *JWTAuth) remember(raw string, p *jwtProvider, std jwt.Claims, all map[string]any) {
 	now := time.Now()
-	j.verified.put(sha256.Sum256([]byte(raw)), &verifiedToken{p: p, std: std, all: all}, now.Add(verifiedTTL), now)
+	j.verified.Put(sha256.Sum256([]byte(raw)), &verifiedToken{p: p, std: std, all: all}, now.Add(verifiedTTL), now)
 }
 
 // maxVerified bounds the verified-token cache.

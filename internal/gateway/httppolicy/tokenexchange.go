@@ -13,6 +13,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/tailgate-dev/tailgate/internal/expiring"
 	"github.com/tailgate-dev/tailgate/internal/gateway/cel"
 	"github.com/tailgate-dev/tailgate/internal/gateway/config"
 )
@@ -223,7 +224,7 @@ func newTokenCache(cc *config.TokenCacheLimit) *tokenCache {
 	if maxEntries <= 0 {
 		return nil
 	}
-	return &tokenCache{defaultTTL: ttl, tokens: newExpiringCache[string](maxEntries)}
+	return &tokenCache{defaultTTL: ttl, tokens: expiring.New[[32]byte, string](maxEntries)}
 }
 
 // read is the subject token of r, "" when it has none.
@@ -519,7 +520,7 @@ func jwtExpiry(tok string) time.Time {
 // tokenCache keeps exchanged tokens by the hash of what was exchanged.
 type tokenCache struct {
 	defaultTTL time.Duration
-	tokens     *expiringCache[string]
+	tokens     *expiring.Cache[[32]byte, string]
 }
 
 // tokenCacheMargin is how long before its expiry a cached token is no
@@ -530,7 +531,7 @@ func (c *tokenCache) get(k [32]byte, now time.Time) (string, bool) {
 	if c == nil {
 		return "", false
 	}
-	return c.tokens.get(k, now.Add(tokenCacheMargin))
+	return c.tokens.Get(k, now.Add(tokenCacheMargin))
 }
 
 func (c *tokenCache) put(k [32]byte, tok string, expiresIn time.Duration, subjectExp, now time.Time) {
@@ -547,5 +548,5 @@ func (c *tokenCache) put(k [32]byte, tok string, expiresIn time.Duration, subjec
 	if !now.Add(tokenCacheMargin).Before(exp) {
 		return
 	}
-	c.tokens.put(k, tok, exp, now.Add(tokenCacheMargin))
+	c.tokens.Put(k, tok, exp, now.Add(tokenCacheMargin))
 }
