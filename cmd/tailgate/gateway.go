@@ -40,14 +40,9 @@ func runGateway(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	if *maxConfigBytes <= 0 {
 		return usageError{fmt.Sprintf("--max-config-bytes must be positive, not %d", *maxConfigBytes)}
 	}
-	var h slog.Handler
-	switch *logFormat {
-	case "text":
-		h = slog.NewTextHandler(stderr, nil)
-	case "json":
-		h = slog.NewJSONHandler(stderr, nil)
-	default:
-		return usageError{fmt.Sprintf("-log-format must be text or json, not %q", *logFormat)}
+	h, err := logHandler(*logFormat, stderr)
+	if err != nil {
+		return err
 	}
 	if *validateOnly {
 		warnings, err := gateway.Check(*file, gateway.CheckOptions{MaxConfigBytes: *maxConfigBytes})

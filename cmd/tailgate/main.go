@@ -10,6 +10,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"os/signal"
 	"sort"
@@ -112,4 +113,18 @@ func parseFlags(fs *flag.FlagSet, args []string) error {
 		return usageError{err.Error()}
 	}
 	return nil
+}
+
+// logHandler is the slog handler a --log-format flag names: "text" or
+// "json", writing to w. Another value is a usage error, so gateway and
+// serve refuse it alike.
+func logHandler(format string, w io.Writer) (slog.Handler, error) {
+	switch format {
+	case "text":
+		return slog.NewTextHandler(w, nil), nil
+	case "json":
+		return slog.NewJSONHandler(w, nil), nil
+	default:
+		return nil, usageError{fmt.Sprintf("--log-format must be text or json, not %q", format)}
+	}
 }

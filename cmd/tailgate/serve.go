@@ -114,14 +114,9 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if err != nil {
 		return err
 	}
-	var handler slog.Handler
-	switch *logFormat {
-	case "text":
-		handler = slog.NewTextHandler(stderr, nil)
-	case "json":
-		handler = slog.NewJSONHandler(stderr, nil)
-	default:
-		return usageError{fmt.Sprintf("--log-format must be text or json, not %q", *logFormat)}
+	handler, err := logHandler(*logFormat, stderr)
+	if err != nil {
+		return err
 	}
 	log := slog.New(handler)
 

@@ -131,6 +131,7 @@ func TestServeAndTokenRefuseMisuse(t *testing.T) {
 		want string
 	}{
 		{[]string{"serve", "--log-format", "xml", "--db", filepath.Join(dir, "a.db")}, "--log-format must be text or json"},
+		{[]string{"gateway", "-f", filepath.Join(dir, "config.yaml"), "--log-format", "xml"}, "--log-format must be text or json"},
 		{[]string{"serve", "extra"}, "serve takes no arguments"},
 		{[]string{"serve", "--warm-pool", "-1", "--db", filepath.Join(dir, "d.db")}, "--warm-pool must be between 0 (off) and 64, not -1"},
 		{[]string{"serve", "--outbound-allow", "127.0.0.0/8,localhost", "--db", filepath.Join(dir, "b.db")}, `--outbound-allow: "localhost" is not a CIDR`},
