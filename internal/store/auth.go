@@ -126,22 +126,15 @@ func (s *Store) GetOrg(ctx context.Context, id string) (Org, error) {
 // for operators' tools (first start, offline token creation), never for an
 // API answer.
 func (s *Store) ListOrgs(ctx context.Context) ([]Org, error) {
-	rows, err := s.db.QueryContext(ctx, `SELECT id, name, created_at FROM orgs ORDER BY created_at, rowid`)
-	if err != nil {
-		return nil, fmt.Errorf("store: list orgs: %w", err)
-	}
-	defer rows.Close()
-	var out []Org
-	for rows.Next() {
+	return queryAll(ctx, s.db, "list orgs", func(r scanner) (Org, error) {
 		var o Org
 		var created int64
-		if err := rows.Scan(&o.ID, &o.Name, &created); err != nil {
-			return nil, fmt.Errorf("store: list orgs: %w", err)
+		if err := r.Scan(&o.ID, &o.Name, &created); err != nil {
+			return Org{}, err
 		}
 		o.CreatedAt = fromMS(created)
-		out = append(out, o)
-	}
-	return out, rows.Err()
+		return o, nil
+	}, `SELECT id, name, created_at FROM orgs ORDER BY created_at, rowid`)
 }
 
 // CreateAPIToken makes a new token for orgID and returns it, once: only its
@@ -193,21 +186,8 @@ func (s *Store) Authenticate(ctx context.Context, token string) (Principal, erro
 
 // ListAPITokens lists an org's tokens (revoked ones too), oldest first.
 func (s *Store) ListAPITokens(ctx context.Context, orgID string) ([]Token, error) {
-	rows, err := s.db.QueryContext(ctx, `SELECT id, org_id, name, role, created_at, revoked_at
+	return queryAll(ctx, s.db, "list API tokens", scanToken, `SELECT id, org_id, name, role, created_at, revoked_at
 		FROM api_tokens WHERE org_id = ? ORDER BY created_at, id`, orgID)
-	if err != nil {
-		return nil, fmt.Errorf("store: list API tokens: %w", err)
-	}
-	defer rows.Close()
-	var out []Token
-	for rows.Next() {
-		t, err := scanToken(rows)
-		if err != nil {
-			return nil, fmt.Errorf("store: list API tokens: %w", err)
-		}
-		out = append(out, t)
-	}
-	return out, rows.Err()
 }
 
 // RevokeAPIToken revokes one of orgID's tokens; it stops authenticating at
@@ -233,8 +213,6 @@ func (s *Store) getToken(ctx context.Context, orgID, id string) (Token, error) {
 	}
 	return t, err
 }
-
-type scanner interface{ Scan(...any) error }
 
 func scanToken(r scanner) (Token, error) {
 	var t Token

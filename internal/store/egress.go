@@ -77,29 +77,23 @@ func (s *Store) EgressIPs(ctx context.Context) ([]EgressIP, error) {
 }
 
 func (s *Store) egressIPs(ctx context.Context, q queries, lock string) ([]EgressIP, error) {
-	rows, err := q.QueryContext(ctx, `SELECT ip, source, host, org_id, added_at, active_at, retired_at, removed_at
-		FROM egress_ips ORDER BY ip`+lock)
-	if err != nil {
-		return nil, fmt.Errorf("store: egress ips: %w", err)
-	}
-	defer rows.Close()
-	var out []EgressIP
-	for rows.Next() {
+	return queryAll(ctx, q, "egress ips", func(r scanner) (EgressIP, error) {
 		var e EgressIP
 		var ip, src string
 		var added, active int64
 		var retired, removed sql.NullInt64
-		if err := rows.Scan(&ip, &src, &e.Host, &e.OrgID, &added, &active, &retired, &removed); err != nil {
-			return nil, fmt.Errorf("store: egress ips: %w", err)
+		if err := r.Scan(&ip, &src, &e.Host, &e.OrgID, &added, &active, &retired, &removed); err != nil {
+			return EgressIP{}, err
 		}
+		var err error
 		if e.IP, err = netip.ParseAddr(ip); err != nil {
-			return nil, fmt.Errorf("store: egress ips: row %q: %w", ip, err)
+			return EgressIP{}, fmt.Errorf("row %q: %w", ip, err)
 		}
 		e.Source, e.AddedAt, e.ActiveAt = EgressSource(src), fromMS(added), fromMS(active)
 		e.RetiredAt, e.RemovedAt = fromNullMS(retired), fromNullMS(removed)
-		out = append(out, e)
-	}
-	return out, rows.Err()
+		return e, nil
+	}, `SELECT ip, source, host, org_id, added_at, active_at, retired_at, removed_at
+		FROM egress_ips ORDER BY ip`+lock)
 }
 
 // EditEgress changes the allowlist in one transaction that no other
@@ -172,28 +166,22 @@ func (s *Store) EditEgress(ctx context.Context, plan func(current []EgressIP) ([
 // EgressChanges returns up to limit changes of the feed after sequence
 // number after (0: from the start), oldest first.
 func (s *Store) EgressChanges(ctx context.Context, after int64, limit int) ([]EgressChange, error) {
-	rows, err := s.db.QueryContext(ctx, `SELECT seq, ip, kind, source, announced_at, effective_at
-		FROM egress_changes WHERE seq > ? ORDER BY seq LIMIT ?`, after, limit)
-	if err != nil {
-		return nil, fmt.Errorf("store: egress changes: %w", err)
-	}
-	defer rows.Close()
-	var out []EgressChange
-	for rows.Next() {
+	return queryAll(ctx, s.db, "egress changes", func(r scanner) (EgressChange, error) {
 		var c EgressChange
 		var ip, kind, src string
 		var announced, effective int64
-		if err := rows.Scan(&c.Seq, &ip, &kind, &src, &announced, &effective); err != nil {
-			return nil, fmt.Errorf("store: egress changes: %w", err)
+		if err := r.Scan(&c.Seq, &ip, &kind, &src, &announced, &effective); err != nil {
+			return EgressChange{}, err
 		}
+		var err error
 		if c.IP, err = netip.ParseAddr(ip); err != nil {
-			return nil, fmt.Errorf("store: egress changes: row %d: %w", c.Seq, err)
+			return EgressChange{}, fmt.Errorf("row %d: %w", c.Seq, err)
 		}
 		c.Kind, c.Source = EgressChangeKind(kind), EgressSource(src)
 		c.AnnouncedAt, c.EffectiveAt = fromMS(announced), fromMS(effective)
-		out = append(out, c)
-	}
-	return out, rows.Err()
+		return c, nil
+	}, `SELECT seq, ip, kind, source, announced_at, effective_at
+		FROM egress_changes WHERE seq > ? ORDER BY seq LIMIT ?`, after, limit)
 }
 
 // LatestEgressChange is the sequence number of the feed's newest change;
@@ -279,22 +267,9 @@ func (s *Store) DeleteEgressWebhook(ctx context.Context, orgID string) error {
 // DeliveredSeq is older than its newest change) and whose next attempt is
 // due at now.
 func (s *Store) DueEgressWebhooks(ctx context.Context, now time.Time) ([]EgressWebhook, error) {
-	rows, err := s.db.QueryContext(ctx, `SELECT `+egressWebhookColumns+` FROM egress_webhooks
+	return queryAll(ctx, s.db, "due egress webhooks", scanEgressWebhook, `SELECT `+egressWebhookColumns+` FROM egress_webhooks
 		WHERE next_attempt_at <= ? AND delivered_seq < (SELECT COALESCE(MAX(seq), 0) FROM egress_changes)
 		ORDER BY next_attempt_at, id`, ms(now))
-	if err != nil {
-		return nil, fmt.Errorf("store: due egress webhooks: %w", err)
-	}
-	defer rows.Close()
-	var out []EgressWebhook
-	for rows.Next() {
-		w, err := scanEgressWebhook(rows)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, w)
-	}
-	return out, rows.Err()
 }
 
 // EgressDelivery is the outcome of one delivery attempt.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"errors"
+	"fmt"
 	"net/url"
 	"strconv"
 	"strings"
@@ -147,4 +148,26 @@ func (q queries) QueryContext(ctx context.Context, query string, args ...any) (*
 
 func (q queries) QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row {
 	return q.r.QueryRowContext(ctx, q.engine.rebind(query), args...)
+}
+
+// scanner is a row to read: *sql.Row, or *sql.Rows at a row.
+type scanner interface{ Scan(...any) error }
+
+// queryAll runs query and reads every row with scan, in order: the loop
+// the list methods share. Errors begin "store: <what>:".
+func queryAll[T any](ctx context.Context, q queries, what string, scan func(scanner) (T, error), query string, args ...any) ([]T, error) {
+	rows, err := q.QueryContext(ctx, query, args...)
+	if err != nil {
+		return nil, fmt.Errorf("store: %s: %w", what, err)
+	}
+	defer rows.Close()
+	var out []T
+	for rows.Next() {
+		v, err := scan(rows)
+		if err != nil {
+			return nil, fmt.Errorf("store: %s: %w", what, err)
+		}
+		out = append(out, v)
+	}
+	return out, rows.Err()
 }

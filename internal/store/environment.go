@@ -48,21 +48,8 @@ func (s *Store) CreateEnvironment(ctx context.Context, orgID, name string) (Envi
 
 // ListEnvironments lists an org's environments by name.
 func (s *Store) ListEnvironments(ctx context.Context, orgID string) ([]Environment, error) {
-	rows, err := s.db.QueryContext(ctx, `SELECT id, org_id, name, created_at FROM environments
+	return queryAll(ctx, s.db, "list environments", scanEnv, `SELECT id, org_id, name, created_at FROM environments
 		WHERE org_id = ? ORDER BY name`, orgID)
-	if err != nil {
-		return nil, fmt.Errorf("store: list environments: %w", err)
-	}
-	defer rows.Close()
-	var out []Environment
-	for rows.Next() {
-		e, err := scanEnv(rows)
-		if err != nil {
-			return nil, fmt.Errorf("store: list environments: %w", err)
-		}
-		out = append(out, e)
-	}
-	return out, rows.Err()
 }
 
 // GetEnvironment finds an org's environment by name.
@@ -326,25 +313,18 @@ type ConnectedEnvironment struct {
 // least recently updated first. It is for the verification scheduler,
 // which works across orgs; API handlers must use the org-scoped methods.
 func (s *Store) ConnectedEnvironments(ctx context.Context) ([]ConnectedEnvironment, error) {
-	rows, err := s.db.QueryContext(ctx, `SELECT c.org_id, c.env_id, e.name, c.state, c.updated_at
-		FROM connections c JOIN environments e ON e.id = c.env_id AND e.org_id = c.org_id
-		ORDER BY c.updated_at, c.env_id`)
-	if err != nil {
-		return nil, fmt.Errorf("store: connected environments: %w", err)
-	}
-	defer rows.Close()
-	var out []ConnectedEnvironment
-	for rows.Next() {
+	return queryAll(ctx, s.db, "connected environments", func(r scanner) (ConnectedEnvironment, error) {
 		var ce ConnectedEnvironment
 		var state string
 		var updated int64
-		if err := rows.Scan(&ce.OrgID, &ce.EnvID, &ce.EnvName, &state, &updated); err != nil {
-			return nil, fmt.Errorf("store: connected environments: %w", err)
+		if err := r.Scan(&ce.OrgID, &ce.EnvID, &ce.EnvName, &state, &updated); err != nil {
+			return ConnectedEnvironment{}, err
 		}
 		ce.State, ce.UpdatedAt = ConnectionState(state), fromMS(updated)
-		out = append(out, ce)
-	}
-	return out, rows.Err()
+		return ce, nil
+	}, `SELECT c.org_id, c.env_id, e.name, c.state, c.updated_at
+		FROM connections c JOIN environments e ON e.id = c.env_id AND e.org_id = c.org_id
+		ORDER BY c.updated_at, c.env_id`)
 }
 
 // targetStrings is how targets are stored: host:port, as the admin gave them

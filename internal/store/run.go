@@ -264,20 +264,7 @@ const runColumns = `SELECT id, env_id, org_id, state, node_hostname, device_id, 
 	placement, holder, lease_until, (SELECT e.name FROM environments e WHERE e.id = runs.env_id AND e.org_id = runs.org_id) FROM runs`
 
 func (s *Store) queryRuns(ctx context.Context, q string, args ...any) ([]Run, error) {
-	rows, err := s.db.QueryContext(ctx, q, args...)
-	if err != nil {
-		return nil, fmt.Errorf("store: list runs: %w", err)
-	}
-	defer rows.Close()
-	var out []Run
-	for rows.Next() {
-		r, err := scanRun(rows)
-		if err != nil {
-			return nil, fmt.Errorf("store: list runs: %w", err)
-		}
-		out = append(out, r)
-	}
-	return out, rows.Err()
+	return queryAll(ctx, s.db, "list runs", scanRun, q, args...)
 }
 
 func scanRun(sc scanner) (Run, error) {

@@ -44,24 +44,17 @@ func (s *Store) AddSigningKey(ctx context.Context, k SigningKey) error {
 
 // SigningKeys lists every stored signing key, oldest NotBefore first.
 func (s *Store) SigningKeys(ctx context.Context) ([]SigningKey, error) {
-	rows, err := s.db.QueryContext(ctx, `SELECT kid, alg, secret_key_id, secret_nonce, secret_ciphertext, created_at, not_before, not_after
-		FROM signing_keys ORDER BY not_before, created_at, kid`)
-	if err != nil {
-		return nil, fmt.Errorf("store: signing keys: %w", err)
-	}
-	defer rows.Close()
-	var out []SigningKey
-	for rows.Next() {
+	return queryAll(ctx, s.db, "signing keys", func(r scanner) (SigningKey, error) {
 		var k SigningKey
 		var created, nb int64
 		var na sql.NullInt64
-		if err := rows.Scan(&k.KID, &k.Alg, &k.Sealed.KeyID, &k.Sealed.Nonce, &k.Sealed.Ciphertext, &created, &nb, &na); err != nil {
-			return nil, fmt.Errorf("store: signing keys: %w", err)
+		if err := r.Scan(&k.KID, &k.Alg, &k.Sealed.KeyID, &k.Sealed.Nonce, &k.Sealed.Ciphertext, &created, &nb, &na); err != nil {
+			return SigningKey{}, err
 		}
 		k.CreatedAt, k.NotBefore, k.NotAfter = fromMS(created), fromMS(nb), fromNullMS(na)
-		out = append(out, k)
-	}
-	return out, rows.Err()
+		return k, nil
+	}, `SELECT kid, alg, secret_key_id, secret_nonce, secret_ciphertext, created_at, not_before, not_after
+		FROM signing_keys ORDER BY not_before, created_at, kid`)
 }
 
 // RetireSigningKeys sets NotAfter to at for every key not yet retired
