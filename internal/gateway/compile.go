@@ -299,18 +299,12 @@ func compile(name string, data []byte, f *config.File, deps compileDeps) (*snaps
 		s.accessLogOTLP = c.accessLogOTLP(fp.AccessLog, s.accessLog, s.tracing)
 	}
 	for bi, b := range f.Binds {
-		bp := fmt.Sprintf("binds[%d]", bi)
-		if b.YAMLPath != "" {
-			bp = b.YAMLPath // a gateways: entry
-		}
+		bp := b.PathAt(bi)
 		bt := &bindTable{port: b.Port, tailnet: b.Tailnet, connect: b.TunnelProtocol == "connect", internal: b.Mode == "internal"}
 		c.bindPort = b.Port
 		c.bindOptions(b, bt, bp)
 		for li, l := range b.Listeners {
-			lp := fmt.Sprintf("%s.listeners[%d]", bp, li)
-			if l.YAMLPath != "" {
-				lp = l.YAMLPath
-			}
+			lp := l.PathAt(bp, li)
 			lt := c.listener(l, lp, bi, li)
 			if l.Protocol == "HTTPS" {
 				bt.https = true
@@ -414,10 +408,7 @@ func (c *compiler) listener(l config.Listener, path string, bi, li int) *listene
 		lt.policies = httppolicy.Compile(&config.RoutePolicies{GatewayPolicies: *p}, pp, c)
 	}
 	for ri, r := range l.Routes {
-		rp := fmt.Sprintf("%s.routes[%d]", path, ri)
-		if r.YAMLPath != "" {
-			rp = r.YAMLPath // a top-level route (or the mcp: block)
-		}
+		rp := r.PathAt(path, ri)
 		rt := c.route(r, rp, name, ri)
 		matches := r.Matches
 		if len(matches) == 0 {

@@ -44,10 +44,7 @@ func (d *decoder) checkSemantics(f *File) {
 	ports := map[int]string{}
 	for bi := range f.Binds {
 		b := &f.Binds[bi]
-		bp := fmt.Sprintf("binds[%d]", bi)
-		if b.YAMLPath != "" {
-			bp = b.YAMLPath
-		}
+		bp := b.PathAt(bi)
 		if b.Port < 1 || b.Port > 65535 {
 			d.failAt(b.Pos, bp+".port", "port must be between 1 and 65535, got %d", b.Port)
 		}

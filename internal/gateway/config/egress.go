@@ -217,10 +217,7 @@ func (d *decoder) checkEgress(f *File) {
 	ports := map[int]string{}
 	for bi := range f.Binds {
 		b := &f.Binds[bi]
-		bp := fmt.Sprintf("binds[%d]", bi)
-		if b.YAMLPath != "" {
-			bp = b.YAMLPath
-		}
+		bp := b.PathAt(bi)
 		ports[b.Port] = bp
 		switch b.TunnelProtocol {
 		case "", "direct":

@@ -16,10 +16,7 @@ func (d *decoder) checkInternalBinds(f *File) {
 	}
 	for bi := range f.Binds {
 		b := &f.Binds[bi]
-		bp := fmt.Sprintf("binds[%d]", bi)
-		if b.YAMLPath != "" {
-			bp = b.YAMLPath
-		}
+		bp := b.PathAt(bi)
 		internal := false
 		switch b.Mode {
 		case "", "standard":
@@ -38,10 +35,7 @@ func (d *decoder) checkInternalBinds(f *File) {
 		}
 		for li := range b.Listeners {
 			l := &b.Listeners[li]
-			lp := fmt.Sprintf("%s.listeners[%d]", bp, li)
-			if l.YAMLPath != "" {
-				lp = l.YAMLPath
-			}
+			lp := l.PathAt(bp, li)
 			if t := l.TLS; t != nil {
 				switch t.Mode {
 				case "", "static", "dynamicCa":
@@ -51,10 +45,7 @@ func (d *decoder) checkInternalBinds(f *File) {
 			}
 			for ri := range l.Routes {
 				r := &l.Routes[ri]
-				rp := fmt.Sprintf("%s.routes[%d]", lp, ri)
-				if r.YAMLPath != "" {
-					rp = r.YAMLPath
-				}
+				rp := r.PathAt(lp, ri)
 				for bi := range r.Backends {
 					be := &r.Backends[bi]
 					if be.Dynamic == nil || internal {
