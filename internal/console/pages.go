@@ -457,13 +457,20 @@ func (c *Console) runPage(w http.ResponseWriter, r *http.Request, s *session) {
 }
 
 func (c *Console) endRun(w http.ResponseWriter, r *http.Request, s *session) {
-	id := r.PathValue("id")
-	if err := c.call(r.Context(), s.token, http.MethodDelete, "/v1/runs/"+url.PathEscape(id), nil, nil); err != nil {
+	id := url.PathEscape(r.PathValue("id"))
+	c.deleteThenRedirect(w, r, s, "/v1/runs/"+id, "Run ended: its node left the tailnet.", Prefix+"runs/"+id)
+}
+
+// deleteThenRedirect is what a button that deletes one API resource does:
+// DELETE apiPath; on success, show notice on the page at next; on failure,
+// the API's answer (apiFailure).
+func (c *Console) deleteThenRedirect(w http.ResponseWriter, r *http.Request, s *session, apiPath, notice, next string) {
+	if err := c.call(r.Context(), s.token, http.MethodDelete, apiPath, nil, nil); err != nil {
 		c.apiFailure(w, r, s, err)
 		return
 	}
-	s.setFlash(&flash{Notice: "Run ended: its node left the tailnet."})
-	seeOther(w, r, Prefix+"runs/"+url.PathEscape(id))
+	s.setFlash(&flash{Notice: notice})
+	seeOther(w, r, next)
 }
 
 // ---- tokens
@@ -493,11 +500,5 @@ func (c *Console) createToken(w http.ResponseWriter, r *http.Request, s *session
 }
 
 func (c *Console) revokeToken(w http.ResponseWriter, r *http.Request, s *session) {
-	id := r.PathValue("id")
-	if err := c.call(r.Context(), s.token, http.MethodDelete, "/v1/tokens/"+url.PathEscape(id), nil, nil); err != nil {
-		c.apiFailure(w, r, s, err)
-		return
-	}
-	s.setFlash(&flash{Notice: "Token revoked: it no longer authenticates."})
-	seeOther(w, r, Prefix+"tokens")
+	c.deleteThenRedirect(w, r, s, "/v1/tokens/"+url.PathEscape(r.PathValue("id")), "Token revoked: it no longer authenticates.", Prefix+"tokens")
 }
