@@ -7,7 +7,6 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
-	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -20,6 +19,7 @@ import (
 	"time"
 
 	"github.com/tailgate-dev/tailgate/internal/gateway/config"
+	"github.com/tailgate-dev/tailgate/internal/testhttp"
 )
 
 // tlsOrigin is a local HTTPS server standing in for a public host: its
@@ -127,12 +127,7 @@ func TestEgressProxyExampleTunnelsAllowedHostsWithoutTerminatingTLS(t *testing.T
 			return nil
 		}},
 	}}
-	resp, err := hc.Get("https://pypi.org/simple/")
-	if err != nil {
-		t.Fatalf("GET https://pypi.org through the egress proxy: %v", err)
-	}
-	body, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
+	_, body := testhttp.Get(t, hc, "https://pypi.org/simple/")
 	if string(body) != "hello from pypi.org" {
 		t.Fatalf("body %q", body)
 	}

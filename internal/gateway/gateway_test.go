@@ -1,7 +1,6 @@
 package gateway
 
 import (
-	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -10,7 +9,8 @@ import (
 	"os"
 	"strings"
 	"testing"
-	"time"
+
+	"github.com/tailgate-dev/tailgate/internal/testhttp"
 )
 
 func TestSeedConfigRefusesLoopbackClientAtConnect(t *testing.T) {
@@ -21,16 +21,8 @@ networkAuthorization:
   rules:
   - allow: 'cidr("100.64.0.0/10").containsIP(source.address)'`), port)
 
-	conn, err := net.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", port))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	fmt.Fprintf(conn, "GET / HTTP/1.1\r\nHost: x\r\n\r\n")
-	conn.SetReadDeadline(time.Now().Add(5 * time.Second))
-	n, err := conn.Read(make([]byte, 100))
-	if n != 0 || err == nil || errors.Is(err, os.ErrDeadlineExceeded) {
-		t.Fatalf("refused connection read %d bytes, err %v; want it closed without a response", n, err)
+	if !connectionRefused(t, port) {
+		t.Fatal("a loopback client was answered; want the connection closed without a response")
 	}
 	log := g.access.WaitFor(t, "connection denied")
 	for _, want := range []string{"policy=networkAuthorization", `reason="no allow rule matched"`, fmt.Sprintf("bind=bind/%d", port), "src=127.0.0.1:"} {
@@ -247,12 +239,7 @@ binds:
     - backends: [{host: %q}]
 `, port, certFile, keyFile, hostOf(be)), port)
 	client := tlsClient(t, certFile)
-	resp, err := client.Get(fmt.Sprintf("https://gw.example.com:%d/secure", port))
-	if err != nil {
-		t.Fatal(err)
-	}
-	b, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
+	resp, b := testhttp.Get(t, client, fmt.Sprintf("https://gw.example.com:%d/secure", port))
 	if resp.StatusCode != 200 || !strings.HasPrefix(string(b), "GET /secure") {
 		t.Fatalf("%d %s", resp.StatusCode, b)
 	}

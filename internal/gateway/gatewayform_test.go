@@ -3,7 +3,6 @@ package gateway
 import (
 	"context"
 	"fmt"
-	"io"
 	"net/http"
 	"net/http/httptest"
 	"path/filepath"
@@ -12,6 +11,8 @@ import (
 	"testing"
 
 	sdk "github.com/modelcontextprotocol/go-sdk/mcp"
+
+	"github.com/tailgate-dev/tailgate/internal/testhttp"
 )
 
 // namedBackend answers with its name and what it saw.
@@ -173,12 +174,7 @@ routes:
   backends: [{backend: a}]
 `, port, cert, key, hostOf(a))
 	startGateway(t, cfg, port)
-	resp, err := tlsClient(t, cert).Get(fmt.Sprintf("https://api.example.com:%d/x", port))
-	if err != nil {
-		t.Fatal(err)
-	}
-	body, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
+	resp, body := testhttp.Get(t, tlsClient(t, cert), fmt.Sprintf("https://api.example.com:%d/x", port))
 	if resp.StatusCode != 200 || !strings.HasPrefix(string(body), "A GET /x host=api.example.com") {
 		t.Fatalf("got %d %q", resp.StatusCode, body)
 	}

@@ -10,7 +10,6 @@ import (
 	"crypto/x509/pkix"
 	"encoding/pem"
 	"fmt"
-	"io"
 	"log/slog"
 	"math/big"
 	"net"
@@ -22,6 +21,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tailgate-dev/tailgate/internal/testhttp"
 	"github.com/tailgate-dev/tailgate/internal/testlog"
 )
 
@@ -113,12 +113,7 @@ var testClient = &http.Client{Transport: &http.Transport{DisableKeepAlives: true
 
 func do(t *testing.T, req *http.Request) (int, string, http.Header) {
 	t.Helper()
-	resp, err := testClient.Do(req)
-	if err != nil {
-		t.Fatalf("%s %s: %v", req.Method, req.URL, err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
+	resp, b := testhttp.Do(t, testClient, req)
 	return resp.StatusCode, string(b), resp.Header
 }
 

@@ -16,6 +16,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/tailgate-dev/tailgate/internal/testhttp"
 )
 
 // upstream is a local HTTPS server standing in for a public host: it
@@ -116,12 +118,7 @@ func startDynamicTLSExample(t *testing.T, trusted, untrusted []*upstream) *mitmE
 
 func (m *mitmExample) get(t *testing.T, name string) (*http.Response, string) {
 	t.Helper()
-	resp, err := m.client.Get(fmt.Sprintf("https://%s:%d/hello", name, m.internalPort))
-	if err != nil {
-		t.Fatalf("GET https://%s through the proxy: %v", name, err)
-	}
-	body, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
+	resp, body := testhttp.Get(t, m.client, fmt.Sprintf("https://%s:%d/hello", name, m.internalPort))
 	return resp, string(body)
 }
 

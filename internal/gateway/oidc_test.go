@@ -7,7 +7,6 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
-	"io"
 	"net/http"
 	"net/http/cookiejar"
 	"net/http/httptest"
@@ -19,6 +18,8 @@ import (
 
 	jose "github.com/go-jose/go-jose/v4"
 	"github.com/go-jose/go-jose/v4/jwt"
+
+	"github.com/tailgate-dev/tailgate/internal/testhttp"
 )
 
 // testOIDCProvider is an OpenID provider in the test: discovery, an
@@ -147,12 +148,7 @@ func browser(t *testing.T) *http.Client {
 
 func visit(t *testing.T, c *http.Client, u string) (int, string, http.Header) {
 	t.Helper()
-	resp, err := c.Get(u)
-	if err != nil {
-		t.Fatalf("GET %s: %v", u, err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
+	resp, b := testhttp.Get(t, c, u)
 	return resp.StatusCode, string(b), resp.Header
 }
 

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"net"
 	"net/http"
 	"net/netip"
@@ -17,6 +16,7 @@ import (
 
 	"github.com/tailgate-dev/tailgate/internal/sandbox"
 	"github.com/tailgate-dev/tailgate/internal/tailnet"
+	"github.com/tailgate-dev/tailgate/internal/testhttp"
 )
 
 // tailnetClient is an HTTP client whose connections leave from node.
@@ -116,12 +116,7 @@ binds:
 	url := fmt.Sprintf("http://%s:%d/hello", gwIP, tailnetPort)
 
 	// The seed's rule: a tailnet client is served ...
-	resp, err := tailnetClient(tagged).Get(url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	b, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
+	resp, b := testhttp.Get(t, tailnetClient(tagged), url)
 	if resp.StatusCode != 200 || !strings.HasPrefix(string(b), "GET /hello") {
 		t.Fatalf("tailnet client: %d %s", resp.StatusCode, b)
 	}
