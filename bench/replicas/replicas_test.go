@@ -33,6 +33,7 @@ import (
 	"github.com/tailgate-dev/tailgate/internal/pgtest"
 	"github.com/tailgate-dev/tailgate/internal/run"
 	"github.com/tailgate-dev/tailgate/internal/sandbox"
+	"github.com/tailgate-dev/tailgate/internal/sandbox/sandboxtest"
 	"github.com/tailgate-dev/tailgate/internal/tailgatetest"
 )
 
@@ -86,13 +87,7 @@ func BenchmarkRunsOverTwoReplicas(b *testing.B) {
 	if v, err := strconv.Atoi(os.Getenv("BENCH_RUNS")); err == nil && v > 0 {
 		n = v
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
-	defer cancel()
-	sb, err := sandbox.Start(ctx, sandbox.Options{})
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer sb.Close()
+	sb := sandboxtest.Start(b)
 	ts := tailgatetest.NewOn(b, sb, pgtest.NewDatabase(b))
 	ts.ConnectEnv(b, "web", sandbox.DemoAppName+":80")
 	urls := []string{replica(b, ts), replica(b, ts.Replica(b))}

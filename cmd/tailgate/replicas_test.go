@@ -12,6 +12,7 @@ import (
 	"github.com/tailgate-dev/tailgate/internal/pgtest"
 	"github.com/tailgate-dev/tailgate/internal/run"
 	"github.com/tailgate-dev/tailgate/internal/sandbox"
+	"github.com/tailgate-dev/tailgate/internal/sandbox/sandboxtest"
 )
 
 // TestReplicaSIGKILLedLeavesItsRunnerRunToTheOther: two tailgate serve
@@ -22,11 +23,7 @@ func TestReplicaSIGKILLedLeavesItsRunnerRunToTheOther(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	db := pgtest.NewDatabase(t)
-	sb, err := sandbox.Start(ctx, sandbox.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { sb.Close() })
+	sb := sandboxtest.Start(t)
 	key := filepath.Join(t.TempDir(), "tailgate.key")
 	serve := func() (*subprocess, string) {
 		p := startTailgate(t, nil, "serve", "--db", db, "--key-file", key, "--listen", "127.0.0.1:0", "--metrics-listen", "127.0.0.1:0",

@@ -15,6 +15,7 @@ import (
 
 	"github.com/tailgate-dev/tailgate/internal/pgtest"
 	"github.com/tailgate-dev/tailgate/internal/sandbox"
+	"github.com/tailgate-dev/tailgate/internal/sandbox/sandboxtest"
 	"github.com/tailgate-dev/tailgate/internal/testhttp"
 )
 
@@ -160,11 +161,7 @@ func TestServeAndTokenRefuseMisuse(t *testing.T) {
 func TestServeConnectsAndVerifiesAgainstTheSandbox(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	sb, err := sandbox.Start(ctx, sandbox.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer sb.Close()
+	sb := sandboxtest.Start(t)
 	dir := t.TempDir()
 	p := startTailgate(t, nil, "serve", "--db", filepath.Join(dir, "t.db"), "--key-file", filepath.Join(dir, "t.key"),
 		"--listen", "127.0.0.1:0", "--tailscale-api", sb.APIURL(), "--control-url", sb.ControlURL())
