@@ -87,6 +87,18 @@ func (e *e2e) must(a answer, want int, what string) {
 	}
 }
 
+// connected creates environment name and connects it to the demo app
+// (port 80) with a new API access token; it returns the environment's
+// private-network path and the token.
+func (e *e2e) connected(name string) (pn, tok string) {
+	e.t.Helper()
+	tok = e.sb.NewAPIToken()
+	e.must(e.do("POST", "/v1/environments", e.admin, map[string]string{"name": name}), 201, "create")
+	pn = "/v1/environments/" + name + "/private-network"
+	e.must(e.do("PUT", pn, e.admin, map[string]any{"api_token": tok, "targets": []string{sandbox.DemoAppIP.String() + ":80"}}), 200, "connect")
+	return pn, tok
+}
+
 // dbBytes is every file of the SQLite database: main file, -wal, -shm.
 func (e *e2e) dbBytes() map[string][]byte {
 	files, _ := filepath.Glob(filepath.Join(e.dir, "tailgate.db*"))
@@ -295,10 +307,7 @@ func keyID(cred string) string {
 
 func TestDisconnectNeedsAWorkingTokenAndKeepsTheConnectionOtherwise(t *testing.T) {
 	e := newE2E(t)
-	tok := e.sb.NewAPIToken()
-	e.must(e.do("POST", "/v1/environments", e.admin, map[string]string{"name": "keep"}), 201, "create")
-	pn := "/v1/environments/keep/private-network"
-	e.must(e.do("PUT", pn, e.admin, map[string]any{"api_token": tok, "targets": []string{sandbox.DemoAppIP.String() + ":80"}}), 200, "connect")
+	pn, tok := e.connected("keep")
 	a := e.do("DELETE", "/v1/environments/keep", e.admin, nil)
 	if a.status != http.StatusConflict || a.err().Code != errcode.EnvironmentConnected {
 		t.Errorf("delete while connected = %d %s", a.status, a.body)
@@ -321,10 +330,7 @@ func TestDisconnectNeedsAWorkingTokenAndKeepsTheConnectionOtherwise(t *testing.T
 
 func TestAnotherOrgCannotSeeOrTouchAConnectedEnvironment(t *testing.T) {
 	e := newE2E(t)
-	tok := e.sb.NewAPIToken()
-	e.must(e.do("POST", "/v1/environments", e.admin, map[string]string{"name": "tenant"}), 201, "create")
-	pn := "/v1/environments/tenant/private-network"
-	e.must(e.do("PUT", pn, e.admin, map[string]any{"api_token": tok, "targets": []string{sandbox.DemoAppIP.String() + ":80"}}), 200, "connect")
+	pn, tok := e.connected("tenant")
 	e.must(e.do("POST", pn+"/verify", e.admin, nil), 200, "verify")
 	before := e.do("GET", pn, e.admin, nil)
 	policy, keys := e.sb.API().Policy(), len(e.sb.API().Keys())
