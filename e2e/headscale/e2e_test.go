@@ -38,6 +38,7 @@ import (
 	"github.com/tailgate-dev/tailgate/internal/run"
 	"github.com/tailgate-dev/tailgate/internal/store"
 	"github.com/tailgate-dev/tailgate/internal/tailnet"
+	"github.com/tailgate-dev/tailgate/internal/tsapi"
 	"github.com/tailgate-dev/tailgate/internal/vault"
 )
 
@@ -130,19 +131,27 @@ func (f *fixture) connect(t testing.TB, env string, targets ...string) connect.R
 	return res
 }
 
+// mintKey opens env's stored credential and mints a single-use auth key
+// with it, as a run does before it joins.
+func (f *fixture) mintKey(t testing.TB, ctx context.Context, env, purpose string) (connect.Credential, tsapi.AuthKey) {
+	t.Helper()
+	cred, err := f.svc.OpenCredential(ctx, f.org, env)
+	if err != nil {
+		t.Fatal(err)
+	}
+	key, err := cred.MintKey(ctx, purpose)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cred, key
+}
+
 // envNode joins a node with the environment's own credential and tag, as
 // a run does, without the run's egress proxy in front.
 func (f *fixture) envNode(t testing.TB, env string) *tailnet.Node {
 	t.Helper()
 	ctx := ctxT(t, time.Minute)
-	cred, err := f.svc.OpenCredential(ctx, f.org, env)
-	if err != nil {
-		t.Fatal(err)
-	}
-	key, err := cred.MintKey(ctx, "test")
-	if err != nil {
-		t.Fatal(err)
-	}
+	cred, key := f.mintKey(t, ctx, env, "test")
 	n, err := tailnet.Join(ctx, cred.JoinOptions(key, "test"))
 	if err != nil {
 		t.Fatal(err)
@@ -365,14 +374,7 @@ func TestHeadscaleEndToEnd(t *testing.T) {
 			t.Skip("waits for headscale's ephemeral inactivity timeout (66 s)")
 		}
 		ctx := ctxT(t, 4*time.Minute)
-		cred, err := f.svc.OpenCredential(ctx, f.org, "staging")
-		if err != nil {
-			t.Fatal(err)
-		}
-		key, err := cred.MintKey(ctx, "killed run")
-		if err != nil {
-			t.Fatal(err)
-		}
+		cred, key := f.mintKey(t, ctx, "staging", "killed run")
 		cmd := exec.Command(os.Args[0], "-test.run=^TestChildNode$")
 		cmd.Env = append(os.Environ(), "HSTEST_CHILD_CONTROL="+cred.JoinOptions(key, "killed-run").ControlURL, "HSTEST_CHILD_KEY="+key.Key)
 		out, err := cmd.StdoutPipe()
@@ -398,14 +400,7 @@ func TestHeadscaleEndToEnd(t *testing.T) {
 
 	t.Run("disconnect removes access and revokes the credential", func(t *testing.T) {
 		ctx := ctxT(t, 2*time.Minute)
-		cred, err := f.svc.OpenCredential(ctx, f.org, "staging")
-		if err != nil {
-			t.Fatal(err)
-		}
-		old, err := cred.MintKey(ctx, "before disconnect")
-		if err != nil {
-			t.Fatal(err)
-		}
+		_, old := f.mintKey(t, ctx, "staging", "before disconnect")
 		n := f.envNode(t, "staging")
 		eventually(t, n, app1080)
 
@@ -413,7 +408,7 @@ func TestHeadscaleEndToEnd(t *testing.T) {
 			t.Fatal(err)
 		}
 		// A new run is refused.
-		_, err = f.m.Start(ctx, f.org, "staging", run.Options{})
+		_, err := f.m.Start(ctx, f.org, "staging", run.Options{})
 		var ce *connect.Error
 		if !errors.As(err, &ce) || ce.Code != "not_connected" {
 			t.Fatalf("run after disconnect: %v", err)
