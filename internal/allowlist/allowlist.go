@@ -56,10 +56,10 @@ import (
 	"log/slog"
 	"net/netip"
 	"strconv"
-	"sync"
 	"time"
 
 	"github.com/tailgate-dev/tailgate/internal/outbound"
+	"github.com/tailgate-dev/tailgate/internal/periodic"
 	"github.com/tailgate-dev/tailgate/internal/store"
 	"github.com/tailgate-dev/tailgate/internal/vault"
 )
@@ -93,8 +93,7 @@ type Service struct {
 	// Now is the clock; time.Now when nil.
 	Now func() time.Time
 
-	nudgeOnce sync.Once
-	nudge     chan struct{} // wakes RunDeliveries after a change; see poke
+	deliverNow periodic.Waker // wakes RunDeliveries after a change; see poke
 }
 
 // MaxIPs is the most addresses one report or one configuration may list.
@@ -418,13 +417,5 @@ func (s *Service) poke(changes []store.EgressChange) {
 	if len(changes) == 0 {
 		return
 	}
-	select {
-	case s.wake() <- struct{}{}:
-	default:
-	}
-}
-
-func (s *Service) wake() chan struct{} {
-	s.nudgeOnce.Do(func() { s.nudge = make(chan struct{}, 1) })
-	return s.nudge
+	s.deliverNow.Wake()
 }

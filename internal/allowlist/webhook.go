@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/tailgate-dev/tailgate/internal/outbound"
+	"github.com/tailgate-dev/tailgate/internal/periodic"
 	"github.com/tailgate-dev/tailgate/internal/store"
 )
 
@@ -218,17 +219,7 @@ func VerifySignature(secret, header string, body []byte, now time.Time, toleranc
 // RunDeliveries delivers due webhooks every interval, and at once after
 // a change, until ctx ends.
 func (s *Service) RunDeliveries(ctx context.Context, every time.Duration) {
-	t := time.NewTicker(every)
-	defer t.Stop()
-	for {
-		s.Deliver(ctx)
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		case <-s.wake():
-		}
-	}
+	periodic.DoNowAndOnWake(ctx, every, &s.deliverNow, func() { s.Deliver(ctx) })
 }
 
 // Deliver makes one delivery attempt to every webhook that is behind the

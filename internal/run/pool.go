@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/tailgate-dev/tailgate/internal/connect"
+	"github.com/tailgate-dev/tailgate/internal/periodic"
 	"github.com/tailgate-dev/tailgate/internal/store"
 	"github.com/tailgate-dev/tailgate/internal/tailnet"
 )
@@ -77,7 +78,8 @@ type Pool struct {
 	envs   map[string]*envPool // by environment id
 	closed bool
 	joins  sync.WaitGroup
-	wake   chan struct{}
+	// refillNow wakes Run to refill now rather than at its next check.
+	refillNow periodic.Waker
 }
 
 // PoolStore is what the pool reads of connections.
@@ -155,23 +157,7 @@ func (p *Pool) Run(ctx context.Context) {
 	if check <= 0 {
 		check = DefaultPoolCheck
 	}
-	p.mu.Lock()
-	if p.wake == nil {
-		p.wake = make(chan struct{}, 1)
-	}
-	wake := p.wake
-	p.mu.Unlock()
-	t := time.NewTicker(check)
-	defer t.Stop()
-	for {
-		p.refill(ctx)
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		case <-wake:
-		}
-	}
+	periodic.DoNowAndOnWake(ctx, check, &p.refillNow, func() { p.refill(ctx) })
 }
 
 // Start runs the pool (Run) in the background until ctx is done or stop
@@ -190,18 +176,7 @@ func (p *Pool) Start(ctx context.Context) (stop func()) {
 }
 
 // poke makes Run refill now rather than at its next check.
-func (p *Pool) poke() {
-	p.mu.Lock()
-	w := p.wake
-	p.mu.Unlock()
-	if w == nil {
-		return
-	}
-	select {
-	case w <- struct{}{}:
-	default:
-	}
-}
+func (p *Pool) poke() { p.refillNow.Wake() }
 
 // refill brings the pool in line with the connected environments: it
 // drops environments that are gone or changed, replaces idle nodes and
