@@ -186,40 +186,14 @@ func Remove(policy []byte, env string) ([]byte, error) {
 	return doc.Pack(), nil
 }
 
-// Has reports whether policy holds entries tailgate wrote for env.
+// Has reports whether policy holds entries tailgate wrote for env: whether
+// Remove would take anything out, which is how it finds them.
 func Has(policy []byte, env string) (bool, error) {
-	if !ValidEnvName(env) {
-		return false, &EnvError{Env: env}
-	}
-	_, root, err := parsePolicy(policy)
+	out, err := Remove(policy, env)
 	if err != nil {
 		return false, err
 	}
-	marker := Marker(env)
-	for _, name := range []string{"grants", "tagOwners"} {
-		idx, err := findSection(root, name, 0)
-		if err != nil {
-			return false, err
-		}
-		if idx < 0 {
-			continue
-		}
-		switch c := root.Members[idx].Value.Value.(type) {
-		case *hujson.Array:
-			for _, e := range c.Elements {
-				if hasLine(e.BeforeExtra, marker) {
-					return true, nil
-				}
-			}
-		case *hujson.Object:
-			for _, m := range c.Members {
-				if hasLine(m.Name.BeforeExtra, marker) {
-					return true, nil
-				}
-			}
-		}
-	}
-	return false, nil
+	return !bytes.Equal(out, policy), nil
 }
 
 // Fragment renders plan's entries as HuJSON for a customer whose policy is
