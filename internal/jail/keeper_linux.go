@@ -127,20 +127,7 @@ func commandEnv(env []string) []string {
 // serveForward relays every connection to the jail's loopback address
 // over the Unix socket to the outside half.
 func serveForward(ln net.Listener, sock string) {
-	for {
-		in, err := ln.Accept()
-		if err != nil {
-			return
-		}
-		go func() {
-			out, err := net.Dial("unix", sock)
-			if err != nil {
-				in.Close()
-				return
-			}
-			pipe.Join(in, out)
-		}()
-	}
+	pipe.Forward(ln, func() (net.Conn, error) { return net.Dial("unix", sock) }, nil, nil)
 }
 
 // bringUpLoopback sets IFF_UP on lo: a new network namespace starts with

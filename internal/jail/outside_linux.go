@@ -120,22 +120,7 @@ func (j *Jail) startRelays(forward []netip.AddrPort) error {
 // relay accepts the keeper's connections and joins each to target.
 func (j *Jail) relay(ln net.Listener, target string) {
 	defer j.wg.Done()
-	for {
-		in, err := ln.Accept()
-		if err != nil {
-			return
-		}
-		j.wg.Add(1)
-		go func() {
-			defer j.wg.Done()
-			out, err := net.DialTimeout("tcp", target, 10*time.Second)
-			if err != nil {
-				in.Close()
-				return
-			}
-			j.pairs.Join(in, out)
-		}()
-	}
+	pipe.Forward(ln, func() (net.Conn, error) { return net.DialTimeout("tcp", target, 10*time.Second) }, &j.pairs, &j.wg)
 }
 
 // Wrap rewrites cmd to start inside the jail; with the jail off it leaves

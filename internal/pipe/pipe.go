@@ -74,3 +74,36 @@ func (g *Group) Close() {
 		c.Close()
 	}
 }
+
+// Forward accepts connections on ln until ln is closed and joins each, in
+// a goroutine of its own, to the connection dial opens for it; when dial
+// fails, the accepted connection is closed. It returns when Accept fails
+// (ln closed). Pairs are joined in g, so that g.Close cuts them; nil
+// joins them with [Join]. wg, when not nil, counts the goroutines Forward
+// starts, so that a relay's Close can wait for them.
+func Forward(ln net.Listener, dial func() (net.Conn, error), g *Group, wg *sync.WaitGroup) {
+	for {
+		in, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		if wg != nil {
+			wg.Add(1)
+		}
+		go func() {
+			if wg != nil {
+				defer wg.Done()
+			}
+			out, err := dial()
+			if err != nil {
+				in.Close()
+				return
+			}
+			if g != nil {
+				g.Join(in, out)
+			} else {
+				Join(in, out)
+			}
+		}()
+	}
+}

@@ -1,8 +1,11 @@
 package pipe_test
 
 import (
+	"errors"
 	"io"
 	"net"
+	"os"
+	"sync"
 	"testing"
 	"time"
 
@@ -89,4 +92,73 @@ func TestGroupCloseCutsItsPairs(t *testing.T) {
 	if _, err := c1.Write([]byte("x")); err == nil {
 		t.Error("a pair joined after Close was not closed")
 	}
+}
+
+// Forward joins every accepted connection to the one dial opens, closes
+// an accepted connection whose dial failed, returns once its listener
+// closes, and counts its goroutines in the WaitGroup.
+func TestForwardJoinsEachConnectionToItsDial(t *testing.T) {
+	server, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer server.Close()
+	go func() {
+		for {
+			c, err := server.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				req, _ := io.ReadAll(c)
+				c.Write(append([]byte("echo: "), req...))
+				c.Close()
+			}()
+		}
+	}()
+	front, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	fail := make(chan bool, 1)
+	dial := func() (net.Conn, error) {
+		if <-fail {
+			return nil, errors.New("refused")
+		}
+		return net.Dial("tcp", server.Addr().String())
+	}
+	var g pipe.Group
+	var wg sync.WaitGroup
+	returned := make(chan struct{})
+	go func() {
+		pipe.Forward(front, dial, &g, &wg)
+		close(returned)
+	}()
+	exchange := func(msg string) (string, error) {
+		c, err := net.Dial("tcp", front.Addr().String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		c.Write([]byte(msg))
+		c.(*net.TCPConn).CloseWrite()
+		c.SetReadDeadline(time.Now().Add(5 * time.Second))
+		got, err := io.ReadAll(c)
+		return string(got), err
+	}
+	for _, msg := range []string{"one", "two"} {
+		fail <- false
+		if got, err := exchange(msg); err != nil || got != "echo: "+msg {
+			t.Errorf("answer %q, %v; want %q", got, err, "echo: "+msg)
+		}
+	}
+	fail <- true
+	// Closed with the request unread: an end of stream or a reset, but
+	// never an answer, and never the 5 s deadline.
+	if got, err := exchange("refused"); got != "" || errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Errorf("a connection whose dial failed got %q, %v; want it closed", got, err)
+	}
+	front.Close()
+	<-returned
+	wg.Wait() // every connection's goroutine has ended
 }

@@ -41,23 +41,13 @@ func (r *Run) startRelay(t *run.RelayTicket) error {
 	rl.wg.Add(1)
 	go func() {
 		defer rl.wg.Done()
-		for {
-			in, err := ln.Accept()
+		pipe.Forward(ln, func() (net.Conn, error) {
+			out, err := r.c.dialRelay(u, t.Token)
 			if err != nil {
-				return
+				r.c.logger().Warn("relay to the run's proxy failed", "run", r.ID, "err", err)
 			}
-			rl.wg.Add(1)
-			go func() {
-				defer rl.wg.Done()
-				out, err := r.c.dialRelay(u, t.Token)
-				if err != nil {
-					r.c.logger().Warn("relay to the run's proxy failed", "run", r.ID, "err", err)
-					in.Close()
-					return
-				}
-				rl.pairs.Join(in, out)
-			}()
-		}
+			return out, err
+		}, &rl.pairs, &rl.wg)
 	}()
 	return nil
 }
