@@ -21,17 +21,7 @@ func planConfigure(cur []store.EgressIP, want []netip.Addr, now time.Time, ahead
 	if len(cur) == 0 {
 		effective = now
 	}
-	wanted := map[netip.Addr]bool{}
-	var out []store.EgressChange
-	for _, ip := range want {
-		if wanted[ip] {
-			continue
-		}
-		wanted[ip] = true
-		if c, ok := planAdd(byIP, ip, store.EgressConfig, "", "", now, effective); ok {
-			out = append(out, c)
-		}
-	}
+	out, wanted := planAdds(byIP, want, store.EgressConfig, "", "", now, effective)
 	for _, e := range sortedByAddr(cur) {
 		if e.Source != store.EgressConfig || wanted[e.IP] || !e.RetiredAt.IsZero() {
 			continue
@@ -43,7 +33,13 @@ func planConfigure(cur []store.EgressIP, want []netip.Addr, now time.Time, ahead
 
 // planReport announces the reported addresses that are not listed.
 func planReport(cur []store.EgressIP, ips []netip.Addr, orgID, host string, now time.Time, ahead time.Duration) []store.EgressChange {
-	byIP := index(cur)
+	out, _ := planAdds(index(cur), ips, store.EgressReported, orgID, host, now, now.Add(ahead))
+	return out
+}
+
+// planAdds is planAdd for each of ips, once for an address listed twice;
+// it also returns the set of the addresses.
+func planAdds(byIP map[netip.Addr]store.EgressIP, ips []netip.Addr, src store.EgressSource, orgID, host string, now, effective time.Time) ([]store.EgressChange, map[netip.Addr]bool) {
 	seen := map[netip.Addr]bool{}
 	var out []store.EgressChange
 	for _, ip := range ips {
@@ -51,11 +47,11 @@ func planReport(cur []store.EgressIP, ips []netip.Addr, orgID, host string, now 
 			continue
 		}
 		seen[ip] = true
-		if c, ok := planAdd(byIP, ip, store.EgressReported, orgID, host, now, now.Add(ahead)); ok {
+		if c, ok := planAdd(byIP, ip, src, orgID, host, now, effective); ok {
 			out = append(out, c)
 		}
 	}
-	return out
+	return out, seen
 }
 
 // planAdd is the change that lists ip, if it needs one: none while it is
