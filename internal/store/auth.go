@@ -193,15 +193,8 @@ func (s *Store) ListAPITokens(ctx context.Context, orgID string) ([]Token, error
 // RevokeAPIToken revokes one of orgID's tokens; it stops authenticating at
 // once. Revoking a revoked token is not an error.
 func (s *Store) RevokeAPIToken(ctx context.Context, orgID, tokenID string) error {
-	res, err := s.db.ExecContext(ctx, `UPDATE api_tokens SET revoked_at = COALESCE(revoked_at, ?)
+	return execOne(ctx, s.db, "revoke API token", "API token", `UPDATE api_tokens SET revoked_at = COALESCE(revoked_at, ?)
 		WHERE id = ? AND org_id = ?`, ms(s.now()), tokenID, orgID)
-	if err != nil {
-		return fmt.Errorf("store: revoke API token: %w", err)
-	}
-	if n, _ := res.RowsAffected(); n == 0 {
-		return fmt.Errorf("store: API token: %w", ErrNotFound)
-	}
-	return nil
 }
 
 func (s *Store) getToken(ctx context.Context, orgID, id string) (Token, error) {

@@ -253,14 +253,7 @@ func (s *Store) GetEgressWebhook(ctx context.Context, orgID string) (EgressWebho
 
 // DeleteEgressWebhook removes orgID's webhook; ErrNotFound if it has none.
 func (s *Store) DeleteEgressWebhook(ctx context.Context, orgID string) error {
-	res, err := s.db.ExecContext(ctx, `DELETE FROM egress_webhooks WHERE org_id = ?`, orgID)
-	if err != nil {
-		return fmt.Errorf("store: delete egress webhook: %w", err)
-	}
-	if n, _ := res.RowsAffected(); n == 0 {
-		return fmt.Errorf("store: egress webhook: %w", ErrNotFound)
-	}
-	return nil
+	return execOne(ctx, s.db, "delete egress webhook", "egress webhook", `DELETE FROM egress_webhooks WHERE org_id = ?`, orgID)
 }
 
 // DueEgressWebhooks returns the webhooks that are behind the feed (whose

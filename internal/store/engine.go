@@ -171,3 +171,18 @@ func queryAll[T any](ctx context.Context, q queries, what string, scan func(scan
 	}
 	return out, rows.Err()
 }
+
+// execOne runs a statement that must change a row: an error begins
+// "store: <doing>:", and a statement that changed none is ErrNotFound,
+// as "store: <row>: not found" (the row the caller names was not there,
+// or not in the state the statement needs).
+func execOne(ctx context.Context, q queries, doing, row, query string, args ...any) error {
+	res, err := q.ExecContext(ctx, query, args...)
+	if err != nil {
+		return fmt.Errorf("store: %s: %w", doing, err)
+	}
+	if n, _ := res.RowsAffected(); n == 0 {
+		return fmt.Errorf("store: %s: %w", row, ErrNotFound)
+	}
+	return nil
+}

@@ -96,14 +96,7 @@ func (s *Store) DeleteEnvironment(ctx context.Context, orgID, envID string) erro
 		if connected > 0 {
 			return fmt.Errorf("store: environment is still connected; disconnect it first: %w", ErrConflict)
 		}
-		res, err := tx.ExecContext(ctx, `DELETE FROM environments WHERE id = ? AND org_id = ?`, envID, orgID)
-		if err != nil {
-			return fmt.Errorf("store: delete environment: %w", err)
-		}
-		if n, _ := res.RowsAffected(); n == 0 {
-			return fmt.Errorf("store: environment: %w", ErrNotFound)
-		}
-		return nil
+		return execOne(ctx, tx, "delete environment", "environment", `DELETE FROM environments WHERE id = ? AND org_id = ?`, envID, orgID)
 	})
 }
 
@@ -208,7 +201,7 @@ func (s *Store) PutConnection(ctx context.Context, orgID string, c Connection) (
 	}
 	now := s.now().Truncate(time.Millisecond)
 	err := s.tx(ctx, func(tx queries) error {
-		res, err := tx.ExecContext(ctx, `INSERT INTO connections (env_id, org_id, state, tag, cidrs, warnings, targets, detail,
+		return execOne(ctx, tx, "put connection", "environment", `INSERT INTO connections (env_id, org_id, state, tag, cidrs, warnings, targets, detail,
 				control_type, control_url, credential, oauth_client_id, audience, secret_key_id, secret_nonce, secret_ciphertext, created_at, updated_at)
 			SELECT id, org_id, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ? FROM environments WHERE id = ? AND org_id = ?
 			ON CONFLICT (env_id) DO UPDATE SET state = excluded.state, tag = excluded.tag, cidrs = excluded.cidrs,
@@ -219,13 +212,6 @@ func (s *Store) PutConnection(ctx context.Context, orgID string, c Connection) (
 				updated_at = excluded.updated_at`,
 			string(c.State), c.Tag, string(cidrs), string(warnings), string(targets), string(detail),
 			string(control.Type), control.URL, string(c.Credential), c.OAuthClientID, c.Audience, c.Secret.KeyID, c.Secret.Nonce, c.Secret.Ciphertext, ms(now), ms(now), c.EnvID, orgID)
-		if err != nil {
-			return fmt.Errorf("store: put connection: %w", err)
-		}
-		if n, _ := res.RowsAffected(); n == 0 {
-			return fmt.Errorf("store: environment: %w", ErrNotFound)
-		}
-		return nil
 	})
 	if err != nil {
 		return Connection{}, err
@@ -274,28 +260,14 @@ func (s *Store) GetConnection(ctx context.Context, orgID, envID string) (Connect
 
 // SetConnectionState changes a connection's state.
 func (s *Store) SetConnectionState(ctx context.Context, orgID, envID string, state ConnectionState) error {
-	res, err := s.db.ExecContext(ctx, `UPDATE connections SET state = ?, updated_at = ? WHERE env_id = ? AND org_id = ?`,
+	return execOne(ctx, s.db, "set connection state", "connection", `UPDATE connections SET state = ?, updated_at = ? WHERE env_id = ? AND org_id = ?`,
 		string(state), ms(s.now()), envID, orgID)
-	if err != nil {
-		return fmt.Errorf("store: set connection state: %w", err)
-	}
-	if n, _ := res.RowsAffected(); n == 0 {
-		return fmt.Errorf("store: connection: %w", ErrNotFound)
-	}
-	return nil
 }
 
 // DeleteConnection forgets an environment's connection (after disconnect
 // revoked the OAuth client and removed the policy entries).
 func (s *Store) DeleteConnection(ctx context.Context, orgID, envID string) error {
-	res, err := s.db.ExecContext(ctx, `DELETE FROM connections WHERE env_id = ? AND org_id = ?`, envID, orgID)
-	if err != nil {
-		return fmt.Errorf("store: delete connection: %w", err)
-	}
-	if n, _ := res.RowsAffected(); n == 0 {
-		return fmt.Errorf("store: connection: %w", ErrNotFound)
-	}
-	return nil
+	return execOne(ctx, s.db, "delete connection", "connection", `DELETE FROM connections WHERE env_id = ? AND org_id = ?`, envID, orgID)
 }
 
 // ConnectedEnvironment names one connected environment, for work that

@@ -150,29 +150,15 @@ func (s *Store) CreateRun(ctx context.Context, orgID string, r Run) (Run, error)
 // UpdateRun sets an open run's state and node details (once its node has
 // joined and its proxy listens).
 func (s *Store) UpdateRun(ctx context.Context, orgID, runID, state, nodeHostname, deviceID, proxyAddr string) error {
-	res, err := s.db.ExecContext(ctx, `UPDATE runs SET state = ?, node_hostname = ?, device_id = ?, proxy_addr = ?
+	return execOne(ctx, s.db, "update run", "open run", `UPDATE runs SET state = ?, node_hostname = ?, device_id = ?, proxy_addr = ?
 		WHERE id = ? AND org_id = ? AND ended_at IS NULL`, state, nodeHostname, deviceID, proxyAddr, runID, orgID)
-	if err != nil {
-		return fmt.Errorf("store: update run: %w", err)
-	}
-	if n, _ := res.RowsAffected(); n == 0 {
-		return fmt.Errorf("store: open run: %w", ErrNotFound)
-	}
-	return nil
 }
 
 // EndRun closes a run with a reason ("ended", "timeout", "process died",
 // ...). Ending an ended run is ErrNotFound (there is no open run).
 func (s *Store) EndRun(ctx context.Context, orgID, runID, reason string) error {
-	res, err := s.db.ExecContext(ctx, `UPDATE runs SET state = 'ended', ended_at = ?, end_reason = ?
+	return execOne(ctx, s.db, "end run", "open run", `UPDATE runs SET state = 'ended', ended_at = ?, end_reason = ?
 		WHERE id = ? AND org_id = ? AND ended_at IS NULL`, ms(s.now()), reason, runID, orgID)
-	if err != nil {
-		return fmt.Errorf("store: end run: %w", err)
-	}
-	if n, _ := res.RowsAffected(); n == 0 {
-		return fmt.Errorf("store: open run: %w", ErrNotFound)
-	}
-	return nil
 }
 
 // GetRun returns one of orgID's runs.
@@ -205,15 +191,8 @@ func (s *Store) OpenRuns(ctx context.Context) ([]Run, error) {
 // replica the heartbeat reached. A run without a lease keeps none. An
 // ended (or unknown) run is ErrNotFound.
 func (s *Store) RenewRunLease(ctx context.Context, orgID, runID string, until time.Time) error {
-	res, err := s.db.ExecContext(ctx, `UPDATE runs SET lease_until = CASE WHEN lease_until IS NULL THEN NULL ELSE CAST(? AS BIGINT) END
+	return execOne(ctx, s.db, "renew run lease", "open run", `UPDATE runs SET lease_until = CASE WHEN lease_until IS NULL THEN NULL ELSE CAST(? AS BIGINT) END
 		WHERE id = ? AND org_id = ? AND ended_at IS NULL`, ms(until), runID, orgID)
-	if err != nil {
-		return fmt.Errorf("store: renew run lease: %w", err)
-	}
-	if n, _ := res.RowsAffected(); n == 0 {
-		return fmt.Errorf("store: open run: %w", ErrNotFound)
-	}
-	return nil
 }
 
 // DueRuns lists the open runs of every org that are past their maximum
