@@ -203,6 +203,17 @@ func (d *policyDoc) check() *policyError {
 	return d.runAllTests()
 }
 
+// checkEach checks a section's rules in order and answers the first
+// problem as Tailscale does, as the whole policy's one error.
+func checkEach[R any](rules []R, check func(R) error) *policyError {
+	for _, r := range rules {
+		if err := check(r); err != nil {
+			return invalid("%v", err)
+		}
+	}
+	return nil
+}
+
 // tagOwnedBy reports whether tag is one of owners or owned by one of them.
 func (d *policyDoc) tagOwnedBy(tag string, owners []string) bool {
 	if slices.Contains(owners, tag) {

@@ -9,14 +9,7 @@ import (
 // Checks of the access rules: grants and the older acls. Messages marked
 // "captured" are Tailscale's own (see definitions.go for the source).
 
-func (d *policyDoc) checkGrants() *policyError {
-	for _, g := range d.Grants {
-		if err := d.checkGrant(g); err != nil {
-			return invalid("%v", err)
-		}
-	}
-	return nil
-}
+func (d *policyDoc) checkGrants() *policyError { return checkEach(d.Grants, d.checkGrant) }
 
 func (d *policyDoc) checkGrant(g grantRule) error {
 	// Empty src or dst arrays are fine: the grant then matches nothing
@@ -97,14 +90,7 @@ func checkCapName(name string) error {
 	return nil
 }
 
-func (d *policyDoc) checkACLs() *policyError {
-	for _, a := range d.ACLs {
-		if err := d.checkACL(a); err != nil {
-			return invalid("%v", err)
-		}
-	}
-	return nil
-}
+func (d *policyDoc) checkACLs() *policyError { return checkEach(d.ACLs, d.checkACL) }
 
 func (d *policyDoc) checkACL(a aclRule) error {
 	if a.Action != "accept" {

@@ -27,14 +27,7 @@ const maxCheckPeriod = 168 * time.Hour
 // was accepted), case does.
 func (r sshRule) action() string { return strings.TrimSpace(r.Action) }
 
-func (d *policyDoc) checkSSH() *policyError {
-	for _, r := range d.SSH {
-		if err := d.checkSSHRule(r); err != nil {
-			return invalid("%v", err)
-		}
-	}
-	return nil
-}
+func (d *policyDoc) checkSSH() *policyError { return checkEach(d.SSH, d.checkSSHRule) }
 
 // checkSSHRule applies Tailscale's checks. Messages marked "captured" are
 // Tailscale's (see definitions.go); the src/dst combination rules follow
