@@ -309,18 +309,25 @@ type NodeOptions struct {
 // returns once it can dial without its first packets being dropped. The
 // sandbox closes it on Close if the caller has not.
 func (s *Sandbox) NewNode(ctx context.Context, o NodeOptions) (*tailnet.Node, error) {
-	n, err := tailnet.Join(ctx, tailnet.JoinOptions{
-		ControlURL:   s.ControlURL(),
+	return s.join(ctx, "node "+o.Hostname, tailnet.JoinOptions{
 		AuthKey:      o.AuthKey,
 		Hostname:     o.Hostname,
 		Tags:         o.Tags,
 		AcceptRoutes: o.AcceptRoutes,
-		Logf:         s.logf,
-	})
+	}, false)
+}
+
+// join joins a node to the sandbox's control, logging to its logs, and
+// tracks it (permanent: the router and the device, which stay until
+// Close); a node that cannot be tracked is closed. Join errors are
+// "sandbox: <what>: ...".
+func (s *Sandbox) join(ctx context.Context, what string, opts tailnet.JoinOptions, permanent bool) (*tailnet.Node, error) {
+	opts.ControlURL, opts.Logf = s.ControlURL(), s.logf
+	n, err := tailnet.Join(ctx, opts)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("sandbox: %s: %w", what, err)
 	}
-	if err := s.track(ctx, n, false); err != nil {
+	if err := s.track(ctx, n, permanent); err != nil {
 		n.Close()
 		return nil, err
 	}
@@ -348,20 +355,15 @@ func (s *Sandbox) track(ctx context.Context, n *tailnet.Node, permanent bool) er
 }
 
 func (s *Sandbox) startRouter(ctx context.Context) error {
-	n, err := tailnet.Join(ctx, tailnet.JoinOptions{
-		ControlURL:      s.ControlURL(),
+	n, err := s.join(ctx, "router", tailnet.JoinOptions{
 		Hostname:        RouterName,
 		AdvertiseRoutes: []netip.Prefix{ApprovedSubnet, UnapprovedSubnet},
 		Persistent:      true,
-		Logf:            s.logf,
-	})
+	}, true)
 	if err != nil {
-		return fmt.Errorf("sandbox: router: %w", err)
-	}
-	s.router = n
-	if err := s.track(ctx, n, true); err != nil {
 		return err
 	}
+	s.router = n
 	// The split-DNS route names the router's address before it joins; the
 	// control server numbers nodes in join order, so the first node must
 	// have it.
@@ -390,19 +392,11 @@ func (s *Sandbox) routerKey() key.NodePublic {
 }
 
 func (s *Sandbox) startDevice(ctx context.Context) error {
-	n, err := tailnet.Join(ctx, tailnet.JoinOptions{
-		ControlURL: s.ControlURL(),
-		Hostname:   DeviceName,
-		Persistent: true,
-		Logf:       s.logf,
-	})
+	n, err := s.join(ctx, "device", tailnet.JoinOptions{Hostname: DeviceName, Persistent: true}, true)
 	if err != nil {
-		return fmt.Errorf("sandbox: device: %w", err)
-	}
-	s.device = n
-	if err := s.track(ctx, n, true); err != nil {
 		return err
 	}
+	s.device = n
 	ln, err := n.Server().Listen("tcp", ":80")
 	if err != nil {
 		return fmt.Errorf("sandbox: device listen: %w", err)
