@@ -23,31 +23,18 @@ import (
 
 	"github.com/tailgate-dev/tailgate/internal/egress"
 	"github.com/tailgate-dev/tailgate/internal/egress/egresstest"
+	"github.com/tailgate-dev/tailgate/internal/testtcp"
 )
 
 const streamBytes = 1 << 30
 
 // sink reads a stream to EOF and answers with the byte count it saw.
 func sink(b *testing.B) string {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() { l.Close() })
-	go func() {
-		for {
-			c, err := l.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				defer c.Close()
-				n, _ := io.Copy(io.Discard, c)
-				binary.Write(c, binary.BigEndian, n)
-			}()
-		}
-	}()
-	return l.Addr().String()
+	return testtcp.Serve(b, func(c net.Conn) {
+		defer c.Close()
+		n, _ := io.Copy(io.Discard, c)
+		binary.Write(c, binary.BigEndian, n)
+	})
 }
 
 // send writes streamBytes on c, half-closes, and checks the sink's count.

@@ -27,6 +27,7 @@ import (
 
 	"github.com/tailgate-dev/tailgate/internal/egress"
 	"github.com/tailgate-dev/tailgate/internal/egress/egresstest"
+	"github.com/tailgate-dev/tailgate/internal/testtcp"
 )
 
 // env is one run: a proxy for the "staging" environment over a fake tailnet
@@ -515,26 +516,13 @@ func TestProxyServesConcurrentClients(t *testing.T) {
 // echoServer echoes whatever it reads and reports when a connection ends.
 func echoServer(t *testing.T) (addr string, ended <-chan struct{}) {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { l.Close() })
 	ch := make(chan struct{}, 16)
-	go func() {
-		for {
-			c, err := l.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				io.Copy(c, c)
-				c.Close()
-				ch <- struct{}{}
-			}()
-		}
-	}()
-	return l.Addr().String(), ch
+	addr = testtcp.Serve(t, func(c net.Conn) {
+		io.Copy(c, c)
+		c.Close()
+		ch <- struct{}{}
+	})
+	return addr, ch
 }
 
 // openTunnel opens a CONNECT tunnel to the echo target and checks it echoes.

@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/tailgate-dev/tailgate/internal/jail"
+	"github.com/tailgate-dev/tailgate/internal/testtcp"
 )
 
 // newJail returns a jail forwarding addrs, skipping where no jail is
@@ -172,23 +173,14 @@ func TestJailPassesExitStatusStdinAndFiles(t *testing.T) {
 func TestJailRelayClosesWithTheJail(t *testing.T) {
 	// A long-lived connection through the jail is cut when the jail is
 	// closed, so nothing outlives the run.
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() { defer c.Close(); c.Write([]byte("hi\n")); buf := make([]byte, 1); c.Read(buf) }()
-		}
-	}()
+	addr := netip.MustParseAddrPort(testtcp.Serve(t, func(c net.Conn) {
+		defer c.Close()
+		c.Write([]byte("hi\n"))
+		c.Read(make([]byte, 1))
+	}))
 	needTool(t, "bash")
-	j := newJail(t, netip.MustParseAddrPort(ln.Addr().String()))
-	port := ln.Addr().(*net.TCPAddr).Port
+	j := newJail(t, addr)
+	port := addr.Port()
 	cmd := exec.Command("bash", "-c", fmt.Sprintf(`exec 3<>/dev/tcp/127.0.0.1/%d; head -1 <&3; cat <&3; echo closed`, port))
 	var out bytes.Buffer
 	cmd.Stdout = &out

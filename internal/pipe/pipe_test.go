@@ -10,25 +10,21 @@ import (
 	"time"
 
 	"github.com/tailgate-dev/tailgate/internal/pipe"
+	"github.com/tailgate-dev/tailgate/internal/testtcp"
 )
+
+// echoOnce reads a request until the client's half-close and answers
+// "echo: " and the request.
+func echoOnce(c net.Conn) {
+	req, _ := io.ReadAll(c)
+	c.Write(append([]byte("echo: "), req...))
+	c.Close()
+}
 
 // A client that half-closes after its request still reads the whole
 // answer through the join, and both ends close afterwards.
 func TestJoinPassesHalfCloseAndClosesBoth(t *testing.T) {
-	server, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer server.Close()
-	go func() {
-		c, err := server.Accept()
-		if err != nil {
-			return
-		}
-		req, _ := io.ReadAll(c) // until the client's half-close
-		c.Write(append([]byte("echo: "), req...))
-		c.Close()
-	}()
+	server := testtcp.Serve(t, echoOnce)
 	front, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -40,7 +36,7 @@ func TestJoinPassesHalfCloseAndClosesBoth(t *testing.T) {
 		if err != nil {
 			return
 		}
-		out, err := net.Dial("tcp", server.Addr().String())
+		out, err := net.Dial("tcp", server)
 		if err != nil {
 			return
 		}
@@ -98,24 +94,7 @@ func TestGroupCloseCutsItsPairs(t *testing.T) {
 // an accepted connection whose dial failed, returns once its listener
 // closes, and counts its goroutines in the WaitGroup.
 func TestForwardJoinsEachConnectionToItsDial(t *testing.T) {
-	server, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer server.Close()
-	go func() {
-		for {
-			c, err := server.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				req, _ := io.ReadAll(c)
-				c.Write(append([]byte("echo: "), req...))
-				c.Close()
-			}()
-		}
-	}()
+	server := testtcp.Serve(t, echoOnce)
 	front, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -125,7 +104,7 @@ func TestForwardJoinsEachConnectionToItsDial(t *testing.T) {
 		if <-fail {
 			return nil, errors.New("refused")
 		}
-		return net.Dial("tcp", server.Addr().String())
+		return net.Dial("tcp", server)
 	}
 	var g pipe.Group
 	var wg sync.WaitGroup
