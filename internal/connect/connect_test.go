@@ -323,11 +323,7 @@ func TestConnectFailureAtEveryStepLeavesNothing(t *testing.T) {
 }
 
 func TestGitManagedPolicyGetsAFragmentInsteadOfAWrite(t *testing.T) {
-	sb, err := sandbox.Start(ctxT(t), sandbox.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer sb.Close()
+	sb := sandboxtest.Start(t)
 	h := newHarness(t, sb)
 	h.env(t, "gitops")
 	ctx := ctxT(t)
@@ -335,7 +331,7 @@ func TestGitManagedPolicyGetsAFragmentInsteadOfAWrite(t *testing.T) {
 	sb.API().SetACLsExternallyManaged(true)
 	before := sb.API().Policy()
 	req := connect.Request{OrgID: h.org, Env: "gitops", APIToken: token, Targets: []string{sandbox.DemoAppIP.String() + ":80"}}
-	_, err = h.svc.Connect(ctx, req)
+	_, err := h.svc.Connect(ctx, req)
 	var ce *connect.Error
 	if !errors.As(err, &ce) || ce.Code != errcode.PolicyManagedExternally || !strings.Contains(ce.Fragment, "tag:tailgate-gitops") {
 		t.Fatalf("err = %v (fragment %q), want policy_managed_externally with a fragment", err, ce.Fragment)

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/tailgate-dev/tailgate/internal/sandbox"
+	"github.com/tailgate-dev/tailgate/internal/sandbox/sandboxtest"
 	"github.com/tailgate-dev/tailgate/internal/tailnet"
 )
 
@@ -36,11 +37,7 @@ const twoEnvPolicy = `{
 // test may change, and writes policy through the official API client.
 func enforcingSandbox(t *testing.T, policy string) *sandbox.Sandbox {
 	t.Helper()
-	sb, err := sandbox.Start(ctxT(t), sandbox.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { sb.Close() })
+	sb := sandboxtest.Start(t)
 	if policy != "" {
 		setPolicy(t, sb, policy)
 	}

@@ -20,6 +20,7 @@ import (
 	tsclient "tailscale.com/client/tailscale/v2"
 
 	"github.com/tailgate-dev/tailgate/internal/sandbox"
+	"github.com/tailgate-dev/tailgate/internal/sandbox/sandboxtest"
 	"github.com/tailgate-dev/tailgate/internal/tailnet"
 )
 
@@ -263,11 +264,7 @@ func TestAPIListsRealNodes(t *testing.T) {
 }
 
 func TestAPIApproveRouteChangesRouting(t *testing.T) {
-	sb, err := sandbox.Start(ctxT(t), sandbox.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer sb.Close()
+	sb := sandboxtest.Start(t)
 	api := apiClient(t, sb)
 	ctx := ctxT(t)
 	n := newNode(t, sb, sandbox.NodeOptions{Hostname: "route-client", AcceptRoutes: true})
