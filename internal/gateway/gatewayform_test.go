@@ -223,9 +223,16 @@ func toolNames(t *testing.T, url string) string {
 		t.Fatalf("%s: %v", url, err)
 	}
 	defer cs.Close()
+	return sessionToolNames(t, cs)
+}
+
+// sessionToolNames lists the tools an MCP session sees, sorted,
+// comma-separated.
+func sessionToolNames(t *testing.T, cs *sdk.ClientSession) string {
+	t.Helper()
 	res, err := cs.ListTools(context.Background(), nil)
 	if err != nil {
-		t.Fatalf("%s: %v", url, err)
+		t.Fatalf("tools/list: %v", err)
 	}
 	var names []string
 	for _, tool := range res.Tools {

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
-	"sort"
 	"strings"
 	"testing"
 	"time"
@@ -101,18 +100,7 @@ binds:
 		t.Cleanup(func() { cs.Close() })
 		return cs
 	}
-	tools := func(cs *sdk.ClientSession) string {
-		res, err := cs.ListTools(ctx, nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		var names []string
-		for _, tl := range res.Tools {
-			names = append(names, tl.Name)
-		}
-		sort.Strings(names)
-		return strings.Join(names, ",")
-	}
+	tools := func(cs *sdk.ClientSession) string { return sessionToolNames(t, cs) }
 
 	// No grant: the capability is absent, the rule cannot be true.
 	if got := tools(session()); got != "" {
