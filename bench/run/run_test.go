@@ -6,16 +6,30 @@
 //
 // BenchmarkRunStartToFirstByte measures runs that join when they start
 // and runs that take a node from a warm pool (serve --warm-pool), in the
-// same run, one after the other. BENCH_RUNS sets the concurrent run count
-// (default 100). Memory is
-// reported two ways: resident memory, and live heap after a full GC (the
-// measure of Tailscale's tstest/membudget); the heap figure includes
-// wireguard-go's preallocated receive batches (128 buffers of 64 KiB per
-// receive path) that are mostly never touched, so it exceeds RSS. The
-// benchmark's own sandbox holds a customer policy with no allow-all rule
-// (the sandbox enforces grants), so runners of one environment do not peer,
-// as on Tailscale and headscale, and memory per run does not grow with the
-// square of the count.
+// same run, one after the other.
+//
+// BenchmarkConcurrentRuns opens BENCH_RUNS runs at once (default 100) and
+// reports what each costs in memory. The sandbox tailnet (control server,
+// DERP, the subnet router every run peers with) runs in a child process,
+// as a customer's control plane and router live outside tailgate serve:
+// the run-proc figures are the benchmark process alone (run nodes,
+// proxies, tailgate's bookkeeping), the control-proc figures the child's
+// growth with the runs, and both-MB-RSS-per-run their sum, the scope of
+// earlier reports' MB-RSS-per-run, when the sandbox ran in the same
+// process (BENCH_SANDBOX=inprocess still measures that way and reports
+// inproc-MB-RSS-per-run). Memory is reported two ways: resident memory,
+// and live heap after a full GC (the measure of Tailscale's
+// tstest/membudget). Each node's live heap includes wireguard-go's
+// receive batches, 4 × 128 buffers of 64 KiB (32 MiB) preallocated on
+// Linux and mostly never touched, so it exceeds RSS;
+// run-proc-MB-heap-per-run-excl-wg-batches leaves them out.
+// BENCH_PROFILE_DIR writes heap profiles of both processes before and
+// after the runs open.
+//
+// The benchmark's sandbox holds a customer policy with no allow-all rule
+// (the sandbox enforces grants), so runners of one environment do not
+// peer, as on Tailscale and headscale, and memory per run does not grow
+// with the square of the count.
 package run_test
 
 import (
@@ -23,19 +37,27 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"path/filepath"
 	"runtime"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/tailgate-dev/tailgate/bench/measure"
+	"github.com/tailgate-dev/tailgate/bench/sandboxproc"
+	"github.com/tailgate-dev/tailgate/internal/connect"
 	"github.com/tailgate-dev/tailgate/internal/run"
 	"github.com/tailgate-dev/tailgate/internal/sandbox"
 	"github.com/tailgate-dev/tailgate/internal/sandbox/sandboxtest"
 	"github.com/tailgate-dev/tailgate/internal/tailgatetest"
 )
 
-func TestMain(m *testing.M) { sandboxtest.Main(m) }
+func TestMain(m *testing.M) {
+	sandboxproc.Child()
+	measure.ProfileDir()
+	sandboxtest.Main(m)
+}
 
 type fixture struct {
 	m   *run.Manager
@@ -141,17 +163,66 @@ func BenchmarkRunStartToFirstByte(b *testing.B) {
 	}
 }
 
+// setupRemote is setup with the sandbox in a child process.
+func setupRemote(b *testing.B) (*fixture, *sandboxproc.Proc) {
+	p := sandboxproc.Start(b, customerPolicy)
+	s := tailgatetest.NewOn(b, nil, "")
+	s.Connect.APIBaseURL, s.Connect.ControlURL = p.APIURL, p.ControlURL
+	s.Env(b, "bench")
+	ctx := tailgatetest.Ctx(b, 2*time.Minute)
+	req := connect.Request{OrgID: s.Org, Env: "bench", APIToken: p.APIToken, Targets: []string{sandbox.DemoAppName + ":80"}}
+	if _, err := s.Connect.Connect(ctx, req); err != nil {
+		b.Fatalf("connect: %v", err)
+	}
+	b.Cleanup(func() { s.Connect.Disconnect(context.Background(), s.Org, "bench", p.APIToken) })
+	m := &run.Manager{Connect: s.Connect, Store: s.Store, Logger: slog.New(slog.DiscardHandler), Lease: -1}
+	b.Cleanup(m.Close)
+	return &fixture{m: m, s: s, org: s.Org}, p
+}
+
+// wgBatchBytes is what wireguard-go preallocates per node on Linux for
+// its receive batches: IdealBatchSize (128) message buffers of 64 KiB − 1
+// for each of magicsock's three receive paths and the TUN reader. They
+// count as live heap but are touched only as far as packets fill them.
+const wgBatchBytes = 4 * 128 * 65535
+
+// memory is one process's resident memory and live heap.
+type memory struct{ rss, heap int64 }
+
 // BenchmarkConcurrentRuns starts BENCH_RUNS runs at once (8 starting at a
-// time) and reports resident memory per open run and start latency under
-// that load.
+// time) and reports memory per open run, in the benchmark's process and
+// in the sandbox's, and start latency under that load.
 func BenchmarkConcurrentRuns(b *testing.B) {
 	count := measure.Count("BENCH_RUNS", 100)
-	f := setup(b)
+	inproc := os.Getenv("BENCH_SANDBOX") == "inprocess"
+	var f *fixture
+	var ctl *sandboxproc.Proc
+	if inproc {
+		f = setup(b)
+	} else {
+		f, ctl = setupRemote(b)
+	}
+	dir := measure.ProfileDir()
+	// snapshot measures both processes after a full GC, writing heap
+	// profiles named for when.
+	snapshot := func(when string) (self, control memory) {
+		runtime.GC()
+		self = memory{rss: measure.RSSBytes(), heap: measure.HeapBytes()}
+		if err := measure.WriteHeapProfile(dir, "run-"+when+".pb.gz"); err != nil {
+			b.Fatal(err)
+		}
+		if ctl != nil {
+			prof := ""
+			if dir != "" {
+				prof = filepath.Join(dir, "control-"+when+".pb.gz")
+			}
+			control = memory{heap: ctl.HeapBytes(prof), rss: ctl.RSSBytes()}
+		}
+		return self, control
+	}
 	ctx := context.Background()
 	for b.Loop() {
-		runtime.GC()
-		before := measure.RSSBytes()
-		heapBefore := measure.HeapBytes()
+		before, ctlBefore := snapshot("before")
 		lat := make([]time.Duration, count)
 		infos := make([]run.Info, count)
 		sem := make(chan struct{}, 8)
@@ -173,11 +244,19 @@ func BenchmarkConcurrentRuns(b *testing.B) {
 			})
 		}
 		wg.Wait()
-		runtime.GC()
-		after := measure.RSSBytes()
-		heapAfter := measure.HeapBytes()
-		b.ReportMetric(float64(after-before)/float64(count)/(1<<20), "MB-RSS-per-run")
-		b.ReportMetric(float64(heapAfter-heapBefore)/float64(count)/(1<<20), "MB-heap-per-run")
+		after, ctlAfter := snapshot("after")
+		perRun := func(d int64) float64 { return float64(d) / float64(count) / (1 << 20) }
+		if inproc {
+			b.ReportMetric(perRun(after.rss-before.rss), "inproc-MB-RSS-per-run")
+			b.ReportMetric(perRun(after.heap-before.heap), "inproc-MB-heap-per-run")
+		} else {
+			b.ReportMetric(perRun(after.rss-before.rss), "run-proc-MB-RSS-per-run")
+			b.ReportMetric(perRun(after.heap-before.heap), "run-proc-MB-heap-per-run")
+			b.ReportMetric(perRun(after.heap-before.heap-int64(count)*wgBatchBytes), "run-proc-MB-heap-per-run-excl-wg-batches")
+			b.ReportMetric(perRun(ctlAfter.rss-ctlBefore.rss), "control-proc-MB-RSS-per-run")
+			b.ReportMetric(perRun(ctlAfter.heap-ctlBefore.heap), "control-proc-MB-heap-per-run")
+			b.ReportMetric(perRun(after.rss-before.rss+ctlAfter.rss-ctlBefore.rss), "both-MB-RSS-per-run")
+		}
 		measure.ReportP50P95(b, "start", lat)
 		b.ReportMetric(float64(count), "runs")
 		for _, info := range infos {

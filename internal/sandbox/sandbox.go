@@ -191,17 +191,7 @@ func Start(ctx context.Context, opts Options) (_ *Sandbox, err error) {
 	if !addr.Is4() || addr.IsUnspecified() {
 		return nil, fmt.Errorf("sandbox: listen address %v: want an IPv4 address of this host, not 0.0.0.0 or IPv6", addr)
 	}
-	// Nodes here only talk to the sandbox's address; binding sockets to
-	// the default route's interface (netns) would only get in the way.
-	netns.SetEnabled(false)
-	// Keep node-to-node WireGuard traffic on the sandbox's address:
-	// without this, nodes also offer the host's LAN addresses as
-	// endpoints, and a test machine's LAN may even sit inside the
-	// sandbox's documentation subnets. STUN on that address still gives
-	// every node an endpoint there (and nodes of other processes, which
-	// keep their local addresses, one on the path they reach it by).
-	// This is process-wide, like the sandbox itself.
-	envknob.Setenv("TS_DEBUG_OMIT_LOCAL_ADDRS", "true")
+	ConfineNodes()
 
 	s := &Sandbox{
 		logf:      logf,
@@ -268,6 +258,26 @@ func Start(ctx context.Context, opts Options) (_ *Sandbox, err error) {
 
 // listenHTTP returns an unstarted HTTP server for h on the sandbox's
 // address, on a free port.
+// ConfineNodes sets, for this whole process, what Start sets for the
+// sandbox's own nodes: nodes talk only to the sandbox's address. Start
+// calls it; a process whose nodes join a sandbox running in another
+// process on this host (a benchmark that measures its nodes apart from
+// the control's) calls it before its first node joins, so that its nodes
+// behave as they would beside an in-process sandbox.
+func ConfineNodes() {
+	// Nodes here only talk to the sandbox's address; binding sockets to
+	// the default route's interface (netns) would only get in the way.
+	netns.SetEnabled(false)
+	// Keep node-to-node WireGuard traffic on the sandbox's address:
+	// without this, nodes also offer the host's LAN addresses as
+	// endpoints, and a test machine's LAN may even sit inside the
+	// sandbox's documentation subnets. STUN on that address still gives
+	// every node an endpoint there (and nodes of other processes, which
+	// keep their local addresses unless they call ConfineNodes too, one
+	// on the path they reach it by).
+	envknob.Setenv("TS_DEBUG_OMIT_LOCAL_ADDRS", "true")
+}
+
 func (s *Sandbox) listenHTTP(h http.Handler) (*httptest.Server, error) {
 	ln, err := net.Listen("tcp", netip.AddrPortFrom(s.addr, 0).String())
 	if err != nil {
