@@ -208,6 +208,9 @@ func BenchmarkConcurrentRuns(b *testing.B) {
 	snapshot := func(when string) (self, control memory) {
 		runtime.GC()
 		self = memory{rss: measure.RSSBytes(), heap: measure.HeapBytes()}
+		var ms runtime.MemStats
+		runtime.ReadMemStats(&ms)
+		b.Logf("DIAG %s rss=%d heapalloc=%d heapinuse=%d heapidle=%d released=%d stackinuse=%d sys=%d gor=%d other=%d mspan=%d gcsys=%d", when, self.rss>>10, ms.HeapAlloc>>10, ms.HeapInuse>>10, ms.HeapIdle>>10, ms.HeapReleased>>10, ms.StackInuse>>10, ms.Sys>>10, runtime.NumGoroutine(), ms.OtherSys>>10, ms.MSpanInuse>>10, ms.GCSys>>10)
 		if err := measure.WriteHeapProfile(dir, "run-"+when+".pb.gz"); err != nil {
 			b.Fatal(err)
 		}
@@ -259,6 +262,37 @@ func BenchmarkConcurrentRuns(b *testing.B) {
 		}
 		measure.ReportP50P95(b, "start", lat)
 		b.ReportMetric(float64(count), "runs")
+		// Then traffic, as a browser makes it: every run fetches the
+		// page fetches times over new connections, 8 runs at a time,
+		// and resident memory is read as it stands, without a forced
+		// collection: what the garbage collector's pacing lets pile up.
+		fetches := measure.Count("BENCH_FETCHES", 20)
+		var fetchLat []time.Duration
+		var fetchMu sync.Mutex
+		for _, info := range infos {
+			wg.Go(func() {
+				sem <- struct{}{}
+				defer func() { <-sem }()
+				for range fetches {
+					start := time.Now()
+					if err := measure.FirstByteVia(info.ProxyAddr, sandbox.DemoAppName); err != nil {
+						b.Error(err)
+						return
+					}
+					fetchMu.Lock()
+					fetchLat = append(fetchLat, time.Since(start))
+					fetchMu.Unlock()
+				}
+			})
+		}
+		wg.Wait()
+		loaded := measure.RSSBytes()
+		measure.ReportP50P95(b, "fetch", fetchLat)
+		if inproc {
+			b.ReportMetric(perRun(loaded-before.rss), "inproc-MB-RSS-per-run-after-traffic")
+		} else {
+			b.ReportMetric(perRun(loaded-before.rss), "run-proc-MB-RSS-per-run-after-traffic")
+		}
 		for _, info := range infos {
 			f.m.End(ctx, f.org, info.ID, "bench")
 		}

@@ -4,8 +4,9 @@
 // DERP relay and the sandbox's own devices are measured apart, the way a
 // customer's control plane lives outside tailgate serve.
 //
-// The child is the benchmark's test binary started again: the package's
-// TestMain calls [Child] first, which, in the child, runs the sandbox and
+// The child is the benchmark's own binary started again (a test binary, or
+// any program: the child's arguments are a test binary's): TestMain (or
+// main) calls [Child] first, which, in the child, runs the sandbox and
 // never returns.
 //
 //	func TestMain(m *testing.M) { sandboxproc.Child(); sandboxtest.Main(m) }
@@ -66,37 +67,52 @@ type Proc struct {
 // ([sandbox.ConfineNodes]). The child stops when the benchmark ends.
 func Start(tb testing.TB, policy string) *Proc {
 	tb.Helper()
+	p, err := Launch(policy)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(p.Close)
+	return p
+}
+
+// Launch is Start for a program that is not a test: the caller closes
+// the child.
+func Launch(policy string) (_ *Proc, err error) {
 	sandbox.ConfineNodes()
 	inR, inW, err := os.Pipe()
 	if err != nil {
-		tb.Fatal(err)
+		return nil, err
 	}
 	cmd := exec.Command(os.Args[0], "-test.run=^$")
 	cmd.Env = append(os.Environ(), childEnv+"=1", policyEnv+"="+policy)
 	cmd.Stdin, cmd.Stderr = inR, os.Stderr
 	outR, err := cmd.StdoutPipe()
 	if err != nil {
-		tb.Fatal(err)
+		return nil, err
 	}
 	if err := cmd.Start(); err != nil {
-		tb.Fatal(err)
+		return nil, err
 	}
 	inR.Close()
 	p := &Proc{cmd: cmd, in: inW, out: bufio.NewReader(outR)}
-	tb.Cleanup(p.stop)
+	defer func() {
+		if err != nil {
+			p.Close()
+		}
+	}()
 	line, err := p.out.ReadBytes('\n')
 	if err != nil {
-		tb.Fatalf("sandbox child: %v", err)
+		return nil, fmt.Errorf("sandbox child: %w", err)
 	}
 	var h hello
 	if err := json.Unmarshal(line, &h); err != nil {
-		tb.Fatalf("sandbox child said %q: %v", line, err)
+		return nil, fmt.Errorf("sandbox child said %q: %w", line, err)
 	}
 	if h.Err != "" {
-		tb.Fatalf("sandbox child: %s", h.Err)
+		return nil, fmt.Errorf("sandbox child: %s", h.Err)
 	}
 	p.ControlURL, p.APIURL, p.APIToken = h.ControlURL, h.APIURL, h.APIToken
-	return p
+	return p, nil
 }
 
 // RSSBytes is the child's resident memory.
@@ -119,9 +135,9 @@ func (p *Proc) HeapBytes(profile string) int64 {
 	return n
 }
 
-// stop closes the child's stdin, which ends it, and waits a while for it
+// Close closes the child's stdin, which ends it, and waits a while for it
 // to close its sandbox before killing it.
-func (p *Proc) stop() {
+func (p *Proc) Close() {
 	p.in.Close()
 	done := make(chan struct{})
 	go func() { p.cmd.Wait(); close(done) }()

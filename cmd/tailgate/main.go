@@ -15,6 +15,8 @@ import (
 	"os/signal"
 	"sort"
 	"syscall"
+
+	"github.com/tailgate-dev/tailgate/internal/tailnet"
 )
 
 // command is one subcommand of the tailgate binary.
@@ -36,10 +38,9 @@ func (e usageError) Error() string { return e.msg }
 
 func main() {
 	// tsnet uploads logs to Tailscale unless told not to; tailgate's nodes
-	// are short-lived automation and must not phone home.
-	if os.Getenv("TS_NO_LOGS_NO_SUPPORT") == "" {
-		os.Setenv("TS_NO_LOGS_NO_SUPPORT", "true")
-	}
+	// are short-lived automation and must not phone home, nor buffer logs
+	// for an upload that never happens.
+	tailnet.KeepTailscaleLogsLocal()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	os.Exit(runMain(ctx, os.Args[1:], os.Stdout, os.Stderr))
