@@ -22,9 +22,14 @@
 // tstest/membudget). Each node's live heap includes wireguard-go's
 // receive batches, 4 × 128 buffers of 64 KiB (32 MiB) preallocated on
 // Linux and mostly never touched, so it exceeds RSS;
-// run-proc-MB-heap-per-run-excl-wg-batches leaves them out.
-// BENCH_PROFILE_DIR writes heap profiles of both processes before and
-// after the runs open.
+// run-proc-MB-heap-per-run-excl-wg-batches leaves them out. Once the runs
+// are open, each fetches the private app BENCH_FETCHES times (default 20)
+// and resident memory is read again without a forced collection
+// (*-after-traffic). BENCH_PROFILE_DIR writes heap profiles of both
+// processes before and after the runs open; -v logs where resident memory
+// goes besides live objects. BENCH_CONTROL=headscale measures on headscale
+// instead (a subprocess, hs-headscale-proc-*), whose subnet router runs in
+// the benchmark's process (hs-run-and-router-proc-*).
 //
 // The benchmark's sandbox holds a customer policy with no allow-all rule
 // (the sandbox enforces grants), so runners of one environment do not
@@ -37,6 +42,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -47,6 +53,8 @@ import (
 	"github.com/tailgate-dev/tailgate/bench/measure"
 	"github.com/tailgate-dev/tailgate/bench/sandboxproc"
 	"github.com/tailgate-dev/tailgate/internal/connect"
+	"github.com/tailgate-dev/tailgate/internal/controlplane"
+	"github.com/tailgate-dev/tailgate/internal/hstest"
 	"github.com/tailgate-dev/tailgate/internal/run"
 	"github.com/tailgate-dev/tailgate/internal/sandbox"
 	"github.com/tailgate-dev/tailgate/internal/sandbox/sandboxtest"
@@ -180,6 +188,34 @@ func setupRemote(b *testing.B) (*fixture, *sandboxproc.Proc) {
 	return &fixture{m: m, s: s, org: s.Org}, p
 }
 
+// setupHeadscale is setup on headscale (a subprocess; its subnet router
+// serves a private app from this process), for BENCH_CONTROL=headscale.
+func setupHeadscale(b *testing.B) (*fixture, *hstest.Server, string) {
+	ctx := context.Background()
+	hs := hstest.Start(b, hstest.Options{})
+	app := netip.MustParseAddrPort("192.0.2.10:80")
+	hs.ServeApp(app, sandbox.DemoApp("headscale"))
+	id, err := hs.RouterID(ctx)
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := hs.Admin().ApproveRoutes(ctx, id, []netip.Prefix{hstest.RouterSubnet}); err != nil {
+		b.Fatal(err)
+	}
+	s := tailgatetest.New(b, nil)
+	s.Connect.ControlURL = hs.URL
+	s.Env(b, "bench")
+	if _, err := s.Connect.Connect(ctx, connect.Request{
+		OrgID: s.Org, Env: "bench", APIToken: hs.APIKey, Targets: []string{app.String()},
+		Control: controlplane.Control{Type: controlplane.Headscale, URL: hs.URL},
+	}); err != nil {
+		b.Fatal(err)
+	}
+	m := &run.Manager{Connect: s.Connect, Store: s.Store, Logger: slog.New(slog.DiscardHandler), Lease: -1}
+	b.Cleanup(m.Close)
+	return &fixture{m: m, s: s, org: s.Org}, hs, app.String()
+}
+
 // wgBatchBytes is what wireguard-go preallocates per node on Linux for
 // its receive batches: IdealBatchSize (128) message buffers of 64 KiB − 1
 // for each of magicsock's three receive paths and the TUN reader. They
@@ -197,9 +233,14 @@ func BenchmarkConcurrentRuns(b *testing.B) {
 	inproc := os.Getenv("BENCH_SANDBOX") == "inprocess"
 	var f *fixture
 	var ctl *sandboxproc.Proc
-	if inproc {
+	var hs *hstest.Server
+	target := sandbox.DemoAppName
+	switch {
+	case os.Getenv("BENCH_CONTROL") == "headscale":
+		f, hs, target = setupHeadscale(b)
+	case inproc:
 		f = setup(b)
-	} else {
+	default:
 		f, ctl = setupRemote(b)
 	}
 	dir := measure.ProfileDir()
@@ -208,9 +249,11 @@ func BenchmarkConcurrentRuns(b *testing.B) {
 	snapshot := func(when string) (self, control memory) {
 		runtime.GC()
 		self = memory{rss: measure.RSSBytes(), heap: measure.HeapBytes()}
+		// Where resident memory goes besides live objects, for -v.
 		var ms runtime.MemStats
 		runtime.ReadMemStats(&ms)
-		b.Logf("DIAG %s rss=%d heapalloc=%d heapinuse=%d heapidle=%d released=%d stackinuse=%d sys=%d gor=%d other=%d mspan=%d gcsys=%d", when, self.rss>>10, ms.HeapAlloc>>10, ms.HeapInuse>>10, ms.HeapIdle>>10, ms.HeapReleased>>10, ms.StackInuse>>10, ms.Sys>>10, runtime.NumGoroutine(), ms.OtherSys>>10, ms.MSpanInuse>>10, ms.GCSys>>10)
+		b.Logf("%s: RSS %d MiB, live heap %d MiB, idle heap not returned %d MiB, stacks %d MiB (%d goroutines), span and GC metadata %d MiB, GC cycles %d",
+			when, self.rss>>20, ms.HeapAlloc>>20, (ms.HeapIdle-ms.HeapReleased)>>20, ms.StackInuse>>20, runtime.NumGoroutine(), (ms.MSpanInuse+ms.GCSys)>>20, ms.NumGC)
 		if err := measure.WriteHeapProfile(dir, "run-"+when+".pb.gz"); err != nil {
 			b.Fatal(err)
 		}
@@ -220,6 +263,9 @@ func BenchmarkConcurrentRuns(b *testing.B) {
 				prof = filepath.Join(dir, "control-"+when+".pb.gz")
 			}
 			control = memory{heap: ctl.HeapBytes(prof), rss: ctl.RSSBytes()}
+		}
+		if hs != nil {
+			control = memory{rss: measure.RSSBytesOf(hs.PID())}
 		}
 		return self, control
 	}
@@ -240,7 +286,7 @@ func BenchmarkConcurrentRuns(b *testing.B) {
 					b.Error(err)
 					return
 				}
-				if err := measure.FirstByteVia(info.ProxyAddr, sandbox.DemoAppName); err != nil {
+				if err := measure.FirstByteVia(info.ProxyAddr, target); err != nil {
 					b.Error(err)
 				}
 				lat[i], infos[i] = time.Since(start), info
@@ -249,10 +295,17 @@ func BenchmarkConcurrentRuns(b *testing.B) {
 		wg.Wait()
 		after, ctlAfter := snapshot("after")
 		perRun := func(d int64) float64 { return float64(d) / float64(count) / (1 << 20) }
-		if inproc {
+		switch {
+		case hs != nil:
+			// The router is in this process: its state for each run
+			// counts here, as the control's own router did in-process.
+			b.ReportMetric(perRun(after.rss-before.rss), "hs-run-and-router-proc-MB-RSS-per-run")
+			b.ReportMetric(perRun(after.heap-before.heap-int64(count)*wgBatchBytes), "hs-run-and-router-proc-MB-heap-per-run-excl-wg-batches")
+			b.ReportMetric(perRun(ctlAfter.rss-ctlBefore.rss), "hs-headscale-proc-MB-RSS-per-run")
+		case inproc:
 			b.ReportMetric(perRun(after.rss-before.rss), "inproc-MB-RSS-per-run")
 			b.ReportMetric(perRun(after.heap-before.heap), "inproc-MB-heap-per-run")
-		} else {
+		default:
 			b.ReportMetric(perRun(after.rss-before.rss), "run-proc-MB-RSS-per-run")
 			b.ReportMetric(perRun(after.heap-before.heap), "run-proc-MB-heap-per-run")
 			b.ReportMetric(perRun(after.heap-before.heap-int64(count)*wgBatchBytes), "run-proc-MB-heap-per-run-excl-wg-batches")
@@ -275,7 +328,7 @@ func BenchmarkConcurrentRuns(b *testing.B) {
 				defer func() { <-sem }()
 				for range fetches {
 					start := time.Now()
-					if err := measure.FirstByteVia(info.ProxyAddr, sandbox.DemoAppName); err != nil {
+					if err := measure.FirstByteVia(info.ProxyAddr, target); err != nil {
 						b.Error(err)
 						return
 					}
@@ -288,9 +341,12 @@ func BenchmarkConcurrentRuns(b *testing.B) {
 		wg.Wait()
 		loaded := measure.RSSBytes()
 		measure.ReportP50P95(b, "fetch", fetchLat)
-		if inproc {
+		switch {
+		case hs != nil:
+			b.ReportMetric(perRun(loaded-before.rss), "hs-run-and-router-proc-MB-RSS-per-run-after-traffic")
+		case inproc:
 			b.ReportMetric(perRun(loaded-before.rss), "inproc-MB-RSS-per-run-after-traffic")
-		} else {
+		default:
 			b.ReportMetric(perRun(loaded-before.rss), "run-proc-MB-RSS-per-run-after-traffic")
 		}
 		for _, info := range infos {

@@ -299,6 +299,10 @@ func (s *Server) Admin() *headscale.Client { return headscale.New(s.URL, s.APIKe
 // Router is the router node.
 func (s *Server) Router() *tailnet.Node { return s.router }
 
+// PID is the headscale process's id, for benchmarks that measure its
+// memory apart from the test process's.
+func (s *Server) PID() int { return s.cmd.Process.Pid }
+
 // Nodes lists headscale's nodes over REST.
 func (s *Server) Nodes(ctx context.Context) ([]tsapi.Device, error) { return s.Admin().Devices(ctx) }
 
