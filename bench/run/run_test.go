@@ -54,6 +54,7 @@ import (
 	"github.com/tailgate-dev/tailgate/bench/sandboxproc"
 	"github.com/tailgate-dev/tailgate/internal/connect"
 	"github.com/tailgate-dev/tailgate/internal/controlplane"
+	"github.com/tailgate-dev/tailgate/internal/heapreturn"
 	"github.com/tailgate-dev/tailgate/internal/hstest"
 	"github.com/tailgate-dev/tailgate/internal/run"
 	"github.com/tailgate-dev/tailgate/internal/sandbox"
@@ -244,10 +245,22 @@ func BenchmarkConcurrentRuns(b *testing.B) {
 		f, ctl = setupRemote(b)
 	}
 	dir := measure.ProfileDir()
+	// As tailgate serve does unless --heap-return-mib 0: give freed heap
+	// back to the OS (package heapreturn). BENCH_HEAP_RETURN=0 leaves it
+	// off, to measure what it saves.
+	returning := os.Getenv("BENCH_HEAP_RETURN") != "0"
+	if returning {
+		ctx, cancel := context.WithCancel(context.Background())
+		b.Cleanup(cancel)
+		go heapreturn.Run(ctx, heapreturn.DefaultThreshold)
+	}
 	// snapshot measures both processes after a full GC, writing heap
 	// profiles named for when.
 	snapshot := func(when string) (self, control memory) {
+		// A collection, then a pause of one heap-return check and a bit,
+		// with or without heap return, so that it has had its chance.
 		runtime.GC()
+		time.Sleep(heapreturn.CheckEvery + time.Second)
 		self = memory{rss: measure.RSSBytes(), heap: measure.HeapBytes()}
 		// Where resident memory goes besides live objects, for -v.
 		var ms runtime.MemStats
@@ -315,6 +328,11 @@ func BenchmarkConcurrentRuns(b *testing.B) {
 		}
 		measure.ReportP50P95(b, "start", lat)
 		b.ReportMetric(float64(count), "runs")
+		if returning {
+			b.ReportMetric(1, "heap-return-on")
+		} else {
+			b.ReportMetric(0, "heap-return-on")
+		}
 		// Then traffic, as a browser makes it: every run fetches the
 		// page fetches times over new connections, 8 runs at a time,
 		// and resident memory is read as it stands, without a forced

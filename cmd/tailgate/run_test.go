@@ -26,9 +26,11 @@ import (
 )
 
 // runServer is the tailgate serve binary over a sandbox tailnet, with a
-// 2 s run lease so an abandoned run is swept within seconds, an
-// environment "web" connected to the private demo app (by its internal
-// name and by its subnet IP) and an environment "idle" never connected.
+// 2 s run lease so an abandoned run is swept within seconds, heap return
+// at its most eager (every check, each 5 s, gives freed memory back: runs
+// must work while it does), an environment "web" connected to the private
+// demo app (by its internal name and by its subnet IP) and an environment
+// "idle" never connected.
 type runServer struct {
 	sb     *sandbox.Sandbox
 	url    string
@@ -46,7 +48,7 @@ func newRunServer(t *testing.T) *runServer {
 	rs := &runServer{sb: sb, db: filepath.Join(dir, "t.db")}
 	p := startTailgate(t, nil, "serve", "--db", rs.db, "--key-file", filepath.Join(dir, "t.key"),
 		"--listen", "127.0.0.1:0", "--tailscale-api", sb.APIURL(), "--control-url", sb.ControlURL(),
-		"--run-lease", "2s", "--log-format", "json")
+		"--run-lease", "2s", "--log-format", "json", "--heap-return-mib", "1")
 	line := p.waitLine(t, ctx, "listening on http://")
 	rs.url = line[strings.Index(line, "http://"):]
 	rs.admin = tokenLine.FindString(p.output())
@@ -367,6 +369,8 @@ func TestServeRefusesBadRunFlags(t *testing.T) {
 		{[]string{"--run-max-lifetime", "-1h"}, nil, "must be positive"},
 		{[]string{"--run-lease", "soon"}, nil, "invalid value"},
 		{nil, []string{"TAILGATE_RUN_LEASE=soon"}, "TAILGATE_RUN_LEASE"},
+		{[]string{"--heap-return-mib", "-1"}, nil, "--heap-return-mib must be 0 (off) or positive, not -1"},
+		{nil, []string{"TAILGATE_HEAP_RETURN_MIB=lots"}, "TAILGATE_HEAP_RETURN_MIB"},
 	} {
 		args := append([]string{"serve", "--db", filepath.Join(dir, "a.db"), "--key-file", filepath.Join(dir, "a.key"), "--listen", "127.0.0.1:0"}, c.args...)
 		p := startTailgate(t, c.env, args...)

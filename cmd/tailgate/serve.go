@@ -14,6 +14,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/tailgate-dev/tailgate/internal/heapreturn"
 	"github.com/tailgate-dev/tailgate/internal/issuer"
 	"github.com/tailgate-dev/tailgate/internal/outbound"
 	tgrun "github.com/tailgate-dev/tailgate/internal/run"
@@ -71,6 +72,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	publicURL := fs.String("public-url", envOr("TAILGATE_PUBLIC_URL", ""), "tailgate's public https `URL`, as Tailscale reaches it: tailgate becomes an OIDC issuer there and connects environments with federated identities, storing no secret (env TAILGATE_PUBLIC_URL)")
 	keyRotation := fs.Duration("signing-key-rotation", durationEnv("TAILGATE_SIGNING_KEY_ROTATION", issuer.DefaultRotation, &envErr), "rotate the OIDC signing key this often (with --public-url); 0 never rotates (env TAILGATE_SIGNING_KEY_ROTATION)")
 	warmPool := fs.Int("warm-pool", intEnv("TAILGATE_WARM_POOL", 0, &envErr), "keep up to `N` nodes per connected environment joined and path-warmed ahead, each for one run on this server; 0 joins each run when it starts (env TAILGATE_WARM_POOL)")
+	heapReturn := fs.Int("heap-return-mib", intEnv("TAILGATE_HEAP_RETURN_MIB", heapreturn.DefaultThreshold>>20, &envErr), "give memory the Go collector freed back to the system once this many `MiB` are kept (checked every 5s): every run's node otherwise makes the runtime keep it; 0 leaves it to the runtime (env TAILGATE_HEAP_RETURN_MIB)")
 	egressFlags := addAllowlistFlags(fs, &envErr)
 	if err := parseFlags(fs, args); err != nil {
 		return err
@@ -89,6 +91,9 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	}
 	if *warmPool < 0 || *warmPool > maxWarmPool {
 		return usageError{fmt.Sprintf("--warm-pool must be between 0 (off) and %d, not %d", maxWarmPool, *warmPool)}
+	}
+	if *heapReturn < 0 {
+		return usageError{fmt.Sprintf("--heap-return-mib must be 0 (off) or positive, not %d", *heapReturn)}
 	}
 	if *verifyEvery < 0 {
 		return usageError{"--verify-every must be 0 (off) or positive, e.g. 1h"}
@@ -165,6 +170,9 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return err
 	}
 	defer stk.Close()
+	if *heapReturn > 0 {
+		go heapreturn.Run(ctx, uint64(*heapReturn)<<20)
+	}
 	var metricsAddr string
 	if *metricsListen != "" {
 		var stopMetrics func()
@@ -188,7 +196,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return fmt.Errorf("listen on %s: %w", *listen, err)
 	}
 	log.Info("tailgate serving", "addr", ln.Addr().String(), "db", store.RedactDSN(*dbPath), "tailscale_api", *tsAPI, "control_url", *controlURL, "vault_key", keyring.ActiveKeyID(),
-		"public_url", *publicURL, "run_max_lifetime", runMaxLifetime.String(), "run_lease", runLease.String(), "warm_pool", *warmPool, "outbound_allow", *outAllow, "outbound_deny", *outDeny)
+		"public_url", *publicURL, "run_max_lifetime", runMaxLifetime.String(), "run_lease", runLease.String(), "warm_pool", *warmPool, "heap_return_mib", *heapReturn, "outbound_allow", *outAllow, "outbound_deny", *outDeny)
 	if sb != nil {
 		writeServeSandbox(stdout, sb, "http://"+ln.Addr().String(), sandboxAdmin)
 	}
