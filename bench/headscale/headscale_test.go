@@ -22,8 +22,6 @@ import (
 	"tailscale.com/tailcfg"
 
 	"github.com/tailgate-dev/tailgate/bench/measure"
-	"github.com/tailgate-dev/tailgate/internal/connect"
-	"github.com/tailgate-dev/tailgate/internal/controlplane"
 	"github.com/tailgate-dev/tailgate/internal/hstest"
 	"github.com/tailgate-dev/tailgate/internal/run"
 	"github.com/tailgate-dev/tailgate/internal/sandbox"
@@ -62,26 +60,15 @@ func newTailgate(b *testing.B, s *tailgatetest.Stack) *tailgate {
 // onHeadscale starts headscale with its subnet router serving a private
 // app, and a tailgate whose environment "bench" is connected to the app.
 func onHeadscale(b *testing.B) (*tailgate, netip.AddrPort) {
-	ctx := context.Background()
 	hs := hstest.Start(b, hstest.Options{})
 	app := netip.MustParseAddrPort("192.0.2.10:80")
 	hs.ServeApp(app, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { fmt.Fprint(w, "bench") }))
-	id, err := hs.RouterID(ctx)
-	if err != nil {
-		b.Fatal(err)
-	}
-	if err := hs.Admin().ApproveRoutes(ctx, id, []netip.Prefix{hstest.RouterSubnet}); err != nil {
+	if err := hs.ApproveRouterSubnet(context.Background()); err != nil {
 		b.Fatal(err)
 	}
 	s := tailgatetest.New(b, nil)
 	s.Connect.ControlURL = hs.URL
-	s.Env(b, "bench")
-	if _, err := s.Connect.Connect(ctx, connect.Request{
-		OrgID: s.Org, Env: "bench", APIToken: hs.APIKey, Targets: []string{app.String()},
-		Control: controlplane.Control{Type: controlplane.Headscale, URL: hs.URL},
-	}); err != nil {
-		b.Fatal(err)
-	}
+	s.ConnectHeadscaleEnv(b, hs.URL, hs.APIKey, "bench", app.String())
 	return newTailgate(b, s), app
 }
 

@@ -53,7 +53,6 @@ import (
 	"github.com/tailgate-dev/tailgate/bench/measure"
 	"github.com/tailgate-dev/tailgate/bench/sandboxproc"
 	"github.com/tailgate-dev/tailgate/internal/connect"
-	"github.com/tailgate-dev/tailgate/internal/controlplane"
 	"github.com/tailgate-dev/tailgate/internal/heapreturn"
 	"github.com/tailgate-dev/tailgate/internal/hstest"
 	"github.com/tailgate-dev/tailgate/internal/run"
@@ -192,26 +191,15 @@ func setupRemote(b *testing.B) (*fixture, *sandboxproc.Proc) {
 // setupHeadscale is setup on headscale (a subprocess; its subnet router
 // serves a private app from this process), for BENCH_CONTROL=headscale.
 func setupHeadscale(b *testing.B) (*fixture, *hstest.Server, string) {
-	ctx := context.Background()
 	hs := hstest.Start(b, hstest.Options{})
 	app := netip.MustParseAddrPort("192.0.2.10:80")
 	hs.ServeApp(app, sandbox.DemoApp("headscale"))
-	id, err := hs.RouterID(ctx)
-	if err != nil {
-		b.Fatal(err)
-	}
-	if err := hs.Admin().ApproveRoutes(ctx, id, []netip.Prefix{hstest.RouterSubnet}); err != nil {
+	if err := hs.ApproveRouterSubnet(context.Background()); err != nil {
 		b.Fatal(err)
 	}
 	s := tailgatetest.New(b, nil)
 	s.Connect.ControlURL = hs.URL
-	s.Env(b, "bench")
-	if _, err := s.Connect.Connect(ctx, connect.Request{
-		OrgID: s.Org, Env: "bench", APIToken: hs.APIKey, Targets: []string{app.String()},
-		Control: controlplane.Control{Type: controlplane.Headscale, URL: hs.URL},
-	}); err != nil {
-		b.Fatal(err)
-	}
+	s.ConnectHeadscaleEnv(b, hs.URL, hs.APIKey, "bench", app.String())
 	m := &run.Manager{Connect: s.Connect, Store: s.Store, Logger: slog.New(slog.DiscardHandler), Lease: -1}
 	b.Cleanup(m.Close)
 	return &fixture{m: m, s: s, org: s.Org}, hs, app.String()

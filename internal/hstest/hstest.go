@@ -343,6 +343,16 @@ func (s *Server) Join(ctx context.Context, hostname string, tags []string, route
 	return n, nil
 }
 
+// ApproveRouterSubnet approves the router's route to RouterSubnet, so
+// that nodes accepting routes reach the apps served there.
+func (s *Server) ApproveRouterSubnet(ctx context.Context) error {
+	id, err := s.RouterID(ctx)
+	if err != nil {
+		return err
+	}
+	return s.Admin().ApproveRoutes(ctx, id, []netip.Prefix{RouterSubnet})
+}
+
 // RouterID is the router's node id in headscale.
 func (s *Server) RouterID(ctx context.Context) (string, error) {
 	devs, err := s.Nodes(ctx)

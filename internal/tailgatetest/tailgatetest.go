@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/tailgate-dev/tailgate/internal/connect"
+	"github.com/tailgate-dev/tailgate/internal/controlplane"
 	"github.com/tailgate-dev/tailgate/internal/issuer"
 	"github.com/tailgate-dev/tailgate/internal/outbound"
 	"github.com/tailgate-dev/tailgate/internal/sandbox"
@@ -176,6 +177,21 @@ func (s *Stack) ConnectEnv(t testing.TB, name string, targets ...string) connect
 		t.Fatalf("connect %s: %v", name, err)
 	}
 	t.Cleanup(func() { s.Connect.Disconnect(context.Background(), s.Org, name, token) })
+	return res
+}
+
+// ConnectHeadscaleEnv creates environment name and connects it to targets
+// on headscale at url, with headscale's admin API key.
+func (s *Stack) ConnectHeadscaleEnv(t testing.TB, url, apiKey, name string, targets ...string) connect.Result {
+	t.Helper()
+	s.Env(t, name)
+	res, err := s.Connect.Connect(Ctx(t, 2*time.Minute), connect.Request{
+		OrgID: s.Org, Env: name, APIToken: apiKey, Targets: targets,
+		Control: controlplane.Control{Type: controlplane.Headscale, URL: url},
+	})
+	if err != nil {
+		t.Fatalf("connect %s on headscale: %v", name, err)
+	}
 	return res
 }
 
