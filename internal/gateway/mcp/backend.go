@@ -213,10 +213,24 @@ func (b *Backend) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	principal := b.principal(r)
-	if id := r.Header.Get("Mcp-Session-Id"); id != "" {
-		if p, ok := f.principals.Load(id); ok && p.(string) != principal {
+	sid := r.Header.Get("Mcp-Session-Id")
+	if sid != "" {
+		if p, ok := f.principals.Load(sid); ok && p.(string) != principal {
 			http.Error(w, "this MCP session belongs to another caller", http.StatusForbidden)
 			return
+		}
+	}
+	if r.Body != nil {
+		r.Body = http.MaxBytesReader(w, r.Body, b.opts.MaxMessageBytes)
+	}
+	legacySSE := strings.HasSuffix(r.URL.Path, "/sse") || (r.URL.Query().Get("sessionid") != "" && r.Method == http.MethodPost)
+	if !legacySSE && sid != "" && r.Method == http.MethodPost {
+		if ls := f.liveSession(sid); ls != nil {
+			ls.start()
+			defer ls.end()
+			if b.serveFast(w, r, ls) {
+				return
+			}
 		}
 	}
 	tok := strconv.FormatUint(callerSeq.Add(1), 36)
@@ -227,20 +241,18 @@ func (b *Backend) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	f.callers.Store(tok, vars)
 	defer f.callers.Delete(tok)
 	r.Header.Set(callerHeader, tok)
-	if r.Body != nil {
-		r.Body = http.MaxBytesReader(w, r.Body, b.opts.MaxMessageBytes)
-	}
-	if strings.HasSuffix(r.URL.Path, "/sse") || (r.URL.Query().Get("sessionid") != "" && r.Method == http.MethodPost) {
+	if legacySSE {
 		f.sse.ServeHTTP(w, r)
 		return
 	}
 	sw := &sessionWriter{ResponseWriter: w}
 	f.streamable.ServeHTTP(sw, r)
-	if id := sw.Header().Get("Mcp-Session-Id"); id != "" && r.Header.Get("Mcp-Session-Id") == "" {
+	if id := sw.Header().Get("Mcp-Session-Id"); id != "" && sid == "" {
 		f.principals.Store(id, principal)
+		f.track(id)
 	}
 	if r.Method == http.MethodDelete {
-		f.principals.Delete(r.Header.Get("Mcp-Session-Id"))
+		f.principals.Delete(sid)
 	}
 }
 
@@ -384,13 +396,21 @@ func (b *Backend) callOn(ctx context.Context, ss *sdk.ServerSession, i int, fn f
 
 // varsFor returns the caller's variables for an MCP request.
 func (b *Backend) varsFor(req sdk.Request) cel.Vars {
-	out := cel.Vars{}
+	var in cel.Vars
 	if ex := req.GetExtra(); ex != nil && ex.Header != nil {
 		if v, ok := b.front.callers.Load(ex.Header.Get(callerHeader)); ok && v != nil {
-			for k, x := range v.(cel.Vars) {
-				out[k] = x
-			}
+			in = v.(cel.Vars)
 		}
+	}
+	return callerVars(in)
+}
+
+// callerVars is a copy of the caller's variables with every one the MCP
+// phase defines present (empty if the request has none).
+func callerVars(in cel.Vars) cel.Vars {
+	out := make(cel.Vars, len(in)+4)
+	for k, x := range in {
+		out[k] = x
 	}
 	for _, k := range []string{"source", "request", "jwt", "extauthz"} {
 		if _, ok := out[k]; !ok {

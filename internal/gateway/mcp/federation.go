@@ -633,6 +633,12 @@ func (b *Backend) templateOwner(ctx context.Context, ss *sdk.ServerSession, uri 
 }
 
 func (b *Backend) callTool(ctx context.Context, ss *sdk.ServerSession, req sdk.Request, p *sdk.CallToolParamsRaw) (sdk.Result, error) {
+	return b.callToolAs(ctx, ss, b.varsFor(req), p)
+}
+
+// callToolAs is tools/call for the caller whose variables are vars (the
+// SDK's request or the fast path's).
+func (b *Backend) callToolAs(ctx context.Context, ss *sdk.ServerSession, vars cel.Vars, p *sdk.CallToolParamsRaw) (sdk.Result, error) {
 	start := time.Now()
 	i, orig, err := b.owner(ctx, ss, "tool", p.Name)
 	if err != nil {
@@ -642,7 +648,6 @@ func (b *Backend) callTool(ctx context.Context, ss *sdk.ServerSession, req sdk.R
 	}
 	target := b.targets[i].Name
 	b.metrics.request("tools/call", target, orig)
-	vars := b.varsFor(req)
 	if v := b.decide(vars, "tools/call", "tool", map[string]any{"name": orig, "target": target}); !v.Allowed {
 		b.metrics.denial("tool", target)
 		b.access("mcp", append([]any{"method", "tools/call", "target", target, "tool", orig, "verdict", "denied", "reason", v.Reason, "rule", v.Rule}, callerAttrs(vars)...)...)

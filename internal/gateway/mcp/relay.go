@@ -92,6 +92,9 @@ func (b *Backend) withProgress(ctx context.Context, ss *sdk.ServerSession, meta 
 type pendingCall struct {
 	ss  *sdk.ServerSession
 	ctx context.Context
+	// fast is set for a call the fast path serves: what concerns it is
+	// written to its response, which the SDK does not know of.
+	fast *fastCall
 }
 
 // begin records that ss's request (ctx) is out on u; the returned func
@@ -100,7 +103,7 @@ func (u *upstream) begin(ss *sdk.ServerSession, ctx context.Context) func() {
 	if ss == nil {
 		return func() {}
 	}
-	p := &pendingCall{ss: ss, ctx: ctx}
+	p := &pendingCall{ss: ss, ctx: ctx, fast: fastCallOf(ctx)}
 	u.mu.Lock()
 	u.calls = append(u.calls, p)
 	u.mu.Unlock()
@@ -117,17 +120,18 @@ func (u *upstream) begin(ss *sdk.ServerSession, ctx context.Context) func() {
 }
 
 // route is the session (and request context) a message from u concerns
-// now; nil if it cannot be told (a shared target with nothing out).
-func (u *upstream) route() (*sdk.ServerSession, context.Context) {
+// now; nil if it cannot be told (a shared target with nothing out). fast
+// is set if that request is the fast path's.
+func (u *upstream) route() (*sdk.ServerSession, context.Context, *fastCall) {
 	u.mu.Lock()
 	defer u.mu.Unlock()
 	if n := len(u.calls); n > 0 {
-		return u.calls[n-1].ss, u.calls[n-1].ctx
+		return u.calls[n-1].ss, u.calls[n-1].ctx, u.calls[n-1].fast
 	}
 	if u.ds != nil {
-		return u.ds.ss, context.Background()
+		return u.ds.ss, context.Background(), nil
 	}
-	return nil, nil
+	return nil, nil, nil
 }
 
 // fromTarget is the receiving middleware of u's client: it relays what
@@ -146,7 +150,9 @@ func (u *upstream) fromTarget(next sdk.MethodHandler) sdk.MethodHandler {
 			}
 			return nil, nil
 		case "notifications/message", "notifications/elicitation/complete":
-			if ss, rctx := u.route(); ss != nil {
+			if ss, rctx, fast := u.route(); fast != nil {
+				fast.notify(method, req.GetParams())
+			} else if ss != nil {
 				notifyRaw(rctx, ss, method, req.GetParams())
 			} else {
 				u.broadcast(method, req.GetParams(), nil)
@@ -229,7 +235,7 @@ func (u *upstream) relayProgress(p *sdk.ProgressNotificationParams) {
 // returns its answer. The request is cancelled if the target cancels it
 // or the client's request it belongs to ends.
 func (u *upstream) relayRequest(ctx context.Context, method string, params sdk.Params) (sdk.Result, error) {
-	ss, rctx := u.route()
+	ss, rctx, fast := u.route()
 	if ss == nil {
 		return nil, &jsonrpc.Error{Code: jsonrpc.CodeInvalidRequest,
 			Message: fmt.Sprintf("%s from shared target %q outside any client request: no client session to ask", method, u.t.Name)}
@@ -245,6 +251,9 @@ func (u *upstream) relayRequest(ctx context.Context, method string, params sdk.P
 	defer cancel()
 	stop := context.AfterFunc(ctx, cancel)
 	defer stop()
+	if fast != nil {
+		return fast.request(cctx, method, params)
+	}
 	return requestRaw(cctx, ss, method, params)
 }
 

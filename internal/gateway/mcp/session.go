@@ -59,6 +59,18 @@ type frontend struct {
 	callers sync.Map // token → cel.Vars
 	// principals binds Mcp-Session-Id to the caller that created it.
 	principals sync.Map // session id → principal
+
+	// live are the streamable HTTP sessions by Mcp-Session-Id, for the
+	// fast path (fastpath.go) and the idle timeout, which the gateway
+	// keeps rather than the SDK: a call served by the fast path never
+	// reaches the SDK's handler, whose idle timer it would not reset.
+	live sync.Map // session id → *liveSession
+	// replies are the relayed requests of fast-path calls waiting for
+	// the client's answer.
+	replies sync.Map // request id → *replyWait
+	// inflight are the fast-path calls out, for the client's
+	// notifications/cancelled.
+	inflight sync.Map // fastKey → context.CancelFunc
 }
 
 // clientSession is the gateway's state of one client session, kept
@@ -119,7 +131,8 @@ func newFrontend(b *Backend, store *SessionStore) *frontend {
 	f.streamable = sdk.NewStreamableHTTPHandler(getServer, &sdk.StreamableHTTPOptions{
 		Stateless:           b.opts.Stateless,
 		MaxRequestBodyBytes: b.opts.MaxMessageBytes,
-		SessionTimeout:      b.opts.SessionIdleTTL,
+		// The idle timeout is the frontend's (liveSession), so that
+		// fast-path calls count as use.
 		// Streams resume after a dropped connection (Last-Event-ID).
 		EventStore: sdk.NewMemoryEventStore(nil),
 		// checkRebinding does this for both transports, Origin included.
@@ -127,6 +140,85 @@ func newFrontend(b *Backend, store *SessionStore) *frontend {
 	})
 	f.sse = sdk.NewSSEHandler(getServer, nil)
 	return f
+}
+
+// liveSession is a streamable HTTP session the gateway knows by id: it
+// closes the session after idleTTL with no POST in progress, as the
+// SDK's SessionTimeout does (which the gateway leaves off).
+type liveSession struct {
+	id  string
+	ss  *sdk.ServerSession
+	ttl time.Duration
+
+	mu    sync.Mutex
+	refs  int // POSTs in progress
+	timer *time.Timer
+}
+
+// track starts the idle timeout of the streamable session id, just
+// created (its initialize answered), and forgets it when it ends.
+func (f *frontend) track(id string) {
+	var ss *sdk.ServerSession
+	for s := range f.server.Sessions() {
+		if s.ID() == id {
+			ss = s
+			break
+		}
+	}
+	if ss == nil {
+		return // already gone
+	}
+	ls := &liveSession{id: id, ss: ss, ttl: f.idleTTL}
+	if _, dup := f.live.LoadOrStore(id, ls); dup {
+		return
+	}
+	ls.mu.Lock()
+	ls.timer = time.AfterFunc(ls.ttl, ls.expire)
+	ls.mu.Unlock()
+	go func() {
+		ss.Wait()
+		f.live.Delete(id)
+		ls.mu.Lock()
+		ls.timer.Stop()
+		ls.mu.Unlock()
+	}()
+}
+
+// liveSession returns the tracked session id, or nil.
+func (f *frontend) liveSession(id string) *liveSession {
+	if v, ok := f.live.Load(id); ok {
+		return v.(*liveSession)
+	}
+	return nil
+}
+
+// start marks a POST of the session as in progress: the session is not
+// idle until end.
+func (ls *liveSession) start() {
+	ls.mu.Lock()
+	ls.refs++
+	if ls.refs == 1 && ls.timer != nil {
+		ls.timer.Stop()
+	}
+	ls.mu.Unlock()
+}
+
+func (ls *liveSession) end() {
+	ls.mu.Lock()
+	ls.refs--
+	if ls.refs == 0 && ls.timer != nil {
+		ls.timer.Reset(ls.ttl)
+	}
+	ls.mu.Unlock()
+}
+
+func (ls *liveSession) expire() {
+	ls.mu.Lock()
+	busy := ls.refs > 0
+	ls.mu.Unlock()
+	if !busy {
+		ls.ss.Close()
+	}
 }
 
 // backend is the Backend answering requests now.

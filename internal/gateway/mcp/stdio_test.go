@@ -24,8 +24,8 @@ const progressSteps = 20
 
 // addStdioTestTools are the tools only the stdio test server has: a
 // large answer, a tool error, progress right before the answer, a call that waits for its cancellation
-// (leaving mark files when it starts and when it sees it), and one that
-// kills the server mid-call.
+// (leaving mark files when it starts and when it sees it), one that asks
+// its client for sampling, and one that kills the server mid-call.
 func addStdioTestTools(s *sdk.Server) {
 	addEmitTool(s)
 	sdk.AddTool(s, &sdk.Tool{Name: "big"}, func(context.Context, *sdk.CallToolRequest, struct{}) (*sdk.CallToolResult, any, error) {
@@ -47,6 +47,14 @@ func addStdioTestTools(s *sdk.Server) {
 			req.Session.NotifyProgress(ctx, &sdk.ProgressNotificationParams{ProgressToken: req.Params.GetProgressToken(), Progress: float64(i), Total: progressSteps})
 		}
 		return &sdk.CallToolResult{Content: []sdk.Content{&sdk.TextContent{Text: "done"}}}, nil, nil
+	})
+	sdk.AddTool(s, &sdk.Tool{Name: "sample"}, func(ctx context.Context, req *sdk.CallToolRequest, a echoArgs) (*sdk.CallToolResult, any, error) {
+		res, err := req.Session.CreateMessage(ctx, &sdk.CreateMessageParams{MaxTokens: 10,
+			Messages: []*sdk.SamplingMessage{{Role: "user", Content: &sdk.TextContent{Text: a.Text}}}})
+		if err != nil {
+			return nil, nil, err
+		}
+		return &sdk.CallToolResult{Content: []sdk.Content{res.Content}}, nil, nil
 	})
 	sdk.AddTool(s, &sdk.Tool{Name: "die"}, func(context.Context, *sdk.CallToolRequest, struct{}) (*sdk.CallToolResult, any, error) {
 		os.Exit(3)
