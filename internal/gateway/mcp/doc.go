@@ -18,11 +18,29 @@
 // malformed input. This package adds federation, authorization and
 // process supervision.
 //
-// One exception on the hot path: a stdio target's pipes are the
-// gateway's own (stdio.go), and tools/call goes to it as a raw JSON-RPC
-// request whose answer is handed, as the target's bytes, straight to the
-// waiting call and on to the client (neither decoded into SDK types nor
-// re-encoded). Everything else on that pipe is the SDK client's.
+// # Hot path
+//
+// A plain tools/call on a streamable HTTP session skips the SDK's server
+// (fastpath.go): the HTTP handler reads the body once, decodes only the id,
+// method and params.name, applies the same routing, mcpAuthorization,
+// metrics and access log as any call, and writes the answer back itself,
+// as application/json, or as an event stream if the target logs or asks
+// something about the call before answering (those messages then come
+// first, and the client's answers to the target's requests are taken by
+// the fast path too). "Plain" is: one JSON-RPC request, a string or
+// integer id, params with only name and arguments (no _meta: a progress
+// token goes the SDK way), on a session this gateway opened, protocol
+// version up to 2025-11-25, the Content-Type and Accept the SDK asks for.
+// Anything else, malformed input included, goes to the SDK with the body
+// as read, so its answers and errors are the SDK's. Because fast-path
+// calls never reach the SDK's handler, the idle timeout
+// (config.mcp.sessionTtl) is kept by this package, not by the SDK.
+//
+// A stdio target's pipes are the gateway's own too (stdio.go): tools/call
+// goes to it as a raw JSON-RPC request whose answer is handed, as the
+// target's bytes, straight to the waiting call and on to the client
+// (neither decoded into SDK types nor re-encoded). Everything else on that
+// pipe is the SDK client's.
 //
 // # Names (prefixMode)
 //
