@@ -62,12 +62,79 @@ var fastReplySeq atomic.Uint64
 
 // fastMessage is what the fast path reads of a POSTed message.
 type fastMessage struct {
-	JSONRPC string          `json:"jsonrpc"`
-	ID      json.RawMessage `json:"id"`
-	Method  string          `json:"method"`
-	Params  json.RawMessage `json:"params"`
-	Result  json.RawMessage `json:"result"`
-	Error   *jsonrpc.Error  `json:"error"`
+	ID     json.RawMessage
+	Method string
+	Params json.RawMessage
+	Result json.RawMessage
+	Error  *jsonrpc.Error
+}
+
+// maxDepth is the SDK's bound on a message's nesting; a deeper one is
+// the SDK's to refuse.
+const maxDepth = 1000
+
+// decodeFast reads one JSON-RPC 2.0 message as the SDK would: keys
+// matched exactly (encoding/json's struct fields would match "METHOD"),
+// nesting bounded. ok is false for anything else (a batch, malformed
+// JSON, an unknown member), which the SDK then judges.
+func decodeFast(body []byte) (m fastMessage, ok bool) {
+	trimmed := bytes.TrimLeft(body, " \t\r\n")
+	if len(trimmed) == 0 || trimmed[0] != '{' || tooDeep(body, maxDepth) {
+		return m, false
+	}
+	var top map[string]json.RawMessage
+	if json.Unmarshal(body, &top) != nil || string(top["jsonrpc"]) != `"2.0"` {
+		return m, false
+	}
+	for k, v := range top {
+		var err error
+		switch k {
+		case "jsonrpc":
+		case "id":
+			m.ID = v
+		case "method":
+			err = json.Unmarshal(v, &m.Method)
+		case "params":
+			m.Params = v
+		case "result":
+			m.Result = v
+		case "error":
+			err = json.Unmarshal(v, &m.Error)
+		default:
+			return m, false
+		}
+		if err != nil {
+			return m, false
+		}
+	}
+	return m, true
+}
+
+// tooDeep reports whether data nests objects and arrays deeper than max.
+func tooDeep(data []byte, max int) bool {
+	depth, inString, escaped := 0, false, false
+	for _, c := range data {
+		switch {
+		case inString:
+			switch {
+			case escaped:
+				escaped = false
+			case c == '\\':
+				escaped = true
+			case c == '"':
+				inString = false
+			}
+		case c == '"':
+			inString = true
+		case c == '{' || c == '[':
+			if depth++; depth > max {
+				return true
+			}
+		case c == '}' || c == ']':
+			depth--
+		}
+	}
+	return false
 }
 
 // fastKey names a fast-path call: its session and the JSON of its id.
@@ -91,13 +158,9 @@ func (b *Backend) serveFast(w http.ResponseWriter, r *http.Request, ls *liveSess
 	if err != nil {
 		return false
 	}
-	trimmed := bytes.TrimLeft(body, " \t\r\n")
-	if len(trimmed) == 0 || trimmed[0] != '{' {
-		return false // a batch, or not JSON-RPC: the SDK's
-	}
-	var m fastMessage
-	if json.Unmarshal(body, &m) != nil || m.JSONRPC != "2.0" {
-		return false
+	m, ok := decodeFast(body)
+	if !ok {
+		return false // a batch, malformed, or not JSON-RPC 2.0: the SDK's
 	}
 	f := b.front
 	switch {
@@ -106,11 +169,9 @@ func (b *Backend) serveFast(w http.ResponseWriter, r *http.Request, ls *liveSess
 	case m.Method == "notifications/cancelled":
 		// The SDK gets it too (it answers the POST); a fast-path call it
 		// names is cancelled here, as the SDK would cancel its own.
-		var p struct {
-			RequestID json.RawMessage `json:"requestId"`
-		}
+		var p map[string]json.RawMessage
 		if json.Unmarshal(m.Params, &p) == nil {
-			if id, ok := canonicalID(p.RequestID); ok {
+			if id, ok := canonicalID(p["requestId"]); ok {
 				if c, ok := f.inflight.Load(fastKey{ls.id, id}); ok {
 					c.(context.CancelFunc)()
 				}
@@ -200,7 +261,9 @@ func canonicalID(raw json.RawMessage) (string, bool) {
 		return string(out), true
 	}
 	n, err := strconv.ParseInt(string(raw), 10, 64)
-	if err != nil {
+	if err != nil || n > 1<<53 || n < -(1<<53) {
+		// The SDK reads numbers as float64: past 2^53 its id would not
+		// be the client's.
 		return "", false
 	}
 	return strconv.FormatInt(n, 10), true

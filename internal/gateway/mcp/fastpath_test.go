@@ -138,6 +138,9 @@ func TestFastPathFailsClosed(t *testing.T) {
 		{"null id", cs.ID(), `{"jsonrpc":"2.0","id":null,"method":"tools/call","params":{"name":"echo"}}`, nil, http.StatusBadRequest, ""},
 		{"wrong content type", cs.ID(), call("echo"), []string{"Content-Type", "text/plain"}, http.StatusUnsupportedMediaType, ""},
 		{"JSON only accepted", cs.ID(), call("echo"), []string{"Accept", "application/json"}, http.StatusBadRequest, ""},
+		{"keys in another case", cs.ID(), `{"JSONRPC":"2.0","ID":3,"METHOD":"tools/call","PARAMS":{"name":"echo"}}`, nil, 0, ""},
+		{"nested deeper than the SDK allows", cs.ID(), `{"jsonrpc":"2.0","id":3,"method":"tools/call","params":{"name":"echo","arguments":{"a":` +
+			strings.Repeat("[", 1001) + strings.Repeat("]", 1001) + `}}}`, nil, http.StatusBadRequest, ""},
 		{"answer to an unknown relayed request", cs.ID(), `{"jsonrpc":"2.0","id":"tailgate-fast-999","result":{}}`, nil, 0, ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
