@@ -246,11 +246,15 @@ func (b *Backend) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	sw := &sessionWriter{ResponseWriter: w}
-	f.streamable.ServeHTTP(sw, r)
-	if id := sw.Header().Get("Mcp-Session-Id"); id != "" && sid == "" {
-		f.principals.Store(id, principal)
-		f.track(id)
+	if sid == "" {
+		// A new session's id is bound and tracked as its answer starts,
+		// before the client can use it.
+		sw.created = func(id string) {
+			f.principals.Store(id, principal)
+			f.track(id)
+		}
 	}
+	f.streamable.ServeHTTP(sw, r)
 	if r.Method == http.MethodDelete {
 		f.principals.Delete(sid)
 	}
@@ -267,10 +271,35 @@ func (b *Backend) principal(r *http.Request) string {
 	return host
 }
 
-// sessionWriter passes Flush through (the SDK streams SSE).
-type sessionWriter struct{ http.ResponseWriter }
+// sessionWriter passes Flush through (the SDK streams SSE) and calls
+// created with the id of a session the SDK creates, when the answer
+// that carries it starts.
+type sessionWriter struct {
+	http.ResponseWriter
+	created func(id string)
+}
+
+func (w *sessionWriter) started() {
+	if w.created != nil {
+		if id := w.Header().Get("Mcp-Session-Id"); id != "" {
+			w.created(id)
+		}
+		w.created = nil
+	}
+}
+
+func (w *sessionWriter) WriteHeader(code int) {
+	w.started()
+	w.ResponseWriter.WriteHeader(code)
+}
+
+func (w *sessionWriter) Write(p []byte) (int, error) {
+	w.started()
+	return w.ResponseWriter.Write(p)
+}
 
 func (w *sessionWriter) Flush() {
+	w.started()
 	if f, ok := w.ResponseWriter.(http.Flusher); ok {
 		f.Flush()
 	}

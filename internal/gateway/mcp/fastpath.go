@@ -62,11 +62,12 @@ var fastReplySeq atomic.Uint64
 
 // fastMessage is what the fast path reads of a POSTed message.
 type fastMessage struct {
-	ID     json.RawMessage
-	Method string
-	Params json.RawMessage
-	Result json.RawMessage
-	Error  *jsonrpc.Error
+	ID        json.RawMessage
+	Method    string
+	hasMethod bool // a response has none; "method": "" is a request
+	Params    json.RawMessage
+	Result    json.RawMessage
+	Error     *jsonrpc.Error
 }
 
 // maxDepth is the SDK's bound on a message's nesting; a deeper one is
@@ -93,6 +94,7 @@ func decodeFast(body []byte) (m fastMessage, ok bool) {
 		case "id":
 			m.ID = v
 		case "method":
+			m.hasMethod = true
 			err = json.Unmarshal(v, &m.Method)
 		case "params":
 			m.Params = v
@@ -164,7 +166,7 @@ func (b *Backend) serveFast(w http.ResponseWriter, r *http.Request, ls *liveSess
 	}
 	f := b.front
 	switch {
-	case m.Method == "" && (m.Result != nil || m.Error != nil):
+	case !m.hasMethod && (m.Result != nil || m.Error != nil):
 		return f.deliverReply(w, ls.id, m)
 	case m.Method == "notifications/cancelled":
 		// The SDK gets it too (it answers the POST); a fast-path call it
@@ -210,7 +212,11 @@ func (b *Backend) serveFast(w http.ResponseWriter, r *http.Request, ls *liveSess
 	ctx, cancel := context.WithCancel(r.Context())
 	defer cancel()
 	if _, dup := f.inflight.LoadOrStore(key, context.CancelFunc(cancel)); dup {
-		return false // the SDK answers a duplicate in-flight id
+		// As the SDK answers a duplicate of an id it has in flight.
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(http.StatusBadRequest)
+		w.Write(rpcError(id, &jsonrpc.Error{Code: jsonrpc.CodeInvalidRequest, Message: "duplicate in-flight request ID " + id}))
+		return true
 	}
 	defer f.inflight.Delete(key)
 	fc := &fastCall{w: w, f: f, session: ls.id}
@@ -403,6 +409,14 @@ func (f *frontend) deliverReply(w http.ResponseWriter, session string, m fastMes
 	return true
 }
 
+// rpcError is the JSON-RPC error answer to the request id (its JSON).
+func rpcError(id string, e *jsonrpc.Error) []byte {
+	b, _ := json.Marshal(e)
+	msg := append([]byte(`{"jsonrpc":"2.0","id":`), id...)
+	msg = append(append(msg, `,"error":`...), b...)
+	return append(msg, '}')
+}
+
 // finish writes the call's answer.
 func (c *fastCall) finish(id string, res sdk.Result, err error) {
 	var msg []byte
@@ -429,9 +443,7 @@ func (c *fastCall) finish(id string, res sdk.Result, err error) {
 		if !errors.As(err, &werr) {
 			werr = &jsonrpc.Error{Code: jsonrpc.CodeInternalError, Message: err.Error()}
 		}
-		e, _ := json.Marshal(werr)
-		msg = append(append(append([]byte(`{"jsonrpc":"2.0","id":`), id...), `,"error":`...), e...)
-		msg = append(msg, '}')
+		msg = rpcError(id, werr)
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()

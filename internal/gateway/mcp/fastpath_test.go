@@ -8,6 +8,9 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -254,5 +257,40 @@ func TestFastPathCallsKeepTheSessionAlive(t *testing.T) {
 			t.Fatalf("the idle session still answers (%d)", code)
 		}
 		time.Sleep(time.Second)
+	}
+}
+
+// A fast-path call in flight: a second request with its id is refused as
+// the SDK refuses one, and the client's notifications/cancelled (its
+// HTTP request still open) reaches the target.
+func TestFastPathCallInFlightDuplicateAndCancelled(t *testing.T) {
+	g := startGateway(t, federationConfig("conditional", stdioTarget("local", "")))
+	cs := connect(t, g.url, nil)
+	mark := filepath.Join(t.TempDir(), "mark")
+	block := `{"jsonrpc":"2.0","id":9,"method":"tools/call","params":{"name":"block","arguments":{"mark":` + strconv.Quote(mark) + `}}}`
+	done := make(chan string, 1)
+	go func() {
+		_, _, body := rawPost(t, g.url, cs.ID(), block)
+		done <- body
+	}()
+	waitFor(t, "the call to reach the target", func() bool {
+		_, err := os.Stat(mark + ".started")
+		return err == nil
+	})
+	if code, _, body := rawPost(t, g.url, cs.ID(), block); code != http.StatusBadRequest || !strings.Contains(body, "duplicate in-flight request ID 9") {
+		t.Errorf("the same id again: %d %q", code, body)
+	}
+	if code, _, body := rawPost(t, g.url, cs.ID(), `{"jsonrpc":"2.0","method":"notifications/cancelled","params":{"requestId":9,"reason":"test"}}`); code != http.StatusAccepted {
+		t.Errorf("notifications/cancelled: %d %q", code, body)
+	}
+	waitFor(t, "the target to see the cancellation", func() bool {
+		b, _ := os.ReadFile(mark)
+		return string(b) == "cancelled"
+	})
+	if body := <-done; strings.Contains(body, `"result"`) {
+		t.Errorf("a cancelled call has a result: %q", body)
+	}
+	if got := callText(t, cs, "echo", map[string]any{"text": "after"}); got != "local:after" {
+		t.Errorf("echo after the cancellation: %q", got)
 	}
 }
