@@ -75,13 +75,7 @@ func textOf(t *testing.T, result json.RawMessage) string {
 	if err := json.Unmarshal(result, &r); err != nil {
 		t.Fatalf("result %s: %v", result, err)
 	}
-	var b strings.Builder
-	for _, c := range r.Content {
-		if tc, ok := c.(*sdk.TextContent); ok {
-			b.WriteString(tc.Text)
-		}
-	}
-	return b.String()
+	return resultText(&r)
 }
 
 func TestPlainToolCallAnswersAsTheSDKPathDoes(t *testing.T) {

@@ -168,6 +168,11 @@ func callText(t testing.TB, cs *sdk.ClientSession, name string, args any) string
 	if err != nil {
 		t.Fatalf("tools/call %s: %v", name, err)
 	}
+	return resultText(res)
+}
+
+// resultText is the text contents of a tool's result, joined.
+func resultText(res *sdk.CallToolResult) string {
 	var b strings.Builder
 	for _, c := range res.Content {
 		if tc, ok := c.(*sdk.TextContent); ok {
