@@ -25,7 +25,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -36,6 +35,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/tailgate-dev/tailgate/internal/testtcp"
 
 	sdk "github.com/modelcontextprotocol/go-sdk/mcp"
 
@@ -79,9 +80,7 @@ func startGateway(b *testing.B, reuse bool) string {
 // one target "bench", given as the YAML of its kind, and returns the
 // route's URL. The gateway is closed when the benchmark ends.
 func startGatewayTo(b *testing.B, target string) string {
-	ln, _ := net.Listen("tcp", "127.0.0.1:0")
-	port := ln.Addr().(*net.TCPAddr).Port
-	ln.Close()
+	port := testtcp.FreePort(b)
 	cfg := fmt.Sprintf(`
 binds:
 - port: %d

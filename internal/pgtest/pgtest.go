@@ -51,6 +51,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tailgate-dev/tailgate/internal/testtcp"
+
 	_ "github.com/jackc/pgx/v5/stdlib" // database/sql driver "pgx"
 )
 
@@ -179,17 +181,8 @@ func runAs(dir string) (*syscall.Credential, error) {
 	return &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid)}, nil
 }
 
-func freePort() (int, error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
-	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port, nil
-}
-
 func (c *Cluster) startServer(ctx context.Context, cred *syscall.Credential, settings []string) error {
-	port, err := freePort()
+	port, err := testtcp.PickPort()
 	if err != nil {
 		return err
 	}

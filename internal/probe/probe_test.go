@@ -10,6 +10,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/tailgate-dev/tailgate/internal/testtcp"
+
 	"github.com/tailgate-dev/tailgate/internal/probe"
 	"github.com/tailgate-dev/tailgate/internal/tailnet"
 	"github.com/tailgate-dev/tailgate/internal/target"
@@ -46,9 +48,7 @@ func TestCheckGivesEachStepAVerdict(t *testing.T) {
 	defer plain.Close()
 	tlsSrv := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {}))
 	defer tlsSrv.Close()
-	closed, _ := net.Listen("tcp", "127.0.0.1:0")
-	closedPort := closed.Addr().(*net.TCPAddr).Port
-	closed.Close()
+	closedPort := testtcp.FreePort(t) // nothing listens there
 
 	node := loopbackNode{names: map[string]netip.Addr{"app.internal.example": netip.MustParseAddr("192.0.2.10")}}
 	for _, tc := range []struct {

@@ -3,6 +3,7 @@ package testtcp
 import (
 	"bufio"
 	"net"
+	"strconv"
 	"testing"
 )
 
@@ -33,5 +34,24 @@ func TestServeHandsEachConnectionToTheHandler(t *testing.T) {
 	}
 	if host, _, _ := net.SplitHostPort(addr); host != "127.0.0.1" {
 		t.Errorf("listening on %s; want loopback", addr)
+	}
+}
+
+func TestFreePortCanBeListenedOnAndIsBelowTheEphemeralRange(t *testing.T) {
+	seen := map[int]bool{}
+	for range 20 {
+		p := FreePort(t)
+		if p < portLow || p >= portHigh {
+			t.Fatalf("port %d outside [%d, %d)", p, portLow, portHigh)
+		}
+		ln, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(p)))
+		if err != nil {
+			t.Fatalf("FreePort gave %d, which cannot be listened on: %v", p, err)
+		}
+		ln.Close()
+		seen[p] = true
+	}
+	if len(seen) < 10 {
+		t.Errorf("20 picks gave only %d distinct ports; parallel tests would collide", len(seen))
 	}
 }

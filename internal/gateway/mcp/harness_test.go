@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -13,6 +12,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/tailgate-dev/tailgate/internal/testtcp"
 
 	sdk "github.com/modelcontextprotocol/go-sdk/mcp"
 
@@ -87,14 +88,7 @@ func stdioTarget(name string, extra string) string {
               env: {MCPTEST_SERVER: %s, SECRET_NOT_PASSED: "visible-only-if-named"}%s`, name, exe, name, extra)
 }
 
-func freePort(t testing.TB) int {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
-}
+func freePort(t testing.TB) int { return testtcp.FreePort(t) }
 
 type gw struct {
 	*gateway.Gateway
