@@ -4,11 +4,16 @@
 //
 //	  - ToolCall: tools/call p50/p99 through the gateway (Go SDK client →
 //	    streamable HTTP → gateway → stdio target) against two baselines: a
-//	    Go SDK client talking to the same stdio server directly (direct-*,
-//	    p50-ratio, p99-ratio), and the same Go SDK server served in-process
-//	    by the SDK's own streamable HTTP handler (http-*), which is the
-//	    HTTP transport's share; gateway-vs-http-* is what the gateway adds
-//	    on top of that (its stdio hop included).
+//	    Go SDK client talking to the same stdio server directly (direct-*),
+//	    and the same Go SDK server served in-process by the SDK's own
+//	    streamable HTTP handler (http-*), which is the HTTP transport's
+//	    share. The gateway is measured twice: in its own process, as users
+//	    run it (proc-gateway-*; proc-p50-ratio and proc-p99-ratio to
+//	    direct), and in the benchmark's process (gateway-*; p50-ratio and
+//	    p99-ratio to direct), where it shares one heap and garbage
+//	    collector with the SDK client, whose allocations dominate;
+//	    gateway-vs-http-* is what the in-process gateway adds on top of
+//	    the HTTP transport (its stdio hop included).
 //	  - SessionStart: initialize latency of a new MCP session when the
 //	    stdio target is shared (reuse: true) vs a fresh process per session
 //	    (reuse: false).
@@ -25,14 +30,17 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"os/exec"
+	"os/signal"
 	"path/filepath"
 	"runtime"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -48,6 +56,9 @@ func TestMain(m *testing.M) {
 	if os.Getenv("MCPBENCH_SERVER") != "" {
 		echoServer().Run(context.Background(), &sdk.StdioTransport{})
 		return
+	}
+	if path := os.Getenv(gatewayEnv); path != "" {
+		os.Exit(gatewayChild(path))
 	}
 	os.Exit(m.Run())
 }
@@ -66,20 +77,45 @@ func echoServer() *sdk.Server {
 
 func exe() string { e, _ := os.Executable(); return e }
 
-// startGateway is a gateway on loopback whose one MCP route federates the
-// stdio target "bench" (this binary), reused across sessions or not.
+// startGateway is a gateway on loopback, in this process, whose one MCP
+// route federates the stdio target "bench" (this binary), reused across
+// sessions or not.
 func startGateway(b *testing.B, reuse bool) string {
-	return startGatewayTo(b, fmt.Sprintf(`
+	return startGatewayTo(b, stdioTarget(reuse))
+}
+
+// stdioTarget is the YAML of the stdio target "bench": this binary as
+// the echo server.
+func stdioTarget(reuse bool) string {
+	return fmt.Sprintf(`
             stdio:
               cmd: %q
               env: {MCPBENCH_SERVER: "1"}
-              reuse: %v`, exe(), reuse))
+              reuse: %v`, exe(), reuse)
 }
 
 // startGatewayTo is a gateway on loopback whose one MCP route federates
 // one target "bench", given as the YAML of its kind, and returns the
-// route's URL. The gateway is closed when the benchmark ends.
+// route's URL. The gateway runs in this process and is closed when the
+// benchmark ends.
 func startGatewayTo(b *testing.B, target string) string {
+	path, url := gatewayConfig(b, target)
+	g, err := gateway.New(gateway.Options{ConfigPath: path, BindHost: "127.0.0.1", AdminAddr: "off", ReloadInterval: -1,
+		AccessLog: io.Discard, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := g.Start(context.Background()); err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { g.Close() })
+	return url
+}
+
+// gatewayConfig writes the config of a gateway whose one MCP route, on a
+// free loopback port, federates one target "bench" (the YAML of its
+// kind), and returns the file and the route's URL.
+func gatewayConfig(b *testing.B, target string) (path, url string) {
 	port := testtcp.FreePort(b)
 	cfg := fmt.Sprintf(`
 binds:
@@ -92,18 +128,85 @@ binds:
           targets:
           - name: bench%s
 `, port, target)
-	path := filepath.Join(b.TempDir(), "config.yaml")
-	os.WriteFile(path, []byte(cfg), 0o600)
-	g, err := gateway.New(gateway.Options{ConfigPath: path, BindHost: "127.0.0.1", AdminAddr: "off", ReloadInterval: -1,
-		AccessLog: io.Discard, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	path = filepath.Join(b.TempDir(), "config.yaml")
+	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
+		b.Fatal(err)
+	}
+	return path, fmt.Sprintf("http://127.0.0.1:%d/mcp", port)
+}
+
+// startGatewayProc is startGatewayTo with the gateway in a process of its
+// own, as users run it (tailgate gateway -f config.yaml): this binary
+// re-executed (MCPBENCH_GATEWAY, see gatewayChild), so its heap and
+// garbage collector are not the benchmark's, whose SDK client allocates
+// far more per call than the gateway does. Its logs and access log go to
+// a file, as a production gateway writes them to its stderr; they are
+// shown if it fails. It is stopped (SIGTERM) when the benchmark ends.
+func startGatewayProc(b *testing.B, target string) string {
+	path, url := gatewayConfig(b, target)
+	logPath := filepath.Join(filepath.Dir(path), "gateway.log")
+	logf, err := os.Create(logPath)
 	if err != nil {
 		b.Fatal(err)
 	}
-	if err := g.Start(context.Background()); err != nil {
+	defer logf.Close()
+	cmd := exec.Command(exe())
+	cmd.Env = append(os.Environ(), gatewayEnv+"="+path)
+	cmd.Stdout, cmd.Stderr = logf, logf
+	if err := cmd.Start(); err != nil {
 		b.Fatal(err)
 	}
-	b.Cleanup(func() { g.Close() })
-	return fmt.Sprintf("http://127.0.0.1:%d/mcp", port)
+	exited := make(chan struct{})
+	go func() { cmd.Wait(); close(exited) }()
+	b.Cleanup(func() {
+		cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case <-exited:
+		case <-time.After(10 * time.Second):
+			cmd.Process.Kill()
+			<-exited
+		}
+	})
+	failed := func(why string) {
+		log, _ := os.ReadFile(logPath)
+		b.Fatalf("gateway process %s; its log:\n%s", why, log)
+	}
+	addr := strings.TrimSuffix(strings.TrimPrefix(url, "http://"), "/mcp")
+	for deadline := time.Now().Add(30 * time.Second); ; {
+		select {
+		case <-exited:
+			failed("exited before listening")
+		default:
+		}
+		if c, err := net.DialTimeout("tcp", addr, time.Second); err == nil {
+			c.Close()
+			return url
+		}
+		if time.Now().After(deadline) {
+			failed("not listening on " + addr + " after 30s")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// gatewayEnv, set to a config file, makes this binary a gateway process.
+const gatewayEnv = "MCPBENCH_GATEWAY"
+
+// gatewayChild runs the gateway of the config file in gatewayEnv until
+// SIGTERM, with the options `tailgate gateway -f FILE --bind-host
+// 127.0.0.1` gives it (logs and access log on stderr, config reloads
+// watched, the admin endpoints on, here on a free port so runs do not
+// collide).
+func gatewayChild(path string) int {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	err := gateway.Run(ctx, gateway.Options{ConfigPath: path, BindHost: "127.0.0.1", AdminAddr: "127.0.0.1:0",
+		AccessLog: os.Stderr, Logger: slog.New(slog.NewTextHandler(os.Stderr, nil))})
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	return 0
 }
 
 func connectHTTP(b *testing.B, url string) *sdk.ClientSession {
@@ -159,14 +262,17 @@ func BenchmarkToolCall(b *testing.B) {
 		h := timed(connectHTTP(b, srv.URL))
 		srv.Close()
 
+		// The gateway in this process (gateway-*, p50-ratio, p99-ratio),
+		// then in its own (proc-*), as users run it.
 		g := timed(connectHTTP(b, startGateway(b, true)))
+		pg := timed(connectHTTP(b, startGatewayProc(b, stdioTarget(true))))
 
 		type pct struct{ p50, p99 float64 }
 		at := map[string]pct{}
 		for _, leg := range []struct {
 			name string
 			ds   []time.Duration
-		}{{"direct", d}, {"http", h}, {"gateway", g}} {
+		}{{"direct", d}, {"http", h}, {"gateway", g}, {"proc-gateway", pg}} {
 			p50, p99 := percentiles(leg.ds)
 			at[leg.name] = pct{float64(p50), float64(p99)}
 			b.ReportMetric(float64(p50)/1e3, leg.name+"-p50-µs")
@@ -179,6 +285,7 @@ func BenchmarkToolCall(b *testing.B) {
 		ratios("", "gateway", "direct")
 		ratios("http-vs-direct-", "http", "direct")
 		ratios("gateway-vs-http-", "gateway", "http")
+		ratios("proc-", "proc-gateway", "direct")
 	}
 }
 
