@@ -262,10 +262,12 @@ func BenchmarkToolCall(b *testing.B) {
 		h := timed(connectHTTP(b, srv.URL))
 		srv.Close()
 
-		// The gateway in this process (gateway-*, p50-ratio, p99-ratio),
-		// then in its own (proc-*), as users run it.
-		g := timed(connectHTTP(b, startGateway(b, true)))
-		pg := timed(connectHTTP(b, startGatewayProc(b, stdioTarget(true))))
+		// The gateway in this process (gateway-*, p50-ratio, p99-ratio)
+		// and in its own (proc-*), as users run it, taking turns in
+		// blocks of calls so that both see the same load on a shared
+		// machine.
+		g, pg := timedInTurns(b, n, connectHTTP(b, startGateway(b, true)),
+			connectHTTP(b, startGatewayProc(b, stdioTarget(true))))
 
 		type pct struct{ p50, p99 float64 }
 		at := map[string]pct{}
@@ -287,6 +289,27 @@ func BenchmarkToolCall(b *testing.B) {
 		ratios("gateway-vs-http-", "gateway", "http")
 		ratios("proc-", "proc-gateway", "direct")
 	}
+}
+
+// timedInTurns is n calls on each of x and y after a warm-up, in
+// alternating blocks (the first to go alternating too); both are closed.
+func timedInTurns(b *testing.B, n int, x, y *sdk.ClientSession) (xs, ys []time.Duration) {
+	defer x.Close()
+	defer y.Close()
+	timeCalls(b, x, 200)
+	timeCalls(b, y, 200)
+	const block = 200
+	for i := 0; i < n; i += block {
+		k := min(block, n-i)
+		if i/block%2 == 0 {
+			xs = append(xs, timeCalls(b, x, k)...)
+			ys = append(ys, timeCalls(b, y, k)...)
+		} else {
+			ys = append(ys, timeCalls(b, y, k)...)
+			xs = append(xs, timeCalls(b, x, k)...)
+		}
+	}
+	return xs, ys
 }
 
 func BenchmarkSessionStart(b *testing.B) {
