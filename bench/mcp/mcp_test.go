@@ -38,6 +38,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"runtime"
+	"runtime/pprof"
 	"strconv"
 	"strings"
 	"syscall"
@@ -142,7 +143,8 @@ binds:
 // far more per call than the gateway does. Its logs and access log go to
 // a file, as a production gateway writes them to its stderr; they are
 // shown if it fails. It is stopped (SIGTERM) when the benchmark ends.
-func startGatewayProc(b *testing.B, target string) string {
+// cpu is the CPU time the process has used so far.
+func startGatewayProc(b *testing.B, target string) (url string, cpu func() time.Duration) {
 	path, url := gatewayConfig(b, target)
 	logPath := filepath.Join(filepath.Dir(path), "gateway.log")
 	logf, err := os.Create(logPath)
@@ -156,6 +158,7 @@ func startGatewayProc(b *testing.B, target string) string {
 	if err := cmd.Start(); err != nil {
 		b.Fatal(err)
 	}
+	cpu = func() time.Duration { return measure.CPUTimeOf(cmd.Process.Pid) }
 	exited := make(chan struct{})
 	go func() { cmd.Wait(); close(exited) }()
 	b.Cleanup(func() {
@@ -180,7 +183,7 @@ func startGatewayProc(b *testing.B, target string) string {
 		}
 		if c, err := net.DialTimeout("tcp", addr, time.Second); err == nil {
 			c.Close()
-			return url
+			return url, cpu
 		}
 		if time.Now().After(deadline) {
 			failed("not listening on " + addr + " after 30s")
@@ -197,9 +200,22 @@ const gatewayEnv = "MCPBENCH_GATEWAY"
 // 127.0.0.1` gives it (logs and access log on stderr, config reloads
 // watched, the admin endpoints on, here on a free port so runs do not
 // collide).
+//
+// With BENCH_PROFILE_DIR set, it writes its CPU profile, start to stop,
+// to mcp-gateway.cpu.pprof there.
 func gatewayChild(path string) int {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	if dir := os.Getenv(measure.ProfileDirEnv); dir != "" {
+		f, err := os.Create(filepath.Join(dir, "mcp-gateway.cpu.pprof"))
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			return 1
+		}
+		defer f.Close()
+		pprof.StartCPUProfile(f)
+		defer pprof.StopCPUProfile()
+	}
 	err := gateway.Run(ctx, gateway.Options{ConfigPath: path, BindHost: "127.0.0.1", AdminAddr: "127.0.0.1:0",
 		AccessLog: os.Stderr, Logger: slog.New(slog.NewTextHandler(os.Stderr, nil))})
 	if err != nil {
@@ -266,8 +282,14 @@ func BenchmarkToolCall(b *testing.B) {
 		// and in its own (proc-*), as users run it, taking turns in
 		// blocks of calls so that both see the same load on a shared
 		// machine.
-		g, pg := timedInTurns(b, n, connectHTTP(b, startGateway(b, true)),
-			connectHTTP(b, startGatewayProc(b, stdioTarget(true))))
+		procURL, procCPU := startGatewayProc(b, stdioTarget(true))
+		procCS := connectHTTP(b, procURL)
+		cpu0 := procCPU()
+		g, pg := timedInTurns(b, n, connectHTTP(b, startGateway(b, true)), procCS)
+		// The gateway process is idle but for the calls it serves (and
+		// their warm-up): its CPU time per call, GC and access log
+		// included, to set its p50 beside.
+		b.ReportMetric(float64(procCPU()-cpu0)/1e3/(n+200), "proc-gateway-cpu-µs/call")
 
 		type pct struct{ p50, p99 float64 }
 		at := map[string]pct{}

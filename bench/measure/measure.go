@@ -13,6 +13,7 @@ import (
 	"runtime/pprof"
 	"slices"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 )
@@ -59,6 +60,30 @@ func RSSBytesOf(pid int) int64 {
 	var size, resident int64
 	fmt.Sscan(string(b), &size, &resident)
 	return resident * int64(os.Getpagesize())
+}
+
+// CPUTimeOf is the CPU time (user and system) process pid has used so
+// far, all its threads, from /proc/PID/stat; 0 where there is none. Its
+// resolution is the kernel's USER_HZ tick, 10 ms.
+func CPUTimeOf(pid int) time.Duration {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return 0
+	}
+	// After "pid (comm) ", whose comm may hold spaces, utime and stime
+	// are the 12th and 13th fields (14 and 15 of proc(5)).
+	i := strings.LastIndexByte(string(b), ')')
+	if i < 0 {
+		return 0
+	}
+	f := strings.Fields(string(b[i+1:]))
+	if len(f) < 13 {
+		return 0
+	}
+	ut, _ := strconv.ParseInt(f[11], 10, 64)
+	st, _ := strconv.ParseInt(f[12], 10, 64)
+	const userHZ = 100 // fixed for /proc on Linux, whatever the kernel's HZ
+	return time.Duration(ut+st) * time.Second / userHZ
 }
 
 // HeapBytes is the live heap after a full collection: the measure
