@@ -50,6 +50,7 @@ import (
 	"tailscale.com/ipn/store/mem"
 	"tailscale.com/tailcfg"
 	"tailscale.com/tsnet"
+	"tailscale.com/types/key"
 	"tailscale.com/types/logger"
 )
 
@@ -93,8 +94,10 @@ type Node struct {
 	// warmed are the peers that have answered WarmPath's disco ping: they
 	// know this node's keys, so connections to them no longer stall, and
 	// WarmPath need not ping them again for the node's life.
+	// warming holds one lock per peer being warmed.
 	warmedMu sync.Mutex
 	warmed   map[netip.Addr]bool
+	warming  map[netip.Addr]*sync.Mutex
 	// magicDNSSuffix is the tailnet's MagicDNS domain, without dots at
 	// either end ("tail1234.ts.net").
 	magicDNSSuffix string
@@ -295,9 +298,15 @@ var warmPingTimeouts = []time.Duration{
 // joined is not yet known to its peers: the peer drops its first WireGuard
 // handshake and the connection stalls until WireGuard retries, 5 s later
 // (seen as 3–33 s "first connection" delays on real tailnets). WarmPath
-// disco-pings the peer that carries dst (dst itself, or the subnet router
-// whose primary route covers it) until it answers, which happens as soon as
-// the peer has learned the node's keys.
+// readies the peer that carries dst (dst itself, or the subnet router whose
+// primary route covers it) in two steps:
+//
+//  1. it disco-pings the peer until it answers, which happens as soon as
+//     the peer has learned the node's keys;
+//  2. it opens the WireGuard session with TSMP pings (which go through
+//     WireGuard, and which the peer answers whatever its packet filter
+//     says), restarting the handshake at once when one is not answered:
+//     see openSession.
 func (n *Node) WarmPath(ctx context.Context, dst netip.Addr) error {
 	st, err := n.lc.Status(ctx)
 	if err != nil {
@@ -312,60 +321,136 @@ func (n *Node) warmPath(ctx context.Context, st *ipnstate.Status, dst netip.Addr
 	if !ok {
 		return &NotRoutedError{Addr: dst}
 	}
+	ip := peer.TailscaleIPs[0]
+	// One warm-up per peer at a time: two targets behind the same router
+	// must not restart each other's handshakes.
+	mu := n.warmLock(ip)
+	mu.Lock()
+	defer mu.Unlock()
 	n.warmedMu.Lock()
-	done := n.warmed[peer]
+	done := n.warmed[ip]
 	n.warmedMu.Unlock()
 	if done {
 		return nil
 	}
-	if err := n.pingUntilAnswered(ctx, peer); err != nil {
-		return fmt.Errorf("tailnet: no answer from %s, the peer serving %s: %w", peer, dst, err)
+	rtt, err := n.pingUntilAnswered(ctx, ip)
+	if err != nil {
+		return fmt.Errorf("tailnet: no answer from %s, the peer serving %s: %w", ip, dst, err)
+	}
+	if err := n.openSession(ctx, ip, peer.PublicKey, rtt); err != nil {
+		return fmt.Errorf("tailnet: no WireGuard session with %s, the peer serving %s: %w", ip, dst, err)
 	}
 	n.warmedMu.Lock()
 	if n.warmed == nil {
 		n.warmed = map[netip.Addr]bool{}
 	}
-	n.warmed[peer] = true
+	n.warmed[ip] = true
 	n.warmedMu.Unlock()
 	return nil
 }
 
+// warmLock is the lock that serializes warming the path to peer.
+func (n *Node) warmLock(peer netip.Addr) *sync.Mutex {
+	n.warmedMu.Lock()
+	defer n.warmedMu.Unlock()
+	if n.warming == nil {
+		n.warming = map[netip.Addr]*sync.Mutex{}
+	}
+	mu := n.warming[peer]
+	if mu == nil {
+		mu = new(sync.Mutex)
+		n.warming[peer] = mu
+	}
+	return mu
+}
+
 // pingUntilAnswered disco-pings peer, one ping at a time with the
-// timeouts of warmPingTimeouts, until one is answered (nil) or ctx ends
-// (its error).
-func (n *Node) pingUntilAnswered(ctx context.Context, peer netip.Addr) error {
+// timeouts of warmPingTimeouts, until one is answered (its round trip) or
+// ctx ends (its error).
+func (n *Node) pingUntilAnswered(ctx context.Context, peer netip.Addr) (time.Duration, error) {
 	for i := 0; ; i++ {
 		pctx, cancel := context.WithTimeout(ctx, warmPingTimeouts[min(i, len(warmPingTimeouts)-1)])
-		_, err := n.lc.Ping(pctx, peer, tailcfg.PingDisco)
+		res, err := n.lc.Ping(pctx, peer, tailcfg.PingDisco)
 		cancel()
-		if err == nil {
+		if err == nil && res.Err == "" {
+			return time.Duration(res.LatencySeconds * float64(time.Second)), nil
+		}
+		if ctx.Err() != nil {
+			return 0, ctx.Err()
+		}
+	}
+}
+
+// minSessionTimeout is the shortest wait for openSession's first TSMP
+// answer: a handshake and a ping, two round trips, plus room for a busy
+// host.
+const minSessionTimeout = 200 * time.Millisecond
+
+// openSession makes sure the WireGuard session with peer (node key
+// nodeKey, disco round trip rtt) is up, so the first real connection does
+// not wait for a handshake that is already lost.
+//
+// A disco answer does not mean the handshake will work. The peer answers
+// the disco ping to wherever it came from, but it has no address of its
+// own for a newcomer until control sends it the newcomer's home DERP
+// region, until a DERP frame from the newcomer arrives, or until its own
+// disco ping is answered, which it starts only when it first has
+// something to send. The disco ping goes out over DERP and directly at
+// once; the direct answer comes back first, and the handshake initiation
+// that follows on the direct path can overtake the ping's DERP copy. The
+// peer then drops its handshake response ("Failed to send handshake
+// response: no UDP or DERP addr", magicsock endpoint.send), and our
+// WireGuard retries only after REKEY_TIMEOUT, 5 s later: 2–4 % of fresh
+// nodes on headscale. By then the peer's own pings, started by that failed
+// send, have found the path within a millisecond or so.
+//
+// So openSession TSMP-pings the peer, which starts the handshake, and when
+// the answer is late it drops the peer's half-done handshake from the
+// node's WireGuard device (Engine.ResetDevicePeer, what Tailscale does
+// when a peer restarts): the next packet starts a fresh handshake at
+// once instead of 5 s later. Each attempt waits twice as long as the one
+// before, so a slow path is not reset forever.
+func (n *Node) openSession(ctx context.Context, peer netip.Addr, nodeKey key.NodePublic, rtt time.Duration) error {
+	wait := max(minSessionTimeout, 4*rtt)
+	for {
+		pctx, cancel := context.WithTimeout(ctx, wait)
+		res, err := n.lc.Ping(pctx, peer, tailcfg.PingTSMP)
+		cancel()
+		if err == nil && res.Err == "" {
 			return nil
 		}
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
+		if err == nil && pctx.Err() == nil {
+			// Refused at once rather than late (e.g. the peer left):
+			// restarting the handshake cannot help.
+			return errors.New(res.Err)
+		}
+		n.srv.Sys().Engine.Get().ResetDevicePeer(nodeKey)
+		wait *= 2
 	}
 }
 
-// servingPeer finds, in the node's status st, the tailnet address of the
-// peer that carries dst.
-func servingPeer(st *ipnstate.Status, dst netip.Addr) (netip.Addr, bool) {
+// servingPeer finds, in the node's status st, the peer that carries dst:
+// dst itself, or the subnet router whose primary route covers it.
+func servingPeer(st *ipnstate.Status, dst netip.Addr) (*ipnstate.PeerStatus, bool) {
 	for _, p := range st.Peer {
 		if len(p.TailscaleIPs) == 0 {
 			continue
 		}
 		for _, ip := range p.TailscaleIPs {
 			if ip == dst {
-				return ip, true
+				return p, true
 			}
 		}
 		if p.PrimaryRoutes != nil {
 			for _, r := range p.PrimaryRoutes.All() {
 				if r.Contains(dst) {
-					return p.TailscaleIPs[0], true
+					return p, true
 				}
 			}
 		}
 	}
-	return netip.Addr{}, false
+	return nil, false
 }
