@@ -20,17 +20,25 @@ func ctxT(t *testing.T, d time.Duration) context.Context {
 	return ctx
 }
 
+// newNode joins a node that accepts the sandbox's subnet routes; it is
+// closed when the test ends.
+func newNode(t *testing.T, sb *sandbox.Sandbox, hostname string) *tailnet.Node {
+	t.Helper()
+	n, err := sb.NewNode(ctxT(t, time.Minute), sandbox.NodeOptions{Hostname: hostname, AcceptRoutes: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { n.Close() })
+	return n
+}
+
 // A warmed path has its WireGuard session with the subnet router up
 // already: the first connection to the app does not wait for a handshake
 // (which, lost, would cost WireGuard's 5 s retry).
 func TestWarmPathOpensTheWireGuardSession(t *testing.T) {
 	sb := sandboxtest.Shared(t)
 	ctx := ctxT(t, time.Minute)
-	n, err := sb.NewNode(ctx, sandbox.NodeOptions{Hostname: "warm-session", AcceptRoutes: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer n.Close()
+	n := newNode(t, sb, "warm-session")
 
 	if err := n.WarmPath(ctx, sandbox.DemoAppIP); err != nil {
 		t.Fatalf("WarmPath(%v): %v", sandbox.DemoAppIP, err)
@@ -65,15 +73,8 @@ func TestWarmPathOpensTheWireGuardSession(t *testing.T) {
 func TestWarmPathFailsWhenNoPeerAnswers(t *testing.T) {
 	sb := sandboxtest.Shared(t)
 	ctx := ctxT(t, time.Minute)
-	n, err := sb.NewNode(ctx, sandbox.NodeOptions{Hostname: "warm-fails", AcceptRoutes: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer n.Close()
-	gone, err := sb.NewNode(ctx, sandbox.NodeOptions{Hostname: "warm-gone"})
-	if err != nil {
-		t.Fatal(err)
-	}
+	n := newNode(t, sb, "warm-fails")
+	gone := newNode(t, sb, "warm-gone")
 	goneIP := gone.IPv4()
 	gone.Close()
 
