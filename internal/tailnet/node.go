@@ -411,8 +411,8 @@ const minSessionTimeout = 100 * time.Millisecond
 // send, have found the path within a millisecond or so.
 //
 // So openSession TSMP-pings the peer, which starts the handshake, and when
-// the answer is late it drops the peer's half-done handshake from the
-// node's WireGuard device (Engine.ResetDevicePeer, what Tailscale does
+// the answer is late it drops the half-done handshake with the peer from
+// the node's WireGuard device (Engine.ResetDevicePeer, what Tailscale does
 // when a peer restarts): the next packet starts a fresh handshake at
 // once instead of 5 s later. Each attempt waits twice as long as the one
 // before, so a slow path is not reset forever.
@@ -428,9 +428,12 @@ func (n *Node) openSession(ctx context.Context, peer netip.Addr, nodeKey key.Nod
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
-		if err == nil && pctx.Err() == nil {
+		if pctx.Err() == nil {
 			// Refused at once rather than late (e.g. the peer left):
 			// restarting the handshake cannot help.
+			if err != nil {
+				return err
+			}
 			return errors.New(res.Err)
 		}
 		n.srv.Sys().Engine.Get().ResetDevicePeer(nodeKey)
