@@ -91,13 +91,10 @@ type Node struct {
 	ip4      netip.Addr
 	ip6      netip.Addr
 	joined   time.Duration
-	// warmed are the peers that have answered WarmPath's disco ping: they
-	// know this node's keys, so connections to them no longer stall, and
-	// WarmPath need not ping them again for the node's life.
-	// warming holds one lock per peer being warmed.
-	warmedMu sync.Mutex
-	warmed   map[netip.Addr]bool
-	warming  map[netip.Addr]*sync.Mutex
+	// peerPaths are the peers WarmPath has warmed or is warming, one
+	// entry a peer (see peerPath).
+	peerPathsMu sync.Mutex
+	peerPaths   map[netip.Addr]*peerPath
 	// magicDNSSuffix is the tailnet's MagicDNS domain, without dots at
 	// either end ("tail1234.ts.net").
 	magicDNSSuffix string
@@ -325,15 +322,10 @@ func (n *Node) warmPath(ctx context.Context, st *ipnstate.Status, dst netip.Addr
 		return &NotRoutedError{Addr: dst}
 	}
 	ip := peer.TailscaleIPs[0]
-	// One warm-up per peer at a time: two targets behind the same router
-	// must not restart each other's handshakes.
-	mu := n.warmLock(ip)
-	mu.Lock()
-	defer mu.Unlock()
-	n.warmedMu.Lock()
-	done := n.warmed[ip]
-	n.warmedMu.Unlock()
-	if done {
+	pp := n.peerPath(ip)
+	pp.mu.Lock()
+	defer pp.mu.Unlock()
+	if pp.warm {
 		return nil
 	}
 	rtt, err := n.pingUntilAnswered(ctx, ip)
@@ -343,28 +335,34 @@ func (n *Node) warmPath(ctx context.Context, st *ipnstate.Status, dst netip.Addr
 	if err := n.openSession(ctx, ip, peer.PublicKey, rtt); err != nil {
 		return fmt.Errorf("tailnet: no WireGuard session with %s, the peer serving %s: %w", ip, dst, err)
 	}
-	n.warmedMu.Lock()
-	if n.warmed == nil {
-		n.warmed = map[netip.Addr]bool{}
-	}
-	n.warmed[ip] = true
-	n.warmedMu.Unlock()
+	pp.warm = true
 	return nil
 }
 
-// warmLock is the lock that serializes warming the path to peer.
-func (n *Node) warmLock(peer netip.Addr) *sync.Mutex {
-	n.warmedMu.Lock()
-	defer n.warmedMu.Unlock()
-	if n.warming == nil {
-		n.warming = map[netip.Addr]*sync.Mutex{}
+// peerPath is the node's path to one peer as WarmPath knows it. mu makes
+// warm-ups of one peer take turns, so two targets behind the same router
+// cannot restart each other's handshakes; warm is set once the peer has
+// answered and the WireGuard session is up: it knows this node's keys, so
+// connections to it no longer stall, and WarmPath need not warm it again
+// for the node's life.
+type peerPath struct {
+	mu   sync.Mutex
+	warm bool
+}
+
+// peerPath is the entry for peer, made on first use.
+func (n *Node) peerPath(peer netip.Addr) *peerPath {
+	n.peerPathsMu.Lock()
+	defer n.peerPathsMu.Unlock()
+	if n.peerPaths == nil {
+		n.peerPaths = map[netip.Addr]*peerPath{}
 	}
-	mu := n.warming[peer]
-	if mu == nil {
-		mu = new(sync.Mutex)
-		n.warming[peer] = mu
+	pp := n.peerPaths[peer]
+	if pp == nil {
+		pp = new(peerPath)
+		n.peerPaths[peer] = pp
 	}
-	return mu
+	return pp
 }
 
 // pingUntilAnswered disco-pings peer, one ping at a time with the
