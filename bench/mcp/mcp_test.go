@@ -152,24 +152,20 @@ func startGatewayProc(b *testing.B, target string) (url string, cpu func() time.
 		b.Fatal(err)
 	}
 	defer logf.Close()
-	cmd := exec.Command(exe())
+	cmdCtx, stop := context.WithCancel(context.Background())
+	cmd := exec.CommandContext(cmdCtx, exe())
+	cmd.Cancel = func() error { return cmd.Process.Signal(syscall.SIGTERM) }
+	cmd.WaitDelay = 10 * time.Second
 	cmd.Env = append(os.Environ(), gatewayEnv+"="+path)
 	cmd.Stdout, cmd.Stderr = logf, logf
 	if err := cmd.Start(); err != nil {
+		stop()
 		b.Fatal(err)
 	}
 	cpu = func() time.Duration { return measure.CPUTimeOf(cmd.Process.Pid) }
 	exited := make(chan struct{})
 	go func() { cmd.Wait(); close(exited) }()
-	b.Cleanup(func() {
-		cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case <-exited:
-		case <-time.After(10 * time.Second):
-			cmd.Process.Kill()
-			<-exited
-		}
-	})
+	b.Cleanup(func() { stop(); <-exited })
 	failed := func(why string) {
 		log, _ := os.ReadFile(logPath)
 		b.Fatalf("gateway process %s; its log:\n%s", why, log)

@@ -56,9 +56,10 @@ type Proc struct {
 	// APIURL is its Tailscale API stand-in; APIToken an admin token of it.
 	APIURL, APIToken string
 
-	cmd *exec.Cmd
-	in  *os.File
-	out *bufio.Reader
+	cmd  *exec.Cmd
+	stop context.CancelFunc // closes in (see Launch)
+	in   *os.File
+	out  *bufio.Reader
 }
 
 // Start starts the child and waits until its sandbox is up with policy
@@ -83,18 +84,25 @@ func Launch(policy string) (_ *Proc, err error) {
 	if err != nil {
 		return nil, err
 	}
-	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	// Closing the child's stdin ends it; exec kills it if it has not
+	// closed its sandbox 30 s later.
+	cmdCtx, stop := context.WithCancel(context.Background())
+	cmd := exec.CommandContext(cmdCtx, os.Args[0], "-test.run=^$")
+	cmd.Cancel = func() error { return inW.Close() }
+	cmd.WaitDelay = 30 * time.Second
 	cmd.Env = append(os.Environ(), childEnv+"=1", policyEnv+"="+policy)
 	cmd.Stdin, cmd.Stderr = inR, os.Stderr
 	outR, err := cmd.StdoutPipe()
 	if err != nil {
+		stop()
 		return nil, err
 	}
 	if err := cmd.Start(); err != nil {
+		stop()
 		return nil, err
 	}
 	inR.Close()
-	p := &Proc{cmd: cmd, in: inW, out: bufio.NewReader(outR)}
+	p := &Proc{cmd: cmd, stop: stop, in: inW, out: bufio.NewReader(outR)}
 	defer func() {
 		if err != nil {
 			p.Close()
@@ -135,18 +143,11 @@ func (p *Proc) HeapBytes(profile string) int64 {
 	return n
 }
 
-// Close closes the child's stdin, which ends it, and waits a while for it
-// to close its sandbox before killing it.
+// Close closes the child's stdin, which ends it, and waits for it (up to
+// 30 s for it to close its sandbox, then it is killed).
 func (p *Proc) Close() {
-	p.in.Close()
-	done := make(chan struct{})
-	go func() { p.cmd.Wait(); close(done) }()
-	select {
-	case <-done:
-	case <-time.After(30 * time.Second):
-		p.cmd.Process.Kill()
-		<-done
-	}
+	p.stop()
+	p.cmd.Wait()
 }
 
 // Child runs the sandbox and never returns when this process is a

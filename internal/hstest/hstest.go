@@ -117,9 +117,11 @@ type Server struct {
 	t      testing.TB
 	cmd    *exec.Cmd
 	exited chan struct{}
-	relay  *sandbox.Relay
-	router *tailnet.Node
-	logf   func(string, ...any)
+	// stopCmd asks headscale to stop (SIGTERM; exec kills it 10 s later).
+	stopCmd context.CancelFunc
+	relay   *sandbox.Relay
+	router  *tailnet.Node
+	logf    func(string, ...any)
 
 	mu    sync.Mutex
 	site  *sandbox.Site
@@ -168,7 +170,11 @@ func Start(t testing.TB, opts Options) *Server {
 		t.Fatalf("hstest: config: %v", err)
 	}
 
-	s.cmd = exec.Command(bin, "serve", "--config", filepath.Join(s.Dir, "config.yaml"))
+	cmdCtx, stopCmd := context.WithCancel(context.Background())
+	s.stopCmd = stopCmd
+	s.cmd = exec.CommandContext(cmdCtx, bin, "serve", "--config", filepath.Join(s.Dir, "config.yaml"))
+	s.cmd.Cancel = func() error { return s.cmd.Process.Signal(syscall.SIGTERM) }
+	s.cmd.WaitDelay = 10 * time.Second
 	s.cmd.Env = cleanEnv()
 	s.cmd.Dir = s.Dir
 	s.cmd.Stdout = logWriter{s.logf}
@@ -402,13 +408,8 @@ func (s *Server) close() {
 		n.Close()
 	}
 	if s.cmd != nil && s.cmd.Process != nil {
-		s.cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case <-s.exited:
-		case <-time.After(10 * time.Second):
-			s.cmd.Process.Kill()
-			<-s.exited
-		}
+		s.stopCmd()
+		<-s.exited
 	}
 	if s.relay != nil {
 		s.relay.Close()

@@ -74,10 +74,13 @@ type Cluster struct {
 	// Port is the TCP port on 127.0.0.1.
 	Port int
 
-	bin   string
-	cmd   *exec.Cmd
-	exit  chan struct{} // closed when the postgres process has exited
-	admin *sql.DB       // superuser connection to the postgres database
+	bin  string
+	cmd  *exec.Cmd
+	exit chan struct{} // closed when the postgres process has exited
+	// stop asks postgres to stop (SIGQUIT, its immediate shutdown; exec
+	// kills it 10 s later).
+	stop  context.CancelFunc
+	admin *sql.DB // superuser connection to the postgres database
 	seq   atomic.Int64
 }
 
@@ -201,18 +204,22 @@ func (c *Cluster) startServer(ctx context.Context, cred *syscall.Credential, set
 	for _, kv := range settings {
 		args = append(args, "-c", kv) // the last -c of a name wins
 	}
-	cmd := exec.Command(filepath.Join(c.bin, "postgres"), args...)
+	cmdCtx, stop := context.WithCancel(context.Background())
+	cmd := exec.CommandContext(cmdCtx, filepath.Join(c.bin, "postgres"), args...)
+	cmd.Cancel = func() error { return cmd.Process.Signal(syscall.SIGQUIT) }
+	cmd.WaitDelay = 10 * time.Second
 	cmd.Dir = c.Dir
 	cmd.Stdout, cmd.Stderr = logFile, logFile
 	// If the test binary dies (a panic, go test's timeout) the server gets
 	// SIGQUIT, PostgreSQL's immediate shutdown, instead of living on.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: cred, Pdeathsig: syscall.SIGQUIT, Setpgid: true}
 	if err := cmd.Start(); err != nil {
+		stop()
 		return fmt.Errorf("pgtest: start postgres: %w", err)
 	}
 	exit := make(chan struct{})
 	go func() { cmd.Wait(); close(exit) }()
-	c.cmd, c.exit, c.Port = cmd, exit, port
+	c.cmd, c.exit, c.stop, c.Port = cmd, exit, stop, port
 
 	admin, err := sql.Open("pgx", c.url(superuser, "postgres"))
 	if err != nil {
@@ -259,13 +266,8 @@ func (c *Cluster) url(user, db string) string {
 }
 
 func (c *Cluster) kill() {
-	c.cmd.Process.Signal(syscall.SIGQUIT)
-	select {
-	case <-c.exit:
-	case <-time.After(10 * time.Second):
-		c.cmd.Process.Kill()
-		<-c.exit
-	}
+	c.stop()
+	<-c.exit
 }
 
 // CreateDatabase creates an empty database owned by [Role] and returns
