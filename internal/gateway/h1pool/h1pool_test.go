@@ -10,10 +10,11 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/tailgate-dev/tailgate/internal/testtcp"
 )
 
 var dialer = &net.Dialer{Timeout: 5 * time.Second}
@@ -145,32 +146,14 @@ func TestRequestsTheLeanPathDoesNotTakeStillWork(t *testing.T) {
 	}
 }
 
-// rawUpstream serves each accepted connection with serve.
+// rawUpstream is an upstream that answers with whatever bytes serve
+// writes on each accepted connection.
 func rawUpstream(t *testing.T, serve func(c net.Conn, br *bufio.Reader)) string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var wg sync.WaitGroup
-	t.Cleanup(func() { ln.Close(); wg.Wait() })
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				defer c.Close()
-				serve(c, bufio.NewReader(c))
-			}()
-		}
-	}()
-	return "http://" + ln.Addr().String()
+	return "http://" + testtcp.Serve(t, func(c net.Conn) {
+		defer c.Close()
+		serve(c, bufio.NewReader(c))
+	})
 }
 
 // readRequest reads one request head and reports whether it got one.
