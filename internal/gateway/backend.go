@@ -85,10 +85,7 @@ func (c *compiler) hostBackend(host string, pol *httppolicy.Set) (Backend, error
 		return nil, fmt.Errorf("invalid backend host %q: a port is required", host)
 	}
 	target := &url.URL{Scheme: u.Scheme, Host: u.Host}
-	var transport http.RoundTripper = c.deps.transport
-	if c.deps.lean != nil {
-		transport = c.deps.lean
-	}
+	var transport http.RoundTripper = c.deps.lean
 	if tlsCfg != nil {
 		target.Scheme = "https"
 		if base, ok := c.deps.transport.(*http.Transport); ok {
