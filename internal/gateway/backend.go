@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"github.com/valyala/fasthttp"
 	"io"
 	"net"
 	"net/http"
@@ -31,6 +32,9 @@ type Backend interface {
 type hostBackend struct {
 	name  string
 	proxy *httputil.ReverseProxy
+	// fast sends the fast front's requests (lean.go); nil when the
+	// backend needs more than plain HTTP (TLS, retries, A2A).
+	fast *fasthttp.HostClient
 }
 
 func (b *hostBackend) Name() string                                     { return b.name }
@@ -99,6 +103,9 @@ func (c *compiler) hostBackend(host string, pol *httppolicy.Set) (Backend, error
 	}
 	b := &hostBackend{name: u.Host}
 	b.proxy = newProxy(transport, func(*http.Request) *url.URL { return target })
+	if target.Scheme == "http" && retry == nil && !a2a && c.deps.fast != nil {
+		b.fast = c.deps.fast.get(u.Host)
+	}
 	if a2a {
 		ab := newA2ABackend(b)
 		c.backends[cacheKey] = ab

@@ -82,6 +82,7 @@ import (
 	"errors"
 	"fmt"
 	"github.com/tailgate-dev/tailgate/internal/gateway/h1pool"
+	"github.com/valyala/fasthttp"
 	"io"
 	"log/slog"
 	"net"
@@ -128,6 +129,9 @@ type Options struct {
 	// data in memory, so turn it on only where the admin address is
 	// private.
 	Pprof bool
+	// NoFastFront serves every bind with net/http alone, without the
+	// fast front of plain-HTTP binds (lean.go): for comparisons.
+	NoFastFront bool
 
 	// egressDial dials a tunnel's destination (egress.go); nil means
 	// defaultEgressDial. Tests point hostnames at local servers with it.
@@ -166,7 +170,7 @@ func Run(ctx context.Context, opts Options) error {
 
 func defaultDeps() compileDeps {
 	tr := newTransport()
-	return compileDeps{transport: tr, lean: h1pool.New(tr, upstreamDialer.DialContext), client: &http.Client{Transport: tr, Timeout: 30 * time.Second}}
+	return compileDeps{transport: tr, lean: h1pool.New(tr, upstreamDialer.DialContext), fast: &fastClients{}, client: &http.Client{Transport: tr, Timeout: 30 * time.Second}}
 }
 
 func load(path string, deps compileDeps) (*snapshot, error) {
@@ -218,6 +222,9 @@ type bindServer struct {
 	internal bool
 	ln       net.Listener
 	srv      *http.Server
+	// fast is the bind's fast front (lean.go); nil when net/http alone
+	// serves it.
+	fast *fasthttp.Server
 	// tunnels are the bind's open CONNECT tunnels (egress.go), closed
 	// when the bind stops: Shutdown does not see hijacked connections.
 	tunnels pipe.Group
@@ -406,6 +413,11 @@ func (g *Gateway) applyLocked(ctx context.Context, s *snapshot, first bool) erro
 func (bs *bindServer) shutdown() {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
+	if bs.fast != nil {
+		// Stops accepting, closes idle connections and waits for the
+		// rest; handed-off connections are net/http's to drain.
+		bs.fast.ShutdownWithContext(ctx)
+	}
 	bs.srv.Shutdown(ctx)
 	bs.tunnels.Close()
 }
@@ -539,6 +551,7 @@ func (g *Gateway) Close() error {
 		err = g.tailnet.close()
 	}
 	g.deps.lean.CloseIdleConnections() // and the transport's
+	g.deps.fast.closeIdle()
 	g.deps.spiffe.Close()
 	return err
 }

@@ -123,6 +123,26 @@ type authConn struct {
 	once   sync.Once
 	denied bool
 	info   *connInfo
+	// remote and ctx are the fast front's per-connection request
+	// fields, made on first use (its requests are served one at a time).
+	remote string
+	ctx    context.Context
+}
+
+func (c *authConn) remoteAddr() string {
+	if c.remote == "" {
+		c.remote = c.RemoteAddr().String()
+	}
+	return c.remote
+}
+
+// context is what the fast front's requests start from: it carries the
+// connection, as net/http's ConnContext does.
+func (c *authConn) context() context.Context {
+	if c.ctx == nil {
+		c.ctx = context.WithValue(context.Background(), connKey, c)
+	}
+	return c.ctx
 }
 
 func (c *authConn) Read(b []byte) (int, error) {
@@ -322,27 +342,34 @@ func (m *matcher) matches(r *http.Request, p string) bool {
 }
 
 func (g *Gateway) serve(bs *bindServer) {
+	if !g.opts.NoFastFront && !bs.internal {
+		g.serveFast(bs)
+		return
+	}
 	gl := &gatedListener{Listener: bs.ln, g: g, bs: bs}
-	bs.srv = &http.Server{
+	bs.srv = g.httpServer(bs)
+	g.servers[bs.port] = bs
+	go bs.srv.Serve(gl)
+}
+
+// httpServer is the bind's net/http server.
+func (g *Gateway) httpServer(bs *bindServer) *http.Server {
+	srv := &http.Server{
 		Handler:           g.handler(bs),
 		ReadHeaderTimeout: 30 * time.Second,
 		IdleTimeout:       5 * time.Minute,
 		ErrorLog:          slog.NewLogLogger(g.log.Handler(), slog.LevelDebug),
 		ConnContext: func(ctx context.Context, c net.Conn) context.Context {
-			if tc, ok := c.(*tls.Conn); ok {
-				c = tc.NetConn()
-			}
-			if ac, ok := c.(*authConn); ok {
+			if ac := authConnOf(c); ac != nil {
 				return context.WithValue(ctx, connKey, ac)
 			}
 			return ctx
 		},
 	}
 	if d := g.snap.Load().http.HTTP1IdleTimeout.D; d > 0 {
-		bs.srv.IdleTimeout = d // frontendPolicies.http, at bind start
+		srv.IdleTimeout = d // frontendPolicies.http, at bind start
 	}
-	g.servers[bs.port] = bs
-	go bs.srv.Serve(gl)
+	return srv
 }
 
 // statusWriter records the status and size for logs and metrics and
@@ -397,99 +424,111 @@ func requestHost(r *http.Request) string {
 func (g *Gateway) handler(bs *bindServer) http.Handler {
 	bind := fmt.Sprintf("bind/%d", bs.port)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		start := time.Now()
-		s := g.snap.Load()
-		ac, _ := r.Context().Value(connKey).(*authConn)
-		// One allocation for what the gateway keeps per request.
-		st := &requestState{}
-		ri := &st.ri
-		var ci *connInfo
-		if ac != nil && ac.info != nil {
-			ci = ac.info
-			ri.caller.Address, ri.caller.Tailscale = ci.src, ci.ident
-		}
-		if h := r.Header.Get("Authorization"); len(h) > 7 && strings.EqualFold(h[:7], "bearer ") {
-			ri.bearer = strings.TrimSpace(h[7:])
-		}
-		sw := &st.sw
-		sw.ResponseWriter = w
-		ri.trace = s.tracing.begin(r, ci, start)
-		r = r.WithContext(context.WithValue(r.Context(), requestKey, ri))
-		defer func() {
-			if sw.status == 0 {
-				sw.status = http.StatusOK
-			}
-			g.finish(bind, r, sw, ri, start)
-		}()
-		bt := s.binds[bs.port]
-		if bt == nil {
-			ri.denyReason = "bind removed"
-			http.Error(sw, "bind is shutting down", http.StatusServiceUnavailable)
-			return
-		}
-		if bt.connect {
-			g.serveConnect(sw, r, ri, s, &bs.tunnels)
-			return
-		}
-		// Before any policy reads a header: hop-by-hop headers the client
-		// named go, and forwarding headers follow the bind's trust policy.
-		stripConnectionHeaders(r.Header)
-		setForwarding(r, ri.caller.Address.Addr(), bt.trusted)
-		ri.body = guardBody(w, r, bt.bodyTimeout)
-		host := requestHost(r)
-		lt := bt.pickListener(host)
-		if lt == nil {
-			ri.denyReason = "no listener for host"
-			http.Error(sw, "no listener for this host", http.StatusNotFound)
-			return
-		}
-		ri.listener = lt.name
-		rt, r2 := g.routeRequest(sw, r, ri, lt, host)
-		if r = r2; rt == nil {
-			return
-		}
-		ri.route = rt.key
-		if rt.a2a {
-			ri.a2a = &a2aCall{publicPath: r.URL.EscapedPath()}
-		}
-		timeout := rt.requestTimeout
-		if timeout > 0 {
-			ctx, cancel := context.WithTimeout(r.Context(), timeout)
-			defer cancel()
-			r = r.WithContext(ctx)
-		}
-		st.rv = requestVars{r: r, ci: ci, host: host}
-		ri.vars = &st.rv
-		// The backend is picked first: its own policies (backendAuth,
-		// backendTLS...) replace the route's of the same key.
-		var be Backend
-		pol := rt.policies
-		if len(rt.backends) > 0 {
-			wb := rt.pick()
-			be = wb.Backend
-			if wb.policies != nil {
-				pol = wb.policies
-			}
-		}
-		if !lt.policies.Empty() || !pol.Empty() {
-			x := &st.x
-			*x = exchange{g: g, ri: ri, sw: sw, rawToken: s.rawToken}
-			if !lt.policies.Run(sw, r, x) || !pol.Run(sw, r, x) {
-				return
-			}
-		}
-		if be == nil {
-			http.Error(sw, "route has no backend", http.StatusServiceUnavailable)
-			return
-		}
-		ri.backend = be.Name()
-		if rt.backendTimeout > 0 {
-			ctx, cancel := context.WithTimeout(r.Context(), rt.backendTimeout)
-			defer cancel()
-			r = r.WithContext(ctx)
-		}
-		be.ServeHTTP(sw, r)
+		g.serveRequest(bs, bind, g.snap.Load(), w, r, nil)
 	})
+}
+
+// serveRequest is the gateway's request path on both fronts: net/http's
+// (fast nil) and the fast front's (lean.go), which sends to plain-HTTP
+// backends itself.
+func (g *Gateway) serveRequest(bs *bindServer, bind string, s *snapshot, w http.ResponseWriter, r *http.Request, fast *fastCall) {
+	start := time.Now()
+	ac, _ := r.Context().Value(connKey).(*authConn)
+	// One allocation for what the gateway keeps per request.
+	st := &requestState{}
+	ri := &st.ri
+	var ci *connInfo
+	if ac != nil && ac.info != nil {
+		ci = ac.info
+		ri.caller.Address, ri.caller.Tailscale = ci.src, ci.ident
+	}
+	if h := r.Header.Get("Authorization"); len(h) > 7 && strings.EqualFold(h[:7], "bearer ") {
+		ri.bearer = strings.TrimSpace(h[7:])
+	}
+	sw := &st.sw
+	sw.ResponseWriter = w
+	ri.trace = s.tracing.begin(r, ci, start)
+	r = r.WithContext(context.WithValue(r.Context(), requestKey, ri))
+	defer func() {
+		if st.finishLater {
+			return // the fast front finishes when the body is sent
+		}
+		if sw.status == 0 {
+			sw.status = http.StatusOK
+		}
+		g.finish(bind, r, sw, ri, start)
+	}()
+	bt := s.binds[bs.port]
+	if bt == nil {
+		ri.denyReason = "bind removed"
+		http.Error(sw, "bind is shutting down", http.StatusServiceUnavailable)
+		return
+	}
+	if bt.connect {
+		g.serveConnect(sw, r, ri, s, &bs.tunnels)
+		return
+	}
+	// Before any policy reads a header: hop-by-hop headers the client
+	// named go, and forwarding headers follow the bind's trust policy.
+	stripConnectionHeaders(r.Header)
+	setForwarding(r, ri.caller.Address.Addr(), bt.trusted)
+	ri.body = guardBody(w, r, bt.bodyTimeout)
+	host := requestHost(r)
+	lt := bt.pickListener(host)
+	if lt == nil {
+		ri.denyReason = "no listener for host"
+		http.Error(sw, "no listener for this host", http.StatusNotFound)
+		return
+	}
+	ri.listener = lt.name
+	rt, r2 := g.routeRequest(sw, r, ri, lt, host)
+	if r = r2; rt == nil {
+		return
+	}
+	ri.route = rt.key
+	if rt.a2a {
+		ri.a2a = &a2aCall{publicPath: r.URL.EscapedPath()}
+	}
+	timeout := rt.requestTimeout
+	if timeout > 0 {
+		ctx, cancel := context.WithTimeout(r.Context(), timeout)
+		defer cancel()
+		r = r.WithContext(ctx)
+	}
+	st.rv = requestVars{r: r, ci: ci, host: host}
+	ri.vars = &st.rv
+	// The backend is picked first: its own policies (backendAuth,
+	// backendTLS...) replace the route's of the same key.
+	var be Backend
+	pol := rt.policies
+	if len(rt.backends) > 0 {
+		wb := rt.pick()
+		be = wb.Backend
+		if wb.policies != nil {
+			pol = wb.policies
+		}
+	}
+	if !lt.policies.Empty() || !pol.Empty() {
+		x := &st.x
+		*x = exchange{g: g, ri: ri, sw: sw, rawToken: s.rawToken}
+		if !lt.policies.Run(sw, r, x) || !pol.Run(sw, r, x) {
+			return
+		}
+	}
+	if be == nil {
+		http.Error(sw, "route has no backend", http.StatusServiceUnavailable)
+		return
+	}
+	ri.backend = be.Name()
+	if rt.backendTimeout > 0 {
+		ctx, cancel := context.WithTimeout(r.Context(), rt.backendTimeout)
+		defer cancel()
+		r = r.WithContext(ctx)
+	}
+	if fast != nil && fast.send(g, st, r, be, func() { g.finish(bind, r, sw, ri, start) }) {
+		return
+	}
+	be.ServeHTTP(sw, r)
 }
 
 func (rt *routeTable) pick() weightedBackend {
@@ -512,6 +551,9 @@ type requestState struct {
 	sw statusWriter
 	x  exchange
 	rv requestVars
+	// finishLater: the fast front streams the response after the
+	// handler returns and writes the access log then.
+	finishLater bool
 }
 
 // requestVars builds CEL variables for a request once, on first use:

@@ -57,6 +57,7 @@ func main() {
 		accessLog := fs.String("access-log", "", "access log file (default stderr)")
 		cpuProfile := fs.String("cpuprofile", "", "write a CPU profile here")
 		pprofOn := fs.Bool("pprof", false, "serve /debug/pprof/ on the admin address")
+		noFast := fs.Bool("no-fast-front", false, "serve every bind with net/http alone (gateway.Options.NoFastFront)")
 		fs.Parse(os.Args[2:])
 		if *cpuProfile != "" {
 			f, err := os.Create(*cpuProfile)
@@ -66,7 +67,7 @@ func main() {
 			pprof.StartCPUProfile(f)
 			defer pprof.StopCPUProfile()
 		}
-		opts := gateway.Options{ConfigPath: *cfg, AdminAddr: *admin, BindHost: "127.0.0.1", Pprof: *pprofOn, Logger: slog.New(slog.NewTextHandler(os.Stderr, nil))}
+		opts := gateway.Options{ConfigPath: *cfg, AdminAddr: *admin, BindHost: "127.0.0.1", Pprof: *pprofOn, NoFastFront: *noFast, Logger: slog.New(slog.NewTextHandler(os.Stderr, nil))}
 		if *accessLog != "" {
 			f, err := os.Create(*accessLog)
 			if err != nil {

@@ -1,0 +1,529 @@
+package gateway
+
+// The fast front of plain-HTTP binds.
+//
+// net/http's server is most of what a request costs the gateway: a bare
+// net/http reverse proxy measures about a third of nginx's requests per
+// second on this kind of machine, a native fasthttp one about nine tenths.
+// So a plain-HTTP bind whose routes all send to plain-HTTP backends under
+// policies that only read a request's head (leanPolicies) is served by
+// fasthttp: for GET, HEAD and OPTIONS without a body, the request is read
+// by fasthttp, run through the same routing, policies, access log and
+// metrics as on net/http (serveRequest, over an http.Request built from
+// the head), and sent upstream by fasthttp's client. Every other request
+// — a body, an upgrade, HTTP/1.0, anything unusual in its head — hands
+// the connection to the bind's net/http server for the rest of its life
+// (package handoff), so the hardened net/http path still reads everything
+// that is not plain.
+
+import (
+	"bytes"
+	"context"
+	"crypto/tls"
+	"errors"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/valyala/fasthttp"
+	"github.com/valyala/fasthttp/fasthttpadaptor"
+
+	"github.com/tailgate-dev/tailgate/internal/gateway/handoff"
+)
+
+// leanPolicies are the policies the fast front runs: each reads only the
+// request's head and answers, if it answers, with a short response.
+var leanPolicies = map[string]bool{
+	"localRateLimit":         true,
+	"cors":                   true,
+	"jwtAuth":                true,
+	"authorization":          true,
+	"requestHeaderModifier":  true,
+	"responseHeaderModifier": true,
+	"timeout":                true,
+	"directResponse":         true,
+	"requestRedirect":        true,
+	"urlRewrite":             true,
+}
+
+// markLean decides, for every bind of s, whether the fast front may
+// serve it.
+func (s *snapshot) markLean() {
+	if s.tracing != nil {
+		return // spans are begun and ended by the net/http path only
+	}
+	for _, bt := range s.binds {
+		bt.lean = !bt.https && !bt.connect && !bt.internal && bt.leanRoutes()
+	}
+}
+
+func (bt *bindTable) leanRoutes() bool {
+	for _, lt := range bt.listeners {
+		if !leanSet(lt.policies) {
+			return false
+		}
+		for _, e := range lt.routes {
+			rt := e.route
+			if rt.a2a || !leanSet(rt.policies) {
+				return false
+			}
+			for _, wb := range rt.backends {
+				if hb, ok := wb.Backend.(*hostBackend); !ok || hb.fast == nil || !leanSet(wb.policies) {
+					return false
+				}
+			}
+		}
+	}
+	return true
+}
+
+func leanSet(s interface{ Keys() []string }) bool {
+	for _, k := range s.Keys() {
+		if !leanPolicies[k] {
+			return false
+		}
+	}
+	return true
+}
+
+// fastClients are the fast front's upstream clients, one per backend
+// address, shared by every snapshot so a reload keeps warm connections.
+type fastClients struct {
+	mu sync.Mutex
+	m  map[string]*fasthttp.HostClient
+}
+
+func (fc *fastClients) get(addr string) *fasthttp.HostClient {
+	fc.mu.Lock()
+	defer fc.mu.Unlock()
+	if c, ok := fc.m[addr]; ok {
+		return c
+	}
+	if fc.m == nil {
+		fc.m = map[string]*fasthttp.HostClient{}
+	}
+	c := &fasthttp.HostClient{
+		Addr: addr,
+		Dial: func(addr string) (net.Conn, error) { return upstreamDialer.Dial("tcp", addr) },
+		// Wait for a connection rather than fail when all are busy.
+		MaxConns:            1024,
+		MaxConnWaitTimeout:  10 * time.Second,
+		MaxIdleConnDuration: 90 * time.Second,
+		// The gateway sends the path it judged, byte for byte, and no
+		// User-Agent the caller did not send (as ReverseProxy).
+		DisablePathNormalizing:   true,
+		NoDefaultUserAgentHeader: true,
+		// Responses are streamed to the caller as they arrive (SSE,
+		// downloads), never held whole in memory.
+		StreamResponseBody: true,
+		// Response heads up to 64 KiB (net/http's transport allows 1 MiB;
+		// this buffer is held only while a request is in flight).
+		ReadBufferSize: 64 << 10,
+		// GET, HEAD and OPTIONS are safe to resend: once, when a reused
+		// connection turned out closed.
+		MaxIdemponentCallAttempts: 2,
+	}
+	fc.m[addr] = c
+	return c
+}
+
+func (fc *fastClients) closeIdle() {
+	fc.mu.Lock()
+	defer fc.mu.Unlock()
+	for _, c := range fc.m {
+		c.CloseIdleConnections()
+	}
+}
+
+// serveFast serves bs with the fast front: fasthttp on the bind's
+// listener, net/http on the connections it hands off.
+func (g *Gateway) serveFast(bs *bindServer) {
+	httpLn := handoff.NewListener(bs.ln.Addr())
+	bs.srv = g.httpServer(bs)
+	bs.fast = &fasthttp.Server{
+		Handler:        g.fastHandler(bs),
+		ReadBufferSize: 2 * handoff.MaxHead,
+		// A head must arrive within the time net/http gives one.
+		ReadTimeout: bs.srv.ReadHeaderTimeout,
+		IdleTimeout: bs.srv.IdleTimeout,
+		// Headers are the upstream's or the gateway's, as on net/http:
+		// no Server or Content-Type of fasthttp's own.
+		NoDefaultServerHeader:         true,
+		NoDefaultContentType:          true,
+		DisableHeaderNamesNormalizing: true,
+		DisablePreParseMultipartForm:  true,
+		CloseOnShutdown:               true,
+		Logger:                        slog.NewLogLogger(g.log.Handler(), slog.LevelDebug),
+	}
+	fl := &fastListener{gated: &gatedListener{Listener: bs.ln, g: g, bs: bs}, to: httpLn}
+	g.servers[bs.port] = bs
+	go bs.srv.Serve(httpLn)
+	go bs.fast.Serve(fl)
+}
+
+// fastListener yields the connections the fast front serves; a TLS
+// connection, or one to a bind a reload made non-lean, goes straight to
+// net/http.
+type fastListener struct {
+	gated *gatedListener
+	to    *handoff.Listener
+}
+
+func (l *fastListener) Accept() (net.Conn, error) {
+	for {
+		c, err := l.gated.Accept()
+		if err != nil {
+			return nil, err
+		}
+		lean := func() bool {
+			bt := l.gated.g.snap.Load().binds[l.gated.bs.port]
+			return bt != nil && bt.lean
+		}
+		if _, isTLS := c.(*tls.Conn); isTLS || !lean() {
+			go l.to.Give(c)
+			continue
+		}
+		return handoff.NewConn(c, l.to, lean), nil
+	}
+}
+
+func (l *fastListener) Close() error {
+	l.to.Close()
+	return l.gated.Close()
+}
+
+func (l *fastListener) Addr() net.Addr { return l.gated.Addr() }
+
+// authConnOf finds the authConn under the wrappers a connection may be
+// in (TLS, handoff).
+func authConnOf(c net.Conn) *authConn {
+	for {
+		switch x := c.(type) {
+		case *authConn:
+			return x
+		case interface{ NetConn() net.Conn }:
+			c = x.NetConn()
+		default:
+			return nil
+		}
+	}
+}
+
+// fastHandler is the fast front's request handler.
+func (g *Gateway) fastHandler(bs *bindServer) fasthttp.RequestHandler {
+	bind := "bind/" + strconv.Itoa(bs.port)
+	slow := fasthttpadaptor.NewFastHTTPHandler(g.handler(bs))
+	return func(ctx *fasthttp.RequestCtx) {
+		s := g.snap.Load()
+		if bt := s.binds[bs.port]; bt == nil || !bt.lean {
+			// A reload between the head's check and now: the request
+			// (bodiless) takes the net/http path through an adaptor.
+			slow(ctx)
+			return
+		}
+		ac := authConnOf(ctx.Conn())
+		r, err := fastRequest(ctx, ac)
+		if err != nil {
+			// What net/http answers a target it cannot parse.
+			ctx.Response.Header.SetConnectionClose()
+			ctx.Error("400 Bad Request", http.StatusBadRequest)
+			return
+		}
+		w := &fastWriter{ctx: ctx}
+		g.serveRequest(bs, bind, s, w, r, &fastCall{ctx: ctx, w: w})
+	}
+}
+
+// fastRequest is the http.Request net/http would have read from the head
+// fasthttp read: the head passed handoff's checks, so both read it alike.
+func fastRequest(ctx *fasthttp.RequestCtx, ac *authConn) (*http.Request, error) {
+	target := string(ctx.Request.Header.RequestURI())
+	u, err := url.ParseRequestURI(target)
+	if err != nil {
+		return nil, err
+	}
+	h := make(http.Header, 8)
+	var host string
+	raw := ctx.Request.Header.RawHeaders()
+	for len(raw) > 0 {
+		i := bytes.Index(raw, crlf)
+		if i < 0 {
+			i = len(raw)
+		}
+		line := raw[:i]
+		raw = raw[min(i+2, len(raw)):]
+		colon := bytes.IndexByte(line, ':')
+		if colon <= 0 {
+			continue // cannot happen: handoff checked every line
+		}
+		key := canonicalKey(line[:colon])
+		v := string(bytes.Trim(line[colon+1:], " \t"))
+		if key == "Host" {
+			host = v
+			continue
+		}
+		h[key] = append(h[key], v)
+	}
+	// As net/http: Pragma: no-cache stands for Cache-Control: no-cache
+	// when the latter is absent (RFC 7234 §5.4).
+	if p, ok := h["Pragma"]; ok && len(p) > 0 && p[0] == "no-cache" {
+		if _, ok := h["Cache-Control"]; !ok {
+			h["Cache-Control"] = []string{"no-cache"}
+		}
+	}
+	r := &http.Request{
+		Method:     methodString(ctx.Method()),
+		URL:        u,
+		Proto:      "HTTP/1.1",
+		ProtoMajor: 1,
+		ProtoMinor: 1,
+		Header:     h,
+		Body:       http.NoBody,
+		Host:       host,
+		RequestURI: target,
+		Close:      ctx.Request.Header.ConnectionClose(),
+	}
+	base := context.Background()
+	if ac != nil {
+		r.RemoteAddr = ac.remoteAddr()
+		base = ac.context()
+	}
+	return r.WithContext(base), nil
+}
+
+func methodString(m []byte) string {
+	switch string(m) {
+	case http.MethodGet:
+		return http.MethodGet
+	case http.MethodHead:
+		return http.MethodHead
+	case http.MethodOptions:
+		return http.MethodOptions
+	}
+	return string(m)
+}
+
+// fastWriter is the http.ResponseWriter of answers the gateway makes on
+// the fast front (refusals, redirects, direct responses): short, so they
+// are buffered in fasthttp's response.
+type fastWriter struct {
+	ctx   *fasthttp.RequestCtx
+	h     http.Header
+	wrote bool
+}
+
+func (w *fastWriter) Header() http.Header {
+	if w.h == nil {
+		w.h = make(http.Header, 4)
+	}
+	return w.h
+}
+
+func (w *fastWriter) WriteHeader(code int) {
+	if w.wrote {
+		return
+	}
+	w.wrote = true
+	resp := &w.ctx.Response
+	resp.SetStatusCode(code)
+	for k, vs := range w.h {
+		if k == "Content-Length" {
+			continue // fasthttp counts the body it holds
+		}
+		for _, v := range vs {
+			resp.Header.Add(k, v)
+		}
+	}
+}
+
+func (w *fastWriter) Write(b []byte) (int, error) {
+	if !w.wrote {
+		w.WriteHeader(http.StatusOK)
+	}
+	w.ctx.Response.AppendBody(b)
+	return len(b), nil
+}
+
+// fastCall sends a request of the fast front to a plain-HTTP backend.
+type fastCall struct {
+	ctx *fasthttp.RequestCtx
+	w   *fastWriter // the request's writer: headers policies set
+}
+
+// send proxies r to be with fasthttp's client when be is a plain-HTTP
+// host backend, and reports whether it did. The response body streams to
+// the caller after the handler returns; finish runs when it has (or
+// failed).
+func (f *fastCall) send(g *Gateway, st *requestState, r *http.Request, be Backend, finish func()) bool {
+	hb, ok := be.(*hostBackend)
+	if !ok || hb.fast == nil {
+		return false
+	}
+	ri, sw := &st.ri, &st.sw
+	req := fasthttp.AcquireRequest()
+	req.Header.DisableNormalizing()
+	req.SetRequestURI(r.URL.RequestURI())
+	req.Header.SetMethod(r.Method)
+	host := r.Host
+	if ri.backendHost {
+		host = hb.name // urlRewrite authority: auto
+	}
+	req.Header.SetHost(host)
+	for k, vs := range r.Header {
+		if hopHeaders[k] {
+			if k == "Te" && len(vs) > 0 && vs[0] == "trailers" {
+				req.Header.Add(k, "trailers") // as ReverseProxy: only this one
+			}
+			continue
+		}
+		for _, v := range vs {
+			req.Header.Add(k, v)
+		}
+	}
+	resp := fasthttp.AcquireResponse()
+	var err error
+	if d, ok := r.Context().Deadline(); ok {
+		err = hb.fast.DoDeadline(req, resp, d)
+	} else {
+		err = hb.fast.Do(req, resp)
+	}
+	fasthttp.ReleaseRequest(req)
+	if err != nil {
+		fasthttp.ReleaseResponse(resp)
+		status := http.StatusBadGateway
+		if errors.Is(err, fasthttp.ErrTimeout) || errors.Is(err, context.DeadlineExceeded) {
+			status = http.StatusGatewayTimeout
+		}
+		ri.upstreamErr = err
+		http.Error(sw, http.StatusText(status), status)
+		return true
+	}
+	out := &f.ctx.Response
+	status := resp.StatusCode()
+	out.SetStatusCode(status)
+	if len(sw.after) > 0 || len(f.w.h) > 0 {
+		// Headers policies set before the backend answered (cors) come
+		// first, the upstream's are added, then responseHeaderModifier
+		// and friends apply: net/http's order, on http.Header.
+		hh := make(http.Header, resp.Header.Len()+len(f.w.h))
+		for k, vs := range f.w.h {
+			if k != "Content-Length" {
+				hh[k] = append([]string(nil), vs...)
+			}
+		}
+		for k, v := range resp.Header.All() {
+			if key := canonicalKey(k); !hopHeaders[key] {
+				hh[key] = append(hh[key], string(v))
+			}
+		}
+		for _, m := range sw.after {
+			m.Apply(hh, nil)
+		}
+		for k, vs := range hh {
+			for _, v := range vs {
+				out.Header.Add(k, v)
+			}
+		}
+	} else {
+		for k, v := range resp.Header.All() {
+			if !hopHeaders[canonicalKey(k)] {
+				out.Header.AddBytesKV(k, v)
+			}
+		}
+	}
+	sw.status = status
+	size := resp.Header.ContentLength()
+	stream := resp.BodyStream()
+	if stream == nil || f.ctx.IsHead() || status == http.StatusNoContent || status == http.StatusNotModified {
+		if size >= 0 {
+			out.Header.SetContentLength(size)
+		}
+		out.SkipBody = f.ctx.IsHead()
+		resp.CloseBodyStream()
+		fasthttp.ReleaseResponse(resp)
+		return true
+	}
+	if size < 0 {
+		size = -1 // chunked to the caller, flushed chunk by chunk
+	}
+	st.finishLater = true
+	out.SetBodyStream(&fastBody{r: stream, resp: resp, sw: sw, finish: finish}, size)
+	return true
+}
+
+// fastBody is an upstream body as fasthttp's server streams it to the
+// caller; closing it releases the upstream response and writes the
+// access log line.
+type fastBody struct {
+	r      io.Reader
+	resp   *fasthttp.Response
+	sw     *statusWriter
+	finish func()
+	once   sync.Once
+}
+
+func (b *fastBody) Read(p []byte) (int, error) {
+	n, err := b.r.Read(p)
+	b.sw.bytes += int64(n)
+	return n, err
+}
+
+func (b *fastBody) Close() error {
+	b.once.Do(func() {
+		b.resp.CloseBodyStream()
+		fasthttp.ReleaseResponse(b.resp)
+		b.finish()
+	})
+	return nil
+}
+
+// hopHeaders are not forwarded either way (RFC 9110 §7.6.1), as
+// httputil.ReverseProxy drops them.
+var hopHeaders = map[string]bool{
+	"Connection":          true,
+	"Proxy-Connection":    true,
+	"Keep-Alive":          true,
+	"Proxy-Authenticate":  true,
+	"Proxy-Authorization": true,
+	"Te":                  true,
+	"Trailer":             true,
+	"Transfer-Encoding":   true,
+	"Upgrade":             true,
+}
+
+var crlf = []byte("\r\n")
+
+// commonKeys are canonical header names by the spellings clients send
+// most, so most keys cost no allocation.
+var commonKeys = func() map[string]string {
+	m := map[string]string{}
+	for _, k := range []string{
+		"Accept", "Accept-Charset", "Accept-Encoding", "Accept-Language", "Authorization",
+		"Cache-Control", "Connection", "Content-Length", "Content-Type", "Cookie", "Date",
+		"Etag", "Expires", "Host", "If-Match", "If-Modified-Since", "If-None-Match",
+		"Last-Modified", "Location", "Origin", "Pragma", "Referer", "Server", "Set-Cookie",
+		"Te", "Traceparent", "Tracestate", "Transfer-Encoding", "Upgrade", "User-Agent", "Vary",
+		"X-Forwarded-For", "X-Forwarded-Host", "X-Forwarded-Proto", "X-Real-Ip", "X-Request-Id",
+		"Access-Control-Request-Method", "Access-Control-Request-Headers", "Keep-Alive",
+		"Accept-Ranges", "Age", "Content-Encoding", "Cf-Ray", "Sec-Fetch-Mode", "Sec-Fetch-Site",
+		"Sec-Fetch-Dest", "Priority", "Upgrade-Insecure-Requests",
+	} {
+		m[k] = k
+		m[strings.ToLower(k)] = k
+	}
+	return m
+}()
+
+// canonicalKey is http.CanonicalHeaderKey of k.
+func canonicalKey(k []byte) string {
+	if c, ok := commonKeys[string(k)]; ok {
+		return c
+	}
+	return http.CanonicalHeaderKey(string(k))
+}
