@@ -26,6 +26,8 @@ type metrics struct {
 	duration *prometheus.HistogramVec
 	denials  *prometheus.CounterVec
 	reloads  *prometheus.CounterVec
+	// fastFront counts the requests the fast front served (lean.go).
+	fastFront *prometheus.CounterVec
 }
 
 func newMetrics() *metrics {
@@ -47,7 +49,11 @@ func newMetrics() *metrics {
 		Name: "tailgate_gateway_config_reloads_total",
 		Help: "Config reloads, by result (ok, error).",
 	}, []string{"result"})
-	m.reg.MustRegister(m.requests, m.duration, m.denials, m.reloads,
+	m.fastFront = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "tailgate_gateway_fast_front_requests_total",
+		Help: "Requests the fast front served itself (plain GET, HEAD and OPTIONS on plain-HTTP binds), by bind; the rest of tailgate_gateway_requests_total went through net/http.",
+	}, []string{"bind"})
+	m.reg.MustRegister(m.requests, m.duration, m.denials, m.reloads, m.fastFront,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }

@@ -219,6 +219,7 @@ func authConnOf(c net.Conn) *authConn {
 func (g *Gateway) fastHandler(bs *bindServer) fasthttp.RequestHandler {
 	bind := "bind/" + strconv.Itoa(bs.port)
 	slow := fasthttpadaptor.NewFastHTTPHandler(g.handler(bs))
+	served := g.metrics.fastFront.WithLabelValues(bind)
 	return func(ctx *fasthttp.RequestCtx) {
 		s := g.snap.Load()
 		if bt := s.binds[bs.port]; bt == nil || !bt.lean {
@@ -227,6 +228,7 @@ func (g *Gateway) fastHandler(bs *bindServer) fasthttp.RequestHandler {
 			slow(ctx)
 			return
 		}
+		served.Inc()
 		ac := authConnOf(ctx.Conn())
 		r, err := fastRequest(ctx, ac)
 		if err != nil {
@@ -236,7 +238,11 @@ func (g *Gateway) fastHandler(bs *bindServer) fasthttp.RequestHandler {
 			return
 		}
 		w := &fastWriter{ctx: ctx}
-		g.serveRequest(bs, bind, s, w, r, &fastCall{ctx: ctx, w: w})
+		f := &fastCall{ctx: ctx, w: w}
+		g.serveRequest(bs, bind, s, w, r, f)
+		if !f.sent {
+			w.commit(nil)
+		}
 	}
 }
 
@@ -311,11 +317,14 @@ func methodString(m []byte) string {
 
 // fastWriter is the http.ResponseWriter of answers the gateway makes on
 // the fast front (refusals, redirects, direct responses): short, so they
-// are buffered in fasthttp's response.
+// are buffered in fasthttp's response. As on net/http, the head is
+// committed at the first Write (or when the handler returns), so a body
+// without a Content-Type is sniffed.
 type fastWriter struct {
-	ctx   *fasthttp.RequestCtx
-	h     http.Header
-	wrote bool
+	ctx       *fasthttp.RequestCtx
+	h         http.Header
+	status    int
+	committed bool
 }
 
 func (w *fastWriter) Header() http.Header {
@@ -326,12 +335,32 @@ func (w *fastWriter) Header() http.Header {
 }
 
 func (w *fastWriter) WriteHeader(code int) {
-	if w.wrote {
+	if w.status == 0 {
+		w.status = code
+	}
+}
+
+func (w *fastWriter) Write(b []byte) (int, error) {
+	w.commit(b)
+	w.ctx.Response.AppendBody(b)
+	return len(b), nil
+}
+
+// commit copies the status and headers into fasthttp's response, once;
+// first is the start of the body, for sniffing.
+func (w *fastWriter) commit(first []byte) {
+	if w.committed {
 		return
 	}
-	w.wrote = true
+	w.committed = true
+	if w.status == 0 {
+		w.status = http.StatusOK
+	}
+	if _, typed := w.h["Content-Type"]; !typed && len(first) > 0 {
+		w.Header().Set("Content-Type", http.DetectContentType(first))
+	}
 	resp := &w.ctx.Response
-	resp.SetStatusCode(code)
+	resp.SetStatusCode(w.status)
 	for k, vs := range w.h {
 		if k == "Content-Length" {
 			continue // fasthttp counts the body it holds
@@ -342,18 +371,13 @@ func (w *fastWriter) WriteHeader(code int) {
 	}
 }
 
-func (w *fastWriter) Write(b []byte) (int, error) {
-	if !w.wrote {
-		w.WriteHeader(http.StatusOK)
-	}
-	w.ctx.Response.AppendBody(b)
-	return len(b), nil
-}
-
 // fastCall sends a request of the fast front to a plain-HTTP backend.
 type fastCall struct {
 	ctx *fasthttp.RequestCtx
 	w   *fastWriter // the request's writer: headers policies set
+	// sent: the upstream's answer is in ctx.Response (or an error
+	// answer was written through w).
+	sent bool
 }
 
 // send proxies r to be with fasthttp's client when be is a plain-HTTP
@@ -362,19 +386,25 @@ type fastCall struct {
 // failed).
 func (f *fastCall) send(g *Gateway, st *requestState, r *http.Request, be Backend, finish func()) bool {
 	hb, ok := be.(*hostBackend)
-	if !ok || hb.fast == nil {
+	// OPTIONS goes through ReverseProxy (its answer is buffered by
+	// fastWriter): fasthttp's client would add Content-Length: 0.
+	if !ok || hb.fast == nil || (r.Method != http.MethodGet && r.Method != http.MethodHead) {
 		return false
 	}
+	f.sent = true
 	ri, sw := &st.ri, &st.sw
 	req := fasthttp.AcquireRequest()
+	// Headers go out as they are, each on its own line (fasthttp would
+	// merge Cookie headers and manage Host and User-Agent itself).
 	req.Header.DisableNormalizing()
+	req.Header.DisableSpecialHeader()
 	req.SetRequestURI(r.URL.RequestURI())
 	req.Header.SetMethod(r.Method)
 	host := r.Host
 	if ri.backendHost {
 		host = hb.name // urlRewrite authority: auto
 	}
-	req.Header.SetHost(host)
+	req.Header.Add("Host", host)
 	for k, vs := range r.Header {
 		if hopHeaders[k] {
 			if k == "Te" && len(vs) > 0 && vs[0] == "trailers" {

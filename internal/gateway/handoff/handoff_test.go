@@ -15,7 +15,7 @@ import (
 func TestScanServesOnlyPlainBodilessHeads(t *testing.T) {
 	servable := []string{
 		"GET / HTTP/1.1\r\nHost: a\r\n\r\n",
-		"HEAD /x?y=1&z=%20 HTTP/1.1\r\nHost: a.example:8080\r\nAccept: */*\r\n\r\n",
+		"HEAD /x%2Fy?y=1&z=%zz HTTP/1.1\r\nHost: a.example:8080\r\nAccept: */*\r\n\r\n",
 		"OPTIONS /p HTTP/1.1\r\nhost: a\r\nOrigin: https://b\r\nX-Obs: caf\xc3\xa9\r\n\r\n",
 		"GET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\nX-Tab: a\tb\r\n\r\n",
 	}
@@ -50,6 +50,8 @@ func TestScanServesOnlyPlainBodilessHeads(t *testing.T) {
 		"a non-token header name":      "GET / HTTP/1.1\r\nHost: a\r\nX(y): b\r\n\r\n",
 		"non-ASCII in the target":      "GET /caf\xc3\xa9 HTTP/1.1\r\nHost: a\r\n\r\n",
 		"bare LF line endings":         "GET / HTTP/1.1\nHost: a\n\n",
+		"a broken escape":              "GET /a%zz HTTP/1.1\r\nHost: a\r\n\r\n",
+		"a cut escape":                 "GET /a%2 HTTP/1.1\r\nHost: a\r\n\r\n",
 	}
 	for name, h := range handOff {
 		if n, complete := scan([]byte(h)); n != 0 || !complete {

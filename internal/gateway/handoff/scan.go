@@ -80,7 +80,8 @@ func servableStart(b []byte) bool {
 }
 
 // servableRequestLine: GET, HEAD or OPTIONS, one space, an origin-form
-// target of visible ASCII without '#', one space, HTTP/1.1.
+// target of visible ASCII without '#' whose path escapes are whole, one
+// space, HTTP/1.1.
 func servableRequestLine(l []byte) bool {
 	var method string
 	switch {
@@ -98,12 +99,24 @@ func servableRequestLine(l []byte) bool {
 	if !ok || len(target) == 0 || target[0] != '/' {
 		return false
 	}
-	for _, c := range target {
+	path := target
+	if q := bytes.IndexByte(target, '?'); q >= 0 {
+		path = target[:q]
+	}
+	for i, c := range target {
 		if c <= ' ' || c >= 0x7f || c == '#' {
+			return false
+		}
+		// net/http refuses a path with a broken escape (url.ParseRequestURI).
+		if c == '%' && i < len(path) && (i+2 >= len(path) || !isHex(path[i+1]) || !isHex(path[i+2])) {
 			return false
 		}
 	}
 	return true
+}
+
+func isHex(c byte) bool {
+	return '0' <= c && c <= '9' || 'a' <= c && c <= 'f' || 'A' <= c && c <= 'F'
 }
 
 // servableField checks one header line: a token, ':', a value of
