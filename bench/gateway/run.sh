@@ -5,7 +5,8 @@
 # plain reverse proxies to it, and the tailgate gateway with
 # networkAuthorization + jwtAuth (strict, RS256, JWKS file) + an
 # authorization rule on the claims, and a second tailgate gateway with the
-# same route and no policy at all (tg-bare). Runs wrk against each (and
+# same route and no policy at all (tg-bare), and that bare route once more
+# on net/http alone, without the fast front (tg-nethttp). Runs wrk against each (and
 # against the backend directly), prints requests/s, p99 latency, the
 # process's CPU time per request (user + system, from /proc; steadier than
 # requests/s on a shared machine), resident memory (idle, and peak under
@@ -20,7 +21,7 @@ DURATION=${DURATION:-10s}
 CONNS=${CONNS:-32}
 THREADS=${THREADS:-2}
 BASE=${BASE_PORT:-18080}
-BE=$BASE NGX=$((BASE + 1)) CADDY=$((BASE + 2)) TG=$((BASE + 3)) TGBARE=$((BASE + 4))
+BE=$BASE NGX=$((BASE + 1)) CADDY=$((BASE + 2)) TG=$((BASE + 3)) TGBARE=$((BASE + 4)) TGNH=$((BASE + 5))
 
 for bin in go wrk nginx caddy; do
 	# "skipping:" is what go run ./bench/report reads as a skipped suite.
@@ -60,11 +61,11 @@ rss_kb() { # total VmRSS of a process and its children (nginx workers)
 	echo "$total"
 }
 
-# start_gateway NAME: tailgate gateway on $WORK/NAME.yaml, its access log in
-# $WORK/NAME-access.log and its own log in $WORK/NAME.log; its PID in
-# GATEWAY_PID.
+# start_gateway NAME [FLAGS]: tailgate gateway on $WORK/NAME.yaml, its
+# access log in $WORK/NAME-access.log and its own log in $WORK/NAME.log;
+# its PID in GATEWAY_PID.
 start_gateway() {
-	"$WORK/gatewaybench" gateway -f "$WORK/$1.yaml" -access-log "$WORK/$1-access.log" 2>"$WORK/$1.log" &
+	"$WORK/gatewaybench" gateway -f "$WORK/$1.yaml" -access-log "$WORK/$1-access.log" "${@:2}" 2>"$WORK/$1.log" &
 	GATEWAY_PID=$!
 	PIDS+=("$GATEWAY_PID")
 }
@@ -163,11 +164,16 @@ EOF
 start_gateway tailgate-bare
 TGBARE_PID=$GATEWAY_PID
 
-for p in $BE $NGX $CADDY $TG $TGBARE; do wait_port "$p"; done
+# --- the bare route again, served by net/http alone (no fast front)
+sed "s/port: $TGBARE/port: $TGNH/" "$WORK/tailgate-bare.yaml" >"$WORK/tailgate-nethttp.yaml"
+start_gateway tailgate-nethttp -no-fast-front
+TGNH_PID=$GATEWAY_PID
+
+for p in $BE $NGX $CADDY $TG $TGBARE $TGNH; do wait_port "$p"; done
 sleep 1
 
 # Sanity: every target answers 200, and tailgate refuses a request without a token.
-for p in $BE $NGX $CADDY $TG $TGBARE; do
+for p in $BE $NGX $CADDY $TG $TGBARE $TGNH; do
 	code=$(curl -s -o /dev/null -w '%{http_code}' -H "Authorization: Bearer $TOKEN" "http://127.0.0.1:$p/")
 	[ "$code" = 200 ] || { echo "port $p answered $code" >&2; exit 1; }
 done
@@ -225,9 +231,10 @@ run nginx "$NGX" "$NGX_PID"
 run caddy "$CADDY" "$CADDY_PID"
 run tailgate "$TG" "$TG_PID"
 run tg-bare "$TGBARE" "$TGBARE_PID"
+run tg-nethttp "$TGNH" "$TGNH_PID"
 
 printf '\n%-10s %12s %10s %12s %12s %12s\n' target "req/s" "p99 ms" "CPU µs/req" "RSS idle MB" "RSS load MB"
-for n in direct nginx caddy tailgate tg-bare; do
+for n in direct nginx caddy tailgate tg-bare tg-nethttp; do
 	printf '%-10s %12s %10s %12s %12.1f %12.1f\n' "$n" "${RPS[$n]}" "$(to_ms "${P99[$n]}")" "${CPU[$n]}" \
 		"$(awk -v k="${IDLE[$n]}" 'BEGIN{print k/1024}')" "$(awk -v k="${PEAK[$n]}" 'BEGIN{print k/1024}')"
 done
@@ -242,7 +249,7 @@ done
 # The same figures as one line in Go's benchmark format, which
 # go run ./bench/report reads (units are "<target>-<figure>").
 line="BenchmarkGatewayWrk 1"
-for n in direct nginx caddy tailgate tg-bare; do
+for n in direct nginx caddy tailgate tg-bare tg-nethttp; do
 	line+=" ${RPS[$n]} $n-req/s $(to_ms "${P99[$n]}") $n-p99-ms ${CPU[$n]} $n-cpu-us/req"
 done
 echo

@@ -88,6 +88,8 @@ var suites = []suite{
 		{"gateway req/s, policies vs no policy", "tailgate-req/s", "tg-bare-req/s", false},
 		{"gateway p99 (ms), policies, vs nginx", "tailgate-p99-ms", "nginx-p99-ms", true},
 		{"gateway CPU µs/request, policies, vs nginx", "tailgate-cpu-us/req", "nginx-cpu-us/req", true},
+		{"gateway CPU µs/request, policies vs no policy", "tailgate-cpu-us/req", "tg-bare-cpu-us/req", true},
+		{"gateway req/s, no policy, fast front vs net/http alone", "tg-bare-req/s", "tg-nethttp-req/s", false},
 		{"gateway req/s, policies, vs Caddy", "tailgate-req/s", "caddy-req/s", false},
 	}},
 }

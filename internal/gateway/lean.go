@@ -479,13 +479,39 @@ func (f *fastCall) send(g *Gateway, st *requestState, r *http.Request, be Backen
 		fasthttp.ReleaseResponse(resp)
 		return true
 	}
+	if size >= 0 && size <= smallBody {
+		// A short body is read whole (usually already buffered): the
+		// upstream connection goes back to the pool at once.
+		buf := copyBuffers.Get()
+		_, err := io.CopyBuffer(out.BodyWriter(), stream, buf)
+		copyBuffers.Put(buf)
+		resp.CloseBodyStream()
+		fasthttp.ReleaseResponse(resp)
+		if err != nil {
+			// The answer's head is out of our hands but not yet sent:
+			// replace it with a 502 rather than send a cut body.
+			out.Reset()
+			ri.upstreamErr = err
+			f.w.status, f.w.h = http.StatusBadGateway, nil
+			http.Error(f.w, http.StatusText(http.StatusBadGateway), http.StatusBadGateway)
+			sw.status = http.StatusBadGateway
+			return true
+		}
+		sw.bytes = int64(size)
+		return true
+	}
 	if size < 0 {
 		size = -1 // chunked to the caller, flushed chunk by chunk
 	}
 	st.finishLater = true
-	out.SetBodyStream(&fastBody{r: stream, resp: resp, sw: sw, finish: finish}, size)
+	out.SetBodyStream(&fastBody{r: stream, resp: resp, sw: sw, finish: finish, left: int64(size)}, size)
 	return true
 }
+
+// smallBody is the largest upstream body with a known length the fast
+// front reads whole before answering; longer or unknown-length bodies
+// are streamed.
+const smallBody = 64 << 10
 
 // fastBody is an upstream body as fasthttp's server streams it to the
 // caller; closing it releases the upstream response and writes the
@@ -496,11 +522,26 @@ type fastBody struct {
 	sw     *statusWriter
 	finish func()
 	once   sync.Once
+	// left is what a body of known length still has to deliver; -1 for
+	// unknown.
+	left int64
 }
 
 func (b *fastBody) Read(p []byte) (int, error) {
 	n, err := b.r.Read(p)
 	b.sw.bytes += int64(n)
+	if b.left >= 0 {
+		b.left -= int64(n)
+		if b.left == 0 && err == nil {
+			// fasthttp's server stops reading at the length; the client
+			// reuses the upstream connection only after the stream
+			// itself reported its end, which costs no network read now.
+			var one [1]byte
+			if m, end := b.r.Read(one[:]); m == 0 && end == io.EOF {
+				err = io.EOF
+			}
+		}
+	}
 	return n, err
 }
 

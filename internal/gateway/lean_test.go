@@ -23,6 +23,12 @@ func headerEcho(t *testing.T) *httptest.Server {
 	t.Helper()
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		body, _ := io.ReadAll(r.Body)
+		if r.URL.Path == "/r/big" {
+			// Longer than the fast front reads whole: streamed.
+			w.Header().Set("Content-Length", "300000")
+			w.Write([]byte(strings.Repeat("0123456789", 30000)))
+			return
+		}
 		w.Header().Add("Set-Cookie", "a=1; Path=/a")
 		w.Header().Add("Set-Cookie", "a=2; Path=/b")
 		w.Header().Set("X-Backend", "echo")
@@ -160,6 +166,8 @@ func TestFastFrontAnswersAsNetHTTPDoes(t *testing.T) {
 		"GET /r/./a/../b//c HTTP/1.1\r\nHost: gw.example\r\n\r\n",
 		"GET /r HTTP/1.1\r\nHost: [::1]:99\r\nUser-Agent: ua\r\n\r\n",
 		"GET /r HTTP/1.1\r\nHost: gw.example\r\nConnection: close\r\n\r\n",
+		"GET /r/big HTTP/1.1\r\nHost: gw.example\r\n\r\n",
+		"HEAD /r/big HTTP/1.1\r\nHost: gw.example\r\n\r\n",
 	}
 	for _, raw := range requests {
 		before := fastServed(fast)
