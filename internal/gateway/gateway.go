@@ -81,8 +81,6 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
-	"github.com/tailgate-dev/tailgate/internal/gateway/h1pool"
-	"github.com/valyala/fasthttp"
 	"io"
 	"log/slog"
 	"net"
@@ -94,7 +92,10 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/valyala/fasthttp"
+
 	"github.com/tailgate-dev/tailgate/internal/gateway/config"
+	"github.com/tailgate-dev/tailgate/internal/gateway/h1pool"
 	"github.com/tailgate-dev/tailgate/internal/gateway/mcp"
 	"github.com/tailgate-dev/tailgate/internal/gateway/spiffe"
 	"github.com/tailgate-dev/tailgate/internal/pipe"
