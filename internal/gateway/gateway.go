@@ -36,8 +36,25 @@
 // sets: networkAuthorization, authorization, mcpAuthorization, extAuthz
 // values), httppolicy (the policies of a `policies:` block, one module a
 // key, run in phase order), pathnorm (request paths), mcp (MCP backends),
-// h1pool (the lean upstream path: bodiless requests to plain-HTTP
-// backends sent in the handler's goroutine over pooled connections).
+// h1pool (bodiless requests to plain-HTTP backends sent in the handler's
+// goroutine over pooled connections, on net/http), handoff (the fast
+// front's guard, below).
+//
+// # Two HTTP/1.1 fronts
+//
+// net/http's server costs most of what a request costs. A plain-HTTP bind
+// whose routes all send to plain-HTTP backends under policies that read
+// only a request's head (lean.go's leanPolicies) is served by fasthttp
+// first: a GET or HEAD or OPTIONS with no body, in a head package handoff
+// found unambiguous, takes the same path as on net/http — routing,
+// policies, access log, metrics, over an http.Request built from the head
+// — and goes upstream through fasthttp's client. At the first request on
+// a connection that is anything else (a body, an upgrade, HTTP/1.0, an
+// odd byte), the connection goes to the bind's net/http server, unread
+// bytes included, for the rest of its life. TLS binds, CONNECT binds and
+// configs with tracing use net/http alone, as does Options.NoFastFront.
+// The metric tailgate_gateway_fast_front_requests_total counts what the
+// fast front served.
 //
 // # Usage
 //
