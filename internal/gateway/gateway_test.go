@@ -9,6 +9,7 @@ import (
 	"os"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/tailgate-dev/tailgate/internal/testhttp"
 )
@@ -244,4 +245,37 @@ binds:
 		t.Fatalf("%d %s", resp.StatusCode, b)
 	}
 	_ = g
+}
+
+// TestAccessLogToAFileArrivesSoonAndAllOfItByClose: lines to a file are
+// batched, but each is written within moments, and Close writes the rest.
+func TestAccessLogToAFileArrivesSoonAndAllOfItByClose(t *testing.T) {
+	be := echoBackend(t)
+	port := freePort(t)
+	f, err := os.CreateTemp(t.TempDir(), "access")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	g := startGateway(t, simpleConfig(port, hostOf(be), "", ""), port, func(o *Options) { o.AccessLog = f })
+	get(t, g.url("/first"))
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		b, _ := os.ReadFile(f.Name())
+		if strings.Contains(string(b), "path=/first") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the line for /first is not in the file after 5 s: %q", b)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	for i := 0; i < 20; i++ {
+		get(t, g.url(fmt.Sprintf("/n%d", i)))
+	}
+	g.Close()
+	b, _ := os.ReadFile(f.Name())
+	if n := strings.Count(string(b), "msg=request"); n != 21 {
+		t.Fatalf("after Close the file has %d request lines; want 21", n)
+	}
 }
