@@ -35,6 +35,7 @@ import (
 	"github.com/valyala/fasthttp/fasthttpadaptor"
 
 	"github.com/tailgate-dev/tailgate/internal/gateway/handoff"
+	"github.com/tailgate-dev/tailgate/internal/pipe"
 )
 
 // leanPolicies are the policies the fast front runs: each reads only the
@@ -144,7 +145,7 @@ func (fc *fastClients) closeIdle() {
 // serveFast serves bs with the fast front: fasthttp on the bind's
 // listener, net/http on the connections it hands off.
 func (g *Gateway) serveFast(bs *bindServer) {
-	httpLn := handoff.NewListener(bs.ln.Addr())
+	httpLn := pipe.NewListener(bs.ln.Addr())
 	bs.srv = g.httpServer(bs)
 	bs.fast = &fasthttp.Server{
 		Handler:        g.fastHandler(bs),
@@ -172,7 +173,7 @@ func (g *Gateway) serveFast(bs *bindServer) {
 // net/http.
 type fastListener struct {
 	gated *gatedListener
-	to    *handoff.Listener
+	to    *pipe.Listener
 }
 
 func (l *fastListener) Accept() (net.Conn, error) {
@@ -186,7 +187,7 @@ func (l *fastListener) Accept() (net.Conn, error) {
 			return bt != nil && bt.lean
 		}
 		if _, isTLS := c.(*tls.Conn); isTLS || !lean() {
-			go l.to.Give(c)
+			go handoff.Give(l.to, c)
 			continue
 		}
 		return handoff.NewConn(c, l.to, lean), nil

@@ -86,15 +86,8 @@ func leanConfig(port int, backend string) string {
 // until the gateway closes it or goes quiet; it returns their statuses.
 func exchangeAll(t *testing.T, port int, raw string) []int {
 	t.Helper()
-	c, err := net.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", port))
-	if err != nil {
-		t.Fatal(err)
-	}
+	c := sendRaw(t, port, raw)
 	defer c.Close()
-	c.SetDeadline(time.Now().Add(10 * time.Second))
-	if _, err := c.Write([]byte(raw)); err != nil {
-		t.Fatal(err)
-	}
 	br := bufio.NewReader(c)
 	var statuses []int
 	for {
@@ -112,18 +105,26 @@ func fastServed(g *testGateway) float64 {
 	return testutil.ToFloat64(g.metrics.fastFront.WithLabelValues(fmt.Sprintf("bind/%d", g.port)))
 }
 
-// exchangeRaw writes raw on a new connection and reads one response.
-func exchangeRaw(t *testing.T, port int, raw string) (*http.Response, string) {
+// sendRaw writes raw on a new connection to port.
+func sendRaw(t *testing.T, port int, raw string) net.Conn {
 	t.Helper()
 	c, err := net.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", port))
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer c.Close()
+	t.Cleanup(func() { c.Close() })
 	c.SetDeadline(time.Now().Add(10 * time.Second))
 	if _, err := c.Write([]byte(raw)); err != nil {
 		t.Fatal(err)
 	}
+	return c
+}
+
+// exchangeRaw writes raw on a new connection and reads one response.
+func exchangeRaw(t *testing.T, port int, raw string) (*http.Response, string) {
+	t.Helper()
+	c := sendRaw(t, port, raw)
+	defer c.Close()
 	var req *http.Request
 	if strings.HasPrefix(raw, "HEAD ") {
 		req = &http.Request{Method: http.MethodHead}

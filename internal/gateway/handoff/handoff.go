@@ -20,9 +20,10 @@ package handoff
 import (
 	"errors"
 	"net"
-	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/tailgate-dev/tailgate/internal/pipe"
 )
 
 // MaxHead is the longest request head the fast server is shown; a longer
@@ -30,45 +31,10 @@ import (
 // buffer must hold at least this much.
 const MaxHead = 4096
 
-// Listener is the net.Listener net/http serves: it yields the
-// connections Conn hands off.
-type Listener struct {
-	addr net.Addr
-	ch   chan net.Conn
-	done chan struct{}
-	once sync.Once
-}
-
-// NewListener is a Listener reporting addr as its address.
-func NewListener(addr net.Addr) *Listener {
-	return &Listener{addr: addr, ch: make(chan net.Conn), done: make(chan struct{})}
-}
-
-// Accept waits for the next handed-off connection.
-func (l *Listener) Accept() (net.Conn, error) {
-	select {
-	case c := <-l.ch:
-		return c, nil
-	case <-l.done:
-		return nil, net.ErrClosed
-	}
-}
-
-// Close stops Accept; a connection handed off after it is closed.
-func (l *Listener) Close() error {
-	l.once.Do(func() { close(l.done) })
-	return nil
-}
-
-// Addr is the address of the real listener.
-func (l *Listener) Addr() net.Addr { return l.addr }
-
-// Give hands c to net/http as it is: a connection that never meets the
-// fast server.
-func (l *Listener) Give(c net.Conn) {
-	select {
-	case l.ch <- c:
-	case <-l.done:
+// Give hands c to l's Accept, or closes it once l is closed: a
+// connection net/http takes whole, or one the fast server handed off.
+func Give(l *pipe.Listener, c net.Conn) {
+	if !l.Put(c) {
 		c.Close()
 	}
 }
@@ -80,7 +46,7 @@ func (l *Listener) Give(c net.Conn) {
 // Listener instead of closing it.
 type Conn struct {
 	net.Conn
-	to *Listener
+	to *pipe.Listener
 	// servable is asked before each head is released: false hands off.
 	servable func() bool
 
@@ -93,9 +59,9 @@ type Conn struct {
 }
 
 // NewConn wraps c, whose requests not servable by the fast server go to
-// l. servable, if set, is asked before each request: false hands the
+// l (which net/http serves). servable, if set, is asked before each request: false hands the
 // connection off there (the fast server's config changed).
-func NewConn(c net.Conn, l *Listener, servable func() bool) *Conn {
+func NewConn(c net.Conn, l *pipe.Listener, servable func() bool) *Conn {
 	return &Conn{Conn: c, to: l, servable: servable}
 }
 
@@ -173,7 +139,7 @@ func (c *Conn) Close() error {
 	// The fast server's deadlines are its own; net/http sets the ones it
 	// wants.
 	c.Conn.SetDeadline(time.Time{})
-	c.to.Give(&replayConn{Conn: c.Conn, pending: c.buf[c.start:]})
+	Give(c.to, &replayConn{Conn: c.Conn, pending: c.buf[c.start:]})
 	return nil
 }
 

@@ -10,6 +10,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/tailgate-dev/tailgate/internal/pipe"
 )
 
 func TestScanServesOnlyPlainBodilessHeads(t *testing.T) {
@@ -132,7 +134,7 @@ func pair(t *testing.T) (near, far net.Conn) {
 
 func TestConnHandsOffAtTheFirstRequestWithABody(t *testing.T) {
 	near, far := pair(t)
-	l := NewListener(near.LocalAddr())
+	l := pipe.NewListener(near.LocalAddr())
 	defer l.Close()
 	c := NewConn(near, l, nil)
 
@@ -178,7 +180,7 @@ func TestConnHandsOffAtTheFirstRequestWithABody(t *testing.T) {
 
 func TestConnHandsOffWhenNoLongerServable(t *testing.T) {
 	near, far := pair(t)
-	l := NewListener(near.LocalAddr())
+	l := pipe.NewListener(near.LocalAddr())
 	defer l.Close()
 	servable := true
 	c := NewConn(near, l, func() bool { return servable })
@@ -204,7 +206,7 @@ func TestConnHandsOffWhenNoLongerServable(t *testing.T) {
 
 func TestConnClosesWhenNotHandedOff(t *testing.T) {
 	near, far := pair(t)
-	l := NewListener(near.LocalAddr())
+	l := pipe.NewListener(near.LocalAddr())
 	defer l.Close()
 	c := NewConn(near, l, nil)
 	c.Close()
@@ -216,7 +218,7 @@ func TestConnClosesWhenNotHandedOff(t *testing.T) {
 
 func TestConnHandsOffAnOverlongHead(t *testing.T) {
 	near, far := pair(t)
-	l := NewListener(near.LocalAddr())
+	l := pipe.NewListener(near.LocalAddr())
 	defer l.Close()
 	c := NewConn(near, l, nil)
 	head := "GET / HTTP/1.1\r\nHost: h\r\nX: " + strings.Repeat("a", MaxHead) + "\r\n\r\n"
@@ -234,12 +236,12 @@ func TestConnHandsOffAnOverlongHead(t *testing.T) {
 
 func TestClosedListenerClosesWhatItIsGiven(t *testing.T) {
 	near, far := pair(t)
-	l := NewListener(near.LocalAddr())
+	l := pipe.NewListener(near.LocalAddr())
 	l.Close()
 	if _, err := l.Accept(); !errors.Is(err, net.ErrClosed) {
 		t.Fatalf("Accept on a closed listener: %v", err)
 	}
-	l.Give(near)
+	Give(l, near)
 	far.SetReadDeadline(time.Now().Add(5 * time.Second))
 	if _, err := far.Read(make([]byte, 1)); err != io.EOF {
 		t.Fatalf("a connection given to a closed listener stays open: %v", err)
