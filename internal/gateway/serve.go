@@ -767,5 +767,12 @@ func (g *Gateway) finish(bind string, r *http.Request, w *statusWriter, ri *requ
 	if !ok {
 		return
 	}
-	g.access.Load().LogAttrs(context.Background(), slog.LevelInfo, "request", attrs...)
+	// The handler directly, not Logger.LogAttrs: the logger would walk
+	// the stack for a source position no access line shows.
+	h := g.access.Load().Handler()
+	if ctx := context.Background(); h.Enabled(ctx, slog.LevelInfo) {
+		rec := slog.NewRecord(time.Now(), slog.LevelInfo, "request", 0)
+		rec.AddAttrs(attrs...)
+		h.Handle(ctx, rec)
+	}
 }
