@@ -240,7 +240,7 @@ func (g *Gateway) fastHandler(bs *bindServer) fasthttp.RequestHandler {
 		}
 		w := &fastWriter{ctx: ctx}
 		f := &fastCall{ctx: ctx, w: w}
-		g.serveRequest(bs, bind, s, w, r, f)
+		g.serveRequest(bs, bind, s, ac, w, r, f)
 		if !f.sent {
 			w.commit(nil)
 		}
@@ -296,12 +296,12 @@ func fastRequest(ctx *fasthttp.RequestCtx, ac *authConn) (*http.Request, error) 
 		RequestURI: target,
 		Close:      ctx.Request.Header.ConnectionClose(),
 	}
-	base := context.Background()
 	if ac != nil {
 		r.RemoteAddr = ac.remoteAddr()
-		base = ac.context()
 	}
-	return r.WithContext(base), nil
+	// The context is Background's: serveRequest adds the request's own
+	// values, and a bodiless request has nothing to cancel early.
+	return r, nil
 }
 
 func methodString(m []byte) string {

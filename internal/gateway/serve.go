@@ -123,10 +123,9 @@ type authConn struct {
 	once   sync.Once
 	denied bool
 	info   *connInfo
-	// remote and ctx are the fast front's per-connection request
-	// fields, made on first use (its requests are served one at a time).
+	// remote is the fast front's RemoteAddr for the connection's
+	// requests, made on first use (they are served one at a time).
 	remote string
-	ctx    context.Context
 }
 
 func (c *authConn) remoteAddr() string {
@@ -134,15 +133,6 @@ func (c *authConn) remoteAddr() string {
 		c.remote = c.RemoteAddr().String()
 	}
 	return c.remote
-}
-
-// context is what the fast front's requests start from: it carries the
-// connection, as net/http's ConnContext does.
-func (c *authConn) context() context.Context {
-	if c.ctx == nil {
-		c.ctx = context.WithValue(context.Background(), connKey, c)
-	}
-	return c.ctx
 }
 
 func (c *authConn) Read(b []byte) (int, error) {
@@ -424,16 +414,18 @@ func requestHost(r *http.Request) string {
 func (g *Gateway) handler(bs *bindServer) http.Handler {
 	bind := fmt.Sprintf("bind/%d", bs.port)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		g.serveRequest(bs, bind, g.snap.Load(), w, r, nil)
+		ac, _ := r.Context().Value(connKey).(*authConn)
+		g.serveRequest(bs, bind, g.snap.Load(), ac, w, r, nil)
 	})
 }
 
 // serveRequest is the gateway's request path on both fronts: net/http's
 // (fast nil) and the fast front's (lean.go), which sends to plain-HTTP
 // backends itself.
-func (g *Gateway) serveRequest(bs *bindServer, bind string, s *snapshot, w http.ResponseWriter, r *http.Request, fast *fastCall) {
+//
+// ac is the request's connection (nil for one not accepted by a bind).
+func (g *Gateway) serveRequest(bs *bindServer, bind string, s *snapshot, ac *authConn, w http.ResponseWriter, r *http.Request, fast *fastCall) {
 	start := time.Now()
-	ac, _ := r.Context().Value(connKey).(*authConn)
 	// One allocation for what the gateway keeps per request.
 	st := &requestState{}
 	ri := &st.ri
