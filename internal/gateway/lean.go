@@ -25,7 +25,9 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/textproto"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -438,6 +440,18 @@ func (f *fastCall) send(g *Gateway, st *requestState, r *http.Request, be Backen
 	out := &f.ctx.Response
 	status := resp.StatusCode()
 	out.SetStatusCode(status)
+	// fasthttp's client gives keys in canonical form, so hopHeaders is
+	// indexed without a copy of the key; headers the upstream names in
+	// Connection are hop-by-hop too (as ReverseProxy drops them).
+	var named []string
+	if v := resp.Header.Peek("Connection"); len(v) > 0 {
+		for _, tok := range strings.Split(string(v), ",") {
+			if tok = textproto.TrimString(tok); tok != "" {
+				named = append(named, http.CanonicalHeaderKey(tok))
+			}
+		}
+	}
+	hop := func(k []byte) bool { return hopHeaders[string(k)] || slices.Contains(named, string(k)) }
 	if len(sw.after) > 0 || len(f.w.h) > 0 {
 		// Headers policies set before the backend answered (cors) come
 		// first, the upstream's are added, then responseHeaderModifier
@@ -449,7 +463,8 @@ func (f *fastCall) send(g *Gateway, st *requestState, r *http.Request, be Backen
 			}
 		}
 		for k, v := range resp.Header.All() {
-			if key := canonicalKey(k); !hopHeaders[key] {
+			if !hop(k) {
+				key := canonicalKey(k)
 				hh[key] = append(hh[key], string(v))
 			}
 		}
@@ -463,7 +478,7 @@ func (f *fastCall) send(g *Gateway, st *requestState, r *http.Request, be Backen
 		}
 	} else {
 		for k, v := range resp.Header.All() {
-			if !hopHeaders[canonicalKey(k)] {
+			if !hop(k) {
 				out.Header.AddBytesKV(k, v)
 			}
 		}

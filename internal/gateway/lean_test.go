@@ -33,6 +33,11 @@ func headerEcho(t *testing.T) *httptest.Server {
 		w.Header().Add("Set-Cookie", "a=2; Path=/b")
 		w.Header().Set("X-Backend", "echo")
 		w.Header().Set("Content-Type", "application/json")
+		// Hop-by-hop on the way back: a proxy drops them, and any
+		// header the upstream names in Connection.
+		w.Header().Set("Connection", "X-Private")
+		w.Header().Set("X-Private", "upstream-only")
+		w.Header().Set("Keep-Alive", "timeout=5")
 		json.NewEncoder(w).Encode(map[string]any{
 			"method": r.Method, "uri": r.RequestURI, "host": r.Host, "headers": r.Header, "body": string(body),
 		})
