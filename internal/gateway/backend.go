@@ -172,19 +172,20 @@ var copyBuffers httputil.BufferPool = &bufferPool{}
 
 type bufferPool struct{ p sync.Pool }
 
+// The pool holds array pointers: putting a slice back would allocate a
+// header for it each time.
 func (bp *bufferPool) Get() []byte {
-	if b, ok := bp.p.Get().(*[]byte); ok {
-		return *b
+	if b, ok := bp.p.Get().(*[32 << 10]byte); ok {
+		return b[:]
 	}
-	return make([]byte, 32<<10)
+	return new([32 << 10]byte)[:]
 }
 
 func (bp *bufferPool) Put(b []byte) {
 	if cap(b) != 32<<10 {
 		return
 	}
-	b = b[:cap(b)]
-	bp.p.Put(&b)
+	bp.p.Put((*[32 << 10]byte)(b[:cap(b)]))
 }
 
 // retryTransport resends a request whose answer has one of the retry

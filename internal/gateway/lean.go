@@ -240,11 +240,10 @@ func (g *Gateway) fastHandler(bs *bindServer) fasthttp.RequestHandler {
 			ctx.Error("400 Bad Request", http.StatusBadRequest)
 			return
 		}
-		w := &fastWriter{ctx: ctx}
-		f := &fastCall{ctx: ctx, w: w}
-		g.serveRequest(bs, bind, s, ac, w, r, f)
+		f := &fastCall{ctx: ctx, w: fastWriter{ctx: ctx}}
+		g.serveRequest(bs, bind, s, ac, &f.w, r, f)
 		if !f.sent {
-			w.commit(nil)
+			f.w.commit(nil)
 		}
 	}
 }
@@ -377,7 +376,7 @@ func (w *fastWriter) commit(first []byte) {
 // fastCall sends a request of the fast front to a plain-HTTP backend.
 type fastCall struct {
 	ctx *fasthttp.RequestCtx
-	w   *fastWriter // the request's writer: headers policies set
+	w   fastWriter // the request's writer: headers policies set
 	// sent: the upstream's answer is in ctx.Response (or an error
 	// answer was written through w).
 	sent bool
@@ -385,9 +384,9 @@ type fastCall struct {
 
 // send proxies r to be with fasthttp's client when be is a plain-HTTP
 // host backend, and reports whether it did. The response body streams to
-// the caller after the handler returns; finish runs when it has (or
-// failed).
-func (f *fastCall) send(g *Gateway, st *requestState, r *http.Request, be Backend, finish func()) bool {
+// the caller after the handler returns; the access log line is written
+// when it has (or failed).
+func (f *fastCall) send(g *Gateway, st *requestState, r *http.Request, be Backend, bind string, start time.Time) bool {
 	hb, ok := be.(*hostBackend)
 	// OPTIONS goes through ReverseProxy (its answer is buffered by
 	// fastWriter): fasthttp's client would add Content-Length: 0.
@@ -509,7 +508,7 @@ func (f *fastCall) send(g *Gateway, st *requestState, r *http.Request, be Backen
 			out.Reset()
 			ri.upstreamErr = err
 			f.w.status, f.w.h = http.StatusBadGateway, nil
-			http.Error(f.w, http.StatusText(http.StatusBadGateway), http.StatusBadGateway)
+			http.Error(&f.w, http.StatusText(http.StatusBadGateway), http.StatusBadGateway)
 			sw.status = http.StatusBadGateway
 			return true
 		}
@@ -520,6 +519,7 @@ func (f *fastCall) send(g *Gateway, st *requestState, r *http.Request, be Backen
 		size = -1 // chunked to the caller, flushed chunk by chunk
 	}
 	st.finishLater = true
+	finish := func() { g.finish(bind, r, sw, ri, start) }
 	out.SetBodyStream(&fastBody{r: stream, resp: resp, sw: sw, finish: finish, left: int64(size)}, size)
 	return true
 }

@@ -517,7 +517,7 @@ func (g *Gateway) serveRequest(bs *bindServer, bind string, s *snapshot, ac *aut
 		defer cancel()
 		r = r.WithContext(ctx)
 	}
-	if fast != nil && fast.send(g, st, r, be, func() { g.finish(bind, r, sw, ri, start) }) {
+	if fast != nil && fast.send(g, st, r, be, bind, start) {
 		return
 	}
 	be.ServeHTTP(sw, r)
