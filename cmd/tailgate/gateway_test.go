@@ -51,16 +51,24 @@ func TestGatewayServesAndStopsOnSIGTERM(t *testing.T) {
       backends:
       - host: `+strings.TrimPrefix(backend.URL, "http://")+`
 `), 0o644)
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	p := startTailgate(t, nil, "gateway", "-f", cfg, "--bind-host", "127.0.0.1", "--admin", "off")
-	p.waitLine(t, ctx, `bind=bind/`+port)
-	_, b := testhttp.Get(t, nil, "http://127.0.0.1:"+port+"/")
-	if string(b) != "from backend" {
-		t.Errorf("through the gateway: %q", b)
-	}
-	p.cmd.Process.Signal(syscall.SIGTERM)
-	if code := p.wait(t, 30*time.Second); code != 0 {
-		t.Fatalf("exit %d after SIGTERM:\n%s", code, p.output())
+	// With the fast front (the default) and without it.
+	for _, extra := range [][]string{nil, {"--fast-front=false"}} {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		args := append([]string{"gateway", "-f", cfg, "--bind-host", "127.0.0.1", "--admin", "off"}, extra...)
+		p := startTailgate(t, nil, args...)
+		p.waitLine(t, ctx, `bind=bind/`+port)
+		_, b := testhttp.Get(t, nil, "http://127.0.0.1:"+port+"/")
+		if string(b) != "from backend" {
+			t.Errorf("%v: through the gateway: %q", extra, b)
+		}
+		p.cmd.Process.Signal(syscall.SIGTERM)
+		if code := p.wait(t, 30*time.Second); code != 0 {
+			t.Fatalf("%v: exit %d after SIGTERM:\n%s", extra, code, p.output())
+		}
+		// Access lines to stderr are batched; stopping writes them.
+		if out := p.output(); !strings.Contains(out, "msg=request") || !strings.Contains(out, "path=/ status=200") {
+			t.Errorf("%v: the request's access line is not in the output after SIGTERM:\n%s", extra, out)
+		}
 	}
 }

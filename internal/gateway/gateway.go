@@ -151,7 +151,8 @@ type Options struct {
 	// private.
 	Pprof bool
 	// NoFastFront serves every bind with net/http alone, without the
-	// fast front of plain-HTTP binds (lean.go): for comparisons.
+	// fast front of plain-HTTP binds (lean.go): an escape hatch
+	// (`tailgate gateway --fast-front=false`) and for comparisons.
 	NoFastFront bool
 
 	// egressDial dials a tunnel's destination (egress.go); nil means
