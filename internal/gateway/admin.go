@@ -26,7 +26,7 @@ type metrics struct {
 	duration *prometheus.HistogramVec
 	denials  *prometheus.CounterVec
 	reloads  *prometheus.CounterVec
-	// fastFront counts the requests the fast front served (lean.go).
+	// fastFront counts the requests the fast front served (fastfront.go).
 	fastFront *prometheus.CounterVec
 }
 

@@ -33,7 +33,7 @@ type Backend interface {
 type hostBackend struct {
 	name  string
 	proxy *httputil.ReverseProxy
-	// fast sends the fast front's requests (lean.go); nil when the
+	// fast sends the fast front's requests (fastfront.go); nil when the
 	// backend needs more than plain HTTP (TLS, retries, A2A).
 	fast *fasthttp.HostClient
 }
@@ -41,7 +41,8 @@ type hostBackend struct {
 func (b *hostBackend) Name() string                                     { return b.name }
 func (b *hostBackend) ServeHTTP(w http.ResponseWriter, r *http.Request) { b.proxy.ServeHTTP(w, r) }
 
-// upstreamDialer dials every backend, on the lean path and off it.
+// upstreamDialer dials every backend, from h1pool, the Transport and the
+// fast front.
 var upstreamDialer = &net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second}
 
 // newTransport is the one upstream transport of a Gateway, shared by all
@@ -90,7 +91,7 @@ func (c *compiler) hostBackend(host string, pol *httppolicy.Set) (Backend, error
 		return nil, fmt.Errorf("invalid backend host %q: a port is required", host)
 	}
 	target := &url.URL{Scheme: u.Scheme, Host: u.Host}
-	var transport http.RoundTripper = c.deps.lean
+	var transport http.RoundTripper = c.deps.h1pool
 	if tlsCfg != nil {
 		target.Scheme = "https"
 		if base, ok := c.deps.transport.(*http.Transport); ok {

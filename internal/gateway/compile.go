@@ -102,8 +102,9 @@ type bindTable struct {
 	// (bodyguard.go).
 	trusted     []netip.Prefix
 	bodyTimeout time.Duration
-	// lean: the fast front may serve the bind's plain requests (lean.go).
-	lean bool
+	// fastFront: the fast front may serve the bind's plain requests
+	// (fastfront.go).
+	fastFront bool
 }
 
 type listenerTable struct {
@@ -197,10 +198,10 @@ type compiler struct {
 
 type compileDeps struct {
 	transport http.RoundTripper
-	// lean carries plain-HTTP backends' bodiless requests in the
-	// handler's goroutine and the rest through transport (h1pool).
-	lean *h1pool.Pool
-	// fast are the fast front's upstream clients (lean.go); nil: no
+	// h1pool carries plain-HTTP backends' bodiless requests in the
+	// handler's goroutine and the rest through transport.
+	h1pool *h1pool.Pool
+	// fast are the fast front's upstream clients (fastfront.go); nil: no
 	// backend is sent to by the fast front.
 	fast   *fastClients
 	client *http.Client // for JWKS URLs and extAuthz
@@ -329,7 +330,7 @@ func compile(name string, data []byte, f *config.File, deps compileDeps) (*snaps
 		return nil, errors.Join(distinct(c.errs)...)
 	}
 	s.warnings = c.warns
-	s.markLean()
+	s.markFastFront()
 	if deps.log != nil {
 		for _, w := range c.warns {
 			deps.log.Warn("config warning", "file", name, "warning", w)

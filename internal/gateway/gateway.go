@@ -44,7 +44,7 @@
 //
 // net/http's server costs most of what a request costs. A plain-HTTP bind
 // whose routes all send to plain-HTTP backends under policies that read
-// only a request's head (lean.go's leanPolicies) is served by fasthttp
+// only a request's head (fastfront.go's fastFrontPolicies) is served by fasthttp
 // first: a GET or HEAD or OPTIONS with no body, in a head package handoff
 // found unambiguous, takes the same path as on net/http — routing,
 // policies, access log, metrics, over an http.Request built from the head
@@ -151,7 +151,7 @@ type Options struct {
 	// private.
 	Pprof bool
 	// NoFastFront serves every bind with net/http alone, without the
-	// fast front of plain-HTTP binds (lean.go): an escape hatch
+	// fast front of plain-HTTP binds (fastfront.go): an escape hatch
 	// (`tailgate gateway --fast-front=false`) and for comparisons.
 	NoFastFront bool
 
@@ -192,7 +192,7 @@ func Run(ctx context.Context, opts Options) error {
 
 func defaultDeps() compileDeps {
 	tr := newTransport()
-	return compileDeps{transport: tr, lean: h1pool.New(tr, upstreamDialer.DialContext), fast: &fastClients{}, client: &http.Client{Transport: tr, Timeout: 30 * time.Second}}
+	return compileDeps{transport: tr, h1pool: h1pool.New(tr, upstreamDialer.DialContext), fast: &fastClients{}, client: &http.Client{Transport: tr, Timeout: 30 * time.Second}}
 }
 
 func load(path string, deps compileDeps) (*snapshot, error) {
@@ -248,7 +248,7 @@ type bindServer struct {
 	internal bool
 	ln       net.Listener
 	srv      *http.Server
-	// fast is the bind's fast front (lean.go); nil when net/http alone
+	// fast is the bind's fast front (fastfront.go); nil when net/http alone
 	// serves it.
 	fast *fasthttp.Server
 	// tunnels are the bind's open CONNECT tunnels (egress.go), closed
@@ -587,7 +587,7 @@ func (g *Gateway) Close() error {
 	if g.tailnet != nil {
 		err = g.tailnet.close()
 	}
-	g.deps.lean.CloseIdleConnections() // and the transport's
+	g.deps.h1pool.CloseIdleConnections() // and the transport's
 	g.deps.fast.closeIdle()
 	if g.accessBatch != nil {
 		g.accessBatch.Close()

@@ -420,7 +420,7 @@ func (g *Gateway) handler(bs *bindServer) http.Handler {
 }
 
 // serveRequest is the gateway's request path on both fronts: net/http's
-// (fast nil) and the fast front's (lean.go), which sends to plain-HTTP
+// (fast nil) and the fast front's (fastfront.go), which sends to plain-HTTP
 // backends itself.
 //
 // ac is the request's connection (nil for one not accepted by a bind).

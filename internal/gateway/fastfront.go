@@ -6,7 +6,7 @@ package gateway
 // net/http reverse proxy measures about a third of nginx's requests per
 // second on this kind of machine, a native fasthttp one about nine tenths.
 // So a plain-HTTP bind whose routes all send to plain-HTTP backends under
-// policies that only read a request's head (leanPolicies) is served by
+// policies that only read a request's head (fastFrontPolicies) is served by
 // fasthttp: for GET, HEAD and OPTIONS without a body, the request is read
 // by fasthttp, run through the same routing, policies, access log and
 // metrics as on net/http (serveRequest, over an http.Request built from
@@ -40,9 +40,9 @@ import (
 	"github.com/tailgate-dev/tailgate/internal/pipe"
 )
 
-// leanPolicies are the policies the fast front runs: each reads only the
+// fastFrontPolicies are the policies the fast front runs: each reads only the
 // request's head and answers, if it answers, with a short response.
-var leanPolicies = map[string]bool{
+var fastFrontPolicies = map[string]bool{
 	"localRateLimit":         true,
 	"cors":                   true,
 	"jwtAuth":                true,
@@ -55,29 +55,29 @@ var leanPolicies = map[string]bool{
 	"urlRewrite":             true,
 }
 
-// markLean decides, for every bind of s, whether the fast front may
+// markFastFront decides, for every bind of s, whether the fast front may
 // serve it.
-func (s *snapshot) markLean() {
+func (s *snapshot) markFastFront() {
 	if s.tracing != nil {
 		return // spans are begun and ended by the net/http path only
 	}
 	for _, bt := range s.binds {
-		bt.lean = !bt.https && !bt.connect && !bt.internal && bt.leanRoutes()
+		bt.fastFront = !bt.https && !bt.connect && !bt.internal && bt.fastFrontRoutes()
 	}
 }
 
-func (bt *bindTable) leanRoutes() bool {
+func (bt *bindTable) fastFrontRoutes() bool {
 	for _, lt := range bt.listeners {
-		if !leanSet(lt.policies) {
+		if !fastFrontSet(lt.policies) {
 			return false
 		}
 		for _, e := range lt.routes {
 			rt := e.route
-			if rt.a2a || !leanSet(rt.policies) {
+			if rt.a2a || !fastFrontSet(rt.policies) {
 				return false
 			}
 			for _, wb := range rt.backends {
-				if hb, ok := wb.Backend.(*hostBackend); !ok || hb.fast == nil || !leanSet(wb.policies) {
+				if hb, ok := wb.Backend.(*hostBackend); !ok || hb.fast == nil || !fastFrontSet(wb.policies) {
 					return false
 				}
 			}
@@ -86,9 +86,9 @@ func (bt *bindTable) leanRoutes() bool {
 	return true
 }
 
-func leanSet(s interface{ Keys() []string }) bool {
+func fastFrontSet(s interface{ Keys() []string }) bool {
 	for _, k := range s.Keys() {
-		if !leanPolicies[k] {
+		if !fastFrontPolicies[k] {
 			return false
 		}
 	}
@@ -171,8 +171,8 @@ func (g *Gateway) serveFast(bs *bindServer) {
 }
 
 // fastListener yields the connections the fast front serves; a TLS
-// connection, or one to a bind a reload made non-lean, goes straight to
-// net/http.
+// connection, or one to a bind a reload took off the fast front, goes
+// straight to net/http.
 type fastListener struct {
 	gated *gatedListener
 	to    *pipe.Listener
@@ -184,15 +184,15 @@ func (l *fastListener) Accept() (net.Conn, error) {
 		if err != nil {
 			return nil, err
 		}
-		lean := func() bool {
+		servable := func() bool {
 			bt := l.gated.g.snap.Load().binds[l.gated.bs.port]
-			return bt != nil && bt.lean
+			return bt != nil && bt.fastFront
 		}
-		if _, isTLS := c.(*tls.Conn); isTLS || !lean() {
+		if _, isTLS := c.(*tls.Conn); isTLS || !servable() {
 			go handoff.Give(l.to, c)
 			continue
 		}
-		return handoff.NewConn(c, l.to, lean), nil
+		return handoff.NewConn(c, l.to, servable), nil
 	}
 }
 
@@ -225,7 +225,7 @@ func (g *Gateway) fastHandler(bs *bindServer) fasthttp.RequestHandler {
 	served := g.metrics.fastFront.WithLabelValues(bind)
 	return func(ctx *fasthttp.RequestCtx) {
 		s := g.snap.Load()
-		if bt := s.binds[bs.port]; bt == nil || !bt.lean {
+		if bt := s.binds[bs.port]; bt == nil || !bt.fastFront {
 			// A reload between the head's check and now: the request
 			// (bodiless) takes the net/http path through an adaptor.
 			slow(ctx)

@@ -46,8 +46,8 @@ func headerEcho(t *testing.T) *httptest.Server {
 	return srv
 }
 
-// leanConfig has the policies the fast front runs, on routes it serves.
-func leanConfig(port int, backend string) string {
+// fastFrontConfig has the policies the fast front runs, on routes it serves.
+func fastFrontConfig(port int, backend string) string {
 	return fmt.Sprintf(`binds:
 - port: %d
   listeners:
@@ -149,8 +149,8 @@ func exchangeRaw(t *testing.T, port int, raw string) (*http.Response, string) {
 func TestFastFrontAnswersAsNetHTTPDoes(t *testing.T) {
 	be := headerEcho(t)
 	fastPort, slowPort := freePort(t), freePort(t)
-	fast := startGateway(t, leanConfig(fastPort, hostOf(be)), fastPort)
-	slow := startGateway(t, leanConfig(slowPort, hostOf(be)), slowPort, func(o *Options) { o.NoFastFront = true })
+	fast := startGateway(t, fastFrontConfig(fastPort, hostOf(be)), fastPort)
+	slow := startGateway(t, fastFrontConfig(slowPort, hostOf(be)), slowPort, func(o *Options) { o.NoFastFront = true })
 
 	requests := []string{
 		"GET /api/x?b=c&d=%20e HTTP/1.1\r\nHost: gw.example\r\nX-User: alice\r\nAccept: */*\r\n\r\n",
@@ -241,7 +241,7 @@ func headersEqual(a, b http.Header) bool {
 func TestFastFrontHandsTheConnectionToNetHTTPAtABody(t *testing.T) {
 	be := headerEcho(t)
 	port := freePort(t)
-	g := startGateway(t, leanConfig(port, hostOf(be)), port)
+	g := startGateway(t, fastFrontConfig(port, hostOf(be)), port)
 	c, err := net.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", port))
 	if err != nil {
 		t.Fatal(err)
