@@ -77,39 +77,63 @@ const maxDepth = 1000
 // decodeFast reads one JSON-RPC 2.0 message as the SDK would: keys
 // matched exactly (encoding/json's struct fields would match "METHOD"),
 // nesting bounded. ok is false for anything else (a batch, malformed
-// JSON, an unknown member), which the SDK then judges.
+// JSON, an unknown or repeated member, a key with escapes), which the
+// SDK then judges. Its raw parts are body's bytes.
 func decodeFast(body []byte) (m fastMessage, ok bool) {
 	trimmed := bytes.TrimLeft(body, " \t\r\n")
-	if len(trimmed) == 0 || trimmed[0] != '{' || tooDeep(body, maxDepth) {
+	if len(trimmed) == 0 || trimmed[0] != '{' || tooDeep(body, maxDepth) || !json.Valid(body) {
 		return m, false
 	}
-	var top map[string]json.RawMessage
-	if json.Unmarshal(body, &top) != nil || string(top["jsonrpc"]) != `"2.0"` {
-		return m, false
-	}
-	for k, v := range top {
-		var err error
-		switch k {
+	var seen uint8
+	var version []byte
+	ok = eachMember(body, func(k, v []byte) bool {
+		var bit uint8
+		switch string(k) {
 		case "jsonrpc":
+			bit, version = 1, v
 		case "id":
-			m.ID = v
+			bit, m.ID = 2, v
 		case "method":
-			m.hasMethod = true
-			err = json.Unmarshal(v, &m.Method)
+			bit, m.hasMethod = 4, true
+			var ok bool
+			if m.Method, ok = jsonString(v); !ok {
+				return false
+			}
 		case "params":
-			m.Params = v
+			bit, m.Params = 8, v
 		case "result":
-			m.Result = v
+			bit, m.Result = 16, v
 		case "error":
-			err = json.Unmarshal(v, &m.Error)
+			bit = 32
+			if json.Unmarshal(v, &m.Error) != nil {
+				return false
+			}
 		default:
-			return m, false
+			return false
 		}
-		if err != nil {
-			return m, false
+		if seen&bit != 0 {
+			return false // repeated: the SDK's to judge
 		}
+		seen |= bit
+		return true
+	})
+	return m, ok && string(version) == `"2.0"`
+}
+
+// jsonString is the JSON string s decoded; ok is false if s is not a
+// string. The common methods cost no allocation.
+func jsonString(s []byte) (string, bool) {
+	switch string(s) {
+	case `"tools/call"`:
+		return "tools/call", true
+	case `"notifications/cancelled"`:
+		return "notifications/cancelled", true
 	}
-	return m, true
+	if p, ok := plainString(s); ok {
+		return p, true
+	}
+	var out string
+	return out, json.Unmarshal(s, &out) == nil
 }
 
 // tooDeep reports whether data nests objects and arrays deeper than max.
@@ -148,18 +172,31 @@ func (b *Backend) serveFast(w http.ResponseWriter, r *http.Request, ls *liveSess
 	if b.opts.Stateless || r.Header.Get("Last-Event-ID") != "" || !fastVersions[r.Header.Get("Mcp-Protocol-Version")] {
 		return false
 	}
-	if mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type")); err != nil || mt != "application/json" {
-		return false
-	}
-	if !acceptsBoth(r.Header.Values("Accept")) || r.Body == nil {
+	if !isJSON(r.Header.Get("Content-Type")) || !acceptsBoth(r.Header.Values("Accept")) || r.Body == nil {
 		return false
 	}
 	body, err := io.ReadAll(r.Body)
-	// Whatever happens next, the SDK may need the body (or its error).
-	r.Body = io.NopCloser(io.MultiReader(bytes.NewReader(body), errReader{err}))
-	if err != nil {
-		return false
+	if err == nil && b.serveFastBody(w, r, ls, body) {
+		return true
 	}
+	// The SDK reads the body (or its error) as it was.
+	r.Body = io.NopCloser(io.MultiReader(bytes.NewReader(body), errReader{err}))
+	return false
+}
+
+// isJSON reports whether a Content-Type is application/json, as the SDK
+// requires of a POST.
+func isJSON(ct string) bool {
+	if strings.EqualFold(ct, "application/json") {
+		return true
+	}
+	mt, _, err := mime.ParseMediaType(ct)
+	return err == nil && mt == "application/json"
+}
+
+// serveFastBody is serveFast for a body read whole; if it reports false,
+// nothing has been written.
+func (b *Backend) serveFastBody(w http.ResponseWriter, r *http.Request, ls *liveSession, body []byte) bool {
 	m, ok := decodeFast(body)
 	if !ok {
 		return false // a batch, malformed, or not JSON-RPC 2.0: the SDK's
@@ -187,22 +224,29 @@ func (b *Backend) serveFast(w http.ResponseWriter, r *http.Request, ls *liveSess
 	if !ok || ls.ss.InitializeParams() == nil {
 		return false
 	}
-	var params map[string]json.RawMessage
-	if json.Unmarshal(m.Params, &params) != nil || params == nil {
-		return false
-	}
 	var p sdk.CallToolParamsRaw
-	for k, v := range params {
-		switch k {
+	var seen uint8
+	if !eachMember(m.Params, func(k, v []byte) bool {
+		var bit uint8
+		switch string(k) {
 		case "name":
-			if json.Unmarshal(v, &p.Name) != nil {
+			bit = 1
+			var ok bool
+			if p.Name, ok = jsonString(v); !ok {
 				return false
 			}
 		case "arguments":
-			p.Arguments = v
+			bit, p.Arguments = 2, v
 		default:
 			return false // _meta (progress, protocol version) and the like: the SDK's
 		}
+		if seen&bit != 0 {
+			return false
+		}
+		seen |= bit
+		return true
+	}) {
+		return false
 	}
 	if p.Name == "" {
 		return false
@@ -225,8 +269,7 @@ func (b *Backend) serveFast(w http.ResponseWriter, r *http.Request, ls *liveSess
 	if b.opts.Vars != nil {
 		vars = b.opts.Vars(r)
 	}
-	res, err := b.callToolAs(ctx, ls.ss, callerVars(vars), &p)
-	fc.finish(id, res, err)
+	b.callToolAs(ctx, ls.ss, callerVars(vars), &p, func(res sdk.Result, err error) { fc.finish(id, res, err) })
 	return true
 }
 
@@ -259,6 +302,9 @@ func canonicalID(raw json.RawMessage) (string, bool) {
 		return "", false
 	}
 	if raw[0] == '"' {
+		if safeString(raw) {
+			return string(raw), true // as Marshal would write it
+		}
 		var s string
 		if json.Unmarshal(raw, &s) != nil {
 			return "", false
@@ -273,6 +319,21 @@ func canonicalID(raw json.RawMessage) (string, bool) {
 		return "", false
 	}
 	return strconv.FormatInt(n, 10), true
+}
+
+// safeString reports whether the JSON string s is written as
+// json.Marshal would write its value: printable ASCII without escapes
+// or the characters Marshal escapes for HTML.
+func safeString(s []byte) bool {
+	if len(s) < 2 || s[len(s)-1] != '"' {
+		return false
+	}
+	for _, c := range s[1 : len(s)-1] {
+		if c < 0x20 || c >= 0x7f || c == '\\' || c == '"' || c == '<' || c == '>' || c == '&' {
+			return false
+		}
+	}
+	return true
 }
 
 // errReader returns err (if any) once the body replayed before it is

@@ -633,25 +633,37 @@ func (b *Backend) templateOwner(ctx context.Context, ss *sdk.ServerSession, uri 
 }
 
 func (b *Backend) callTool(ctx context.Context, ss *sdk.ServerSession, req sdk.Request, p *sdk.CallToolParamsRaw) (sdk.Result, error) {
-	return b.callToolAs(ctx, ss, b.varsFor(req), p)
+	return b.callToolAs(ctx, ss, b.varsFor(req), p, nil)
 }
 
 // callToolAs is tools/call for the caller whose variables are vars (the
-// SDK's request or the fast path's).
-func (b *Backend) callToolAs(ctx context.Context, ss *sdk.ServerSession, vars cel.Vars, p *sdk.CallToolParamsRaw) (sdk.Result, error) {
+// SDK's request or the fast path's). If answer is set, it is given the
+// outcome before the access log line is written (the fast path writes
+// its response there, so that the log's write is not in the client's
+// wait); callToolAs returns the same outcome either way.
+func (b *Backend) callToolAs(ctx context.Context, ss *sdk.ServerSession, vars cel.Vars, p *sdk.CallToolParamsRaw, answer func(sdk.Result, error)) (sdk.Result, error) {
+	res, attrs, err := b.callToolLogged(ctx, ss, vars, p)
+	if answer != nil {
+		answer(res, err)
+	}
+	b.access("mcp", attrs...)
+	return res, err
+}
+
+// callToolLogged is callToolAs without the access log: it returns the
+// attributes of the call's line.
+func (b *Backend) callToolLogged(ctx context.Context, ss *sdk.ServerSession, vars cel.Vars, p *sdk.CallToolParamsRaw) (sdk.Result, []any, error) {
 	start := time.Now()
 	i, orig, err := b.owner(ctx, ss, "tool", p.Name)
 	if err != nil {
 		b.metrics.request("tools/call", "", "")
-		b.access("mcp", "method", "tools/call", "tool", p.Name, "error", err.Error())
-		return nil, err
+		return nil, []any{"method", "tools/call", "tool", p.Name, "error", err.Error()}, err
 	}
 	target := b.targets[i].Name
 	b.metrics.request("tools/call", target, orig)
 	if v := b.decide(vars, "tools/call", "tool", map[string]any{"name": orig, "target": target}); !v.Allowed {
 		b.metrics.denial("tool", target)
-		b.access("mcp", append([]any{"method", "tools/call", "target", target, "tool", orig, "verdict", "denied", "reason", v.Reason, "rule", v.Rule}, callerAttrs(vars)...)...)
-		return nil, deniedError("tool", orig, target, v)
+		return nil, append([]any{"method", "tools/call", "target", target, "tool", orig, "verdict", "denied", "reason", v.Reason, "rule", v.Rule}, callerAttrs(vars)...), deniedError("tool", orig, target, v)
 	}
 	var res *sdk.CallToolResult
 	var raw *rawResult
@@ -671,8 +683,7 @@ func (b *Backend) callToolAs(ctx context.Context, ss *sdk.ServerSession, vars ce
 	b.metrics.toolCall(target, orig, d)
 	attrs := append([]any{"method", "tools/call", "target", target, "tool", orig, "duration_ms", fmt.Sprintf("%.3f", float64(d.Microseconds())/1000)}, callerAttrs(vars)...)
 	if err != nil {
-		b.access("mcp", append(attrs, "error", err.Error())...)
-		return nil, upstreamError(target, err)
+		return nil, append(attrs, "error", err.Error()), upstreamError(target, err)
 	}
 	if raw != nil {
 		if raw.typed != nil {
@@ -681,15 +692,13 @@ func (b *Backend) callToolAs(ctx context.Context, ss *sdk.ServerSession, vars ce
 			if raw.isError {
 				attrs = append(attrs, "tool_error", true)
 			}
-			b.access("mcp", attrs...)
-			return raw, nil
+			return raw, attrs, nil
 		}
 	}
 	if res.IsError {
 		attrs = append(attrs, "tool_error", true)
 	}
-	b.access("mcp", attrs...)
-	return res, nil
+	return res, attrs, nil
 }
 
 func (b *Backend) getPrompt(ctx context.Context, ss *sdk.ServerSession, req sdk.Request, p *sdk.GetPromptParams) (sdk.Result, error) {

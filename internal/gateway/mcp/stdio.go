@@ -169,18 +169,29 @@ func (c *stdioConn) deliver(line []byte) bool {
 	if !bytes.Contains(line, []byte(`"`+rawIDPrefix)) {
 		return false
 	}
-	var env replyEnvelope
-	if json.Unmarshal(line, &env) != nil || env.Method != nil {
-		return false
+	env, ok := scanReply(line)
+	if !ok {
+		env = replyEnvelope{}
+		if json.Unmarshal(line, &env) != nil || env.Method != nil {
+			return false
+		}
 	}
-	id, err := strconv.Unquote(string(env.ID))
-	if err != nil {
-		return false
+	var ch chan rawReply
+	if id, plain := plainID(env.ID); plain {
+		c.mu.Lock()
+		ch, ok = c.pending[string(id)]
+		delete(c.pending, string(id))
+		c.mu.Unlock()
+	} else {
+		id, err := strconv.Unquote(string(env.ID))
+		if err != nil {
+			return false
+		}
+		c.mu.Lock()
+		ch, ok = c.pending[id]
+		delete(c.pending, id)
+		c.mu.Unlock()
 	}
-	c.mu.Lock()
-	ch, ok := c.pending[id]
-	delete(c.pending, id)
-	c.mu.Unlock()
 	if !ok {
 		return true // an answer to a call given up on
 	}
@@ -194,6 +205,59 @@ func (c *stdioConn) deliver(line []byte) bool {
 		ch <- rawReply{result: bytes.Clone(env.Result)}
 	}
 	return true
+}
+
+// plainID is the content of a string id without escapes.
+func plainID(raw json.RawMessage) ([]byte, bool) {
+	if len(raw) < 2 || raw[0] != '"' || raw[len(raw)-1] != '"' || bytes.IndexByte(raw, '\\') >= 0 {
+		return nil, false
+	}
+	return raw[1 : len(raw)-1], true
+}
+
+// scanReply is what deliver reads of a response (one without a method),
+// found by scanning; ok is false if the line must be decoded in full to
+// tell: not valid JSON (then Unmarshal refuses it too), a request, a
+// member repeated or named in another case or with escapes (which
+// encoding/json would match to a field).
+func scanReply(line []byte) (env replyEnvelope, ok bool) {
+	if !json.Valid(line) {
+		return env, false
+	}
+	var seen uint8
+	ok = eachMember(line, func(k, v []byte) bool {
+		var bit uint8
+		switch string(k) {
+		case "id":
+			bit, env.ID = 1, v
+		case "result":
+			bit, env.Result = 2, v
+		case "error":
+			bit = 4
+			if string(v) != "null" && json.Unmarshal(v, &env.Error) != nil {
+				return false
+			}
+		default:
+			return !foldsTo(k, "id", "method", "result", "error")
+		}
+		if seen&bit != 0 {
+			return false
+		}
+		seen |= bit
+		return true
+	})
+	return env, ok
+}
+
+// foldsTo reports whether k is one of names in some case, as
+// encoding/json matches keys to fields.
+func foldsTo(k []byte, names ...string) bool {
+	for _, n := range names {
+		if bytes.EqualFold(k, []byte(n)) {
+			return true
+		}
+	}
+	return false
 }
 
 // takeProgress offers a progress notification to the progress hook. The
@@ -246,16 +310,64 @@ func (c *stdioConn) writeLine(data []byte) error {
 	return c.w.Flush()
 }
 
+// encodeCall is the JSON of a request, as json.Marshal of the JSON-RPC
+// envelope would write it (HTML characters in arguments aside, which it
+// leaves as the client sent them). The common tools/call (a name and raw
+// arguments, nothing else) is written without reflection: it is every
+// fast-path call.
+func encodeCall(id, method string, params any) ([]byte, error) {
+	p, ok := params.(*sdk.CallToolParams)
+	var args json.RawMessage
+	if ok {
+		args, ok = p.Arguments.(json.RawMessage)
+		if p.Arguments == nil {
+			ok = true
+		}
+	}
+	if !ok || p.Meta != nil || p.InputResponses != nil || p.RequestState != "" {
+		return json.Marshal(struct {
+			JSONRPC string `json:"jsonrpc"`
+			ID      string `json:"id"`
+			Method  string `json:"method"`
+			Params  any    `json:"params,omitempty"`
+		}{"2.0", id, method, params})
+	}
+	buf := make([]byte, 0, 64+len(id)+len(method)+len(p.Name)+len(args))
+	buf = append(buf, `{"jsonrpc":"2.0","id":`...)
+	buf = strconv.AppendQuote(buf, id)
+	buf = append(buf, `,"method":`...)
+	buf, err := appendJSONString(buf, method)
+	if err != nil {
+		return nil, err
+	}
+	buf = append(buf, `,"params":{"name":`...)
+	if buf, err = appendJSONString(buf, p.Name); err != nil {
+		return nil, err
+	}
+	if len(args) > 0 {
+		buf = append(buf, `,"arguments":`...)
+		// Compacted, as Marshal would: a newline inside would end the
+		// message early on the target's stdin.
+		w := bytes.NewBuffer(buf)
+		if err := json.Compact(w, args); err != nil {
+			return nil, fmt.Errorf("json: error calling MarshalJSON for type json.RawMessage: %w", err)
+		}
+		buf = w.Bytes()
+	}
+	return append(buf, "}}"...), nil
+}
+
+// appendJSONString appends s as a JSON string.
+func appendJSONString(buf []byte, s string) ([]byte, error) {
+	q, err := json.Marshal(s)
+	return append(buf, q...), err
+}
+
 // call sends a request and returns its result as the target sent it. If
 // ctx ends first, the target is told the request is cancelled.
 func (c *stdioConn) call(ctx context.Context, method string, params any) (json.RawMessage, error) {
 	id := rawIDPrefix + strconv.FormatInt(c.seq.Add(1), 10)
-	data, err := json.Marshal(struct {
-		JSONRPC string `json:"jsonrpc"`
-		ID      string `json:"id"`
-		Method  string `json:"method"`
-		Params  any    `json:"params,omitempty"`
-	}{"2.0", id, method, params})
+	data, err := encodeCall(id, method, params)
 	if err != nil {
 		return nil, err
 	}
@@ -352,13 +464,39 @@ func (c *stdioConn) callTool(ctx context.Context, params *sdk.CallToolParams, ty
 		}
 		return &rawResult{typed: &res}, nil
 	}
-	var flag struct {
-		IsError bool `json:"isError"`
+	isError, ok := scanIsError(b)
+	if !ok {
+		var flag struct {
+			IsError bool `json:"isError"`
+		}
+		if err := json.Unmarshal(b, &flag); err != nil {
+			return nil, &jsonrpc.Error{Code: jsonrpc.CodeInternalError, Message: "the target's tools/call result is not a JSON object: " + err.Error()}
+		}
+		isError = flag.IsError
 	}
-	if err := json.Unmarshal(b, &flag); err != nil {
-		return nil, &jsonrpc.Error{Code: jsonrpc.CodeInternalError, Message: "the target's tools/call result is not a JSON object: " + err.Error()}
-	}
-	return &rawResult{json: b, isError: flag.IsError}, nil
+	return &rawResult{json: b, isError: isError}, nil
+}
+
+// scanIsError is a tools/call result's isError, found by scanning the
+// result (valid JSON: deliver saw it so); ok is false if it must be
+// decoded in full to tell (not an object, isError not a boolean, or
+// named as encoding/json would match it but not exactly).
+func scanIsError(result []byte) (isError, ok bool) {
+	ok = eachMember(result, func(k, v []byte) bool {
+		if string(k) == "isError" {
+			switch string(v) {
+			case "true":
+				isError = true
+			case "false":
+				isError = false
+			default:
+				return false
+			}
+			return true
+		}
+		return !foldsTo(k, "isError")
+	})
+	return isError, ok
 }
 
 // usesSessionlessProtocol reports whether a request's _meta selects the
