@@ -571,6 +571,30 @@ func (c *compiler) route(r config.Route, path, listener string, ri int) *routeTa
 
 // mcpBackend builds an MCP backend; the route's mcpAuthorization rules
 // are compiled in the MCP phase (a rule on response.* is a load error).
+// mcpCallerLog is what an MCP access log line says of the caller, as
+// the mcp package reads it from the request's CEL variables
+// (source.address, source.tailscale.node, jwt.sub), without building
+// them: a tools/call on a route without mcpAuthorization needs no more.
+func mcpCallerLog(ri *requestInfo) []any {
+	rv := ri.vars
+	if rv == nil {
+		return nil
+	}
+	var out []any
+	if rv.ci != nil {
+		if a, ok := rv.ci.source["address"]; ok {
+			out = append(out, "src", a)
+		}
+		if ts, ok := rv.ci.source["tailscale"].(map[string]any); ok {
+			out = append(out, "tailscale.node", ts["node"])
+		}
+	}
+	if sub, ok := rv.jwt["sub"]; ok {
+		out = append(out, "jwt.sub", sub)
+	}
+	return out
+}
+
 func (c *compiler) mcpBackend(m *config.MCPBackend, pol *config.RoutePolicies, path, route string) (Backend, error) {
 	opts := mcp.Options{
 		Name:       "mcp:" + route,
@@ -587,6 +611,13 @@ func (c *compiler) mcpBackend(m *config.MCPBackend, pol *config.RoutePolicies, p
 				return ri.vars.get()
 			}
 			return nil
+		},
+		CallerLog: func(r *http.Request) []any {
+			ri := infoFrom(r.Context())
+			if ri == nil {
+				return nil
+			}
+			return mcpCallerLog(ri)
 		},
 		Principal: func(r *http.Request) string {
 			ri := infoFrom(r.Context())

@@ -51,6 +51,12 @@ type Options struct {
 	// Vars returns the caller's CEL variables (source, request, jwt,
 	// extauthz) for an HTTP request; nil means none.
 	Vars func(*http.Request) cel.Vars
+	// CallerLog returns what the access log says of the caller of an
+	// HTTP request (src, tailscale.node, jwt.sub), as callerAttrs reads
+	// it from Vars, without building every CEL variable: the fast path
+	// asks it when no mcpAuthorization rule needs Vars. nil means from
+	// Vars.
+	CallerLog func(*http.Request) []any
 	// Principal names the caller for session binding: a session may only
 	// be used by the caller that opened it. nil means the remote address
 	// host.

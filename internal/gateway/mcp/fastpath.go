@@ -266,10 +266,18 @@ func (b *Backend) serveFastBody(w http.ResponseWriter, r *http.Request, ls *live
 	fc := &fastCall{w: w, f: f, session: ls.id}
 	ctx = context.WithValue(ctx, fastCallKey{}, fc)
 	var vars cel.Vars
-	if b.opts.Vars != nil {
-		vars = b.opts.Vars(r)
+	var who []any
+	if b.opts.Authorization == nil && b.opts.CallerLog != nil {
+		who = b.opts.CallerLog(r) // no rule reads vars
+	} else {
+		var in cel.Vars
+		if b.opts.Vars != nil {
+			in = b.opts.Vars(r)
+		}
+		vars = callerVars(in)
+		who = callerAttrs(vars)
 	}
-	b.callToolAs(ctx, ls.ss, callerVars(vars), &p, func(res sdk.Result, err error) { fc.finish(id, res, err) })
+	b.callToolAs(ctx, ls.ss, vars, who, &p, func(res sdk.Result, err error) { fc.finish(id, res, err) })
 	return true
 }
 

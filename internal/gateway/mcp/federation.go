@@ -633,16 +633,18 @@ func (b *Backend) templateOwner(ctx context.Context, ss *sdk.ServerSession, uri 
 }
 
 func (b *Backend) callTool(ctx context.Context, ss *sdk.ServerSession, req sdk.Request, p *sdk.CallToolParamsRaw) (sdk.Result, error) {
-	return b.callToolAs(ctx, ss, b.varsFor(req), p, nil)
+	vars := b.varsFor(req)
+	return b.callToolAs(ctx, ss, vars, callerAttrs(vars), p, nil)
 }
 
 // callToolAs is tools/call for the caller whose variables are vars (the
-// SDK's request or the fast path's). If answer is set, it is given the
+// SDK's request or the fast path's; nil if no mcpAuthorization rule is
+// to read them) and whose access log attributes are who. If answer is set, it is given the
 // outcome before the access log line is written (the fast path writes
 // its response there, so that the log's write is not in the client's
 // wait); callToolAs returns the same outcome either way.
-func (b *Backend) callToolAs(ctx context.Context, ss *sdk.ServerSession, vars cel.Vars, p *sdk.CallToolParamsRaw, answer func(sdk.Result, error)) (sdk.Result, error) {
-	res, attrs, err := b.callToolLogged(ctx, ss, vars, p)
+func (b *Backend) callToolAs(ctx context.Context, ss *sdk.ServerSession, vars cel.Vars, who []any, p *sdk.CallToolParamsRaw, answer func(sdk.Result, error)) (sdk.Result, error) {
+	res, attrs, err := b.callToolLogged(ctx, ss, vars, who, p)
 	if answer != nil {
 		answer(res, err)
 	}
@@ -652,7 +654,7 @@ func (b *Backend) callToolAs(ctx context.Context, ss *sdk.ServerSession, vars ce
 
 // callToolLogged is callToolAs without the access log: it returns the
 // attributes of the call's line.
-func (b *Backend) callToolLogged(ctx context.Context, ss *sdk.ServerSession, vars cel.Vars, p *sdk.CallToolParamsRaw) (sdk.Result, []any, error) {
+func (b *Backend) callToolLogged(ctx context.Context, ss *sdk.ServerSession, vars cel.Vars, who []any, p *sdk.CallToolParamsRaw) (sdk.Result, []any, error) {
 	start := time.Now()
 	i, orig, err := b.owner(ctx, ss, "tool", p.Name)
 	if err != nil {
@@ -663,7 +665,7 @@ func (b *Backend) callToolLogged(ctx context.Context, ss *sdk.ServerSession, var
 	b.metrics.request("tools/call", target, orig)
 	if v := b.decide(vars, "tools/call", "tool", map[string]any{"name": orig, "target": target}); !v.Allowed {
 		b.metrics.denial("tool", target)
-		return nil, append([]any{"method", "tools/call", "target", target, "tool", orig, "verdict", "denied", "reason", v.Reason, "rule", v.Rule}, callerAttrs(vars)...), deniedError("tool", orig, target, v)
+		return nil, append([]any{"method", "tools/call", "target", target, "tool", orig, "verdict", "denied", "reason", v.Reason, "rule", v.Rule}, who...), deniedError("tool", orig, target, v)
 	}
 	var res *sdk.CallToolResult
 	var raw *rawResult
@@ -681,7 +683,7 @@ func (b *Backend) callToolLogged(ctx context.Context, ss *sdk.ServerSession, var
 	})
 	d := time.Since(start)
 	b.metrics.toolCall(target, orig, d)
-	attrs := append([]any{"method", "tools/call", "target", target, "tool", orig, "duration_ms", fmt.Sprintf("%.3f", float64(d.Microseconds())/1000)}, callerAttrs(vars)...)
+	attrs := append([]any{"method", "tools/call", "target", target, "tool", orig, "duration_ms", fmt.Sprintf("%.3f", float64(d.Microseconds())/1000)}, who...)
 	if err != nil {
 		return nil, append(attrs, "error", err.Error()), upstreamError(target, err)
 	}

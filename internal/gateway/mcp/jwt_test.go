@@ -20,23 +20,7 @@ import (
 // mcpAuthorization sees the verified JWT: alice (group admins) sees every
 // tool, bob only echo, and bob's call to another tool is refused.
 func TestMCPAuthorizationUsesJWTClaims(t *testing.T) {
-	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	dir := t.TempDir()
-	set, _ := json.Marshal(jose.JSONWebKeySet{Keys: []jose.JSONWebKey{{Key: &key.PublicKey, KeyID: "k1", Algorithm: "ES256", Use: "sig"}}})
-	jwks := filepath.Join(dir, "jwks.json")
-	os.WriteFile(jwks, set, 0o600)
-	sig, _ := jose.NewSigner(jose.SigningKey{Algorithm: jose.ES256, Key: key}, (&jose.SignerOptions{}).WithType("JWT").WithHeader("kid", "k1"))
-	token := func(sub string, groups ...string) string {
-		c := struct {
-			jwt.Claims
-			Groups []string `json:"groups"`
-		}{jwt.Claims{Issuer: "https://idp.test", Audience: jwt.Audience{"mcp"}, Subject: sub, Expiry: jwt.NewNumericDate(time.Now().Add(time.Hour))}, groups}
-		s, err := jwt.Signed(sig).Claims(c).Serialize()
-		if err != nil {
-			t.Fatal(err)
-		}
-		return s
-	}
+	jwks, token := jwtIssuer(t)
 	g := startGateway(t, fmt.Sprintf(`
 binds:
 - port: %%PORT%%
@@ -72,7 +56,67 @@ binds:
 	if err == nil || !strings.Contains(err.Error(), "denied by mcpAuthorization") {
 		t.Errorf("bob calling pid: %v", err)
 	}
+	// The line follows the answer (the client does not wait for its write).
+	g.access.WaitFor(t, "verdict=denied")
 	if !strings.Contains(g.access.String(), "jwt.sub=bob") {
 		t.Errorf("access log lacks the caller's jwt.sub:\n%s", g.access.String())
 	}
+}
+
+// A tools/call on a route without mcpAuthorization is logged with its
+// caller (address and verified JWT subject) as one that rules judge.
+func TestToolCallLogNamesTheCaller(t *testing.T) {
+	jwks, token := jwtIssuer(t)
+	g := startGateway(t, fmt.Sprintf(`
+binds:
+- port: %%PORT%%
+  listeners:
+  - routes:
+    - name: mcp
+      policies:
+        jwtAuth:
+          mode: strict
+          issuer: https://idp.test
+          audiences: [mcp]
+          jwks: {file: %q}
+      backends:
+      - mcp:
+          targets:%s
+`, jwks, stdioTarget("local", "")))
+	carol := connect(t, g.url, &http.Client{Transport: setHeader{"Authorization", "Bearer " + token("carol")}})
+	if got := callText(t, carol, "echo", map[string]any{"text": "c"}); got != "local:c" {
+		t.Errorf("carol echo: %q", got)
+	}
+	var line string
+	for _, l := range strings.Split(g.access.WaitFor(t, "msg=mcp method=tools/call"), "\n") {
+		if strings.Contains(l, "msg=mcp method=tools/call") {
+			line = l
+		}
+	}
+	if !strings.Contains(line, "src=127.0.0.1") || !strings.Contains(line, "jwt.sub=carol") {
+		t.Errorf("the call's access log line does not name its caller: %q", line)
+	}
+}
+
+// jwtIssuer is a JWKS file and a signer of tokens it verifies (issuer
+// https://idp.test, audience mcp) for a subject and its groups.
+func jwtIssuer(t *testing.T) (jwks string, token func(sub string, groups ...string) string) {
+	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	dir := t.TempDir()
+	set, _ := json.Marshal(jose.JSONWebKeySet{Keys: []jose.JSONWebKey{{Key: &key.PublicKey, KeyID: "k1", Algorithm: "ES256", Use: "sig"}}})
+	jwks = filepath.Join(dir, "jwks.json")
+	os.WriteFile(jwks, set, 0o600)
+	sig, _ := jose.NewSigner(jose.SigningKey{Algorithm: jose.ES256, Key: key}, (&jose.SignerOptions{}).WithType("JWT").WithHeader("kid", "k1"))
+	token = func(sub string, groups ...string) string {
+		c := struct {
+			jwt.Claims
+			Groups []string `json:"groups"`
+		}{jwt.Claims{Issuer: "https://idp.test", Audience: jwt.Audience{"mcp"}, Subject: sub, Expiry: jwt.NewNumericDate(time.Now().Add(time.Hour))}, groups}
+		s, err := jwt.Signed(sig).Claims(c).Serialize()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}
+	return jwks, token
 }

@@ -107,8 +107,9 @@ func TestSeedConfigOverTailnetListsAndCallsEverything(t *testing.T) {
 	if got := callText(t, cs, "echo", map[string]any{"message": "over the tailnet"}); !strings.Contains(got, "over the tailnet") {
 		t.Errorf("echo: %q", got)
 	}
-	log := g.access.String()
-	if !strings.Contains(log, "msg=mcp method=tools/call target=everything tool=echo") || !strings.Contains(log, "tailscale.node=c") {
+	// The line follows the answer (the client does not wait for its write).
+	log := g.access.WaitFor(t, "msg=mcp method=tools/call target=everything tool=echo")
+	if !strings.Contains(log, "tailscale.node=c") {
 		t.Errorf("access log:\n%s", log)
 	}
 }
