@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"iter"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -683,7 +684,7 @@ func (b *Backend) callToolLogged(ctx context.Context, ss *sdk.ServerSession, var
 	})
 	d := time.Since(start)
 	b.metrics.toolCall(target, orig, d)
-	attrs := append([]any{"method", "tools/call", "target", target, "tool", orig, "duration_ms", fmt.Sprintf("%.3f", float64(d.Microseconds())/1000)}, who...)
+	attrs := append([]any{"method", "tools/call", "target", target, "tool", orig, "duration_ms", strconv.FormatFloat(float64(d.Microseconds())/1000, 'f', 3, 64)}, who...)
 	if err != nil {
 		return nil, append(attrs, "error", err.Error()), upstreamError(target, err)
 	}
