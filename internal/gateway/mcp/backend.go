@@ -469,10 +469,21 @@ func (b *Backend) decide(base cel.Vars, method, kind string, item map[string]any
 }
 
 func (b *Backend) access(msg string, attrs ...any) {
-	if b.opts.AccessLog != nil {
-		if l := b.opts.AccessLog(); l != nil {
-			l.Info(msg, attrs...)
-		}
+	if b.opts.AccessLog == nil {
+		return
+	}
+	l := b.opts.AccessLog()
+	if l == nil {
+		return
+	}
+	// The handler directly, not Logger.Info: the logger would walk the
+	// stack for a source position no access line shows (as the
+	// gateway's request line does).
+	h := l.Handler()
+	if ctx := context.Background(); h.Enabled(ctx, slog.LevelInfo) {
+		rec := slog.NewRecord(time.Now(), slog.LevelInfo, msg, 0)
+		rec.Add(attrs...)
+		h.Handle(ctx, rec)
 	}
 }
 
