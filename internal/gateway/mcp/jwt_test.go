@@ -21,26 +21,11 @@ import (
 // tool, bob only echo, and bob's call to another tool is refused.
 func TestMCPAuthorizationUsesJWTClaims(t *testing.T) {
 	jwks, token := jwtIssuer(t)
-	g := startGateway(t, fmt.Sprintf(`
-binds:
-- port: %%PORT%%
-  listeners:
-  - routes:
-    - name: mcp
-      policies:
-        jwtAuth:
-          mode: strict
-          issuer: https://idp.test
-          audiences: [mcp]
-          jwks: {file: %q}
+	g := startGateway(t, jwtRoute(jwks, `
         mcpAuthorization:
           rules:
           - '"admins" in jwt.groups'
-          - 'mcp.tool.name == "echo"'
-      backends:
-      - mcp:
-          targets:%s
-`, jwks, stdioTarget("local", "")))
+          - 'mcp.tool.name == "echo"'`))
 	alice := connect(t, g.url, &http.Client{Transport: setHeader{"Authorization", "Bearer " + token("alice", "admins")}})
 	bob := connect(t, g.url, &http.Client{Transport: setHeader{"Authorization", "Bearer " + token("bob")}})
 	if names := toolNames(t, alice); !contains(names, "pid") || !contains(names, "echo") {
@@ -67,22 +52,7 @@ binds:
 // caller (address and verified JWT subject) as one that rules judge.
 func TestToolCallLogNamesTheCaller(t *testing.T) {
 	jwks, token := jwtIssuer(t)
-	g := startGateway(t, fmt.Sprintf(`
-binds:
-- port: %%PORT%%
-  listeners:
-  - routes:
-    - name: mcp
-      policies:
-        jwtAuth:
-          mode: strict
-          issuer: https://idp.test
-          audiences: [mcp]
-          jwks: {file: %q}
-      backends:
-      - mcp:
-          targets:%s
-`, jwks, stdioTarget("local", "")))
+	g := startGateway(t, jwtRoute(jwks, ""))
 	carol := connect(t, g.url, &http.Client{Transport: setHeader{"Authorization", "Bearer " + token("carol")}})
 	if got := callText(t, carol, "echo", map[string]any{"text": "c"}); got != "local:c" {
 		t.Errorf("carol echo: %q", got)
@@ -96,6 +66,17 @@ binds:
 	if !strings.Contains(line, "src=127.0.0.1") || !strings.Contains(line, "jwt.sub=carol") {
 		t.Errorf("the call's access log line does not name its caller: %q", line)
 	}
+}
+
+// jwtRoute is the config of an MCP route to the stdio target "local"
+// whose jwtAuth trusts jwks, with more route policies (YAML) after it.
+func jwtRoute(jwks, policies string) string {
+	return localRoute(fmt.Sprintf(`
+        jwtAuth:
+          mode: strict
+          issuer: https://idp.test
+          audiences: [mcp]
+          jwks: {file: %q}`, jwks) + policies)
 }
 
 // jwtIssuer is a JWKS file and a signer of tokens it verifies (issuer

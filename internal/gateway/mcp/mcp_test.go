@@ -146,20 +146,26 @@ func TestConditionalSingleTargetIsUnprefixedAndChildEnvIsMinimal(t *testing.T) {
 }
 
 func authzConfig(rules string) string {
+	return localRoute(`
+        mcpAuthorization:
+          rules:
+` + rules)
+}
+
+// localRoute is the config of one MCP route to the stdio target "local"
+// with the route policies given (YAML, from a new line).
+func localRoute(policies string) string {
 	return fmt.Sprintf(`
 binds:
 - port: %%PORT%%
   listeners:
   - routes:
     - name: mcp
-      policies:
-        mcpAuthorization:
-          rules:
-%s
+      policies:%s
       backends:
       - mcp:
           targets:%s
-`, rules, stdioTarget("local", ""))
+`, policies, stdioTarget("local", ""))
 }
 
 func TestMCPAuthorizationFiltersAndDenies(t *testing.T) {
