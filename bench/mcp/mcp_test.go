@@ -13,7 +13,9 @@
 //	    p99-ratio to direct), where it shares one heap and garbage
 //	    collector with the SDK client, whose allocations dominate;
 //	    gateway-vs-http-* is what the in-process gateway adds on top of
-//	    the HTTP transport (its stdio hop included).
+//	    the HTTP transport (its stdio hop included). The four legs take
+//	    turns in blocks of calls, so that every ratio compares legs that
+//	    saw the same load.
 //	  - SessionStart: initialize latency of a new MCP session when the
 //	    stdio target is shared (reuse: true) vs a fresh process per session
 //	    (reuse: false).
@@ -249,12 +251,6 @@ func timeCalls(b *testing.B, cs *sdk.ClientSession, n int) []time.Duration {
 
 func BenchmarkToolCall(b *testing.B) {
 	const n = 2000
-	// timed is n calls on cs after a warm-up; cs is closed.
-	timed := func(cs *sdk.ClientSession) []time.Duration {
-		defer cs.Close()
-		timeCalls(b, cs, 200)
-		return timeCalls(b, cs, n)
-	}
 	for i := 0; i < b.N; i++ {
 		// Direct: a Go SDK client over stdio to the same server.
 		cmd := exec.Command(exe())
@@ -264,24 +260,24 @@ func BenchmarkToolCall(b *testing.B) {
 		if err != nil {
 			b.Fatal(err)
 		}
-		d := timed(direct)
 
 		// HTTP: the same server in this process behind the SDK's own
 		// streamable HTTP handler, as the gateway serves its clients
 		// (in-process, loopback), without the gateway.
 		s := echoServer()
 		srv := httptest.NewServer(sdk.NewStreamableHTTPHandler(func(*http.Request) *sdk.Server { return s }, nil))
-		h := timed(connectHTTP(b, srv.URL))
-		srv.Close()
 
 		// The gateway in this process (gateway-*, p50-ratio, p99-ratio)
-		// and in its own (proc-*), as users run it, taking turns in
-		// blocks of calls so that both see the same load on a shared
-		// machine.
+		// and in its own (proc-*), as users run it.
 		procURL, procCPU := startGatewayProc(b, stdioTarget(true))
 		procCS := connectHTTP(b, procURL)
 		cpu0 := procCPU()
-		g, pg := timedInTurns(b, n, connectHTTP(b, startGateway(b, true)), procCS)
+		// Every leg takes turns with the others in blocks of calls, the
+		// direct baseline included, so that all see the same load on a
+		// shared machine: a ratio of legs timed minutes apart measures
+		// the machine's load as much as the gateway.
+		legs := timedInTurns(b, n, direct, connectHTTP(b, srv.URL), connectHTTP(b, startGateway(b, true)), procCS)
+		srv.Close()
 		// The gateway process is idle but for the calls it serves (and
 		// their warm-up): its CPU time per call, GC and access log
 		// included, to set its p50 beside.
@@ -289,14 +285,11 @@ func BenchmarkToolCall(b *testing.B) {
 
 		type pct struct{ p50, p99 float64 }
 		at := map[string]pct{}
-		for _, leg := range []struct {
-			name string
-			ds   []time.Duration
-		}{{"direct", d}, {"http", h}, {"gateway", g}, {"proc-gateway", pg}} {
-			p50, p99 := percentiles(leg.ds)
-			at[leg.name] = pct{float64(p50), float64(p99)}
-			b.ReportMetric(float64(p50)/1e3, leg.name+"-p50-µs")
-			b.ReportMetric(float64(p99)/1e3, leg.name+"-p99-µs")
+		for k, name := range []string{"direct", "http", "gateway", "proc-gateway"} {
+			p50, p99 := percentiles(legs[k])
+			at[name] = pct{float64(p50), float64(p99)}
+			b.ReportMetric(float64(p50)/1e3, name+"-p50-µs")
+			b.ReportMetric(float64(p99)/1e3, name+"-p99-µs")
 		}
 		ratios := func(prefix, of, to string) {
 			b.ReportMetric(at[of].p50/at[to].p50, prefix+"p50-ratio")
@@ -309,25 +302,24 @@ func BenchmarkToolCall(b *testing.B) {
 	}
 }
 
-// timedInTurns is n calls on each of x and y after a warm-up, in
-// alternating blocks (the first to go alternating too); both are closed.
-func timedInTurns(b *testing.B, n int, x, y *sdk.ClientSession) (xs, ys []time.Duration) {
-	defer x.Close()
-	defer y.Close()
-	timeCalls(b, x, 200)
-	timeCalls(b, y, 200)
+// timedInTurns is n calls on each session after a warm-up (200 calls
+// each), in blocks that take turns, the leg that goes first rotating
+// too; the sessions are closed. The result is each session's, in order.
+func timedInTurns(b *testing.B, n int, sessions ...*sdk.ClientSession) [][]time.Duration {
+	for _, cs := range sessions {
+		defer cs.Close()
+		timeCalls(b, cs, 200)
+	}
 	const block = 200
+	out := make([][]time.Duration, len(sessions))
 	for i := 0; i < n; i += block {
 		k := min(block, n-i)
-		if i/block%2 == 0 {
-			xs = append(xs, timeCalls(b, x, k)...)
-			ys = append(ys, timeCalls(b, y, k)...)
-		} else {
-			ys = append(ys, timeCalls(b, y, k)...)
-			xs = append(xs, timeCalls(b, x, k)...)
+		for j := range sessions {
+			leg := (j + i/block) % len(sessions)
+			out[leg] = append(out[leg], timeCalls(b, sessions[leg], k)...)
 		}
 	}
-	return xs, ys
+	return out
 }
 
 func BenchmarkSessionStart(b *testing.B) {
