@@ -57,6 +57,7 @@ import (
 	"strings"
 
 	celgo "github.com/google/cel-go/cel"
+	"github.com/google/cel-go/checker"
 	"github.com/google/cel-go/common/ast"
 	"github.com/google/cel-go/common/types"
 	"github.com/google/cel-go/common/types/ref"
@@ -164,6 +165,8 @@ type Expression struct {
 	Where  string
 	Source string
 	prog   celgo.Program
+	// limited: prog tracks its cost and stops at costLimit.
+	limited bool
 	// absent are the reads of values that may be absent, unguarded by
 	// has() or default() (see mayBeAbsent).
 	absent []string
@@ -201,12 +204,53 @@ func Compile(phase Phase, where, src string) (*Expression, error) {
 		return nil, &CompileError{Where: where, Expr: src, Err: err}
 	}
 	// A cost limit keeps one bad rule (a huge comprehension) from stalling
-	// the gateway; real rules cost a few hundred units.
-	prog, err := env.Program(checked, celgo.EvalOptions(celgo.OptOptimize), celgo.CostLimit(1_000_000))
+	// the gateway; real rules cost a few hundred units. Tracking the cost
+	// wraps every step of every evaluation, so it is installed only when
+	// the rule's worst case, as cel-go estimates it before running (with
+	// every input of unknown size), could exceed the limit: a rule whose
+	// estimate is within it can never hit it, and keeps its meaning.
+	popts := []celgo.ProgramOption{celgo.EvalOptions(celgo.OptOptimize)}
+	if needsCostLimit(env, checked) {
+		popts = append(popts, celgo.CostLimit(costLimit))
+	}
+	prog, err := env.Program(checked, popts...)
 	if err != nil {
 		return nil, &CompileError{Where: where, Expr: src, Err: err}
 	}
-	return &Expression{Where: where, Source: src, prog: prog, absent: mayBeAbsent(checked.NativeRep().Expr())}, nil
+	return &Expression{Where: where, Source: src, prog: prog, limited: len(popts) > 1, absent: mayBeAbsent(checked.NativeRep().Expr())}, nil
+}
+
+// costLimit is the most a rule may cost in one evaluation, in cel-go's
+// cost units (about one per step; see Compile).
+const costLimit = 1_000_000
+
+// needsCostLimit says whether checked's estimated worst-case cost may
+// exceed costLimit (or cannot be estimated).
+func needsCostLimit(env *celgo.Env, checked *celgo.Ast) bool {
+	est, err := env.EstimateCost(checked, inputSizes{})
+	return err != nil || est.Max > costLimit
+}
+
+// inputSizes bounds the size of the few inputs the gateway builds itself
+// and knows the length of; every other input (a header, a claim, a path)
+// may be of any size, so a rule that iterates over one, or does work per
+// character of one, has an unbounded worst case and keeps the limit.
+type inputSizes struct{}
+
+// maxAddressLen bounds source.address and source.rawAddress, a peer's IP
+// address as netip.Addr.String gives it (39 characters for IPv6, plus a
+// zone, which an interface name keeps short).
+const maxAddressLen = 64
+
+func (inputSizes) EstimateSize(n checker.AstNode) *checker.SizeEstimate {
+	if p := n.Path(); len(p) == 2 && p[0] == "source" && (p[1] == "address" || p[1] == "rawAddress") {
+		return &checker.SizeEstimate{Min: 0, Max: maxAddressLen}
+	}
+	return nil
+}
+
+func (inputSizes) EstimateCallCost(string, string, *checker.AstNode, []checker.AstNode) *checker.CallEstimate {
+	return nil
 }
 
 // explain turns "undeclared reference to 'request'" into a sentence that
@@ -310,18 +354,41 @@ func keys(m map[string]bool) string {
 	return strings.Join(ks, ", ")
 }
 
-// Vars are the values of one evaluation. Values may be func() any for
-// variables that are costly to build and used by few rules.
+// Vars are the values of one evaluation. A value may be a Lazy (or a
+// func() any) for a variable that is costly to build and read by few
+// rules: it is resolved only when an expression reads the variable.
 type Vars map[string]any
+
+// Lazy is a variable's value that is built when an expression first
+// reads it. Resolve is called on every such read, so it should keep what
+// it built; it must return the same value each time, or rules that read
+// the variable twice would see two requests.
+type Lazy interface {
+	Resolve() any
+}
+
+// activation is Vars as cel-go reads them. Unlike cel-go's map
+// activation it writes nothing back into the map (Vars may be shared),
+// and as a map type it costs no allocation per evaluation.
+type activation Vars
+
+func (a activation) ResolveName(name string) (any, bool) {
+	v, ok := a[name]
+	switch l := v.(type) {
+	case Lazy:
+		return l.Resolve(), ok
+	case func() any:
+		return l(), ok
+	}
+	return v, ok
+}
+
+func (activation) Parent() interpreter.Activation { return nil }
 
 // Eval runs the expression. A missing key, a type mismatch or any other
 // runtime problem is an error.
 func (x *Expression) Eval(vars Vars) (ref.Val, error) {
-	act, err := interpreter.NewActivation(map[string]any(vars))
-	if err != nil {
-		return nil, err
-	}
-	out, _, err := x.prog.Eval(act)
+	out, _, err := x.prog.Eval(activation(vars))
 	if err != nil {
 		return nil, err
 	}
