@@ -224,13 +224,20 @@ func FlatHeaders(h http.Header) map[string]string { return flatHeaders(h) }
 func flatHeaders(h http.Header) map[string]string {
 	out := make(map[string]string, len(h))
 	for k, vs := range h {
-		lk, ok := lowerHeaderNames[k]
-		if !ok {
-			lk = strings.ToLower(k)
-		}
-		out[lk] = strings.Join(vs, ",")
+		lk, v := FlatHeader(k, vs)
+		out[lk] = v
 	}
 	return out
+}
+
+// FlatHeader is one header as FlatHeaders shows it: its name in lower
+// case and its values joined with ",".
+func FlatHeader(name string, values []string) (string, string) {
+	lk, ok := lowerHeaderNames[name]
+	if !ok {
+		lk = strings.ToLower(name)
+	}
+	return lk, strings.Join(values, ",")
 }
 
 // lowerHeaderNames are common canonical header names in lower case, so

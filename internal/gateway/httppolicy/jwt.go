@@ -202,14 +202,35 @@ const verifiedTTL = time.Minute
 // The cache is keyed by the token's SHA-256, so a bearer credential is not
 // kept alive in a long-lived map after its request.
 func (j *JWTAuth) cached(raw string) *verifiedToken {
-	v, _ := j.verified.Get(sha256.Sum256([]byte(raw)), time.Now())
+	v, _ := j.verified.Get(tokenKey(raw), time.Now())
 	return v
 }
 
 func (j *JWTAuth) remember(raw string, p *jwtProvider, std jwt.Claims, all map[string]any) {
 	now := time.Now()
-	j.verified.Put(sha256.Sum256([]byte(raw)), &verifiedToken{p: p, std: std, all: all}, now.Add(verifiedTTL), now)
+	j.verified.Put(tokenKey(raw), &verifiedToken{p: p, std: std, all: all}, now.Add(verifiedTTL), now)
 }
+
+// tokenKey is the SHA-256 of a raw token. sha256.Sum256([]byte(raw))
+// would copy the token (most of a kilobyte) to the heap on every request;
+// the copy goes through a pooled buffer instead, wiped before it is
+// pooled so no credential outlives its request there either.
+func tokenKey(raw string) [32]byte {
+	bp := tokenBufs.Get().(*[]byte)
+	b := append((*bp)[:0], raw...)
+	k := sha256.Sum256(b)
+	clear(b)
+	if cap(b) <= maxPooledToken {
+		*bp = b[:0]
+		tokenBufs.Put(bp)
+	}
+	return k
+}
+
+// maxPooledToken bounds the buffers kept: a rare huge token is not.
+const maxPooledToken = 8 << 10
+
+var tokenBufs = sync.Pool{New: func() any { b := make([]byte, 0, 2048); return &b }}
 
 // maxVerified bounds the verified-token cache.
 const maxVerified = 10000
