@@ -13,6 +13,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -29,10 +30,12 @@ import (
 // (strict, RS256, JWKS file) + an authorization rule on jwt.sub
 // (policies), and with no policy (bare). It calls the bind's http.Handler
 // directly (no client, no inbound socket), so what policies cost per
-// request is a larger and steadier share than under wrk on a shared
-// machine. The proxy pairs forward to a real loopback backend, as in
-// run.sh; the direct pairs answer with directResponse. Compare each
-// pair's cpu-ns/op and allocs/op:
+// request is a larger and steadier share than under wrk. The proxy
+// routes forward to a real loopback backend, as in run.sh; the direct
+// ones answer with directResponse (no socket at all). The paired
+// sub-benchmarks alternate blocks of requests between the two routes, so
+// that other load on a shared machine falls on both alike, and report
+// each one's process CPU per request and their ratio (policies-x-bare):
 //
 //	go test ./internal/gateway/ -run '^$' -bench RoutePolicies -benchmem -count 5
 func BenchmarkRoutePolicies(b *testing.B) {
@@ -53,68 +56,107 @@ authorization:
   rules:
   - 'jwt.sub == "bench"'`, filepath.Join(dir, "jwks.json"))
 	network := "networkAuthorization:\n  rules:\n  - allow: 'cidr(\"127.0.0.0/8\").containsIP(source.address)'"
-	// direct answers with directResponse after the policies instead of
-	// proxying: no socket at all, so the policies' share is plain to see.
 	direct := fmt.Sprintf("directResponse: {status: 200, body: %q}", body)
-	for _, c := range []struct{ name, policies, frontend string }{
-		{"proxy/bare", "", ""},
-		{"proxy/policies", policies, network},
-		{"direct/bare", direct, ""},
-		{"direct/policies", policies + "\n" + direct, network},
-	} {
-		b.Run(c.name, func(b *testing.B) {
-			port := testtcp.FreePort(b)
-			cfg := filepath.Join(b.TempDir(), "config.yaml")
-			if err := os.WriteFile(cfg, []byte(simpleConfig(port, hostOf(be), c.policies, c.frontend)), 0o600); err != nil {
-				b.Fatal(err)
-			}
-			g, err := New(Options{ConfigPath: cfg, BindHost: "127.0.0.1", AdminAddr: "off", AccessLog: io.Discard,
-				Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), ReloadInterval: -1})
-			if err != nil {
-				b.Fatal(err)
-			}
-			if err := g.Start(context.Background()); err != nil {
-				b.Fatal(err)
-			}
-			defer g.Close()
-			bs := g.servers[port]
-			h := bs.srv.Handler
-			// The connection as gatedListener hands it to net/http: from
-			// loopback, networkAuthorization already decided.
-			ac := &authConn{Conn: benchConn{}, g: g, bs: bs}
-			ac.once.Do(ac.authorize)
-			if ac.denied {
-				b.Fatal("networkAuthorization denied the loopback connection")
-			}
-			ctx := context.WithValue(context.Background(), connKey, ac)
-			req := func() *http.Request {
-				r := httptest.NewRequest(http.MethodGet, fmt.Sprintf("http://127.0.0.1:%d/", port), nil).WithContext(ctx)
-				r.RemoteAddr = "127.0.0.1:40000"
-				r.Header.Set("Authorization", "Bearer "+token)
-				r.Header.Set("User-Agent", "bench")
-				r.Header.Set("Accept", "*/*")
-				return r
-			}
-			w := &benchWriter{h: http.Header{}}
-			h.ServeHTTP(w, req())
-			if w.status != http.StatusOK {
-				b.Fatalf("status %d, want 200", w.status)
-			}
-			b.ReportAllocs()
-			b.ResetTimer()
+	for _, mode := range []string{"proxy", "direct"} {
+		routePolicies, barePolicies := policies, ""
+		if mode == "direct" {
+			routePolicies, barePolicies = policies+"\n"+direct, direct
+		}
+		b.Run(mode+"/bare", func(b *testing.B) {
+			serve := benchRoute(b, hostOf(be), barePolicies, "", token)
 			cpu0 := processCPU(b)
 			for b.Loop() {
-				w.reset()
-				h.ServeHTTP(w, req())
-				if w.status != http.StatusOK {
-					b.Fatalf("status %d", w.status)
-				}
+				serve()
 			}
-			// CPU time (the backend's included, as it is the same in both)
-			// is steadier than ns/op, which waits on the loopback backend.
 			b.ReportMetric(float64(processCPU(b)-cpu0)/float64(b.N), "cpu-ns/op")
 		})
+		b.Run(mode+"/policies", func(b *testing.B) {
+			serve := benchRoute(b, hostOf(be), routePolicies, network, token)
+			cpu0 := processCPU(b)
+			for b.Loop() {
+				serve()
+			}
+			b.ReportMetric(float64(processCPU(b)-cpu0)/float64(b.N), "cpu-ns/op")
+		})
+		b.Run(mode+"/paired", func(b *testing.B) {
+			sides := [2]func(){benchRoute(b, hostOf(be), barePolicies, "", token), benchRoute(b, hostOf(be), routePolicies, network, token)}
+			const block = 100
+			var blocks [2][]time.Duration // CPU of each whole block
+			i, mark := 0, processCPU(b)
+			for b.Loop() {
+				side := (i / block) % 2
+				sides[side]()
+				if i++; i%block == 0 {
+					now := processCPU(b)
+					blocks[side] = append(blocks[side], now-mark)
+					mark = now
+				}
+			}
+			if len(blocks[0]) < 5 || len(blocks[1]) < 5 {
+				b.Skip("too few blocks of requests; use a longer -benchtime")
+			}
+			// Other load only ever adds CPU time (cache misses, switches),
+			// so the median block is a steadier figure than the mean.
+			bare := float64(median(blocks[0])) / block
+			pol := float64(median(blocks[1])) / block
+			b.ReportMetric(bare, "bare-cpu-ns/req")
+			b.ReportMetric(pol, "policies-cpu-ns/req")
+			b.ReportMetric(pol/bare, "policies-x-bare")
+		})
 	}
+}
+
+func median(ds []time.Duration) time.Duration {
+	s := slices.Clone(ds)
+	slices.Sort(s)
+	return s[len(s)/2]
+}
+
+// benchRoute starts a gateway with one route to backend with policies
+// (and frontend policies), and returns a function that serves one
+// request with a bearer token through the bind's handler and checks
+// that it was answered 200.
+func benchRoute(b *testing.B, backend, policies, frontend, token string) func() {
+	port := testtcp.FreePort(b)
+	cfg := filepath.Join(b.TempDir(), "config.yaml")
+	if err := os.WriteFile(cfg, []byte(simpleConfig(port, backend, policies, frontend)), 0o600); err != nil {
+		b.Fatal(err)
+	}
+	g, err := New(Options{ConfigPath: cfg, BindHost: "127.0.0.1", AdminAddr: "off", AccessLog: io.Discard,
+		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), ReloadInterval: -1})
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := g.Start(context.Background()); err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { g.Close() })
+	bs := g.servers[port]
+	h := bs.srv.Handler
+	// The connection as gatedListener hands it to net/http: from
+	// loopback, networkAuthorization already decided.
+	ac := &authConn{Conn: benchConn{}, g: g, bs: bs}
+	ac.once.Do(ac.authorize)
+	if ac.denied {
+		b.Fatal("networkAuthorization denied the loopback connection")
+	}
+	ctx := context.WithValue(context.Background(), connKey, ac)
+	url := fmt.Sprintf("http://127.0.0.1:%d/", port)
+	w := &benchWriter{h: http.Header{}}
+	serve := func() {
+		r := httptest.NewRequest(http.MethodGet, url, nil).WithContext(ctx)
+		r.RemoteAddr = "127.0.0.1:40000"
+		r.Header.Set("Authorization", "Bearer "+token)
+		r.Header.Set("User-Agent", "bench")
+		r.Header.Set("Accept", "*/*")
+		w.reset()
+		h.ServeHTTP(w, r)
+		if w.status != http.StatusOK {
+			b.Fatalf("status %d, want 200", w.status)
+		}
+	}
+	serve()
+	return serve
 }
 
 // processCPU is the user + system time the process has used.

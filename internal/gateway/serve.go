@@ -561,6 +561,80 @@ type requestVars struct {
 	// jwtShared: jwt is a verified token's cached claims, shared with
 	// other requests, so it is copied before anything is merged into it.
 	jwtShared bool
+	// req is request.*, taken with the other variables.
+	req *requestSnapshot
+}
+
+// requestSnapshot is request.* as it was when the request's variables
+// were first asked for: policies that run later may rewrite the request,
+// and what rules see stays what it was then. Taking it copies strings,
+// and the header map's entries (Set, Add and Del on the request's
+// headers replace its slices, they do not write into them); the map CEL
+// reads, with the flattened headers, is built only when an expression
+// reads request (cel.Lazy). Most rules read only jwt.* or source.*, and
+// building it was most of what such a rule cost.
+type requestSnapshot struct {
+	// rawHost is r.Host (request.uri's), host the normalized one.
+	method, rawHost, host, scheme, path, pathAndQuery, proto string
+	// The headers: in few (the first nfew) when there are not more, so
+	// that taking them allocates nothing, else a shallow copy in many.
+	few   [8]headerField
+	nfew  int
+	many  http.Header
+	built map[string]any
+}
+
+type headerField struct {
+	name   string
+	values []string
+}
+
+func takeRequest(r *http.Request, host string) *requestSnapshot {
+	scheme := "http"
+	if r.TLS != nil {
+		scheme = "https"
+	}
+	requestURI := r.URL.RequestURI()
+	s := &requestSnapshot{method: r.Method, rawHost: r.Host, host: host, scheme: scheme,
+		path: r.URL.Path, pathAndQuery: requestURI, proto: r.Proto}
+	if len(r.Header) > len(s.few) {
+		s.many = maps.Clone(r.Header)
+		return s
+	}
+	for k, vs := range r.Header {
+		s.few[s.nfew] = headerField{k, vs}
+		s.nfew++
+	}
+	return s
+}
+
+// Resolve builds request.* once; the requestVars is the request's own,
+// so this runs in its goroutine (get builds it before the variables
+// leave it).
+func (s *requestSnapshot) Resolve() any {
+	if s.built == nil {
+		var headers map[string]string
+		if s.many != nil {
+			headers = httppolicy.FlatHeaders(s.many)
+		} else {
+			headers = make(map[string]string, s.nfew)
+		}
+		for _, f := range s.few[:s.nfew] {
+			k, v := httppolicy.FlatHeader(f.name, f.values)
+			headers[k] = v
+		}
+		s.built = map[string]any{
+			"method":       s.method,
+			"uri":          s.scheme + "://" + s.rawHost + s.pathAndQuery,
+			"host":         s.host,
+			"scheme":       s.scheme,
+			"path":         s.path,
+			"pathAndQuery": s.pathAndQuery,
+			"version":      s.proto,
+			"headers":      headers,
+		}
+	}
+	return s.built
 }
 
 // noVars is the value of jwt.* and extauthz.* before a policy sets them.
@@ -578,16 +652,23 @@ func orNoVars(m map[string]any) map[string]any {
 	return m
 }
 
+// get is the variables with every value a plain map, for callers that
+// read them as maps or keep them past the request's goroutine (MCP, the
+// access log).
 func (rv *requestVars) get() cel.Vars {
+	v := rv.lazy()
+	v["request"] = rv.req.Resolve()
+	return v
+}
+
+// lazy is the variables for policies' expressions: request.* is built
+// only if one reads it (requestSnapshot).
+func (rv *requestVars) lazy() cel.Vars {
 	if rv.cached {
 		rv.vars["jwt"], rv.vars["extauthz"] = orNoVars(rv.jwt), orNoVars(rv.extMD)
 		return rv.vars
 	}
 	r := rv.r
-	scheme := "http"
-	if r.TLS != nil {
-		scheme = "https"
-	}
 	source := noVars
 	if rv.ci != nil {
 		source = rv.ci.source
@@ -597,19 +678,10 @@ func (rv *requestVars) get() cel.Vars {
 		source = maps.Clone(source)
 		source["spiffeId"] = id
 	}
-	requestURI := r.URL.RequestURI()
+	rv.req = takeRequest(r, rv.host)
 	rv.vars = cel.Vars{
-		"source": source,
-		"request": map[string]any{
-			"method":       r.Method,
-			"uri":          scheme + "://" + r.Host + requestURI,
-			"host":         rv.host,
-			"scheme":       scheme,
-			"path":         r.URL.Path,
-			"pathAndQuery": requestURI,
-			"version":      r.Proto,
-			"headers":      httppolicy.FlatHeaders(r.Header),
-		},
+		"source":   source,
+		"request":  rv.req,
 		"jwt":      orNoVars(rv.jwt),
 		"extauthz": orNoVars(rv.extMD),
 	}
@@ -647,7 +719,7 @@ type exchange struct {
 	rawToken bool
 }
 
-func (x *exchange) Vars() cel.Vars { return x.ri.vars.get() }
+func (x *exchange) Vars() cel.Vars { return x.ri.vars.lazy() }
 
 // Refuse is the single place a refusal becomes a metric and (through
 // finish) an access-log line; httppolicy.Deny adds the response.
