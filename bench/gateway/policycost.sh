@@ -22,23 +22,9 @@ THREADS=${THREADS:-2}
 BASE=${BASE_PORT:-18180}
 BE=$BASE TG=$((BASE + 1)) TGBARE=$((BASE + 2))
 
-for bin in go wrk; do
-	command -v "$bin" >/dev/null || { echo "skipping: missing $bin (apt-get install -y wrk)" >&2; exit 1; }
-done
-
-ROOT=$(cd "$(dirname "$0")/../.." && pwd)
-WORK=$(mktemp -d /tmp/policycost.XXXXXX)
-PIDS=()
-cleanup() {
-	for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
-	wait 2>/dev/null || true
-	rm -rf "$WORK"
-}
-trap cleanup EXIT
-
-(cd "$ROOT" && GOFLAGS=-mod=mod go build -o "$WORK/gatewaybench" ./bench/gateway/gatewaybench)
-"$WORK/gatewaybench" mint -dir "$WORK" 2>/dev/null
-TOKEN=$(cat "$WORK/token")
+# shellcheck source=setup.sh
+source "$(dirname "$0")/setup.sh"
+bench_setup policycost go wrk
 
 "$WORK/gatewaybench" backend -addr "127.0.0.1:$BE" &
 PIDS+=($!)

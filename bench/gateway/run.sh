@@ -23,34 +23,9 @@ THREADS=${THREADS:-2}
 BASE=${BASE_PORT:-18080}
 BE=$BASE NGX=$((BASE + 1)) CADDY=$((BASE + 2)) TG=$((BASE + 3)) TGBARE=$((BASE + 4)) TGNH=$((BASE + 5))
 
-for bin in go wrk nginx caddy; do
-	# "skipping:" is what go run ./bench/report reads as a skipped suite.
-	command -v "$bin" >/dev/null || { echo "skipping: missing $bin (apt-get install -y wrk nginx caddy)" >&2; exit 1; }
-done
-
-ROOT=$(cd "$(dirname "$0")/../.." && pwd)
-WORK=$(mktemp -d /tmp/gatewaybench.XXXXXX)
-PIDS=()
-cleanup() {
-	for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
-	wait 2>/dev/null || true
-	rm -rf "$WORK"
-}
-trap cleanup EXIT
-
-echo "# building gatewaybench" >&2
-(cd "$ROOT" && GOFLAGS=-mod=mod go build -o "$WORK/gatewaybench" ./bench/gateway/gatewaybench)
-"$WORK/gatewaybench" mint -dir "$WORK" 2>/dev/null
-TOKEN=$(cat "$WORK/token")
-
-wait_port() {
-	for _ in $(seq 1 200); do
-		(exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
-		sleep 0.05
-	done
-	echo "port $1 never opened" >&2
-	return 1
-}
+# shellcheck source=setup.sh
+source "$(dirname "$0")/setup.sh"
+bench_setup gatewaybench go wrk nginx caddy
 
 rss_kb() { # total VmRSS of a process and its children (nginx workers)
 	local total=0 p
