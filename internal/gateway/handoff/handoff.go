@@ -5,7 +5,8 @@
 //
 // The fast server (fasthttp in the gateway) is only ever shown request
 // heads this package has read and found unambiguous: a GET, HEAD or
-// OPTIONS over HTTP/1.1 in origin form, with exactly one Host, no body
+// OPTIONS over HTTP/1.1 in origin form (visible ASCII, whole %-escapes in
+// the path), with exactly one Host that net/http accepts, no body
 // (no Content-Length, no Transfer-Encoding), no Upgrade and no Expect,
 // every line ending in CRLF, every header name a token and every value
 // free of control characters. Two HTTP parsers read such a head the same
@@ -43,7 +44,7 @@ func Give(l *pipe.Listener, c net.Conn) {
 // bytes of request heads found servable; at the first head that is not,
 // Read reports net.ErrClosed (the fast server closes quietly after
 // answering the requests before it) and Close hands the connection to the
-// Listener instead of closing it.
+// pipe.Listener net/http serves instead of closing it.
 type Conn struct {
 	net.Conn
 	to *pipe.Listener
