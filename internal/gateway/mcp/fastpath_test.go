@@ -1,7 +1,6 @@
 package mcp_test
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -12,7 +11,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -20,6 +18,7 @@ import (
 	sdk "github.com/modelcontextprotocol/go-sdk/mcp"
 
 	"github.com/tailgate-dev/tailgate/internal/gateway/mcp"
+	"github.com/tailgate-dev/tailgate/internal/testlog"
 )
 
 // A plain tools/call is served by the gateway's fast path (fastpath.go),
@@ -188,10 +187,9 @@ func TestSamplingDuringACallReachesTheClient(t *testing.T) {
 }
 
 // teeBodies is a client transport that keeps a copy of every response
-// body read.
+// body read (Write and String are testlog.Buffer's).
 type teeBodies struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
+	testlog.Buffer
 }
 
 func (tb *teeBodies) RoundTrip(r *http.Request) (*http.Response, error) {
@@ -203,18 +201,6 @@ func (tb *teeBodies) RoundTrip(r *http.Request) (*http.Response, error) {
 		}{io.TeeReader(resp.Body, tb), resp.Body}
 	}
 	return resp, err
-}
-
-func (tb *teeBodies) Write(p []byte) (int, error) {
-	tb.mu.Lock()
-	defer tb.mu.Unlock()
-	return tb.buf.Write(p)
-}
-
-func (tb *teeBodies) String() string {
-	tb.mu.Lock()
-	defer tb.mu.Unlock()
-	return tb.buf.String()
 }
 
 // A session used only through fast-path calls is not idle: the gateway
