@@ -22,7 +22,7 @@ import (
 
 // idp is a test identity provider: RSA keys, a JWKS endpoint, tokens.
 type idp struct {
-	t       *testing.T
+	t       testing.TB
 	mu      sync.Mutex
 	keys    map[string]*rsa.PrivateKey
 	served  []string // kids published in the JWKS
@@ -30,7 +30,7 @@ type idp struct {
 	srv     *httptest.Server
 }
 
-func newIDP(t *testing.T, kids ...string) *idp {
+func newIDP(t testing.TB, kids ...string) *idp {
 	p := &idp{t: t, keys: map[string]*rsa.PrivateKey{}}
 	for _, k := range append(kids, "rotated") {
 		key, err := rsa.GenerateKey(rand.Reader, 2048)

@@ -2,9 +2,6 @@ package gateway
 
 import (
 	"context"
-	"crypto/rand"
-	"crypto/rsa"
-	"encoding/json"
 	"fmt"
 	"io"
 	"log/slog"
@@ -19,7 +16,6 @@ import (
 	"testing"
 	"time"
 
-	jose "github.com/go-jose/go-jose/v4"
 	"github.com/go-jose/go-jose/v4/jwt"
 
 	"github.com/tailgate-dev/tailgate/internal/testtcp"
@@ -171,27 +167,15 @@ func processCPU(b *testing.B) time.Duration {
 // benchJWKS writes dir/jwks.json and returns a token it verifies, as
 // gatewaybench mint does.
 func benchJWKS(b *testing.B, dir string) string {
-	key, err := rsa.GenerateKey(rand.Reader, 2048)
-	if err != nil {
-		b.Fatal(err)
-	}
-	set, _ := json.Marshal(jose.JSONWebKeySet{Keys: []jose.JSONWebKey{{Key: &key.PublicKey, KeyID: "bench", Algorithm: "RS256", Use: "sig"}}})
-	if err := os.WriteFile(filepath.Join(dir, "jwks.json"), set, 0o600); err != nil {
-		b.Fatal(err)
-	}
-	sig, err := jose.NewSigner(jose.SigningKey{Algorithm: jose.RS256, Key: key}, (&jose.SignerOptions{}).WithType("JWT").WithHeader("kid", "bench"))
-	if err != nil {
+	p := newIDP(b, "bench")
+	if err := os.WriteFile(filepath.Join(dir, "jwks.json"), p.jwks(), 0o600); err != nil {
 		b.Fatal(err)
 	}
 	now := time.Now()
-	tok, err := jwt.Signed(sig).Claims(jwt.Claims{
+	return p.token("bench", claims{Claims: jwt.Claims{
 		Issuer: "https://idp.bench.example", Subject: "bench", Audience: jwt.Audience{"gateway"},
 		Expiry: jwt.NewNumericDate(now.Add(time.Hour)), IssuedAt: jwt.NewNumericDate(now),
-	}).Serialize()
-	if err != nil {
-		b.Fatal(err)
-	}
-	return tok
+	}})
 }
 
 // benchConn is the accepted connection authConn wraps: only its peer
