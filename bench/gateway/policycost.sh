@@ -29,25 +29,7 @@ bench_setup policycost go wrk
 "$WORK/gatewaybench" backend -addr "127.0.0.1:$BE" &
 PIDS+=($!)
 
-# route PORT POLICIES: run.sh's bind and route, with POLICIES (YAML at the
-# route's policies indentation) if any.
-route() {
-	printf 'binds:\n- port: %s\n  listeners:\n  - name: default\n    protocol: HTTP\n    routes:\n    - name: app\n' "$1"
-	[ -n "$2" ] && printf '      policies:\n%s\n' "$2"
-	printf '      backends:\n      - host: 127.0.0.1:%s\n' "$BE"
-}
-{
-	printf 'frontendPolicies:\n  networkAuthorization:\n    rules:\n    - allow: %s\n' "'cidr(\"127.0.0.0/8\").containsIP(source.address)'"
-	route "$TG" "        jwtAuth:
-          mode: strict
-          issuer: https://idp.bench.example
-          audiences: [gateway]
-          jwks: {file: $WORK/jwks.json}
-        authorization:
-          rules:
-          - 'jwt.sub == \"bench\"'"
-} >"$WORK/tailgate.yaml"
-route "$TGBARE" "" >"$WORK/tailgate-bare.yaml"
+write_configs "$TG" "$TGBARE" "$BE" # run.sh's two configs
 
 declare -A PID
 for n in tailgate tailgate-bare; do

@@ -96,46 +96,11 @@ XDG_DATA_HOME=$WORK XDG_CONFIG_HOME=$WORK caddy run --config "$WORK/Caddyfile" -
 CADDY_PID=$!
 PIDS+=("$CADDY_PID")
 
-# --- tailgate gateway: networkAuthorization + jwtAuth + authorization
-cat >"$WORK/tailgate.yaml" <<EOF
-frontendPolicies:
-  networkAuthorization:
-    rules:
-    - allow: 'cidr("127.0.0.0/8").containsIP(source.address)'
-binds:
-- port: $TG
-  listeners:
-  - name: default
-    protocol: HTTP
-    routes:
-    - name: app
-      policies:
-        jwtAuth:
-          mode: strict
-          issuer: https://idp.bench.example
-          audiences: [gateway]
-          jwks: {file: $WORK/jwks.json}
-        authorization:
-          rules:
-          - 'jwt.sub == "bench"'
-      backends:
-      - host: 127.0.0.1:$BE
-EOF
+# --- tailgate gateway: networkAuthorization + jwtAuth + authorization,
+# and the same route without any policy (setup.sh's write_configs)
+write_configs "$TG" "$TGBARE" "$BE"
 start_gateway tailgate
 TG_PID=$GATEWAY_PID
-
-# --- tailgate gateway, the same route without any policy
-cat >"$WORK/tailgate-bare.yaml" <<EOF
-binds:
-- port: $TGBARE
-  listeners:
-  - name: default
-    protocol: HTTP
-    routes:
-    - name: app
-      backends:
-      - host: 127.0.0.1:$BE
-EOF
 start_gateway tailgate-bare
 TGBARE_PID=$GATEWAY_PID
 

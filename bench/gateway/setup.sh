@@ -36,3 +36,46 @@ wait_port() {
 	echo "port $1 never opened" >&2
 	return 1
 }
+
+# write_configs TG TGBARE BE: the two gateway configs the scripts compare,
+# in $WORK/tailgate.yaml (networkAuthorization + jwtAuth, strict, RS256,
+# the JWKS bench_setup wrote + an authorization rule on the claims, on
+# port TG) and $WORK/tailgate-bare.yaml (the same route with no policy, on
+# TGBARE), both to the backend on port BE.
+write_configs() {
+	cat >"$WORK/tailgate.yaml" <<EOC
+frontendPolicies:
+  networkAuthorization:
+    rules:
+    - allow: 'cidr("127.0.0.0/8").containsIP(source.address)'
+binds:
+- port: $1
+  listeners:
+  - name: default
+    protocol: HTTP
+    routes:
+    - name: app
+      policies:
+        jwtAuth:
+          mode: strict
+          issuer: https://idp.bench.example
+          audiences: [gateway]
+          jwks: {file: $WORK/jwks.json}
+        authorization:
+          rules:
+          - 'jwt.sub == "bench"'
+      backends:
+      - host: 127.0.0.1:$3
+EOC
+	cat >"$WORK/tailgate-bare.yaml" <<EOC
+binds:
+- port: $2
+  listeners:
+  - name: default
+    protocol: HTTP
+    routes:
+    - name: app
+      backends:
+      - host: 127.0.0.1:$3
+EOC
+}
