@@ -176,22 +176,14 @@ func (c *stdioConn) deliver(line []byte) bool {
 			return false
 		}
 	}
-	var ch chan rawReply
-	if id, plain := plainID(env.ID); plain {
-		c.mu.Lock()
-		ch, ok = c.pending[string(id)]
-		delete(c.pending, string(id))
-		c.mu.Unlock()
-	} else {
-		id, err := strconv.Unquote(string(env.ID))
-		if err != nil {
-			return false
-		}
-		c.mu.Lock()
-		ch, ok = c.pending[id]
-		delete(c.pending, id)
-		c.mu.Unlock()
+	id, err := strconv.Unquote(string(env.ID))
+	if err != nil {
+		return false
 	}
+	c.mu.Lock()
+	ch, ok := c.pending[id]
+	delete(c.pending, id)
+	c.mu.Unlock()
 	if !ok {
 		return true // an answer to a call given up on
 	}
@@ -205,14 +197,6 @@ func (c *stdioConn) deliver(line []byte) bool {
 		ch <- rawReply{result: bytes.Clone(env.Result)}
 	}
 	return true
-}
-
-// plainID is the content of a string id without escapes.
-func plainID(raw json.RawMessage) ([]byte, bool) {
-	if len(raw) < 2 || raw[0] != '"' || raw[len(raw)-1] != '"' || bytes.IndexByte(raw, '\\') >= 0 {
-		return nil, false
-	}
-	return raw[1 : len(raw)-1], true
 }
 
 // scanReply is what deliver reads of a response (one without a method),
