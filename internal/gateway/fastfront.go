@@ -25,7 +25,6 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"net/textproto"
 	"net/url"
 	"slices"
 	"strconv"
@@ -444,10 +443,9 @@ func (f *fastCall) send(g *Gateway, st *requestState, r *http.Request, be Backen
 	// Connection are hop-by-hop too (as ReverseProxy drops them).
 	var named []string
 	if v := resp.Header.Peek("Connection"); len(v) > 0 {
-		for _, tok := range strings.Split(string(v), ",") {
-			if tok = textproto.TrimString(tok); tok != "" {
-				named = append(named, http.CanonicalHeaderKey(tok))
-			}
+		named = connectionTokens([]string{string(v)})
+		for i, tok := range named {
+			named[i] = http.CanonicalHeaderKey(tok)
 		}
 	}
 	hop := func(k []byte) bool { return hopHeaders[string(k)] || slices.Contains(named, string(k)) }

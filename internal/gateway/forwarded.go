@@ -16,16 +16,11 @@ import (
 // and other upgrades still reach the backend.
 func stripConnectionHeaders(h http.Header) {
 	upgrade := false
-	for _, v := range h["Connection"] {
-		for _, tok := range strings.Split(v, ",") {
-			tok = textproto.TrimString(tok)
-			switch {
-			case tok == "":
-			case strings.EqualFold(tok, "upgrade"):
-				upgrade = true
-			default:
-				h.Del(tok)
-			}
+	for _, tok := range connectionTokens(h["Connection"]) {
+		if strings.EqualFold(tok, "upgrade") {
+			upgrade = true
+		} else {
+			h.Del(tok)
 		}
 	}
 	if upgrade {
@@ -33,6 +28,20 @@ func stripConnectionHeaders(h http.Header) {
 	} else {
 		h.Del("Connection")
 	}
+}
+
+// connectionTokens are the header names listed in Connection values vs
+// (RFC 9110 §7.6.1), empty ones left out.
+func connectionTokens(vs []string) []string {
+	var toks []string
+	for _, v := range vs {
+		for _, tok := range strings.Split(v, ",") {
+			if tok = textproto.TrimString(tok); tok != "" {
+				toks = append(toks, tok)
+			}
+		}
+	}
+	return toks
 }
 
 // forwardingHeaders say who the client is and how it connected. The
