@@ -154,16 +154,22 @@ func newProxy(transport http.RoundTripper, targetOf func(*http.Request) *url.URL
 				http.Error(w, http.StatusText(status), status)
 				return
 			}
-			status := http.StatusBadGateway
-			if errors.Is(err, context.DeadlineExceeded) {
-				status = http.StatusGatewayTimeout
-			}
-			if ri != nil {
-				ri.upstreamErr = err
-			}
-			http.Error(w, http.StatusText(status), status)
+			upstreamFailed(w, ri, err)
 		},
 	}
+}
+
+// upstreamFailed answers a request whose backend exchange failed: 504
+// when it ran out of time, else 502; the error goes to the access log.
+func upstreamFailed(w http.ResponseWriter, ri *requestInfo, err error) {
+	status := http.StatusBadGateway
+	if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, fasthttp.ErrTimeout) {
+		status = http.StatusGatewayTimeout
+	}
+	if ri != nil {
+		ri.upstreamErr = err
+	}
+	http.Error(w, http.StatusText(status), status)
 }
 
 // copyBuffers are the 32 KiB buffers ReverseProxy copies response bodies

@@ -18,9 +18,7 @@ package gateway
 
 import (
 	"bytes"
-	"context"
 	"crypto/tls"
-	"errors"
 	"io"
 	"log/slog"
 	"net"
@@ -427,12 +425,7 @@ func (f *fastCall) send(g *Gateway, st *requestState, r *http.Request, be Backen
 	fasthttp.ReleaseRequest(req)
 	if err != nil {
 		fasthttp.ReleaseResponse(resp)
-		status := http.StatusBadGateway
-		if errors.Is(err, fasthttp.ErrTimeout) || errors.Is(err, context.DeadlineExceeded) {
-			status = http.StatusGatewayTimeout
-		}
-		ri.upstreamErr = err
-		http.Error(sw, http.StatusText(status), status)
+		upstreamFailed(sw, ri, err)
 		return true
 	}
 	out := &f.ctx.Response
