@@ -3,6 +3,7 @@ package gateway
 import (
 	"encoding/json"
 	"fmt"
+	"maps"
 	"net"
 	"net/http"
 	"net/http/pprof"
@@ -10,6 +11,8 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -28,6 +31,51 @@ type metrics struct {
 	reloads  *prometheus.CounterVec
 	// fastFront counts the requests the fast front served (fastfront.go).
 	fastFront *prometheus.CounterVec
+	// counted and timed cache the children of requests and duration a
+	// request updates: finding one by its label values hashes them all
+	// and formats the status, every request. Label values come from the
+	// config and the status code, so both stay as small as the vectors.
+	counted childCache[requestLabels, prometheus.Counter]
+	timed   childCache[routeLabels, prometheus.Observer]
+}
+
+// childCache is a map read without a lock (and without boxing its keys,
+// as sync.Map would); a miss copies it.
+type childCache[K comparable, V any] struct {
+	mu sync.Mutex
+	m  atomic.Pointer[map[K]V]
+}
+
+func (c *childCache[K, V]) get(k K, child func() V) V {
+	if m := c.m.Load(); m != nil {
+		if v, ok := (*m)[k]; ok {
+			return v
+		}
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	old := c.m.Load()
+	if old != nil {
+		if v, ok := (*old)[k]; ok {
+			return v
+		}
+	}
+	m := make(map[K]V, 1)
+	if old != nil {
+		m = maps.Clone(*old)
+	}
+	v := child()
+	m[k] = v
+	c.m.Store(&m)
+	return v
+}
+
+type routeLabels struct{ bind, route string }
+
+type requestLabels struct {
+	routeLabels
+	method string
+	status int
 }
 
 func newMetrics() *metrics {
@@ -68,8 +116,13 @@ func (m *metrics) request(bind, route, method string, status int, d time.Duratio
 	default:
 		method = "other" // keep label values bounded
 	}
-	m.requests.WithLabelValues(bind, route, method, strconv.Itoa(status)).Inc()
-	m.duration.WithLabelValues(bind, route).Observe(d.Seconds())
+	rl := routeLabels{bind, route}
+	m.counted.get(requestLabels{rl, method, status}, func() prometheus.Counter {
+		return m.requests.WithLabelValues(bind, route, method, strconv.Itoa(status))
+	}).Inc()
+	m.timed.get(rl, func() prometheus.Observer {
+		return m.duration.WithLabelValues(bind, route)
+	}).Observe(d.Seconds())
 }
 
 func (g *Gateway) startAdmin() error {

@@ -253,27 +253,43 @@ func fastRequest(ctx *fasthttp.RequestCtx, ac *authConn) (*http.Request, error) 
 	if err != nil {
 		return nil, err
 	}
-	h := make(http.Header, 8)
-	var host string
 	raw := ctx.Request.Header.RawHeaders()
-	for len(raw) > 0 {
-		i := bytes.Index(raw, crlf)
-		if i < 0 {
-			i = len(raw)
+	// The values are slices of one copy of the head's header lines, and
+	// each key's slice of values a capped window of one array: three
+	// allocations for any number of headers (a second value of a key
+	// copies its slice out on append).
+	text := string(raw)
+	lines := bytes.Count(raw, crlf) + 1
+	h := make(http.Header, lines)
+	values := make([]string, 0, lines)
+	var host string
+	for at := 0; at < len(raw); {
+		end := bytes.Index(raw[at:], crlf)
+		if end < 0 {
+			end = len(raw)
+		} else {
+			end += at
 		}
-		line := raw[:i]
-		raw = raw[min(i+2, len(raw)):]
+		line := raw[at:end]
+		start := at
+		at = end + 2
 		colon := bytes.IndexByte(line, ':')
 		if colon <= 0 {
 			continue // cannot happen: handoff checked every line
 		}
 		key := canonicalKey(line[:colon])
-		v := string(bytes.Trim(line[colon+1:], " \t"))
+		v := strings.Trim(text[start+colon+1:end], " \t")
 		if key == "Host" {
 			host = v
 			continue
 		}
-		h[key] = append(h[key], v)
+		if old, ok := h[key]; ok {
+			h[key] = append(old, v)
+			continue
+		}
+		values = append(values, v)
+		n := len(values)
+		h[key] = values[n-1 : n : n]
 	}
 	// As net/http: Pragma: no-cache stands for Cache-Control: no-cache
 	// when the latter is absent (RFC 7234 §5.4).

@@ -59,8 +59,12 @@ var forwardingHeaders = []string{"Forwarded", "X-Forwarded-For", "X-Forwarded-Ho
 // X-Forwarded-For gets the peer appended, X-Real-IP becomes the rightmost
 // X-Forwarded-For address that is not itself a trusted proxy,
 // X-Forwarded-Proto / -Host are kept (set as above when absent) and
-// Forwarded passes through unchanged.
-func setForwarding(r *http.Request, peer netip.Addr, trusted []netip.Prefix) {
+// Forwarded passes through unchanged. peerText is peer as text, when the
+// caller has it already ("" to format it here).
+func setForwarding(r *http.Request, peer netip.Addr, peerText string, trusted []netip.Prefix) {
+	if peerText == "" && peer.IsValid() {
+		peerText = peer.String()
+	}
 	h := r.Header
 	scheme := "http"
 	if r.TLS != nil {
@@ -76,7 +80,7 @@ func setForwarding(r *http.Request, peer netip.Addr, trusted []netip.Prefix) {
 		v[0], v[1] = scheme, r.Host
 		h["X-Forwarded-Proto"], h["X-Forwarded-Host"] = v[0:1:1], v[1:2:2]
 		if peer.IsValid() {
-			v[2] = peer.String()
+			v[2] = peerText
 			v[3] = v[2]
 			h["X-Forwarded-For"], h["X-Real-Ip"] = v[2:3:3], v[3:4:4]
 		}
@@ -101,7 +105,7 @@ func setForwarding(r *http.Request, peer netip.Addr, trusted []netip.Prefix) {
 			break
 		}
 	}
-	h.Set("X-Forwarded-For", strings.Join(append(hops, peer.String()), ", "))
+	h.Set("X-Forwarded-For", strings.Join(append(hops, peerText), ", "))
 	h.Set("X-Real-Ip", client.String())
 	if h.Get("X-Forwarded-Proto") == "" {
 		h.Set("X-Forwarded-Proto", scheme)

@@ -227,8 +227,12 @@ type Gateway struct {
 	extraAdmin []*http.Server
 	adminLn    net.Listener
 	access     atomic.Pointer[slog.Logger]
+	// accessText: access is slog's TextHandler on accessOut, whose lines
+	// finish may write itself (slogtext).
+	accessText atomic.Bool
 	// accessOut is where access-log lines go: Options.AccessLog, through
-	// accessBatch when that is a file.
+	// accessBatch when that is a file, else under a lock (a line is one
+	// Write, from slog's handler or from finish).
 	accessOut   io.Writer
 	accessBatch *batchwrite.Writer
 	closed      bool
@@ -271,7 +275,7 @@ func New(opts Options) (*Gateway, error) {
 		opts.AccessLog = os.Stderr
 	}
 	g := &Gateway{opts: opts, log: opts.Logger, deps: defaultDeps(), servers: map[int]*bindServer{}, stopWait: make(chan struct{})}
-	g.accessOut = opts.AccessLog
+	g.accessOut = &lockedWriter{w: opts.AccessLog}
 	if f, ok := opts.AccessLog.(*os.File); ok {
 		// A write system call per request line is a tenth of a plain
 		// request's CPU: lines to a file or stream go out in batches,
@@ -332,6 +336,20 @@ func (g *Gateway) setAccessLog(s *snapshot) {
 		h = slog.NewTextHandler(g.accessOut, nil)
 	}
 	g.access.Store(slog.New(h))
+	g.accessText.Store(s.logFormat != "json")
+}
+
+// lockedWriter serializes writes to a writer that may not be safe for
+// concurrent use.
+type lockedWriter struct {
+	mu sync.Mutex
+	w  io.Writer
+}
+
+func (l *lockedWriter) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.Write(p)
 }
 
 // Start opens the admin listener and every bind, starts the tailnet node

@@ -95,6 +95,14 @@ func Normalize(p string, o Options) (Result, error) {
 	if p == "" || p[0] != '/' {
 		return Result{}, ErrNotAbsolute
 	}
+	if asIs(p) {
+		return Result{Path: p, Match: p}, nil
+	}
+	return normalize(p, o)
+}
+
+// normalize is Normalize's full reading of p (which starts with '/').
+func normalize(p string, o Options) (Result, error) {
 	var res Result
 	var segs []string
 	var decoded []byte // the path with every escape decoded, for the UTF-8 check
@@ -203,6 +211,40 @@ func lenientReading(p string) string {
 		}
 	}
 	return strings.NewReplacer("%2F", "/", "%5C", "/").Replace(strings.Join(segs, "/"))
+}
+
+// bare are the bytes a path segment keeps as they are.
+var bare = func() (t [256]bool) {
+	for c := range 256 {
+		t[c] = unreserved(byte(c)) || strings.IndexByte("!$&'()*+,=:@", byte(c)) >= 0
+	}
+	return t
+}()
+
+// asIs reports whether Normalize would return p unchanged with nothing
+// to note: every byte is kept bare (no escape, semicolon, backslash or
+// control byte), and no segment is empty (but a trailing one), "." or
+// "..". Most paths are, and need no more than this one pass.
+func asIs(p string) bool {
+	start := 1 // of the current segment
+	for i := 1; i <= len(p); i++ {
+		if i < len(p) && p[i] != '/' {
+			if !bare[p[i]] {
+				return false
+			}
+			continue
+		}
+		switch p[start:i] {
+		case ".", "..":
+			return false
+		case "":
+			if i < len(p) {
+				return false
+			}
+		}
+		start = i + 1
+	}
+	return true
 }
 
 func join(segs []string, trailing bool) string {

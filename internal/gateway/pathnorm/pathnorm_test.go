@@ -111,6 +111,7 @@ func FuzzNormalizePath(f *testing.F) {
 	}
 	f.Fuzz(func(t *testing.T, in string, lenient bool) {
 		o := Options{AllowEncodedSlashes: lenient, AllowSemicolons: lenient}
+		checkAsIs(t, in, o)
 		got, err := Normalize(in, o)
 		if err != nil {
 			var pe *Error
@@ -150,6 +151,36 @@ func checkCanonical(t *testing.T, in, p string) {
 	for i := 0; i < len(p); i++ {
 		if c := p[i]; c < 0x21 || c > 0x7e || c == '\\' || c == '#' || c == '?' {
 			t.Fatalf("Normalize(%q) = %q: raw byte %q in output", in, p, c)
+		}
+	}
+}
+
+// checkAsIs: the one-pass check of paths Normalize keeps as they are
+// agrees with the full reading.
+func checkAsIs(t *testing.T, in string, o Options) {
+	t.Helper()
+	if in == "" || in[0] != '/' || !asIs(in) {
+		return
+	}
+	if full, err := normalize(in, o); err != nil || full != (Result{Path: in, Match: in}) {
+		t.Fatalf("asIs(%q), but the full reading gives %+v, %v", in, full, err)
+	}
+}
+
+func TestAsIsAgreesWithTheFullReading(t *testing.T) {
+	kept := []string{"/", "/a", "/a/", "/api/v1/users/123", "/.well-known/x", "/a/.b/..c/", "/a-b_c~d/e!f$g&h'i(j)k*l+m,n=o:p@q"}
+	for _, p := range kept {
+		if !asIs(p) {
+			t.Errorf("asIs(%q) = false, want true", p)
+		}
+	}
+	for _, p := range append(append([]string{}, seeds...), kept...) {
+		checkAsIs(t, p, Options{})
+		checkAsIs(t, p, Options{AllowEncodedSlashes: true, AllowSemicolons: true})
+	}
+	for _, p := range []string{"//", "/a//b", "/.", "/..", "/a/./b", "/a/../b", "/a/.", "/%41", "/a;b", "/a b", "/a\\b", "/a?b", "/é", "/a\x00"} {
+		if asIs(p) {
+			t.Errorf("asIs(%q) = true, want false", p)
 		}
 	}
 }
