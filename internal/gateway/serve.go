@@ -61,8 +61,8 @@ type connInfo struct {
 	// once a connection rather than once a request (access log,
 	// X-Forwarded-For).
 	srcText, addrText string
-	ident  *TailscaleIdentity
-	source map[string]any // CEL source.* (immutable, shared by requests)
+	ident             *TailscaleIdentity
+	source            map[string]any // CEL source.* (immutable, shared by requests)
 }
 
 // requestInfo travels with a request for the access log and backends.
