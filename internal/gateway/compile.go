@@ -70,6 +70,10 @@ type snapshot struct {
 	// rawToken is set when an expression reads jwt.rawToken: only then
 	// do a request's jwt.* carry the token (as a cel.Redacted).
 	rawToken bool
+	// readsRequest is set when an expression may read request.*: only
+	// then is it taken, as it was, before the first policy ran
+	// (requestSnapshot).
+	readsRequest bool
 }
 
 // close stops what the snapshot owns (MCP targets and their processes).
@@ -191,6 +195,8 @@ type compiler struct {
 	owned         []io.Closer // handed over by policies (Own)
 	// rawToken: some expression names jwt.rawToken, so requests carry it.
 	rawToken bool
+	// readsRequest: some expression may read request.* (snapshot).
+	readsRequest bool
 	// bindPort is the port of the bind being compiled: where dynamic
 	// backends send requests.
 	bindPort int
@@ -248,9 +254,17 @@ func (c *compiler) Rel(p string) string {
 	return p
 }
 
+// noteReads notes what the snapshot's requests must carry for an
+// expression of src; a mention anywhere counts (a false one costs a
+// little time, never a wrong value).
+func (c *compiler) noteReads(src string) {
+	c.rawToken = c.rawToken || strings.Contains(src, "rawToken")
+	c.readsRequest = c.readsRequest || strings.Contains(src, "request")
+}
+
 // Expression compiles one CEL value; its error names file, line and path.
 func (c *compiler) Expression(phase cel.Phase, p config.Pos, path, src string) *cel.Expression {
-	c.rawToken = c.rawToken || strings.Contains(src, "rawToken")
+	c.noteReads(src)
 	x, err := cel.Compile(phase, fmt.Sprintf("%s:%d: %s", c.file, p.Line, path), src)
 	if err != nil {
 		c.errs = append(c.errs, err)
@@ -324,7 +338,7 @@ func compile(name string, data []byte, f *config.File, deps compileDeps) (*snaps
 		s.binds[b.Port] = bt
 	}
 	s.egress = compileEgress(f)
-	s.mcp, s.owned, s.rawToken = c.mcp, c.owned, c.rawToken
+	s.mcp, s.owned, s.rawToken, s.readsRequest = c.mcp, c.owned, c.rawToken, c.readsRequest
 	if len(c.errs) > 0 {
 		s.close()
 		return nil, errors.Join(distinct(c.errs)...)
@@ -369,7 +383,7 @@ func hostRank(h string) int {
 func (c *compiler) Rules(phase cel.Phase, rs *config.RuleSet, path string) *cel.Set {
 	var specs []cel.Spec
 	for i, r := range rs.Rules {
-		c.rawToken = c.rawToken || strings.Contains(r.Expr, "rawToken")
+		c.noteReads(r.Expr)
 		specs = append(specs, cel.Spec{
 			Kind:  cel.Kind(r.Kind),
 			Expr:  r.Expr,

@@ -3,8 +3,11 @@ package gateway
 import (
 	"fmt"
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
+
+	"github.com/tailgate-dev/tailgate/internal/gateway/cel"
 )
 
 // request.* is built only when an expression reads it, but its value is
@@ -88,5 +91,40 @@ authorization:
 	line := lineWith(g.access.WaitFor(t, "team="), "team=")
 	if !strings.Contains(line, "team=platform") || !strings.Contains(line, fmt.Sprintf(`where="http://127.0.0.1:%d/logged?z=2"`, port)) {
 		t.Errorf("access log line: %s", line)
+	}
+}
+
+// request.* is taken before the first policy only when some expression of
+// the config may read it; otherwise it is taken when something asks for
+// it (MCP's variables, get) and is still the request's.
+func TestRequestIsTakenOnlyWhenAnExpressionMayReadIt(t *testing.T) {
+	for _, c := range []struct {
+		rule  string
+		reads bool
+	}{
+		{`cidr("127.0.0.0/8").containsIP(source.address)`, false},
+		{`request.method == "GET"`, true},
+		{`"x" in request.headers || true`, true},
+	} {
+		g := startBehindEcho(t, "authorization:\n  rules:\n  - '"+c.rule+"'", "")
+		if got := g.snap.Load().readsRequest; got != c.reads {
+			t.Errorf("rule %s: readsRequest = %v, want %v", c.rule, got, c.reads)
+		}
+		if code, body, _ := get(t, g.url("/x")); code != http.StatusOK {
+			t.Errorf("rule %s: status %d: %s", c.rule, code, body)
+		}
+	}
+	r := httptest.NewRequest(http.MethodGet, "http://example.com/late?q=1", nil)
+	rv := &requestVars{r: r, host: "example.com", lateRequest: true}
+	x, err := cel.Compile(cel.Request, "test", `request.pathAndQuery == "/late?q=1" && request.host == "example.com"`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ok, err := x.EvalBool(rv.lazy()); !ok || err != nil {
+		t.Errorf("an expression reading a late request.*: %v, %v; want true", ok, err)
+	}
+	req, _ := rv.get()["request"].(map[string]any)
+	if req["method"] != "GET" || req["path"] != "/late" {
+		t.Errorf("get()[request] = %v, want the request's method and path", req)
 	}
 }

@@ -506,7 +506,7 @@ func (g *Gateway) serveRequest(bs *bindServer, bind string, s *snapshot, ac *aut
 		defer cancel()
 		r = r.WithContext(ctx)
 	}
-	st.rv = requestVars{r: r, ci: ci, host: host}
+	st.rv = requestVars{r: r, ci: ci, host: host, lateRequest: !s.readsRequest}
 	ri.vars = &st.rv
 	// The backend is picked first: its own policies (backendAuth,
 	// backendTLS...) replace the route's of the same key.
@@ -580,8 +580,11 @@ type requestVars struct {
 	// jwtShared: jwt is a verified token's cached claims, shared with
 	// other requests, so it is copied before anything is merged into it.
 	jwtShared bool
-	// req is request.*, taken with the other variables.
-	req *requestSnapshot
+	// req is request.*, taken with the other variables, unless
+	// lateRequest: no expression of the config reads request, so it is
+	// taken only if something else asks for it (get).
+	req         *requestSnapshot
+	lateRequest bool
 }
 
 // requestSnapshot is request.* as it was when the request's variables
@@ -676,9 +679,22 @@ func orNoVars(m map[string]any) map[string]any {
 // access log).
 func (rv *requestVars) get() cel.Vars {
 	v := rv.lazy()
-	v["request"] = rv.req.Resolve()
+	v["request"] = rv.request().Resolve()
 	return v
 }
+
+// request is request.*, taken now if it was not yet.
+func (rv *requestVars) request() *requestSnapshot {
+	if rv.req == nil {
+		rv.req = takeRequest(rv.r, rv.host)
+	}
+	return rv.req
+}
+
+// lateRequestVar is request.* for expressions when it is taken late.
+type lateRequestVar requestVars
+
+func (l *lateRequestVar) Resolve() any { return (*requestVars)(l).request().Resolve() }
 
 // lazy is the variables for policies' expressions: request.* is built
 // only if one reads it (requestSnapshot).
@@ -697,10 +713,13 @@ func (rv *requestVars) lazy() cel.Vars {
 		source = maps.Clone(source)
 		source["spiffeId"] = id
 	}
-	rv.req = takeRequest(r, rv.host)
+	var request cel.Lazy = (*lateRequestVar)(rv)
+	if !rv.lateRequest {
+		request = rv.request()
+	}
 	rv.vars = cel.Vars{
 		"source":   source,
-		"request":  rv.req,
+		"request":  request,
 		"jwt":      orNoVars(rv.jwt),
 		"extauthz": orNoVars(rv.extMD),
 	}
