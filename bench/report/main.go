@@ -35,6 +35,8 @@ type suite struct {
 	// as Go benchmark lines (or "skipping: why").
 	script []string
 	env    []string
+	// benchtime is go test's -benchtime ("1x" when empty).
+	benchtime string
 	// rows pair a figure with its baseline (both metric units as the
 	// benchmark reports them); an empty baseline prints the figure alone.
 	rows []row
@@ -81,6 +83,13 @@ var suites = []suite{
 		{"run start → first byte p50 (ms), headscale vs sandbox", "headscale-p50-ms", "sandbox-p50-ms", true},
 		{"run start → first byte p95 (ms), headscale vs sandbox", "headscale-p95-ms", "sandbox-p95-ms", true},
 		{"first request to a target p50 (ms), one ping vs WarmPath", "one-ping-p50-ms", "warmpath-p50-ms", true},
+	}},
+	// The gateway's own cost beside its floor, in one process: the same
+	// requests through a bare fasthttp reverse proxy (steadier than wrk
+	// on a shared VM: legs take turns in blocks, medians of the blocks).
+	{name: "fastfront", pkg: "./internal/gateway/", bench: "FastFront/paired", benchtime: "30000x", rows: []row{
+		{"gateway CPU ns/request in-process, no policy, vs fasthttp proxy", "bare-cpu-ns/req", "raw-cpu-ns/req", true},
+		{"gateway CPU ns/request in-process, policies, vs fasthttp proxy", "policies-cpu-ns/req", "raw-cpu-ns/req", true},
 	}},
 	{name: "gateway", script: []string{"bash", "bench/gateway/run.sh"}, rows: []row{
 		{"gateway req/s, policies, vs nginx", "tailgate-req/s", "nginx-req/s", false},
@@ -185,7 +194,11 @@ func (m metric) label() string {
 // runSuite runs one go test -bench and reads every "value unit" pair of
 // its Benchmark lines.
 func runSuite(s suite) ([]metric, string, error) {
-	cmd := exec.Command("go", "test", "-run", "^$", "-bench", s.bench, "-benchtime", "1x", "-count", "1", s.pkg)
+	benchtime := s.benchtime
+	if benchtime == "" {
+		benchtime = "1x"
+	}
+	cmd := exec.Command("go", "test", "-run", "^$", "-bench", s.bench, "-benchtime", benchtime, "-count", "1", s.pkg)
 	if s.script != nil {
 		cmd = exec.Command(s.script[0], s.script[1:]...)
 	}
