@@ -5,10 +5,15 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"time"
 
 	"github.com/tailgate-dev/tailgate/internal/gateway"
 	"github.com/tailgate-dev/tailgate/internal/gateway/config"
+	"github.com/tailgate-dev/tailgate/internal/gcfloor"
 )
+
+// gcFloorInterval is how often the GC percent follows the live heap.
+const gcFloorInterval = time.Second
 
 func init() {
 	register(command{
@@ -29,6 +34,7 @@ func runGateway(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	pprofOn := fs.Bool("pprof", false, "also serve /debug/pprof/ on the admin address (profiles show request data: keep the admin address private)")
 	fastFront := fs.Bool("fast-front", true, "serve plain GET/HEAD/OPTIONS on plain-HTTP binds with the fast HTTP/1.1 front (fasthttp); false serves everything with net/http")
 	maxConfigBytes := fs.Int64("max-config-bytes", config.DefaultMaxBytes, "largest config `size` in bytes that is loaded or reloaded; a larger file is refused unread")
+	heapFloor := fs.Int("gc-heap-floor-mib", 64, "let the heap grow to this many `MiB` (or twice the live heap, if more) before a garbage collection; 0 keeps Go's default of twice the live heap; ignored when GOGC is set")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -37,6 +43,9 @@ func runGateway(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	}
 	if fs.NArg() > 0 {
 		return usageError{fmt.Sprintf("unexpected arguments: %v", fs.Args())}
+	}
+	if *heapFloor < 0 {
+		return usageError{fmt.Sprintf("--gc-heap-floor-mib must be 0 or more, not %d", *heapFloor)}
 	}
 	if *maxConfigBytes <= 0 {
 		return usageError{fmt.Sprintf("--max-config-bytes must be positive, not %d", *maxConfigBytes)}
@@ -58,6 +67,9 @@ func runGateway(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		fmt.Fprintf(stdout, "%s: ok\n", *file)
 		return nil
 	}
+	// Few collections for a gateway that keeps little alive but
+	// allocates with every request (package gcfloor).
+	gcfloor.Run(ctx, uint64(*heapFloor)<<20, gcFloorInterval)
 	return gateway.Run(ctx, gateway.Options{
 		ConfigPath: *file,
 		Logger:     slog.New(h),

@@ -77,6 +77,9 @@ func TestGatewayValidateOnlyRefusesYAMLBombsInBoundedMemory(t *testing.T) {
 	if code, out, _ := run("-f", good, "--validate-only", "--max-config-bytes", "0"); code != 2 {
 		t.Errorf("--max-config-bytes 0: exit %d, want 2 (usage)\n%s", code, out)
 	}
+	if code, out, _ := run("-f", good, "--validate-only", "--gc-heap-floor-mib", "-1"); code != 2 || !strings.Contains(out, "gc-heap-floor-mib") {
+		t.Errorf("--gc-heap-floor-mib -1: exit %d, want 2 (usage) naming the flag\n%s", code, out)
+	}
 }
 
 func TestGatewayValidateOnlyPrintsRuleWarnings(t *testing.T) {

@@ -29,6 +29,7 @@ import (
 	"github.com/go-jose/go-jose/v4/jwt"
 
 	"github.com/tailgate-dev/tailgate/internal/gateway"
+	"github.com/tailgate-dev/tailgate/internal/gcfloor"
 )
 
 func main() {
@@ -58,6 +59,7 @@ func main() {
 		cpuProfile := fs.String("cpuprofile", "", "write a CPU profile here")
 		pprofOn := fs.Bool("pprof", false, "serve /debug/pprof/ on the admin address")
 		noFast := fs.Bool("no-fast-front", false, "serve every bind with net/http alone (gateway.Options.NoFastFront)")
+		heapFloor := fs.Int("gc-heap-floor-mib", 64, "as tailgate gateway's flag (package gcfloor)")
 		fs.Parse(os.Args[2:])
 		if *cpuProfile != "" {
 			f, err := os.Create(*cpuProfile)
@@ -78,6 +80,7 @@ func main() {
 		}
 		ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 		defer stop()
+		gcfloor.Run(ctx, uint64(*heapFloor)<<20, time.Second)
 		if err := gateway.Run(ctx, opts); err != nil {
 			log.Print(err)
 		}

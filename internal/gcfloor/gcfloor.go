@@ -1,0 +1,80 @@
+// Package gcfloor keeps a process with a small live heap from collecting
+// garbage more often than it needs to.
+//
+// Go starts a collection when the heap has grown to twice what was live
+// after the last one (GOGC=100). A gateway keeps little alive — a few
+// megabytes of config, caches and connections — but allocates a few
+// kilobytes for every request, so at tens of thousands of requests a
+// second it collected ten or more times a second, and each collection
+// takes CPU from requests. Run raises the GC percent so that the heap
+// may grow to a floor (64 MiB by default) before a collection, and lets
+// it fall back to Go's own ratio as the live heap grows past half the
+// floor: a process with much alive pays nothing more than before. This is
+// the "heap floor" a memory ballast used to give, without the ballast.
+//
+// An operator's GOGC wins: with GOGC in the environment Run does nothing.
+// GOMEMLIMIT still applies as usual (the collector runs more often near
+// the limit whatever the percent).
+package gcfloor
+
+import (
+	"context"
+	"os"
+	"runtime/debug"
+	"runtime/metrics"
+	"time"
+)
+
+// Percent is the GC percent that puts the heap goal at floor when live
+// bytes survived the last collection, and never below Go's default of
+// 100 (a goal of twice the live heap).
+//
+// It is at most maxPercent: the goal is computed from the heap that was
+// live at the last collection (none before the first), and a process
+// whose live heap has grown since would otherwise overshoot the floor by
+// as many times as it grew — at start, to hundreds of megabytes.
+func Percent(live, floor uint64) int {
+	const minLive = 1 << 20 // before the first collection live reads 0
+	live = max(live, minLive)
+	if floor <= 2*live {
+		return 100
+	}
+	return int(min((floor-live)*100/live, maxPercent))
+}
+
+// maxPercent bounds the heap goal at 11 times the last live heap.
+const maxPercent = 1000
+
+// Run keeps the GC percent at Percent(live heap, floor), checking every
+// interval, until ctx ends, and then puts back what it found. It reports
+// false, and does nothing, when GOGC is set in the environment or floor
+// is 0.
+func Run(ctx context.Context, floor uint64, every time.Duration) bool {
+	if _, set := os.LookupEnv("GOGC"); set || floor == 0 {
+		return false
+	}
+	sample := []metrics.Sample{{Name: "/gc/heap/live:bytes"}}
+	adjust := func() int {
+		metrics.Read(sample)
+		var live uint64
+		if sample[0].Value.Kind() == metrics.KindUint64 {
+			live = sample[0].Value.Uint64()
+		}
+		return debug.SetGCPercent(Percent(live, floor))
+	}
+	was := adjust()
+	go func() {
+		t := time.NewTicker(every)
+		defer t.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				debug.SetGCPercent(was)
+				return
+			case <-t.C:
+				adjust()
+			}
+		}
+	}()
+	return true
+}
