@@ -53,6 +53,7 @@ import (
 
 	"github.com/tailgate-dev/tailgate/bench/measure"
 	"github.com/tailgate-dev/tailgate/internal/gateway"
+	"github.com/tailgate-dev/tailgate/internal/gcfloor"
 )
 
 func TestMain(m *testing.M) {
@@ -214,6 +215,7 @@ func gatewayChild(path string) int {
 		pprof.StartCPUProfile(f)
 		defer pprof.StopCPUProfile()
 	}
+	gcfloor.Run(ctx, 64<<20, time.Second) // as tailgate gateway does by default
 	err := gateway.Run(ctx, gateway.Options{ConfigPath: path, BindHost: "127.0.0.1", AdminAddr: "127.0.0.1:0",
 		AccessLog: os.Stderr, Logger: slog.New(slog.NewTextHandler(os.Stderr, nil))})
 	if err != nil {
