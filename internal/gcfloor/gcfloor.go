@@ -7,7 +7,7 @@
 // kilobytes for every request, so at tens of thousands of requests a
 // second it collected ten or more times a second, and each collection
 // takes CPU from requests. Run raises the GC percent so that the heap
-// may grow to a floor (64 MiB by default) before a collection, and lets
+// may grow to a floor (DefaultFloor) before a collection, and lets
 // it fall back to Go's own ratio as the live heap grows past half the
 // floor: a process with much alive pays nothing more than before. This is
 // the "heap floor" a memory ballast used to give, without the ballast.
@@ -24,6 +24,12 @@ import (
 	"runtime/metrics"
 	"time"
 )
+
+// DefaultFloor is the floor tailgate gateway runs with: a collection
+// about every 32 MiB of garbage (twice a second at 20,000 requests a
+// second, against twelve at Go's default) for a resident size about 30 MB
+// above Go's default; 64 MiB measured no faster and 30 MB larger.
+const DefaultFloor = 32 << 20
 
 // Percent is the GC percent that puts the heap goal at floor when live
 // bytes survived the last collection, and never below Go's default of

@@ -59,7 +59,7 @@ func main() {
 		cpuProfile := fs.String("cpuprofile", "", "write a CPU profile here")
 		pprofOn := fs.Bool("pprof", false, "serve /debug/pprof/ on the admin address")
 		noFast := fs.Bool("no-fast-front", false, "serve every bind with net/http alone (gateway.Options.NoFastFront)")
-		heapFloor := fs.Int("gc-heap-floor-mib", 64, "as tailgate gateway's flag (package gcfloor)")
+		heapFloor := fs.Int("gc-heap-floor-mib", gcfloor.DefaultFloor>>20, "as tailgate gateway's flag (package gcfloor)")
 		fs.Parse(os.Args[2:])
 		if *cpuProfile != "" {
 			f, err := os.Create(*cpuProfile)
