@@ -48,7 +48,9 @@ func Percent(live, floor uint64) int {
 	return int(min((floor-live)*100/live, maxPercent))
 }
 
-// maxPercent bounds the heap goal at 11 times the last live heap.
+// maxPercent bounds the heap goal at 11 times the last live heap (or
+// 40 MB, Go's minimum heap of 4 MB scaled by the percent, whichever is
+// more: a process with almost nothing alive, at start, goes that far).
 const maxPercent = 1000
 
 // Run keeps the GC percent at Percent(live heap, floor), checking every
