@@ -12,12 +12,19 @@
 # requests/s on a shared machine), resident memory (idle, and peak under
 # load), and tailgate's ratios to each.
 #
+# The targets take turns in ROUNDS rounds (each target DURATION a round,
+# after a warm-up), and every figure is the median of its rounds; the
+# ratios are medians of each round's ratio, so that a VM whose speed
+# drifts by tens of percent within minutes (as this project's does)
+# compares targets measured seconds apart, not a minute.
+#
 # Needs: go, wrk, nginx, caddy (apt-get install -y wrk nginx caddy).
-# Knobs: DURATION (10s), CONNS (32), THREADS (2), BASE_PORT (18080).
+# Knobs: ROUNDS (3), DURATION (4s), CONNS (32), THREADS (2), BASE_PORT (18080).
 # Every proxy logs each request to a file, as tailgate always does.
 set -euo pipefail
 
-DURATION=${DURATION:-10s}
+ROUNDS=${ROUNDS:-3}
+DURATION=${DURATION:-4s}
 CONNS=${CONNS:-32}
 THREADS=${THREADS:-2}
 BASE=${BASE_PORT:-18080}
@@ -128,12 +135,22 @@ cpu_ticks() { # user + system clock ticks of a process and its children
 	echo "$total"
 }
 
+# Per target: RPS, P99 and CPU are the rounds' figures, space-separated,
+# until the medians replace them; PEAK is the highest RSS of any round.
+to_ms() { # wrk latency like 1.23ms / 812.00us / 1.01s → ms
+	awk -v v="$1" 'BEGIN {
+		if (v ~ /us$/) { sub(/us$/, "", v); printf "%.3f", v / 1000 }
+		else if (v ~ /ms$/) { sub(/ms$/, "", v); printf "%.3f", v }
+		else if (v ~ /s$/) { sub(/s$/, "", v); printf "%.3f", v * 1000 }
+		else print v }'
+}
+
 declare -A RPS P99 IDLE PEAK CPU
 run() { # name port pid
-	local name=$1 port=$2 pid=$3 out peak=0 r c0 c1
-	IDLE[$name]=$(rss_kb "$pid")
+	local name=$1 port=$2 pid=$3 out peak=${PEAK[$1]:-0} r c0 c1
+	[ -n "${IDLE[$name]:-}" ] || IDLE[$name]=$(rss_kb "$pid")
 	# warm-up, then the measured run with RSS sampled every 0.2 s
-	wrk -t"$THREADS" -c"$CONNS" -d2s -H "Authorization: Bearer $TOKEN" "http://127.0.0.1:$port/" >/dev/null
+	wrk -t"$THREADS" -c"$CONNS" -d1s -H "Authorization: Bearer $TOKEN" "http://127.0.0.1:$port/" >/dev/null
 	wrk -t"$THREADS" -c"$CONNS" -d"$DURATION" --latency -H "Authorization: Bearer $TOKEN" "http://127.0.0.1:$port/" >"$WORK/wrk-$name.txt" &
 	local wpid=$!
 	c0=$(cpu_ticks "$pid")
@@ -150,47 +167,67 @@ run() { # name port pid
 		echo "$out" >&2
 		exit 1
 	fi
-	RPS[$name]=$(awk '/^Requests\/sec:/ {print $2}' <<<"$out")
-	P99[$name]=$(awk '$1 == "99%" {print $2}' <<<"$out")
+	RPS[$name]+=" $(awk '/^Requests\/sec:/ {print $2}' <<<"$out")"
+	P99[$name]+=" $(to_ms "$(awk '$1 == "99%" {print $2}' <<<"$out")")"
 	PEAK[$name]=$peak
-	CPU[$name]=$(awk -v c=$((c1 - c0)) -v hz="$(getconf CLK_TCK)" -v n="$(awk '/ requests in / {print $1}' <<<"$out")" \
-		'BEGIN { printf "%.1f", c * 1e6 / hz / n }')
+	CPU[$name]+=" $(awk -v c=$((c1 - c0)) -v hz="$(getconf CLK_TCK)" -v n="$(awk '/ requests in / {print $1}' <<<"$out")" \
+		'BEGIN { printf "%.1f", c * 1e6 / hz / n }')"
 }
 
-to_ms() { # wrk latency like 1.23ms / 812.00us / 1.01s → ms
-	awk -v v="$1" 'BEGIN {
-		if (v ~ /us$/) { sub(/us$/, "", v); printf "%.3f", v / 1000 }
-		else if (v ~ /ms$/) { sub(/ms$/, "", v); printf "%.3f", v }
-		else if (v ~ /s$/) { sub(/s$/, "", v); printf "%.3f", v * 1000 }
-		else print v }'
+median() { # numbers as arguments → their median
+	printf '%s\n' "$@" | sort -g | awk '{ v[NR] = $1 } END { if (NR % 2) print v[(NR + 1) / 2]; else printf "%.3f\n", (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
 }
 
-echo "# wrk -t$THREADS -c$CONNS -d$DURATION, 1 KiB responses, $(nproc) cores, $(date -u +%FT%TZ)" >&2
-run direct "$BE" "$BE_PID"
-run nginx "$NGX" "$NGX_PID"
-run caddy "$CADDY" "$CADDY_PID"
-run tailgate "$TG" "$TG_PID"
-run tg-bare "$TGBARE" "$TGBARE_PID"
-run tg-nethttp "$TGNH" "$TGNH_PID"
+ratios() { # "a1 a2 ..." "b1 b2 ..." → the rounds' a/b, space-separated
+	awk -v a="$1" -v b="$2" 'BEGIN { n = split(a, x, " "); split(b, y, " "); for (i = 1; i <= n; i++) printf "%.2f ", x[i] / y[i] }'
+}
+
+echo "# wrk -t$THREADS -c$CONNS -d$DURATION, $ROUNDS rounds, 1 KiB responses, $(nproc) cores, $(date -u +%FT%TZ)" >&2
+for _ in $(seq "$ROUNDS"); do
+	run direct "$BE" "$BE_PID"
+	run nginx "$NGX" "$NGX_PID"
+	run caddy "$CADDY" "$CADDY_PID"
+	run tailgate "$TG" "$TG_PID"
+	run tg-bare "$TGBARE" "$TGBARE_PID"
+	run tg-nethttp "$TGNH" "$TGNH_PID"
+done
+
+# Each round's ratios of tailgate to the others, before the medians
+# replace the rounds' figures.
+declare -A RATIO_RPS RATIO_P99 RATIO_CPU
+for n in direct nginx caddy tg-bare; do
+	RATIO_RPS[$n]=$(ratios "${RPS[tailgate]}" "${RPS[$n]}")
+	RATIO_P99[$n]=$(ratios "${P99[tailgate]}" "${P99[$n]}")
+	RATIO_CPU[$n]=$(ratios "${CPU[tailgate]}" "${CPU[$n]}")
+done
+for n in direct nginx caddy tailgate tg-bare tg-nethttp; do
+	# shellcheck disable=SC2086 # the rounds' figures, one word each
+	RPS[$n]=$(median ${RPS[$n]}) P99[$n]=$(median ${P99[$n]}) CPU[$n]=$(median ${CPU[$n]})
+done
 
 printf '\n%-10s %12s %10s %12s %12s %12s\n' target "req/s" "p99 ms" "CPU µs/req" "RSS idle MB" "RSS load MB"
 for n in direct nginx caddy tailgate tg-bare tg-nethttp; do
-	printf '%-10s %12s %10s %12s %12.1f %12.1f\n' "$n" "${RPS[$n]}" "$(to_ms "${P99[$n]}")" "${CPU[$n]}" \
+	printf '%-10s %12s %10s %12s %12.1f %12.1f\n' "$n" "${RPS[$n]}" "${P99[$n]}" "${CPU[$n]}" \
 		"$(awk -v k="${IDLE[$n]}" 'BEGIN{print k/1024}')" "$(awk -v k="${PEAK[$n]}" 'BEGIN{print k/1024}')"
 done
 echo
-echo "tailgate (networkAuthorization + jwtAuth + authorization) relative to:"
+echo "tailgate (networkAuthorization + jwtAuth + authorization) relative to (median of the rounds' ratios; each round's in brackets):"
 for n in direct nginx caddy tg-bare; do
-	awk -v n="$n" -v tr="${RPS[tailgate]}" -v r="${RPS[$n]}" -v tp="$(to_ms "${P99[tailgate]}")" -v p="$(to_ms "${P99[$n]}")" \
-		-v tc="${CPU[tailgate]}" -v c="${CPU[$n]}" \
-		'BEGIN { printf "  %-7s throughput %.2fx, p99 latency %.2fx, CPU per request %.2fx\n", n, tr / r, tp / p, tc / c }'
+	# shellcheck disable=SC2086
+	printf '  %-7s throughput %.2fx [%s], p99 latency %.2fx [%s], CPU per request %.2fx [%s]\n' "$n" \
+		"$(median ${RATIO_RPS[$n]})" "${RATIO_RPS[$n]% }" "$(median ${RATIO_P99[$n]})" "${RATIO_P99[$n]% }" \
+		"$(median ${RATIO_CPU[$n]})" "${RATIO_CPU[$n]% }"
 done
 
 # The same figures as one line in Go's benchmark format, which
 # go run ./bench/report reads (units are "<target>-<figure>").
 line="BenchmarkGatewayWrk 1"
 for n in direct nginx caddy tailgate tg-bare tg-nethttp; do
-	line+=" ${RPS[$n]} $n-req/s $(to_ms "${P99[$n]}") $n-p99-ms ${CPU[$n]} $n-cpu-us/req"
+	line+=" ${RPS[$n]} $n-req/s ${P99[$n]} $n-p99-ms ${CPU[$n]} $n-cpu-us/req"
+done
+for n in nginx tg-bare; do
+	# shellcheck disable=SC2086
+	line+=" $(median ${RATIO_RPS[$n]}) tailgate-vs-$n-req/s-ratio $(median ${RATIO_P99[$n]}) tailgate-vs-$n-p99-ratio $(median ${RATIO_CPU[$n]}) tailgate-vs-$n-cpu-ratio"
 done
 echo
 echo "$line"

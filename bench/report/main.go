@@ -91,7 +91,13 @@ var suites = []suite{
 		{"gateway CPU ns/request in-process, no policy, vs fasthttp proxy", "bare-cpu-ns/req", "raw-cpu-ns/req", true},
 		{"gateway CPU ns/request in-process, policies, vs fasthttp proxy", "policies-cpu-ns/req", "raw-cpu-ns/req", true},
 	}},
+	// run.sh's targets take turns in rounds; its *-ratio figures are the
+	// medians of each round's ratio, the steadier reading on a VM whose
+	// speed drifts (the other rows pair the medians of the figures).
 	{name: "gateway", script: []string{"bash", "bench/gateway/run.sh"}, rows: []row{
+		{"gateway ÷ nginx req/s, policies, median of rounds", "tailgate-vs-nginx-req/s-ratio", "", false},
+		{"gateway ÷ nginx p99, policies, median of rounds", "tailgate-vs-nginx-p99-ratio", "", true},
+		{"gateway ÷ nginx CPU µs/request, policies, median of rounds", "tailgate-vs-nginx-cpu-ratio", "", true},
 		{"gateway req/s, policies, vs nginx", "tailgate-req/s", "nginx-req/s", false},
 		{"gateway req/s, no policy, vs nginx", "tg-bare-req/s", "nginx-req/s", false},
 		{"gateway req/s, policies vs no policy", "tailgate-req/s", "tg-bare-req/s", false},
