@@ -215,7 +215,7 @@ func gatewayChild(path string) int {
 		pprof.StartCPUProfile(f)
 		defer pprof.StopCPUProfile()
 	}
-	gcfloor.Run(ctx, gcfloor.DefaultFloor, time.Second) // as tailgate gateway does by default
+	gcfloor.Run(ctx, gcfloor.DefaultFloor) // as tailgate gateway does by default
 	err := gateway.Run(ctx, gateway.Options{ConfigPath: path, BindHost: "127.0.0.1", AdminAddr: "127.0.0.1:0",
 		AccessLog: os.Stderr, Logger: slog.New(slog.NewTextHandler(os.Stderr, nil))})
 	if err != nil {

@@ -5,15 +5,11 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"time"
 
 	"github.com/tailgate-dev/tailgate/internal/gateway"
 	"github.com/tailgate-dev/tailgate/internal/gateway/config"
 	"github.com/tailgate-dev/tailgate/internal/gcfloor"
 )
-
-// gcFloorInterval is how often the GC percent follows the live heap.
-const gcFloorInterval = time.Second
 
 func init() {
 	register(command{
@@ -69,7 +65,7 @@ func runGateway(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	}
 	// Few collections for a gateway that keeps little alive but
 	// allocates with every request (package gcfloor).
-	gcfloor.Run(ctx, uint64(*heapFloor)<<20, gcFloorInterval)
+	gcfloor.Run(ctx, uint64(*heapFloor)<<20)
 	return gateway.Run(ctx, gateway.Options{
 		ConfigPath: *file,
 		Logger:     slog.New(h),

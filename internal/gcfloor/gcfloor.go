@@ -23,6 +23,8 @@ import (
 	"runtime/debug"
 	"runtime/metrics"
 	"time"
+
+	"github.com/tailgate-dev/tailgate/internal/periodic"
 )
 
 // DefaultFloor is the floor tailgate gateway runs with: a collection
@@ -54,11 +56,14 @@ func Percent(live, floor uint64) int {
 // more: a process with almost nothing alive, at start, goes that far).
 const maxPercent = 1000
 
-// Run keeps the GC percent at Percent(live heap, floor), checking every
-// interval, until ctx ends, and then puts back what it found. It reports
+// CheckEvery is how often Run follows the live heap.
+const CheckEvery = time.Second
+
+// Run keeps the GC percent at Percent(live heap, floor), now and every
+// CheckEvery, until ctx ends, and then puts back what it found. It reports
 // false, and does nothing, when GOGC is set in the environment or floor
 // is 0.
-func Run(ctx context.Context, floor uint64, every time.Duration) bool {
+func Run(ctx context.Context, floor uint64) bool {
 	if _, set := os.LookupEnv("GOGC"); set || floor == 0 {
 		return false
 	}
@@ -73,17 +78,8 @@ func Run(ctx context.Context, floor uint64, every time.Duration) bool {
 	}
 	was := adjust()
 	go func() {
-		t := time.NewTicker(every)
-		defer t.Stop()
-		for {
-			select {
-			case <-ctx.Done():
-				debug.SetGCPercent(was)
-				return
-			case <-t.C:
-				adjust()
-			}
-		}
+		periodic.Do(ctx, CheckEvery, func() { adjust() })
+		debug.SetGCPercent(was)
 	}()
 	return true
 }

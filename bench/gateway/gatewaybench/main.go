@@ -80,7 +80,7 @@ func main() {
 		}
 		ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 		defer stop()
-		gcfloor.Run(ctx, uint64(*heapFloor)<<20, time.Second)
+		gcfloor.Run(ctx, uint64(*heapFloor)<<20)
 		if err := gateway.Run(ctx, opts); err != nil {
 			log.Print(err)
 		}
