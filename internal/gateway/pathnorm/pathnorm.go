@@ -152,7 +152,7 @@ func normalize(p string, o Options) (Result, error) {
 				}
 				decoded = append(decoded, c)
 				sb.WriteByte(c)
-			case unreserved(c) || strings.IndexByte("!$&'()*+,=:@", c) >= 0:
+			case bare[c]:
 				decoded = append(decoded, c)
 				sb.WriteByte(c)
 			default: // space, quotes, brackets, '?' and non-ASCII: escape
