@@ -10,7 +10,6 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/valyala/fasthttp"
 
@@ -86,30 +85,12 @@ func BenchmarkFastFront(b *testing.B) {
 		for i, leg := range legs {
 			sends[i] = fastBenchClient(b, leg.addr, token)
 		}
-		const block = 200
-		blocks := make([][]time.Duration, len(legs))
-		i, mark := 0, processCPU(b)
-		for b.Loop() {
-			leg := (i / block) % len(legs)
-			sends[leg]()
-			if i++; i%block == 0 {
-				now := processCPU(b)
-				blocks[leg] = append(blocks[leg], now-mark)
-				mark = now
-			}
-		}
-		for _, bl := range blocks {
-			if len(bl) < 5 {
-				b.Skip("too few blocks of requests; use a longer -benchtime")
-			}
-		}
-		rawNs := float64(median(blocks[0])) / block
+		ns := inTurns(b, 200, sends...)
 		for i, leg := range legs[1:] {
-			ns := float64(median(blocks[i+1])) / block
-			b.ReportMetric(ns, leg.name+"-cpu-ns/req")
-			b.ReportMetric(ns/rawNs, leg.name+"-x-raw")
+			b.ReportMetric(ns[i+1], leg.name+"-cpu-ns/req")
+			b.ReportMetric(ns[i+1]/ns[0], leg.name+"-x-raw")
 		}
-		b.ReportMetric(rawNs, "raw-cpu-ns/req")
+		b.ReportMetric(ns[0], "raw-cpu-ns/req")
 	})
 }
 
