@@ -58,9 +58,7 @@ func BenchmarkFastFront(b *testing.B) {
 	defer raw.Shutdown()
 
 	dir := b.TempDir()
-	token := benchJWKS(b, dir)
-	policies := fmt.Sprintf("jwtAuth:\n  mode: strict\n  issuer: https://idp.bench.example\n  audiences: [gateway]\n  jwks: {file: %s}\nauthorization:\n  rules:\n  - 'jwt.sub == \"bench\"'", filepath.Join(dir, "jwks.json"))
-	network := "networkAuthorization:\n  rules:\n  - allow: 'cidr(\"127.0.0.0/8\").containsIP(source.address)'"
+	token, policies, network := benchPolicies(b, dir)
 	legs := []struct {
 		name string
 		addr string

@@ -42,16 +42,7 @@ func BenchmarkRoutePolicies(b *testing.B) {
 	}))
 	defer be.Close()
 	dir := b.TempDir()
-	token := benchJWKS(b, dir)
-	policies := fmt.Sprintf(`jwtAuth:
-  mode: strict
-  issuer: https://idp.bench.example
-  audiences: [gateway]
-  jwks: {file: %s}
-authorization:
-  rules:
-  - 'jwt.sub == "bench"'`, filepath.Join(dir, "jwks.json"))
-	network := "networkAuthorization:\n  rules:\n  - allow: 'cidr(\"127.0.0.0/8\").containsIP(source.address)'"
+	token, policies, network := benchPolicies(b, dir)
 	direct := fmt.Sprintf("directResponse: {status: 200, body: %q}", body)
 	for _, mode := range []string{"proxy", "direct"} {
 		routePolicies, barePolicies := policies, ""
@@ -173,6 +164,24 @@ func processCPU(b *testing.B) time.Duration {
 		b.Fatal(err)
 	}
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// benchPolicies are the bench's policies, as bench/gateway/setup.sh
+// writes them: the route's (jwtAuth, strict, RS256, a JWKS file in dir,
+// and an authorization rule on jwt.sub) and the frontend's
+// (networkAuthorization of loopback), and a token they accept.
+func benchPolicies(b *testing.B, dir string) (token, route, frontend string) {
+	token = benchJWKS(b, dir)
+	route = fmt.Sprintf(`jwtAuth:
+  mode: strict
+  issuer: https://idp.bench.example
+  audiences: [gateway]
+  jwks: {file: %s}
+authorization:
+  rules:
+  - 'jwt.sub == "bench"'`, filepath.Join(dir, "jwks.json"))
+	frontend = "networkAuthorization:\n  rules:\n  - allow: 'cidr(\"127.0.0.0/8\").containsIP(source.address)'"
+	return token, route, frontend
 }
 
 // benchJWKS writes dir/jwks.json and returns a token it verifies, as
