@@ -13,9 +13,13 @@
 //	    p99-ratio to direct), where it shares one heap and garbage
 //	    collector with the SDK client, whose allocations dominate;
 //	    gateway-vs-http-* is what the in-process gateway adds on top of
-//	    the HTTP transport (its stdio hop included). The four legs take
-//	    turns in blocks of calls, so that every ratio compares legs that
-//	    saw the same load.
+//	    the HTTP transport (its stdio hop included). The fifth leg, relay-*,
+//	    is the floor of the gateway's own process: a process that only
+//	    passes messages between HTTP and the target's pipe (relay_test.go);
+//	    relay-p50-ratio is what such a hop costs over direct stdio on the
+//	    machine measured, proc-vs-relay-* what the gateway adds to it. The
+//	    legs take turns in blocks of calls, so that every ratio compares
+//	    legs that saw the same load.
 //	  - SessionStart: initialize latency of a new MCP session when the
 //	    stdio target is shared (reuse: true) vs a fresh process per session
 //	    (reuse: false).
@@ -63,6 +67,9 @@ func TestMain(m *testing.M) {
 	}
 	if path := os.Getenv(gatewayEnv); path != "" {
 		os.Exit(gatewayChild(path))
+	}
+	if path := os.Getenv(relayEnv); path != "" {
+		os.Exit(relayChild(path))
 	}
 	os.Exit(m.Run())
 }
@@ -273,21 +280,24 @@ func BenchmarkToolCall(b *testing.B) {
 		// and in its own (proc-*), as users run it.
 		procURL, procCPU := startGatewayProc(b, stdioTarget(true))
 		procCS := connectHTTP(b, procURL)
-		cpu0 := procCPU()
+		relayURL, relayCPU := startRelayProc(b)
+		relayCS := connectHTTP(b, relayURL)
+		cpu0, relayCPU0 := procCPU(), relayCPU()
 		// Every leg takes turns with the others in blocks of calls, the
 		// direct baseline included, so that all see the same load on a
 		// shared machine: a ratio of legs timed minutes apart measures
 		// the machine's load as much as the gateway.
-		legs := timedInTurns(b, n, direct, connectHTTP(b, srv.URL), connectHTTP(b, startGateway(b, true)), procCS)
+		legs := timedInTurns(b, n, direct, connectHTTP(b, srv.URL), connectHTTP(b, startGateway(b, true)), procCS, relayCS)
 		srv.Close()
 		// The gateway process is idle but for the calls it serves (and
 		// their warm-up): its CPU time per call, GC and access log
 		// included, to set its p50 beside.
 		b.ReportMetric(float64(procCPU()-cpu0)/1e3/(n+200), "proc-gateway-cpu-µs/call")
+		b.ReportMetric(float64(relayCPU()-relayCPU0)/1e3/(n+200), "relay-cpu-µs/call")
 
 		type pct struct{ p50, p99 float64 }
 		at := map[string]pct{}
-		for k, name := range []string{"direct", "http", "gateway", "proc-gateway"} {
+		for k, name := range []string{"direct", "http", "gateway", "proc-gateway", "relay"} {
 			p50, p99 := percentiles(legs[k])
 			at[name] = pct{float64(p50), float64(p99)}
 			b.ReportMetric(float64(p50)/1e3, name+"-p50-µs")
@@ -301,6 +311,8 @@ func BenchmarkToolCall(b *testing.B) {
 		ratios("http-vs-direct-", "http", "direct")
 		ratios("gateway-vs-http-", "gateway", "http")
 		ratios("proc-", "proc-gateway", "direct")
+		ratios("relay-", "relay", "direct")
+		ratios("proc-vs-relay-", "proc-gateway", "relay")
 	}
 }
 
