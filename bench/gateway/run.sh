@@ -6,7 +6,9 @@
 # networkAuthorization + jwtAuth (strict, RS256, JWKS file) + an
 # authorization rule on the claims, and a second tailgate gateway with the
 # same route and no policy at all (tg-bare), and that bare route once more
-# on net/http alone, without the fast front (tg-nethttp). Runs wrk against each (and
+# on net/http alone, without the fast front (tg-nethttp), and the gateway's floor:
+# a bare fasthttp reverse proxy that logs each request and does nothing else
+# (floor; gatewaybench floor). Runs wrk against each (and
 # against the backend directly), prints requests/s, p99 latency, the
 # process's CPU time per request (user + system, from /proc; steadier than
 # requests/s on a shared machine), resident memory (idle, and peak under
@@ -28,7 +30,7 @@ DURATION=${DURATION:-4s}
 CONNS=${CONNS:-32}
 THREADS=${THREADS:-2}
 BASE=${BASE_PORT:-18080}
-BE=$BASE NGX=$((BASE + 1)) CADDY=$((BASE + 2)) TG=$((BASE + 3)) TGBARE=$((BASE + 4)) TGNH=$((BASE + 5))
+BE=$BASE NGX=$((BASE + 1)) CADDY=$((BASE + 2)) TG=$((BASE + 3)) TGBARE=$((BASE + 4)) TGNH=$((BASE + 5)) FLOOR=$((BASE + 6))
 
 # shellcheck source=setup.sh
 source "$(dirname "$0")/setup.sh"
@@ -116,11 +118,16 @@ sed "s/port: $TGBARE/port: $TGNH/" "$WORK/tailgate-bare.yaml" >"$WORK/tailgate-n
 start_gateway tailgate-nethttp -no-fast-front
 TGNH_PID=$GATEWAY_PID
 
-for p in $BE $NGX $CADDY $TG $TGBARE $TGNH; do wait_port "$p"; done
+# --- the floor: fasthttp's proxy and an access line, nothing else
+"$WORK/gatewaybench" floor -addr "127.0.0.1:$FLOOR" -backend "127.0.0.1:$BE" -access-log "$WORK/floor-access.log" 2>"$WORK/floor.log" &
+FLOOR_PID=$!
+PIDS+=("$FLOOR_PID")
+
+for p in $BE $NGX $CADDY $TG $TGBARE $TGNH $FLOOR; do wait_port "$p"; done
 sleep 1
 
 # Sanity: every target answers 200, and tailgate refuses a request without a token.
-for p in $BE $NGX $CADDY $TG $TGBARE $TGNH; do
+for p in $BE $NGX $CADDY $TG $TGBARE $TGNH $FLOOR; do
 	code=$(curl -s -o /dev/null -w '%{http_code}' -H "Authorization: Bearer $TOKEN" "http://127.0.0.1:$p/")
 	[ "$code" = 200 ] || { echo "port $p answered $code" >&2; exit 1; }
 done
@@ -190,44 +197,53 @@ for _ in $(seq "$ROUNDS"); do
 	run tailgate "$TG" "$TG_PID"
 	run tg-bare "$TGBARE" "$TGBARE_PID"
 	run tg-nethttp "$TGNH" "$TGNH_PID"
+	run floor "$FLOOR" "$FLOOR_PID"
 done
 
 # Each round's ratios of tailgate to the others, before the medians
 # replace the rounds' figures.
 declare -A RATIO_RPS RATIO_P99 RATIO_CPU
-for n in direct nginx caddy tg-bare; do
+for n in direct nginx caddy tg-bare floor; do
 	RATIO_RPS[$n]=$(ratios "${RPS[tailgate]}" "${RPS[$n]}")
 	RATIO_P99[$n]=$(ratios "${P99[tailgate]}" "${P99[$n]}")
 	RATIO_CPU[$n]=$(ratios "${CPU[tailgate]}" "${CPU[$n]}")
 done
-for n in direct nginx caddy tailgate tg-bare tg-nethttp; do
+# The floor's own to nginx: what any Go proxy on fasthttp reaches here.
+FLOOR_RPS=$(ratios "${RPS[floor]}" "${RPS[nginx]}") FLOOR_P99=$(ratios "${P99[floor]}" "${P99[nginx]}")
+FLOOR_CPU=$(ratios "${CPU[floor]}" "${CPU[nginx]}")
+for n in direct nginx caddy tailgate tg-bare tg-nethttp floor; do
 	# shellcheck disable=SC2086 # the rounds' figures, one word each
 	RPS[$n]=$(median ${RPS[$n]}) P99[$n]=$(median ${P99[$n]}) CPU[$n]=$(median ${CPU[$n]})
 done
 
 printf '\n%-10s %12s %10s %12s %12s %12s\n' target "req/s" "p99 ms" "CPU µs/req" "RSS idle MB" "RSS load MB"
-for n in direct nginx caddy tailgate tg-bare tg-nethttp; do
+for n in direct nginx caddy tailgate tg-bare tg-nethttp floor; do
 	printf '%-10s %12s %10s %12s %12.1f %12.1f\n' "$n" "${RPS[$n]}" "${P99[$n]}" "${CPU[$n]}" \
 		"$(awk -v k="${IDLE[$n]}" 'BEGIN{print k/1024}')" "$(awk -v k="${PEAK[$n]}" 'BEGIN{print k/1024}')"
 done
 echo
 echo "tailgate (networkAuthorization + jwtAuth + authorization) relative to (median of the rounds' ratios; each round's in brackets):"
-for n in direct nginx caddy tg-bare; do
+for n in direct nginx caddy tg-bare floor; do
 	# shellcheck disable=SC2086
 	printf '  %-7s throughput %.2fx [%s], p99 latency %.2fx [%s], CPU per request %.2fx [%s]\n' "$n" \
 		"$(median ${RATIO_RPS[$n]})" "${RATIO_RPS[$n]% }" "$(median ${RATIO_P99[$n]})" "${RATIO_P99[$n]% }" \
 		"$(median ${RATIO_CPU[$n]})" "${RATIO_CPU[$n]% }"
 done
+# shellcheck disable=SC2086
+printf 'the floor (a bare fasthttp proxy) relative to nginx: throughput %.2fx [%s], p99 latency %.2fx [%s], CPU per request %.2fx [%s]\n' \
+	"$(median $FLOOR_RPS)" "${FLOOR_RPS% }" "$(median $FLOOR_P99)" "${FLOOR_P99% }" "$(median $FLOOR_CPU)" "${FLOOR_CPU% }"
 
 # The same figures as one line in Go's benchmark format, which
 # go run ./bench/report reads (units are "<target>-<figure>").
 line="BenchmarkGatewayWrk 1"
-for n in direct nginx caddy tailgate tg-bare tg-nethttp; do
+for n in direct nginx caddy tailgate tg-bare tg-nethttp floor; do
 	line+=" ${RPS[$n]} $n-req/s ${P99[$n]} $n-p99-ms ${CPU[$n]} $n-cpu-us/req"
 done
-for n in nginx tg-bare; do
+for n in nginx tg-bare floor; do
 	# shellcheck disable=SC2086
 	line+=" $(median ${RATIO_RPS[$n]}) tailgate-vs-$n-req/s-ratio $(median ${RATIO_P99[$n]}) tailgate-vs-$n-p99-ratio $(median ${RATIO_CPU[$n]}) tailgate-vs-$n-cpu-ratio"
 done
+# shellcheck disable=SC2086
+line+=" $(median $FLOOR_RPS) floor-vs-nginx-req/s-ratio $(median $FLOOR_P99) floor-vs-nginx-p99-ratio $(median $FLOOR_CPU) floor-vs-nginx-cpu-ratio"
 echo
 echo "$line"

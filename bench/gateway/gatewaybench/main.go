@@ -3,6 +3,7 @@
 //	gatewaybench backend -addr 127.0.0.1:18080   # the shared 1 KiB backend
 //	gatewaybench mint -dir DIR                   # RSA key → DIR/jwks.json, DIR/token
 //	gatewaybench gateway -f config.yaml          # gateway.Run, as `tailgate gateway` will
+//	gatewaybench floor -addr A -backend B -access-log F  # the floor: a bare fasthttp proxy
 //
 // It exists so the benchmark does not depend on cmd/tailgate's wiring.
 package main
@@ -34,7 +35,7 @@ import (
 
 func main() {
 	if len(os.Args) < 2 {
-		log.Fatal("usage: gatewaybench backend|mint|gateway [flags]")
+		log.Fatal("usage: gatewaybench backend|mint|gateway|floor [flags]")
 	}
 	fs := flag.NewFlagSet(os.Args[1], flag.ExitOnError)
 	switch os.Args[1] {
@@ -46,6 +47,12 @@ func main() {
 			w.Header().Set("Content-Type", "text/plain")
 			w.Write(body)
 		})))
+	case "floor":
+		addr := fs.String("addr", "127.0.0.1:18086", "listen address")
+		backend := fs.String("backend", "127.0.0.1:18080", "backend address")
+		accessLog := fs.String("access-log", "floor-access.log", "access log file")
+		fs.Parse(os.Args[2:])
+		log.Fatal(floor(*addr, *backend, *accessLog))
 	case "mint":
 		dir := fs.String("dir", ".", "output directory")
 		fs.Parse(os.Args[2:])
