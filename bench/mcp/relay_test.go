@@ -146,6 +146,9 @@ func (r *relay) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
 		w.Write(line)
 	case <-req.Context().Done():
+		r.mu.Lock()
+		delete(r.waiting, id)
+		r.mu.Unlock()
 	}
 }
 

@@ -4,6 +4,7 @@ import (
 	"net"
 	"os"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/valyala/fasthttp"
@@ -37,7 +38,8 @@ func floor(addr, backend, accessLog string) error {
 		if err := upstream.Do(&ctx.Request, &ctx.Response); err != nil {
 			ctx.Error("bad gateway", fasthttp.StatusBadGateway)
 		}
-		line := make([]byte, 0, 128)
+		bp := lines.Get().(*[]byte) // pooled, as the gateway's lines are
+		line := (*bp)[:0]
 		line = start.UTC().AppendFormat(line, time.RFC3339Nano)
 		line = append(line, ' ')
 		line = append(line, ctx.Method()...)
@@ -49,6 +51,10 @@ func floor(addr, backend, accessLog string) error {
 		line = strconv.AppendFloat(line, time.Since(start).Seconds()*1e3, 'f', 3, 64)
 		line = append(line, "ms\n"...)
 		log.Write(line)
+		*bp = line
+		lines.Put(bp)
 	}}
 	return srv.Serve(ln)
 }
+
+var lines = sync.Pool{New: func() any { b := make([]byte, 0, 160); return &b }}
