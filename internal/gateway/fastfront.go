@@ -1,11 +1,12 @@
 package gateway
 
-// The fast front of plain-HTTP binds.
+// The fast front of HTTP/1.1 binds, plain or TLS.
 //
 // net/http's server is most of what a request costs the gateway: a bare
 // net/http reverse proxy measures about a third of nginx's requests per
 // second on this kind of machine, a native fasthttp one about nine tenths.
-// So a plain-HTTP bind whose routes all send to plain-HTTP backends under
+// So a bind (HTTP, or HTTPS: the gateway offers only HTTP/1.1 over TLS)
+// whose routes all send to plain-HTTP backends under
 // policies that only read a request's head (fastFrontPolicies) is served by
 // fasthttp: for GET, HEAD and OPTIONS without a body, the request is read
 // by fasthttp, run through the same routing, policies, access log and
@@ -18,7 +19,6 @@ package gateway
 
 import (
 	"bytes"
-	"crypto/tls"
 	"io"
 	"log/slog"
 	"net"
@@ -59,7 +59,7 @@ func (s *snapshot) markFastFront() {
 		return // spans are begun and ended by the net/http path only
 	}
 	for _, bt := range s.binds {
-		bt.fastFront = !bt.https && !bt.connect && !bt.internal && bt.fastFrontRoutes()
+		bt.fastFront = !bt.connect && !bt.internal && bt.fastFrontRoutes()
 	}
 }
 
@@ -167,9 +167,11 @@ func (g *Gateway) serveFast(bs *bindServer) {
 	go bs.fast.Serve(fl)
 }
 
-// fastListener yields the connections the fast front serves; a TLS
-// connection, or one to a bind a reload took off the fast front, goes
-// straight to net/http.
+// fastListener yields the connections the fast front serves; one to a
+// bind a reload took off the fast front goes straight to net/http. A TLS
+// connection is served like a plain one: its handshake happens on the
+// fast front's first read, and a handoff gives net/http the decrypted
+// stream (its requests get r.TLS from authConn.tlsState).
 type fastListener struct {
 	gated *gatedListener
 	to    *pipe.Listener
@@ -185,7 +187,7 @@ func (l *fastListener) Accept() (net.Conn, error) {
 			bt := l.gated.g.snap.Load().binds[l.gated.bs.port]
 			return bt != nil && bt.fastFront
 		}
-		if _, isTLS := c.(*tls.Conn); isTLS || !servable() {
+		if !servable() {
 			go handoff.Give(l.to, c)
 			continue
 		}
@@ -224,7 +226,11 @@ func (g *Gateway) fastHandler(bs *bindServer) fasthttp.RequestHandler {
 		s := g.snap.Load()
 		if bt := s.binds[bs.port]; bt == nil || !bt.fastFront {
 			// A reload between the head's check and now: the request
-			// (bodiless) takes the net/http path through an adaptor.
+			// (bodiless) takes the net/http path through an adaptor,
+			// which finds the connection as net/http's requests do.
+			if ac := authConnOf(ctx.Conn()); ac != nil {
+				ctx.SetUserValue(connKey, ac)
+			}
 			slow(ctx)
 			return
 		}
@@ -312,6 +318,7 @@ func fastRequest(ctx *fasthttp.RequestCtx, ac *authConn) (*http.Request, error) 
 	}
 	if ac != nil {
 		r.RemoteAddr = ac.remoteAddr()
+		r.TLS = ac.tlsState()
 	}
 	// The context is Background's: serveRequest adds the request's own
 	// values, and a bodiless request has nothing to cancel early.

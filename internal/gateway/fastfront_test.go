@@ -2,6 +2,8 @@ package gateway
 
 import (
 	"bufio"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -113,10 +115,63 @@ func fastServed(g *testGateway) float64 {
 // sendRaw writes raw on a new connection to port.
 func sendRaw(t *testing.T, port int, raw string) net.Conn {
 	t.Helper()
+	return plainHTTP.sendRaw(t, port, raw)
+}
+
+// frontTransport is how a test reaches a bind: plain TCP, or TLS to an
+// HTTPS listener (certificate and key files), which the fast front
+// serves the same way.
+type frontTransport struct {
+	name           string
+	cert, key      string
+	serverName     string
+	expectedScheme string // what the backend sees in X-Forwarded-Proto
+}
+
+var plainHTTP = frontTransport{name: "http", expectedScheme: "http"}
+
+// httpsFront is a TLS transport with a fresh self-signed certificate
+// for gw.example.
+func httpsFront(t *testing.T) frontTransport {
+	cert, key := writeSelfSigned(t, t.TempDir(), "gw.example")
+	return frontTransport{name: "https", cert: cert, key: key, serverName: "gw.example", expectedScheme: "https"}
+}
+
+// config is fastFrontConfig with the listener on this transport.
+func (ft frontTransport) config(port int, backend string) string {
+	cfg := fastFrontConfig(port, backend)
+	if ft.cert == "" {
+		return cfg
+	}
+	return strings.Replace(cfg, "    protocol: HTTP\n", fmt.Sprintf("    protocol: HTTPS\n    tls: {cert: %s, key: %s}\n", ft.cert, ft.key), 1)
+}
+
+// dial opens a connection to port on this transport.
+func (ft frontTransport) dial(t *testing.T, port int) net.Conn {
+	t.Helper()
 	c, err := net.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", port))
 	if err != nil {
 		t.Fatal(err)
 	}
+	if ft.cert != "" {
+		pool := x509.NewCertPool()
+		pem, _ := os.ReadFile(ft.cert)
+		pool.AppendCertsFromPEM(pem)
+		tc := tls.Client(c, &tls.Config{RootCAs: pool, ServerName: ft.serverName})
+		tc.SetDeadline(time.Now().Add(10 * time.Second))
+		if err := tc.Handshake(); err != nil {
+			c.Close()
+			t.Fatal(err)
+		}
+		c = tc
+	}
+	return c
+}
+
+// sendRaw writes raw on a new connection to port.
+func (ft frontTransport) sendRaw(t *testing.T, port int, raw string) net.Conn {
+	t.Helper()
+	c := ft.dial(t, port)
 	t.Cleanup(func() { c.Close() })
 	c.SetDeadline(time.Now().Add(10 * time.Second))
 	if _, err := c.Write([]byte(raw)); err != nil {
@@ -128,7 +183,13 @@ func sendRaw(t *testing.T, port int, raw string) net.Conn {
 // exchangeRaw writes raw on a new connection and reads one response.
 func exchangeRaw(t *testing.T, port int, raw string) (*http.Response, string) {
 	t.Helper()
-	c := sendRaw(t, port, raw)
+	return plainHTTP.exchangeRaw(t, port, raw)
+}
+
+// exchangeRaw writes raw on a new connection and reads one response.
+func (ft frontTransport) exchangeRaw(t *testing.T, port int, raw string) (*http.Response, string) {
+	t.Helper()
+	c := ft.sendRaw(t, port, raw)
 	defer c.Close()
 	var req *http.Request
 	if strings.HasPrefix(raw, "HEAD ") {
@@ -145,12 +206,19 @@ func exchangeRaw(t *testing.T, port int, raw string) (*http.Response, string) {
 // TestFastFrontAnswersAsNetHTTPDoes sends the same raw requests to a
 // gateway with the fast front and one without, behind the same backend:
 // the backend must see the same request and the client get the same
-// response (status, headers but Date, body).
+// response (status, headers but Date, body). Over TLS too: an HTTPS
+// listener's requests are the fast front's as well.
 func TestFastFrontAnswersAsNetHTTPDoes(t *testing.T) {
+	for _, ft := range []frontTransport{plainHTTP, httpsFront(t)} {
+		t.Run(ft.name, func(t *testing.T) { answersAsNetHTTPDoes(t, ft) })
+	}
+}
+
+func answersAsNetHTTPDoes(t *testing.T, ft frontTransport) {
 	be := headerEcho(t)
 	fastPort, slowPort := freePort(t), freePort(t)
-	fast := startGateway(t, fastFrontConfig(fastPort, hostOf(be)), fastPort)
-	slow := startGateway(t, fastFrontConfig(slowPort, hostOf(be)), slowPort, func(o *Options) { o.NoFastFront = true })
+	fast := startGateway(t, ft.config(fastPort, hostOf(be)), fastPort)
+	slow := startGateway(t, ft.config(slowPort, hostOf(be)), slowPort, func(o *Options) { o.NoFastFront = true })
 
 	requests := []string{
 		"GET /api/x?b=c&d=%20e HTTP/1.1\r\nHost: gw.example\r\nX-User: alice\r\nAccept: */*\r\n\r\n",
@@ -175,10 +243,10 @@ func TestFastFrontAnswersAsNetHTTPDoes(t *testing.T) {
 		"GET /r/big HTTP/1.1\r\nHost: gw.example\r\n\r\n",
 		"HEAD /r/big HTTP/1.1\r\nHost: gw.example\r\n\r\n",
 	}
-	for _, raw := range requests {
+	for i, raw := range requests {
 		before := fastServed(fast)
-		fr, fb := exchangeRaw(t, fastPort, raw)
-		sr, sb := exchangeRaw(t, slowPort, raw)
+		fr, fb := ft.exchangeRaw(t, fastPort, raw)
+		sr, sb := ft.exchangeRaw(t, slowPort, raw)
 		name := strings.SplitN(raw, "\r\n", 2)[0]
 		if fr == nil || sr == nil {
 			t.Errorf("%s: fast front answered %v, net/http %v", name, fr != nil, sr != nil)
@@ -189,6 +257,9 @@ func TestFastFrontAnswersAsNetHTTPDoes(t *testing.T) {
 		}
 		if fr.StatusCode != sr.StatusCode || fb != sb {
 			t.Errorf("%s:\n fast front %d %q\n net/http   %d %q", name, fr.StatusCode, fb, sr.StatusCode, sb)
+		}
+		if want := `"X-Forwarded-Proto":["` + ft.expectedScheme + `"]`; i == 0 && !strings.Contains(fb, want) {
+			t.Errorf("%s: the backend saw %s; want %s", name, fb, want)
 		}
 		for _, h := range []http.Header{fr.Header, sr.Header} {
 			h.Del("Date")
@@ -237,15 +308,20 @@ func headersEqual(a, b http.Header) bool {
 
 // TestFastFrontHandsTheConnectionToNetHTTPAtABody pipelines plain and
 // body-carrying requests on one connection: every request is answered,
-// in order, and the requests from the first body on are net/http's.
+// in order, and the requests from the first body on are net/http's. Over
+// TLS, net/http's requests on the handed-off connection are still known
+// to have come over TLS (the backend is told https).
 func TestFastFrontHandsTheConnectionToNetHTTPAtABody(t *testing.T) {
+	for _, ft := range []frontTransport{plainHTTP, httpsFront(t)} {
+		t.Run(ft.name, func(t *testing.T) { handsTheConnectionToNetHTTPAtABody(t, ft) })
+	}
+}
+
+func handsTheConnectionToNetHTTPAtABody(t *testing.T, ft frontTransport) {
 	be := headerEcho(t)
 	port := freePort(t)
-	g := startGateway(t, fastFrontConfig(port, hostOf(be)), port)
-	c, err := net.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", port))
-	if err != nil {
-		t.Fatal(err)
-	}
+	g := startGateway(t, ft.config(port, hostOf(be)), port)
+	c := ft.dial(t, port)
 	defer c.Close()
 	c.SetDeadline(time.Now().Add(10 * time.Second))
 	get := "GET /r/%d HTTP/1.1\r\nHost: gw\r\n\r\n"
@@ -261,6 +337,9 @@ func TestFastFrontHandsTheConnectionToNetHTTPAtABody(t *testing.T) {
 		b, _ := io.ReadAll(resp.Body)
 		if resp.StatusCode != 200 || !strings.Contains(string(b), w) {
 			t.Fatalf("response %d: %d %s; want 200 with %s", i+1, resp.StatusCode, b, w)
+		}
+		if proto := `"X-Forwarded-Proto":["` + ft.expectedScheme + `"]`; !strings.Contains(string(b), proto) {
+			t.Errorf("response %d: the backend saw %s; want %s", i+1, b, proto)
 		}
 	}
 	if n := fastServed(g); n != 2 {

@@ -15,6 +15,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/tailgate-dev/tailgate/internal/gateway/cel"
@@ -114,7 +115,8 @@ func (l *gatedListener) Accept() (net.Conn, error) {
 	}
 	ac := &authConn{Conn: c, g: l.g, bs: l.bs}
 	if bt := l.g.snap.Load().binds[l.bs.port]; bt != nil && bt.https {
-		return tls.Server(ac, l.g.tlsConfig(l.bs.port)), nil
+		ac.tls = tls.Server(ac, l.g.tlsConfig(l.bs.port))
+		return ac.tls, nil
 	}
 	return ac, nil
 }
@@ -132,6 +134,30 @@ type authConn struct {
 	// remote is the fast front's RemoteAddr for the connection's
 	// requests, made on first use (they are served one at a time).
 	remote string
+	// tls is the TLS connection over this one on an HTTPS bind; state
+	// its ConnectionState once the handshake is done (tlsState).
+	tls   *tls.Conn
+	state atomic.Pointer[tls.ConnectionState]
+}
+
+// tlsState is what net/http puts in r.TLS for the connection's requests:
+// its TLS state once the handshake is done, nil on a plain connection.
+// net/http sets r.TLS only on a connection it takes as a *tls.Conn; the
+// fast front's requests, and net/http's on a connection the fast front
+// handed off (a replaying wrapper over the *tls.Conn), get it from here.
+func (c *authConn) tlsState() *tls.ConnectionState {
+	if c.tls == nil {
+		return nil
+	}
+	if st := c.state.Load(); st != nil {
+		return st
+	}
+	st := c.tls.ConnectionState()
+	if !st.HandshakeComplete {
+		return nil
+	}
+	c.state.Store(&st) // a racing call stores the same state
+	return &st
 }
 
 // src is the caller's address and port as the access log shows them.
@@ -429,6 +455,9 @@ func (g *Gateway) handler(bs *bindServer) http.Handler {
 	bind := fmt.Sprintf("bind/%d", bs.port)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		ac, _ := r.Context().Value(connKey).(*authConn)
+		if r.TLS == nil && ac != nil {
+			r.TLS = ac.tlsState() // a TLS connection the fast front handed off
+		}
 		g.serveRequest(bs, bind, g.snap.Load(), ac, w, r, nil)
 	})
 }
