@@ -28,7 +28,7 @@ func runGateway(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	bindHost := fs.String("bind-host", "", "`host` to bind ports on (default: all interfaces, like agentgateway)")
 	logFormat := fs.String("log-format", "text", "log format on stderr: text or json")
 	pprofOn := fs.Bool("pprof", false, "also serve /debug/pprof/ on the admin address (profiles show request data: keep the admin address private)")
-	fastFront := fs.Bool("fast-front", true, "serve plain GET/HEAD/OPTIONS on plain-HTTP binds with the fast HTTP/1.1 front (fasthttp); false serves everything with net/http")
+	fastFront := fs.Bool("fast-front", true, "serve plain GET/HEAD/OPTIONS on HTTP and HTTPS binds with the fast HTTP/1.1 front (fasthttp); false serves everything with net/http")
 	maxConfigBytes := fs.Int64("max-config-bytes", config.DefaultMaxBytes, "largest config `size` in bytes that is loaded or reloaded; a larger file is refused unread")
 	heapFloor := fs.Int("gc-heap-floor-mib", gcfloor.DefaultFloor>>20, "let the heap grow to this many `MiB` (or twice the live heap, if more) before a garbage collection; 0 keeps Go's default of twice the live heap; ignored when GOGC is set")
 	if err := parseFlags(fs, args); err != nil {

@@ -99,7 +99,7 @@ func newMetrics() *metrics {
 	}, []string{"result"})
 	m.fastFront = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "tailgate_gateway_fast_front_requests_total",
-		Help: "Requests the fast front served itself (plain GET, HEAD and OPTIONS on plain-HTTP binds), by bind; the rest of tailgate_gateway_requests_total went through net/http.",
+		Help: "Requests the fast front served itself (plain GET, HEAD and OPTIONS on HTTP and HTTPS binds), by bind; the rest of tailgate_gateway_requests_total went through net/http.",
 	}, []string{"bind"})
 	m.reg.MustRegister(m.requests, m.duration, m.denials, m.reloads, m.fastFront,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))

@@ -42,8 +42,8 @@
 //
 // # Two HTTP/1.1 fronts
 //
-// net/http's server costs most of what a request costs. A plain-HTTP bind
-// whose routes all send to plain-HTTP backends under policies that read
+// net/http's server costs most of what a request costs. A bind, HTTP or
+// HTTPS (HTTP/1.1 over TLS, the only protocol offered there), whose routes all send to plain-HTTP backends under policies that read
 // only a request's head (fastfront.go's fastFrontPolicies) is served by fasthttp
 // first: a GET or HEAD or OPTIONS with no body, in a head package handoff
 // found unambiguous, takes the same path as on net/http — routing,
@@ -51,8 +51,8 @@
 // — and goes upstream through fasthttp's client. At the first request on
 // a connection that is anything else (a body, an upgrade, HTTP/1.0, an
 // odd byte), the connection goes to the bind's net/http server, unread
-// bytes included, for the rest of its life. TLS binds, CONNECT binds and
-// configs with tracing use net/http alone, as does Options.NoFastFront.
+// bytes included, for the rest of its life. CONNECT binds and configs
+// with tracing use net/http alone, as does Options.NoFastFront.
 // The metric tailgate_gateway_fast_front_requests_total counts what the
 // fast front served.
 //
@@ -151,7 +151,7 @@ type Options struct {
 	// private.
 	Pprof bool
 	// NoFastFront serves every bind with net/http alone, without the
-	// fast front of plain-HTTP binds (fastfront.go): an escape hatch
+	// fast front of HTTP and HTTPS binds (fastfront.go): an escape hatch
 	// (`tailgate gateway --fast-front=false`) and for comparisons.
 	NoFastFront bool
 
