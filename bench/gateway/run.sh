@@ -8,7 +8,9 @@
 # same route and no policy at all (tg-bare), and that bare route once more
 # on net/http alone, without the fast front (tg-nethttp), and the gateway's floor:
 # a bare fasthttp reverse proxy that logs each request and does nothing else
-# (floor; gatewaybench floor). Runs wrk against each (and
+# (floor; gatewaybench floor); and nginx and tailgate with the policies once
+# more over TLS (nginx-tls, tailgate-tls: HTTPS listeners, a self-signed
+# P-256 certificate, HTTP/1.1). Runs wrk against each (and
 # against the backend directly), prints requests/s, p99 latency, the
 # process's CPU time per request (user + system, from /proc; steadier than
 # requests/s on a shared machine), resident memory (idle, and peak under
@@ -31,6 +33,7 @@ CONNS=${CONNS:-32}
 THREADS=${THREADS:-2}
 BASE=${BASE_PORT:-18080}
 BE=$BASE NGX=$((BASE + 1)) CADDY=$((BASE + 2)) TG=$((BASE + 3)) TGBARE=$((BASE + 4)) TGNH=$((BASE + 5)) FLOOR=$((BASE + 6))
+NGXTLS=$((BASE + 7)) TGTLS=$((BASE + 8))
 
 # shellcheck source=setup.sh
 source "$(dirname "$0")/setup.sh"
@@ -76,6 +79,9 @@ http {
 	upstream backend { server 127.0.0.1:$BE; keepalive 64; }
 	server {
 		listen 127.0.0.1:$NGX;
+		listen 127.0.0.1:$NGXTLS ssl;
+		ssl_certificate $WORK/cert.pem;
+		ssl_certificate_key $WORK/key.pem;
 		location / {
 			proxy_pass http://backend;
 			proxy_http_version 1.1;
@@ -118,21 +124,29 @@ sed "s/port: $TGBARE/port: $TGNH/" "$WORK/tailgate-bare.yaml" >"$WORK/tailgate-n
 start_gateway tailgate-nethttp -no-fast-front
 TGNH_PID=$GATEWAY_PID
 
+# --- the policies gateway again, on an HTTPS listener
+sed "s/port: $TG\$/port: $TGTLS/; s|^    protocol: HTTP\$|    protocol: HTTPS\n    tls: {cert: $WORK/cert.pem, key: $WORK/key.pem}|" \
+	"$WORK/tailgate.yaml" >"$WORK/tailgate-tls.yaml"
+start_gateway tailgate-tls
+TGTLS_PID=$GATEWAY_PID
+
 # --- the floor: fasthttp's proxy and an access line, nothing else
 "$WORK/gatewaybench" floor -addr "127.0.0.1:$FLOOR" -backend "127.0.0.1:$BE" -access-log "$WORK/floor-access.log" 2>"$WORK/floor.log" &
 FLOOR_PID=$!
 PIDS+=("$FLOOR_PID")
 
-for p in $BE $NGX $CADDY $TG $TGBARE $TGNH $FLOOR; do wait_port "$p"; done
+for p in $BE $NGX $CADDY $TG $TGBARE $TGNH $FLOOR $NGXTLS $TGTLS; do wait_port "$p"; done
 sleep 1
 
 # Sanity: every target answers 200, and tailgate refuses a request without a token.
-for p in $BE $NGX $CADDY $TG $TGBARE $TGNH $FLOOR; do
-	code=$(curl -s -o /dev/null -w '%{http_code}' -H "Authorization: Bearer $TOKEN" "http://127.0.0.1:$p/")
-	[ "$code" = 200 ] || { echo "port $p answered $code" >&2; exit 1; }
+for url in http://127.0.0.1:{$BE,$NGX,$CADDY,$TG,$TGBARE,$TGNH,$FLOOR}/ https://127.0.0.1:{$NGXTLS,$TGTLS}/; do
+	code=$(curl -sk -o /dev/null -w '%{http_code}' -H "Authorization: Bearer $TOKEN" "$url")
+	[ "$code" = 200 ] || { echo "$url answered $code" >&2; exit 1; }
 done
-code=$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$TG/")
-[ "$code" = 401 ] || { echo "tailgate without a token answered $code, want 401" >&2; exit 1; }
+for url in "http://127.0.0.1:$TG/" "https://127.0.0.1:$TGTLS/"; do
+	code=$(curl -sk -o /dev/null -w '%{http_code}' "$url")
+	[ "$code" = 401 ] || { echo "tailgate without a token at $url answered $code, want 401" >&2; exit 1; }
+done
 
 cpu_ticks() { # user + system clock ticks of a process and its children
 	local total=0 p
@@ -153,12 +167,12 @@ to_ms() { # wrk latency like 1.23ms / 812.00us / 1.01s → ms
 }
 
 declare -A RPS P99 IDLE PEAK CPU
-run() { # name port pid
-	local name=$1 port=$2 pid=$3 out peak=${PEAK[$1]:-0} r c0 c1
+run() { # name port pid [scheme]
+	local name=$1 port=$2 pid=$3 url="${4:-http}://127.0.0.1:$2/" out peak=${PEAK[$1]:-0} r c0 c1
 	[ -n "${IDLE[$name]:-}" ] || IDLE[$name]=$(rss_kb "$pid")
 	# warm-up, then the measured run with RSS sampled every 0.2 s
-	wrk -t"$THREADS" -c"$CONNS" -d1s -H "Authorization: Bearer $TOKEN" "http://127.0.0.1:$port/" >/dev/null
-	wrk -t"$THREADS" -c"$CONNS" -d"$DURATION" --latency -H "Authorization: Bearer $TOKEN" "http://127.0.0.1:$port/" >"$WORK/wrk-$name.txt" &
+	wrk -t"$THREADS" -c"$CONNS" -d1s -H "Authorization: Bearer $TOKEN" "$url" >/dev/null
+	wrk -t"$THREADS" -c"$CONNS" -d"$DURATION" --latency -H "Authorization: Bearer $TOKEN" "$url" >"$WORK/wrk-$name.txt" &
 	local wpid=$!
 	c0=$(cpu_ticks "$pid")
 	while kill -0 "$wpid" 2>/dev/null; do
@@ -198,6 +212,8 @@ for _ in $(seq "$ROUNDS"); do
 	run tg-bare "$TGBARE" "$TGBARE_PID"
 	run tg-nethttp "$TGNH" "$TGNH_PID"
 	run floor "$FLOOR" "$FLOOR_PID"
+	run nginx-tls "$NGXTLS" "$NGX_PID" https
+	run tailgate-tls "$TGTLS" "$TGTLS_PID" https
 done
 
 # Each round's ratios of tailgate to the others, before the medians
@@ -211,14 +227,17 @@ done
 # The floor's own to nginx: what any Go proxy on fasthttp reaches here.
 FLOOR_RPS=$(ratios "${RPS[floor]}" "${RPS[nginx]}") FLOOR_P99=$(ratios "${P99[floor]}" "${P99[nginx]}")
 FLOOR_CPU=$(ratios "${CPU[floor]}" "${CPU[nginx]}")
-for n in direct nginx caddy tailgate tg-bare tg-nethttp floor; do
+# Over TLS, tailgate's to nginx's.
+TLS_RPS=$(ratios "${RPS[tailgate-tls]}" "${RPS[nginx-tls]}") TLS_P99=$(ratios "${P99[tailgate-tls]}" "${P99[nginx-tls]}")
+TLS_CPU=$(ratios "${CPU[tailgate-tls]}" "${CPU[nginx-tls]}")
+for n in direct nginx caddy tailgate tg-bare tg-nethttp floor nginx-tls tailgate-tls; do
 	# shellcheck disable=SC2086 # the rounds' figures, one word each
 	RPS[$n]=$(median ${RPS[$n]}) P99[$n]=$(median ${P99[$n]}) CPU[$n]=$(median ${CPU[$n]})
 done
 
-printf '\n%-10s %12s %10s %12s %12s %12s\n' target "req/s" "p99 ms" "CPU µs/req" "RSS idle MB" "RSS load MB"
-for n in direct nginx caddy tailgate tg-bare tg-nethttp floor; do
-	printf '%-10s %12s %10s %12s %12.1f %12.1f\n' "$n" "${RPS[$n]}" "${P99[$n]}" "${CPU[$n]}" \
+printf '\n%-12s %12s %10s %12s %12s %12s\n' target "req/s" "p99 ms" "CPU µs/req" "RSS idle MB" "RSS load MB"
+for n in direct nginx caddy tailgate tg-bare tg-nethttp floor nginx-tls tailgate-tls; do
+	printf '%-12s %12s %10s %12s %12.1f %12.1f\n' "$n" "${RPS[$n]}" "${P99[$n]}" "${CPU[$n]}" \
 		"$(awk -v k="${IDLE[$n]}" 'BEGIN{print k/1024}')" "$(awk -v k="${PEAK[$n]}" 'BEGIN{print k/1024}')"
 done
 echo
@@ -232,11 +251,14 @@ done
 # shellcheck disable=SC2086
 printf 'the floor (a bare fasthttp proxy) relative to nginx: throughput %.2fx [%s], p99 latency %.2fx [%s], CPU per request %.2fx [%s]\n' \
 	"$(median $FLOOR_RPS)" "${FLOOR_RPS% }" "$(median $FLOOR_P99)" "${FLOOR_P99% }" "$(median $FLOOR_CPU)" "${FLOOR_CPU% }"
+# shellcheck disable=SC2086
+printf 'over TLS, tailgate (policies) relative to nginx: throughput %.2fx [%s], p99 latency %.2fx [%s], CPU per request %.2fx [%s]\n' \
+	"$(median $TLS_RPS)" "${TLS_RPS% }" "$(median $TLS_P99)" "${TLS_P99% }" "$(median $TLS_CPU)" "${TLS_CPU% }"
 
 # The same figures as one line in Go's benchmark format, which
 # go run ./bench/report reads (units are "<target>-<figure>").
 line="BenchmarkGatewayWrk 1"
-for n in direct nginx caddy tailgate tg-bare tg-nethttp floor; do
+for n in direct nginx caddy tailgate tg-bare tg-nethttp floor nginx-tls tailgate-tls; do
 	line+=" ${RPS[$n]} $n-req/s ${P99[$n]} $n-p99-ms ${CPU[$n]} $n-cpu-us/req"
 done
 for n in nginx tg-bare floor; do
@@ -245,5 +267,7 @@ for n in nginx tg-bare floor; do
 done
 # shellcheck disable=SC2086
 line+=" $(median $FLOOR_RPS) floor-vs-nginx-req/s-ratio $(median $FLOOR_P99) floor-vs-nginx-p99-ratio $(median $FLOOR_CPU) floor-vs-nginx-cpu-ratio"
+# shellcheck disable=SC2086
+line+=" $(median $TLS_RPS) tailgate-tls-vs-nginx-tls-req/s-ratio $(median $TLS_P99) tailgate-tls-vs-nginx-tls-p99-ratio $(median $TLS_CPU) tailgate-tls-vs-nginx-tls-cpu-ratio"
 echo
 echo "$line"

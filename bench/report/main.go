@@ -107,6 +107,8 @@ var suites = []suite{
 		{"gateway ÷ the floor req/s, policies, median of rounds", "tailgate-vs-floor-req/s-ratio", "", false},
 		{"gateway ÷ the floor p99, policies, median of rounds", "tailgate-vs-floor-p99-ratio", "", true},
 		{"gateway ÷ the floor CPU µs/request, policies, median of rounds", "tailgate-vs-floor-cpu-ratio", "", true},
+		{"gateway ÷ nginx req/s over TLS, policies, median of rounds", "tailgate-tls-vs-nginx-tls-req/s-ratio", "", false},
+		{"gateway ÷ nginx p99 over TLS, policies, median of rounds", "tailgate-tls-vs-nginx-tls-p99-ratio", "", true},
 		{"gateway req/s, policies, vs nginx", "tailgate-req/s", "nginx-req/s", false},
 		{"gateway req/s, no policy, vs nginx", "tg-bare-req/s", "nginx-req/s", false},
 		{"gateway req/s, policies vs no policy", "tailgate-req/s", "tg-bare-req/s", false},

@@ -1,7 +1,7 @@
 // Command gatewaybench is the tailgate side of bench/gateway/run.sh:
 //
 //	gatewaybench backend -addr 127.0.0.1:18080   # the shared 1 KiB backend
-//	gatewaybench mint -dir DIR                   # RSA key → DIR/jwks.json, DIR/token
+//	gatewaybench mint -dir DIR                   # RSA key → DIR/jwks.json, DIR/token; DIR/cert.pem, DIR/key.pem (self-signed, 127.0.0.1)
 //	gatewaybench gateway -f config.yaml          # gateway.Run, as `tailgate gateway` will
 //	gatewaybench floor -addr A -backend B -access-log F  # the floor: a bare fasthttp proxy
 //
@@ -10,13 +10,20 @@ package main
 
 import (
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/rsa"
+	"crypto/x509"
+	"crypto/x509/pkix"
 	"encoding/json"
+	"encoding/pem"
 	"flag"
 	"fmt"
 	"log"
 	"log/slog"
+	"math/big"
+	"net"
 	"net/http"
 	"os"
 	"os/signal"
@@ -119,5 +126,38 @@ func mint(dir string) error {
 		return err
 	}
 	fmt.Fprintln(os.Stderr, "minted", filepath.Join(dir, "jwks.json"))
-	return os.WriteFile(filepath.Join(dir, "token"), []byte(tok), 0o600)
+	if err := os.WriteFile(filepath.Join(dir, "token"), []byte(tok), 0o600); err != nil {
+		return err
+	}
+	return selfSigned(dir)
+}
+
+// selfSigned writes dir/cert.pem and dir/key.pem: a P-256 certificate for
+// 127.0.0.1, the HTTPS listeners' of run.sh (wrk does not verify it).
+func selfSigned(dir string) error {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return err
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(1),
+		Subject:      pkix.Name{CommonName: "127.0.0.1"},
+		IPAddresses:  []net.IP{net.IPv4(127, 0, 0, 1)},
+		NotBefore:    time.Now().Add(-time.Hour),
+		NotAfter:     time.Now().Add(24 * time.Hour),
+		KeyUsage:     x509.KeyUsageDigitalSignature,
+		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		return err
+	}
+	kb, err := x509.MarshalECPrivateKey(key)
+	if err != nil {
+		return err
+	}
+	if err := os.WriteFile(filepath.Join(dir, "cert.pem"), pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600); err != nil {
+		return err
+	}
+	return os.WriteFile(filepath.Join(dir, "key.pem"), pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kb}), 0o600)
 }
