@@ -93,7 +93,13 @@ func fastFrontConfig(port int, backend string) string {
 // until the gateway closes it or goes quiet; it returns their statuses.
 func exchangeAll(t *testing.T, port int, raw string) []int {
 	t.Helper()
-	c := sendRaw(t, port, raw)
+	return plainHTTP.exchangeAll(t, port, raw)
+}
+
+// exchangeAll is exchangeAll on this transport.
+func (ft frontTransport) exchangeAll(t *testing.T, port int, raw string) []int {
+	t.Helper()
+	c := ft.sendRaw(t, port, raw)
 	defer c.Close()
 	br := bufio.NewReader(c)
 	var statuses []int
@@ -139,7 +145,11 @@ func httpsFront(t *testing.T) frontTransport {
 
 // config is fastFrontConfig with the listener on this transport.
 func (ft frontTransport) config(port int, backend string) string {
-	cfg := fastFrontConfig(port, backend)
+	return ft.listen(fastFrontConfig(port, backend))
+}
+
+// listen puts cfg's (first) listener on this transport.
+func (ft frontTransport) listen(cfg string) string {
 	if ft.cert == "" {
 		return cfg
 	}
@@ -355,6 +365,15 @@ func handsTheConnectionToNetHTTPAtABody(t *testing.T, ft frontTransport) {
 // them, and forwards what it forwards, exactly as on a gateway without
 // the fast front.
 func TestFastFrontLeavesHostileInputToNetHTTP(t *testing.T) {
+	for _, ft := range []frontTransport{plainHTTP, httpsFront(t)} {
+		t.Run(ft.name, func(t *testing.T) {
+			t.Parallel() // each waits out quiet connections; they share nothing
+			leavesHostileInputToNetHTTP(t, ft)
+		})
+	}
+}
+
+func leavesHostileInputToNetHTTP(t *testing.T, ft frontTransport) {
 	recorder := func() (*httptest.Server, chan string) {
 		seen := make(chan string, 64)
 		be := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -367,8 +386,8 @@ func TestFastFrontLeavesHostileInputToNetHTTP(t *testing.T) {
 	fastBE, fastSeen := recorder()
 	slowBE, slowSeen := recorder()
 	fastPort, slowPort := freePort(t), freePort(t)
-	fast := startGateway(t, simpleConfig(fastPort, hostOf(fastBE), "", ""), fastPort)
-	startGateway(t, simpleConfig(slowPort, hostOf(slowBE), "", ""), slowPort, func(o *Options) { o.NoFastFront = true })
+	fast := startGateway(t, ft.listen(simpleConfig(fastPort, hostOf(fastBE), "", "")), fastPort)
+	startGateway(t, ft.listen(simpleConfig(slowPort, hostOf(slowBE), "", "")), slowPort, func(o *Options) { o.NoFastFront = true })
 	behind := "GET /behind HTTP/1.1\r\nHost: gw\r\n\r\n"
 	hostile := map[string]string{
 		"CL and TE":          "GET / HTTP/1.1\r\nHost: gw\r\nContent-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n" + behind,
@@ -397,7 +416,7 @@ func TestFastFrontLeavesHostileInputToNetHTTP(t *testing.T) {
 	}
 	for name, raw := range hostile {
 		before := fastServed(fast)
-		f, s := exchangeAll(t, fastPort, raw), exchangeAll(t, slowPort, raw)
+		f, s := ft.exchangeAll(t, fastPort, raw), ft.exchangeAll(t, slowPort, raw)
 		if fastServed(fast) != before {
 			t.Errorf("%s: the fast front served it", name)
 		}
