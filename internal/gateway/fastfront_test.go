@@ -178,7 +178,7 @@ func (ft frontTransport) dial(t *testing.T, port int) net.Conn {
 	return c
 }
 
-// sendRaw writes raw on a new connection to port.
+// sendRaw is sendRaw on this transport.
 func (ft frontTransport) sendRaw(t *testing.T, port int, raw string) net.Conn {
 	t.Helper()
 	c := ft.dial(t, port)
@@ -196,7 +196,7 @@ func exchangeRaw(t *testing.T, port int, raw string) (*http.Response, string) {
 	return plainHTTP.exchangeRaw(t, port, raw)
 }
 
-// exchangeRaw writes raw on a new connection and reads one response.
+// exchangeRaw is exchangeRaw on this transport.
 func (ft frontTransport) exchangeRaw(t *testing.T, port int, raw string) (*http.Response, string) {
 	t.Helper()
 	c := ft.sendRaw(t, port, raw)
