@@ -216,58 +216,51 @@ for _ in $(seq "$ROUNDS"); do
 	run tailgate-tls "$TGTLS" "$TGTLS_PID" https
 done
 
-# Each round's ratios of tailgate to the others, before the medians
-# replace the rounds' figures.
+TARGETS="direct nginx caddy tailgate tg-bare tg-nethttp floor nginx-tls tailgate-tls"
+# The ratios reported, as "a/b" (a's figure over b's, round by round):
+# tailgate with the policies to every baseline, the floor to nginx (what
+# any Go proxy on fasthttp reaches here), and the two over TLS. The
+# benchmark line carries those in REPORTED, as a-vs-b-*-ratio.
+PAIRS="tailgate/direct tailgate/nginx tailgate/caddy tailgate/tg-bare tailgate/floor floor/nginx tailgate-tls/nginx-tls"
+REPORTED="tailgate/nginx tailgate/tg-bare tailgate/floor floor/nginx tailgate-tls/nginx-tls"
+
+# Each round's ratios, before the medians replace the rounds' figures.
 declare -A RATIO_RPS RATIO_P99 RATIO_CPU
-for n in direct nginx caddy tg-bare floor; do
-	RATIO_RPS[$n]=$(ratios "${RPS[tailgate]}" "${RPS[$n]}")
-	RATIO_P99[$n]=$(ratios "${P99[tailgate]}" "${P99[$n]}")
-	RATIO_CPU[$n]=$(ratios "${CPU[tailgate]}" "${CPU[$n]}")
+for pair in $PAIRS; do
+	a=${pair%/*} b=${pair#*/}
+	RATIO_RPS[$pair]=$(ratios "${RPS[$a]}" "${RPS[$b]}")
+	RATIO_P99[$pair]=$(ratios "${P99[$a]}" "${P99[$b]}")
+	RATIO_CPU[$pair]=$(ratios "${CPU[$a]}" "${CPU[$b]}")
 done
-# The floor's own to nginx: what any Go proxy on fasthttp reaches here.
-FLOOR_RPS=$(ratios "${RPS[floor]}" "${RPS[nginx]}") FLOOR_P99=$(ratios "${P99[floor]}" "${P99[nginx]}")
-FLOOR_CPU=$(ratios "${CPU[floor]}" "${CPU[nginx]}")
-# Over TLS, tailgate's to nginx's.
-TLS_RPS=$(ratios "${RPS[tailgate-tls]}" "${RPS[nginx-tls]}") TLS_P99=$(ratios "${P99[tailgate-tls]}" "${P99[nginx-tls]}")
-TLS_CPU=$(ratios "${CPU[tailgate-tls]}" "${CPU[nginx-tls]}")
-for n in direct nginx caddy tailgate tg-bare tg-nethttp floor nginx-tls tailgate-tls; do
+for n in $TARGETS; do
 	# shellcheck disable=SC2086 # the rounds' figures, one word each
 	RPS[$n]=$(median ${RPS[$n]}) P99[$n]=$(median ${P99[$n]}) CPU[$n]=$(median ${CPU[$n]})
 done
 
 printf '\n%-12s %12s %10s %12s %12s %12s\n' target "req/s" "p99 ms" "CPU µs/req" "RSS idle MB" "RSS load MB"
-for n in direct nginx caddy tailgate tg-bare tg-nethttp floor nginx-tls tailgate-tls; do
+for n in $TARGETS; do
 	printf '%-12s %12s %10s %12s %12.1f %12.1f\n' "$n" "${RPS[$n]}" "${P99[$n]}" "${CPU[$n]}" \
 		"$(awk -v k="${IDLE[$n]}" 'BEGIN{print k/1024}')" "$(awk -v k="${PEAK[$n]}" 'BEGIN{print k/1024}')"
 done
 echo
-echo "tailgate (networkAuthorization + jwtAuth + authorization) relative to (median of the rounds' ratios; each round's in brackets):"
-for n in direct nginx caddy tg-bare floor; do
+echo "tailgate is the policies route (networkAuthorization + jwtAuth + authorization); median of the rounds' ratios, each round's in brackets:"
+for pair in $PAIRS; do
 	# shellcheck disable=SC2086
-	printf '  %-7s throughput %.2fx [%s], p99 latency %.2fx [%s], CPU per request %.2fx [%s]\n' "$n" \
-		"$(median ${RATIO_RPS[$n]})" "${RATIO_RPS[$n]% }" "$(median ${RATIO_P99[$n]})" "${RATIO_P99[$n]% }" \
-		"$(median ${RATIO_CPU[$n]})" "${RATIO_CPU[$n]% }"
+	printf '  %-27s throughput %.2fx [%s], p99 latency %.2fx [%s], CPU per request %.2fx [%s]\n' "${pair/\// ÷ }" \
+		"$(median ${RATIO_RPS[$pair]})" "${RATIO_RPS[$pair]% }" "$(median ${RATIO_P99[$pair]})" "${RATIO_P99[$pair]% }" \
+		"$(median ${RATIO_CPU[$pair]})" "${RATIO_CPU[$pair]% }"
 done
-# shellcheck disable=SC2086
-printf 'the floor (a bare fasthttp proxy) relative to nginx: throughput %.2fx [%s], p99 latency %.2fx [%s], CPU per request %.2fx [%s]\n' \
-	"$(median $FLOOR_RPS)" "${FLOOR_RPS% }" "$(median $FLOOR_P99)" "${FLOOR_P99% }" "$(median $FLOOR_CPU)" "${FLOOR_CPU% }"
-# shellcheck disable=SC2086
-printf 'over TLS, tailgate (policies) relative to nginx: throughput %.2fx [%s], p99 latency %.2fx [%s], CPU per request %.2fx [%s]\n' \
-	"$(median $TLS_RPS)" "${TLS_RPS% }" "$(median $TLS_P99)" "${TLS_P99% }" "$(median $TLS_CPU)" "${TLS_CPU% }"
 
 # The same figures as one line in Go's benchmark format, which
 # go run ./bench/report reads (units are "<target>-<figure>").
 line="BenchmarkGatewayWrk 1"
-for n in direct nginx caddy tailgate tg-bare tg-nethttp floor nginx-tls tailgate-tls; do
+for n in $TARGETS; do
 	line+=" ${RPS[$n]} $n-req/s ${P99[$n]} $n-p99-ms ${CPU[$n]} $n-cpu-us/req"
 done
-for n in nginx tg-bare floor; do
+for pair in $REPORTED; do
+	unit=${pair/\//-vs-}
 	# shellcheck disable=SC2086
-	line+=" $(median ${RATIO_RPS[$n]}) tailgate-vs-$n-req/s-ratio $(median ${RATIO_P99[$n]}) tailgate-vs-$n-p99-ratio $(median ${RATIO_CPU[$n]}) tailgate-vs-$n-cpu-ratio"
+	line+=" $(median ${RATIO_RPS[$pair]}) $unit-req/s-ratio $(median ${RATIO_P99[$pair]}) $unit-p99-ratio $(median ${RATIO_CPU[$pair]}) $unit-cpu-ratio"
 done
-# shellcheck disable=SC2086
-line+=" $(median $FLOOR_RPS) floor-vs-nginx-req/s-ratio $(median $FLOOR_P99) floor-vs-nginx-p99-ratio $(median $FLOOR_CPU) floor-vs-nginx-cpu-ratio"
-# shellcheck disable=SC2086
-line+=" $(median $TLS_RPS) tailgate-tls-vs-nginx-tls-req/s-ratio $(median $TLS_P99) tailgate-tls-vs-nginx-tls-p99-ratio $(median $TLS_CPU) tailgate-tls-vs-nginx-tls-cpu-ratio"
 echo
 echo "$line"
