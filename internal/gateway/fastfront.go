@@ -6,9 +6,8 @@ package gateway
 // net/http reverse proxy measures about a third of nginx's requests per
 // second on this kind of machine, a native fasthttp one about nine tenths.
 // So a bind (HTTP, or HTTPS: the gateway offers only HTTP/1.1 over TLS)
-// whose routes all send to plain-HTTP backends under
-// policies that only read a request's head (fastFrontPolicies) is served by
-// fasthttp: for GET, HEAD and OPTIONS without a body, the request is read
+// whose routes all send to plain-HTTP backends under policies that only
+// read a request's head (fastFrontPolicies) is served by fasthttp: for GET, HEAD and OPTIONS without a body, the request is read
 // by fasthttp, run through the same routing, policies, access log and
 // metrics as on net/http (serveRequest, over an http.Request built from
 // the head), and sent upstream by fasthttp's client. Every other request

@@ -43,8 +43,9 @@
 // # Two HTTP/1.1 fronts
 //
 // net/http's server costs most of what a request costs. A bind, HTTP or
-// HTTPS (HTTP/1.1 over TLS, the only protocol offered there), whose routes all send to plain-HTTP backends under policies that read
-// only a request's head (fastfront.go's fastFrontPolicies) is served by fasthttp
+// HTTPS (HTTP/1.1 over TLS, the only protocol offered there), whose
+// routes all send to plain-HTTP backends under policies that read only a
+// request's head (fastfront.go's fastFrontPolicies) is served by fasthttp
 // first: a GET or HEAD or OPTIONS with no body, in a head package handoff
 // found unambiguous, takes the same path as on net/http — routing,
 // policies, access log, metrics, over an http.Request built from the head
