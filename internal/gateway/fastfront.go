@@ -7,10 +7,11 @@ package gateway
 // second on this kind of machine, a native fasthttp one about nine tenths.
 // So a bind (HTTP, or HTTPS: the gateway offers only HTTP/1.1 over TLS)
 // whose routes all send to plain-HTTP backends under policies that only
-// read a request's head (fastFrontPolicies) is served by fasthttp: for GET, HEAD and OPTIONS without a body, the request is read
-// by fasthttp, run through the same routing, policies, access log and
-// metrics as on net/http (serveRequest, over an http.Request built from
-// the head), and sent upstream by fasthttp's client. Every other request
+// read a request's head (fastFrontPolicies) is served by fasthttp: for
+// GET, HEAD and OPTIONS without a body, the request is read by fasthttp,
+// run through the same routing, policies, access log and metrics as on
+// net/http (serveRequest, over an http.Request built from the head), and
+// sent upstream by fasthttp's client. Every other request
 // — a body, an upgrade, HTTP/1.0, anything unusual in its head — hands
 // the connection to the bind's net/http server for the rest of its life
 // (package handoff), so the hardened net/http path still reads everything
