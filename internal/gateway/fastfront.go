@@ -19,6 +19,8 @@ package gateway
 
 import (
 	"bytes"
+	"context"
+	"errors"
 	"io"
 	"log/slog"
 	"net"
@@ -442,6 +444,10 @@ func (f *fastCall) send(g *Gateway, st *requestState, r *http.Request, be Backen
 	var err error
 	if d, ok := r.Context().Deadline(); ok {
 		err = hb.fast.DoDeadline(req, resp, d)
+		if errors.Is(err, fasthttp.ErrTimeout) {
+			// The request's deadline passed: logged in net/http's words.
+			err = context.DeadlineExceeded
+		}
 	} else {
 		err = hb.fast.Do(req, resp)
 	}

@@ -11,11 +11,13 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"regexp"
 	"slices"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/go-jose/go-jose/v4/jwt"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 )
 
@@ -25,6 +27,14 @@ func headerEcho(t *testing.T) *httptest.Server {
 	t.Helper()
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		body, _ := io.ReadAll(r.Body)
+		if r.URL.Path == "/auth/slow" {
+			// Slower than the /auth route's timeout.
+			select {
+			case <-r.Context().Done():
+			case <-time.After(5 * time.Second):
+			}
+			return
+		}
 		if r.URL.Path == "/r/big" {
 			// Longer than the fast front reads whole: streamed.
 			w.Header().Set("Content-Length", "300000")
@@ -48,8 +58,32 @@ func headerEcho(t *testing.T) *httptest.Server {
 	return srv
 }
 
-// fastFrontConfig has the policies the fast front runs, on routes it serves.
-func fastFrontConfig(port int, backend string) string {
+// fastFrontConfig has the policies the fast front runs, on routes it
+// serves; with a key set (jwks, JSON), also a route under /auth that
+// rate-limits, authenticates, authorizes on the token's subject and times
+// out.
+func fastFrontConfig(port int, backend, jwks string) string {
+	// A backend nobody listens on.
+	auth := fmt.Sprintf(`
+    - name: dead
+      matches: [{path: {pathPrefix: /dead}}]
+      backends: [{host: 127.0.0.1:%d}]`, closedPort)
+	if jwks != "" {
+		auth += fmt.Sprintf(`
+    - name: auth
+      matches: [{path: {pathPrefix: /auth}}]
+      policies:
+        localRateLimit: [{maxTokens: 7, tokensPerFill: 1, fillInterval: 1h}]
+        jwtAuth:
+          mode: strict
+          issuer: %s
+          audiences: [gateway]
+          jwks: '%s'
+        authorization:
+          rules: ['jwt.sub == "alice"']
+        timeout: {requestTimeout: 300ms}
+      backends: [{host: %s}]`, frontIssuer, jwks, backend)
+	}
 	return fmt.Sprintf(`binds:
 - port: %d
   listeners:
@@ -83,10 +117,25 @@ func fastFrontConfig(port int, backend string) string {
       matches: [{path: {pathPrefix: /v1}}]
       policies:
         urlRewrite: {path: {prefix: /v2}}
-      backends: [{host: %s}]
+      backends: [{host: %s}]%s
     - name: rest
       backends: [{host: %s}]
-`, port, backend, backend, backend)
+`, port, backend, backend, auth, backend)
+}
+
+const frontIssuer = "https://idp.front.example"
+
+// closedPort is a loopback port nothing listens on (tcpmux; the other
+// tests' dead backend too).
+const closedPort = 1
+
+// frontToken is a token of p's key k1 for sub, as fastFrontConfig's
+// /auth route expects, expiring at exp.
+func frontToken(p *idp, sub string, exp time.Time) string {
+	return p.token("k1", claims{Claims: jwt.Claims{
+		Issuer: frontIssuer, Subject: sub, Audience: jwt.Audience{"gateway"},
+		Expiry: jwt.NewNumericDate(exp), IssuedAt: jwt.NewNumericDate(exp.Add(-2 * time.Hour)),
+	}})
 }
 
 // exchangeAll writes raw on a new connection and reads every response
@@ -144,8 +193,8 @@ func httpsFront(t *testing.T) frontTransport {
 }
 
 // config is fastFrontConfig with the listener on this transport.
-func (ft frontTransport) config(port int, backend string) string {
-	return ft.listen(fastFrontConfig(port, backend))
+func (ft frontTransport) config(port int, backend, jwks string) string {
+	return ft.listen(fastFrontConfig(port, backend, jwks))
 }
 
 // listen puts cfg's (first) listener on this transport.
@@ -226,9 +275,14 @@ func TestFastFrontAnswersAsNetHTTPDoes(t *testing.T) {
 
 func answersAsNetHTTPDoes(t *testing.T, ft frontTransport) {
 	be := headerEcho(t)
+	p := newIDP(t, "k1")
+	jwks := string(p.jwks())
 	fastPort, slowPort := freePort(t), freePort(t)
-	fast := startGateway(t, ft.config(fastPort, hostOf(be)), fastPort)
-	slow := startGateway(t, ft.config(slowPort, hostOf(be)), slowPort, func(o *Options) { o.NoFastFront = true })
+	fast := startGateway(t, ft.config(fastPort, hostOf(be), jwks), fastPort)
+	slow := startGateway(t, ft.config(slowPort, hostOf(be), jwks), slowPort, func(o *Options) { o.NoFastFront = true })
+	bearer := func(sub string, exp time.Duration) string {
+		return "Authorization: Bearer " + frontToken(p, sub, time.Now().Add(exp)) + "\r\n"
+	}
 
 	requests := []string{
 		"GET /api/x?b=c&d=%20e HTTP/1.1\r\nHost: gw.example\r\nX-User: alice\r\nAccept: */*\r\n\r\n",
@@ -252,7 +306,19 @@ func answersAsNetHTTPDoes(t *testing.T, ft frontTransport) {
 		"GET /r HTTP/1.1\r\nHost: gw.example\r\nConnection: close\r\n\r\n",
 		"GET /r/big HTTP/1.1\r\nHost: gw.example\r\n\r\n",
 		"HEAD /r/big HTTP/1.1\r\nHost: gw.example\r\n\r\n",
+		"GET /dead HTTP/1.1\r\nHost: gw.example\r\n\r\n",
+		// jwtAuth, authorization, localRateLimit (7 tokens: the eighth
+		// request to /auth is refused) and timeout.
+		"GET /auth/a HTTP/1.1\r\nHost: gw.example\r\n" + bearer("alice", time.Hour) + "\r\n",
+		"HEAD /auth/a HTTP/1.1\r\nHost: gw.example\r\n" + bearer("alice", time.Hour) + "\r\n",
+		"GET /auth/a HTTP/1.1\r\nHost: gw.example\r\n" + bearer("bob", time.Hour) + "\r\n",
+		"GET /auth/a HTTP/1.1\r\nHost: gw.example\r\n" + bearer("alice", -time.Hour) + "\r\n",
+		"GET /auth/a HTTP/1.1\r\nHost: gw.example\r\nAuthorization: Bearer not.a.token\r\n\r\n",
+		"GET /auth/a HTTP/1.1\r\nHost: gw.example\r\n\r\n",
+		"GET /auth/slow HTTP/1.1\r\nHost: gw.example\r\n" + bearer("alice", time.Hour) + "\r\n",
+		"GET /auth/a HTTP/1.1\r\nHost: gw.example\r\n" + bearer("alice", time.Hour) + "\r\n",
 	}
+	var statuses []int
 	for i, raw := range requests {
 		before := fastServed(fast)
 		fr, fb := ft.exchangeRaw(t, fastPort, raw)
@@ -260,8 +326,10 @@ func answersAsNetHTTPDoes(t *testing.T, ft frontTransport) {
 		name := strings.SplitN(raw, "\r\n", 2)[0]
 		if fr == nil || sr == nil {
 			t.Errorf("%s: fast front answered %v, net/http %v", name, fr != nil, sr != nil)
+			statuses = append(statuses, 0)
 			continue
 		}
+		statuses = append(statuses, fr.StatusCode)
 		if fastServed(fast) != before+1 {
 			t.Errorf("%s: the fast front did not serve it", name)
 		}
@@ -281,13 +349,50 @@ func answersAsNetHTTPDoes(t *testing.T, ft frontTransport) {
 			t.Errorf("%s: Content-Length %d on the fast front, %d on net/http", name, fr.ContentLength, sr.ContentLength)
 		}
 	}
+	// The policies did refuse: the dead backend, then /auth's requests.
+	if got, want := statuses[len(statuses)-9:], []int{502, 200, 200, 403, 401, 401, 401, 504, 429}; !slices.Equal(got, want) {
+		t.Errorf("statuses of the dead backend and /auth: %v; want %v", got, want)
+	}
 	if fastServed(slow) != 0 {
 		t.Errorf("NoFastFront gateway served %v requests on the fast front", fastServed(slow))
 	}
-	// Each request is in the access log once, the same way.
+	// Each request is in the access log once, the same way: the same
+	// fields and values but for the time, the duration, the client's
+	// port and the bind's.
 	if f, s := requestLines(fast, len(requests)), requestLines(slow, len(requests)); f != len(requests) || s != f {
 		t.Errorf("access log lines: fast front %d, net/http %d; want %d each", f, s, len(requests))
 	}
+	fl, sl := accessLines(fast), accessLines(slow)
+	for i := range max(len(fl), len(sl)) {
+		var f, s string
+		if i < len(fl) {
+			f = fl[i]
+		}
+		if i < len(sl) {
+			s = sl[i]
+		}
+		if f != s {
+			t.Errorf("access lines differ:\n fast front %s\n net/http   %s", f, s)
+		}
+	}
+}
+
+// varyingFields are the access-log fields that differ between two
+// gateways serving the same requests.
+var varyingFields = regexp.MustCompile(`\b(time|duration_ms|src|bind)=("[^"]*"|\S*)`)
+
+// accessLines are g's access-log request lines with varyingFields
+// blanked, sorted (a streamed answer is logged when sent, so lines may
+// come in another order).
+func accessLines(g *testGateway) []string {
+	var lines []string
+	for _, l := range strings.Split(g.access.String(), "\n") {
+		if strings.Contains(l, "msg=request") {
+			lines = append(lines, varyingFields.ReplaceAllString(l, "$1=_"))
+		}
+	}
+	slices.Sort(lines)
+	return lines
 }
 
 // requestLines is the number of access-log request lines once want are
@@ -330,7 +435,7 @@ func TestFastFrontHandsTheConnectionToNetHTTPAtABody(t *testing.T) {
 func handsTheConnectionToNetHTTPAtABody(t *testing.T, ft frontTransport) {
 	be := headerEcho(t)
 	port := freePort(t)
-	g := startGateway(t, ft.config(port, hostOf(be)), port)
+	g := startGateway(t, ft.config(port, hostOf(be), ""), port)
 	c := ft.dial(t, port)
 	defer c.Close()
 	c.SetDeadline(time.Now().Add(10 * time.Second))
