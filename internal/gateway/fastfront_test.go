@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"maps"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -362,6 +363,10 @@ func answersAsNetHTTPDoes(t *testing.T, ft frontTransport) {
 	if f, s := requestLines(fast, len(requests)), requestLines(slow, len(requests)); f != len(requests) || s != f {
 		t.Errorf("access log lines: fast front %d, net/http %d; want %d each", f, s, len(requests))
 	}
+	// And counted the same way.
+	if f, s := requestSeries(t, fast), requestSeries(t, slow); !maps.Equal(f, s) {
+		t.Errorf("metrics differ:\n fast front %v\n net/http   %v", f, s)
+	}
 	fl, sl := accessLines(fast), accessLines(slow)
 	for i := range max(len(fl), len(sl)) {
 		var f, s string
@@ -375,6 +380,37 @@ func answersAsNetHTTPDoes(t *testing.T, ft frontTransport) {
 			t.Errorf("access lines differ:\n fast front %s\n net/http   %s", f, s)
 		}
 	}
+}
+
+// requestSeries are g's request, duration and denial series (a
+// histogram by its count), by name and labels but the bind's.
+func requestSeries(t *testing.T, g *testGateway) map[string]float64 {
+	t.Helper()
+	families, err := g.metrics.reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	series := map[string]float64{}
+	for _, f := range families {
+		name := f.GetName()
+		if !strings.HasPrefix(name, "tailgate_gateway_request") && name != "tailgate_gateway_denials_total" {
+			continue
+		}
+		for _, m := range f.GetMetric() {
+			key := name
+			for _, l := range m.GetLabel() {
+				if l.GetName() != "bind" {
+					key += " " + l.GetName() + "=" + l.GetValue()
+				}
+			}
+			if h := m.GetHistogram(); h != nil {
+				series[key] = float64(h.GetSampleCount())
+			} else {
+				series[key] = m.GetCounter().GetValue()
+			}
+		}
+	}
+	return series
 }
 
 // varyingFields are the access-log fields that differ between two
