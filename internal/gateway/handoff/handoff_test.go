@@ -247,3 +247,30 @@ func TestClosedListenerClosesWhatItIsGiven(t *testing.T) {
 		t.Fatalf("a connection given to a closed listener stays open: %v", err)
 	}
 }
+
+// TestVisibleValueAgreesWithTheByteLoop puts every byte value at every
+// position of values around the word size, among clean bytes of several
+// kinds (letters, tabs, obs-text, the bytes next to the limits): the word
+// at a time test must refuse exactly what the byte loop refuses.
+func TestVisibleValueAgreesWithTheByteLoop(t *testing.T) {
+	for _, fill := range []byte{'a', '\t', ' ', 0x80, 0xff, 0x7e, '!'} {
+		for n := 1; n <= 25; n++ {
+			v := bytes.Repeat([]byte{fill}, n)
+			for at := range n {
+				for c := range 256 {
+					v[at] = byte(c)
+					if got, want := visibleValue(v), visibleBytes(v); got != want {
+						t.Fatalf("value %q: visibleValue %v, byte loop %v", v, got, want)
+					}
+				}
+				v[at] = fill
+			}
+		}
+	}
+	// Two bad bytes in one word, and a bad byte after a clean word.
+	for _, v := range []string{"abc\x00\x7fdefgh", "abcdefgh\x01", "abcdefgh\tijklmnop\x7f", "\x1f\x1f\x1f\x1f\x1f\x1f\x1f\x1f"} {
+		if visibleValue([]byte(v)) {
+			t.Errorf("value %q passed", v)
+		}
+	}
+}

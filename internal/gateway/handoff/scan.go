@@ -2,6 +2,7 @@ package handoff
 
 import (
 	"bytes"
+	"encoding/binary"
 
 	"golang.org/x/net/http/httpguts"
 )
@@ -133,12 +134,39 @@ func servableField(l []byte) (name []byte, ok bool) {
 			return nil, false
 		}
 	}
-	for _, c := range l[colon+1:] {
-		if (c < ' ' && c != '\t') || c == 0x7f {
-			return nil, false
-		}
+	if !visibleValue(l[colon+1:]) {
+		return nil, false
 	}
 	return name, true
+}
+
+// visibleValue reports whether v holds only visible ASCII, obs-text,
+// spaces and tabs: no control byte but tab, no DEL. It tests eight bytes
+// at a time, as header parsers do: every header line of every request
+// passes here, and a bearer token makes one of them hundreds of bytes.
+func visibleValue(v []byte) bool {
+	const ones, highs = 0x0101010101010101, 0x8080808080808080
+	for ; len(v) >= 8; v = v[8:] {
+		x := binary.LittleEndian.Uint64(v)
+		// Nonzero when some byte is below 0x20, or is 0x7f (x^0x7f…
+		// has a zero byte): Bit Twiddling Hacks' hasless and haszero,
+		// which never miss a byte (they may flag a clean word, which
+		// the byte loop then passes).
+		del := x ^ 0x7f*ones
+		if (x-0x20*ones)&^x&highs|(del-ones)&^del&highs != 0 && !visibleBytes(v[:8]) {
+			return false
+		}
+	}
+	return visibleBytes(v)
+}
+
+func visibleBytes(v []byte) bool {
+	for _, c := range v {
+		if (c < ' ' && c != '\t') || c == 0x7f {
+			return false
+		}
+	}
+	return true
 }
 
 // isTokenChar is RFC 9110's tchar.
