@@ -85,3 +85,40 @@ func FuzzAppend(f *testing.F) {
 		check(t, time.Unix(n, n), slog.LevelInfo, msg, []slog.Attr{slog.String(key, value), slog.Int64("n", n)})
 	})
 }
+
+// TestAppendTimeReusesOnlyTheSameMillisecondAndZone formats instants
+// around millisecond, second and zone boundaries, in turns, so that each
+// may find another's text cached: each must read as AppendFormat writes it.
+func TestAppendTimeReusesOnlyTheSameMillisecondAndZone(t *testing.T) {
+	base := time.Date(2026, 12, 31, 23, 59, 59, 998_000_000, time.UTC)
+	zones := []*time.Location{time.UTC, time.Local, time.FixedZone("a", 3600), time.FixedZone("b", -5*3600-30*60)}
+	if ny, err := time.LoadLocation("America/New_York"); err == nil {
+		zones = append(zones, ny)
+		// The hour the clocks go back: one offset, then the other,
+		// at instants an hour apart that read alike but for it.
+		dst := time.Date(2026, 11, 1, 5, 59, 59, 999_500_000, time.UTC)
+		for _, d := range []time.Duration{0, time.Microsecond, time.Millisecond, time.Hour, time.Hour + time.Millisecond} {
+			at := dst.Add(d).In(ny)
+			if got, want := string(appendTime(nil, at)), at.Format(timeLayout); got != want {
+				t.Errorf("%v: %s; want %s", at, got, want)
+			}
+		}
+	}
+	for _, z := range zones {
+		for _, d := range []time.Duration{0, 1, time.Microsecond, 999 * time.Microsecond, time.Millisecond, 1500 * time.Microsecond, 2 * time.Millisecond, 3 * time.Millisecond, time.Second, -time.Millisecond, -1} {
+			at := base.Add(d).In(z)
+			for _, at := range []time.Time{at, at.UTC(), at} { // one instant in two zones, then the next in the same millisecond
+				if got, want := string(appendTime([]byte("x"), at)), "x"+at.Format(timeLayout); got != want {
+					t.Errorf("%v: %s; want %s", at, got, want)
+				}
+			}
+		}
+	}
+	// Before 1970 too: a millisecond is the one that begins at or
+	// before the instant.
+	for _, at := range []time.Time{time.Unix(-1, 999_999_999), time.Unix(-1, 0), time.Unix(0, 0), time.Unix(-2, 500_000_000)} {
+		if got, want := string(appendTime(nil, at.UTC())), at.UTC().Format(timeLayout); got != want {
+			t.Errorf("%v: %s; want %s", at, got, want)
+		}
+	}
+}
