@@ -28,8 +28,8 @@ func headerEcho(t *testing.T) *httptest.Server {
 	t.Helper()
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		body, _ := io.ReadAll(r.Body)
-		if r.URL.Path == "/auth/slow" {
-			// Slower than the /auth route's timeout.
+		if r.URL.Path == "/slow" {
+			// Slower than the /slow route's timeout.
 			select {
 			case <-r.Context().Done():
 			case <-time.After(5 * time.Second):
@@ -60,21 +60,25 @@ func headerEcho(t *testing.T) *httptest.Server {
 }
 
 // fastFrontConfig has the policies the fast front runs, on routes it
-// serves; with a key set (jwks, JSON), also a route under /auth that
-// rate-limits, authenticates, authorizes on the token's subject and times
-// out.
+// serves, a route whose backend nobody listens on and one that times out;
+// with a key set (jwks, JSON), also a route under /auth that rate-limits,
+// authenticates and authorizes on the token's subject.
 func fastFrontConfig(port int, backend, jwks string) string {
-	// A backend nobody listens on.
-	auth := fmt.Sprintf(`
+	more := fmt.Sprintf(`
     - name: dead
       matches: [{path: {pathPrefix: /dead}}]
-      backends: [{host: 127.0.0.1:%d}]`, closedPort)
+      backends: [{host: 127.0.0.1:%d}]
+    - name: slow
+      matches: [{path: {exact: /slow}}]
+      policies:
+        timeout: {requestTimeout: 300ms}
+      backends: [{host: %s}]`, closedPort, backend)
 	if jwks != "" {
-		auth += fmt.Sprintf(`
+		more += fmt.Sprintf(`
     - name: auth
       matches: [{path: {pathPrefix: /auth}}]
       policies:
-        localRateLimit: [{maxTokens: 7, tokensPerFill: 1, fillInterval: 1h}]
+        localRateLimit: [{maxTokens: 6, tokensPerFill: 1, fillInterval: 1h}]
         jwtAuth:
           mode: strict
           issuer: %s
@@ -82,7 +86,6 @@ func fastFrontConfig(port int, backend, jwks string) string {
           jwks: '%s'
         authorization:
           rules: ['jwt.sub == "alice"']
-        timeout: {requestTimeout: 300ms}
       backends: [{host: %s}]`, frontIssuer, jwks, backend)
 	}
 	return fmt.Sprintf(`binds:
@@ -121,7 +124,7 @@ func fastFrontConfig(port int, backend, jwks string) string {
       backends: [{host: %s}]%s
     - name: rest
       backends: [{host: %s}]
-`, port, backend, backend, auth, backend)
+`, port, backend, backend, more, backend)
 }
 
 const frontIssuer = "https://idp.front.example"
@@ -308,15 +311,15 @@ func answersAsNetHTTPDoes(t *testing.T, ft frontTransport) {
 		"GET /r/big HTTP/1.1\r\nHost: gw.example\r\n\r\n",
 		"HEAD /r/big HTTP/1.1\r\nHost: gw.example\r\n\r\n",
 		"GET /dead HTTP/1.1\r\nHost: gw.example\r\n\r\n",
-		// jwtAuth, authorization, localRateLimit (7 tokens: the eighth
-		// request to /auth is refused) and timeout.
+		"GET /slow HTTP/1.1\r\nHost: gw.example\r\n\r\n",
+		// jwtAuth, authorization and localRateLimit (6 tokens: the
+		// seventh request to /auth is refused).
 		"GET /auth/a HTTP/1.1\r\nHost: gw.example\r\n" + bearer("alice", time.Hour) + "\r\n",
 		"HEAD /auth/a HTTP/1.1\r\nHost: gw.example\r\n" + bearer("alice", time.Hour) + "\r\n",
 		"GET /auth/a HTTP/1.1\r\nHost: gw.example\r\n" + bearer("bob", time.Hour) + "\r\n",
 		"GET /auth/a HTTP/1.1\r\nHost: gw.example\r\n" + bearer("alice", -time.Hour) + "\r\n",
 		"GET /auth/a HTTP/1.1\r\nHost: gw.example\r\nAuthorization: Bearer not.a.token\r\n\r\n",
 		"GET /auth/a HTTP/1.1\r\nHost: gw.example\r\n\r\n",
-		"GET /auth/slow HTTP/1.1\r\nHost: gw.example\r\n" + bearer("alice", time.Hour) + "\r\n",
 		"GET /auth/a HTTP/1.1\r\nHost: gw.example\r\n" + bearer("alice", time.Hour) + "\r\n",
 	}
 	var statuses []int
@@ -350,9 +353,10 @@ func answersAsNetHTTPDoes(t *testing.T, ft frontTransport) {
 			t.Errorf("%s: Content-Length %d on the fast front, %d on net/http", name, fr.ContentLength, sr.ContentLength)
 		}
 	}
-	// The policies did refuse: the dead backend, then /auth's requests.
-	if got, want := statuses[len(statuses)-9:], []int{502, 200, 200, 403, 401, 401, 401, 504, 429}; !slices.Equal(got, want) {
-		t.Errorf("statuses of the dead backend and /auth: %v; want %v", got, want)
+	// The policies did refuse: the dead backend, the timeout, then
+	// /auth's requests.
+	if got, want := statuses[len(statuses)-9:], []int{502, 504, 200, 200, 403, 401, 401, 401, 429}; !slices.Equal(got, want) {
+		t.Errorf("statuses of /dead, /slow and /auth: %v; want %v", got, want)
 	}
 	if fastServed(slow) != 0 {
 		t.Errorf("NoFastFront gateway served %v requests on the fast front", fastServed(slow))
