@@ -299,6 +299,13 @@ func answersAsNetHTTPDoes(t *testing.T, ft frontTransport) {
 		"GET /r HTTP/1.1\r\nhost: gw.example\r\nx-dup: 1\r\nX-Dup:2 \r\nX-Dup:\t3\r\nx-lower: v\r\n" +
 			"Connection: keep-alive, X-Strip\r\nX-Strip: s\r\nX-Forwarded-For: 6.6.6.6\r\nX-Real-IP: 6.6.6.6\r\n" +
 			"Forwarded: for=6.6.6.6\r\nPragma: no-cache\r\nCookie: a=1\r\nCookie: b=2\r\nTE: trailers\r\nKeep-Alive: 5\r\n\r\n",
+		// The same in other spellings: the gateway owns these headers
+		// whatever their case.
+		"GET /r HTTP/1.1\r\nhost: gw.example\r\nx-forwarded-for: 6.6.6.6\r\nx-real-ip: 6.6.6.6\r\n" +
+			"forwarded: for=6.6.6.6\r\nx-forwarded-host: evil.example\r\nX-FORWARDED-PROTO: gopher\r\n" +
+			"connection: keep-alive, x-strip\r\nx-strip: s\r\nkeep-alive: 5\r\nproxy-connection: keep-alive\r\n" +
+			"tE: trailers\r\nPRAGMA: no-cache\r\nuser-agent: ua\r\ncookie: a=1\r\ncookie: b=2\r\n\r\n",
+		"GET /r HTTP/1.1\r\nHost: gw.example\r\nte: gzip\r\ntrailer: x\r\nProxy-Authorization: Basic eA==\r\nCache-Control: max-age=0\r\nPragma: no-cache\r\n\r\n",
 		"HEAD /r HTTP/1.1\r\nHost: gw.example\r\n\r\n",
 		"OPTIONS /r HTTP/1.1\r\nHost: gw.example\r\n\r\n",
 		"GET /direct HTTP/1.1\r\nHost: gw.example\r\n\r\n",
@@ -382,6 +389,13 @@ func answersAsNetHTTPDoes(t *testing.T, ft frontTransport) {
 		}
 		if f != s {
 			t.Errorf("access lines differ:\n fast front %s\n net/http   %s", f, s)
+		}
+	}
+	// A client that asks to close is closed on, after its answer.
+	closing := "GET /r HTTP/1.1\r\nHost: gw.example\r\nConnection: close\r\n\r\n"
+	for _, port := range []int{fastPort, slowPort} {
+		if got := ft.exchangeAll(t, port, closing+"GET /r HTTP/1.1\r\nHost: gw.example\r\n\r\n"); !slices.Equal(got, []int{200}) {
+			t.Errorf("Connection: close, then another request, on :%d: answered %v; want only the first, 200", port, got)
 		}
 	}
 }
