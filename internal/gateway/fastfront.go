@@ -11,7 +11,8 @@ package gateway
 // GET, HEAD and OPTIONS without a body, the request is read by fasthttp,
 // run through the same routing, policies, access log and metrics as on
 // net/http (serveRequest, over an http.Request built from the head), and
-// sent upstream by fasthttp's client. Every other request
+// sent upstream by fasthttp's client: as fasthttp read it when nothing in
+// it is the gateway's to change (fastCall.send). Every other request
 // — a body, an upgrade, HTTP/1.0, anything unusual in its head — hands
 // the connection to the bind's net/http server for the rest of its life
 // (package handoff), so the hardened net/http path still reads everything
@@ -39,19 +40,22 @@ import (
 	"github.com/tailgate-dev/tailgate/internal/pipe"
 )
 
-// fastFrontPolicies are the policies the fast front runs: each reads only the
-// request's head and answers, if it answers, with a short response.
-var fastFrontPolicies = map[string]bool{
-	"localRateLimit":         true,
-	"cors":                   true,
-	"jwtAuth":                true,
-	"authorization":          true,
-	"requestHeaderModifier":  true,
-	"responseHeaderModifier": true,
-	"timeout":                true,
-	"directResponse":         true,
-	"requestRedirect":        true,
-	"urlRewrite":             true,
+// fastFrontPolicies are the policies the fast front runs: each reads only
+// the request's head and answers, if it answers, with a short response.
+// rewrites: the policy may change the request it lets through, so that
+// request is rebuilt from the http.Request it changed, never forwarded as
+// fasthttp read it (fastCall.send).
+var fastFrontPolicies = map[string]struct{ rewrites bool }{
+	"localRateLimit":         {},
+	"cors":                   {},
+	"jwtAuth":                {},
+	"authorization":          {},
+	"requestHeaderModifier":  {rewrites: true},
+	"responseHeaderModifier": {},
+	"timeout":                {},
+	"directResponse":         {},
+	"requestRedirect":        {},
+	"urlRewrite":             {rewrites: true},
 }
 
 // markFastFront decides, for every bind of s, whether the fast front may
@@ -87,7 +91,7 @@ func (bt *bindTable) fastFrontRoutes() bool {
 
 func fastFrontSet(s interface{ Keys() []string }) bool {
 	for _, k := range s.Keys() {
-		if !fastFrontPolicies[k] {
+		if _, ok := fastFrontPolicies[k]; !ok {
 			return false
 		}
 	}
@@ -238,14 +242,14 @@ func (g *Gateway) fastHandler(bs *bindServer) fasthttp.RequestHandler {
 		}
 		served.Inc()
 		ac := authConnOf(ctx.Conn())
-		r, err := fastRequest(ctx, ac)
+		r, plain, err := fastRequest(ctx, ac)
 		if err != nil {
 			// What net/http answers a target it cannot parse.
 			ctx.Response.Header.SetConnectionClose()
 			ctx.Error("400 Bad Request", http.StatusBadRequest)
 			return
 		}
-		f := &fastCall{ctx: ctx, w: fastWriter{ctx: ctx}}
+		f := &fastCall{ctx: ctx, w: fastWriter{ctx: ctx}, plainHead: plain}
 		g.serveRequest(bs, bind, s, ac, &f.w, r, f)
 		if !f.sent {
 			f.w.commit(nil)
@@ -255,12 +259,15 @@ func (g *Gateway) fastHandler(bs *bindServer) fasthttp.RequestHandler {
 
 // fastRequest is the http.Request net/http would have read from the head
 // fasthttp read: the head passed handoff's checks, so both read it alike.
-func fastRequest(ctx *fasthttp.RequestCtx, ac *authConn) (*http.Request, error) {
+// plain reports that the head has none of the headers the gateway owns or
+// drops on the way upstream (gatewayHeaders), in any spelling.
+func fastRequest(ctx *fasthttp.RequestCtx, ac *authConn) (r *http.Request, plain bool, err error) {
 	target := string(ctx.Request.Header.RequestURI())
 	u, err := url.ParseRequestURI(target)
 	if err != nil {
-		return nil, err
+		return nil, false, err
 	}
+	plain = true
 	raw := ctx.Request.Header.RawHeaders()
 	// The values are slices of one copy of the head's header lines, and
 	// each key's slice of values a capped window of one array: three
@@ -286,6 +293,9 @@ func fastRequest(ctx *fasthttp.RequestCtx, ac *authConn) (*http.Request, error) 
 			continue // cannot happen: handoff checked every line
 		}
 		key := canonicalKey(line[:colon])
+		if gatewayHeaders[key] {
+			plain = false
+		}
 		v := strings.Trim(text[start+colon+1:end], " \t")
 		if key == "Host" {
 			host = v
@@ -306,7 +316,7 @@ func fastRequest(ctx *fasthttp.RequestCtx, ac *authConn) (*http.Request, error) 
 			h["Cache-Control"] = []string{"no-cache"}
 		}
 	}
-	r := &http.Request{
+	r = &http.Request{
 		Method:     methodString(ctx.Method()),
 		URL:        u,
 		Proto:      "HTTP/1.1",
@@ -324,7 +334,33 @@ func fastRequest(ctx *fasthttp.RequestCtx, ac *authConn) (*http.Request, error) 
 	}
 	// The context is Background's: serveRequest adds the request's own
 	// values, and a bodiless request has nothing to cancel early.
-	return r, nil
+	return r, plain, nil
+}
+
+// gatewayHeaders are the request headers the gateway changes before a
+// request goes upstream: hop-by-hop ones (dropped; Connection may name
+// more), forwarding ones (setForwarding's) and Pragma (net/http adds
+// Cache-Control for Pragma: no-cache).
+var gatewayHeaders = func() map[string]bool {
+	m := map[string]bool{"Pragma": true}
+	for k := range hopHeaders {
+		m[k] = true
+	}
+	for _, k := range forwardingHeaders {
+		m[k] = true
+	}
+	return m
+}()
+
+// onlyReads reports whether no policy of s may change a request it lets
+// through (fastFrontPolicies).
+func onlyReads(s interface{ Keys() []string }) bool {
+	for _, k := range s.Keys() {
+		if p, ok := fastFrontPolicies[k]; !ok || p.rewrites {
+			return false
+		}
+	}
+	return true
 }
 
 func methodString(m []byte) string {
@@ -399,6 +435,10 @@ func (w *fastWriter) commit(first []byte) {
 type fastCall struct {
 	ctx *fasthttp.RequestCtx
 	w   fastWriter // the request's writer: headers policies set
+	// plainHead: the head has no header in gatewayHeaders (fastRequest);
+	// readOnly: no policy of the request's may change it (onlyReads).
+	// With both, the request fasthttp read goes upstream itself (send).
+	plainHead, readOnly bool
 	// sent: the upstream's answer is in ctx.Response (or an error
 	// answer was written through w).
 	sent bool
@@ -417,27 +457,45 @@ func (f *fastCall) send(g *Gateway, st *requestState, r *http.Request, be Backen
 	}
 	f.sent = true
 	ri, sw := &st.ri, &st.sw
-	req := fasthttp.AcquireRequest()
-	// Headers go out as they are, each on its own line (fasthttp would
-	// merge Cookie headers and manage Host and User-Agent itself).
-	req.Header.DisableNormalizing()
-	req.Header.DisableSpecialHeader()
-	req.SetRequestURI(r.URL.RequestURI())
-	req.Header.SetMethod(r.Method)
-	host := r.Host
-	if ri.backendHost {
-		host = hb.name // urlRewrite authority: auto
-	}
-	req.Header.Add("Host", host)
-	for k, vs := range r.Header {
-		if hopHeaders[k] {
-			if k == "Te" && len(vs) > 0 && vs[0] == "trailers" {
-				req.Header.Add(k, "trailers") // as ReverseProxy: only this one
+	uri := r.URL.RequestURI()
+	var req *fasthttp.Request
+	in := &f.ctx.Request.Header
+	if f.plainHead && f.readOnly && !ri.backendHost && uri == string(in.RequestURI()) && r.Host == string(in.Host()) {
+		// Nothing to take out and nothing rewritten: the request goes
+		// upstream as fasthttp read it (its lines in the client's order
+		// and spelling), with the gateway's forwarding headers added.
+		// It costs no copy of the head, which rebuilding it from r did.
+		req = &f.ctx.Request
+		for _, k := range forwardingHeaders {
+			for _, v := range r.Header[k] {
+				in.Add(k, v)
 			}
-			continue
 		}
-		for _, v := range vs {
-			req.Header.Add(k, v)
+	} else {
+		req = fasthttp.AcquireRequest()
+		defer fasthttp.ReleaseRequest(req)
+		// Headers go out as they are, each on its own line (fasthttp
+		// would merge Cookie headers and manage Host and User-Agent
+		// itself).
+		req.Header.DisableNormalizing()
+		req.Header.DisableSpecialHeader()
+		req.SetRequestURI(uri)
+		req.Header.SetMethod(r.Method)
+		host := r.Host
+		if ri.backendHost {
+			host = hb.name // urlRewrite authority: auto
+		}
+		req.Header.Add("Host", host)
+		for k, vs := range r.Header {
+			if hopHeaders[k] {
+				if k == "Te" && len(vs) > 0 && vs[0] == "trailers" {
+					req.Header.Add(k, "trailers") // as ReverseProxy: only this one
+				}
+				continue
+			}
+			for _, v := range vs {
+				req.Header.Add(k, v)
+			}
 		}
 	}
 	resp := fasthttp.AcquireResponse()
@@ -451,7 +509,6 @@ func (f *fastCall) send(g *Gateway, st *requestState, r *http.Request, be Backen
 	} else {
 		err = hb.fast.Do(req, resp)
 	}
-	fasthttp.ReleaseRequest(req)
 	if err != nil {
 		fasthttp.ReleaseResponse(resp)
 		upstreamFailed(sw, ri, err)

@@ -68,11 +68,16 @@ func fastFrontConfig(port int, backend, jwks string) string {
     - name: dead
       matches: [{path: {pathPrefix: /dead}}]
       backends: [{host: 127.0.0.1:%d}]
+    - name: host
+      matches: [{path: {exact: /host}}]
+      policies:
+        urlRewrite: {authority: {full: rewritten.example}}
+      backends: [{host: %[2]s}]
     - name: slow
       matches: [{path: {exact: /slow}}]
       policies:
         timeout: {requestTimeout: 300ms}
-      backends: [{host: %s}]`, closedPort, backend)
+      backends: [{host: %[2]s}]`, closedPort, backend)
 	if jwks != "" {
 		more += fmt.Sprintf(`
     - name: auth
@@ -306,6 +311,10 @@ func answersAsNetHTTPDoes(t *testing.T, ft frontTransport) {
 			"connection: keep-alive, x-strip\r\nx-strip: s\r\nkeep-alive: 5\r\nproxy-connection: keep-alive\r\n" +
 			"tE: trailers\r\nPRAGMA: no-cache\r\nuser-agent: ua\r\ncookie: a=1\r\ncookie: b=2\r\n\r\n",
 		"GET /r HTTP/1.1\r\nHost: gw.example\r\nte: gzip\r\ntrailer: x\r\nProxy-Authorization: Basic eA==\r\nCache-Control: max-age=0\r\nPragma: no-cache\r\n\r\n",
+		// None of those: fasthttp's request goes upstream as read.
+		"GET /r HTTP/1.1\r\nhost: gw.example\r\nx-dup: 1\r\nX-Dup:2 \r\nX-Dup:\t3\t\r\nuser-agent: ua\r\n" +
+			"Cookie: a=1\r\ncookie: b=2\r\nAccept:  */*  \r\ncontent-type: text/x\r\nCache-Control: no-cache\r\n\r\n",
+		"GET /r?q=%20a&b HTTP/1.1\r\nHost: gw.example:80\r\n\r\n",
 		"HEAD /r HTTP/1.1\r\nHost: gw.example\r\n\r\n",
 		"OPTIONS /r HTTP/1.1\r\nHost: gw.example\r\n\r\n",
 		"GET /direct HTTP/1.1\r\nHost: gw.example\r\n\r\n",
@@ -317,6 +326,7 @@ func answersAsNetHTTPDoes(t *testing.T, ft frontTransport) {
 		"GET /r HTTP/1.1\r\nHost: gw.example\r\nConnection: close\r\n\r\n",
 		"GET /r/big HTTP/1.1\r\nHost: gw.example\r\n\r\n",
 		"HEAD /r/big HTTP/1.1\r\nHost: gw.example\r\n\r\n",
+		"GET /host HTTP/1.1\r\nHost: gw.example\r\n\r\n",
 		"GET /dead HTTP/1.1\r\nHost: gw.example\r\n\r\n",
 		"GET /slow HTTP/1.1\r\nHost: gw.example\r\n\r\n",
 		// jwtAuth, authorization and localRateLimit (6 tokens: the

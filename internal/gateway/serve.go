@@ -565,6 +565,9 @@ func (g *Gateway) serveRequest(bs *bindServer, bind string, s *snapshot, ac *aut
 		defer cancel()
 		r = r.WithContext(ctx)
 	}
+	if fast != nil {
+		fast.readOnly = onlyReads(lt.policies) && onlyReads(pol)
+	}
 	if fast != nil && fast.send(g, st, r, be, bind, start) {
 		return
 	}
