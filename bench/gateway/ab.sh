@@ -66,24 +66,18 @@ cp "$WORK/$CONFIG.yaml" "$WORK/first.yaml"
 PIDS+=($!)
 wait_port "$BE"
 
-ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
-
 # load PORT PID: one wrk round; prints requests/s, p99 (ms) and the
 # process's CPU µs a request.
 load() {
 	local t0 t1 out
-	t0=$(ticks "$2")
+	t0=$(cpu_ticks "$2")
 	out=$(wrk -t"$THREADS" -c"$CONNS" -d"$DURATION" --latency -H "Authorization: Bearer $TOKEN" "http://127.0.0.1:$1/")
-	t1=$(ticks "$2")
-	echo "$out" | awk -v ticks=$((t1 - t0)) -v hz="$(getconf CLK_TCK)" '
+	t1=$(cpu_ticks "$2")
+	awk -v ticks=$((t1 - t0)) -v hz="$(getconf CLK_TCK)" -v p99="$(to_ms "$(awk '$1 == "99%" {print $2}' <<<"$out")")" '
 		/Requests\/sec/ { rps = $2 }
 		/ requests in / { n = $1 }
-		/^ +99%/ { v = $2; u = v; sub(/[0-9.]+/, "", u); sub(/[a-z]+$/, "", v)
-			p99 = (u == "us") ? v / 1000 : (u == "s") ? v * 1000 : v }
-		END { printf "%s %.3f %.2f\n", rps, p99, ticks * 1e6 / hz / n }'
+		END { printf "%s %s %.2f\n", rps, p99, ticks * 1e6 / hz / n }' <<<"$out"
 }
-
-median() { sort -g | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
 
 printf '# %s rounds of wrk -t%s -c%s -d%s a run, %s runs, %s, %s\n' "$ROUNDS" "$THREADS" "$CONNS" "$DURATION" "$RUNS" "$CONFIG" "$(date -u +%FT%TZ)"
 printf '%-5s %-20s %14s %10s %14s\n' run "A on, B on" "B÷A req/s" "B÷A p99" "B÷A CPU/req"
@@ -108,13 +102,13 @@ for run in $(seq "$RUNS"); do
 	done
 	kill "$pid1" "$pid2"
 	wait "$pid1" "$pid2" 2>/dev/null || true
-	rps=$(awk '{ print $4 / $1 }' "$WORK/rounds" | median)
-	p99=$(awk '{ print $5 / $2 }' "$WORK/rounds" | median)
-	cpu=$(awk '{ print $6 / $3 }' "$WORK/rounds" | median)
+	rps=$(median $(awk '{ print $4 / $1 }' "$WORK/rounds"))
+	p99=$(median $(awk '{ print $5 / $2 }' "$WORK/rounds"))
+	cpu=$(median $(awk '{ print $6 / $3 }' "$WORK/rounds"))
 	echo "$rps $p99 $cpu" >>"$WORK/runs"
 	printf '%-5s %-20s %14.3f %10.3f %14.3f\n' "$run" "A :$pa, B :$pb" "$rps" "$p99" "$cpu"
 done
 printf '%-26s %14.3f %10.3f %14.3f\n' "median of the runs" \
-	"$(awk '{ print $1 }' "$WORK/runs" | median)" \
-	"$(awk '{ print $2 }' "$WORK/runs" | median)" \
-	"$(awk '{ print $3 }' "$WORK/runs" | median)"
+	"$(median $(awk '{ print $1 }' "$WORK/runs"))" \
+	"$(median $(awk '{ print $2 }' "$WORK/runs"))" \
+	"$(median $(awk '{ print $3 }' "$WORK/runs"))"

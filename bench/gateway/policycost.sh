@@ -37,22 +37,18 @@ for n in tailgate tailgate-bare; do
 	PID[$n]=$!
 	PIDS+=($!)
 done
-for p in $BE $TG $TGBARE; do
-	for _ in $(seq 1 200); do (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null && break; sleep 0.05; done
-done
+for p in $BE $TG $TGBARE; do wait_port "$p"; done
 for p in $TG $TGBARE; do
 	code=$(curl -s -o /dev/null -w '%{http_code}' -H "Authorization: Bearer $TOKEN" "http://127.0.0.1:$p/")
 	[ "$code" = 200 ] || { echo "port $p answered $code" >&2; exit 1; }
 done
 
-ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
-
 # slice NAME PORT: one wrk run; prints "ticks requests".
 slice() {
 	local t0 t1 out
-	t0=$(ticks "${PID[$1]}")
+	t0=$(cpu_ticks "${PID[$1]}")
 	out=$(wrk -t"$THREADS" -c"$CONNS" -d"$SLICE" -H "Authorization: Bearer $TOKEN" "http://127.0.0.1:$2/")
-	t1=$(ticks "${PID[$1]}")
+	t1=$(cpu_ticks "${PID[$1]}")
 	if grep -q "Non-2xx" <<<"$out"; then
 		echo "$1: non-2xx responses" >&2
 		exit 1

@@ -148,24 +148,8 @@ for url in "http://127.0.0.1:$TG/" "https://127.0.0.1:$TGTLS/"; do
 	[ "$code" = 401 ] || { echo "tailgate without a token at $url answered $code, want 401" >&2; exit 1; }
 done
 
-cpu_ticks() { # user + system clock ticks of a process and its children
-	local total=0 p
-	for p in $1 $(pgrep -P "$1" 2>/dev/null || true); do
-		total=$((total + $(awk '{print $14 + $15}' "/proc/$p/stat" 2>/dev/null || echo 0)))
-	done
-	echo "$total"
-}
-
 # Per target: RPS, P99 and CPU are the rounds' figures, space-separated,
 # until the medians replace them; PEAK is the highest RSS of any round.
-to_ms() { # wrk latency like 1.23ms / 812.00us / 1.01s → ms
-	awk -v v="$1" 'BEGIN {
-		if (v ~ /us$/) { sub(/us$/, "", v); printf "%.3f", v / 1000 }
-		else if (v ~ /ms$/) { sub(/ms$/, "", v); printf "%.3f", v }
-		else if (v ~ /s$/) { sub(/s$/, "", v); printf "%.3f", v * 1000 }
-		else print v }'
-}
-
 declare -A RPS P99 IDLE PEAK CPU
 run() { # name port pid [scheme]
 	local name=$1 port=$2 pid=$3 url="${4:-http}://127.0.0.1:$2/" out peak=${PEAK[$1]:-0} r c0 c1
@@ -193,10 +177,6 @@ run() { # name port pid [scheme]
 	PEAK[$name]=$peak
 	CPU[$name]+=" $(awk -v c=$((c1 - c0)) -v hz="$(getconf CLK_TCK)" -v n="$(awk '/ requests in / {print $1}' <<<"$out")" \
 		'BEGIN { printf "%.1f", c * 1e6 / hz / n }')"
-}
-
-median() { # numbers as arguments → their median
-	printf '%s\n' "$@" | sort -g | awk '{ v[NR] = $1 } END { if (NR % 2) print v[(NR + 1) / 2]; else printf "%.3f\n", (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
 }
 
 ratios() { # "a1 a2 ..." "b1 b2 ..." → the rounds' a/b, space-separated

@@ -1,4 +1,5 @@
-# bench/gateway/setup.sh — the start both gateway scripts share; sourced.
+# bench/gateway/setup.sh — the start and the measuring helpers the gateway
+# scripts share; sourced.
 #
 # bench_setup NAME TOOL...: exits with "skipping:" (what go run
 # ./bench/report reads as a skipped suite) unless every TOOL is installed;
@@ -78,4 +79,28 @@ binds:
       backends:
       - host: 127.0.0.1:$3
 EOC
+}
+
+# cpu_ticks PID: user + system clock ticks of a process and its children
+# (nginx's workers).
+cpu_ticks() {
+	local total=0 p
+	for p in $1 $(pgrep -P "$1" 2>/dev/null || true); do
+		total=$((total + $(awk '{print $14 + $15}' "/proc/$p/stat" 2>/dev/null || echo 0)))
+	done
+	echo "$total"
+}
+
+# to_ms LATENCY: wrk's latency (1.23ms, 812.00us, 1.01s) in milliseconds.
+to_ms() {
+	awk -v v="$1" 'BEGIN {
+		if (v ~ /us$/) { sub(/us$/, "", v); printf "%.3f", v / 1000 }
+		else if (v ~ /ms$/) { sub(/ms$/, "", v); printf "%.3f", v }
+		else if (v ~ /s$/) { sub(/s$/, "", v); printf "%.3f", v * 1000 }
+		else print v }'
+}
+
+# median NUMBER...: their median.
+median() {
+	printf '%s\n' "$@" | sort -g | awk '{ v[NR] = $1 } END { if (NR % 2) print v[(NR + 1) / 2]; else printf "%.3f\n", (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
 }

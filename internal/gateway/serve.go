@@ -567,9 +567,9 @@ func (g *Gateway) serveRequest(bs *bindServer, bind string, s *snapshot, ac *aut
 	}
 	if fast != nil {
 		fast.readOnly = onlyReads(lt.policies) && onlyReads(pol)
-	}
-	if fast != nil && fast.send(g, st, r, be, bind, start) {
-		return
+		if fast.send(g, st, r, be, bind, start) {
+			return
+		}
 	}
 	be.ServeHTTP(sw, r)
 }
