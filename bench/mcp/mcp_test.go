@@ -18,6 +18,10 @@
 //	    passes messages between HTTP and the target's pipe (relay_test.go);
 //	    relay-p50-ratio is what such a hop costs over direct stdio on the
 //	    machine measured, proc-vs-relay-* what the gateway adds to it. The
+//	    sixth, stdio-relay-*, splits that floor: a process that copies
+//	    bytes between the client's stdio and the server's, no HTTP, so
+//	    stdio-relay-p50-ratio is what one more process costs and
+//	    relay-vs-stdio-relay-* what the HTTP hop costs on top. The
 //	    legs take turns in blocks of calls, so that every ratio compares
 //	    legs that saw the same load.
 //	  - SessionStart: initialize latency of a new MCP session when the
@@ -67,6 +71,9 @@ func TestMain(m *testing.M) {
 	}
 	if path := os.Getenv(gatewayEnv); path != "" {
 		os.Exit(gatewayChild(path))
+	}
+	if os.Getenv(stdioRelayEnv) != "" {
+		os.Exit(stdioRelayChild())
 	}
 	if path := os.Getenv(relayEnv); path != "" {
 		os.Exit(relayChild(path))
@@ -287,7 +294,7 @@ func BenchmarkToolCall(b *testing.B) {
 		// direct baseline included, so that all see the same load on a
 		// shared machine: a ratio of legs timed minutes apart measures
 		// the machine's load as much as the gateway.
-		legs := timedInTurns(b, n, direct, connectHTTP(b, srv.URL), connectHTTP(b, startGateway(b, true)), procCS, relayCS)
+		legs := timedInTurns(b, n, direct, connectHTTP(b, srv.URL), connectHTTP(b, startGateway(b, true)), procCS, relayCS, connectStdioRelay(b))
 		srv.Close()
 		// The gateway process is idle but for the calls it serves (and
 		// their warm-up): its CPU time per call, GC and access log
@@ -297,7 +304,7 @@ func BenchmarkToolCall(b *testing.B) {
 
 		type pct struct{ p50, p99 float64 }
 		at := map[string]pct{}
-		for k, name := range []string{"direct", "http", "gateway", "proc-gateway", "relay"} {
+		for k, name := range []string{"direct", "http", "gateway", "proc-gateway", "relay", "stdio-relay"} {
 			p50, p99 := percentiles(legs[k])
 			at[name] = pct{float64(p50), float64(p99)}
 			b.ReportMetric(float64(p50)/1e3, name+"-p50-µs")
@@ -313,6 +320,8 @@ func BenchmarkToolCall(b *testing.B) {
 		ratios("proc-", "proc-gateway", "direct")
 		ratios("relay-", "relay", "direct")
 		ratios("proc-vs-relay-", "proc-gateway", "relay")
+		ratios("stdio-relay-", "stdio-relay", "direct")
+		ratios("relay-vs-stdio-relay-", "relay", "stdio-relay")
 	}
 }
 

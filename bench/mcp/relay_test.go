@@ -16,6 +16,8 @@ import (
 	"testing"
 	"time"
 
+	sdk "github.com/modelcontextprotocol/go-sdk/mcp"
+
 	"github.com/tailgate-dev/tailgate/bench/measure"
 )
 
@@ -33,6 +35,53 @@ import (
 // relayEnv, set to a file name, makes this binary a relay process; it
 // writes its listening address to that file.
 const relayEnv = "MCPBENCH_RELAY"
+
+// The stdio relay splits the relay's cost in two: a process that copies
+// the client's stdin to the echo server's and the server's stdout back,
+// byte for byte, with no HTTP at all. The client reaches it as it reaches
+// the server directly (the SDK's CommandTransport), so stdio-relay-* is
+// what one more process on the path costs, and what the HTTP relay costs
+// beyond it is the HTTP hop: the client's streamable HTTP transport and
+// an HTTP server, where direct stdio has a pipe.
+const stdioRelayEnv = "MCPBENCH_STDIO_RELAY"
+
+// stdioRelayChild copies between its own stdio and the echo server's
+// until either side closes. Both directions go through this process's
+// pipes (the server does not inherit our stdin), as through a gateway.
+func stdioRelayChild() int {
+	cmd := exec.Command(exe())
+	cmd.Env = []string{"MCPBENCH_SERVER=1", "PATH=" + os.Getenv("PATH")}
+	cmd.Stderr = os.Stderr
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	if err := cmd.Start(); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	go func() { io.Copy(stdin, os.Stdin); stdin.Close() }()
+	io.Copy(os.Stdout, stdout)
+	return 0
+}
+
+// connectStdioRelay is a client session through the stdio relay.
+func connectStdioRelay(b *testing.B) *sdk.ClientSession {
+	cmd := exec.Command(exe())
+	cmd.Env = []string{stdioRelayEnv + "=1", "PATH=" + os.Getenv("PATH")}
+	c := sdk.NewClient(&sdk.Implementation{Name: "bench", Version: "1"}, nil)
+	cs, err := c.Connect(context.Background(), &sdk.CommandTransport{Command: cmd}, &sdk.ClientSessionOptions{ProtocolVersion: "2025-06-18"})
+	if err != nil {
+		b.Fatal(err)
+	}
+	return cs
+}
 
 // relayChild runs the relay until killed.
 func relayChild(addrFile string) int {

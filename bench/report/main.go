@@ -73,6 +73,8 @@ var suites = []suite{
 		{"tools/call p50 (µs), gateway in its own process vs direct stdio", "proc-gateway-p50-µs", "direct-p50-µs", true},
 		{"tools/call p99 (µs), gateway in its own process vs direct stdio", "proc-gateway-p99-µs", "direct-p99-µs", true},
 		{"tools/call p50 (µs), a do-nothing HTTP→stdio relay process vs direct stdio (the floor)", "relay-p50-µs", "direct-p50-µs", true},
+		{"tools/call p50 (µs), a stdio→stdio relay process (no HTTP) vs direct stdio", "stdio-relay-p50-µs", "direct-p50-µs", true},
+		{"tools/call p50 (µs), the HTTP relay vs the stdio relay (the HTTP hop)", "relay-p50-µs", "stdio-relay-p50-µs", true},
 		{"tools/call p50 (µs), gateway in its own process vs that relay", "proc-gateway-p50-µs", "relay-p50-µs", true},
 		{"tools/call p99 (µs), gateway in its own process vs that relay", "proc-gateway-p99-µs", "relay-p99-µs", true},
 		{"gateway process CPU µs/call vs the relay's", "proc-gateway-cpu-µs/call", "relay-cpu-µs/call", true},
