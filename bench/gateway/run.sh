@@ -148,9 +148,15 @@ for url in "http://127.0.0.1:$TG/" "https://127.0.0.1:$TGTLS/"; do
 	[ "$code" = 401 ] || { echo "tailgate without a token at $url answered $code, want 401" >&2; exit 1; }
 done
 
-# Per target: RPS, P99 and CPU are the rounds' figures, space-separated,
-# until the medians replace them; PEAK is the highest RSS of any round.
-declare -A RPS P99 IDLE PEAK CPU
+# Per target: RPS, P99, TAIL and CPU are the rounds' figures,
+# space-separated, until the medians replace them; PEAK is the highest RSS
+# of any round. TAIL is p99 ÷ mean latency, the shape of the latency
+# distribution. wrk holds CONNS requests in flight, so a target's mean
+# latency is CONNS ÷ its requests/s (Little's law), and its p99 is that
+# times TAIL: between two targets, the p99 ratio is the inverse of their
+# throughput ratio times their TAIL ratio. A TAIL ratio near 1 says the
+# p99 differs only because the throughput does.
+declare -A RPS P99 TAIL IDLE PEAK CPU
 run() { # name port pid [scheme]
 	local name=$1 port=$2 pid=$3 url="${4:-http}://127.0.0.1:$2/" out peak=${PEAK[$1]:-0} r c0 c1
 	[ -n "${IDLE[$name]:-}" ] || IDLE[$name]=$(rss_kb "$pid")
@@ -174,6 +180,8 @@ run() { # name port pid [scheme]
 	fi
 	RPS[$name]+=" $(awk '/^Requests\/sec:/ {print $2}' <<<"$out")"
 	P99[$name]+=" $(to_ms "$(awk '$1 == "99%" {print $2}' <<<"$out")")"
+	TAIL[$name]+=" $(awk -v p99="${P99[$name]##* }" -v mean="$(to_ms "$(awk '$1 == "Latency" {print $2; exit}' <<<"$out")")" \
+		'BEGIN { printf "%.2f", p99 / mean }')"
 	PEAK[$name]=$peak
 	CPU[$name]+=" $(awk -v c=$((c1 - c0)) -v hz="$(getconf CLK_TCK)" -v n="$(awk '/ requests in / {print $1}' <<<"$out")" \
 		'BEGIN { printf "%.1f", c * 1e6 / hz / n }')"
@@ -205,42 +213,43 @@ PAIRS="tailgate/direct tailgate/nginx tailgate/caddy tailgate/tg-bare tailgate/f
 REPORTED="tailgate/nginx tailgate/tg-bare tailgate/floor floor/nginx tailgate-tls/nginx-tls"
 
 # Each round's ratios, before the medians replace the rounds' figures.
-declare -A RATIO_RPS RATIO_P99 RATIO_CPU
+declare -A RATIO_RPS RATIO_P99 RATIO_TAIL RATIO_CPU
 for pair in $PAIRS; do
 	a=${pair%/*} b=${pair#*/}
 	RATIO_RPS[$pair]=$(ratios "${RPS[$a]}" "${RPS[$b]}")
 	RATIO_P99[$pair]=$(ratios "${P99[$a]}" "${P99[$b]}")
+	RATIO_TAIL[$pair]=$(ratios "${TAIL[$a]}" "${TAIL[$b]}")
 	RATIO_CPU[$pair]=$(ratios "${CPU[$a]}" "${CPU[$b]}")
 done
 for n in $TARGETS; do
 	# shellcheck disable=SC2086 # the rounds' figures, one word each
-	RPS[$n]=$(median ${RPS[$n]}) P99[$n]=$(median ${P99[$n]}) CPU[$n]=$(median ${CPU[$n]})
+	RPS[$n]=$(median ${RPS[$n]}) P99[$n]=$(median ${P99[$n]}) TAIL[$n]=$(median ${TAIL[$n]}) CPU[$n]=$(median ${CPU[$n]})
 done
 
-printf '\n%-12s %12s %10s %12s %12s %12s\n' target "req/s" "p99 ms" "CPU µs/req" "RSS idle MB" "RSS load MB"
+printf '\n%-12s %12s %10s %10s %12s %12s %12s\n' target "req/s" "p99 ms" "p99÷mean" "CPU µs/req" "RSS idle MB" "RSS load MB"
 for n in $TARGETS; do
-	printf '%-12s %12s %10s %12s %12.1f %12.1f\n' "$n" "${RPS[$n]}" "${P99[$n]}" "${CPU[$n]}" \
+	printf '%-12s %12s %10s %10s %12s %12.1f %12.1f\n' "$n" "${RPS[$n]}" "${P99[$n]}" "${TAIL[$n]}" "${CPU[$n]}" \
 		"$(awk -v k="${IDLE[$n]}" 'BEGIN{print k/1024}')" "$(awk -v k="${PEAK[$n]}" 'BEGIN{print k/1024}')"
 done
 echo
 echo "tailgate is the policies route (networkAuthorization + jwtAuth + authorization); median of the rounds' ratios, each round's in brackets:"
 for pair in $PAIRS; do
 	# shellcheck disable=SC2086
-	printf '  %-27s throughput %.2fx [%s], p99 latency %.2fx [%s], CPU per request %.2fx [%s]\n' "${pair/\// ÷ }" \
+	printf '  %-27s throughput %.2fx [%s], p99 latency %.2fx [%s], p99÷mean %.2fx [%s], CPU per request %.2fx [%s]\n' "${pair/\// ÷ }" \
 		"$(median ${RATIO_RPS[$pair]})" "${RATIO_RPS[$pair]% }" "$(median ${RATIO_P99[$pair]})" "${RATIO_P99[$pair]% }" \
-		"$(median ${RATIO_CPU[$pair]})" "${RATIO_CPU[$pair]% }"
+		"$(median ${RATIO_TAIL[$pair]})" "${RATIO_TAIL[$pair]% }" "$(median ${RATIO_CPU[$pair]})" "${RATIO_CPU[$pair]% }"
 done
 
 # The same figures as one line in Go's benchmark format, which
 # go run ./bench/report reads (units are "<target>-<figure>").
 line="BenchmarkGatewayWrk 1"
 for n in $TARGETS; do
-	line+=" ${RPS[$n]} $n-req/s ${P99[$n]} $n-p99-ms ${CPU[$n]} $n-cpu-us/req"
+	line+=" ${RPS[$n]} $n-req/s ${P99[$n]} $n-p99-ms ${TAIL[$n]} $n-tail ${CPU[$n]} $n-cpu-us/req"
 done
 for pair in $REPORTED; do
 	unit=${pair/\//-vs-}
 	# shellcheck disable=SC2086
-	line+=" $(median ${RATIO_RPS[$pair]}) $unit-req/s-ratio $(median ${RATIO_P99[$pair]}) $unit-p99-ratio $(median ${RATIO_CPU[$pair]}) $unit-cpu-ratio"
+	line+=" $(median ${RATIO_RPS[$pair]}) $unit-req/s-ratio $(median ${RATIO_P99[$pair]}) $unit-p99-ratio $(median ${RATIO_TAIL[$pair]}) $unit-tail-ratio $(median ${RATIO_CPU[$pair]}) $unit-cpu-ratio"
 done
 echo
 echo "$line"

@@ -103,6 +103,7 @@ var suites = []suite{
 	{name: "gateway", script: []string{"bash", "bench/gateway/run.sh"}, rows: []row{
 		{"gateway ÷ nginx req/s, policies, median of rounds", "tailgate-vs-nginx-req/s-ratio", "", false},
 		{"gateway ÷ nginx p99, policies, median of rounds", "tailgate-vs-nginx-p99-ratio", "", true},
+		{"gateway ÷ nginx p99 ÷ mean latency (the tail's shape), policies, median of rounds", "tailgate-vs-nginx-tail-ratio", "", true},
 		{"gateway ÷ nginx CPU µs/request, policies, median of rounds", "tailgate-vs-nginx-cpu-ratio", "", true},
 		{"the floor (bare fasthttp proxy) ÷ nginx req/s, median of rounds", "floor-vs-nginx-req/s-ratio", "", false},
 		{"the floor ÷ nginx CPU µs/request, median of rounds", "floor-vs-nginx-cpu-ratio", "", true},
