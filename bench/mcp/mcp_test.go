@@ -65,7 +65,7 @@ import (
 )
 
 func TestMain(m *testing.M) {
-	if os.Getenv("MCPBENCH_SERVER") != "" {
+	if os.Getenv(serverEnv) != "" {
 		echoServer().Run(context.Background(), &sdk.StdioTransport{})
 		return
 	}
@@ -94,6 +94,33 @@ func echoServer() *sdk.Server {
 }
 
 func exe() string { e, _ := os.Executable(); return e }
+
+// serverEnv, set, makes this binary the echo server on its stdio.
+const serverEnv = "MCPBENCH_SERVER"
+
+// echoServerCmd is this binary as the echo server, in a clean
+// environment.
+func echoServerCmd() *exec.Cmd { return childCmd(serverEnv) }
+
+// stdioRelayCmd is this binary as the stdio relay (relay_test.go).
+func stdioRelayCmd() *exec.Cmd { return childCmd(stdioRelayEnv) }
+
+// childCmd is this binary with role=1 and PATH as its whole environment.
+func childCmd(role string) *exec.Cmd {
+	cmd := exec.Command(exe())
+	cmd.Env = []string{role + "=1", "PATH=" + os.Getenv("PATH")}
+	return cmd
+}
+
+// connectStdio is a Go SDK client session over the stdio of cmd.
+func connectStdio(b *testing.B, cmd *exec.Cmd) *sdk.ClientSession {
+	c := sdk.NewClient(&sdk.Implementation{Name: "bench", Version: "1"}, nil)
+	cs, err := c.Connect(context.Background(), &sdk.CommandTransport{Command: cmd}, &sdk.ClientSessionOptions{ProtocolVersion: "2025-06-18"})
+	if err != nil {
+		b.Fatal(err)
+	}
+	return cs
+}
 
 // startGateway is a gateway on loopback, in this process, whose one MCP
 // route federates the stdio target "bench" (this binary), reused across
@@ -269,13 +296,7 @@ func BenchmarkToolCall(b *testing.B) {
 	const n = 2000
 	for i := 0; i < b.N; i++ {
 		// Direct: a Go SDK client over stdio to the same server.
-		cmd := exec.Command(exe())
-		cmd.Env = []string{"MCPBENCH_SERVER=1", "PATH=" + os.Getenv("PATH")}
-		c := sdk.NewClient(&sdk.Implementation{Name: "bench", Version: "1"}, nil)
-		direct, err := c.Connect(context.Background(), &sdk.CommandTransport{Command: cmd}, &sdk.ClientSessionOptions{ProtocolVersion: "2025-06-18"})
-		if err != nil {
-			b.Fatal(err)
-		}
+		direct := connectStdio(b, echoServerCmd())
 
 		// HTTP: the same server in this process behind the SDK's own
 		// streamable HTTP handler, as the gateway serves its clients
@@ -294,7 +315,7 @@ func BenchmarkToolCall(b *testing.B) {
 		// direct baseline included, so that all see the same load on a
 		// shared machine: a ratio of legs timed minutes apart measures
 		// the machine's load as much as the gateway.
-		legs := timedInTurns(b, n, direct, connectHTTP(b, srv.URL), connectHTTP(b, startGateway(b, true)), procCS, relayCS, connectStdioRelay(b))
+		legs := timedInTurns(b, n, direct, connectHTTP(b, srv.URL), connectHTTP(b, startGateway(b, true)), procCS, relayCS, connectStdio(b, stdioRelayCmd()))
 		srv.Close()
 		// The gateway process is idle but for the calls it serves (and
 		// their warm-up): its CPU time per call, GC and access log

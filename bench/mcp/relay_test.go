@@ -16,8 +16,6 @@ import (
 	"testing"
 	"time"
 
-	sdk "github.com/modelcontextprotocol/go-sdk/mcp"
-
 	"github.com/tailgate-dev/tailgate/bench/measure"
 )
 
@@ -49,20 +47,8 @@ const stdioRelayEnv = "MCPBENCH_STDIO_RELAY"
 // until either side closes. Both directions go through this process's
 // pipes (the server does not inherit our stdin), as through a gateway.
 func stdioRelayChild() int {
-	cmd := exec.Command(exe())
-	cmd.Env = []string{"MCPBENCH_SERVER=1", "PATH=" + os.Getenv("PATH")}
-	cmd.Stderr = os.Stderr
-	stdin, err := cmd.StdinPipe()
+	stdin, stdout, err := startEchoServer()
 	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
-	}
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
-	}
-	if err := cmd.Start(); err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
@@ -71,34 +57,24 @@ func stdioRelayChild() int {
 	return 0
 }
 
-// connectStdioRelay is a client session through the stdio relay.
-func connectStdioRelay(b *testing.B) *sdk.ClientSession {
-	cmd := exec.Command(exe())
-	cmd.Env = []string{stdioRelayEnv + "=1", "PATH=" + os.Getenv("PATH")}
-	c := sdk.NewClient(&sdk.Implementation{Name: "bench", Version: "1"}, nil)
-	cs, err := c.Connect(context.Background(), &sdk.CommandTransport{Command: cmd}, &sdk.ClientSessionOptions{ProtocolVersion: "2025-06-18"})
-	if err != nil {
-		b.Fatal(err)
+// startEchoServer starts this binary as the echo server, a child process
+// the relays talk to through its stdin and stdout.
+func startEchoServer() (stdin io.WriteCloser, stdout io.Reader, err error) {
+	cmd := echoServerCmd()
+	cmd.Stderr = os.Stderr
+	if stdin, err = cmd.StdinPipe(); err != nil {
+		return nil, nil, err
 	}
-	return cs
+	if stdout, err = cmd.StdoutPipe(); err != nil {
+		return nil, nil, err
+	}
+	return stdin, stdout, cmd.Start()
 }
 
 // relayChild runs the relay until killed.
 func relayChild(addrFile string) int {
-	cmd := exec.Command(exe())
-	cmd.Env = []string{"MCPBENCH_SERVER=1", "PATH=" + os.Getenv("PATH")}
-	cmd.Stderr = os.Stderr
-	stdin, err := cmd.StdinPipe()
+	stdin, stdout, err := startEchoServer()
 	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
-	}
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
-	}
-	if err := cmd.Start(); err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
