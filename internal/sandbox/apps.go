@@ -1,19 +1,11 @@
 package sandbox
 
 import (
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
-	"crypto/tls"
-	"crypto/x509"
-	"crypto/x509/pkix"
 	"html/template"
-	"math/big"
 	"net"
 	"net/http"
 	"net/netip"
 	"sync"
-	"time"
 
 	"github.com/tailgate-dev/tailgate/internal/pipe"
 )
@@ -126,27 +118,6 @@ func DemoApp(name string) http.Handler {
 		w.Header().Set("Content-Type", "text/html; charset=utf-8")
 		demoPage.Execute(w, struct{ Name, Query string }{name, r.URL.Query().Get("q")})
 	})
-}
-
-func selfSignedCert(names ...string) (tls.Certificate, error) {
-	k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		return tls.Certificate{}, err
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(time.Now().UnixNano()),
-		Subject:      pkix.Name{CommonName: names[0], Organization: []string{"tailgate sandbox"}},
-		DNSNames:     names,
-		NotBefore:    time.Now().Add(-time.Hour),
-		NotAfter:     time.Now().Add(90 * 24 * time.Hour),
-		KeyUsage:     x509.KeyUsageDigitalSignature,
-		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &k.PublicKey, k)
-	if err != nil {
-		return tls.Certificate{}, err
-	}
-	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: k}, nil
 }
 
 // connListener is a net.Listener fed by the router's fallback handler.

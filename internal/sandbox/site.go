@@ -11,6 +11,7 @@ import (
 	"github.com/miekg/dns"
 	"tailscale.com/types/logger"
 
+	"github.com/tailgate-dev/tailgate/internal/selfsigned"
 	"github.com/tailgate-dev/tailgate/internal/tailnet"
 )
 
@@ -57,7 +58,7 @@ func (s *Site) ServeApp(addr netip.AddrPort, h http.Handler, tlsNames ...string)
 	// not errors worth printing.
 	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second, ErrorLog: logger.StdLogger(s.logf)}
 	if len(tlsNames) > 0 {
-		cert, err := selfSignedCert(tlsNames...)
+		cert, err := selfsigned.Cert("tailgate sandbox", tlsNames...)
 		if err != nil {
 			return err
 		}

@@ -10,20 +10,13 @@ package main
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/rsa"
-	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/json"
-	"encoding/pem"
 	"flag"
 	"fmt"
 	"log"
 	"log/slog"
-	"math/big"
-	"net"
 	"net/http"
 	"os"
 	"os/signal"
@@ -38,6 +31,7 @@ import (
 
 	"github.com/tailgate-dev/tailgate/internal/gateway"
 	"github.com/tailgate-dev/tailgate/internal/gcfloor"
+	"github.com/tailgate-dev/tailgate/internal/selfsigned"
 )
 
 func main() {
@@ -129,35 +123,7 @@ func mint(dir string) error {
 	if err := os.WriteFile(filepath.Join(dir, "token"), []byte(tok), 0o600); err != nil {
 		return err
 	}
-	return selfSigned(dir)
-}
-
-// selfSigned writes dir/cert.pem and dir/key.pem: a P-256 certificate for
-// 127.0.0.1, the HTTPS listeners' of run.sh (wrk does not verify it).
-func selfSigned(dir string) error {
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		return err
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(1),
-		Subject:      pkix.Name{CommonName: "127.0.0.1"},
-		IPAddresses:  []net.IP{net.IPv4(127, 0, 0, 1)},
-		NotBefore:    time.Now().Add(-time.Hour),
-		NotAfter:     time.Now().Add(24 * time.Hour),
-		KeyUsage:     x509.KeyUsageDigitalSignature,
-		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		return err
-	}
-	kb, err := x509.MarshalECPrivateKey(key)
-	if err != nil {
-		return err
-	}
-	if err := os.WriteFile(filepath.Join(dir, "cert.pem"), pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600); err != nil {
-		return err
-	}
-	return os.WriteFile(filepath.Join(dir, "key.pem"), pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kb}), 0o600)
+	// For run.sh's HTTPS listeners (wrk does not verify it).
+	_, _, err = selfsigned.WriteFiles(dir, "", "127.0.0.1")
+	return err
 }
